@@ -1,0 +1,349 @@
+//! The channel buffer: every backend behind one trait (PROTOCOL.md §10).
+//!
+//! Layout:
+//! - this file: the [`Buffer`] trait, its input/output types and [`BufferError`].
+//! - [`clock`]: the injected [`Clock`] (tests drive time by hand).
+//! - [`embedded`]: the default single-node backend (in-memory index + on-disk store, group commit).
+//! - [`suite`] (feature `test-suite` or tests): the behavioural suite every backend must pass.
+//!
+//! Dispatch itself (which connection gets the next message) is not here: the cloud's
+//! dispatcher asks [`Buffer::lease`] for messages on behalf of a connection it chose.
+
+pub mod clock;
+pub mod embedded;
+#[cfg(any(test, feature = "test-suite"))]
+pub mod suite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use connect_protocol::admin::{ChannelState, TokenSource};
+use connect_protocol::message::{Attempts, DeadLetterReason, MessageState, StoredMessage};
+use connect_protocol::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+
+/// Channel-level settings, taken from the channel's owner webhook (§8.4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelSettings {
+    pub max_queue_size: u64,
+    pub max_connections: u64,
+    pub max_in_flight: u64,
+    pub ack_timeout_seconds: u64,
+    pub max_delivery_attempts: u32,
+    pub retry_backoff_max_seconds: u64,
+    /// 0 keeps dead letters until deleted.
+    pub dlq_retention_seconds: u64,
+    /// The owner's `ttl_seconds` (shown by the admin API; messages carry their own expiry).
+    pub ttl_seconds: u64,
+}
+
+impl Default for ChannelSettings {
+    fn default() -> Self {
+        Self {
+            max_queue_size: 10_000,
+            max_connections: 10,
+            max_in_flight: 100,
+            ack_timeout_seconds: 30,
+            max_delivery_attempts: 10,
+            retry_backoff_max_seconds: 60,
+            dlq_retention_seconds: 604_800,
+            ttl_seconds: 86_400,
+        }
+    }
+}
+
+/// What the configuration says about a channel when it is (re-)registered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelRegistration {
+    pub name: String,
+    pub settings: ChannelSettings,
+    /// SHA-256 hex of the owner's configured `channel_token`.
+    pub configured_token_digest: String,
+    /// The owner webhook key (`<id>` or `<ns>/<id>`) the configuration proposes; the backend
+    /// keeps a persisted owner while it is still among `webhook_ids`.
+    pub owner: String,
+    /// Every webhook key feeding the channel, sorted.
+    pub webhook_ids: Vec<String>,
+}
+
+/// Token state of a channel (§7). Only digests are stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenState {
+    pub current_digest: String,
+    pub source: TokenSource,
+    pub configured_digest: String,
+    pub previous_digest: Option<String>,
+    pub previous_expires_at: Option<Timestamp>,
+    pub rotated_at: Option<Timestamp>,
+}
+
+/// A channel as the backend knows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelRecord {
+    pub name: String,
+    pub settings: ChannelSettings,
+    pub owner: String,
+    pub webhook_ids: Vec<String>,
+    pub state: ChannelState,
+    pub orphaned_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub token: TokenState,
+}
+
+/// The result of registering a channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registered {
+    pub record: ChannelRecord,
+    /// True when the configured token changed: every connection authenticated with another
+    /// token must now be closed with 4005 (§7).
+    pub configured_token_changed: bool,
+    /// True when the channel did not exist before.
+    pub created: bool,
+}
+
+/// A message handed to a connection by [`Buffer::lease`].
+#[derive(Clone, Debug)]
+pub struct Leased {
+    pub message: Arc<StoredMessage>,
+    /// 1-based number of this delivery.
+    pub delivery_count: u32,
+}
+
+/// Outcome of an ACK (§5.4 step 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Settled. `held_lease` is true when the acking connection held the current lease (so
+    /// its in-flight count drops); false for a late ACK from a former holder.
+    Settled { held_lease: bool },
+    /// Unknown, already settled, or never delivered to this connection.
+    NotInFlight,
+}
+
+/// Outcome of a NACK.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NackOutcome {
+    Delayed { until: Timestamp },
+    DeadLettered(DeadLetterReason),
+    /// The connection does not hold the current lease.
+    NotHeld,
+}
+
+/// Outcome of replaying one dead letter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    Replayed,
+    NotFound,
+    QueueFull,
+}
+
+/// Outcome of a bulk replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BulkReplay {
+    pub replayed: u64,
+    pub remaining: u64,
+    pub stopped_queue_full: bool,
+}
+
+/// A lease that ended without an ACK or NACK, reported by [`Buffer::sweep`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LostLease {
+    pub channel: String,
+    pub connection_id: String,
+    pub message_id: String,
+}
+
+/// What one [`Buffer::sweep`] did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SweepReport {
+    /// Leases past their ack timeout, returned to the head of their channel.
+    pub expired_leases: Vec<LostLease>,
+    pub promoted: u64,
+    pub expired: u64,
+    pub dead_lettered: u64,
+    pub dlq_removed: u64,
+    /// Channels deleted by the orphan policy.
+    pub channels_deleted: Vec<String>,
+}
+
+/// A message with its current delivery state, for the admin views.
+#[derive(Clone, Debug)]
+pub struct MessageRecord {
+    pub message: Arc<StoredMessage>,
+    pub attempts: Attempts,
+    pub state: MessageState,
+    pub leased_to: Option<String>,
+    pub lease_expires_at: Option<Timestamp>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub reason: Option<DeadLetterReason>,
+    pub dead_lettered_at: Option<Timestamp>,
+}
+
+/// Which messages [`Buffer::peek`] shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeekFilter {
+    Ready,
+    InFlight,
+    Delayed,
+    All,
+}
+
+/// Counters (cumulative, persisted) and depths (now) of one channel (§8.3).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub received: u64,
+    pub dispatched: u64,
+    pub acked: u64,
+    pub nacked: u64,
+    pub expired: u64,
+    pub dead_lettered: u64,
+    pub replayed: u64,
+    pub discarded: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BufferStats {
+    pub counters: Counters,
+    pub ready: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+    pub dead_letters: u64,
+    pub oldest_unsettled_at: Option<Timestamp>,
+    /// Webhook key → unsettled messages (zero entries omitted).
+    pub webhook_pending: BTreeMap<String, u64>,
+}
+
+/// Whether the backend is usable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BufferHealth {
+    pub ok: bool,
+    pub reason: Option<String>,
+}
+
+/// Every failure a backend reports.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BufferError {
+    #[error("channel queue full")]
+    QueueFull,
+    #[error("message too large")]
+    TooLarge,
+    #[error("channel not found")]
+    ChannelNotFound,
+    #[error("channel is orphaned and accepts no new messages")]
+    Orphaned,
+    #[error("buffer unavailable: {0}")]
+    Unavailable(String),
+    #[error("data directory is locked by another process: {0}")]
+    Locked(String),
+}
+
+pub type Result<T, E = BufferError> = std::result::Result<T, E>;
+
+/// The buffer contract (§10.1). Every method is atomic per channel.
+#[async_trait]
+pub trait Buffer: Send + Sync + 'static {
+    /// `"embedded"` or `"redis"`.
+    fn backend_name(&self) -> &'static str;
+
+    fn health(&self) -> BufferHealth;
+
+    /// Signalled whenever the channel may have new ready work (enqueue, release, promotion,
+    /// lease expiry, replay). The cloud's dispatcher for that channel waits on it.
+    fn notifier(&self, channel: &str) -> Arc<Notify>;
+
+    // --- channels -------------------------------------------------------------------------
+
+    /// Idempotent create-or-update; never resets counters, sequence or rotation state except
+    /// by the configured-token rule. Re-activates an orphaned channel.
+    async fn register_channel(&self, reg: ChannelRegistration) -> Result<Registered>;
+
+    /// Marks a channel orphaned (no webhook names it any more).
+    async fn orphan_channel(&self, name: &str) -> Result<()>;
+
+    /// Deletes a channel and everything in it; returns the number of unsettled messages
+    /// discarded.
+    async fn delete_channel(&self, name: &str) -> Result<u64>;
+
+    async fn channel(&self, name: &str) -> Result<Option<ChannelRecord>>;
+
+    /// Every channel, ordered by name.
+    async fn channels(&self) -> Result<Vec<ChannelRecord>>;
+
+    // --- messages -------------------------------------------------------------------------
+
+    /// Stores a message durably. The backend assigns `sequence` (and a new `message_id` if
+    /// the given one collides) and returns both. Returns only after the write is durable.
+    async fn enqueue(&self, message: StoredMessage) -> Result<(String, u64)>;
+
+    /// Leases up to `max` messages to `connection`: requeued ones (head) first, then new
+    /// ones, in order; expired and exhausted messages are dead-lettered on the way.
+    async fn lease(&self, channel: &str, connection: &str, max: usize) -> Result<Vec<Leased>>;
+
+    async fn ack(&self, channel: &str, message_id: &str, connection: &str) -> Result<AckOutcome>;
+
+    async fn nack(
+        &self,
+        channel: &str,
+        message_id: &str,
+        connection: &str,
+        retry: bool,
+        error: Option<String>,
+    ) -> Result<NackOutcome>;
+
+    /// Resets the lease deadline; false when the connection does not hold the lease.
+    async fn extend(&self, channel: &str, message_id: &str, connection: &str) -> Result<bool>;
+
+    /// Returns all leases of `connection` to the head of the channel at once; returns the
+    /// released message ids.
+    async fn release(&self, channel: &str, connection: &str) -> Result<Vec<String>>;
+
+    /// Ack timeouts → head; due delayed → tail; TTL → dead letter `expired`; DLQ retention;
+    /// orphan channels past retention and empty → deleted (when `orphan_retention` is set).
+    async fn sweep(&self, orphan_retention: Option<std::time::Duration>) -> Result<SweepReport>;
+
+    // --- dead letters ---------------------------------------------------------------------
+
+    /// Newest first, at most `limit`; also returns the DLQ size.
+    async fn dead_letters(&self, channel: &str, limit: usize) -> Result<(Vec<MessageRecord>, u64)>;
+
+    async fn dead_letter(&self, channel: &str, message_id: &str) -> Result<Option<MessageRecord>>;
+
+    async fn replay(&self, channel: &str, message_id: &str) -> Result<ReplayOutcome>;
+
+    /// Oldest first; all of them when `limit` is `None`; stops at the first queue-full.
+    async fn replay_all(&self, channel: &str, limit: Option<u64>) -> Result<BulkReplay>;
+
+    async fn delete_dead_letter(&self, channel: &str, message_id: &str) -> Result<bool>;
+
+    async fn purge_dead_letters(&self, channel: &str) -> Result<u64>;
+
+    // --- views ----------------------------------------------------------------------------
+
+    /// Unsettled messages in dispatch order, without side effects.
+    async fn peek(&self, channel: &str, filter: PeekFilter, limit: usize) -> Result<Vec<MessageRecord>>;
+
+    async fn stats(&self, channel: &str) -> Result<BufferStats>;
+
+    // --- tokens ---------------------------------------------------------------------------
+
+    /// Makes `new_digest` current and the old current token the previous one until
+    /// now + `grace_seconds` (a previous token still in grace is dropped). Durable.
+    async fn rotate_token(&self, channel: &str, new_digest: String, grace_seconds: u64) -> Result<TokenState>;
+
+    // --- connection registry --------------------------------------------------------------
+
+    /// Atomically adds a live connection if fewer than `max` are registered on the channel.
+    async fn add_connection(&self, channel: &str, connection: &str, max: u64) -> Result<bool>;
+
+    async fn remove_connection(&self, channel: &str, connection: &str) -> Result<()>;
+
+    /// Live connections of the channel, on every replica.
+    async fn connection_count(&self, channel: &str) -> Result<u64>;
+
+    /// Flushes pending writes and closes the store.
+    async fn close(&self) -> Result<()>;
+}

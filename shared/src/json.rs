@@ -1,0 +1,285 @@
+//! JSON helpers shared by the cloud and the connector: strict payload decoding (§2.4) and
+//! ASCII-only serialization for SSE `data:` lines (§5.2).
+
+use serde::Serialize;
+use serde_json::Value;
+use std::io;
+
+/// Maximum nesting depth of a JSON payload (§2.3 step 9).
+pub const MAX_DEPTH: usize = 50;
+/// Maximum characters of one JSON string value.
+pub const MAX_STRING_CHARS: usize = 1_048_576;
+
+/// Why a body is not an acceptable JSON payload; `Display` is the 400 `detail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonError {
+    Encoding,
+    Malformed,
+    TooDeep(usize),
+    StringTooLong(usize),
+}
+
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JsonError::Encoding => f.write_str("Invalid character encoding"),
+            JsonError::Malformed => f.write_str("Malformed JSON payload"),
+            JsonError::TooDeep(n) => {
+                write!(f, "JSON too deeply nested: {n} levels (max: {MAX_DEPTH})")
+            }
+            JsonError::StringTooLong(n) => {
+                write!(f, "String too long: {n} characters (max: {MAX_STRING_CHARS})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+/// Decodes `body` by the `charset` of `content_type` (UTF-8 by default), removing a BOM.
+pub fn decode_text(body: &[u8], content_type: Option<&str>) -> Result<String, JsonError> {
+    let charset = content_type
+        .and_then(|ct| {
+            ct.split(';').skip(1).find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                (k.trim().eq_ignore_ascii_case("charset"))
+                    .then(|| v.trim().trim_matches('"').to_ascii_lowercase())
+            })
+        })
+        .unwrap_or_else(|| "utf-8".into());
+    match charset.as_str() {
+        "utf-16" => {
+            if let Some(rest) = body.strip_prefix(&[0xFF, 0xFE]) {
+                utf16(rest, false)
+            } else if let Some(rest) = body.strip_prefix(&[0xFE, 0xFF]) {
+                utf16(rest, true)
+            } else {
+                utf16(body, true)
+            }
+        }
+        "utf-16le" => utf16(body.strip_prefix(&[0xFF, 0xFE]).unwrap_or(body), false),
+        "utf-16be" => utf16(body.strip_prefix(&[0xFE, 0xFF]).unwrap_or(body), true),
+        "iso-8859-1" | "latin-1" | "latin1" => Ok(body.iter().map(|&b| b as char).collect()),
+        "windows-1252" | "cp1252" => body.iter().map(|&b| cp1252(b)).collect(),
+        "us-ascii" | "ascii" => {
+            if body.is_ascii() {
+                Ok(body.iter().map(|&b| b as char).collect())
+            } else {
+                Err(JsonError::Encoding)
+            }
+        }
+        _ => {
+            let b = body.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(body);
+            std::str::from_utf8(b)
+                .map(str::to_owned)
+                .map_err(|_| JsonError::Encoding)
+        }
+    }
+}
+
+fn utf16(body: &[u8], big_endian: bool) -> Result<String, JsonError> {
+    if body.len() % 2 != 0 {
+        return Err(JsonError::Encoding);
+    }
+    let units = body.chunks_exact(2).map(|c| {
+        if big_endian {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from_le_bytes([c[0], c[1]])
+        }
+    });
+    let s: Result<String, _> = char::decode_utf16(units).collect();
+    let s = s.map_err(|_| JsonError::Encoding)?;
+    Ok(s.strip_prefix('\u{FEFF}').map(str::to_owned).unwrap_or(s))
+}
+
+fn cp1252(b: u8) -> Result<char, JsonError> {
+    const HIGH: [u32; 32] = [
+        0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039,
+        0x0152, 0, 0x017D, 0, 0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC,
+        0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178,
+    ];
+    match b {
+        0x80..=0x9F => match HIGH[(b - 0x80) as usize] {
+            0 => Err(JsonError::Encoding),
+            c => char::from_u32(c).ok_or(JsonError::Encoding),
+        },
+        _ => Ok(b as char),
+    }
+}
+
+/// Deepest value of a JSON text, counting the root as depth 0 (§2.4). Scans tokens without
+/// recursion, so arbitrarily deep input cannot exhaust the stack.
+pub fn max_depth(text: &str) -> usize {
+    let mut open = 0usize;
+    let mut max = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut in_scalar = false;
+    for b in text.bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'[' | b'{' => {
+                max = max.max(open);
+                open += 1;
+                in_scalar = false;
+            }
+            b']' | b'}' => {
+                open = open.saturating_sub(1);
+                in_scalar = false;
+            }
+            b'"' => {
+                max = max.max(open);
+                in_string = true;
+            }
+            b',' | b':' | b' ' | b'\t' | b'\n' | b'\r' => in_scalar = false,
+            _ => {
+                if !in_scalar {
+                    max = max.max(open);
+                    in_scalar = true;
+                }
+            }
+        }
+    }
+    max
+}
+
+/// Parses a `data_type: json` body with every rule of §2.4 and the limits of §2.3 step 9.
+pub fn parse_payload(body: &[u8], content_type: Option<&str>) -> Result<Value, JsonError> {
+    let text = decode_text(body, content_type)?;
+    let depth = max_depth(&text);
+    if depth > MAX_DEPTH {
+        return Err(JsonError::TooDeep(depth));
+    }
+    let value: Value = serde_json::from_str(&text).map_err(|_| JsonError::Malformed)?;
+    if let Some(n) = longest_string(&value)
+        && n > MAX_STRING_CHARS
+    {
+        return Err(JsonError::StringTooLong(n));
+    }
+    Ok(value)
+}
+
+fn longest_string(v: &Value) -> Option<usize> {
+    match v {
+        Value::String(s) => Some(s.chars().count()),
+        Value::Array(a) => a.iter().filter_map(longest_string).max(),
+        Value::Object(o) => o.values().filter_map(longest_string).max(),
+        _ => None,
+    }
+}
+
+/// The wire `payload` view of a body (§3.2): parsed JSON, else UTF-8 text, else null.
+pub fn payload_of(body: &[u8], content_type: Option<&str>) -> Value {
+    if let Ok(v) = parse_payload(body, content_type) {
+        return v;
+    }
+    match std::str::from_utf8(body) {
+        Ok(s) => Value::String(s.to_owned()),
+        Err(_) => Value::Null,
+    }
+}
+
+/// Serializes `value` as one line of JSON with every non-ASCII character escaped as `\uXXXX`.
+pub fn to_ascii_json<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiFormatter);
+    // Serializing our own types into a Vec cannot fail.
+    if value.serialize(&mut ser).is_err() {
+        return "null".into();
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+struct AsciiFormatter;
+
+impl serde_json::ser::Formatter for AsciiFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        if fragment.is_ascii() {
+            return writer.write_all(fragment.as_bytes());
+        }
+        let mut buf = [0u16; 2];
+        for c in fragment.chars() {
+            if c.is_ascii() {
+                writer.write_all(&[c as u8])?;
+            } else {
+                for unit in c.encode_utf16(&mut buf) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preserves_key_order_and_number_text() {
+        let v = parse_payload(br#"{"z":1,"a":12345678901234567890123,"m":0.10}"#, None).unwrap();
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"z":1,"a":12345678901234567890123,"m":0.10}"#
+        );
+    }
+
+    #[test]
+    fn rejects_non_strict_json() {
+        for bad in [&b"NaN"[..], b"[1,]", b"{\"a\":1} // c", b"", b"Infinity"] {
+            assert_eq!(parse_payload(bad, None), Err(JsonError::Malformed), "{bad:?}");
+        }
+        assert_eq!(parse_payload(b"42", None).unwrap(), serde_json::json!(42));
+    }
+
+    #[test]
+    fn depth_counts_the_root_as_zero() {
+        let ok = format!("{}1{}", "[".repeat(50), "]".repeat(50));
+        assert_eq!(max_depth(&ok), 50);
+        assert!(parse_payload(ok.as_bytes(), None).is_ok());
+        let deep = format!("{}1{}", "[".repeat(51), "]".repeat(51));
+        assert_eq!(parse_payload(deep.as_bytes(), None), Err(JsonError::TooDeep(51)));
+        let huge = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(parse_payload(huge.as_bytes(), None), Err(JsonError::TooDeep(_))));
+        assert_eq!(max_depth(r#"{"a":"[[[[","b":[]}"#), 1);
+    }
+
+    #[test]
+    fn decodes_declared_charsets() {
+        let latin = [b'"', 0xE9, b'"'];
+        assert_eq!(
+            parse_payload(&latin, Some("application/json; charset=ISO-8859-1")).unwrap(),
+            serde_json::json!("é")
+        );
+        assert_eq!(parse_payload(&latin, None), Err(JsonError::Encoding));
+        let bom = [0xEF, 0xBB, 0xBF, b'1'];
+        assert_eq!(parse_payload(&bom, None).unwrap(), serde_json::json!(1));
+        let utf16: Vec<u8> = "\u{FEFF}[\"ü\"]".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        assert_eq!(
+            parse_payload(&utf16, Some("application/json;charset=utf-16le")).unwrap(),
+            serde_json::json!(["ü"])
+        );
+    }
+
+    #[test]
+    fn ascii_json_escapes_everything_outside_ascii() {
+        let s = to_ascii_json(&serde_json::json!({"k": "é😀\n"}));
+        assert_eq!(s, r#"{"k":"\u00e9\ud83d\ude00\n"}"#);
+        let back: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(back["k"], "é😀\n");
+    }
+}
