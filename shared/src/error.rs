@@ -54,6 +54,10 @@ pub enum ErrorCode {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { detail: detail.into(), code: Some(code), errors: None }
+        Self {
+            detail: detail.into(),
+            code: Some(code),
+            errors: None,
+        }
     }
 }

@@ -67,11 +67,16 @@ impl ServerFrame {
     pub fn parse(text: &str) -> Result<ParsedServerFrame, serde_json::Error> {
         let v: Value = serde_json::from_str(text)?;
         match v.get("type").and_then(Value::as_str) {
-            Some("webhook") => Ok(ParsedServerFrame::Webhook(Box::new(serde_json::from_value(v)?))),
+            Some("webhook") => Ok(ParsedServerFrame::Webhook(Box::new(
+                serde_json::from_value(v)?,
+            ))),
             Some("connected") => Ok(ParsedServerFrame::Connected(serde_json::from_value(v)?)),
             Some("heartbeat") => Ok(ParsedServerFrame::Heartbeat),
             Some("error") => Ok(ParsedServerFrame::Error(
-                v.get("error").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                v.get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
             )),
             _ => Ok(ParsedServerFrame::Unknown),
         }
@@ -130,7 +135,10 @@ pub const MAX_ERROR_TEXT: usize = 1024;
 impl ClientFrame {
     /// Parses a client text frame with the error codes of §5.1.
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
-        let err = |code, error: &str| FrameError { code, error: error.to_owned() };
+        let err = |code, error: &str| FrameError {
+            code,
+            error: error.to_owned(),
+        };
         let v: Value = serde_json::from_str(text)
             .map_err(|_| err(FrameErrorCode::InvalidJson, "Invalid JSON"))?;
         let obj = v
@@ -143,16 +151,24 @@ impl ClientFrame {
         };
         let message_id = || -> Result<String, FrameError> {
             match obj.get("message_id") {
-                None | Some(Value::Null) => {
-                    Err(err(FrameErrorCode::MissingField, "Missing field: message_id"))
-                }
+                None | Some(Value::Null) => Err(err(
+                    FrameErrorCode::MissingField,
+                    "Missing field: message_id",
+                )),
                 Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-                Some(_) => Err(err(FrameErrorCode::InvalidField, "Invalid field: message_id")),
+                Some(_) => Err(err(
+                    FrameErrorCode::InvalidField,
+                    "Invalid field: message_id",
+                )),
             }
         };
         match kind {
-            "ack" => Ok(ClientFrame::Ack { message_id: message_id()? }),
-            "extend" => Ok(ClientFrame::Extend { message_id: message_id()? }),
+            "ack" => Ok(ClientFrame::Ack {
+                message_id: message_id()?,
+            }),
+            "extend" => Ok(ClientFrame::Extend {
+                message_id: message_id()?,
+            }),
             "heartbeat" => Ok(ClientFrame::Heartbeat { timestamp: None }),
             "nack" => {
                 let message_id = message_id()?;
@@ -161,16 +177,27 @@ impl ClientFrame {
                     Some(Value::Bool(b)) => *b,
                     Some(Value::String(s)) if s == "true" => true,
                     Some(Value::String(s)) if s == "false" => false,
-                    Some(_) => return Err(err(FrameErrorCode::InvalidField, "Invalid field: retry")),
+                    Some(_) => {
+                        return Err(err(FrameErrorCode::InvalidField, "Invalid field: retry"));
+                    }
                 };
                 let error = match obj.get("error") {
                     None | Some(Value::Null) => None,
                     Some(Value::String(s)) => Some(truncate_chars(s, MAX_ERROR_TEXT)),
-                    Some(_) => return Err(err(FrameErrorCode::InvalidField, "Invalid field: error")),
+                    Some(_) => {
+                        return Err(err(FrameErrorCode::InvalidField, "Invalid field: error"));
+                    }
                 };
-                Ok(ClientFrame::Nack { message_id, retry, error })
+                Ok(ClientFrame::Nack {
+                    message_id,
+                    retry,
+                    error,
+                })
             }
-            other => Err(err(FrameErrorCode::UnknownType, &format!("Unknown frame type: {}", truncate_chars(other, 64)))),
+            other => Err(err(
+                FrameErrorCode::UnknownType,
+                &format!("Unknown frame type: {}", truncate_chars(other, 64)),
+            )),
         }
     }
 }
@@ -260,14 +287,25 @@ mod tests {
         assert_eq!(code("{}"), FrameErrorCode::MissingField);
         assert_eq!(code(r#"{"type":"ack"}"#), FrameErrorCode::MissingField);
         assert_eq!(code(r#"{"type":"bogus"}"#), FrameErrorCode::UnknownType);
-        assert_eq!(code(r#"{"type":"nack","message_id":"m","retry":"maybe"}"#), FrameErrorCode::InvalidField);
+        assert_eq!(
+            code(r#"{"type":"nack","message_id":"m","retry":"maybe"}"#),
+            FrameErrorCode::InvalidField
+        );
         assert_eq!(
             ClientFrame::parse(r#"{"type":"nack","message_id":"m","retry":"false"}"#).unwrap(),
-            ClientFrame::Nack { message_id: "m".into(), retry: false, error: None }
+            ClientFrame::Nack {
+                message_id: "m".into(),
+                retry: false,
+                error: None
+            }
         );
         assert_eq!(
             ClientFrame::parse(r#"{"type":"nack","message_id":"m"}"#).unwrap(),
-            ClientFrame::Nack { message_id: "m".into(), retry: true, error: None }
+            ClientFrame::Nack {
+                message_id: "m".into(),
+                retry: true,
+                error: None
+            }
         );
     }
 }

@@ -11,7 +11,9 @@ pub fn new_message_id() -> String {
 }
 
 /// The kind of a connector connection, which fixes its id prefix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, ts_rs::TS)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, ts_rs::TS,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     Websocket,
@@ -60,19 +62,32 @@ pub fn is_valid_channel_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
         && !name.contains("..")
 }
 
 /// `^[A-Za-z0-9_-]{1,64}$`.
 pub fn is_valid_namespace(ns: &str) -> bool {
     (1..=64).contains(&ns.len())
-        && ns.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        && ns
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
 }
 
 const RESERVED_IDS: &[&str] = &[
-    "stats", "health", "docs", "openapi.json", "redoc", "api", "admin", "root", "system",
-    "internal", "favicon.ico", "robots.txt",
+    "stats",
+    "health",
+    "docs",
+    "openapi.json",
+    "redoc",
+    "api",
+    "admin",
+    "root",
+    "system",
+    "internal",
+    "favicon.ico",
+    "robots.txt",
 ];
 
 /// Checks a webhook id (already trimmed) against §2.2; `Err` holds the 400 `detail`.
@@ -89,14 +104,22 @@ pub fn validate_webhook_id(id: &str) -> Result<(), &'static str> {
     }
     let b = id.as_bytes();
     if !b[0].is_ascii_alphanumeric()
-        || !b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
     {
         return Err("Webhook ID contains invalid characters");
     }
-    if ["internal_", "system_", "admin_"].iter().any(|p| lower.starts_with(p)) {
+    if ["internal_", "system_", "admin_"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+    {
         return Err("Webhook ID uses a reserved prefix");
     }
-    if ["_internal", "_system", "_admin"].iter().any(|s| lower.ends_with(s)) {
+    if ["_internal", "_system", "_admin"]
+        .iter()
+        .any(|s| lower.ends_with(s))
+    {
         return Err("Webhook ID uses a reserved suffix");
     }
     if id.contains("--") || id.contains("__") {
@@ -134,7 +157,18 @@ mod tests {
 
     #[test]
     fn channel_names_reject_key_and_glob_characters() {
-        for bad in ["", "a:b", "a*", "a?", "a[b]", "a/b", "a..b", ".a", "a b", &"x".repeat(129)] {
+        for bad in [
+            "",
+            "a:b",
+            "a*",
+            "a?",
+            "a[b]",
+            "a/b",
+            "a..b",
+            ".a",
+            "a b",
+            &"x".repeat(129),
+        ] {
             assert!(!is_valid_channel_name(bad), "{bad:?}");
         }
         for good in ["a", "team-alpha", "t.e_s-t", &"x".repeat(128)] {
@@ -146,7 +180,9 @@ mod tests {
     fn webhook_ids_follow_the_ingress_rules() {
         assert!(validate_webhook_id("github-main").is_ok());
         assert!(validate_webhook_id("default").is_ok());
-        for bad in ["", "stats", "ADMIN", "_x", "admin_x", "x_admin", "a--b", "a__b", "a.b", "-a"] {
+        for bad in [
+            "", "stats", "ADMIN", "_x", "admin_x", "x_admin", "a--b", "a__b", "a.b", "-a",
+        ] {
             assert!(validate_webhook_id(bad).is_err(), "{bad:?}");
         }
         assert!(validate_webhook_id(&"a".repeat(65)).is_err());

@@ -28,7 +28,10 @@ impl std::fmt::Display for JsonError {
                 write!(f, "JSON too deeply nested: {n} levels (max: {MAX_DEPTH})")
             }
             JsonError::StringTooLong(n) => {
-                write!(f, "String too long: {n} characters (max: {MAX_STRING_CHARS})")
+                write!(
+                    f,
+                    "String too long: {n} characters (max: {MAX_STRING_CHARS})"
+                )
             }
         }
     }
@@ -241,7 +244,11 @@ mod tests {
     #[test]
     fn rejects_non_strict_json() {
         for bad in [&b"NaN"[..], b"[1,]", b"{\"a\":1} // c", b"", b"Infinity"] {
-            assert_eq!(parse_payload(bad, None), Err(JsonError::Malformed), "{bad:?}");
+            assert_eq!(
+                parse_payload(bad, None),
+                Err(JsonError::Malformed),
+                "{bad:?}"
+            );
         }
         assert_eq!(parse_payload(b"42", None).unwrap(), serde_json::json!(42));
     }
@@ -252,9 +259,15 @@ mod tests {
         assert_eq!(max_depth(&ok), 50);
         assert!(parse_payload(ok.as_bytes(), None).is_ok());
         let deep = format!("{}1{}", "[".repeat(51), "]".repeat(51));
-        assert_eq!(parse_payload(deep.as_bytes(), None), Err(JsonError::TooDeep(51)));
+        assert_eq!(
+            parse_payload(deep.as_bytes(), None),
+            Err(JsonError::TooDeep(51))
+        );
         let huge = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(matches!(parse_payload(huge.as_bytes(), None), Err(JsonError::TooDeep(_))));
+        assert!(matches!(
+            parse_payload(huge.as_bytes(), None),
+            Err(JsonError::TooDeep(_))
+        ));
         assert_eq!(max_depth(r#"{"a":"[[[[","b":[]}"#), 1);
     }
 
@@ -268,7 +281,10 @@ mod tests {
         assert_eq!(parse_payload(&latin, None), Err(JsonError::Encoding));
         let bom = [0xEF, 0xBB, 0xBF, b'1'];
         assert_eq!(parse_payload(&bom, None).unwrap(), serde_json::json!(1));
-        let utf16: Vec<u8> = "\u{FEFF}[\"ü\"]".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        let utf16: Vec<u8> = "\u{FEFF}[\"ü\"]"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
         assert_eq!(
             parse_payload(&utf16, Some("application/json;charset=utf-16le")).unwrap(),
             serde_json::json!(["ü"])

@@ -127,7 +127,9 @@ pub enum AckOutcome {
 /// Outcome of a NACK.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum NackOutcome {
-    Delayed { until: Timestamp },
+    Delayed {
+        until: Timestamp,
+    },
     DeadLettered(DeadLetterReason),
     /// The connection does not hold the current lease.
     NotHeld,
@@ -324,7 +326,12 @@ pub trait Buffer: Send + Sync + 'static {
     // --- views ----------------------------------------------------------------------------
 
     /// Unsettled messages in dispatch order, without side effects.
-    async fn peek(&self, channel: &str, filter: PeekFilter, limit: usize) -> Result<Vec<MessageRecord>>;
+    async fn peek(
+        &self,
+        channel: &str,
+        filter: PeekFilter,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>>;
 
     async fn stats(&self, channel: &str) -> Result<BufferStats>;
 
@@ -332,7 +339,12 @@ pub trait Buffer: Send + Sync + 'static {
 
     /// Makes `new_digest` current and the old current token the previous one until
     /// now + `grace_seconds` (a previous token still in grace is dropped). Durable.
-    async fn rotate_token(&self, channel: &str, new_digest: String, grace_seconds: u64) -> Result<TokenState>;
+    async fn rotate_token(
+        &self,
+        channel: &str,
+        new_digest: String,
+        grace_seconds: u64,
+    ) -> Result<TokenState>;
 
     // --- connection registry --------------------------------------------------------------
 

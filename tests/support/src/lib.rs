@@ -1,1 +1,86 @@
-//! placeholder
+//! Test kit for Webhook Connect: real dependencies and injectable faults for integration tests.
+//!
+//! Everything here runs for real (child processes, sockets on `127.0.0.1`, free ports) and is torn
+//! down on drop: children get SIGKILL, spawned tasks are aborted.
+//!
+//! Layout:
+//! - [`wait`]: `wait_until` / `wait_for` (poll every 20 ms up to a deadline), `within`, `free_port`.
+//! - [`process`]: [`ChildProcess`] (killed on drop, output captured to files) and [`workspace_bin`].
+//! - [`redis`], [`etcd`]: [`RedisServer`] and [`EtcdServer`] on free ports with their own data dirs.
+//! - [`target`]: [`RecordingTarget`], an HTTP endpoint that records requests and answers from a script.
+//! - [`proxy`]: [`TcpProxy`], a TCP relay whose links can be cut and restored.
+
+pub mod etcd;
+pub mod process;
+pub mod proxy;
+pub mod redis;
+pub mod target;
+pub mod wait;
+
+pub use etcd::EtcdServer;
+pub use process::{ChildProcess, workspace_bin};
+pub use proxy::TcpProxy;
+pub use redis::RedisServer;
+pub use target::{RecordedRequest, RecordingTarget};
+pub use wait::{free_port, wait_for, wait_until, within};
+
+/// How long [`RedisServer`] and [`EtcdServer`] may take to answer after being spawned.
+const STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Finds `program` on `PATH`, or explains how to install it.
+fn find_program(program: &str, package: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| anyhow::anyhow!("{program} not installed: apt-get install -y {package}"))
+}
+
+/// Waits until `probe` succeeds, failing early (with the child's output) if `process` exits.
+async fn wait_ready<Fut>(
+    process: &mut ChildProcess,
+    mut probe: impl FnMut() -> Fut,
+) -> anyhow::Result<()>
+where
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        if !process.is_running() {
+            let status = process.exit_status();
+            anyhow::bail!(
+                "{} exited during startup ({:?})\nstdout:\n{}\nstderr:\n{}",
+                process.name(),
+                status,
+                process.stdout_text(),
+                process.stderr_text()
+            );
+        }
+        let last_error =
+            match tokio::time::timeout(std::time::Duration::from_secs(1), probe()).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(error)) => error,
+                Err(_) => anyhow::anyhow!("probe hung for 1 s"),
+            };
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "{} not ready after {STARTUP_TIMEOUT:?}: {last_error:#}\nstderr:\n{}",
+                process.name(),
+                process.stderr_text()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_program_names_the_package_to_install() {
+        let error = super::find_program("no-such-server-xyz", "xyz-server").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "no-such-server-xyz not installed: apt-get install -y xyz-server"
+        );
+    }
+}

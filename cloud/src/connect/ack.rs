@@ -1,0 +1,171 @@
+//! `POST /connect/ack` (§5.4) and `GET /connect/status/{channel}` (§5.5).
+
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use connect_buffer::{AckOutcome, NackOutcome};
+use connect_protocol::error::ErrorCode;
+use connect_protocol::frames::{AckResponse, MAX_ERROR_TEXT, StatusResponse, truncate_chars};
+use connect_protocol::headers as h;
+use connect_protocol::time::Timestamp;
+
+use super::{authenticate, bearer_token, check_service, percent_decode, version_header};
+use crate::admin::channel_stats;
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+
+fn with_version(mut res: Response) -> Response {
+    let (k, v) = version_header();
+    res.headers_mut().insert(k, v);
+    res
+}
+
+pub async fn ack_message(
+    State(st): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    with_version(match ack(&st, query.as_deref(), &headers).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    })
+}
+
+fn parse_retry(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResult<Response> {
+    check_service(st)?;
+    // 1–2: the token is checked before anything about connections is revealed.
+    let Some(token) = bearer_token(headers) else {
+        return Err(ApiError::plain(
+            StatusCode::UNAUTHORIZED,
+            "Missing authorization token",
+        ));
+    };
+    if !st.hub.token_valid_anywhere(&token) {
+        return Err(ApiError::plain(StatusCode::UNAUTHORIZED, "Invalid token"));
+    }
+    // 3: inputs.
+    let mut message_id = None;
+    let mut status = "ack".to_owned();
+    let mut retry = true;
+    let mut error = None;
+    for kv in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|s| !s.is_empty())
+    {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let v = percent_decode(v);
+        match k {
+            "message_id" => message_id = Some(v),
+            "status" => status = v,
+            "retry" => {
+                retry = parse_retry(&v)
+                    .ok_or_else(|| ApiError::unprocessable("retry must be a boolean"))?
+            }
+            "error" => error = Some(truncate_chars(&v, MAX_ERROR_TEXT)),
+            _ => {}
+        }
+    }
+    let message_id = message_id
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| ApiError::unprocessable("message_id is required"))?;
+    if !matches!(status.as_str(), "ack" | "nack" | "extend") {
+        return Err(ApiError::unprocessable(
+            "status must be ack, nack or extend",
+        ));
+    }
+    let conn_id = headers
+        .get(h::CONNECTION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::unprocessable("X-Connection-ID header is required"))?
+        .to_owned();
+    // 4: the connection exists and the token is valid for its channel.
+    let not_found = || ApiError::not_found(ErrorCode::ConnectionNotFound, "Connection not found");
+    let keep = Duration::from_secs(60.max(max_ack_timeout(st)));
+    let (channel, live) = st
+        .hub
+        .connection_channel(&conn_id, keep)
+        .ok_or_else(not_found)?;
+    if st.hub.authenticate(&channel, &token).is_none() {
+        return Err(not_found());
+    }
+    if let Some(c) = &live {
+        c.touch();
+    }
+    // 5–6: apply.
+    let not_in_flight =
+        || ApiError::not_found(ErrorCode::MessageNotInFlight, "Message not in flight");
+    let ok = match status.as_str() {
+        "ack" => matches!(
+            st.hub
+                .ack(&channel, &message_id, &conn_id, live.as_ref())
+                .await?,
+            AckOutcome::Settled { .. }
+        ),
+        "nack" => match &live {
+            Some(c) => !matches!(
+                st.hub.nack(c, &message_id, retry, error).await?,
+                NackOutcome::NotHeld
+            ),
+            None => false,
+        },
+        _ => match &live {
+            Some(c) => st.hub.extend(c, &message_id).await?,
+            None => false,
+        },
+    };
+    if !ok {
+        return Err(not_in_flight());
+    }
+    Ok(axum::Json(AckResponse {
+        status: "ok".into(),
+        message_id,
+    })
+    .into_response())
+}
+
+fn max_ack_timeout(st: &AppState) -> u64 {
+    st.hub
+        .channel_names()
+        .iter()
+        .filter_map(|n| st.hub.channel(n))
+        .map(|rt| rt.settings.read().ack_timeout_seconds)
+        .max()
+        .unwrap_or(30)
+}
+
+pub async fn channel_status(
+    State(st): State<AppState>,
+    Path(channel): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let res = async {
+        let authed = authenticate(&st, &channel, &headers, query.as_deref())?;
+        let stats = channel_stats(&st, &authed.rt.name).await?;
+        let connected = !authed.rt.conns.read().is_empty();
+        Ok::<_, ApiError>(
+            axum::Json(StatusResponse {
+                channel: authed.rt.name.clone(),
+                connected,
+                stats,
+                server_time: Timestamp::now(),
+            })
+            .into_response(),
+        )
+    }
+    .await;
+    with_version(res.unwrap_or_else(IntoResponse::into_response))
+}

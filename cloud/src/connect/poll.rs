@@ -1,0 +1,212 @@
+//! `GET /connect/stream/{channel}/poll` (§5.3). A poll connection outlives its requests: it
+//! holds leases across polls until they are ACKed or time out.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use connect_protocol::frames::PollResponse;
+use connect_protocol::headers as h;
+use connect_protocol::ids::Protocol;
+use connect_protocol::time::Timestamp;
+use tokio::sync::oneshot;
+
+use super::{authenticate, client_version, connector_id, remote_ip, version_header};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::hub::{AddConn, Batch, NewConn};
+
+struct PollParams {
+    timeout: u64,
+    max_messages: usize,
+}
+
+fn parse_params(query: Option<&str>) -> ApiResult<PollParams> {
+    let mut p = PollParams {
+        timeout: 30,
+        max_messages: 10,
+    };
+    for kv in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|s| !s.is_empty())
+    {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "timeout" => {
+                p.timeout = v
+                    .parse()
+                    .ok()
+                    .filter(|t| (1..=60).contains(t))
+                    .ok_or_else(|| {
+                        ApiError::unprocessable("timeout must be an integer between 1 and 60")
+                    })?
+            }
+            "max_messages" => {
+                p.max_messages = v
+                    .parse()
+                    .ok()
+                    .filter(|t| (1..=100).contains(t))
+                    .ok_or_else(|| {
+                        ApiError::unprocessable("max_messages must be an integer between 1 and 100")
+                    })?
+            }
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+pub async fn stream_poll(
+    State(st): State<AppState>,
+    Path(channel): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let mut res = match poll(st, channel, peer, query, headers).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    let (k, v) = version_header();
+    res.headers_mut().insert(k, v);
+    res
+}
+
+async fn poll(
+    st: AppState,
+    channel: String,
+    peer: SocketAddr,
+    query: Option<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let authed = authenticate(&st, &channel, &headers, query.as_deref())?;
+    let params = parse_params(query.as_deref())?;
+    let ip = remote_ip(&st, peer, &headers);
+    let cid = connector_id(&headers);
+    let affinity = format!("{}|{}", authed.digest, ip);
+    let wanted_id = headers.get(h::CONNECTION_ID).and_then(|v| v.to_str().ok());
+    let conn = match st
+        .hub
+        .find_poll_conn(&authed.rt.name, wanted_id, cid.as_deref(), &affinity)
+    {
+        Some(c) => {
+            *c.token_digest.lock() = authed.digest.clone();
+            c
+        }
+        None => match st
+            .hub
+            .add_conn(NewConn {
+                channel: authed.rt.name.clone(),
+                protocol: Protocol::LongPoll,
+                connector_id: cid,
+                remote_ip: ip,
+                protocol_version: client_version(&headers),
+                token_digest: authed.digest.clone(),
+                poll_affinity: Some(affinity),
+            })
+            .await?
+        {
+            AddConn::Added(c) => c,
+            AddConn::Full => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    connect_protocol::error::ErrorCode::MaxConnections,
+                    "Max connections reached",
+                )
+                .retry_after(st.settings.retry_after_seconds));
+            }
+            AddConn::NoChannel => {
+                return Err(ApiError::plain(
+                    StatusCode::UNAUTHORIZED,
+                    "Invalid channel token",
+                ));
+            }
+        },
+    };
+    // A newer request for the same poll connection answers the older one 204 at once.
+    let (cancel_tx, mut cancel_rx) = oneshot::channel();
+    let generation = conn.poll_generation.fetch_add(1, Ordering::AcqRel) + 1;
+    if let Some((_, old)) = conn.poll_cancel.lock().replace((generation, cancel_tx)) {
+        let _ = old.send(());
+    }
+    let mut rx = conn.rx.lock().await;
+    let settings = authed.rt.settings.read().clone();
+    let mut messages: Batch = Vec::new();
+    // Messages leased to this poll connection after its previous answer went out come first.
+    while messages.len() < params.max_messages {
+        match rx.try_recv() {
+            Ok(b) => messages.extend(b),
+            Err(_) => break,
+        }
+    }
+    if messages.is_empty() {
+        let free = (settings.max_in_flight as usize)
+            .saturating_sub(conn.in_flight.load(Ordering::Acquire));
+        conn.poll_want
+            .store(params.max_messages.min(free), Ordering::Release);
+        authed.rt.wake.notify_one();
+        let deadline = tokio::time::sleep(Duration::from_secs(params.timeout));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                _ = &mut cancel_rx => break,
+                _ = conn.closing.cancelled() => break,
+                _ = st.shutdown.cancelled() => break,
+                b = rx.recv() => {
+                    if let Some(b) = b { messages.extend(b); }
+                    break;
+                }
+                // Capacity can free up while waiting (ACKs of earlier polls).
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    if conn.poll_want.load(Ordering::Acquire) == 0 {
+                        let free = (settings.max_in_flight as usize).saturating_sub(conn.in_flight.load(Ordering::Acquire));
+                        if free > 0 {
+                            conn.poll_want.store(params.max_messages.min(free), Ordering::Release);
+                            authed.rt.wake.notify_one();
+                        }
+                    }
+                }
+            }
+        }
+        conn.poll_want.store(0, Ordering::Release);
+        while messages.len() < params.max_messages {
+            match rx.try_recv() {
+                Ok(b) => messages.extend(b),
+                Err(_) => break,
+            }
+        }
+    }
+    *conn.poll_last_active.lock() = Instant::now();
+    {
+        let mut slot = conn.poll_cancel.lock();
+        // Clear only our own slot; a newer request may already have replaced it.
+        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *slot = None;
+        }
+    }
+    drop(rx);
+    if conn.closing.is_cancelled() {
+        st.hub.remove_conn(&conn).await;
+    }
+    if messages.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let wire = messages
+        .iter()
+        .map(|l| l.message.to_wire(l.delivery_count))
+        .collect();
+    Ok(axum::Json(PollResponse {
+        messages: wire,
+        connection_id: conn.id.clone(),
+        channel: conn.channel.clone(),
+        timestamp: Timestamp::now(),
+        protocol_version: Some(connect_protocol::PROTOCOL_VERSION),
+        ack_timeout_seconds: Some(settings.ack_timeout_seconds),
+    })
+    .into_response())
+}

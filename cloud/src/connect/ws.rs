@@ -1,0 +1,245 @@
+//! `GET /connect/stream/{channel}` with a WebSocket upgrade (§5.1).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{
+    CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
+    rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use connect_protocol::close;
+use connect_protocol::frames::{ClientFrame, Connected, FrameErrorCode, Heartbeat, ServerFrame};
+use connect_protocol::ids::Protocol;
+use connect_protocol::time::Timestamp;
+use futures::{SinkExt, StreamExt};
+
+use super::{Authed, authenticate, client_version, connector_id, remote_ip, version_header};
+use crate::app::AppState;
+use crate::hub::{AddConn, Conn, NewConn};
+
+/// Client frames above this size close the connection with 1009.
+const MAX_CLIENT_FRAME: usize = 64 * 1024;
+/// v1 clients refuse messages above 4 MiB (§3.2 frame budget).
+const V1_FRAME_BUDGET: usize = 4 * 1024 * 1024;
+
+pub async fn stream_ws(
+    State(st): State<AppState>,
+    Path(channel): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let authed = match authenticate(&st, &channel, &headers, query.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rej) => return rej.into_response(),
+    };
+    let params = NewConn {
+        channel: authed.rt.name.clone(),
+        protocol: Protocol::Websocket,
+        connector_id: connector_id(&headers),
+        remote_ip: remote_ip(&st, peer, &headers),
+        protocol_version: client_version(&headers),
+        token_digest: authed.digest.clone(),
+        poll_affinity: None,
+    };
+    let mut res = ws
+        .max_message_size(MAX_CLIENT_FRAME)
+        .max_frame_size(MAX_CLIENT_FRAME)
+        .on_upgrade(move |socket| run(st, authed, params, socket));
+    let (k, v) = version_header();
+    res.headers_mut().insert(k, v);
+    res
+}
+
+fn close_msg(code: u16) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(close::reason(code)),
+    }))
+}
+
+async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocket) {
+    let version = params.protocol_version;
+    let conn = match st.hub.add_conn(params).await {
+        Ok(AddConn::Added(c)) => c,
+        Ok(AddConn::Full) => {
+            let _ = socket.send(close_msg(close::MAX_CONNECTIONS)).await;
+            return;
+        }
+        Ok(AddConn::NoChannel) | Err(_) => {
+            let _ = socket.send(close_msg(close::GOING_AWAY)).await;
+            return;
+        }
+    };
+    let settings = authed.rt.settings.read().clone();
+    let hb = st.settings.heartbeat();
+    let connected = ServerFrame::Connected(Connected {
+        connection_id: conn.id.clone(),
+        channel: conn.channel.clone(),
+        timestamp: Some(Timestamp::now()),
+        protocol_version: Some(connect_protocol::PROTOCOL_VERSION),
+        heartbeat_interval_seconds: Some(hb.as_secs()),
+        ack_timeout_seconds: Some(settings.ack_timeout_seconds),
+        max_in_flight: Some(settings.max_in_flight as u32),
+    });
+    let (mut sink, mut stream) = socket.split();
+    if sink.send(text(&connected)).await.is_err() {
+        st.hub.remove_conn(&conn).await;
+        return;
+    }
+    let mut rx = conn.rx.lock().await;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
+    let mut last_seen = Instant::now();
+    let mut guard = InvalidFrameGuard::default();
+    let close_code = loop {
+        tokio::select! {
+            _ = conn.closing.cancelled() => {
+                break conn.close_reason().map(|r| r.ws_code()).unwrap_or(close::GOING_AWAY);
+            }
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break close::GOING_AWAY };
+                let mut failed = false;
+                for leased in batch {
+                    let wire = leased.message.to_wire(leased.delivery_count);
+                    let mut json = serde_json::to_string(&wire).unwrap_or_default();
+                    if version < 2 && json.len() > V1_FRAME_BUDGET {
+                        json = serde_json::to_string(&wire.without_raw()).unwrap_or_default();
+                    }
+                    if sink.send(Message::Text(json.into())).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed { break 0 }
+            }
+            _ = ticker.tick() => {
+                if last_seen.elapsed() > hb * 3 {
+                    break close::HEARTBEAT_TIMEOUT;
+                }
+                let now = Timestamp::now();
+                let beat = ServerFrame::Heartbeat(Heartbeat { timestamp: now, server_time: Some(now) });
+                if sink.send(text(&beat)).await.is_err() || sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break 0;
+                }
+            }
+            incoming = stream.next() => {
+                match incoming {
+                    None => break 0,
+                    Some(Err(e)) => {
+                        let too_big = e.to_string().to_ascii_lowercase().contains("too long")
+                            || e.to_string().to_ascii_lowercase().contains("too big")
+                            || e.to_string().to_ascii_lowercase().contains("capacity");
+                        break if too_big { close::TOO_BIG } else { 0 };
+                    }
+                    Some(Ok(Message::Close(_))) => break 0,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        last_seen = Instant::now();
+                        conn.touch();
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        last_seen = Instant::now();
+                        if let Some(code) = guard.invalid(&mut sink, FrameErrorCode::BinaryFrame, "Binary frames are not supported").await {
+                            break code;
+                        }
+                    }
+                    Some(Ok(Message::Text(t))) => {
+                        last_seen = Instant::now();
+                        conn.touch();
+                        match ClientFrame::parse(t.as_str()) {
+                            Ok(frame) => handle_frame(&st, &conn, frame).await,
+                            Err(e) => {
+                                if let Some(code) = guard.invalid(&mut sink, e.code, &e.error).await {
+                                    break code;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    drop(rx);
+    if close_code != 0 {
+        let _ = sink.send(close_msg(close_code)).await;
+    }
+    let _ = sink.close().await;
+    st.hub.remove_conn(&conn).await;
+}
+
+fn text(frame: &ServerFrame) -> Message {
+    Message::Text(serde_json::to_string(frame).unwrap_or_default().into())
+}
+
+async fn handle_frame(st: &AppState, conn: &Arc<Conn>, frame: ClientFrame) {
+    let res = match frame {
+        ClientFrame::Ack { message_id } => st
+            .hub
+            .ack(&conn.channel, &message_id, &conn.id, Some(conn))
+            .await
+            .map(|_| ()),
+        ClientFrame::Nack {
+            message_id,
+            retry,
+            error,
+        } => st
+            .hub
+            .nack(conn, &message_id, retry, error)
+            .await
+            .map(|_| ()),
+        ClientFrame::Extend { message_id } => st.hub.extend(conn, &message_id).await.map(|_| ()),
+        ClientFrame::Heartbeat { .. } => Ok(()),
+    };
+    if let Err(e) = res {
+        tracing::warn!(connection = %conn.id, error = %e, "settling a message failed");
+    }
+}
+
+/// At most one error frame per second; more than 100 invalid frames within 60 s → 1008.
+#[derive(Default)]
+struct InvalidFrameGuard {
+    recent: std::collections::VecDeque<Instant>,
+    last_error_frame: Option<Instant>,
+}
+
+impl InvalidFrameGuard {
+    async fn invalid<S>(&mut self, sink: &mut S, code: FrameErrorCode, error: &str) -> Option<u16>
+    where
+        S: futures::Sink<Message> + Unpin,
+    {
+        let now = Instant::now();
+        self.recent.push_back(now);
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() > 100 {
+            return Some(close::POLICY);
+        }
+        if self
+            .last_error_frame
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.last_error_frame = Some(now);
+            let frame = ServerFrame::Error {
+                error: error.to_owned(),
+                code,
+            };
+            if sink.send(text(&frame)).await.is_err() {
+                return Some(0);
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,148 @@
+//! Process-level endpoints (§9): `/`, `/health`, `/health/live`, `/metrics`, `/openapi.json`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use connect_protocol::admin::{Health, HealthComponents};
+use connect_protocol::time::Timestamp;
+
+use crate::app::AppState;
+use crate::connect::bearer_token;
+use crate::error::ApiError;
+use crate::hub::ct_eq;
+
+pub async fn root() -> Response {
+    axum::Json(serde_json::json!({"message": "200 OK"})).into_response()
+}
+
+pub async fn live() -> Response {
+    axum::Json(serde_json::json!({"status": "alive"})).into_response()
+}
+
+pub async fn health(State(st): State<AppState>) -> Response {
+    let buffer = st.buffer().health();
+    let cfg = st.config();
+    let (active, disabled) = cfg
+        .as_ref()
+        .map(|c| {
+            (
+                c.webhooks.webhooks().count() as u64,
+                c.webhooks.errors().len() as u64,
+            )
+        })
+        .unwrap_or((0, 0));
+    let buffer_ok = buffer.ok || !st.settings.enabled;
+    let status = if cfg.is_none() || !buffer_ok {
+        "unhealthy"
+    } else if disabled > 0 {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    let body = Health {
+        status: status.into(),
+        service: "webhook-connect".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        timestamp: Timestamp::now().unix_seconds_f64(),
+        components: HealthComponents {
+            config_manager: match (cfg.is_some(), disabled) {
+                (false, _) => "unhealthy",
+                (true, 0) => "healthy",
+                _ => "degraded",
+            }
+            .into(),
+            config_backend: "file".into(),
+            etcd: "not_configured".into(),
+            buffer: if buffer.ok { "healthy" } else { "unhealthy" }.into(),
+            buffer_backend: st.buffer().backend_name().into(),
+            webhook_connect: if st.settings.enabled {
+                "healthy"
+            } else {
+                "not_configured"
+            }
+            .into(),
+            vault: "not_configured".into(),
+        },
+        webhooks_active: active,
+        webhooks_disabled: disabled,
+        config_errors: disabled,
+    };
+    let code = if status == "unhealthy" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    if let Some(reason) = &buffer.reason
+        && !buffer.ok
+    {
+        tracing::warn!(reason = %reason, "health: buffer unusable");
+    }
+    (code, axum::Json(body)).into_response()
+}
+
+pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &st.settings.metrics_token {
+        let ok = bearer_token(&headers).is_some_and(|t| ct_eq(&t, expected));
+        if !ok {
+            return ApiError::unauthorized("Invalid metrics token").into_response();
+        }
+    }
+    let mut gauges = Vec::new();
+    for name in st.hub.channel_names() {
+        if let Ok(s) = st.buffer().stats(&name).await {
+            for (state, v) in [
+                ("ready", s.ready),
+                ("in_flight", s.in_flight),
+                ("delayed", s.delayed),
+                ("dead_lettered", s.dead_letters),
+            ] {
+                gauges.push((
+                    "webhook_connect_channel_messages",
+                    vec![("channel", name.clone()), ("state", state.to_owned())],
+                    v as f64,
+                ));
+            }
+            let age = s
+                .oldest_unsettled_at
+                .map(|t| (Timestamp::now().micros() - t.micros()).max(0) as f64 / 1e6)
+                .unwrap_or(0.0);
+            gauges.push((
+                "webhook_connect_channel_oldest_message_age_seconds",
+                vec![("channel", name.clone())],
+                age,
+            ));
+        }
+    }
+    if let Some(cfg) = st.config() {
+        gauges.push((
+            "webhook_connect_config_webhooks",
+            vec![("state", "active".to_owned())],
+            cfg.webhooks.webhooks().count() as f64,
+        ));
+        gauges.push((
+            "webhook_connect_config_webhooks",
+            vec![("state", "disabled".to_owned())],
+            cfg.webhooks.errors().len() as f64,
+        ));
+    }
+    let text = st.metrics.render(&gauges);
+    let mut res = text.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    res
+}
+
+pub async fn openapi(State(st): State<AppState>) -> Response {
+    if st.settings.disable_openapi_docs {
+        return ApiError::not_found(connect_protocol::error::ErrorCode::NotFound, "Not Found")
+            .into_response();
+    }
+    let mut res = include_str!("../openapi.json").into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}

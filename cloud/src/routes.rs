@@ -1,0 +1,72 @@
+//! The router: every area module's routes, the response headers every answer carries
+//! (§1.4), and the fallback 404.
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use connect_protocol::error::ErrorCode;
+
+use crate::app::AppState;
+use crate::connect;
+use crate::error::ApiError;
+use crate::{admin, ingress, ops};
+
+pub fn router(st: AppState) -> Router {
+    Router::new()
+        .route("/", get(ops::root))
+        .route("/health", get(ops::health))
+        .route("/health/live", get(ops::live))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/webhook/{id}", any(ingress::receive_webhook))
+        .route(
+            "/webhook/{ns}/{id}",
+            any(ingress::receive_namespaced_webhook),
+        )
+        .route("/connect/stream/{channel}", get(connect::ws::stream_ws))
+        .route(
+            "/connect/stream/{channel}/sse",
+            get(connect::sse::stream_sse),
+        )
+        .route(
+            "/connect/stream/{channel}/poll",
+            get(connect::poll::stream_poll),
+        )
+        .route("/connect/ack", post(connect::ack::ack_message))
+        .route(
+            "/connect/status/{channel}",
+            get(connect::ack::channel_status),
+        )
+        .nest("/admin/webhook-connect", admin::routes())
+        .fallback(not_found)
+        .layer(middleware::from_fn(security_headers))
+        .with_state(st)
+}
+
+async fn not_found() -> Response {
+    ApiError::not_found(ErrorCode::NotFound, "Not Found").into_response()
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    let is_json = h
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}

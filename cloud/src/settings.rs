@@ -1,0 +1,276 @@
+//! Operator settings (CONFIG.md §1): every setting is a flag with an environment variable.
+//! Parsed and validated before anything is bound; invalid settings exit with code 64.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ipnet::IpNet;
+
+/// Boolean values accepted everywhere: true/false, 1/0, yes/no, on/off (case-insensitive).
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        other => Err(format!(
+            "invalid boolean {other:?} (use true/false, 1/0, yes/no, on/off)"
+        )),
+    }
+}
+
+fn parse_nets(s: &str) -> Result<Vec<IpNet>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("invalid IP or CIDR {p:?}"))
+        })
+        .collect()
+}
+
+fn parse_heartbeat(s: &str) -> Result<u64, String> {
+    let v: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid number {s:?}"))?;
+    if (5..=60).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be between 5 and 60".into())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OrphanPolicy {
+    Drain,
+    Delete,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConfigBackend {
+    File,
+    Etcd,
+}
+
+/// Environment variable names, each declared once.
+pub mod env {
+    pub const LISTEN: &str = "WEBHOOK_CONNECT_LISTEN";
+    pub const DATA_DIR: &str = "WEBHOOK_CONNECT_DATA_DIR";
+    pub const ADMIN_TOKEN: &str = "WEBHOOK_CONNECT_ADMIN_TOKEN";
+    pub const METRICS_TOKEN: &str = "WEBHOOK_CONNECT_METRICS_TOKEN";
+    pub const CONFIG_RELOAD_ADMIN_TOKEN: &str = "CONFIG_RELOAD_ADMIN_TOKEN";
+    pub const TRUSTED_PROXIES: &str = "WEBHOOK_CONNECT_TRUSTED_PROXIES";
+    pub const TRUSTED_PROXY_IPS: &str = "TRUSTED_PROXY_IPS";
+}
+
+/// The cloud service's settings.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "webhook-connect-cloud",
+    version,
+    about = "Webhook Connect cloud service"
+)]
+pub struct Settings {
+    /// Listen address.
+    #[arg(long, env = env::LISTEN, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Embedded backend directory (created with mode 0700).
+    #[arg(long, env = env::DATA_DIR, default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Webhook definitions (file backend).
+    #[arg(long, env = "WEBHOOKS_CONFIG_FILE", default_value = "webhooks.json")]
+    pub webhooks_config_file: PathBuf,
+    /// Connection definitions; a missing file means `{}`.
+    #[arg(
+        long,
+        env = "CONNECTIONS_CONFIG_FILE",
+        default_value = "connections.json"
+    )]
+    pub connections_config_file: PathBuf,
+    /// `file` or `etcd`.
+    #[arg(
+        long,
+        env = "CONFIG_BACKEND",
+        value_enum,
+        ignore_case = true,
+        default_value = "file"
+    )]
+    pub config_backend: ConfigBackend,
+    /// Relay enabled; `false` answers 503 on connector and admin endpoints.
+    #[arg(long, env = "WEBHOOK_CONNECT_ENABLED", value_parser = parse_bool, default_value = "true")]
+    pub enabled: bool,
+    /// Admin bearer token; unset → admin API answers 403.
+    #[arg(long, env = env::ADMIN_TOKEN, hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Redis buffer backend URL; unset → embedded on-disk backend.
+    #[arg(long, env = "WEBHOOK_CONNECT_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_MAX_BODY_BYTES",
+        default_value_t = 10_485_760
+    )]
+    pub max_body_bytes: u64,
+    #[arg(long, env = "WEBHOOK_CONNECT_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+    #[arg(long, env = "WEBHOOK_CONNECT_MAX_HEADER_BYTES", default_value_t = 8192)]
+    pub max_header_bytes: usize,
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_BODY_READ_TIMEOUT_SECONDS",
+        default_value_t = 30.0
+    )]
+    pub body_read_timeout_seconds: f64,
+    /// Heartbeat and WebSocket ping interval (5..60).
+    #[arg(long, env = "WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", value_parser = parse_heartbeat, default_value = "15")]
+    pub heartbeat_interval_seconds: u64,
+    /// Accept `?token=` on connector endpoints.
+    #[arg(long, env = "WEBHOOK_CONNECT_ALLOW_QUERY_TOKENS", value_parser = parse_bool, default_value = "false")]
+    pub allow_query_tokens: bool,
+    /// IPs and CIDRs of reverse proxies whose X-Forwarded-For is honoured.
+    #[arg(long, env = env::TRUSTED_PROXIES, value_parser = parse_nets)]
+    pub trusted_proxies: Option<Vec<IpNet>>,
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_RETRY_AFTER_SECONDS",
+        default_value_t = 30
+    )]
+    pub retry_after_seconds: u64,
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 10.0
+    )]
+    pub shutdown_grace_seconds: f64,
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_ORPHAN_CHANNEL_POLICY",
+        value_enum,
+        ignore_case = true,
+        default_value = "drain"
+    )]
+    pub orphan_channel_policy: OrphanPolicy,
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_ORPHAN_CHANNEL_RETENTION_SECONDS",
+        default_value_t = 604_800
+    )]
+    pub orphan_channel_retention_seconds: u64,
+    /// When set, `/metrics` requires this bearer token.
+    #[arg(long, env = env::METRICS_TOKEN, hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Bearer token for `/admin/reload-config` and `/admin/config-status`.
+    #[arg(long, env = env::CONFIG_RELOAD_ADMIN_TOKEN, hide_env_values = true)]
+    pub config_reload_admin_token: Option<String>,
+    /// `true` → `/openapi.json` answers 404.
+    #[arg(long, env = "DISABLE_OPENAPI_DOCS", value_parser = parse_bool, default_value = "false")]
+    pub disable_openapi_docs: bool,
+    /// Live reload of the configuration files.
+    #[arg(long, env = "CONFIG_FILE_WATCHING_ENABLED", value_parser = parse_bool, default_value = "false")]
+    pub config_file_watching_enabled: bool,
+    #[arg(long, env = "WEBHOOK_CONNECT_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_LOG_FORMAT",
+        value_enum,
+        ignore_case = true,
+        default_value = "json"
+    )]
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Checks what clap cannot: cross-field rules and ranges. `Err` text goes to stderr, exit 64.
+    pub fn validate(&mut self, alias_trusted_proxies: Option<String>) -> Result<(), String> {
+        if self.trusted_proxies.is_none()
+            && let Some(alias) = alias_trusted_proxies.filter(|s| !s.trim().is_empty())
+        {
+            self.trusted_proxies =
+                Some(parse_nets(&alias).map_err(|e| format!("{}: {e}", env::TRUSTED_PROXY_IPS))?);
+        }
+        for (name, v) in [
+            ("--admin-token", &mut self.admin_token),
+            ("--metrics-token", &mut self.metrics_token),
+            (
+                "--config-reload-admin-token",
+                &mut self.config_reload_admin_token,
+            ),
+        ] {
+            if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                *v = None;
+            }
+            let _ = name;
+        }
+        if self
+            .redis_url
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            self.redis_url = None;
+        }
+        if self.max_body_bytes == 0 {
+            return Err("WEBHOOK_CONNECT_MAX_BODY_BYTES must be positive".into());
+        }
+        if self.max_headers == 0 || self.max_header_bytes == 0 {
+            return Err("header limits must be positive".into());
+        }
+        if !(self.body_read_timeout_seconds > 0.0) {
+            return Err("WEBHOOK_CONNECT_BODY_READ_TIMEOUT_SECONDS must be positive".into());
+        }
+        if !(self.shutdown_grace_seconds >= 0.0) {
+            return Err("WEBHOOK_CONNECT_SHUTDOWN_GRACE_SECONDS must not be negative".into());
+        }
+        if !["error", "warn", "info", "debug", "trace"]
+            .contains(&self.log_level.to_ascii_lowercase().as_str())
+        {
+            return Err(format!(
+                "WEBHOOK_CONNECT_LOG_LEVEL: invalid level {:?}",
+                self.log_level
+            ));
+        }
+        if self.redis_url.is_some() {
+            return Err("WEBHOOK_CONNECT_REDIS_URL: the Redis backend is not available in this build yet; unset it to use the embedded store".into());
+        }
+        if self.config_backend == ConfigBackend::Etcd {
+            return Err(
+                "CONFIG_BACKEND=etcd is not available in this build yet; use CONFIG_BACKEND=file"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn trusted(&self) -> &[IpNet] {
+        self.trusted_proxies.as_deref().unwrap_or(&[])
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.body_read_timeout_seconds)
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_interval_seconds)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.shutdown_grace_seconds)
+    }
+
+    /// Settings for tests: defaults, with a data dir and config file given.
+    pub fn for_tests(data_dir: PathBuf, webhooks: PathBuf) -> Self {
+        let mut s = Settings::parse_from(["webhook-connect-cloud"]);
+        s.data_dir = data_dir;
+        s.webhooks_config_file = webhooks;
+        s
+    }
+}
