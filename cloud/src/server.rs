@@ -6,24 +6,22 @@
 //! release leases, flush the buffer.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use crate::app::AppState;
 use crate::hub::CloseReason;
 
-pub async fn run(
-    listener: TcpListener,
-    st: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+pub async fn run(listener: TcpListener, st: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     st.spawn_background();
-    let app = st
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let router = st.router();
     let st2 = st.clone();
     let drained = async move {
         shutdown.await;
@@ -41,9 +39,45 @@ pub async fn run(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(drained)
-        .await?;
+    tokio::pin!(drained);
+    // hyper's own header cap (100) would answer 431 before the ingress pipeline can give its
+    // documented 400; ours is enforced in the pipeline, so hyper gets a looser one.
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_headers(st.settings.max_headers.saturating_mul(2).max(200));
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            _ = &mut drained => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let router = router.clone();
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
     st.tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(3), st.tracker.wait()).await;
     if let Err(e) = st.buffer().close().await {

@@ -1,7 +1,7 @@
 //! Ingress authentication (CONFIG §2.4, PROTOCOL §2.5): parsing of the auth blocks at load time
 //! (fail closed: empty or malformed blocks are entry errors) and the per-request checks.
 //!
-//! Every secret comparison goes through [`ct_eq`], which compares SHA-256 digests in constant
+//! Every secret comparison goes through `ct_eq`, which compares SHA-256 digests in constant
 //! time so that neither the content nor the length of a secret leaks through timing.
 
 use base64::Engine as _;

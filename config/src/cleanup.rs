@@ -114,11 +114,19 @@ impl Cleanup {
         Ok(c)
     }
 
+    /// The cleanup the connector's module mode applies: only an explicit block counts there,
+    /// because the cloud side already decided what is relayed (§7.6).
+    pub fn for_module_mode(&self) -> Cleanup {
+        let mut c = self.clone();
+        c.enabled = self.explicit && self.enabled;
+        c
+    }
+
     /// Whether `name` (a payload key, header name or query parameter name) is a credential name.
     pub fn is_credential_name(&self, name: &str) -> bool {
         let lower = name.to_lowercase();
         NAMES.contains(&lower.as_str())
-            || self.fields.iter().any(|f| *f == lower)
+            || self.fields.contains(&lower)
             || PATTERNS.iter().any(|p| lower.contains(p))
     }
 }
@@ -244,7 +252,7 @@ mod tests {
     fn remove_drops_keys() {
         let c = on(CleanupMode::Remove);
         let v = json!({"user": "bob", "password": "x", "auth": {"token": 1, "a": 2}});
-        assert_eq!(mask_value(&v, &c), json!({"user": "bob", "auth": {}}));
+        assert_eq!(mask_value(&v, &c), json!({"user": "bob", "auth": {"a": 2}}));
     }
 
     #[test]
@@ -297,5 +305,7 @@ mod tests {
         assert!(Cleanup::parse(Some(&json!([])), true, &mut w).is_err());
         let d = Cleanup::parse(None, true, &mut w).unwrap();
         assert!(d.enabled && !d.explicit);
+        assert!(!d.for_module_mode().enabled);
+        assert!(c.for_module_mode().enabled);
     }
 }

@@ -256,11 +256,10 @@ pub fn resolve_str(
     }
     // Whole-string form: the default runs to the final `}` and may itself contain `:` and `}`.
     if let Some(body) = s.strip_prefix("{$").and_then(|b| b.strip_suffix('}')) {
-        match parse_body(body) {
-            Ok(Some(r)) => return lookup(&r, env, secrets),
-            // A whole-string vault parse can fail because the string holds several embedded
-            // references (`{$vault:a#b}{$vault:c#d}`); the embedded scan decides.
-            Ok(None) | Err(_) => {}
+        // A whole-string parse can fail because the string holds several embedded references
+        // (`{$vault:a#b}{$vault:c#d}`); the embedded scan below decides then.
+        if let Ok(Some(r)) = parse_body(body) {
+            return lookup(&r, env, secrets);
         }
     }
     let mut out = String::with_capacity(s.len());
@@ -381,6 +380,10 @@ mod tests {
     fn vault_references_resolve_with_strict_defaults() {
         assert_eq!(r("{$vault:app/auth#token}").unwrap(), "vault-tok");
         assert_eq!(r("/{$vault:/app/auth/#token}/").unwrap(), "/vault-tok/");
+        assert_eq!(
+            r("{$vault:app/auth#token}{$HOST}").unwrap(),
+            "vault-tokexample.com"
+        );
         assert_eq!(r("{$vault:app/none#token:dev}").unwrap(), "dev");
         let e = r("{$vault:app/none#token}").unwrap_err();
         assert!(e.contains("app/none#token"), "{e}");

@@ -81,7 +81,7 @@ pub fn decode_text(body: &[u8], content_type: Option<&str>) -> Result<String, Js
 }
 
 fn utf16(body: &[u8], big_endian: bool) -> Result<String, JsonError> {
-    if body.len() % 2 != 0 {
+    if !body.len().is_multiple_of(2) {
         return Err(JsonError::Encoding);
     }
     let units = body.chunks_exact(2).map(|c| {

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -290,16 +290,12 @@ fn run(db: Database, rx: Receiver<Job>, shared: &Shared) {
         batch.extend(rx.try_iter());
         if !batch.iter().any(|j| j.durable) {
             let deadline = Instant::now() + LAZY_COMMIT;
-            loop {
-                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(job) => {
-                        let durable = job.durable;
-                        batch.push(job);
-                        if durable {
-                            break;
-                        }
-                    }
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            while let Ok(job) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                let durable = job.durable;
+                batch.push(job);
+                if durable {
+                    break;
                 }
             }
             batch.extend(rx.try_iter());

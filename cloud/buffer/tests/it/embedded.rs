@@ -1,0 +1,205 @@
+//! Embedded-backend specifics: the lock file, the format version, I/O failures, limits and
+//! throughput.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use connect_buffer::embedded::EmbeddedBuffer;
+use connect_buffer::suite::{message, registration, settings};
+use connect_buffer::{Buffer, BufferError, ChannelSettings, SystemClock};
+
+use crate::EmbeddedHarness;
+
+const CH: &str = "team-alpha";
+const T: Duration = Duration::from_secs(30);
+
+async fn with_timeout<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(T, f).await.expect("timed out")
+}
+
+#[tokio::test]
+async fn a_second_open_of_the_same_directory_is_refused() {
+    let h = EmbeddedHarness::new();
+    let first = h.open_embedded();
+    let dir = h.dir.path().join("data");
+    let second = EmbeddedBuffer::open(&dir, h.clock.clone());
+    assert!(matches!(second, Err(BufferError::Locked(_))), "{second:?}");
+
+    // Closing releases the directory.
+    with_timeout(first.close()).await.unwrap();
+    let third = EmbeddedBuffer::open(&dir, h.clock.clone()).expect("reopen after close");
+    drop(third);
+    EmbeddedBuffer::open(&dir, h.clock.clone()).expect("reopen after drop");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = EmbeddedHarness::new();
+    let _b = h.open_embedded();
+    let mode = std::fs::metadata(h.dir.path().join("data"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+#[tokio::test]
+async fn a_store_from_a_newer_version_is_refused() {
+    let h = EmbeddedHarness::new();
+    drop(h.open_embedded());
+    {
+        let db = redb::Database::create(h.dir.path().join("data/buffer.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            txn.open_table(def)
+                .unwrap()
+                .insert("format_version", 99)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = EmbeddedBuffer::open(&h.dir.path().join("data"), h.clock.clone()).unwrap_err();
+    let BufferError::Unavailable(text) = err else {
+        panic!("unexpected {err:?}")
+    };
+    assert!(text.contains("format version 99"), "{text}");
+}
+
+#[tokio::test]
+async fn commit_failures_make_enqueue_unavailable_and_health_bad() {
+    let h = EmbeddedHarness::new();
+    let b = h.open_embedded();
+    with_timeout(b.register_channel(registration(CH, settings())))
+        .await
+        .unwrap();
+    assert!(b.health().ok);
+
+    b.fail_commits(true);
+    let r = with_timeout(b.enqueue(message(&h.clock, CH, "hook-a", 60))).await;
+    assert!(matches!(r, Err(BufferError::Unavailable(_))), "{r:?}");
+    let health = b.health();
+    assert!(!health.ok);
+    assert!(health.reason.unwrap().contains("injected I/O failure"));
+    let stats = with_timeout(b.stats(CH)).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.counters.received),
+        (0, 0),
+        "the failed enqueue left no trace"
+    );
+
+    b.fail_commits(false);
+    let (_, seq) = with_timeout(b.enqueue(message(&h.clock, CH, "hook-a", 60)))
+        .await
+        .unwrap();
+    assert_eq!(seq, 2, "the failed write's sequence number is not reused");
+    assert!(b.health().ok);
+    assert_eq!(with_timeout(b.lease(CH, "c1", 10)).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused() {
+    let h = EmbeddedHarness::new();
+    let b = h.open_embedded();
+    with_timeout(b.register_channel(registration(CH, settings())))
+        .await
+        .unwrap();
+    let mut big = message(&h.clock, CH, "hook-a", 60);
+    big.body = Some(vec![
+        b'x';
+        connect_buffer::embedded::MAX_STORED_MESSAGE_BYTES
+    ]);
+    assert_eq!(
+        with_timeout(b.enqueue(big)).await,
+        Err(BufferError::TooLarge)
+    );
+}
+
+#[tokio::test]
+async fn closed_buffer_is_unavailable() {
+    let h = EmbeddedHarness::new();
+    let b = h.open_embedded();
+    with_timeout(b.register_channel(registration(CH, settings())))
+        .await
+        .unwrap();
+    with_timeout(b.close()).await.unwrap();
+    assert!(!b.health().ok);
+    let r = with_timeout(b.enqueue(message(&h.clock, CH, "hook-a", 60))).await;
+    assert!(matches!(r, Err(BufferError::Unavailable(_))), "{r:?}");
+}
+
+/// Concurrent enqueues share commits and keep sequence order equal to dispatch order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_are_dispatched_in_sequence_order() {
+    let h = EmbeddedHarness::new();
+    let b: Arc<dyn Buffer> = Arc::new(h.open_embedded());
+    let s = ChannelSettings {
+        max_queue_size: 100_000,
+        ..settings()
+    };
+    with_timeout(b.register_channel(registration(CH, s)))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let b = b.clone();
+            let clock = h.clock.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    b.enqueue(message(&clock, CH, "hook-a", 600)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        with_timeout(t).await.unwrap();
+    }
+    let got = with_timeout(b.lease(CH, "c1", 2000)).await.unwrap();
+    let seqs: Vec<u64> = got.iter().map(|l| l.message.sequence).collect();
+    assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
+}
+
+/// Throughput with 50 concurrent callers (durable, group-committed). Run with
+/// `cargo test --release -p connect-buffer --test it -- --ignored --nocapture enqueue_rate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn enqueue_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let b: Arc<dyn Buffer> =
+        Arc::new(EmbeddedBuffer::open(dir.path(), Arc::new(SystemClock)).unwrap());
+    let s = ChannelSettings {
+        max_queue_size: 10_000_000,
+        ..settings()
+    };
+    b.register_channel(registration(CH, s)).await.unwrap();
+    let callers = 50;
+    let per_caller = 1_000;
+    let clock = Arc::new(connect_buffer::ManualClock::new(
+        connect_protocol::time::Timestamp::now(),
+    ));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let b = b.clone();
+            let clock = clock.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_caller {
+                    let mut m = message(&clock, CH, "hook-a", 3600);
+                    m.body = Some(vec![b'x'; 1024]);
+                    b.enqueue(m).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    let n = callers * per_caller;
+    println!(
+        "{n} enqueues in {elapsed:?}: {:.0}/s",
+        n as f64 / elapsed.as_secs_f64()
+    );
+}

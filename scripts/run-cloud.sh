@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds and runs the cloud service on its embedded store with the example configuration.
+# Override anything with the environment (see ../shared/CONFIG.md), e.g.
+#   WEBHOOK_CONNECT_LISTEN=0.0.0.0:8000 WEBHOOKS_CONFIG_FILE=/etc/webhooks.json scripts/run-cloud.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --release -p connect-cloud --bin webhook-connect-cloud
+export WEBHOOKS_CONFIG_FILE="${WEBHOOKS_CONFIG_FILE:-examples/webhooks.json}"
+export WEBHOOK_CONNECT_DATA_DIR="${WEBHOOK_CONNECT_DATA_DIR:-./data}"
+export WEBHOOK_CONNECT_LOG_FORMAT="${WEBHOOK_CONNECT_LOG_FORMAT:-text}"
+export DEMO_CHANNEL_TOKEN="${DEMO_CHANNEL_TOKEN:-demo-channel-token-change-me}"
+echo "webhook-connect-cloud on ${WEBHOOK_CONNECT_LISTEN:-127.0.0.1:8000}, config ${WEBHOOKS_CONFIG_FILE}, data ${WEBHOOK_CONNECT_DATA_DIR}"
+exec target/release/webhook-connect-cloud "$@"

@@ -1,0 +1,10 @@
+//! End-to-end scenario suite: the real cloud binary on loopback, real WebSocket, SSE and
+//! long-poll clients, a recording local target. Build the binaries first
+//! (`cargo build --workspace --bins`); `scripts/test.sh` does.
+
+mod bad_input;
+mod client;
+mod harness;
+mod resilience;
+mod scenario_02;
+mod scenario_04;
