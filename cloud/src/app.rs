@@ -185,7 +185,7 @@ impl AppState {
                     }
                     Err(e) => tracing::warn!(error = %e, "buffer sweep failed"),
                 }
-                if n % 4 == 0 {
+                if n.is_multiple_of(4) {
                     st.hub.housekeeping().await;
                 }
             }

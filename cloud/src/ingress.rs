@@ -27,6 +27,7 @@ use crate::error::{ApiError, ApiResult};
 /// Longest time the buffer may take to confirm a write before the sender gets 503 (§2.7).
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
+#[allow(clippy::too_many_arguments)] // one extractor per request part
 pub async fn receive_webhook(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -40,6 +41,7 @@ pub async fn receive_webhook(
     handle(st, None, id, peer, method, uri, query, headers, body).await
 }
 
+#[allow(clippy::too_many_arguments)] // one extractor per request part
 pub async fn receive_namespaced_webhook(
     State(st): State<AppState>,
     Path((ns, id)): Path<(String, String)>,

@@ -224,10 +224,10 @@ impl Settings {
         if self.max_headers == 0 || self.max_header_bytes == 0 {
             return Err("header limits must be positive".into());
         }
-        if !(self.body_read_timeout_seconds > 0.0) {
+        if self.body_read_timeout_seconds.is_nan() || self.body_read_timeout_seconds <= 0.0 {
             return Err("WEBHOOK_CONNECT_BODY_READ_TIMEOUT_SECONDS must be positive".into());
         }
-        if !(self.shutdown_grace_seconds >= 0.0) {
+        if self.shutdown_grace_seconds.is_nan() || self.shutdown_grace_seconds < 0.0 {
             return Err("WEBHOOK_CONNECT_SHUTDOWN_GRACE_SECONDS must not be negative".into());
         }
         if !["error", "warn", "info", "debug", "trace"]

@@ -1,9 +1,9 @@
 //! The embedded backend (PROTOCOL §10.2): one node, one process, one data directory.
 //!
 //! Why this shape:
-//! - All runtime state lives in memory, one [`channel::Chan`] per channel behind its own
+//! - All runtime state lives in memory, one `channel::Chan` per channel behind its own
 //!   mutex, so every operation is atomic per channel and reads never touch the disk.
-//! - The on-disk store ([`store`], redb) is the durable record. It is loaded completely at
+//! - The on-disk store (`store`, redb) is the durable record. It is loaded completely at
 //!   open; leases are not persisted, so formerly leased messages come back ready, in
 //!   sequence order, with their persisted `delivery_count`.
 //! - One writer thread applies changes in submission order with group commit. Changes are

@@ -1,6 +1,6 @@
 //! The cloud as a real child process on loopback, with helpers to talk to it.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -28,7 +28,7 @@ impl Cloud {
         std::fs::write(dir.path().join("webhooks.json"), serde_json::to_vec_pretty(&webhooks)?)?;
         let port = free_port();
         let extra_env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let proc = spawn(&dir.path().to_path_buf(), port, &extra_env)?;
+        let proc = spawn(dir.path(), port, &extra_env)?;
         let mut c = Cloud {
             proc,
             base: format!("http://127.0.0.1:{port}"),
@@ -60,7 +60,7 @@ impl Cloud {
     /// Starts the process again on the same port and data directory.
     pub async fn restart(&mut self) -> Result<()> {
         self.proc.kill9();
-        self.proc = spawn(&self.dir.path().to_path_buf(), self.port, &self.extra_env)?;
+        self.proc = spawn(self.dir.path(), self.port, &self.extra_env)?;
         self.wait_ready().await
     }
 
@@ -98,7 +98,7 @@ impl Cloud {
     }
 }
 
-fn spawn(dir: &PathBuf, port: u16, extra: &[(String, String)]) -> Result<ChildProcess> {
+fn spawn(dir: &Path, port: u16, extra: &[(String, String)]) -> Result<ChildProcess> {
     let bin = workspace_bin("webhook-connect-cloud")?;
     let listen = format!("127.0.0.1:{port}");
     let data = dir.join("data");

@@ -2,6 +2,8 @@
 //! long-poll clients, a recording local target. Build the binaries first
 //! (`cargo build --workspace --bins`); `scripts/test.sh` does.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure with its message
+
 mod bad_input;
 mod client;
 mod harness;
