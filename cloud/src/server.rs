@@ -19,7 +19,11 @@ use tower::ServiceExt;
 use crate::app::AppState;
 use crate::hub::CloseReason;
 
-pub async fn run(listener: TcpListener, st: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    st: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     st.spawn_background();
     let router = st.router();
     let st2 = st.clone();

@@ -4,7 +4,7 @@
 //! - this file: the [`Buffer`] trait, its input/output types and [`BufferError`].
 //! - [`clock`]: the injected [`Clock`] (tests drive time by hand).
 //! - [`embedded`]: the default single-node backend (in-memory index + on-disk store, group commit).
-//! - [`suite`] (feature `test-suite` or tests): the behavioural suite every backend must pass.
+//! - `suite` (feature `test-suite` or tests): the behavioural suite every backend must pass.
 //!
 //! Dispatch itself (which connection gets the next message) is not here: the cloud's
 //! dispatcher asks [`Buffer::lease`] for messages on behalf of a connection it chose.

@@ -34,7 +34,13 @@ impl Drop for TestConnector {
 }
 
 impl TestConnector {
-    pub fn start(transport: Transport, base: &str, channel: &str, token: &str, target: &str) -> Self {
+    pub fn start(
+        transport: Transport,
+        base: &str,
+        channel: &str,
+        token: &str,
+        target: &str,
+    ) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connects = Arc::new(AtomicUsize::new(0));
         let ctx = Ctx {
@@ -59,11 +65,19 @@ impl TestConnector {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
-        TestConnector { task, seen, connects }
+        TestConnector {
+            task,
+            seen,
+            connects,
+        }
     }
 
     pub fn message_ids(&self) -> Vec<String> {
-        self.seen.lock().iter().filter_map(|m| m["message_id"].as_str().map(str::to_owned)).collect()
+        self.seen
+            .lock()
+            .iter()
+            .filter_map(|m| m["message_id"].as_str().map(str::to_owned))
+            .collect()
     }
 }
 
@@ -88,21 +102,34 @@ impl Ctx {
         let mut req = self.http.post(&self.target).body(body);
         if let Some(raw) = msg["raw_headers"].as_array() {
             for h in raw {
-                let (Some(k), Some(v)) = (h[0].as_str(), h[1].as_str()) else { continue };
-                if !["host", "content-length", "connection", "transfer-encoding"].contains(&k.to_ascii_lowercase().as_str()) {
+                let (Some(k), Some(v)) = (h[0].as_str(), h[1].as_str()) else {
+                    continue;
+                };
+                if !["host", "content-length", "connection", "transfer-encoding"]
+                    .contains(&k.to_ascii_lowercase().as_str())
+                {
                     req = req.header(k, v);
                 }
             }
         }
-        req = req.header("x-webhook-message-id", msg["message_id"].as_str().unwrap_or_default());
+        req = req.header(
+            "x-webhook-message-id",
+            msg["message_id"].as_str().unwrap_or_default(),
+        );
         matches!(req.send().await, Ok(r) if r.status().is_success())
     }
 
     async fn run_ws(&self) -> anyhow::Result<()> {
-        let url = format!("{}/connect/stream/{}", self.base.replacen("http", "ws", 1), self.channel);
+        let url = format!(
+            "{}/connect/stream/{}",
+            self.base.replacen("http", "ws", 1),
+            self.channel
+        );
         let mut req = url.into_client_request()?;
-        req.headers_mut().insert("authorization", format!("Bearer {}", self.token).parse()?);
-        req.headers_mut().insert("x-webhook-connect-version", "2".parse()?);
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {}", self.token).parse()?);
+        req.headers_mut()
+            .insert("x-webhook-connect-version", "2".parse()?);
         let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
         self.connects.fetch_add(1, Ordering::SeqCst);
         while let Some(frame) = ws.next().await {
@@ -117,14 +144,21 @@ impl Ctx {
                 };
                 ws.send(Message::Text(reply.to_string().into())).await?;
             } else if v["type"] == "heartbeat" {
-                ws.send(Message::Text(serde_json::json!({"type": "heartbeat"}).to_string().into())).await?;
+                ws.send(Message::Text(
+                    serde_json::json!({"type": "heartbeat"}).to_string().into(),
+                ))
+                .await?;
             }
         }
         Ok(())
     }
 
     async fn settle(&self, conn: &str, id: &str, ok: bool) -> anyhow::Result<()> {
-        let q = if ok { format!("message_id={id}") } else { format!("message_id={id}&status=nack&retry=true") };
+        let q = if ok {
+            format!("message_id={id}")
+        } else {
+            format!("message_id={id}&status=nack&retry=true")
+        };
         let r = self
             .http
             .post(format!("{}/connect/ack?{q}", self.base))
@@ -170,7 +204,8 @@ impl Ctx {
                     "webhook" => {
                         let v: Value = serde_json::from_str(data)?;
                         let ok = self.forward(&v).await;
-                        self.settle(&conn, v["message_id"].as_str().unwrap_or_default(), ok).await?;
+                        self.settle(&conn, v["message_id"].as_str().unwrap_or_default(), ok)
+                            .await?;
                     }
                     "error" => anyhow::bail!("sse error event: {data}"),
                     _ => {}
@@ -186,7 +221,10 @@ impl Ctx {
         loop {
             let mut req = self
                 .http
-                .get(format!("{}/connect/stream/{}/poll?timeout=2&max_messages=10", self.base, self.channel))
+                .get(format!(
+                    "{}/connect/stream/{}/poll?timeout=2&max_messages=10",
+                    self.base, self.channel
+                ))
                 .bearer_auth(&self.token)
                 .header("x-webhook-connect-version", "2");
             if let Some(c) = &conn {
@@ -203,7 +241,8 @@ impl Ctx {
             conn = Some(c.clone());
             for m in v["messages"].as_array().cloned().unwrap_or_default() {
                 let ok = self.forward(&m).await;
-                self.settle(&c, m["message_id"].as_str().unwrap_or_default(), ok).await?;
+                self.settle(&c, m["message_id"].as_str().unwrap_or_default(), ok)
+                    .await?;
             }
         }
     }

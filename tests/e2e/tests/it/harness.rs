@@ -25,16 +25,24 @@ impl Cloud {
 
     pub async fn start_with(webhooks: Value, env: &[(&str, &str)]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        std::fs::write(dir.path().join("webhooks.json"), serde_json::to_vec_pretty(&webhooks)?)?;
+        std::fs::write(
+            dir.path().join("webhooks.json"),
+            serde_json::to_vec_pretty(&webhooks)?,
+        )?;
         let port = free_port();
-        let extra_env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let extra_env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let proc = spawn(dir.path(), port, &extra_env)?;
         let mut c = Cloud {
             proc,
             base: format!("http://127.0.0.1:{port}"),
             port,
             dir,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
             extra_env,
         };
         c.wait_ready().await?;
@@ -44,11 +52,20 @@ impl Cloud {
     async fn wait_ready(&mut self) -> Result<()> {
         let url = format!("{}/health/live", self.base);
         let http = self.http.clone();
-        let r = wait_until(Duration::from_secs(20), "cloud to answer /health/live", || {
-            let http = http.clone();
-            let url = url.clone();
-            async move { http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
-        })
+        let r = wait_until(
+            Duration::from_secs(20),
+            "cloud to answer /health/live",
+            || {
+                let http = http.clone();
+                let url = url.clone();
+                async move {
+                    http.get(&url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                }
+            },
+        )
         .await;
         r.with_context(|| format!("cloud stderr:\n{}", self.proc.stderr_text()))
     }
@@ -92,7 +109,9 @@ impl Cloud {
     }
 
     pub async fn stats(&self, channel: &str) -> Result<Value> {
-        let (s, v) = self.admin(reqwest::Method::GET, &format!("/channels/{channel}/stats")).await?;
+        let (s, v) = self
+            .admin(reqwest::Method::GET, &format!("/channels/{channel}/stats"))
+            .await?;
         anyhow::ensure!(s == 200, "stats answered {s}: {v}");
         Ok(v)
     }
@@ -105,7 +124,10 @@ fn spawn(dir: &Path, port: u16, extra: &[(String, String)]) -> Result<ChildProce
     let cfg = dir.join("webhooks.json");
     let mut env: Vec<(&str, &str)> = vec![
         ("WEBHOOK_CONNECT_LISTEN", &listen),
-        ("WEBHOOK_CONNECT_DATA_DIR", data.to_str().unwrap_or_default()),
+        (
+            "WEBHOOK_CONNECT_DATA_DIR",
+            data.to_str().unwrap_or_default(),
+        ),
         ("WEBHOOKS_CONFIG_FILE", cfg.to_str().unwrap_or_default()),
         ("WEBHOOK_CONNECT_ADMIN_TOKEN", ADMIN),
         ("WEBHOOK_CONNECT_LOG_FORMAT", "text"),

@@ -27,43 +27,79 @@ async fn kill_9_mid_stream_loses_no_acknowledged_webhook() -> anyhow::Result<()>
     for w in 0..8 {
         let (accepted, base, stop) = (accepted.clone(), base.clone(), stop.clone());
         senders.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
             let mut i = 0u64;
             while !stop.is_cancelled() {
                 i += 1;
                 let body = format!(r#"{{"w":{w},"i":{i}}}"#);
-                if let Ok(r) = http.post(format!("{base}/webhook/hook")).body(body).send().await
+                if let Ok(r) = http
+                    .post(format!("{base}/webhook/hook"))
+                    .body(body)
+                    .send()
+                    .await
                     && r.status() == 200
                     && let Ok(v) = r.json::<serde_json::Value>().await
                 {
-                    accepted.lock().push(v["message_id"].as_str().unwrap_or_default().to_owned());
+                    accepted
+                        .lock()
+                        .push(v["message_id"].as_str().unwrap_or_default().to_owned());
                 }
             }
         }));
     }
-    wait_until(Duration::from_secs(20), "some webhooks accepted", || async { accepted.lock().len() >= 300 }).await?;
+    wait_until(
+        Duration::from_secs(20),
+        "some webhooks accepted",
+        || async { accepted.lock().len() >= 300 },
+    )
+    .await?;
     cloud.kill9();
     let before_kill = accepted.lock().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     cloud.restart().await?;
-    wait_until(Duration::from_secs(20), "more webhooks accepted after restart", || async { accepted.lock().len() >= before_kill + 100 }).await?;
+    wait_until(
+        Duration::from_secs(20),
+        "more webhooks accepted after restart",
+        || async { accepted.lock().len() >= before_kill + 100 },
+    )
+    .await?;
     stop.cancel();
     for s in senders {
         let _ = s.await;
     }
     let accepted: HashSet<String> = accepted.lock().iter().cloned().collect();
-    wait_until(Duration::from_secs(60), "every accepted webhook delivered", || async {
-        let seen: HashSet<String> = conn.message_ids().into_iter().collect();
-        accepted.is_subset(&seen)
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "every accepted webhook delivered",
+        || async {
+            let seen: HashSet<String> = conn.message_ids().into_iter().collect();
+            accepted.is_subset(&seen)
+        },
+    )
     .await
     .map_err(|e| {
         let seen: HashSet<String> = conn.message_ids().into_iter().collect();
-        anyhow::anyhow!("{e}: {} of {} accepted webhooks never delivered", accepted.difference(&seen).count(), accepted.len())
+        anyhow::anyhow!(
+            "{e}: {} of {} accepted webhooks never delivered",
+            accepted.difference(&seen).count(),
+            accepted.len()
+        )
     })?;
     let seen = conn.message_ids();
     let unique: HashSet<&String> = seen.iter().collect();
-    eprintln!("accepted {} webhooks across the crash; {} deliveries, {} duplicates (redeliveries)", accepted.len(), seen.len(), seen.len() - unique.len());
-    assert!(unique.iter().all(|id| accepted.contains(*id) || id.starts_with("msg_")));
+    eprintln!(
+        "accepted {} webhooks across the crash; {} deliveries, {} duplicates (redeliveries)",
+        accepted.len(),
+        seen.len(),
+        seen.len() - unique.len()
+    );
+    assert!(
+        unique
+            .iter()
+            .all(|id| accepted.contains(*id) || id.starts_with("msg_"))
+    );
     Ok(())
 }
