@@ -1,1 +1,681 @@
-fn main() {}
+//! Ingest benchmark: `cargo bench -p connect-cloud --bench ingest`.
+//!
+//! Three measurements in one run (see docs/BENCHMARKS.md):
+//! 1. a bare axum handler that reads the body and answers 200, storing nothing (baseline);
+//! 2. durable ingest through the real cloud (embedded buffer, one `webhook_connect` webhook),
+//!    each 2xx sent only after the write is durable;
+//! 3. end-to-end latency at a paced 1,000 webhooks/s: POST → cloud → WebSocket connector →
+//!    local target, with the connector ACKing every message.
+//!
+//! Servers run on a multi-thread tokio runtime; the load generator (and, for 3, the
+//! connector and the target) run on a separate current_thread runtime on its own OS thread.
+//! Everything shares the same cores, so the figures are a lower bound for the server.
+//!
+//! Environment: `BENCH_SECONDS` (measured duration per phase, default 5),
+//! `BENCH_WARMUP_SECONDS` (default 1), `BENCH_CONCURRENCY` (default 50),
+//! `BENCH_E2E_RATE` (default 1000), `BENCH_SERVER_THREADS` (default: number of CPUs).
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use base64::Engine as _;
+use connect_buffer::{SystemClock, embedded::EmbeddedBuffer};
+use connect_cloud::{AppState, Settings};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const CHANNEL: &str = "bench";
+const TOKEN: &str = "bench-token-0123456789";
+const BODY_TARGET_LEN: usize = 1024;
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+fn now_ns() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Clone, Copy)]
+struct Config {
+    seconds: f64,
+    warmup: f64,
+    concurrency: usize,
+    e2e_rate: u64,
+    server_threads: usize,
+}
+
+// ---------------------------------------------------------------------------------------
+// Minimal HTTP/1.1 keep-alive client (no pipelining: one request, then its response).
+// ---------------------------------------------------------------------------------------
+
+struct HttpConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl HttpConn {
+    async fn connect(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(8192),
+        })
+    }
+
+    /// Sends a prebuilt request and returns the response status.
+    async fn round_trip(&mut self, request: &[u8]) -> std::io::Result<u16> {
+        self.stream.write_all(request).await?;
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = &self.buf[..end];
+                let status = parse_status(head)?;
+                let len = content_length(head).ok_or_else(|| {
+                    std::io::Error::other("response without Content-Length")
+                })?;
+                let total = end + 4 + len;
+                while self.buf.len() < total {
+                    self.fill().await?;
+                }
+                self.buf.drain(..total);
+                return Ok(status);
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn fill(&mut self) -> std::io::Result<()> {
+        let mut chunk = [0u8; 8192];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn parse_status(head: &[u8]) -> std::io::Result<u16> {
+    // "HTTP/1.1 200 OK"
+    head.get(9..12)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))
+}
+
+fn content_length(head: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(head).ok()?;
+    text.split("\r\n").skip(1).find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())
+            .flatten()
+    })
+}
+
+fn post_request(addr: SocketAddr, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// A JSON body of about `BODY_TARGET_LEN` bytes.
+fn json_body(t_ns: Option<u64>, seq: u64) -> Vec<u8> {
+    let head = match t_ns {
+        Some(t) => format!("{{\"t_ns\":{t},\"seq\":{seq},\"event\":\"bench.ping\",\"pad\":\""),
+        None => format!("{{\"seq\":{seq},\"event\":\"bench.ping\",\"pad\":\""),
+    };
+    let pad = BODY_TARGET_LEN.saturating_sub(head.len() + 2);
+    let mut s = head;
+    s.extend(std::iter::repeat_n('x', pad));
+    s.push_str("\"}");
+    s.into_bytes()
+}
+
+// ---------------------------------------------------------------------------------------
+// Closed-loop load: `concurrency` connections, each sending its next request on response.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct LoadResult {
+    /// 2xx answers in the measured window.
+    ok: u64,
+    /// 2xx answers including the warm-up.
+    ok_total: u64,
+    non_2xx: u64,
+    errors: u64,
+    elapsed: Duration,
+    /// Latencies (ns) of measured 2xx requests.
+    lat: Vec<u64>,
+}
+
+fn run_load(addr: SocketAddr, path: &str, cfg: Config) -> LoadResult {
+    let request = Arc::new(post_request(addr, path, &json_body(None, 0)));
+    // The load generator gets its own OS thread and single-threaded runtime.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let start = Instant::now();
+                let measure_from = start + Duration::from_secs_f64(cfg.warmup);
+                let end = measure_from + Duration::from_secs_f64(cfg.seconds);
+                let mut tasks = Vec::new();
+                for _ in 0..cfg.concurrency {
+                    let request = request.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut r = LoadResult {
+                            lat: Vec::with_capacity(1 << 16),
+                            ..Default::default()
+                        };
+                        let mut conn = None;
+                        loop {
+                            let t0 = Instant::now();
+                            if t0 >= end {
+                                break;
+                            }
+                            if conn.is_none() {
+                                match HttpConn::connect(addr).await {
+                                    Ok(c) => conn = Some(c),
+                                    Err(_) => {
+                                        r.errors += 1;
+                                        tokio::time::sleep(Duration::from_millis(10)).await;
+                                        continue;
+                                    }
+                                }
+                            }
+                            let c = conn.as_mut().unwrap();
+                            match c.round_trip(&request).await {
+                                Ok(status) => {
+                                    let t1 = Instant::now();
+                                    let measured = t0 >= measure_from && t1 <= end;
+                                    if (200..300).contains(&status) {
+                                        r.ok_total += 1;
+                                        if measured {
+                                            r.ok += 1;
+                                            r.lat.push((t1 - t0).as_nanos() as u64);
+                                        }
+                                    } else if measured {
+                                        r.non_2xx += 1;
+                                    }
+                                }
+                                Err(_) => {
+                                    r.errors += 1;
+                                    conn = None;
+                                }
+                            }
+                        }
+                        r
+                    }));
+                }
+                let mut total = LoadResult::default();
+                for t in tasks {
+                    let r = t.await.unwrap();
+                    total.ok += r.ok;
+                    total.ok_total += r.ok_total;
+                    total.non_2xx += r.non_2xx;
+                    total.errors += r.errors;
+                    total.lat.extend(r.lat);
+                }
+                total.elapsed = end - measure_from;
+                total.lat.sort_unstable();
+                total
+            })
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i] as f64 / 1e6
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers.
+// ---------------------------------------------------------------------------------------
+
+async fn bare_handler(body: Bytes) -> impl IntoResponse {
+    let _ = body.len();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"message":"200 OK"}"#,
+    )
+}
+
+struct Running {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+async fn start_bare() -> Running {
+    let app = Router::new().route("/webhook/{id}", post(bare_handler));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    Running { addr, stop, done }
+}
+
+fn write_webhooks(path: &Path) {
+    let doc = serde_json::json!({
+        CHANNEL: {
+            "data_type": "json",
+            "module": "webhook_connect",
+            "module-config": {
+                "channel": CHANNEL,
+                "channel_token": TOKEN,
+                "max_queue_size": 10_000_000
+            }
+        }
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+}
+
+async fn start_cloud(dir: &Path) -> (Running, AppState) {
+    let data = dir.join("data");
+    let hooks = dir.join("webhooks.json");
+    write_webhooks(&hooks);
+    let mut settings = Settings::for_tests(data.clone(), hooks.clone());
+    settings.log_level = "warn".into();
+    let buffer = EmbeddedBuffer::open(&data, Arc::new(SystemClock)).unwrap();
+    let st = AppState::new(settings, Arc::new(buffer));
+    st.apply_config(
+        connect_cloud::app::read_webhooks(&hooks, &connect_config::ProcessEnv).unwrap(),
+    )
+    .await
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = oneshot::channel::<()>();
+    let st2 = st.clone();
+    let done = tokio::spawn(async move {
+        connect_cloud::server::run(listener, st2, async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (Running { addr, stop, done }, st)
+}
+
+async fn stop(r: Running) {
+    let _ = r.stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), r.done).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// End to end: paced sender → cloud → WebSocket connector → target.
+// ---------------------------------------------------------------------------------------
+
+struct E2eResult {
+    sent: u64,
+    send_errors: u64,
+    delivered: u64,
+    rate: f64,
+    /// End-to-end latencies (ns), sorted.
+    lat: Vec<u64>,
+    /// Ingress (POST → 2xx) latencies (ns), sorted.
+    post_lat: Vec<u64>,
+}
+
+#[derive(Default)]
+struct TargetState {
+    /// (send time, receive - send), ns.
+    lat: Mutex<Vec<(u64, u64)>>,
+    received: AtomicU64,
+}
+
+fn run_e2e(cloud: SocketAddr, cfg: Config) -> E2eResult {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(e2e(cloud, cfg))
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+async fn e2e(cloud: SocketAddr, cfg: Config) -> E2eResult {
+    // Target: records receive time minus the embedded send time.
+    let target_state = Arc::new(TargetState::default());
+    let ts = target_state.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |body: Bytes| {
+            let ts = ts.clone();
+            async move {
+                let now = now_ns();
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if let Some(t) = v.get("t_ns").and_then(|t| t.as_u64()) {
+                    ts.lat.lock().unwrap().push((t, now.saturating_sub(t)));
+                }
+                ts.received.fetch_add(1, Ordering::Relaxed);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    // Connector: WebSocket v2, forwards each webhook to the target, then ACKs.
+    let mut req = format!("ws://{cloud}/connect/stream/{CHANNEL}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    req.headers_mut()
+        .insert("X-Webhook-Connect-Version", "2".parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let (mut ws_tx, mut ws_rx) = ws.split();
+    let (connected_tx, connected_rx) = oneshot::channel::<()>();
+    let connector = tokio::spawn(async move {
+        let mut connected_tx = Some(connected_tx);
+        let mut http = HttpConn::connect(target).await.unwrap();
+        while let Some(msg) = ws_rx.next().await {
+            let text = match msg {
+                Ok(Message::Text(t)) => t,
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => continue,
+            };
+            let v: serde_json::Value = match serde_json::from_str(text.as_str()) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            match v.get("type").and_then(|t| t.as_str()) {
+                Some("connected") => {
+                    if let Some(tx) = connected_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Some("webhook") => {
+                    let id = v["message_id"].as_str().unwrap_or_default().to_owned();
+                    let body = v["body_b64"]
+                        .as_str()
+                        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                        .unwrap_or_default();
+                    let request = post_request(target, "/hook", &body);
+                    if http.round_trip(&request).await.is_err() {
+                        http = HttpConn::connect(target).await.unwrap();
+                    }
+                    let ack = serde_json::json!({"type": "ack", "message_id": id}).to_string();
+                    if ws_tx.send(Message::Text(ack.into())).await.is_err() {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(5), connected_rx).await;
+
+    // Sender: `senders` connections, each paced at rate/senders with staggered start, so
+    // one slow answer does not hold back the others (the send time is taken at write).
+    let senders: u64 = 10;
+    let per_sender = Duration::from_secs_f64(senders as f64 / cfg.e2e_rate as f64);
+    let total = Duration::from_secs_f64(cfg.warmup + cfg.seconds);
+    let measure_from_ns = now_ns() + (cfg.warmup * 1e9) as u64;
+    let seq = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..senders {
+        let seq = seq.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut http = HttpConn::connect(cloud).await.unwrap();
+            let first = tokio::time::Instant::from_std(start)
+                + per_sender.mul_f64(i as f64 / senders as f64);
+            let mut tick = tokio::time::interval_at(first, per_sender);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let (mut sent, mut errors) = (0u64, 0u64);
+            let mut post_lat = Vec::new();
+            loop {
+                tick.tick().await;
+                if start.elapsed() >= total {
+                    break;
+                }
+                let t = now_ns();
+                let body = json_body(Some(t), seq.fetch_add(1, Ordering::Relaxed));
+                let request = post_request(cloud, &format!("/webhook/{CHANNEL}"), &body);
+                match http.round_trip(&request).await {
+                    Ok(s) if (200..300).contains(&s) => {
+                        sent += 1;
+                        if t >= measure_from_ns {
+                            post_lat.push(now_ns() - t);
+                        }
+                    }
+                    Ok(_) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        http = HttpConn::connect(cloud).await.unwrap();
+                    }
+                }
+            }
+            (sent, errors, post_lat)
+        }));
+    }
+    let (mut sent, mut send_errors, mut post_lat) = (0, 0, Vec::new());
+    for t in tasks {
+        let (s, e, l) = t.await.unwrap();
+        sent += s;
+        send_errors += e;
+        post_lat.extend(l);
+    }
+    let send_elapsed = start.elapsed();
+    // Let the tail drain.
+    let drain_deadline = Instant::now() + Duration::from_secs(5);
+    while target_state.received.load(Ordering::Relaxed) < sent && Instant::now() < drain_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    connector.abort();
+    let delivered = target_state.received.load(Ordering::Relaxed);
+    // Only messages sent after the warm-up count towards latency.
+    let mut lat: Vec<u64> = target_state
+        .lat
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| *t >= measure_from_ns)
+        .map(|(_, l)| *l)
+        .collect();
+    lat.sort_unstable();
+    post_lat.sort_unstable();
+    E2eResult {
+        sent,
+        send_errors,
+        delivered,
+        rate: sent as f64 / send_elapsed.as_secs_f64(),
+        lat,
+        post_lat,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn main() {
+    EPOCH.get_or_init(Instant::now);
+    let cfg = Config {
+        seconds: env_num("BENCH_SECONDS", 5.0),
+        warmup: env_num("BENCH_WARMUP_SECONDS", 1.0),
+        concurrency: env_num("BENCH_CONCURRENCY", 50),
+        e2e_rate: env_num("BENCH_E2E_RATE", 1000),
+        server_threads: env_num(
+            "BENCH_SERVER_THREADS",
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ),
+    };
+    // Quiet: only warnings reach stderr, as a production deployment at WARN would do.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .try_init();
+
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.server_threads)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "ingest bench: {cpus} CPUs; server: multi-thread tokio runtime, {} workers; load: current_thread runtime on its own OS thread (same process, loopback)",
+        cfg.server_threads
+    );
+    println!(
+        "closed loop: {} keep-alive HTTP/1.1 connections, {} B JSON body, warm-up {} s, measured {} s",
+        cfg.concurrency,
+        json_body(None, 0).len(),
+        cfg.warmup,
+        cfg.seconds
+    );
+
+    // 1. Bare handler.
+    let bare = server_rt.block_on(start_bare());
+    let bare_res = run_load(bare.addr, "/webhook/bench", cfg);
+    server_rt.block_on(stop(bare));
+
+    // 2. Durable ingest.
+    let dir = tempfile::tempdir().unwrap();
+    let (cloud, st) = server_rt.block_on(start_cloud(dir.path()));
+    let durable_res = run_load(cloud.addr, &format!("/webhook/{CHANNEL}"), cfg);
+    let stats = server_rt.block_on(st.buffer().stats(CHANNEL)).unwrap();
+    server_rt.block_on(stop(cloud));
+    drop(st);
+
+    // 3. End to end at a paced rate, on a fresh cloud.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (cloud2, st2) = server_rt.block_on(start_cloud(dir2.path()));
+    let e2e_res = run_e2e(cloud2.addr, cfg);
+    let stats2 = server_rt.block_on(st2.buffer().stats(CHANNEL)).unwrap();
+    server_rt.block_on(stop(cloud2));
+    drop(st2);
+
+    let rps = |r: &LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
+    let bare_rps = rps(&bare_res);
+    let durable_rps = rps(&durable_res);
+    println!();
+    println!(
+        "| {:<44} | {:>11} | {:>8} | {:>8} | {:>8} | {:>8} |",
+        "scenario", "req/s", "p50 ms", "p99 ms", "max ms", "of bare"
+    );
+    println!(
+        "|{:-<46}|{:->13}|{:->10}|{:->10}|{:->10}|{:->10}|",
+        "", "", "", "", "", ""
+    );
+    let row = |name: &str, r: &LoadResult, frac: f64| {
+        println!(
+            "| {:<44} | {:>11.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>7.1}% |",
+            name,
+            rps(r),
+            pct(&r.lat, 0.50),
+            pct(&r.lat, 0.99),
+            pct(&r.lat, 1.0),
+            frac * 100.0
+        );
+    };
+    row(
+        &format!("bare axum handler, c={}", cfg.concurrency),
+        &bare_res,
+        1.0,
+    );
+    row(
+        &format!("durable ingest (embedded buffer), c={}", cfg.concurrency),
+        &durable_res,
+        durable_rps / bare_rps,
+    );
+    println!(
+        "| {:<44} | {:>11.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8} |",
+        format!("e2e POST→connector→target @ {}/s", cfg.e2e_rate),
+        e2e_res.rate,
+        pct(&e2e_res.lat, 0.50),
+        pct(&e2e_res.lat, 0.99),
+        pct(&e2e_res.lat, 1.0),
+        "-"
+    );
+    println!(
+        "| {:<44} | {:>11} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8} |",
+        "  (ingress POST→2xx during e2e)",
+        "",
+        pct(&e2e_res.post_lat, 0.50),
+        pct(&e2e_res.post_lat, 0.99),
+        pct(&e2e_res.post_lat, 1.0),
+        "-"
+    );
+    println!();
+    println!(
+        "targets: durable >= 15000 req/s at c=50 with p99 <= 10 ms; e2e p99 <= 25 ms at 1000/s"
+    );
+    for (name, r) in [("bare", &bare_res), ("durable", &durable_res)] {
+        println!(
+            "{name}: measured 2xx {}, non-2xx {}, connection errors {}",
+            r.ok, r.non_2xx, r.errors
+        );
+    }
+    let check = if stats.counters.received == durable_res.ok_total {
+        "OK"
+    } else {
+        "MISMATCH"
+    };
+    println!(
+        "sanity: channel '{CHANNEL}' counters.received = {}, 2xx answers (incl. warm-up) = {} -> {check}; ready = {}",
+        stats.counters.received, durable_res.ok_total, stats.ready
+    );
+    println!(
+        "e2e: sent (2xx) {}, send errors {}, delivered to target {}, channel acked {}, received {}",
+        e2e_res.sent,
+        e2e_res.send_errors,
+        e2e_res.delivered,
+        stats2.counters.acked,
+        stats2.counters.received
+    );
+}
