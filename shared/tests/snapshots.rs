@@ -70,18 +70,34 @@ fn websocket_server_frames() {
         ack_timeout_seconds: Some(30),
         max_in_flight: Some(100),
     });
-    let hb = ServerFrame::Heartbeat(Heartbeat { timestamp: t(), server_time: Some(t()) });
-    let err = ServerFrame::Error { error: "Invalid JSON".into(), code: FrameErrorCode::InvalidJson };
+    let hb = ServerFrame::Heartbeat(Heartbeat {
+        timestamp: t(),
+        server_time: Some(t()),
+    });
+    let err = ServerFrame::Error {
+        error: "Invalid JSON".into(),
+        code: FrameErrorCode::InvalidJson,
+    };
     insta::assert_snapshot!(pretty(&json!([connected, hb, err])));
 }
 
 #[test]
 fn websocket_client_frames() {
     let frames = vec![
-        ClientFrame::Ack { message_id: "msg_1".into() },
-        ClientFrame::Nack { message_id: "msg_1".into(), retry: false, error: Some("HTTP 404".into()) },
-        ClientFrame::Heartbeat { timestamp: Some(t()) },
-        ClientFrame::Extend { message_id: "msg_1".into() },
+        ClientFrame::Ack {
+            message_id: "msg_1".into(),
+        },
+        ClientFrame::Nack {
+            message_id: "msg_1".into(),
+            retry: false,
+            error: Some("HTTP 404".into()),
+        },
+        ClientFrame::Heartbeat {
+            timestamp: Some(t()),
+        },
+        ClientFrame::Extend {
+            message_id: "msg_1".into(),
+        },
     ];
     insta::assert_snapshot!(pretty(&frames));
 }
@@ -113,11 +129,18 @@ fn sse_data_is_ascii_only() {
 
 #[test]
 fn error_bodies() {
-    let mut schema = ErrorBody::new(ErrorCode::SchemaValidationFailed, "JSON schema validation failed");
+    let mut schema = ErrorBody::new(
+        ErrorCode::SchemaValidationFailed,
+        "JSON schema validation failed",
+    );
     schema.errors = Some(vec!["/amount: \"x\" is not of type \"number\"".into()]);
     insta::assert_snapshot!(pretty(&json!([
         ErrorBody::new(ErrorCode::QueueFull, "Channel queue full"),
-        ErrorBody { detail: "Missing authorization token".into(), code: None, errors: None },
+        ErrorBody {
+            detail: "Missing authorization token".into(),
+            code: None,
+            errors: None
+        },
         schema,
     ])));
 }
@@ -163,7 +186,12 @@ fn admin_bodies() {
         old_token_expires_at: t(),
         message: "Old token valid for 3600 seconds grace period".into(),
     };
-    let status = StatusResponse { channel: "team-alpha".into(), connected: true, stats: stats.clone(), server_time: t() };
+    let status = StatusResponse {
+        channel: "team-alpha".into(),
+        connected: true,
+        stats: stats.clone(),
+        server_time: t(),
+    };
     insta::assert_snapshot!(pretty(&json!({
         "stats": stats,
         "connection": conn,

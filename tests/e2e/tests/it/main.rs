@@ -7,6 +7,7 @@
 mod bad_input;
 mod client;
 mod harness;
+mod ops;
 mod resilience;
 mod scenario_02;
 mod scenario_04;
