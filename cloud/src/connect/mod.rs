@@ -12,11 +12,14 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use connect_protocol::admin::TokenGeneration;
 use connect_protocol::error::ErrorCode;
+use connect_protocol::frames::Connected;
 use connect_protocol::headers as h;
+use connect_protocol::ids::Protocol;
+use connect_protocol::time::Timestamp;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::hub::ChannelRt;
+use crate::hub::{ChannelRt, Conn, NewConn};
 
 /// Extracts the bearer token (§1.4): `Bearer` case-insensitive with any spaces, or a single
 /// bare token; any other scheme is an invalid credential (empty string).
@@ -168,4 +171,40 @@ pub fn version_header() -> (header::HeaderName, HeaderValue) {
         header::HeaderName::from_static(h::VERSION),
         HeaderValue::from_static("2"),
     )
+}
+
+impl Authed {
+    /// Registration parameters of a new connection from this request.
+    pub fn new_conn(
+        &self,
+        st: &AppState,
+        protocol: Protocol,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        poll_affinity: Option<String>,
+    ) -> NewConn {
+        NewConn {
+            channel: self.rt.name.clone(),
+            protocol,
+            connector_id: connector_id(headers),
+            remote_ip: remote_ip(st, peer, headers),
+            protocol_version: client_version(headers),
+            token_digest: self.digest.clone(),
+            poll_affinity,
+        }
+    }
+
+    /// The `connected` frame / event for a registered connection (v2 fields included).
+    pub fn connected(&self, st: &AppState, conn: &Conn) -> Connected {
+        let settings = self.rt.settings.read();
+        Connected {
+            connection_id: conn.id.clone(),
+            channel: conn.channel.clone(),
+            timestamp: Some(Timestamp::now()),
+            protocol_version: Some(connect_protocol::PROTOCOL_VERSION),
+            heartbeat_interval_seconds: Some(st.settings.heartbeat_interval_seconds),
+            ack_timeout_seconds: Some(settings.ack_timeout_seconds),
+            max_in_flight: Some(settings.max_in_flight as u32),
+        }
+    }
 }

@@ -14,10 +14,10 @@ use connect_protocol::ids::Protocol;
 use connect_protocol::time::Timestamp;
 use tokio::sync::oneshot;
 
-use super::{authenticate, client_version, connector_id, remote_ip, version_header};
+use super::{authenticate, connector_id, remote_ip, version_header};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::hub::{AddConn, Batch, NewConn};
+use crate::hub::{AddConn, Batch};
 
 struct PollParams {
     timeout: u64,
@@ -99,15 +99,7 @@ async fn poll(
         }
         None => match st
             .hub
-            .add_conn(NewConn {
-                channel: authed.rt.name.clone(),
-                protocol: Protocol::LongPoll,
-                connector_id: cid,
-                remote_ip: ip,
-                protocol_version: client_version(&headers),
-                token_digest: authed.digest.clone(),
-                poll_affinity: Some(affinity),
-            })
+            .add_conn(authed.new_conn(&st, Protocol::LongPoll, peer, &headers, Some(affinity)))
             .await?
         {
             AddConn::Added(c) => c,

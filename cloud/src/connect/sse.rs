@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use connect_protocol::frames::{Connected, Heartbeat, SseError, sse_error};
+use connect_protocol::frames::{Heartbeat, SseError, sse_error};
 use connect_protocol::ids::Protocol;
 use connect_protocol::json::to_ascii_json;
 use connect_protocol::time::Timestamp;
@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Authed, authenticate, client_version, connector_id, remote_ip, version_header};
+use super::{Authed, authenticate, version_header};
 use crate::app::AppState;
 use crate::hub::{AddConn, NewConn};
 
@@ -35,15 +35,7 @@ pub async fn stream_sse(
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };
-    let params = NewConn {
-        channel: authed.rt.name.clone(),
-        protocol: Protocol::Sse,
-        connector_id: connector_id(&headers),
-        remote_ip: remote_ip(&st, peer, &headers),
-        protocol_version: client_version(&headers),
-        token_digest: authed.digest.clone(),
-        poll_affinity: None,
-    };
+    let params = authed.new_conn(&st, Protocol::Sse, peer, &headers, None);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let st2 = st.clone();
     st.tracker.spawn(run(st2, authed, params, tx));
@@ -98,17 +90,8 @@ async fn run(st: AppState, authed: Authed, params: NewConn, tx: mpsc::Sender<Byt
             return;
         }
     };
-    let settings = authed.rt.settings.read().clone();
     let hb = st.settings.heartbeat();
-    let connected = Connected {
-        connection_id: conn.id.clone(),
-        channel: conn.channel.clone(),
-        timestamp: Some(Timestamp::now()),
-        protocol_version: Some(connect_protocol::PROTOCOL_VERSION),
-        heartbeat_interval_seconds: Some(hb.as_secs()),
-        ack_timeout_seconds: Some(settings.ack_timeout_seconds),
-        max_in_flight: Some(settings.max_in_flight as u32),
-    };
+    let connected = authed.connected(&st, &conn);
     let mut alive = tx
         .send(event("connected", None, &to_ascii_json(&connected)))
         .await

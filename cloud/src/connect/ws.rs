@@ -12,12 +12,12 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use connect_protocol::close;
-use connect_protocol::frames::{ClientFrame, Connected, FrameErrorCode, Heartbeat, ServerFrame};
+use connect_protocol::frames::{ClientFrame, FrameErrorCode, Heartbeat, ServerFrame};
 use connect_protocol::ids::Protocol;
 use connect_protocol::time::Timestamp;
 use futures::{SinkExt, StreamExt};
 
-use super::{Authed, authenticate, client_version, connector_id, remote_ip, version_header};
+use super::{Authed, authenticate, version_header};
 use crate::app::AppState;
 use crate::hub::{AddConn, Conn, NewConn};
 
@@ -42,15 +42,7 @@ pub async fn stream_ws(
         Ok(ws) => ws,
         Err(rej) => return rej.into_response(),
     };
-    let params = NewConn {
-        channel: authed.rt.name.clone(),
-        protocol: Protocol::Websocket,
-        connector_id: connector_id(&headers),
-        remote_ip: remote_ip(&st, peer, &headers),
-        protocol_version: client_version(&headers),
-        token_digest: authed.digest.clone(),
-        poll_affinity: None,
-    };
+    let params = authed.new_conn(&st, Protocol::Websocket, peer, &headers, None);
     let mut res = ws
         .max_message_size(MAX_CLIENT_FRAME)
         .max_frame_size(MAX_CLIENT_FRAME)
@@ -80,17 +72,8 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
             return;
         }
     };
-    let settings = authed.rt.settings.read().clone();
     let hb = st.settings.heartbeat();
-    let connected = ServerFrame::Connected(Connected {
-        connection_id: conn.id.clone(),
-        channel: conn.channel.clone(),
-        timestamp: Some(Timestamp::now()),
-        protocol_version: Some(connect_protocol::PROTOCOL_VERSION),
-        heartbeat_interval_seconds: Some(hb.as_secs()),
-        ack_timeout_seconds: Some(settings.ack_timeout_seconds),
-        max_in_flight: Some(settings.max_in_flight as u32),
-    });
+    let connected = ServerFrame::Connected(authed.connected(&st, &conn));
     let (mut sink, mut stream) = socket.split();
     if sink.send(text(&connected)).await.is_err() {
         st.hub.remove_conn(&conn).await;
