@@ -13,7 +13,8 @@
 //!
 //! Environment: `BENCH_SECONDS` (measured duration per phase, default 5),
 //! `BENCH_WARMUP_SECONDS` (default 1), `BENCH_CONCURRENCY` (default 50),
-//! `BENCH_E2E_RATE` (default 1000), `BENCH_SERVER_THREADS` (default: number of CPUs).
+//! `BENCH_E2E_RATE` (default 1000), `BENCH_SERVER_THREADS` (default: number of CPUs),
+//! `BENCH_PHASES` (comma list of `bare`, `durable`, `e2e`; default all).
 
 #![allow(clippy::unwrap_used)]
 
@@ -90,9 +91,8 @@ impl HttpConn {
             if let Some(end) = find(&self.buf, b"\r\n\r\n") {
                 let head = &self.buf[..end];
                 let status = parse_status(head)?;
-                let len = content_length(head).ok_or_else(|| {
-                    std::io::Error::other("response without Content-Length")
-                })?;
+                let len = content_length(head)
+                    .ok_or_else(|| std::io::Error::other("response without Content-Length"))?;
                 let total = end + 4 + len;
                 while self.buf.len() < total {
                     self.fill().await?;
@@ -105,12 +105,11 @@ impl HttpConn {
     }
 
     async fn fill(&mut self) -> std::io::Result<()> {
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk).await?;
+        self.buf.reserve(8192);
+        let n = self.stream.read_buf(&mut self.buf).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        self.buf.extend_from_slice(&chunk[..n]);
         Ok(())
     }
 }
@@ -514,8 +513,7 @@ async fn e2e(cloud: SocketAddr, cfg: Config) -> E2eResult {
     let send_elapsed = start.elapsed();
     // Let the tail drain.
     let drain_deadline = Instant::now() + Duration::from_secs(5);
-    while target_state.received.load(Ordering::Relaxed) < sent && Instant::now() < drain_deadline
-    {
+    while target_state.received.load(Ordering::Relaxed) < sent && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     connector.abort();
@@ -579,30 +577,38 @@ fn main() {
         cfg.seconds
     );
 
+    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "bare,durable,e2e".into());
+    let want = |p: &str| phases.split(',').any(|x| x.trim() == p);
+
     // 1. Bare handler.
-    let bare = server_rt.block_on(start_bare());
-    let bare_res = run_load(bare.addr, "/webhook/bench", cfg);
-    server_rt.block_on(stop(bare));
+    let bare_res = want("bare").then(|| {
+        let bare = server_rt.block_on(start_bare());
+        let r = run_load(bare.addr, "/webhook/bench", cfg);
+        server_rt.block_on(stop(bare));
+        r
+    });
 
     // 2. Durable ingest.
-    let dir = tempfile::tempdir().unwrap();
-    let (cloud, st) = server_rt.block_on(start_cloud(dir.path()));
-    let durable_res = run_load(cloud.addr, &format!("/webhook/{CHANNEL}"), cfg);
-    let stats = server_rt.block_on(st.buffer().stats(CHANNEL)).unwrap();
-    server_rt.block_on(stop(cloud));
-    drop(st);
+    let durable = want("durable").then(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (cloud, st) = server_rt.block_on(start_cloud(dir.path()));
+        let r = run_load(cloud.addr, &format!("/webhook/{CHANNEL}"), cfg);
+        let stats = server_rt.block_on(st.buffer().stats(CHANNEL)).unwrap();
+        server_rt.block_on(stop(cloud));
+        (r, stats)
+    });
 
     // 3. End to end at a paced rate, on a fresh cloud.
-    let dir2 = tempfile::tempdir().unwrap();
-    let (cloud2, st2) = server_rt.block_on(start_cloud(dir2.path()));
-    let e2e_res = run_e2e(cloud2.addr, cfg);
-    let stats2 = server_rt.block_on(st2.buffer().stats(CHANNEL)).unwrap();
-    server_rt.block_on(stop(cloud2));
-    drop(st2);
+    let e2e_res = want("e2e").then(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let (cloud, st) = server_rt.block_on(start_cloud(dir.path()));
+        let r = run_e2e(cloud.addr, cfg);
+        let stats = server_rt.block_on(st.buffer().stats(CHANNEL)).unwrap();
+        server_rt.block_on(stop(cloud));
+        (r, stats)
+    });
 
     let rps = |r: &LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
-    let bare_rps = rps(&bare_res);
-    let durable_rps = rps(&durable_res);
     println!();
     println!(
         "| {:<44} | {:>11} | {:>8} | {:>8} | {:>8} | {:>8} |",
@@ -612,70 +618,70 @@ fn main() {
         "|{:-<46}|{:->13}|{:->10}|{:->10}|{:->10}|{:->10}|",
         "", "", "", "", "", ""
     );
-    let row = |name: &str, r: &LoadResult, frac: f64| {
+    let row = |name: &str, rate: f64, lat: &[u64], frac: Option<f64>| {
         println!(
-            "| {:<44} | {:>11.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>7.1}% |",
+            "| {:<44} | {:>11} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8} |",
             name,
-            rps(r),
-            pct(&r.lat, 0.50),
-            pct(&r.lat, 0.99),
-            pct(&r.lat, 1.0),
-            frac * 100.0
+            if rate.is_nan() {
+                String::new()
+            } else {
+                format!("{rate:.0}")
+            },
+            pct(lat, 0.50),
+            pct(lat, 0.99),
+            pct(lat, 1.0),
+            frac.map_or("-".to_owned(), |f| format!("{:.1}%", f * 100.0))
         );
     };
-    row(
-        &format!("bare axum handler, c={}", cfg.concurrency),
-        &bare_res,
-        1.0,
-    );
-    row(
-        &format!("durable ingest (embedded buffer), c={}", cfg.concurrency),
-        &durable_res,
-        durable_rps / bare_rps,
-    );
-    println!(
-        "| {:<44} | {:>11.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8} |",
-        format!("e2e POST→connector→target @ {}/s", cfg.e2e_rate),
-        e2e_res.rate,
-        pct(&e2e_res.lat, 0.50),
-        pct(&e2e_res.lat, 0.99),
-        pct(&e2e_res.lat, 1.0),
-        "-"
-    );
-    println!(
-        "| {:<44} | {:>11} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8} |",
-        "  (ingress POST→2xx during e2e)",
-        "",
-        pct(&e2e_res.post_lat, 0.50),
-        pct(&e2e_res.post_lat, 0.99),
-        pct(&e2e_res.post_lat, 1.0),
-        "-"
-    );
+    let bare_rps = bare_res.as_ref().map(rps);
+    if let Some(r) = &bare_res {
+        let name = format!("bare axum handler, c={}", cfg.concurrency);
+        row(&name, rps(r), &r.lat, Some(1.0));
+    }
+    if let Some((r, _)) = &durable {
+        let name = format!("durable ingest (embedded buffer), c={}", cfg.concurrency);
+        row(&name, rps(r), &r.lat, bare_rps.map(|b| rps(r) / b));
+    }
+    if let Some((r, _)) = &e2e_res {
+        let name = format!("e2e POST→connector→target @ {}/s", cfg.e2e_rate);
+        row(&name, r.rate, &r.lat, None);
+        row(
+            "  (ingress POST→2xx during e2e)",
+            f64::NAN,
+            &r.post_lat,
+            None,
+        );
+    }
     println!();
     println!(
         "targets: durable >= 15000 req/s at c=50 with p99 <= 10 ms; e2e p99 <= 25 ms at 1000/s"
     );
-    for (name, r) in [("bare", &bare_res), ("durable", &durable_res)] {
+    for (name, r) in [
+        ("bare", bare_res.as_ref()),
+        ("durable", durable.as_ref().map(|d| &d.0)),
+    ] {
+        if let Some(r) = r {
+            println!(
+                "{name}: measured 2xx {}, non-2xx {}, connection errors {}",
+                r.ok, r.non_2xx, r.errors
+            );
+        }
+    }
+    if let Some((r, stats)) = &durable {
+        let check = if stats.counters.received == r.ok_total {
+            "OK"
+        } else {
+            "MISMATCH"
+        };
         println!(
-            "{name}: measured 2xx {}, non-2xx {}, connection errors {}",
-            r.ok, r.non_2xx, r.errors
+            "sanity: channel '{CHANNEL}' counters.received = {}, 2xx answers (incl. warm-up) = {} -> {check}; ready = {}",
+            stats.counters.received, r.ok_total, stats.ready
         );
     }
-    let check = if stats.counters.received == durable_res.ok_total {
-        "OK"
-    } else {
-        "MISMATCH"
-    };
-    println!(
-        "sanity: channel '{CHANNEL}' counters.received = {}, 2xx answers (incl. warm-up) = {} -> {check}; ready = {}",
-        stats.counters.received, durable_res.ok_total, stats.ready
-    );
-    println!(
-        "e2e: sent (2xx) {}, send errors {}, delivered to target {}, channel acked {}, received {}",
-        e2e_res.sent,
-        e2e_res.send_errors,
-        e2e_res.delivered,
-        stats2.counters.acked,
-        stats2.counters.received
-    );
+    if let Some((r, stats)) = &e2e_res {
+        println!(
+            "e2e: sent (2xx) {}, send errors {}, delivered to target {}, channel acked {}, received {}",
+            r.sent, r.send_errors, r.delivered, stats.counters.acked, stats.counters.received
+        );
+    }
 }

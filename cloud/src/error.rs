@@ -12,6 +12,9 @@ pub struct ApiError {
     pub body: ErrorBody,
     pub retry_after: Option<u64>,
     pub allow: Option<&'static str>,
+    /// The request body was not read to its end: the connection cannot be reused, so say so
+    /// instead of letting the client race the close.
+    pub close: bool,
 }
 
 impl ApiError {
@@ -21,6 +24,7 @@ impl ApiError {
             body: ErrorBody::new(code, detail),
             retry_after: None,
             allow: None,
+            close: false,
         }
     }
 
@@ -35,7 +39,13 @@ impl ApiError {
             },
             retry_after: None,
             allow: None,
+            close: false,
         }
+    }
+
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     pub fn retry_after(mut self, secs: u64) -> Self {
@@ -111,6 +121,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(a) = self.allow {
             h.insert(header::ALLOW, HeaderValue::from_static(a));
+        }
+        if self.close {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         res
     }

@@ -343,6 +343,7 @@ fn too_large(n: u64, max: u64) -> ApiError {
         ErrorCode::PayloadTooLarge,
         format!("Payload too large: {n} bytes (max: {max})"),
     )
+    .closing()
 }
 
 /// Reads the body as a stream, aborting as soon as it passes the limit or the timeout.
@@ -379,7 +380,8 @@ async fn read_body(st: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<
             StatusCode::REQUEST_TIMEOUT,
             ErrorCode::BodyTimeout,
             "Request body timeout",
-        )),
+        )
+        .closing()),
     }
 }
 

@@ -37,6 +37,12 @@ async fn ingress_rejects_bad_bodies_with_documented_answers() -> anyhow::Result<
         (413, Some("Payload too large: 2000 bytes (max: 1024)")),
         "{v}"
     );
+    // The body was not read to its end, so the connection is not reused.
+    let r = c.http.post(&url).body(vec![b'1'; 2000]).send().await?;
+    assert_eq!(
+        r.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
     // Oversized, chunked (no Content-Length).
     let chunks = futures::stream::iter((0..4).map(|_| Ok::<_, std::io::Error>(vec![b' '; 500])));
     let (s, v) = detail(
