@@ -175,6 +175,8 @@ struct LoadResult {
     elapsed: Duration,
     /// Latencies (ns) of measured 2xx requests.
     lat: Vec<u64>,
+    /// 2xx answers per second of the measured window.
+    per_second: Vec<u64>,
 }
 
 fn run_load(addr: SocketAddr, path: &str, cfg: Config) -> LoadResult {
@@ -224,6 +226,11 @@ fn run_load(addr: SocketAddr, path: &str, cfg: Config) -> LoadResult {
                                         if measured {
                                             r.ok += 1;
                                             r.lat.push((t1 - t0).as_nanos() as u64);
+                                            let sec = (t1 - measure_from).as_secs() as usize;
+                                            if r.per_second.len() <= sec {
+                                                r.per_second.resize(sec + 1, 0);
+                                            }
+                                            r.per_second[sec] += 1;
                                         }
                                     } else if measured {
                                         r.non_2xx += 1;
@@ -246,6 +253,12 @@ fn run_load(addr: SocketAddr, path: &str, cfg: Config) -> LoadResult {
                     total.non_2xx += r.non_2xx;
                     total.errors += r.errors;
                     total.lat.extend(r.lat);
+                    if total.per_second.len() < r.per_second.len() {
+                        total.per_second.resize(r.per_second.len(), 0);
+                    }
+                    for (t, n) in total.per_second.iter_mut().zip(&r.per_second) {
+                        *t += n;
+                    }
                 }
                 total.elapsed = end - measure_from;
                 total.lat.sort_unstable();
@@ -666,6 +679,12 @@ fn main() {
                 r.ok, r.non_2xx, r.errors
             );
         }
+    }
+    if let Some((r, _)) = &durable {
+        println!(
+            "durable 2xx per second of the measured window: {:?}",
+            r.per_second
+        );
     }
     if let Some((r, stats)) = &durable {
         let check = if stats.counters.received == r.ok_total {

@@ -255,3 +255,135 @@ async fn sigterm_closes_streams_with_1001_and_leases_survive() -> anyhow::Result
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn heartbeats_keep_coming_under_continuous_traffic() -> anyhow::Result<()> {
+    // The harness sets a 5 s heartbeat interval; version 1 suppressed heartbeats under traffic.
+    let cloud = Cloud::start(json!({"ok": connect_hook("ops", TOKEN, json!({}))})).await?;
+    let mut ws = connect(&cloud, "ops").await?;
+    next_of(&mut ws, "connected").await;
+    let base = cloud.base.clone();
+    let sender = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        for _ in 0..150 {
+            let _ = http
+                .post(format!("{base}/webhook/ok"))
+                .body("{}")
+                .send()
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut webhooks = 0;
+    let beat = tokio::time::timeout(Duration::from_secs(12), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    if v["type"] == "webhook" {
+                        webhooks += 1;
+                        ws.send(Message::Text(
+                            json!({"type": "ack", "message_id": v["message_id"]})
+                                .to_string()
+                                .into(),
+                        ))
+                        .await
+                        .unwrap();
+                    } else if v["type"] == "heartbeat" {
+                        return v;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("stream ended: {other:?}"),
+            }
+        }
+    })
+    .await?;
+    sender.abort();
+    assert!(beat["server_time"].is_string(), "{beat}");
+    assert!(
+        webhooks > 10,
+        "traffic was flowing ({webhooks} webhooks) when the heartbeat came"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+    Ok(())
+}
+
+#[tokio::test]
+async fn admin_disconnect_closes_with_4004_and_requeues_leases() -> anyhow::Result<()> {
+    let cloud = Cloud::start(json!({"ok": connect_hook("ops", TOKEN, json!({}))})).await?;
+    let mut ws = connect(&cloud, "ops").await?;
+    let conn = next_of(&mut ws, "connected").await;
+    let (_, posted) = cloud.post("ok", "{}").await?;
+    next_of(&mut ws, "webhook").await;
+    let id = conn["connection_id"].as_str().unwrap();
+    let (s, v) = cloud
+        .admin(Method::DELETE, &format!("/channels/ops/connections/{id}"))
+        .await?;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (200, Some("disconnected")),
+        "{v}"
+    );
+    assert_eq!(next_of(&mut ws, "close").await["code"], 4004);
+    connect_testkit::wait_until(Duration::from_secs(5), "lease requeued at once", || async {
+        let s = cloud.stats("ops").await.unwrap();
+        s["messages_queued"] == 1 && s["connected_clients"] == 0
+    })
+    .await?;
+    let mut ws = connect(&cloud, "ops").await?;
+    let again = next_of(&mut ws, "webhook").await;
+    assert_eq!(
+        (
+            again["message_id"].as_str(),
+            again["delivery_count"].as_u64()
+        ),
+        (posted["message_id"].as_str(), Some(2))
+    );
+    let (s, _) = cloud
+        .admin(Method::DELETE, "/channels/ops/connections/wsc_unknown")
+        .await?;
+    assert_eq!(s, 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_refused_per_transport() -> anyhow::Result<()> {
+    let cloud =
+        Cloud::start(json!({"ok": connect_hook("ops", TOKEN, json!({"max_connections": 1}))}))
+            .await?;
+    let mut first = connect(&cloud, "ops").await?;
+    next_of(&mut first, "connected").await;
+    let mut second = connect(&cloud, "ops").await?;
+    assert_eq!(
+        next_of(&mut second, "close").await["code"],
+        4003,
+        "WebSocket: accepted, then 4003"
+    );
+    let sse = cloud
+        .http
+        .get(format!("{}/connect/stream/ops/sse", cloud.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    assert_eq!(sse.status(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(5), sse.text()).await??;
+    assert!(
+        text.contains("event: error") && text.contains("max_connections_reached"),
+        "{text}"
+    );
+    let poll = cloud
+        .http
+        .get(format!("{}/connect/stream/ops/poll?timeout=1", cloud.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    assert_eq!(poll.status(), 503);
+    assert!(poll.headers().get("retry-after").is_some());
+    assert_eq!(
+        poll.json::<Value>().await?["detail"],
+        "Max connections reached"
+    );
+    Ok(())
+}
