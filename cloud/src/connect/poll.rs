@@ -2,11 +2,15 @@
 //! holds leases across polls until they are ACKed or time out.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use connect_protocol::frames::PollResponse;
 use connect_protocol::headers as h;
@@ -17,7 +21,7 @@ use tokio::sync::oneshot;
 use super::{authenticate, connector_id, remote_ip, version_header};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::hub::{AddConn, Batch};
+use crate::hub::{AddConn, Batch, Conn};
 
 struct PollParams {
     timeout: u64,
@@ -192,13 +196,65 @@ async fn poll(
         .iter()
         .map(|l| l.message.to_wire(l.delivery_count))
         .collect();
-    Ok(axum::Json(PollResponse {
+    let body = PollResponse {
         messages: wire,
         connection_id: conn.id.clone(),
         channel: conn.channel.clone(),
         timestamp: Timestamp::now(),
         protocol_version: Some(connect_protocol::PROTOCOL_VERSION),
         ack_timeout_seconds: Some(settings.ack_timeout_seconds),
-    })
-    .into_response())
+    };
+    let json = serde_json::to_vec(&body).map_err(|e| ApiError::internal("poll body", e))?;
+    let body = ReleaseOnAbort {
+        data: Some(Bytes::from(json)),
+        done: false,
+        abort: Some((st.clone(), conn.clone())),
+    };
+    let mut res = axum::body::Body::new(body).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(res)
+}
+
+/// The poll answer's body. If it is dropped before hyper asked for its end, the client went
+/// away before the messages were written: the poll connection ends and its leases return to
+/// the head at once instead of waiting for the ack timeout (§5.3).
+struct ReleaseOnAbort {
+    data: Option<Bytes>,
+    done: bool,
+    abort: Option<(AppState, Arc<Conn>)>,
+}
+
+impl http_body::Body for ReleaseOnAbort {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.data.take() {
+            Some(d) => Poll::Ready(Some(Ok(http_body::Frame::data(d)))),
+            None => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for ReleaseOnAbort {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some((st, conn)) = self.abort.take() {
+            tracing::debug!(connection = %conn.id, "poll answer not delivered; releasing its leases");
+            let st2 = st.clone();
+            st.tracker
+                .spawn(async move { st2.hub.remove_conn(&conn).await });
+        }
+    }
 }
