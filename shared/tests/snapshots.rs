@@ -1,6 +1,8 @@
 //! Snapshot of every frame and body shape of the wire contract, with ids and times fixed so
 //! that a change in any JSON shape shows up as a reviewed diff.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure with its message
+
 use connect_protocol::admin::*;
 use connect_protocol::error::{ErrorBody, ErrorCode};
 use connect_protocol::frames::*;
