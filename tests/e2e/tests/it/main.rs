@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod client;
+mod dispatch;
 mod harness;
 mod ops;
 mod resilience;
