@@ -274,3 +274,46 @@ impl Settings {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_accept_the_documented_spellings_only() {
+        for t in ["true", "1", "YES", "On"] {
+            assert_eq!(parse_bool(t), Ok(true), "{t}");
+        }
+        for f in ["false", "0", "no", "OFF"] {
+            assert_eq!(parse_bool(f), Ok(false), "{f}");
+        }
+        assert!(parse_bool("maybe").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_take_ips_and_cidrs() {
+        let nets = parse_nets("10.0.0.0/8, 192.168.1.1 ,::1").unwrap();
+        assert_eq!(nets.len(), 3);
+        assert!(parse_nets("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn validation_rejects_what_clap_cannot() {
+        let mut s = Settings::parse_from(["x", "--heartbeat-interval-seconds", "15"]);
+        assert!(s.validate(Some("127.0.0.1".into())).is_ok());
+        assert_eq!(
+            s.trusted().len(),
+            1,
+            "TRUSTED_PROXY_IPS is the alias when the main variable is unset"
+        );
+        let mut s = Settings::parse_from(["x", "--max-body-bytes", "0"]);
+        assert!(s.validate(None).is_err());
+        let mut s = Settings::parse_from(["x", "--log-level", "chatty"]);
+        assert!(s.validate(None).is_err());
+        assert!(Settings::try_parse_from(["x", "--heartbeat-interval-seconds", "4"]).is_err());
+        assert!(Settings::try_parse_from(["x", "--enabled", "perhaps"]).is_err());
+        let mut s = Settings::parse_from(["x", "--admin-token", "  "]);
+        s.validate(None).unwrap();
+        assert_eq!(s.admin_token, None, "an empty value is the same as unset");
+    }
+}

@@ -208,3 +208,38 @@ impl Authed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(v: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        m
+    }
+
+    #[test]
+    fn bearer_parsing_follows_the_protocol() {
+        assert_eq!(bearer_token(&h("Bearer abc")).as_deref(), Some("abc"));
+        assert_eq!(bearer_token(&h("bEaReR    abc  ")).as_deref(), Some("abc"));
+        assert_eq!(
+            bearer_token(&h("abc")).as_deref(),
+            Some("abc"),
+            "a bare token is accepted"
+        );
+        assert_eq!(
+            bearer_token(&h("Basic abc")).as_deref(),
+            Some(""),
+            "other schemes are invalid"
+        );
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn percent_decoding_handles_truncated_escapes() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

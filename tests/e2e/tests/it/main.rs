@@ -12,3 +12,4 @@ mod ops;
 mod resilience;
 mod scenario_02;
 mod scenario_04;
+mod startup;

@@ -1,0 +1,81 @@
+//! Start-up: configuration is validated before anything is bound, with the documented exit
+//! codes (64 bad configuration, 69 data directory in use).
+
+use std::time::Duration;
+
+use connect_testkit::{ChildProcess, free_port, workspace_bin};
+use serde_json::json;
+
+use crate::harness::{Cloud, connect_hook};
+
+fn run(env: &[(&str, &str)]) -> anyhow::Result<(Option<i32>, String)> {
+    let mut p = ChildProcess::spawn(workspace_bin("webhook-connect-cloud")?, &[], env, "cloud")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while p.is_running() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = p.exit_status().and_then(|s| s.code());
+    Ok((status, p.stderr_text()))
+}
+
+#[test]
+fn bad_settings_and_bad_config_exit_64_before_binding() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let missing = dir.path().join("missing.json");
+    let (code, err) = run(&[
+        ("WEBHOOK_CONNECT_LISTEN", &listen),
+        ("WEBHOOKS_CONFIG_FILE", missing.to_str().unwrap()),
+        ("WEBHOOK_CONNECT_DATA_DIR", data.to_str().unwrap()),
+    ])?;
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("missing.json"), "{err}");
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{ not json")?;
+    let (code, err) = run(&[
+        ("WEBHOOK_CONNECT_LISTEN", &listen),
+        ("WEBHOOKS_CONFIG_FILE", broken.to_str().unwrap()),
+        ("WEBHOOK_CONNECT_DATA_DIR", data.to_str().unwrap()),
+    ])?;
+    assert_eq!(code, Some(64), "{err}");
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, "{}")?;
+    let (code, err) = run(&[
+        ("WEBHOOK_CONNECT_LISTEN", &listen),
+        ("WEBHOOKS_CONFIG_FILE", good.to_str().unwrap()),
+        ("WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", "1"),
+    ])?;
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        !data.exists(),
+        "nothing was created before validation passed"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_data_directory_exits_69() -> anyhow::Result<()> {
+    let cloud =
+        Cloud::start(json!({"a": connect_hook("c", "token-0123456789abcdef", json!({}))})).await?;
+    let data = cloud.dir.path().join("data");
+    let cfg = cloud.dir.path().join("webhooks.json");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (code, err) = tokio::task::spawn_blocking(move || {
+        run(&[
+            ("WEBHOOK_CONNECT_LISTEN", &listen),
+            ("WEBHOOKS_CONFIG_FILE", cfg.to_str().unwrap()),
+            ("WEBHOOK_CONNECT_DATA_DIR", data.to_str().unwrap()),
+        ])
+    })
+    .await??;
+    assert_eq!(code, Some(69), "{err}");
+    assert!(err.contains("in use"), "{err}");
+    assert_eq!(
+        cloud.post("a", "{}").await?.0,
+        200,
+        "the first process keeps serving"
+    );
+    Ok(())
+}
