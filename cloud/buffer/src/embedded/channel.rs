@@ -7,7 +7,7 @@
 //!
 //! Messages are keyed by sequence internally (unique per channel, replays keep it).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use connect_protocol::admin::{ChannelState, TokenSource};
@@ -74,6 +74,10 @@ pub(super) struct Chan {
     webhook_pending: HashMap<String, u64>,
     out: Vec<Write>,
     counters_dirty: bool,
+    /// No unsettled message expires before this instant (a lower bound: settled messages
+    /// may have set it). Lets the periodic sweep skip the TTL scan of a large backlog until
+    /// something can actually have expired.
+    next_expiry: Option<Timestamp>,
 }
 
 impl Chan {
@@ -94,6 +98,7 @@ impl Chan {
             webhook_pending: HashMap::new(),
             out: Vec::new(),
             counters_dirty: false,
+            next_expiry: None,
         }
     }
 
@@ -166,6 +171,7 @@ impl Chan {
                 *chan.webhook_pending.entry(webhook.clone()).or_default() += 1;
             }
             chan.ids.insert(msg.message_id.clone(), seq);
+            chan.note_expiry(msg.expires_at);
             let entry = Entry {
                 msg: Arc::new(msg),
                 attempts,
@@ -327,6 +333,7 @@ impl Chan {
         let seq = msg.sequence;
         let webhook = self.webhook_key(&msg);
         *self.webhook_pending.entry(webhook.clone()).or_default() += 1;
+        self.note_expiry(msg.expires_at);
         self.entries.insert(
             seq,
             Entry {
@@ -640,24 +647,11 @@ impl Chan {
         }
         report.promoted += promoted;
 
-        let expired_ready: Vec<u64> = self
-            .ready
-            .iter()
-            .copied()
-            .filter(|s| self.expired(*s, now))
-            .collect();
-        if !expired_ready.is_empty() {
-            self.ready.retain(|s| !expired_ready.contains(s));
-        }
-        let expired_delayed: Vec<(Timestamp, u64)> = self
-            .delayed
-            .iter()
-            .copied()
-            .filter(|(_, s)| self.expired(*s, now))
-            .collect();
-        for key in &expired_delayed {
-            self.delayed.remove(key);
-        }
+        let (expired_ready, expired_delayed) = if self.next_expiry.is_some_and(|t| t <= now) {
+            self.take_expired(now)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         for seq in expired_ready
             .into_iter()
             .chain(expired_delayed.into_iter().map(|(_, s)| s))
@@ -679,6 +673,51 @@ impl Chan {
             }
         }
         !lost.is_empty() || promoted > 0
+    }
+
+    fn note_expiry(&mut self, at: Timestamp) {
+        if self.next_expiry.is_none_or(|t| at < t) {
+            self.next_expiry = Some(at);
+        }
+    }
+
+    /// Removes expired ready and delayed messages from their queues (leased ones are not
+    /// interrupted) and recomputes the expiry bound. One pass over the backlog, run only when
+    /// the bound says something is due.
+    fn take_expired(&mut self, now: Timestamp) -> (Vec<u64>, Vec<(Timestamp, u64)>) {
+        let expired_ready: HashSet<u64> = self
+            .ready
+            .iter()
+            .copied()
+            .filter(|s| self.expired(*s, now))
+            .collect();
+        if !expired_ready.is_empty() {
+            self.ready.retain(|s| !expired_ready.contains(s));
+        }
+        let expired_delayed: Vec<(Timestamp, u64)> = self
+            .delayed
+            .iter()
+            .copied()
+            .filter(|(_, s)| self.expired(*s, now))
+            .collect();
+        for key in &expired_delayed {
+            self.delayed.remove(key);
+        }
+        self.next_expiry = self
+            .entries
+            .values()
+            .filter(|e| !matches!(e.place, Place::Dead { .. }))
+            .map(|e| e.msg.expires_at)
+            .filter(|t| *t > now)
+            .min();
+        // Leased messages that are already past their expiry are dead-lettered when they
+        // come back (lease time); keep the bound so the next sweep looks again.
+        if self.in_flight.iter().any(|s| self.expired(*s, now)) {
+            self.next_expiry = Some(now);
+        }
+        let mut ready: Vec<u64> = expired_ready.into_iter().collect();
+        ready.sort_unstable();
+        (ready, expired_delayed)
     }
 
     fn expired(&self, seq: u64, now: Timestamp) -> bool {
@@ -743,6 +782,7 @@ impl Chan {
         let ttl_us = e.msg.expires_at.micros() - e.msg.received_at.micros();
         let mut msg = (*e.msg).clone();
         msg.expires_at = Timestamp::from_micros(now.micros().saturating_add(ttl_us));
+        let expires_at = msg.expires_at;
         let bytes = serde_json::to_vec(&msg).ok();
         e.msg = Arc::new(msg);
         e.attempts = Attempts::default();
@@ -751,6 +791,7 @@ impl Chan {
         let webhook = e.webhook.clone();
         *self.webhook_pending.entry(webhook).or_default() += 1;
         self.ready.push_back(seq);
+        self.note_expiry(expires_at);
         self.counters.replayed += 1;
         self.counters_dirty = true;
         if let Some(bytes) = bytes {
