@@ -79,3 +79,53 @@ async fn a_second_process_on_the_same_data_directory_exits_69() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn default_entry_catches_unknown_ids_but_never_disabled_ones() -> anyhow::Result<()> {
+    let cloud = Cloud::start(json!({
+        "default": connect_hook("catch", "catch-all-token-0123", json!({})),
+        "broken": {"module": "webhook_connect", "module-config": {"channel": "catch", "channel_token": "catch-all-token-0123", "ttl_seconds": 0}},
+    }))
+    .await?;
+    let (s, v) = cloud.post("anything-goes", r#"{"a":1}"#).await?;
+    assert_eq!(s, 200, "{v}");
+    let (_, peek) = cloud
+        .admin(reqwest::Method::GET, "/channels/catch/messages")
+        .await?;
+    assert_eq!(
+        peek["messages"][0]["webhook_id"], "anything-goes",
+        "the requested id is kept"
+    );
+    let (s, v) = cloud.post("broken", "{}").await?;
+    assert_eq!(
+        (s, v["detail"].as_str()),
+        (503, Some("Webhook unavailable")),
+        "a disabled id never falls back to default"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn relay_disabled_answers_503_not_initialized() -> anyhow::Result<()> {
+    let cloud = Cloud::start_with(
+        json!({"a": connect_hook("c", "token-0123456789abcdef", json!({}))}),
+        &[("WEBHOOK_CONNECT_ENABLED", "false")],
+    )
+    .await?;
+    let (s, v) = cloud.post("a", "{}").await?;
+    assert_eq!(
+        (s, v["detail"].as_str()),
+        (503, Some("Webhook Connect not initialized")),
+        "{v}"
+    );
+    let r = cloud
+        .http
+        .get(format!("{}/connect/stream/c/poll?timeout=1", cloud.base))
+        .bearer_auth("token-0123456789abcdef")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 503);
+    let (s, _) = cloud.admin(reqwest::Method::GET, "/channels").await?;
+    assert_eq!(s, 503);
+    Ok(())
+}
