@@ -40,7 +40,7 @@ pub fn router(st: AppState) -> Router {
             "/connect/status/{channel}",
             get(connect::ack::channel_status),
         )
-        .nest("/admin/webhook-connect", admin::routes())
+        .nest("/admin/webhook-connect", admin::routes(st.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn(security_headers))
         .with_state(st)

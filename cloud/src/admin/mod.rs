@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use base64::Engine as _;
@@ -22,9 +23,10 @@ use crate::connect::bearer_token;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::{CloseReason, ct_eq};
 
-pub fn routes() -> Router<AppState> {
+/// The admin routes. Every route but `/health` sits behind [`require_admin`], so
+/// authentication is decided before any path lookup or body parsing (§8.1).
+pub fn routes(st: AppState) -> Router<AppState> {
     Router::new()
-        .route("/health", get(admin_health))
         .route("/channels", get(list_channels))
         .route("/channels/{c}", get(get_channel))
         .route("/channels/{c}/stats", get(get_stats))
@@ -49,6 +51,15 @@ pub fn routes() -> Router<AppState> {
         .route("/channels/{c}/rotate-token", post(rotate_token))
         .route("/channels/{c}/connections/{id}", delete(disconnect))
         .route("/overview", get(overview))
+        .route_layer(middleware::from_fn_with_state(st, require_admin))
+        .route("/health", get(admin_health))
+}
+
+async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    match authorize(&st, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// §8.1: 403 when disabled, 401 missing/wrong, then service state.
@@ -152,18 +163,12 @@ fn info(st: &AppState, r: &ChannelRecord) -> ChannelInfo {
     }
 }
 
-async fn list_channels(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
+async fn list_channels(State(st): State<AppState>) -> ApiResult<Response> {
     let recs = st.buffer().channels().await?;
     Ok(axum::Json(recs.iter().map(|r| info(&st, r)).collect::<Vec<_>>()).into_response())
 }
 
-async fn get_channel(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(c): Path<String>,
-) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
+async fn get_channel(State(st): State<AppState>, Path(c): Path<String>) -> ApiResult<Response> {
     let r = record(&st, &c).await?;
     let b = st.buffer().stats(&c).await?;
     let conns = st
@@ -226,22 +231,15 @@ async fn get_channel(
     .into_response())
 }
 
-async fn get_stats(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(c): Path<String>,
-) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
+async fn get_stats(State(st): State<AppState>, Path(c): Path<String>) -> ApiResult<Response> {
     record(&st, &c).await?;
     Ok(axum::Json(channel_stats(&st, &c).await?).into_response())
 }
 
 async fn get_webhook_stats(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path(c): Path<String>,
 ) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
     record(&st, &c).await?;
     let b = st.buffer().stats(&c).await?;
     let webhooks: BTreeMap<String, PendingCount> = b
@@ -330,11 +328,9 @@ fn parse_flag(v: Option<&str>) -> ApiResult<bool> {
 
 async fn list_dead_letters(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path(c): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
     record(&st, &c).await?;
     let limit = parse_limit(q.limit.as_deref(), 100, 1000)?;
     let include_body = parse_flag(q.include_body.as_deref())?;
@@ -354,10 +350,8 @@ async fn list_dead_letters(
 
 async fn get_dead_letter(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path((c, m)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
     record(&st, &c).await?;
     let r = st.buffer().dead_letter(&c, &m).await?.ok_or_else(|| {
         ApiError::not_found(ErrorCode::DeadLetterNotFound, "Dead letter not found")
@@ -367,10 +361,8 @@ async fn get_dead_letter(
 
 async fn replay_dead_letter(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path((c, m)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
     record(&st, &c).await?;
     match st.buffer().replay(&c, &m).await? {
         ReplayOutcome::Replayed => Ok(axum::Json(DeadLetterActionResponse {
@@ -394,11 +386,9 @@ async fn replay_dead_letter(
 
 async fn replay_dead_letters(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path(c): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
     record(&st, &c).await?;
     let limit = match q.limit.as_deref() {
         None => None,
@@ -421,10 +411,8 @@ async fn replay_dead_letters(
 
 async fn delete_dead_letter(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path((c, m)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
     record(&st, &c).await?;
     if !st.buffer().delete_dead_letter(&c, &m).await? {
         return Err(ApiError::not_found(
@@ -443,10 +431,8 @@ async fn delete_dead_letter(
 
 async fn purge_dead_letters(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path(c): Path<String>,
 ) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
     record(&st, &c).await?;
     let n = st.buffer().purge_dead_letters(&c).await?;
     st.metrics.discarded(&c, "admin_delete", n);
@@ -459,11 +445,9 @@ async fn purge_dead_letters(
 
 async fn peek_messages(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path(c): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
     record(&st, &c).await?;
     let limit = parse_limit(q.limit.as_deref(), 20, 100)?;
     let include_body = parse_flag(q.include_body.as_deref())?;
@@ -496,11 +480,9 @@ const MAX_GRACE: i64 = 2_592_000;
 
 async fn rotate_token(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path(c): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
     record(&st, &c).await?;
     let grace = if body.iter().all(u8::is_ascii_whitespace) {
         3600
@@ -543,10 +525,8 @@ async fn rotate_token(
 
 async fn disconnect(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path((c, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
     record(&st, &c).await?;
     let conn = st.hub.connection(&id).ok_or_else(|| {
         ApiError::not_found(ErrorCode::ConnectionNotFound, "Connection not found")
@@ -571,8 +551,7 @@ async fn disconnect(
     .into_response())
 }
 
-async fn overview(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    authorize(&st, &headers)?;
+async fn overview(State(st): State<AppState>) -> ApiResult<Response> {
     let recs = st.buffer().channels().await?;
     let mut channels = BTreeMap::new();
     for r in &recs {
