@@ -478,12 +478,9 @@ impl Hub {
             conn.nacked.fetch_add(1, Ordering::Relaxed);
             dec(&conn.in_flight);
             self.metrics.nacked(&conn.channel, retry);
-            match out {
-                NackOutcome::Delayed { .. } => self.metrics.redelivery(&conn.channel, "nack", 1),
-                NackOutcome::DeadLettered(r) => {
-                    self.metrics.dead_lettered(&conn.channel, r.as_str())
-                }
-                NackOutcome::NotHeld => {}
+            // Dead letters are counted by the buffer (persisted) and rendered at scrape time.
+            if matches!(out, NackOutcome::Delayed { .. }) {
+                self.metrics.redelivery(&conn.channel, "nack", 1);
             }
             if let Some(rt) = self.channel(&conn.channel) {
                 rt.wake.notify_one();

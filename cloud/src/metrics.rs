@@ -134,17 +134,6 @@ impl Metrics {
         );
     }
 
-    pub fn dead_lettered(&self, channel: &str, reason: &str) {
-        self.inc(
-            "webhook_connect_dead_letters_total",
-            vec![
-                ("channel", channel.to_owned()),
-                ("reason", reason.to_owned()),
-            ],
-            1,
-        );
-    }
-
     pub fn discarded(&self, channel: &str, reason: &str, n: u64) {
         self.inc(
             "webhook_connect_messages_discarded_total",
@@ -195,9 +184,20 @@ impl Metrics {
     }
 
     /// Renders everything, plus the scrape-time gauges given by the caller.
-    pub fn render(&self, extra_gauges: &[(&'static str, Labels, f64)]) -> String {
+    pub fn render(
+        &self,
+        extra_gauges: &[(&'static str, Labels, f64)],
+        extra_counters: &[(&'static str, Labels, f64)],
+    ) -> String {
         let mut out = String::new();
         let mut last = "";
+        for (name, labels, v) in extra_counters {
+            if *name != last {
+                let _ = writeln!(out, "# TYPE {name} counter");
+                last = name;
+            }
+            let _ = writeln!(out, "{name}{} {v}", fmt_labels(labels, None));
+        }
         for ((name, labels), v) in self.counters.lock().iter() {
             if *name != last {
                 let _ = writeln!(out, "# TYPE {name} counter");

@@ -88,6 +88,7 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
         }
     }
     let mut gauges = Vec::new();
+    let mut counters = Vec::new();
     for name in st.hub.channel_names() {
         if let Ok(s) = st.buffer().stats(&name).await {
             for (state, v) in [
@@ -99,6 +100,19 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
                 gauges.push((
                     "webhook_connect_channel_messages",
                     vec![("channel", name.clone()), ("state", state.to_owned())],
+                    v as f64,
+                ));
+            }
+            // Persisted per-channel counters: exact across restarts and replicas, and they
+            // include dead letters made by sweeps and at lease time, not only by NACKs.
+            for (reason, v) in [
+                ("expired", s.counters.expired),
+                ("rejected", s.counters.rejected),
+                ("max_delivery_attempts", s.counters.exhausted),
+            ] {
+                counters.push((
+                    "webhook_connect_dead_letters_total",
+                    vec![("channel", name.clone()), ("reason", reason.to_owned())],
                     v as f64,
                 ));
             }
@@ -125,7 +139,7 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
             cfg.webhooks.errors().len() as f64,
         ));
     }
-    let text = st.metrics.render(&gauges);
+    let text = st.metrics.render(&gauges, &counters);
     let mut res = text.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -196,6 +196,7 @@ pub enum PeekFilter {
 
 /// Counters (cumulative, persisted) and depths (now) of one channel (§8.3).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     pub received: u64,
     pub dispatched: u64,
@@ -203,6 +204,10 @@ pub struct Counters {
     pub nacked: u64,
     pub expired: u64,
     pub dead_lettered: u64,
+    /// Dead-lettered by a NACK without retry.
+    pub rejected: u64,
+    /// Dead-lettered after `max_delivery_attempts`.
+    pub exhausted: u64,
     pub replayed: u64,
     pub discarded: u64,
 }

@@ -565,8 +565,10 @@ impl Chan {
         let webhook = e.webhook.clone();
         self.dead.insert((now, seq));
         self.counters.dead_lettered += 1;
-        if reason == DeadLetterReason::Expired {
-            self.counters.expired += 1;
+        match reason {
+            DeadLetterReason::Expired => self.counters.expired += 1,
+            DeadLetterReason::Rejected => self.counters.rejected += 1,
+            DeadLetterReason::MaxDeliveryAttempts => self.counters.exhausted += 1,
         }
         self.counters_dirty = true;
         self.dec_pending(&webhook);

@@ -143,6 +143,17 @@ async fn rejected_message_is_dead_lettered_and_replayable() -> anyhow::Result<()
         cloud.stats("ops").await.unwrap()["dead_letters"] == 1
     })
     .await?;
+    let m = cloud
+        .http
+        .get(format!("{}/metrics", cloud.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        m.contains("webhook_connect_dead_letters_total{channel=\"ops\",reason=\"rejected\"} 1"),
+        "{m}"
+    );
     let (_, list) = cloud
         .admin(Method::GET, "/channels/ops/dead-letters")
         .await?;
