@@ -1,0 +1,1038 @@
+//! The running engine: one reconnect loop per channel, the transports, delivery tasks and
+//! settlement, and the handle used to read status and shut down.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use connect_protocol::frames::{ClientFrame, ParsedServerFrame, ServerFrame};
+use connect_protocol::headers as h;
+use connect_protocol::message::WireMessage;
+use futures::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ChannelConfig, ConnectorConfig, Protocol, Target};
+use crate::forward::{self, Verdict};
+use crate::sse::SseParser;
+use crate::status::{self, ChannelState, ChannelStatus, Live, RecentEvent};
+
+/// Default grace period for in-flight deliveries on shutdown.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// Largest accepted WebSocket message / SSE line / poll body (§11.1).
+const MAX_MESSAGE: usize = 256 << 20;
+/// Connection failures before `auto` falls back to the next transport.
+const AUTO_FALLBACK_AFTER: u32 = 3;
+/// How long `auto` stays on a fallback transport before trying WebSocket again.
+const AUTO_RETRY_BETTER: Duration = Duration::from_secs(600);
+
+/// Start-up failure (bad TLS files and the like).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EngineError(pub String);
+
+/// Entry point.
+#[derive(Debug)]
+pub struct Engine;
+
+impl Engine {
+    /// Starts every enabled channel. Must be called inside a tokio runtime.
+    pub fn start(config: ConnectorConfig) -> Result<EngineHandle, EngineError> {
+        let global = Arc::new(Semaphore::new(config.max_concurrent_requests));
+        let intake = CancellationToken::new();
+        let drained = CancellationToken::new();
+        let hard = CancellationToken::new();
+        let deliveries = TaskTracker::new();
+        let loops = TaskTracker::new();
+        let mut channels = Vec::new();
+        for ch in config.channels {
+            let ctx = Arc::new(ChannelCtx::new(
+                ch,
+                global.clone(),
+                config.env.clone(),
+                Tokens {
+                    intake: intake.clone(),
+                    drained: drained.clone(),
+                    hard: hard.clone(),
+                },
+                deliveries.clone(),
+            )?);
+            channels.push(ctx.clone());
+            loops.spawn(channel_loop(ctx));
+        }
+        Ok(EngineHandle {
+            channels,
+            intake,
+            drained,
+            hard,
+            deliveries,
+            loops,
+        })
+    }
+}
+
+/// Controls a running engine.
+#[derive(Debug)]
+pub struct EngineHandle {
+    channels: Vec<Arc<ChannelCtx>>,
+    intake: CancellationToken,
+    drained: CancellationToken,
+    hard: CancellationToken,
+    deliveries: TaskTracker,
+    loops: TaskTracker,
+}
+
+impl EngineHandle {
+    /// A snapshot of every channel.
+    pub fn status(&self) -> Vec<ChannelStatus> {
+        self.channels
+            .iter()
+            .map(|c| c.live.lock().snapshot())
+            .collect()
+    }
+
+    /// Stops taking messages, lets running deliveries finish for up to `grace`, settles them,
+    /// then closes the connections (WebSocket 1000). Unfinished work is left to redelivery.
+    pub async fn shutdown(self, grace: Duration) {
+        self.intake.cancel();
+        self.deliveries.close();
+        if tokio::time::timeout(grace, self.deliveries.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; unfinished deliveries are left to redelivery");
+            self.hard.cancel();
+        }
+        self.drained.cancel();
+        self.loops.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.loops.wait()).await;
+        self.hard.cancel();
+        for c in &self.channels {
+            c.live.lock().status.state = ChannelState::Stopped;
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Tokens {
+    /// Cancelled first: stop reading new messages.
+    intake: CancellationToken,
+    /// Cancelled once in-flight deliveries are settled (or the grace ran out): close links.
+    drained: CancellationToken,
+    /// Abort deliveries still running.
+    hard: CancellationToken,
+}
+
+/// Feeds the one-at-a-time worker of an `ordered` target.
+type OrderedQueue = mpsc::UnboundedSender<(Arc<Link>, WireMessage)>;
+
+#[derive(Debug)]
+struct ChannelCtx {
+    cfg: ChannelConfig,
+    token: Mutex<String>,
+    env: std::collections::BTreeMap<String, String>,
+    cloud: reqwest::Client,
+    target_clients: HashMap<String, reqwest::Client>,
+    target_limits: HashMap<String, Arc<Semaphore>>,
+    ordered_queues: Mutex<HashMap<String, OrderedQueue>>,
+    global: Arc<Semaphore>,
+    channel_limit: Option<Arc<Semaphore>>,
+    live: Mutex<Live>,
+    tokens: Tokens,
+    deliveries: TaskTracker,
+}
+
+/// The connection a message arrived on, used to settle it.
+#[derive(Debug)]
+struct Link {
+    connection_id: String,
+    ws: Option<mpsc::UnboundedSender<Message>>,
+    v2: bool,
+    ack_timeout: Duration,
+}
+
+#[derive(Debug)]
+enum Settle {
+    Ack,
+    Nack { retry: bool, error: String },
+    Extend,
+}
+
+#[derive(Debug)]
+enum ConnError {
+    Auth(String),
+    Other(String),
+}
+
+#[derive(Debug)]
+enum End {
+    /// Intake stopped by shutdown.
+    Draining,
+    /// The server closed (WebSocket close code, or SSE terminal error mapped to one).
+    Closed(Option<u16>, String),
+    HeartbeatTimeout,
+}
+
+struct Session {
+    connected: bool,
+    result: Result<End, ConnError>,
+}
+
+fn target_key(key: &str) -> String {
+    key.to_owned()
+}
+
+impl ChannelCtx {
+    fn new(
+        cfg: ChannelConfig,
+        global: Arc<Semaphore>,
+        env: std::collections::BTreeMap<String, String>,
+        tokens: Tokens,
+        deliveries: TaskTracker,
+    ) -> Result<Self, EngineError> {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(cfg.connection_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .danger_accept_invalid_certs(!cfg.verify_ssl);
+        if let Some(ca) = &cfg.ca_cert_path {
+            let pem = std::fs::read(ca)
+                .map_err(|e| EngineError(format!("ca_cert_path {}: {e}", ca.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| EngineError(format!("ca_cert_path {}: {e}", ca.display())))?;
+            b = b.add_root_certificate(cert);
+        }
+        if let (Some(c), Some(k)) = (&cfg.client_cert_path, &cfg.client_key_path) {
+            let mut pem =
+                std::fs::read(c).map_err(|e| EngineError(format!("{}: {e}", c.display())))?;
+            pem.extend(std::fs::read(k).map_err(|e| EngineError(format!("{}: {e}", k.display())))?);
+            let id = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| EngineError(format!("client certificate: {e}")))?;
+            b = b.identity(id);
+        }
+        let cloud = b
+            .build()
+            .map_err(|e| EngineError(format!("HTTP client: {e}")))?;
+        let mut target_clients = HashMap::new();
+        let mut target_limits = HashMap::new();
+        let all = cfg.targets.iter().map(|(k, t)| (k.clone(), t)).chain(
+            cfg.default_target
+                .iter()
+                .map(|t| ("*default*".to_owned(), t)),
+        );
+        for (k, t) in all {
+            let c = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .danger_accept_invalid_certs(!t.verify_tls)
+                .build()
+                .map_err(|e| EngineError(format!("HTTP client: {e}")))?;
+            target_clients.insert(target_key(&k), c);
+            if let Some(n) = t.max_concurrent_requests {
+                target_limits.insert(target_key(&k), Arc::new(Semaphore::new(n)));
+            }
+        }
+        Ok(Self {
+            token: Mutex::new(cfg.token.clone()),
+            env,
+            cloud,
+            target_clients,
+            target_limits,
+            ordered_queues: Mutex::new(HashMap::new()),
+            global,
+            channel_limit: cfg
+                .max_concurrent_requests
+                .map(|n| Arc::new(Semaphore::new(n))),
+            live: Mutex::new(Live::new(&cfg.channel)),
+            tokens,
+            deliveries,
+            cfg,
+        })
+    }
+
+    fn set_state(&self, state: ChannelState, error: Option<String>) {
+        let mut l = self.live.lock();
+        l.status.state = state;
+        if error.is_some() {
+            l.status.last_error = error;
+        }
+    }
+
+    fn token(&self) -> String {
+        self.token.lock().clone()
+    }
+
+    fn http_base(&self) -> &str {
+        &self.cfg.cloud_url
+    }
+
+    fn common_headers(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req = req.bearer_auth(self.token()).header(h::VERSION, "2");
+        if let Some(id) = &self.cfg.connector_id {
+            req = req.header(h::CONNECTOR_ID, id);
+        }
+        req
+    }
+
+    /// Settles one message; ACKs fall back to `POST /connect/ack` when the socket is gone.
+    async fn settle(&self, link: &Link, message_id: &str, action: Settle) {
+        if matches!(action, Settle::Extend) && !link.v2 {
+            return;
+        }
+        if let Some(ws) = &link.ws {
+            let frame = match &action {
+                Settle::Ack => ClientFrame::Ack {
+                    message_id: message_id.to_owned(),
+                },
+                Settle::Nack { retry, error } => ClientFrame::Nack {
+                    message_id: message_id.to_owned(),
+                    retry: *retry,
+                    error: link.v2.then(|| error.clone()),
+                },
+                Settle::Extend => ClientFrame::Extend {
+                    message_id: message_id.to_owned(),
+                },
+            };
+            let text = serde_json::to_string(&frame).unwrap_or_default();
+            if ws.send(Message::Text(text.into())).is_ok() || !matches!(action, Settle::Ack) {
+                return;
+            }
+        }
+        let mut q: Vec<(&str, String)> = vec![("message_id", message_id.to_owned())];
+        match &action {
+            Settle::Ack => {}
+            Settle::Nack { retry, error } => {
+                q.push(("status", "nack".into()));
+                q.push(("retry", retry.to_string()));
+                if link.v2 {
+                    q.push(("error", error.clone()));
+                }
+            }
+            Settle::Extend => q.push(("status", "extend".into())),
+        }
+        for attempt in 0..3u32 {
+            let req = self
+                .common_headers(self.cloud.post(format!("{}/connect/ack", self.http_base())))
+                .header(h::CONNECTION_ID, &link.connection_id)
+                .query(&q)
+                .timeout(Duration::from_secs(10));
+            match req.send().await {
+                Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => {
+                    if !r.status().is_success() {
+                        tracing::debug!(message_id, status = %r.status(), "settle not applied");
+                    }
+                    return;
+                }
+                Ok(r) => tracing::warn!(message_id, status = %r.status(), "settle failed"),
+                Err(e) => tracing::warn!(message_id, error = %e, "settle failed"),
+            }
+            tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt + 1))).await;
+        }
+    }
+
+    /// Takes one wire message from any transport.
+    fn accept(self: &Arc<Self>, link: &Arc<Link>, msg: WireMessage) {
+        self.live.lock().status.counters.received += 1;
+        if msg.message_id.is_empty() {
+            return;
+        }
+        let selected = if msg.webhook_id.is_empty() {
+            None
+        } else {
+            forward::select_target(&self.cfg.targets, self.cfg.default_target.as_ref(), &msg)
+                .map(|(k, t)| (k, t.clone()))
+        };
+        let Some((key, target)) = selected else {
+            let error = if msg.webhook_id.is_empty() {
+                "missing webhook_id"
+            } else {
+                "no target for webhook_id"
+            };
+            let ctx = self.clone();
+            let link = link.clone();
+            self.deliveries.spawn(async move {
+                {
+                    let mut l = ctx.live.lock();
+                    l.status.counters.failed += 1;
+                    l.status.counters.dead_lettered += 1;
+                }
+                ctx.settle(
+                    &link,
+                    &msg.message_id,
+                    Settle::Nack {
+                        retry: false,
+                        error: error.to_owned(),
+                    },
+                )
+                .await;
+            });
+            return;
+        };
+        if target.ordered {
+            let tx = {
+                let mut q = self.ordered_queues.lock();
+                q.entry(key.clone())
+                    .or_insert_with(|| {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        tokio::spawn(ordered_worker(
+                            self.clone(),
+                            key.clone(),
+                            target.clone(),
+                            rx,
+                        ));
+                        tx
+                    })
+                    .clone()
+            };
+            let _ = tx.send((link.clone(), msg));
+            return;
+        }
+        let ctx = self.clone();
+        let link = link.clone();
+        self.deliveries
+            .spawn(async move { ctx.process(link, msg, key, target, false).await });
+    }
+
+    async fn process(
+        self: Arc<Self>,
+        link: Arc<Link>,
+        msg: WireMessage,
+        key: String,
+        target: Target,
+        ordered: bool,
+    ) {
+        self.live.lock().status.in_flight += 1;
+        let hard = self.tokens.hard.clone();
+        tokio::select! {
+            _ = hard.cancelled() => {}
+            _ = self.process_inner(&link, &msg, &key, &target, ordered) => {}
+        }
+        self.live.lock().status.in_flight -= 1;
+    }
+
+    async fn process_inner(
+        &self,
+        link: &Link,
+        msg: &WireMessage,
+        key: &str,
+        target: &Target,
+        ordered: bool,
+    ) {
+        // Leases are kept while waiting for a permit too.
+        let work = async {
+            let _g = self.global.acquire().await;
+            let _c = match &self.channel_limit {
+                Some(s) => Some(s.acquire().await),
+                None => None,
+            };
+            let _t = match self.target_limits.get(key) {
+                Some(s) => Some(s.acquire().await),
+                None => None,
+            };
+            let Some(client) = self.target_clients.get(key) else {
+                return forward::Delivery {
+                    verdict: Verdict::Reject("no target for webhook_id".into()),
+                    attempts: 0,
+                    response: forward::Response::default(),
+                    duration: Duration::ZERO,
+                };
+            };
+            let on_retry = || self.live.lock().status.counters.retried += 1;
+            if !ordered {
+                return forward::deliver(client, msg, target, on_retry).await;
+            }
+            // Ordered: retry locally until success, a permanent failure or expiry.
+            let mut round = 1u32;
+            loop {
+                let d = forward::deliver(client, msg, target, on_retry).await;
+                let expired = msg.expires_at.as_ref().is_some_and(|e| e.0 <= chrono_now());
+                if !matches!(d.verdict, Verdict::Retry(_))
+                    || expired
+                    || self.tokens.intake.is_cancelled()
+                {
+                    return d;
+                }
+                self.live.lock().status.counters.retried += 1;
+                tokio::time::sleep(forward::retry_wait(target, round, None)).await;
+                round = round.saturating_add(1);
+            }
+        };
+        let every = (link.ack_timeout / 3).max(Duration::from_secs(1));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tokio::pin!(work);
+        let delivery = loop {
+            tokio::select! {
+                d = &mut work => break d,
+                _ = ticker.tick(), if link.v2 => {
+                    self.settle(link, &msg.message_id, Settle::Extend).await;
+                }
+            }
+        };
+        let (action, label) = match &delivery.verdict {
+            Verdict::Ack => (Settle::Ack, "ack".to_owned()),
+            Verdict::Reject(e) => (
+                Settle::Nack {
+                    retry: false,
+                    error: e.clone(),
+                },
+                format!("nack_drop: {e}"),
+            ),
+            Verdict::Retry(e) => (
+                Settle::Nack {
+                    retry: true,
+                    error: e.clone(),
+                },
+                format!("nack_retry: {e}"),
+            ),
+        };
+        self.settle(link, &msg.message_id, action).await;
+        let (body, _) = forward::body_of(msg);
+        let event = RecentEvent {
+            at: SystemTime::now(),
+            message_id: msg.message_id.clone(),
+            webhook_id: msg.webhook_id.clone(),
+            delivery_count: msg.delivery_count,
+            method: msg.method.clone(),
+            path: msg.path.clone(),
+            request_headers: msg.raw_headers.clone().unwrap_or_else(|| {
+                msg.headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            }),
+            request_body_excerpt: status::excerpt(&body, status::REQUEST_EXCERPT_BYTES),
+            request_body_len: body.len(),
+            target_url: Some(forward::url_for(msg, target)),
+            response_status: None,
+            response_headers: Vec::new(),
+            response_body_excerpt: String::new(),
+            duration: delivery.duration,
+            attempts: delivery.attempts,
+            outcome: label,
+        }
+        .response(delivery.response);
+        let mut l = self.live.lock();
+        match delivery.verdict {
+            Verdict::Ack => l.status.counters.delivered += 1,
+            Verdict::Reject(_) => {
+                l.status.counters.failed += 1;
+                l.status.counters.dead_lettered += 1;
+            }
+            Verdict::Retry(_) => l.status.counters.failed += 1,
+        }
+        l.push(event);
+    }
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+async fn ordered_worker(
+    ctx: Arc<ChannelCtx>,
+    key: String,
+    target: Target,
+    mut rx: mpsc::UnboundedReceiver<(Arc<Link>, WireMessage)>,
+) {
+    loop {
+        let next = tokio::select! {
+            _ = ctx.tokens.intake.cancelled() => return,
+            n = rx.recv() => n,
+        };
+        let Some((link, msg)) = next else { return };
+        let c = ctx.clone();
+        let (k, t) = (key.clone(), target.clone());
+        // Tracked, so shutdown waits for the delivery in progress.
+        let _ = ctx
+            .deliveries
+            .spawn(async move { c.process(link, msg, k, t, true).await })
+            .await;
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(rand::random_range(0.8..1.2))
+}
+
+fn name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::WebSocket => "websocket",
+        Protocol::Sse => "sse",
+        Protocol::LongPoll => "long_poll",
+        Protocol::Auto => "auto",
+    }
+}
+
+async fn channel_loop(ctx: Arc<ChannelCtx>) {
+    let backoff = ctx.cfg.backoff.clone();
+    let mut delay = backoff.initial;
+    let auto = ctx.cfg.protocol == Protocol::Auto;
+    let ladder = [Protocol::WebSocket, Protocol::Sse, Protocol::LongPoll];
+    let mut rung = 0usize;
+    let mut rung_failures = 0u32;
+    let mut fell_back_at: Option<Instant> = None;
+    let mut server_v1 = false;
+    let mut failures = 0u32;
+    loop {
+        if ctx.tokens.intake.is_cancelled() {
+            return;
+        }
+        if auto && rung > 0 && fell_back_at.is_some_and(|t| t.elapsed() >= AUTO_RETRY_BETTER) {
+            rung = 0;
+            rung_failures = 0;
+            fell_back_at = None;
+        }
+        let proto = if auto { ladder[rung] } else { ctx.cfg.protocol };
+        {
+            let mut l = ctx.live.lock();
+            l.status.connection_attempts += 1;
+            l.status.transport = Some(name(proto));
+            if l.status.state != ChannelState::AuthFailed {
+                l.status.state = if failures >= 3 || rung > 0 {
+                    ChannelState::Degraded
+                } else {
+                    ChannelState::Connecting
+                };
+            }
+        }
+        let session = match proto {
+            Protocol::WebSocket | Protocol::Auto => run_ws(&ctx).await,
+            Protocol::Sse => run_sse(&ctx).await,
+            Protocol::LongPoll => run_poll(&ctx).await,
+        };
+        if session.connected {
+            delay = backoff.initial;
+            failures = 0;
+            rung_failures = 0;
+        }
+        ctx.live.lock().status.connection_id = None;
+        let mut wait = jitter(delay);
+        match session.result {
+            Ok(End::Draining) => return,
+            Ok(End::Closed(Some(4005), reason)) => {
+                let fresh = ctx
+                    .cfg
+                    .token_ref
+                    .as_deref()
+                    .and_then(|r| crate::config::resolve_token_ref(r, &ctx.env).ok());
+                match fresh {
+                    Some(t) if t != ctx.token() => {
+                        *ctx.token.lock() = t;
+                        tracing::warn!(channel = %ctx.cfg.channel, "token revoked; reloaded it from token_ref");
+                    }
+                    _ => {
+                        tracing::error!(channel = %ctx.cfg.channel, "token revoked (4005): stopping this channel");
+                        ctx.set_state(
+                            ChannelState::AuthFailed,
+                            Some(format!("token revoked: {reason}")),
+                        );
+                        ctx.tokens.intake.cancelled().await;
+                        return;
+                    }
+                }
+            }
+            Ok(End::Closed(Some(4006), reason)) => {
+                tracing::error!(channel = %ctx.cfg.channel, "channel removed (4006): stopping this channel");
+                ctx.set_state(
+                    ChannelState::Stopped,
+                    Some(format!("channel removed: {reason}")),
+                );
+                ctx.tokens.intake.cancelled().await;
+                return;
+            }
+            Ok(End::Closed(code, reason)) => {
+                tracing::info!(channel = %ctx.cfg.channel, ?code, %reason, "connection closed; reconnecting");
+                ctx.set_state(
+                    ChannelState::Connecting,
+                    Some(format!("closed {code:?}: {reason}")),
+                );
+                if code == Some(1001) {
+                    wait = jitter(backoff.initial.min(Duration::from_secs(2)));
+                }
+            }
+            Ok(End::HeartbeatTimeout) => {
+                tracing::warn!(channel = %ctx.cfg.channel, "nothing from the cloud for heartbeat_timeout; reconnecting");
+                ctx.set_state(ChannelState::Connecting, Some("heartbeat timeout".into()));
+            }
+            Err(ConnError::Auth(e)) => {
+                tracing::error!(channel = %ctx.cfg.channel, error = %e, "authentication failed; retrying slowly");
+                ctx.set_state(ChannelState::AuthFailed, Some(e));
+                wait = jitter(backoff.max);
+            }
+            Err(ConnError::Other(e)) => {
+                tracing::warn!(channel = %ctx.cfg.channel, error = %e, "connection failed");
+                if e.contains("protocol v1") {
+                    server_v1 = true;
+                }
+                failures += 1;
+                rung_failures += 1;
+                ctx.set_state(
+                    if failures >= 3 {
+                        ChannelState::Degraded
+                    } else {
+                        ChannelState::Connecting
+                    },
+                    Some(e),
+                );
+                if auto && rung_failures >= AUTO_FALLBACK_AFTER {
+                    let max_rung = if server_v1 { 1 } else { 2 };
+                    if rung < max_rung {
+                        rung += 1;
+                        rung_failures = 0;
+                        fell_back_at = Some(Instant::now());
+                        tracing::warn!(channel = %ctx.cfg.channel, transport = name(ladder[rung]), "falling back");
+                    }
+                }
+            }
+        }
+        if !session.connected {
+            delay = delay.mul_f64(backoff.multiplier).min(backoff.max);
+        }
+        tokio::select! {
+            _ = ctx.tokens.intake.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn connected(ctx: &ChannelCtx, link: &Link, version: Option<u32>) {
+    let mut l = ctx.live.lock();
+    l.status.state = ChannelState::Connected;
+    l.status.connection_id = Some(link.connection_id.clone());
+    l.status.server_protocol_version = version;
+}
+
+fn is_v2(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(h::VERSION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .is_some_and(|v| v >= 2)
+}
+
+async fn run_ws(ctx: &Arc<ChannelCtx>) -> Session {
+    let fail = |r| Session {
+        connected: false,
+        result: Err(r),
+    };
+    let base = ctx.http_base();
+    let ws_base = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else {
+        format!("ws://{}", base.trim_start_matches("http://"))
+    };
+    let url = format!("{ws_base}/connect/stream/{}", ctx.cfg.channel);
+    let mut req = match url.into_client_request() {
+        Ok(r) => r,
+        Err(e) => return fail(ConnError::Other(format!("bad url: {e}"))),
+    };
+    let hs = req.headers_mut();
+    let mut add = |k: &'static str, v: String| {
+        if let Ok(v) = http::HeaderValue::from_str(&v) {
+            hs.insert(k, v);
+        }
+    };
+    add("authorization", format!("Bearer {}", ctx.token()));
+    add(h::VERSION, "2".into());
+    if let Some(id) = &ctx.cfg.connector_id {
+        add(h::CONNECTOR_ID, id.clone());
+    }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
+    let (ws, resp) = tokio::select! {
+        _ = ctx.tokens.intake.cancelled() => return Session { connected: false, result: Ok(End::Draining) },
+        r = tokio::time::timeout(ctx.cfg.connection_timeout, connect) => match r {
+            Err(_) => return fail(ConnError::Other("connection timeout".into())),
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
+                let s = resp.status().as_u16();
+                // 403 is how a v1 server reports a bad token on the upgrade.
+                return fail(if s == 401 || s == 403 {
+                    ConnError::Auth(format!("HTTP {s}: invalid channel token"))
+                } else {
+                    ConnError::Other(format!("WebSocket upgrade answered HTTP {s}"))
+                });
+            }
+            Ok(Err(e)) => return fail(ConnError::Other(format!("WebSocket connect: {e}"))),
+            Ok(Ok(x)) => x,
+        },
+    };
+    let mut v2 = is_v2(resp.headers());
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+    let writer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            let close = matches!(m, Message::Close(_));
+            if sink.send(m).await.is_err() || close {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let mut link = Arc::new(Link {
+        connection_id: String::new(),
+        ws: Some(tx.clone()),
+        v2,
+        ack_timeout: Duration::from_secs(30),
+    });
+    let mut was_connected = false;
+    let end = loop {
+        let next = tokio::select! {
+            _ = ctx.tokens.intake.cancelled() => break End::Draining,
+            n = tokio::time::timeout(ctx.cfg.heartbeat_timeout, stream.next()) => n,
+        };
+        let frame = match next {
+            Err(_) => break End::HeartbeatTimeout,
+            Ok(None) => break End::Closed(None, "stream ended".into()),
+            Ok(Some(Err(e))) => break End::Closed(None, format!("read error: {e}")),
+            Ok(Some(Ok(f))) => f,
+        };
+        match frame {
+            Message::Text(t) => match ServerFrame::parse(t.as_str()) {
+                Ok(ParsedServerFrame::Connected(c)) => {
+                    v2 = v2 || c.protocol_version.is_some_and(|v| v >= 2);
+                    link = Arc::new(Link {
+                        connection_id: c.connection_id.clone(),
+                        ws: Some(tx.clone()),
+                        v2,
+                        ack_timeout: Duration::from_secs(
+                            c.ack_timeout_seconds.unwrap_or(30).max(1),
+                        ),
+                    });
+                    was_connected = true;
+                    connected(ctx, &link, c.protocol_version);
+                    tracing::info!(channel = %ctx.cfg.channel, connection_id = %c.connection_id, "connected (websocket)");
+                }
+                Ok(ParsedServerFrame::Webhook(m)) => ctx.accept(&link, *m),
+                Ok(ParsedServerFrame::Heartbeat) => {
+                    let hb = ClientFrame::Heartbeat {
+                        timestamp: Some(connect_protocol::time::Timestamp::now()),
+                    };
+                    let _ = tx.send(Message::Text(
+                        serde_json::to_string(&hb).unwrap_or_default().into(),
+                    ));
+                }
+                Ok(ParsedServerFrame::Error(e)) => {
+                    tracing::warn!(channel = %ctx.cfg.channel, error = %e, "server error frame")
+                }
+                Ok(ParsedServerFrame::Unknown) => {}
+                Err(e) => {
+                    tracing::warn!(channel = %ctx.cfg.channel, error = %e, "unparsable frame ignored")
+                }
+            },
+            Message::Close(c) => {
+                let (code, reason) = c
+                    .map(|c| (Some(u16::from(c.code)), c.reason.to_string()))
+                    .unwrap_or((None, String::new()));
+                break End::Closed(code, reason);
+            }
+            _ => {}
+        }
+    };
+    if matches!(end, End::Draining) {
+        ctx.tokens.drained.cancelled().await;
+        let _ = tx.send(Message::Close(Some(CloseFrame {
+            code: 1000.into(),
+            reason: "normal".into(),
+        })));
+        drop(stream);
+        drop(tx);
+        drop(link);
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    } else {
+        // The socket is gone: ending the writer makes later settlements of deliveries still
+        // running fail over to `POST /connect/ack`, which accepts late ACKs from closed
+        // connections (§5.4).
+        writer.abort();
+    }
+    Session {
+        connected: was_connected,
+        result: Ok(end),
+    }
+}
+
+async fn run_sse(ctx: &Arc<ChannelCtx>) -> Session {
+    let fail = |r| Session {
+        connected: false,
+        result: Err(r),
+    };
+    let req = ctx
+        .common_headers(ctx.cloud.get(format!(
+            "{}/connect/stream/{}/sse",
+            ctx.http_base(),
+            ctx.cfg.channel
+        )))
+        .header("accept", "text/event-stream");
+    let resp = tokio::select! {
+        _ = ctx.tokens.intake.cancelled() => return Session { connected: false, result: Ok(End::Draining) },
+        r = tokio::time::timeout(ctx.cfg.connection_timeout, req.send()) => match r {
+            Err(_) => return fail(ConnError::Other("connection timeout".into())),
+            Ok(Err(e)) => return fail(ConnError::Other(format!("SSE connect: {e}"))),
+            Ok(Ok(r)) => r,
+        },
+    };
+    let s = resp.status().as_u16();
+    if s == 401 || s == 403 {
+        return fail(ConnError::Auth(format!("HTTP {s}: invalid channel token")));
+    }
+    if !resp.status().is_success() {
+        return fail(ConnError::Other(format!("SSE answered HTTP {s}")));
+    }
+    let mut v2 = is_v2(resp.headers());
+    let mut stream = resp.bytes_stream();
+    let mut parser = SseParser::default();
+    let mut link = Arc::new(Link {
+        connection_id: String::new(),
+        ws: None,
+        v2,
+        ack_timeout: Duration::from_secs(30),
+    });
+    let mut was_connected = false;
+    let end = 'outer: loop {
+        let next = tokio::select! {
+            _ = ctx.tokens.intake.cancelled() => break End::Draining,
+            n = tokio::time::timeout(ctx.cfg.heartbeat_timeout, stream.next()) => n,
+        };
+        let chunk = match next {
+            Err(_) => break End::HeartbeatTimeout,
+            Ok(None) => break End::Closed(None, "stream ended".into()),
+            Ok(Some(Err(e))) => break End::Closed(None, format!("read error: {e}")),
+            Ok(Some(Ok(c))) => c,
+        };
+        for ev in parser.feed(&chunk) {
+            match ev.event.as_str() {
+                "connected" => {
+                    let c: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+                    let pv = c["protocol_version"].as_u64().map(|v| v as u32);
+                    v2 = v2 || pv.is_some_and(|v| v >= 2);
+                    link = Arc::new(Link {
+                        connection_id: c["connection_id"].as_str().unwrap_or_default().to_owned(),
+                        ws: None,
+                        v2,
+                        ack_timeout: Duration::from_secs(
+                            c["ack_timeout_seconds"].as_u64().unwrap_or(30).max(1),
+                        ),
+                    });
+                    was_connected = true;
+                    connected(ctx, &link, pv);
+                    tracing::info!(channel = %ctx.cfg.channel, connection_id = %link.connection_id, "connected (sse)");
+                }
+                "webhook" => match serde_json::from_str::<WireMessage>(&ev.data) {
+                    Ok(m) => ctx.accept(&link, m),
+                    Err(e) => {
+                        tracing::warn!(channel = %ctx.cfg.channel, error = %e, "unparsable webhook event")
+                    }
+                },
+                "error" => {
+                    let c: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+                    let code = c["error"].as_str().unwrap_or_default().to_owned();
+                    let mapped = match code.as_str() {
+                        "token_revoked" => Some(4005),
+                        "channel_removed" => Some(4006),
+                        "max_connections_reached" => Some(4003),
+                        "disconnected_by_admin" => Some(4004),
+                        "server_shutdown" => Some(1001),
+                        _ => None,
+                    };
+                    break 'outer End::Closed(mapped, code);
+                }
+                _ => {}
+            }
+        }
+    };
+    Session {
+        connected: was_connected,
+        result: Ok(end),
+    }
+}
+
+async fn run_poll(ctx: &Arc<ChannelCtx>) -> Session {
+    let timeout = ctx.cfg.heartbeat_timeout.as_secs().clamp(1, 30);
+    let mut conn: Option<String> = None;
+    let mut was_connected = false;
+    loop {
+        let mut req = ctx
+            .common_headers(ctx.cloud.get(format!(
+                "{}/connect/stream/{}/poll",
+                ctx.http_base(),
+                ctx.cfg.channel
+            )))
+            .query(&[
+                ("timeout", timeout.to_string()),
+                ("max_messages", "10".to_owned()),
+            ])
+            .timeout(Duration::from_secs(timeout + 5));
+        if let Some(c) = &conn {
+            req = req.header(h::CONNECTION_ID, c);
+        }
+        let resp = tokio::select! {
+            _ = ctx.tokens.intake.cancelled() => return Session { connected: was_connected, result: Ok(End::Draining) },
+            r = req.send() => r,
+        };
+        let fail = |r| Session {
+            connected: was_connected,
+            result: Err(r),
+        };
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => return fail(ConnError::Other(format!("poll: {e}"))),
+        };
+        let s = resp.status().as_u16();
+        let v2_header = is_v2(resp.headers());
+        match s {
+            204 => {
+                if !was_connected {
+                    was_connected = true;
+                    ctx.set_state(ChannelState::Connected, None);
+                }
+                continue;
+            }
+            200 => {}
+            401 | 403 => return fail(ConnError::Auth(format!("HTTP {s}: invalid channel token"))),
+            _ => return fail(ConnError::Other(format!("poll answered HTTP {s}"))),
+        }
+        let body: Value = match resp.json().await {
+            Ok(v) => v,
+            Err(e) => return fail(ConnError::Other(format!("poll body: {e}"))),
+        };
+        let pv = body["protocol_version"].as_u64().map(|v| v as u32);
+        let id = body["connection_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let link = Arc::new(Link {
+            connection_id: id.clone(),
+            ws: None,
+            v2: v2_header || pv.is_some_and(|v| v >= 2),
+            ack_timeout: Duration::from_secs(
+                body["ack_timeout_seconds"].as_u64().unwrap_or(30).max(1),
+            ),
+        });
+        if !link.v2 {
+            // Long-poll ACKs do not work against v1 servers (§11.1).
+            return fail(ConnError::Other(
+                "long-poll against a protocol v1 server".into(),
+            ));
+        }
+        if !was_connected || conn.as_deref() != Some(&id) {
+            connected(ctx, &link, pv);
+        }
+        was_connected = true;
+        conn = Some(id);
+        for m in body["messages"].as_array().cloned().unwrap_or_default() {
+            match serde_json::from_value::<WireMessage>(m) {
+                Ok(m) => ctx.accept(&link, m),
+                Err(e) => {
+                    tracing::warn!(channel = %ctx.cfg.channel, error = %e, "unparsable poll message")
+                }
+            }
+        }
+    }
+}

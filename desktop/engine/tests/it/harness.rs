@@ -1,0 +1,138 @@
+//! The cloud as a child process (copied from the e2e suite's harness, minimal) and engine helpers.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use connect_engine::config::{self, Sources};
+use connect_engine::{ChannelStatus, Engine, EngineHandle};
+use connect_testkit::{ChildProcess, free_port, wait_until, workspace_bin};
+use serde_json::{Value, json};
+
+pub const ADMIN: &str = "admin-token-for-tests";
+pub const TOKEN: &str = "engine-test-token";
+
+pub struct Cloud {
+    pub _proc: ChildProcess,
+    pub base: String,
+    pub port: u16,
+    pub _dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl Cloud {
+    /// A cloud with `hook` (json) and `blobhook` (blob) webhooks feeding `channel`.
+    pub async fn start(channel: &str) -> Result<Self> {
+        let mc = json!({"channel": channel, "channel_token": TOKEN, "max_delivery_attempts": 3});
+        let webhooks = json!({
+            "hook": {"data_type": "json", "module": "webhook_connect", "module-config": mc},
+            "blobhook": {"data_type": "blob", "module": "webhook_connect", "module-config": mc},
+        });
+        let dir = tempfile::tempdir()?;
+        let cfg = dir.path().join("webhooks.json");
+        std::fs::write(&cfg, serde_json::to_vec_pretty(&webhooks)?)?;
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let data = dir.path().join("data");
+        let env: Vec<(&str, &str)> = vec![
+            ("WEBHOOK_CONNECT_LISTEN", &listen),
+            (
+                "WEBHOOK_CONNECT_DATA_DIR",
+                data.to_str().unwrap_or_default(),
+            ),
+            ("WEBHOOKS_CONFIG_FILE", cfg.to_str().unwrap_or_default()),
+            ("WEBHOOK_CONNECT_ADMIN_TOKEN", ADMIN),
+            ("WEBHOOK_CONNECT_LOG_FORMAT", "text"),
+            ("WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", "5"),
+        ];
+        let proc =
+            ChildProcess::spawn(workspace_bin("webhook-connect-cloud")?, &[], &env, "cloud")?;
+        let c = Cloud {
+            _proc: proc,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            _dir: dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+        };
+        let url = format!("{}/health/live", c.base);
+        let http = c.http.clone();
+        wait_until(
+            Duration::from_secs(20),
+            "cloud to answer /health/live",
+            || {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    http.get(&url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                }
+            },
+        )
+        .await
+        .with_context(|| format!("cloud stderr:\n{}", c._proc.stderr_text()))?;
+        Ok(c)
+    }
+
+    pub async fn post_raw(&self, id: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Result<u16> {
+        let mut req = self
+            .http
+            .post(format!("{}/webhook/{id}", self.base))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Ok(req.send().await?.status().as_u16())
+    }
+
+    pub async fn post(&self, body: &str) -> Result<()> {
+        let s = self
+            .post_raw(
+                "hook",
+                body.as_bytes().to_vec(),
+                &[("content-type", "application/json")],
+            )
+            .await?;
+        anyhow::ensure!(s == 200, "ingress answered {s}");
+        Ok(())
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Result<Value> {
+        let r = self
+            .http
+            .get(format!("{}/admin/webhook-connect{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await?;
+        Ok(r.json().await?)
+    }
+}
+
+/// Starts an engine for one channel with the given target object.
+pub fn start_engine(
+    cloud_url: &str,
+    channel: &str,
+    token: &str,
+    protocol: &str,
+    target: Value,
+) -> EngineHandle {
+    let cfg = json!({
+        "cloud_url": cloud_url, "channel": channel, "token": token, "protocol": protocol,
+        "reconnect_delay": 0.1, "max_reconnect_delay": 1.0, "heartbeat_timeout": 20,
+        "default_target": target,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("connector.json");
+    std::fs::write(&p, cfg.to_string()).unwrap();
+    let cfg = config::load(&Sources {
+        config_file: Some(p),
+        ..Default::default()
+    })
+    .unwrap();
+    Engine::start(cfg).unwrap()
+}
+
+pub fn status(h: &EngineHandle) -> ChannelStatus {
+    h.status().remove(0)
+}

@@ -1,0 +1,7 @@
+//! Engine integration tests against the REAL cloud binary on loopback and a recording local
+//! target. Build the binaries first (`cargo build --workspace --bins`).
+
+#![allow(clippy::unwrap_used)] // tests: a panic is a failure with its message
+
+mod harness;
+mod scenarios;
