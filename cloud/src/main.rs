@@ -116,6 +116,8 @@ fn init_tracing(s: &Settings) {
     ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a terminal; log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match s.log_format {
         LogFormat::Json => builder.json().init(),

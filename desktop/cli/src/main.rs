@@ -216,6 +216,8 @@ fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a terminal; log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
