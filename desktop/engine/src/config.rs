@@ -418,6 +418,13 @@ pub fn load(sources: &Sources) -> Result<ConnectorConfig, ConfigError> {
                 }
                 let mut merged = top.clone();
                 merged.remove("max_concurrent_requests");
+                // The token is one setting spelled two ways: an entry that names either form
+                // replaces both inherited ones (an inherited `token` must not beat the entry's
+                // own `token_ref`).
+                if entry.contains_key("token") || entry.contains_key("token_ref") {
+                    merged.remove("token");
+                    merged.remove("token_ref");
+                }
                 merged.extend(entry);
                 out.push(merged);
             }
@@ -990,5 +997,35 @@ mod tests {
         assert_eq!(c.channels[1].protocol, Protocol::Sse);
         assert_eq!(c.channels[1].token, "tb");
         assert_eq!(c.channels[0].token, "t");
+    }
+}
+
+#[cfg(test)]
+mod token_inheritance_tests {
+    use super::*;
+
+    #[test]
+    fn a_channels_own_token_ref_beats_an_inherited_token() {
+        let file = serde_json::json!({
+            "cloud_url": "http://127.0.0.1:1",
+            "token": "top-level-token",
+            "channels": [
+                {"channel": "alpha", "default_target": {"url": "http://127.0.0.1:2"}},
+                {"channel": "beta", "token_ref": "env:BETA_TOKEN", "default_target": {"url": "http://127.0.0.1:3"}}
+            ]
+        });
+        let env: BTreeMap<String, String> =
+            [("BETA_TOKEN".to_owned(), "beta-token".to_owned())].into();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("connector.json");
+        std::fs::write(&path, file.to_string()).unwrap();
+        let cfg = load(&Sources {
+            config_file: Some(path),
+            env,
+            flags: Overrides::default(),
+        })
+        .unwrap();
+        let tokens: Vec<&str> = cfg.channels.iter().map(|c| c.token.as_str()).collect();
+        assert_eq!(tokens, ["top-level-token", "beta-token"]);
     }
 }

@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod client;
+mod connector;
 mod dispatch;
 mod harness;
 mod ops;
