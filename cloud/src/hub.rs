@@ -424,19 +424,23 @@ impl Hub {
         }
     }
 
-    /// The channel of a live or recently closed connection (within `keep`).
-    pub fn connection_channel(
-        &self,
-        id: &str,
-        keep: Duration,
-    ) -> Option<(String, Option<Arc<Conn>>)> {
+    /// How long a closed connection of `channel` may still ACK: max(ack timeout, 60 s) (§5.4).
+    fn late_ack_window(&self, channel: &str) -> Duration {
+        let ack_timeout = self
+            .channel(channel)
+            .map_or(30, |rt| rt.settings.read().ack_timeout_seconds);
+        Duration::from_secs(ack_timeout.max(60))
+    }
+
+    /// The channel of a live connection, or of one closed within its late-ACK window.
+    pub fn connection_channel(&self, id: &str) -> Option<(String, Option<Arc<Conn>>)> {
         if let Some(c) = self.connection(id) {
             return Some((c.channel.clone(), Some(c)));
         }
         let closed = self.closed.lock();
         closed
             .get(id)
-            .filter(|c| c.at.elapsed() <= keep)
+            .filter(|c| c.at.elapsed() <= self.late_ack_window(&c.channel))
             .map(|c| (c.channel.clone(), None))
     }
 
@@ -538,15 +542,9 @@ impl Hub {
         for c in idle {
             self.remove_conn(&c).await;
         }
-        let keep = chans
-            .iter()
-            .map(|rt| rt.settings.read().ack_timeout_seconds)
-            .max()
-            .unwrap_or(30)
-            .max(60);
         self.closed
             .lock()
-            .retain(|_, c| c.at.elapsed() <= Duration::from_secs(keep));
+            .retain(|_, c| c.at.elapsed() <= self.late_ack_window(&c.channel));
         // Poll connections closed by the server (admin, revocation) have no socket to notice.
         let closing: Vec<Arc<Conn>> = self
             .conns

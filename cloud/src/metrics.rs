@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use connect_protocol::ids::Protocol;
 use parking_lot::Mutex;
@@ -30,7 +29,6 @@ pub struct Metrics {
     counters: Mutex<BTreeMap<(&'static str, Labels), u64>>,
     gauges: Mutex<BTreeMap<(&'static str, Labels), i64>>,
     histograms: Mutex<BTreeMap<(&'static str, Labels), Histogram>>,
-    pub ingress_total: AtomicU64,
 }
 
 impl Metrics {
@@ -65,7 +63,6 @@ impl Metrics {
         seconds: f64,
         body_bytes: usize,
     ) {
-        self.ingress_total.fetch_add(1, Ordering::Relaxed);
         let l = || {
             vec![
                 ("namespace", namespace.to_owned()),

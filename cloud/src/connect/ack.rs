@@ -1,7 +1,5 @@
 //! `POST /connect/ack` (§5.4) and `GET /connect/status/{channel}` (§5.5).
 
-use std::time::Duration;
-
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -93,11 +91,7 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
         .to_owned();
     // 4: the connection exists and the token is valid for its channel.
     let not_found = || ApiError::not_found(ErrorCode::ConnectionNotFound, "Connection not found");
-    let keep = Duration::from_secs(60.max(max_ack_timeout(st)));
-    let (channel, live) = st
-        .hub
-        .connection_channel(&conn_id, keep)
-        .ok_or_else(not_found)?;
+    let (channel, live) = st.hub.connection_channel(&conn_id).ok_or_else(not_found)?;
     if st.hub.authenticate(&channel, &token).is_none() {
         return Err(not_found());
     }
@@ -134,16 +128,6 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
         message_id,
     })
     .into_response())
-}
-
-fn max_ack_timeout(st: &AppState) -> u64 {
-    st.hub
-        .channel_names()
-        .iter()
-        .filter_map(|n| st.hub.channel(n))
-        .map(|rt| rt.settings.read().ack_timeout_seconds)
-        .max()
-        .unwrap_or(30)
 }
 
 pub async fn channel_status(
