@@ -5,7 +5,12 @@
 //! 2. durable ingest through the real cloud (embedded buffer, one `webhook_connect` webhook),
 //!    each 2xx sent only after the write is durable;
 //! 3. end-to-end latency at a paced 1,000 webhooks/s: POST → cloud → WebSocket connector →
-//!    local target, with the connector ACKing every message.
+//!    local target, with the connector ACKing every message;
+//! 4. (`redis`) durable ingest through the cloud with the Redis buffer;
+//! 5. (`redis2`) the same load spread over two replicas sharing one Redis.
+//!
+//! The Redis phases start a `redis-server` (testkit, free port) with `BENCH_REDIS_ARGS`
+//! (default `--appendonly yes --appendfsync everysec`), or use `BENCH_REDIS_URL` if set.
 //!
 //! Servers run on a multi-thread tokio runtime; the load generator (and, for 3, the
 //! connector and the target) run on a separate current_thread runtime on its own OS thread.
@@ -14,7 +19,8 @@
 //! Environment: `BENCH_SECONDS` (measured duration per phase, default 5),
 //! `BENCH_WARMUP_SECONDS` (default 1), `BENCH_CONCURRENCY` (default 50),
 //! `BENCH_E2E_RATE` (default 1000), `BENCH_SERVER_THREADS` (default: number of CPUs),
-//! `BENCH_PHASES` (comma list of `bare`, `durable`, `e2e`; default all).
+//! `BENCH_PHASES` (comma list of `bare`, `durable`, `e2e`, `redis`, `redis2`; default
+//! `bare,durable,e2e`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -30,7 +36,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use base64::Engine as _;
-use connect_buffer::{SystemClock, embedded::EmbeddedBuffer};
+use connect_buffer::redis::{RedisBuffer, RedisOptions};
+use connect_buffer::{Buffer, SystemClock, embedded::EmbeddedBuffer};
 use connect_cloud::{AppState, Settings};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -180,7 +187,15 @@ struct LoadResult {
 }
 
 fn run_load(addr: SocketAddr, path: &str, cfg: Config) -> LoadResult {
-    let request = Arc::new(post_request(addr, path, &json_body(None, 0)));
+    run_load_spread(&[addr], path, cfg)
+}
+
+/// Like [`run_load`], connection `i` going to `addrs[i % addrs.len()]`.
+fn run_load_spread(addrs: &[SocketAddr], path: &str, cfg: Config) -> LoadResult {
+    let requests: Vec<(SocketAddr, Arc<Vec<u8>>)> = addrs
+        .iter()
+        .map(|a| (*a, Arc::new(post_request(*a, path, &json_body(None, 0)))))
+        .collect();
     // The load generator gets its own OS thread and single-threaded runtime.
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -193,8 +208,8 @@ fn run_load(addr: SocketAddr, path: &str, cfg: Config) -> LoadResult {
                 let measure_from = start + Duration::from_secs_f64(cfg.warmup);
                 let end = measure_from + Duration::from_secs_f64(cfg.seconds);
                 let mut tasks = Vec::new();
-                for _ in 0..cfg.concurrency {
-                    let request = request.clone();
+                for i in 0..cfg.concurrency {
+                    let (addr, request) = requests[i % requests.len()].clone();
                     tasks.push(tokio::spawn(async move {
                         let mut r = LoadResult {
                             lat: Vec::with_capacity(1 << 16),
@@ -329,13 +344,28 @@ fn write_webhooks(path: &Path) {
 }
 
 async fn start_cloud(dir: &Path) -> (Running, AppState) {
+    start_cloud_on(dir, None).await
+}
+
+/// A cloud on the embedded buffer, or on the Redis buffer at `redis` (a URL).
+async fn start_cloud_on(dir: &Path, redis: Option<&str>) -> (Running, AppState) {
     let data = dir.join("data");
     let hooks = dir.join("webhooks.json");
     write_webhooks(&hooks);
     let mut settings = Settings::for_tests(data.clone(), hooks.clone());
     settings.log_level = "warn".into();
-    let buffer = EmbeddedBuffer::open(&data, Arc::new(SystemClock)).unwrap();
-    let st = AppState::new(settings, Arc::new(buffer));
+    let buffer: Arc<dyn Buffer> = match redis {
+        Some(url) => {
+            settings.redis_url = Some(url.to_owned());
+            Arc::new(
+                RedisBuffer::open(RedisOptions::new(url, "bench"), Arc::new(SystemClock))
+                    .await
+                    .unwrap(),
+            )
+        }
+        None => Arc::new(EmbeddedBuffer::open(&data, Arc::new(SystemClock)).unwrap()),
+    };
+    let st = AppState::new(settings, buffer);
     st.apply_config(
         connect_cloud::app::read_webhooks(&hooks, &connect_config::ProcessEnv).unwrap(),
     )
@@ -621,6 +651,47 @@ fn main() {
         (r, stats)
     });
 
+    // 4./5. The Redis buffer: one replica, then two sharing one Redis.
+    let want_redis = want("redis") || want("redis2");
+    let redis_args = std::env::var("BENCH_REDIS_ARGS")
+        .unwrap_or_else(|_| "--appendonly yes --appendfsync everysec".into());
+    let redis_server = (want_redis && std::env::var("BENCH_REDIS_URL").is_err()).then(|| {
+        let args: Vec<&str> = redis_args.split_whitespace().collect();
+        server_rt
+            .block_on(connect_testkit::RedisServer::start_with(&args))
+            .unwrap()
+    });
+    let redis_url = std::env::var("BENCH_REDIS_URL")
+        .ok()
+        .or_else(|| redis_server.as_ref().map(|r| r.url.clone()));
+    let flush = |url: &str| {
+        let client = redis::Client::open(url).unwrap();
+        let mut con = client.get_connection().unwrap();
+        let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    };
+    let redis_one = (want("redis") && redis_url.is_some()).then(|| {
+        let url = redis_url.clone().unwrap();
+        flush(&url);
+        let dir = tempfile::tempdir().unwrap();
+        let (cloud, st) = server_rt.block_on(start_cloud_on(dir.path(), Some(&url)));
+        let r = run_load(cloud.addr, &format!("/webhook/{CHANNEL}"), cfg);
+        let stats = server_rt.block_on(st.buffer().stats(CHANNEL)).unwrap();
+        server_rt.block_on(stop(cloud));
+        (r, stats)
+    });
+    let redis_two = (want("redis2") && redis_url.is_some()).then(|| {
+        let url = redis_url.clone().unwrap();
+        flush(&url);
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (c1, st) = server_rt.block_on(start_cloud_on(d1.path(), Some(&url)));
+        let (c2, _) = server_rt.block_on(start_cloud_on(d2.path(), Some(&url)));
+        let r = run_load_spread(&[c1.addr, c2.addr], &format!("/webhook/{CHANNEL}"), cfg);
+        let stats = server_rt.block_on(st.buffer().stats(CHANNEL)).unwrap();
+        server_rt.block_on(stop(c1));
+        server_rt.block_on(stop(c2));
+        (r, stats)
+    });
+
     let rps = |r: &LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
     println!();
     println!(
@@ -653,6 +724,14 @@ fn main() {
     }
     if let Some((r, _)) = &durable {
         let name = format!("durable ingest (embedded buffer), c={}", cfg.concurrency);
+        row(&name, rps(r), &r.lat, bare_rps.map(|b| rps(r) / b));
+    }
+    if let Some((r, _)) = &redis_one {
+        let name = format!("durable ingest (redis buffer), c={}", cfg.concurrency);
+        row(&name, rps(r), &r.lat, bare_rps.map(|b| rps(r) / b));
+    }
+    if let Some((r, _)) = &redis_two {
+        let name = format!("redis buffer, 2 replicas, c={}", cfg.concurrency);
         row(&name, rps(r), &r.lat, bare_rps.map(|b| rps(r) / b));
     }
     if let Some((r, _)) = &e2e_res {
@@ -696,6 +775,22 @@ fn main() {
             "sanity: channel '{CHANNEL}' counters.received = {}, 2xx answers (incl. warm-up) = {} -> {check}; ready = {}",
             stats.counters.received, r.ok_total, stats.ready
         );
+    }
+    for (name, res) in [("redis", &redis_one), ("redis2", &redis_two)] {
+        if let Some((r, stats)) = res {
+            let check = if stats.counters.received == r.ok_total {
+                "OK"
+            } else {
+                "MISMATCH"
+            };
+            println!(
+                "{name}: measured 2xx {}, non-2xx {}, connection errors {}; counters.received = {}, 2xx incl. warm-up = {} -> {check}",
+                r.ok, r.non_2xx, r.errors, stats.counters.received, r.ok_total
+            );
+        }
+    }
+    if redis_server.is_some() {
+        println!("redis-server args: {redis_args}");
     }
     if let Some((r, stats)) = &e2e_res {
         println!(

@@ -23,6 +23,20 @@ use crate::settings::{OrphanPolicy, Settings};
 pub struct ConfigSnapshot {
     pub webhooks: WebhookSet,
     pub loaded_at: Timestamp,
+    /// Entries whose latest definition is invalid and that keep serving their previous one
+    /// (reported like disabled entries, but still answering).
+    pub stale: Vec<connect_protocol::admin::ConfigError>,
+    /// etcd: the namespace `/webhook/{id}` serves. `None` for the file backend, whose single
+    /// map ignores the namespace of `/webhook/{ns}/{id}`.
+    pub default_namespace: Option<String>,
+}
+
+impl ConfigSnapshot {
+    /// The namespace to look a request up in (CONFIG.md §4.2 URL mapping).
+    pub fn namespace_for<'a>(&'a self, requested: Option<&'a str>) -> Option<&'a str> {
+        let default = self.default_namespace.as_deref()?;
+        Some(requested.unwrap_or(default))
+    }
 }
 
 /// Shared state of every handler.
@@ -39,6 +53,8 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     pub started: Instant,
+    /// Configuration sources: file / etcd, Vault, reloads (see [`crate::config_source`]).
+    pub sources: crate::config_source::ConfigManager,
 }
 
 impl std::ops::Deref for AppState {
@@ -75,7 +91,9 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let tracker = TaskTracker::new();
         let hub = Hub::new(buffer, metrics.clone(), tracker.clone());
+        let sources = crate::config_source::ConfigManager::new(&settings);
         AppState(Arc::new(Inner {
+            sources,
             settings,
             config: RwLock::new(None),
             hub,
@@ -100,6 +118,17 @@ impl AppState {
     pub async fn apply_config(
         &self,
         webhooks: WebhookSet,
+    ) -> Result<(), connect_buffer::BufferError> {
+        self.apply_config_with(webhooks, Vec::new(), None).await
+    }
+
+    /// [`Self::apply_config`] with the entries kept at a previous definition and the etcd
+    /// default namespace (`None`: file backend).
+    pub async fn apply_config_with(
+        &self,
+        webhooks: WebhookSet,
+        stale: Vec<connect_protocol::admin::ConfigError>,
+        default_namespace: Option<String>,
     ) -> Result<(), connect_buffer::BufferError> {
         for e in webhooks.errors() {
             tracing::warn!(webhook = %e.webhook, error = %e.error, "webhook disabled by a configuration error");
@@ -149,6 +178,8 @@ impl AppState {
         *self.config.write() = Some(Arc::new(ConfigSnapshot {
             webhooks,
             loaded_at: Timestamp::now(),
+            stale,
+            default_namespace,
         }));
         Ok(())
     }
@@ -156,6 +187,20 @@ impl AppState {
     /// Spawns the periodic sweeps: leases, delays, TTL, DLQ retention, orphan deletion,
     /// token grace ends and idle poll connections.
     pub fn spawn_background(&self) {
+        if let Some(mut requests) = self.buffer().close_requests() {
+            let st = self.clone();
+            self.tracker.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = st.hub.dispatch_stop.cancelled() => return,
+                        r = requests.recv() => match r {
+                            Some((channel, conn)) => st.hub.apply_close_request(&channel, &conn).await,
+                            None => return,
+                        },
+                    }
+                }
+            });
+        }
         let st = self.clone();
         self.tracker.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));

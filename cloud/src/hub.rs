@@ -467,6 +467,126 @@ impl Hub {
         Ok(out)
     }
 
+    /// The channel of a connection that lives on another replica sharing this buffer
+    /// (only channels the presented token is valid for are considered).
+    pub async fn remote_connection_channel(
+        &self,
+        conn_id: &str,
+        token: &str,
+    ) -> Result<Option<String>, connect_buffer::BufferError> {
+        if !self.buffer.is_shared() {
+            return Ok(None);
+        }
+        for name in self.channels_for_token(token) {
+            if self.buffer.has_connection(&name, conn_id).await? {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A late ACK from a connection that ended on another replica: the shared buffer knows
+    /// every former holder of the message.
+    pub async fn late_remote_ack(
+        &self,
+        conn_id: &str,
+        token: &str,
+        message_id: &str,
+    ) -> Result<bool, connect_buffer::BufferError> {
+        if !self.buffer.is_shared() {
+            return Ok(false);
+        }
+        for name in self.channels_for_token(token) {
+            if matches!(
+                self.ack(&name, message_id, conn_id, None).await?,
+                AckOutcome::Settled { .. }
+            ) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn channels_for_token(&self, token: &str) -> Vec<String> {
+        let digest = token_digest(token);
+        let now = Timestamp::now();
+        let mut names: Vec<String> = self
+            .channels
+            .read()
+            .values()
+            .filter(|rt| rt.token_matches(&digest, now).is_some())
+            .map(|rt| rt.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// NACK for a connection held by another replica; its in-flight count there is
+    /// corrected by that replica's [`Hub::sync_shared`].
+    pub async fn nack_remote(
+        &self,
+        channel: &str,
+        conn_id: &str,
+        message_id: &str,
+        retry: bool,
+        error: Option<String>,
+    ) -> Result<NackOutcome, connect_buffer::BufferError> {
+        let out = self
+            .buffer
+            .nack(channel, message_id, conn_id, retry, error)
+            .await?;
+        if !matches!(out, NackOutcome::NotHeld) {
+            self.metrics.nacked(channel, retry);
+            if matches!(out, NackOutcome::Delayed { .. }) {
+                self.metrics.redelivery(channel, "nack", 1);
+            }
+        }
+        Ok(out)
+    }
+
+    /// With a shared buffer, other replicas change state this replica caches: token
+    /// rotations (applied here within the housekeeping period, §7 "within 2 s") and channel
+    /// settings.
+    pub async fn sync_shared(&self) {
+        if !self.buffer.is_shared() {
+            return;
+        }
+        let chans: Vec<Arc<ChannelRt>> = self.channels.read().values().cloned().collect();
+        for rt in chans {
+            match self.buffer.channel(&rt.name).await {
+                Ok(Some(rec)) => {
+                    let changed = *rt.token.read() != rec.token;
+                    if changed {
+                        *rt.token.write() = rec.token.clone();
+                        self.enforce_tokens(&rt);
+                    }
+                    if *rt.settings.read() != rec.settings {
+                        *rt.settings.write() = rec.settings.clone();
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(channel = %rt.name, error = %e, "reading shared channel state failed");
+                    continue;
+                }
+            }
+        }
+    }
+
+    /// Sets the in-flight counts of this replica's connections to the leases the shared
+    /// buffer records (leases settled, NACKed or reclaimed through other replicas). Runs in
+    /// the channel's dispatcher task, so no local lease is half taken meanwhile; a local
+    /// ACK racing with it is corrected by the next round.
+    async fn sync_leases(&self, rt: &ChannelRt) {
+        let Ok(Some(counts)) = self.buffer.lease_counts(&rt.name).await else {
+            return;
+        };
+        for c in rt.conns.read().iter() {
+            let held = counts.get(&c.id).copied().unwrap_or(0) as usize;
+            c.in_flight.store(held, Ordering::Release);
+        }
+    }
+
     pub async fn nack(
         &self,
         conn: &Arc<Conn>,
@@ -513,6 +633,21 @@ impl Hub {
         }
     }
 
+    /// Closes a connection of this replica on behalf of an admin request made on another
+    /// replica sharing the buffer (§10.3 "Admin disconnects … are published on P:ctl").
+    pub async fn apply_close_request(&self, channel: &str, conn_id: &str) {
+        let Some(conn) = self.connection(conn_id).filter(|c| c.channel == channel) else {
+            return;
+        };
+        conn.close(CloseReason::Admin);
+        if conn.protocol == Protocol::LongPoll {
+            if let Some((_, cancel)) = conn.poll_cancel.lock().take() {
+                let _ = cancel.send(());
+            }
+            self.remove_conn(&conn).await;
+        }
+    }
+
     /// Closes every connection (shutdown) and stops dispatching.
     pub fn close_all(&self, reason: CloseReason) {
         self.dispatch_stop.cancel();
@@ -523,6 +658,7 @@ impl Hub {
 
     /// Periodic housekeeping: token grace ends, idle poll connections, the late-ACK memory.
     pub async fn housekeeping(&self) {
+        self.sync_shared().await;
         let chans: Vec<Arc<ChannelRt>> = self.channels.read().values().cloned().collect();
         for rt in &chans {
             self.enforce_tokens(rt);
@@ -592,6 +728,7 @@ impl Hub {
     }
 
     async fn dispatch_loop(self: Arc<Self>, rt: Arc<ChannelRt>) {
+        let mut last_sync = Instant::now();
         loop {
             tokio::select! {
                 _ = rt.stop.cancelled() => return,
@@ -599,6 +736,10 @@ impl Hub {
                 // Safety net: wake-ups can be missed across replicas, and delayed messages
                 // become due without an event on this replica.
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if self.buffer.is_shared() && last_sync.elapsed() >= Duration::from_secs(1) {
+                last_sync = Instant::now();
+                self.sync_leases(&rt).await;
             }
             if let Err(e) = self.dispatch_once(&rt).await {
                 tracing::warn!(channel = %rt.name, error = %e, "dispatch failed");

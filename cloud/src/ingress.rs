@@ -129,7 +129,8 @@ async fn pipeline(
     validate_webhook_id(&id).map_err(|d| ApiError::bad_request(ErrorCode::InvalidRequest, d))?;
     // 3. Header limits.
     check_headers(st, &headers)?;
-    // 4. Configuration lookup (the file backend ignores the namespace after its syntax check).
+    // 4. Configuration lookup (the file backend ignores the namespace after its syntax check;
+    //    etcd maps `/webhook/{id}` to ETCD_NAMESPACE).
     if st.shutdown.is_cancelled() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -146,7 +147,7 @@ async fn pipeline(
         )
         .retry_after(st.settings.retry_after_seconds));
     };
-    let webhook = match cfg.webhooks.lookup(None, &id) {
+    let webhook = match cfg.webhooks.lookup(cfg.namespace_for(ns.as_deref()), &id) {
         Lookup::Found(w) => w.clone(),
         Lookup::Disabled(_) => {
             return Err(ApiError::new(
@@ -185,15 +186,25 @@ async fn pipeline(
         .map_err(ApiError::unauthorized)?;
     // 7. Rate limit (authenticated requests only; bucket per namespace and entry).
     if let Some(rl) = &webhook.rate_limit {
-        let key = webhook.key.clone();
-        let mut limits = st.rate_limits.lock();
-        let w = limits.entry(key).or_insert_with(|| {
-            connect_config::SlidingWindow::new(
-                rl.max_requests,
-                Duration::from_secs(rl.window_seconds),
-            )
+        let window = Duration::from_secs(rl.window_seconds);
+        // A shared buffer keeps the window in the store, so the limit is global (CONFIG §2.5);
+        // if the store cannot answer, this process's window still limits.
+        let shared = st
+            .buffer()
+            .rate_limit(&webhook.key, rl.max_requests, window)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "shared rate limit unavailable; using the local window");
+                None
+            });
+        let verdict = shared.unwrap_or_else(|| {
+            let mut limits = st.rate_limits.lock();
+            limits
+                .entry(webhook.key.clone())
+                .or_insert_with(|| connect_config::SlidingWindow::new(rl.max_requests, window))
+                .check(Instant::now())
         });
-        if let Err(retry) = w.check(Instant::now()) {
+        if let Err(retry) = verdict {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorCode::RateLimited,

@@ -4,6 +4,7 @@
 //! Layout (in the order a webhook travels):
 //! - [`settings`]: flags and environment (CONFIG.md §1), validated before anything binds.
 //! - [`app`]: shared state, configuration in force, channel registration, background sweeps.
+//! - [`config_source`]: file / etcd sources, Vault secrets, live reload and the reload endpoints.
 //! - [`ingress`]: `POST /webhook/…`, the §2.3 pipeline up to the durable enqueue.
 //! - [`hub`]: live connections and the fair dispatcher on top of the buffer.
 //! - [`connect`]: WebSocket, SSE and long-poll streams, `/connect/ack`, `/connect/status`.
@@ -14,6 +15,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod config_source;
 pub mod connect;
 pub mod error;
 pub mod hub;

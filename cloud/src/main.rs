@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use connect_buffer::{BufferError, SystemClock, embedded::EmbeddedBuffer};
+use connect_buffer::redis::{RedisBuffer, RedisOptions};
+use connect_buffer::{Buffer, BufferError, SystemClock, embedded::EmbeddedBuffer};
 use connect_cloud::settings::{LogFormat, env};
 use connect_cloud::{AppState, Settings};
-use connect_config::ProcessEnv;
 
 /// sysexits: EX_USAGE / EX_CONFIG-style bad configuration.
 const EXIT_CONFIG: u8 = 64;
@@ -37,14 +37,10 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     init_tracing(&settings);
-    let webhooks =
-        match connect_cloud::app::read_webhooks(&settings.webhooks_config_file, &ProcessEnv) {
-            Ok(w) => w,
-            Err(e) => {
-                eprintln!("invalid configuration: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        };
+    if let Err(e) = connect_cloud::config_source::precheck(&settings) {
+        eprintln!("invalid configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,22 +52,34 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let buffer = match EmbeddedBuffer::open(&settings.data_dir, Arc::new(SystemClock)) {
-            Ok(b) => b,
-            Err(BufferError::Locked(e)) => {
-                eprintln!("data directory {} is in use by another process: {e}", settings.data_dir.display());
-                return ExitCode::from(EXIT_UNAVAILABLE);
+        let buffer: Arc<dyn Buffer> = if let Some(url) = &settings.redis_url {
+            match RedisBuffer::open(redis_options(&settings, url), Arc::new(SystemClock)).await {
+                Ok(b) => Arc::new(b),
+                Err(e) => {
+                    eprintln!("cannot use the Redis buffer: {e}");
+                    return ExitCode::from(EXIT_UNAVAILABLE);
+                }
             }
-            Err(e) => {
-                eprintln!("cannot open the data directory {}: {e}", settings.data_dir.display());
-                return ExitCode::from(EXIT_UNAVAILABLE);
+        } else {
+            match EmbeddedBuffer::open(&settings.data_dir, Arc::new(SystemClock)) {
+                Ok(b) => Arc::new(b),
+                Err(BufferError::Locked(e)) => {
+                    eprintln!("data directory {} is in use by another process: {e}", settings.data_dir.display());
+                    return ExitCode::from(EXIT_UNAVAILABLE);
+                }
+                Err(e) => {
+                    eprintln!("cannot open the data directory {}: {e}", settings.data_dir.display());
+                    return ExitCode::from(EXIT_UNAVAILABLE);
+                }
             }
         };
         let listen = settings.listen;
-        let st = AppState::new(settings, Arc::new(buffer));
-        if let Err(e) = st.apply_config(webhooks).await {
-            eprintln!("cannot register channels: {e}");
-            return ExitCode::from(EXIT_UNAVAILABLE);
+        let st = AppState::new(settings, buffer);
+        // File backend: the first load is complete (or fatal) here. etcd: loads in the
+        // background; until then ingress answers 503 `Configuration not loaded`.
+        if let Err((code, e)) = st.sources.start(&st).await {
+            eprintln!("invalid configuration: {e}");
+            return ExitCode::from(code);
         }
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
@@ -89,6 +97,23 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Redis backend options from the settings (CONFIG.md §1.3).
+fn redis_options(s: &Settings, url: &str) -> RedisOptions {
+    let mut o = RedisOptions::new(url, s.redis_prefix.clone());
+    o.wait_aof = s.redis_wait_aof;
+    o.wait_replicas = s.redis_wait_replicas;
+    o.heartbeat = s.heartbeat();
+    o.replica_id = s.replica_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "replica".into());
+        format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    });
+    o
 }
 
 async fn shutdown_signal() {

@@ -22,19 +22,30 @@ pub async fn live() -> Response {
 pub async fn health(State(st): State<AppState>) -> Response {
     let buffer = st.buffer().health();
     let cfg = st.config();
-    let (active, disabled) = cfg
+    let (active, disabled, stale) = cfg
         .as_ref()
         .map(|c| {
             (
                 c.webhooks.webhooks().count() as u64,
                 c.webhooks.errors().len() as u64,
+                c.stale.len() as u64,
             )
         })
-        .unwrap_or((0, 0));
+        .unwrap_or((0, 0, 0));
     let buffer_ok = buffer.ok || !st.settings.enabled;
+    let etcd = match st.sources.etcd_link() {
+        None => "not_configured",
+        Some(l) if l.connected => "healthy",
+        Some(_) => "disconnected",
+    };
+    let vault = match st.sources.vault_status() {
+        None => "not_configured",
+        Some(v) if v.degraded => "degraded",
+        Some(_) => "healthy",
+    };
     let status = if cfg.is_none() || !buffer_ok {
         "unhealthy"
-    } else if disabled > 0 {
+    } else if disabled + stale > 0 || etcd == "disconnected" || vault == "degraded" {
         "degraded"
     } else {
         "healthy"
@@ -45,14 +56,18 @@ pub async fn health(State(st): State<AppState>) -> Response {
         version: env!("CARGO_PKG_VERSION").into(),
         timestamp: Timestamp::now().unix_seconds_f64(),
         components: HealthComponents {
-            config_manager: match (cfg.is_some(), disabled) {
+            config_manager: match (cfg.is_some(), disabled + stale) {
                 (false, _) => "unhealthy",
                 (true, 0) => "healthy",
                 _ => "degraded",
             }
             .into(),
-            config_backend: "file".into(),
-            etcd: "not_configured".into(),
+            config_backend: match st.settings.config_backend {
+                crate::settings::ConfigBackend::File => "file",
+                crate::settings::ConfigBackend::Etcd => "etcd",
+            }
+            .into(),
+            etcd: etcd.into(),
             buffer: if buffer.ok { "healthy" } else { "unhealthy" }.into(),
             buffer_backend: st.buffer().backend_name().into(),
             webhook_connect: if st.settings.enabled {
@@ -61,11 +76,11 @@ pub async fn health(State(st): State<AppState>) -> Response {
                 "not_configured"
             }
             .into(),
-            vault: "not_configured".into(),
+            vault: vault.into(),
         },
         webhooks_active: active,
         webhooks_disabled: disabled,
-        config_errors: disabled,
+        config_errors: disabled + stale,
     };
     let code = if status == "unhealthy" {
         StatusCode::SERVICE_UNAVAILABLE

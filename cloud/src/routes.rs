@@ -41,6 +41,7 @@ pub fn router(st: AppState) -> Router {
             get(connect::ack::channel_status),
         )
         .nest("/admin/webhook-connect", admin::routes(st.clone()))
+        .merge(crate::config_source::admin::routes())
         .fallback(not_found)
         .layer(middleware::from_fn(security_headers))
         .with_state(st)

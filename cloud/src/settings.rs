@@ -114,6 +114,18 @@ pub struct Settings {
     /// Redis buffer backend URL; unset → embedded on-disk backend.
     #[arg(long, env = "WEBHOOK_CONNECT_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Redis key prefix, `^[A-Za-z0-9_.-]{1,32}$`.
+    #[arg(long, env = "WEBHOOK_CONNECT_REDIS_PREFIX", default_value = "whc")]
+    pub redis_prefix: String,
+    /// Confirm each durable write with `WAITAOF 1 0` (Redis ≥ 7.2 with AOF on).
+    #[arg(long, env = "WEBHOOK_CONNECT_REDIS_WAIT_AOF", value_parser = parse_bool, default_value = "false")]
+    pub redis_wait_aof: bool,
+    /// Confirm each durable write with `WAIT <n>` replicas.
+    #[arg(long, env = "WEBHOOK_CONNECT_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+    /// Replica identity in the Redis connection registry (default: host name + random suffix).
+    #[arg(long, env = "WEBHOOK_CONNECT_REPLICA_ID")]
+    pub replica_id: Option<String>,
     #[arg(
         long,
         env = "WEBHOOK_CONNECT_MAX_BODY_BYTES",
@@ -177,6 +189,9 @@ pub struct Settings {
     /// Live reload of the configuration files.
     #[arg(long, env = "CONFIG_FILE_WATCHING_ENABLED", value_parser = parse_bool, default_value = "false")]
     pub config_file_watching_enabled: bool,
+    /// File reload, etcd and Vault settings (CONFIG.md §4–6).
+    #[command(flatten)]
+    pub source: crate::config_source::settings::SourceSettings,
     #[arg(long, env = "WEBHOOK_CONNECT_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     #[arg(
@@ -238,15 +253,25 @@ impl Settings {
                 self.log_level
             ));
         }
-        if self.redis_url.is_some() {
-            return Err("WEBHOOK_CONNECT_REDIS_URL: the Redis backend is not available in this build yet; unset it to use the embedded store".into());
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err("WEBHOOK_CONNECT_REDIS_URL must start with redis:// or rediss://".into());
         }
-        if self.config_backend == ConfigBackend::Etcd {
-            return Err(
-                "CONFIG_BACKEND=etcd is not available in this build yet; use CONFIG_BACKEND=file"
-                    .into(),
-            );
+        if !connect_buffer::redis::valid_prefix(&self.redis_prefix) {
+            return Err(format!(
+                "WEBHOOK_CONNECT_REDIS_PREFIX: {:?} does not match ^[A-Za-z0-9_.-]{{1,32}}$",
+                self.redis_prefix
+            ));
         }
+        if self
+            .replica_id
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            self.replica_id = None;
+        }
+        self.source.validate()?;
         Ok(())
     }
 
@@ -295,6 +320,23 @@ mod tests {
         let nets = parse_nets("10.0.0.0/8, 192.168.1.1 ,::1").unwrap();
         assert_eq!(nets.len(), 3);
         assert!(parse_nets("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn redis_settings_are_validated() {
+        let mut s = Settings::parse_from(["x", "--redis-url", "redis://127.0.0.1:6379"]);
+        s.validate(None).unwrap();
+        assert_eq!(s.redis_prefix, "whc");
+        let mut s = Settings::parse_from(["x", "--redis-url", "http://127.0.0.1:6379"]);
+        assert!(s.validate(None).is_err());
+        let mut s = Settings::parse_from(["x", "--redis-prefix", "a:b"]);
+        assert!(s.validate(None).is_err());
+        let mut s = Settings::parse_from(["x", "--redis-url", " "]);
+        s.validate(None).unwrap();
+        assert_eq!(
+            s.redis_url, None,
+            "an empty URL selects the embedded backend"
+        );
     }
 
     #[test]

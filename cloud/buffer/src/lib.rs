@@ -4,6 +4,7 @@
 //! - this file: the [`Buffer`] trait, its input/output types and [`BufferError`].
 //! - [`clock`]: the injected [`Clock`] (tests drive time by hand).
 //! - [`embedded`]: the default single-node backend (in-memory index + on-disk store, group commit).
+//! - [`redis`]: the shared backend (Redis Streams + Lua scripts) for several replicas.
 //! - `suite` (feature `test-suite` or tests): the behavioural suite every backend must pass.
 //!
 //! Dispatch itself (which connection gets the next message) is not here: the cloud's
@@ -11,10 +12,11 @@
 
 pub mod clock;
 pub mod embedded;
+pub mod redis;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -258,6 +260,12 @@ pub trait Buffer: Send + Sync + 'static {
 
     fn health(&self) -> BufferHealth;
 
+    /// True when other replicas share this backend's state (leases, tokens, connections),
+    /// so the cloud must not trust what it cached locally.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Signalled whenever the channel may have new ready work (enqueue, release, promotion,
     /// lease expiry, replay). The cloud's dispatcher for that channel waits on it.
     fn notifier(&self, channel: &str) -> Arc<Notify>;
@@ -360,6 +368,47 @@ pub trait Buffer: Send + Sync + 'static {
 
     /// Live connections of the channel, on every replica.
     async fn connection_count(&self, channel: &str) -> Result<u64>;
+
+    /// Is `connection` live on some replica? Backends without replicas know only this
+    /// process's connections, which the cloud tracks itself: they answer false.
+    async fn has_connection(&self, channel: &str, connection: &str) -> Result<bool> {
+        let _ = (channel, connection);
+        Ok(false)
+    }
+
+    /// Asks the replica holding `connection` to close it (admin disconnect, §8.2); false when
+    /// no replica sharing this backend has it.
+    async fn request_close(&self, channel: &str, connection: &str) -> Result<bool> {
+        let _ = (channel, connection);
+        Ok(false)
+    }
+
+    /// Close requests from other replicas, as (channel, connection) pairs; the first caller
+    /// takes the receiver. `None` for backends without replicas.
+    fn close_requests(&self) -> Option<tokio::sync::mpsc::Receiver<(String, String)>> {
+        None
+    }
+
+    /// Counts one authenticated request against a sliding-window rate limit shared by every
+    /// replica. `None`: this backend shares nothing (the caller keeps a per-process window);
+    /// `Some(Ok(()))`: admitted and recorded; `Some(Err(secs))`: over the limit, retry after
+    /// `secs` (at least 1).
+    async fn rate_limit(
+        &self,
+        key: &str,
+        max_requests: u64,
+        window: std::time::Duration,
+    ) -> Result<Option<std::result::Result<(), u64>>> {
+        let _ = (key, max_requests, window);
+        Ok(None)
+    }
+
+    /// Current leases per connection, as the shared store sees them (leases settled through
+    /// another replica included); `None` when only this process hands out leases.
+    async fn lease_counts(&self, channel: &str) -> Result<Option<HashMap<String, u64>>> {
+        let _ = channel;
+        Ok(None)
+    }
 
     /// Flushes pending writes and closes the store.
     async fn close(&self) -> Result<()>;

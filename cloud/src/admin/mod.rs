@@ -127,7 +127,12 @@ fn stats_view(st: &AppState, name: &str, b: &BufferStats) -> ChannelStats {
 /// Stats of a channel in the admin and `/connect/status` shape.
 pub async fn channel_stats(st: &AppState, name: &str) -> ApiResult<ChannelStats> {
     let b = st.buffer().stats(name).await?;
-    Ok(stats_view(st, name, &b))
+    let mut view = stats_view(st, name, &b);
+    if st.buffer().is_shared() {
+        // Connections of every replica sharing the buffer.
+        view.connected_clients = st.buffer().connection_count(name).await?;
+    }
+    Ok(view)
 }
 
 async fn admin_health(State(st): State<AppState>) -> Response {
@@ -211,6 +216,7 @@ async fn get_channel(State(st): State<AppState>, Path(c): Path<String>) -> ApiRe
             cfg.webhooks
                 .errors()
                 .iter()
+                .chain(cfg.stale.iter())
                 .filter(|e| r.webhook_ids.contains(&e.webhook) || e.error.contains(&r.name))
                 .cloned()
                 .collect()
@@ -528,9 +534,20 @@ async fn disconnect(
     Path((c, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     record(&st, &c).await?;
-    let conn = st.hub.connection(&id).ok_or_else(|| {
-        ApiError::not_found(ErrorCode::ConnectionNotFound, "Connection not found")
-    })?;
+    let Some(conn) = st.hub.connection(&id) else {
+        // With a shared buffer the connection may live on another replica, which closes it.
+        if st.buffer().request_close(&c, &id).await? {
+            return Ok(axum::Json(DisconnectResponse {
+                status: "disconnected".into(),
+                connection_id: id,
+            })
+            .into_response());
+        }
+        return Err(ApiError::not_found(
+            ErrorCode::ConnectionNotFound,
+            "Connection not found",
+        ));
+    };
     if conn.channel != c {
         return Err(ApiError::bad_request(
             ErrorCode::ConnectionNotOnChannel,

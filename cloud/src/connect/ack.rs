@@ -91,7 +91,29 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
         .to_owned();
     // 4: the connection exists and the token is valid for its channel.
     let not_found = || ApiError::not_found(ErrorCode::ConnectionNotFound, "Connection not found");
-    let (channel, live) = st.hub.connection_channel(&conn_id).ok_or_else(not_found)?;
+    let (channel, live, remote) = match st.hub.connection_channel(&conn_id) {
+        Some((channel, live)) => (channel, live, false),
+        // With a shared buffer the connection may live on another replica (§10.3): the
+        // buffer checks lease ownership itself.
+        None => match st.hub.remote_connection_channel(&conn_id, &token).await? {
+            Some(channel) => (channel, None, true),
+            None if status == "ack" => {
+                return match st
+                    .hub
+                    .late_remote_ack(&conn_id, &token, &message_id)
+                    .await?
+                {
+                    true => Ok(axum::Json(AckResponse {
+                        status: "ok".into(),
+                        message_id,
+                    })
+                    .into_response()),
+                    false => Err(not_found()),
+                };
+            }
+            None => return Err(not_found()),
+        },
+    };
     if st.hub.authenticate(&channel, &token).is_none() {
         return Err(not_found());
     }
@@ -113,10 +135,17 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
                 st.hub.nack(c, &message_id, retry, error).await?,
                 NackOutcome::NotHeld
             ),
+            None if remote => !matches!(
+                st.hub
+                    .nack_remote(&channel, &conn_id, &message_id, retry, error)
+                    .await?,
+                NackOutcome::NotHeld
+            ),
             None => false,
         },
         _ => match &live {
             Some(c) => st.hub.extend(c, &message_id).await?,
+            None if remote => st.buffer().extend(&channel, &message_id, &conn_id).await?,
             None => false,
         },
     };

@@ -30,6 +30,15 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::Sse => "sse",
+            Self::LongPoll => "long_poll",
+            Self::Auto => "auto",
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
         match s.trim().to_ascii_lowercase().as_str() {
             "websocket" | "ws" => Ok(Self::WebSocket),
@@ -78,6 +87,11 @@ pub struct Target {
 }
 
 impl Target {
+    /// A target with the defaults of §7.3.
+    pub fn from_url(url: &str) -> Result<Target, ConfigError> {
+        target_from(&json!({ "url": url }), "target.", &mut Vec::new())
+    }
+
     /// Attempts per delivery: one when retries are off.
     pub fn attempts(&self) -> u32 {
         if self.retry_enabled {
@@ -99,6 +113,10 @@ pub struct Backoff {
 /// Everything one channel needs: connection and delivery settings.
 #[derive(Clone, Debug)]
 pub struct ChannelConfig {
+    /// Engine-unique key: the channel name unless the app sets its own.
+    pub key: String,
+    /// False: known but disconnected (the app's "disconnect").
+    pub enabled: bool,
     pub channel: String,
     pub cloud_url: String,
     pub token: String,
@@ -115,6 +133,54 @@ pub struct ChannelConfig {
     pub max_concurrent_requests: Option<usize>,
     pub default_target: Option<Target>,
     pub targets: BTreeMap<String, Target>,
+    /// Module mode (`webhooks_config`) instead of HTTP targets.
+    pub module: Option<crate::modules::ModuleMode>,
+}
+
+impl ChannelConfig {
+    /// A channel with the defaults of §7.2 and plain URL targets (the desktop app's form).
+    pub fn basic(
+        key: &str,
+        cloud_url: &str,
+        channel: &str,
+        token: &str,
+        protocol: Protocol,
+        default_target: Option<&str>,
+        targets: &BTreeMap<String, String>,
+    ) -> Result<ChannelConfig, ConfigError> {
+        let mut m = Map::new();
+        m.insert("cloud_url".into(), json!(cloud_url));
+        m.insert("channel".into(), json!(channel));
+        m.insert("token".into(), json!(token));
+        m.insert("protocol".into(), json!(protocol.as_str()));
+        if let Some(t) = default_target.filter(|t| !t.trim().is_empty()) {
+            m.insert("default_target".into(), json!({ "url": t.trim() }));
+        }
+        let t: Map<String, Value> = targets
+            .iter()
+            .map(|(id, url)| (id.clone(), json!({ "url": url.trim() })))
+            .collect();
+        m.insert("targets".into(), Value::Object(t));
+        let mut warnings = Vec::new();
+        let mut c = channel_from(&m, 0, &BTreeMap::new(), &mut warnings)?;
+        c.key = key.to_owned();
+        Ok(c)
+    }
+}
+
+impl ConnectorConfig {
+    /// Channels with the default global settings.
+    pub fn new(channels: Vec<ChannelConfig>) -> Self {
+        Self {
+            channels,
+            max_concurrent_requests: 10,
+            log_level: "INFO".into(),
+            log_format: LogFormat::Text,
+            warnings: Vec::new(),
+            env: BTreeMap::new(),
+            history_size: crate::history::DEFAULT_HISTORY,
+        }
+    }
 }
 
 /// The validated connector configuration.
@@ -128,6 +194,8 @@ pub struct ConnectorConfig {
     pub warnings: Vec<String>,
     /// Injected environment, kept to re-read `token_ref = env:…` after a 4005.
     pub env: BTreeMap<String, String>,
+    /// Events kept per channel for inspection and replay (`history_size`, default 1000).
+    pub history_size: usize,
 }
 
 /// Command-line overrides: `Some` only for flags that were given.
@@ -200,6 +268,7 @@ const TOP_KEYS: &[&str] = &[
     "targets",
     "token_ref",
     "channels",
+    "history_size",
 ];
 
 const CHANNEL_ONLY_KEYS: &[&str] = &["enabled"];
@@ -444,6 +513,17 @@ pub fn load(sources: &Sources) -> Result<ConnectorConfig, ConfigError> {
         }
         channels.push(ch);
     }
+    let history_size = match top.get("history_size") {
+        None | Some(Value::Null) => crate::history::DEFAULT_HISTORY,
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= 100_000 => n as usize,
+            _ => {
+                return err(format!(
+                    "history_size must be an integer 0..=100000, got {v}"
+                ));
+            }
+        },
+    };
     Ok(ConnectorConfig {
         channels,
         max_concurrent_requests,
@@ -451,6 +531,7 @@ pub fn load(sources: &Sources) -> Result<ConnectorConfig, ConfigError> {
         log_format,
         warnings,
         env: sources.env.clone(),
+        history_size,
     })
 }
 
@@ -460,14 +541,18 @@ fn read_file(path: &Path) -> Result<Map<String, Value>, ConfigError> {
         .and_then(|e| e.to_str())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    if ext == "yaml" || ext == "yml" {
-        return err(format!(
-            "{}: YAML configuration files are not supported yet; use JSON",
-            path.display()
-        ));
-    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    if ext == "yaml" || ext == "yml" {
+        return match serde_norway::from_str::<Value>(&text) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => err(format!(
+                "{}: top level must be a YAML mapping",
+                path.display()
+            )),
+            Err(e) => err(format!("{}: invalid YAML: {e}", path.display())),
+        };
+    }
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => err(format!(
@@ -610,7 +695,7 @@ fn channel_from(
     let token_ref = get_str(m, "token_ref", ctx)?;
     let token = match (get_str(m, "token", ctx)?, &token_ref) {
         (Some(t), _) => t,
-        (None, Some(r)) => resolve_token_ref(r, env)?,
+        (None, Some(r)) => resolve_token_ref(r, env, &cloud_url, &channel)?,
         (None, None) => return err(format!("{ctx}token (or token_ref) is required")),
     };
     let protocol = match get_str(m, "protocol", ctx)? {
@@ -693,15 +778,25 @@ fn channel_from(
             "{ctx}channel {channel:?} has several delivery modes: use exactly one of targets/default_target, webhooks_config, etcd_host"
         ));
     }
-    if module_mode || etcd_mode {
+    if etcd_mode {
         return err(format!(
-            "{ctx}module mode (webhooks_config / etcd_host) is not supported yet"
+            "{ctx}etcd module mode (etcd_host) is not supported by this connector: use webhooks_config with a file, or HTTP targets"
         ));
     }
+    let module = match get_str(m, "webhooks_config", ctx)? {
+        Some(w) => Some(crate::modules::ModuleMode {
+            webhooks_config: PathBuf::from(w),
+            connections_config: get_str(m, "connections_config", ctx)?.map(PathBuf::from),
+        }),
+        None => None,
+    };
     let path = |k: &str| -> Result<Option<PathBuf>, ConfigError> {
         Ok(get_str(m, k, ctx)?.map(PathBuf::from))
     };
     Ok(ChannelConfig {
+        key: channel.clone(),
+        enabled: true,
+        module,
         channel,
         cloud_url,
         token,
@@ -721,8 +816,14 @@ fn channel_from(
     })
 }
 
-/// Reads a token from `env:VAR` or `file:PATH`; `keyring` needs the desktop app.
-pub fn resolve_token_ref(r: &str, env: &BTreeMap<String, String>) -> Result<String, ConfigError> {
+/// Reads a token from `env:VAR`, `file:PATH`, `keyring` (account `channel:<origin>/<channel>`)
+/// or `keyring:<account>` (service `webhook-connect`, CONFIG.md §8.2).
+pub fn resolve_token_ref(
+    r: &str,
+    env: &BTreeMap<String, String>,
+    cloud_url: &str,
+    channel: &str,
+) -> Result<String, ConfigError> {
     if let Some(var) = r.strip_prefix("env:") {
         return non_empty(env, var)
             .map(str::to_owned)
@@ -738,9 +839,13 @@ pub fn resolve_token_ref(r: &str, env: &BTreeMap<String, String>) -> Result<Stri
         return Ok(t);
     }
     if r == "keyring" || r.starts_with("keyring:") {
-        return err(format!(
-            "token_ref {r:?}: the OS keyring is not supported yet"
-        ));
+        let account = match r.strip_prefix("keyring:") {
+            Some(a) if !a.is_empty() => a.to_owned(),
+            _ => crate::keyring::channel_account(cloud_url, channel)
+                .map_err(|e| ConfigError(format!("token_ref {r:?}: {e}")))?,
+        };
+        return crate::keyring::read(&account)
+            .map_err(|e| ConfigError(format!("token_ref {r:?} (account {account:?}): {e}")));
     }
     err(format!(
         "token_ref {r:?} must be env:<VAR>, file:<path> or keyring[:<account>]"
@@ -959,7 +1064,7 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("invalid protocol"), "{e}");
         let mut v = base();
-        v["webhooks_config"] = json!("w.json");
+        v["etcd_host"] = json!("etcd.local");
         v.as_object_mut().unwrap().remove("default_target");
         let (_d, p) = file(v);
         let e = load(&Sources {
@@ -967,7 +1072,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        assert!(e.to_string().contains("etcd module mode"), "{e}");
         let mut v = base();
         v["channels"] = json!([{"channel": "x"}]);
         let (_d, p) = file(v);

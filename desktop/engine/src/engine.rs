@@ -1,17 +1,19 @@
 //! The running engine: one reconnect loop per channel, the transports, delivery tasks and
-//! settlement, and the handle used to read status and shut down.
+//! settlement, the history and replay, and the handle used to control it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use base64::Engine as _;
 use connect_protocol::frames::{ClientFrame, ParsedServerFrame, ServerFrame};
 use connect_protocol::headers as h;
 use connect_protocol::message::WireMessage;
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -19,10 +21,16 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::{
+    ChannelState, ChannelStatus, EventDetail, EventSummary, Outcome, QueueDepth, ReplayRequest,
+    Transport,
+};
 use crate::config::{ChannelConfig, ConnectorConfig, Protocol, Target};
 use crate::forward::{self, Verdict};
+use crate::history::{Entry, History};
+use crate::modules::Modules;
 use crate::sse::SseParser;
-use crate::status::{self, ChannelState, ChannelStatus, Live, RecentEvent};
+use crate::status::Live;
 
 /// Default grace period for in-flight deliveries on shutdown.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -32,8 +40,12 @@ const MAX_MESSAGE: usize = 256 << 20;
 const AUTO_FALLBACK_AFTER: u32 = 3;
 /// How long `auto` stays on a fallback transport before trying WebSocket again.
 const AUTO_RETRY_BETTER: Duration = Duration::from_secs(600);
+/// How long a pause or disconnect waits for running deliveries before closing the link.
+const PAUSE_GRACE: Duration = Duration::from_secs(10);
+/// How often the queue depth is read from `/connect/status` while connected.
+const QUEUE_POLL: Duration = Duration::from_secs(5);
 
-/// Start-up failure (bad TLS files and the like).
+/// Start-up or control failure (bad TLS files, unknown channel, ...).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct EngineError(pub String);
@@ -45,76 +57,179 @@ pub struct Engine;
 impl Engine {
     /// Starts every enabled channel. Must be called inside a tokio runtime.
     pub fn start(config: ConnectorConfig) -> Result<EngineHandle, EngineError> {
-        let global = Arc::new(Semaphore::new(config.max_concurrent_requests));
-        let intake = CancellationToken::new();
-        let drained = CancellationToken::new();
-        let hard = CancellationToken::new();
-        let deliveries = TaskTracker::new();
-        let loops = TaskTracker::new();
-        let mut channels = Vec::new();
+        let (paused, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            global: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+            env: config.env.clone(),
+            channels: Mutex::new(Vec::new()),
+            paused,
+            tokens: Tokens::new(),
+            loops: TaskTracker::new(),
+            history_size: AtomicUsize::new(config.history_size),
+        });
+        let handle = EngineHandle { inner };
         for ch in config.channels {
-            let ctx = Arc::new(ChannelCtx::new(
-                ch,
-                global.clone(),
-                config.env.clone(),
-                Tokens {
-                    intake: intake.clone(),
-                    drained: drained.clone(),
-                    hard: hard.clone(),
-                },
-                deliveries.clone(),
-            )?);
-            channels.push(ctx.clone());
-            loops.spawn(channel_loop(ctx));
+            handle.add_channel(ch)?;
         }
-        Ok(EngineHandle {
-            channels,
-            intake,
-            drained,
-            hard,
-            deliveries,
-            loops,
-        })
+        Ok(handle)
     }
 }
 
-/// Controls a running engine.
 #[derive(Debug)]
-pub struct EngineHandle {
-    channels: Vec<Arc<ChannelCtx>>,
-    intake: CancellationToken,
-    drained: CancellationToken,
-    hard: CancellationToken,
-    deliveries: TaskTracker,
+struct Inner {
+    global: Arc<Semaphore>,
+    env: BTreeMap<String, String>,
+    channels: Mutex<Vec<Arc<ChannelCtx>>>,
+    paused: watch::Sender<bool>,
+    tokens: Tokens,
     loops: TaskTracker,
+    history_size: AtomicUsize,
+}
+
+/// Controls a running engine. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    inner: Arc<Inner>,
 }
 
 impl EngineHandle {
+    fn channel(&self, key: &str) -> Result<Arc<ChannelCtx>, EngineError> {
+        self.inner
+            .channels
+            .lock()
+            .iter()
+            .find(|c| c.cfg.key == key)
+            .cloned()
+            .ok_or_else(|| EngineError(format!("unknown channel {key:?}")))
+    }
+
     /// A snapshot of every channel.
     pub fn status(&self) -> Vec<ChannelStatus> {
-        self.channels
+        self.inner
+            .channels
+            .lock()
             .iter()
-            .map(|c| c.live.lock().snapshot())
+            .map(|c| c.snapshot())
             .collect()
     }
 
-    /// Stops taking messages, lets running deliveries finish for up to `grace`, settles them,
-    /// then closes the connections (WebSocket 1000). Unfinished work is left to redelivery.
-    pub async fn shutdown(self, grace: Duration) {
-        self.intake.cancel();
-        self.deliveries.close();
-        if tokio::time::timeout(grace, self.deliveries.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("grace period over; unfinished deliveries are left to redelivery");
-            self.hard.cancel();
+    /// Starts a channel; one with the same key is replaced (its history is kept).
+    pub fn add_channel(&self, cfg: ChannelConfig) -> Result<(), EngineError> {
+        if self.inner.tokens.intake.is_cancelled() {
+            return Err(EngineError("the engine is shutting down".into()));
         }
-        self.drained.cancel();
-        self.loops.close();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.loops.wait()).await;
-        self.hard.cancel();
-        for c in &self.channels {
+        let previous = {
+            let list = self.inner.channels.lock();
+            list.iter().find(|c| c.cfg.key == cfg.key).cloned()
+        };
+        let history = previous
+            .as_ref()
+            .map(|p| std::mem::replace(&mut *p.history.lock(), History::new(0)))
+            .unwrap_or_else(|| History::new(self.inner.history_size.load(Ordering::Relaxed)));
+        let ctx = Arc::new(ChannelCtx::new(cfg, &self.inner, history)?);
+        {
+            let mut list = self.inner.channels.lock();
+            list.retain(|c| c.cfg.key != ctx.cfg.key);
+            list.push(ctx.clone());
+        }
+        if let Some(p) = previous {
+            self.inner
+                .loops
+                .spawn(async move { p.stop(DEFAULT_GRACE).await });
+        }
+        self.inner.loops.spawn(channel_loop(ctx.clone()));
+        self.inner.loops.spawn(queue_poller(ctx));
+        Ok(())
+    }
+
+    /// Stops a channel: no new messages, running deliveries get `grace`, then it is dropped.
+    pub async fn remove_channel(&self, key: &str, grace: Duration) {
+        let removed = {
+            let mut list = self.inner.channels.lock();
+            let found = list.iter().position(|c| c.cfg.key == key);
+            found.map(|i| list.remove(i))
+        };
+        if let Some(c) = removed {
+            c.stop(grace).await;
+        }
+    }
+
+    /// Connects (`true`) or disconnects (`false`) one channel; history and counters stay.
+    pub fn set_channel_enabled(&self, key: &str, enabled: bool) -> Result<(), EngineError> {
+        self.channel(key)?.enabled.send_replace(enabled);
+        Ok(())
+    }
+
+    /// Pauses or resumes every channel: paused channels close their links after running
+    /// deliveries finish, and messages wait at the cloud.
+    pub fn set_paused(&self, paused: bool) {
+        self.inner.paused.send_replace(paused);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.inner.paused.borrow()
+    }
+
+    /// Events kept per channel.
+    pub fn set_history_size(&self, n: usize) {
+        self.inner.history_size.store(n, Ordering::Relaxed);
+        for c in self.inner.channels.lock().iter() {
+            c.history.lock().set_capacity(n);
+        }
+    }
+
+    /// The channel's history, newest first.
+    pub fn events(&self, key: &str) -> Result<Vec<EventSummary>, EngineError> {
+        Ok(self.channel(key)?.history.lock().summaries())
+    }
+
+    /// One event with its request and attempts.
+    pub fn event(&self, key: &str, message_id: &str) -> Result<EventDetail, EngineError> {
+        self.channel(key)?
+            .history
+            .lock()
+            .get(message_id)
+            .map(Entry::detail)
+            .ok_or_else(|| EngineError(format!("no event {message_id:?} in the history")))
+    }
+
+    /// Every channel key with its events, newest first (for lookups across channels).
+    pub fn find_event(&self, message_id: &str) -> Option<(String, EventDetail)> {
+        self.inner.channels.lock().iter().find_map(|c| {
+            c.history
+                .lock()
+                .get(message_id)
+                .map(|e| (c.cfg.key.clone(), e.detail()))
+        })
+    }
+
+    /// Re-sends an event to its target or another URL, optionally edited. The replay is a new
+    /// event (`replay_of` set); nothing is ACKed or NACKed at the cloud.
+    pub async fn replay(&self, req: ReplayRequest) -> Result<EventDetail, EngineError> {
+        self.channel(&req.key)?.replay(req).await
+    }
+
+    /// Stops taking messages, lets running deliveries finish for up to `grace`, NACKs
+    /// (`retry=true`) what is still running, then closes the connections (WebSocket 1000).
+    pub async fn shutdown(&self, grace: Duration) {
+        let tokens = &self.inner.tokens;
+        tokens.intake.cancel();
+        let channels: Vec<_> = self.inner.channels.lock().clone();
+        let all = futures::future::join_all(channels.iter().map(|c| {
+            c.deliveries.close();
+            c.deliveries.wait()
+        }));
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("grace period over; NACKing unfinished deliveries");
+            tokens.hard.cancel();
+            let again = futures::future::join_all(channels.iter().map(|c| c.deliveries.wait()));
+            let _ = tokio::time::timeout(Duration::from_secs(5), again).await;
+        }
+        tokens.drained.cancel();
+        self.inner.loops.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.loops.wait()).await;
+        tokens.hard.cancel();
+        for c in &channels {
             c.live.lock().status.state = ChannelState::Stopped;
         }
     }
@@ -126,27 +241,51 @@ struct Tokens {
     intake: CancellationToken,
     /// Cancelled once in-flight deliveries are settled (or the grace ran out): close links.
     drained: CancellationToken,
-    /// Abort deliveries still running.
+    /// Abort deliveries still running (they are NACKed).
     hard: CancellationToken,
 }
 
+impl Tokens {
+    fn new() -> Self {
+        Self {
+            intake: CancellationToken::new(),
+            drained: CancellationToken::new(),
+            hard: CancellationToken::new(),
+        }
+    }
+
+    fn child(&self) -> Self {
+        Self {
+            intake: self.intake.child_token(),
+            drained: self.drained.child_token(),
+            hard: self.hard.child_token(),
+        }
+    }
+}
+
 /// Feeds the one-at-a-time worker of an `ordered` target.
-type OrderedQueue = mpsc::UnboundedSender<(Arc<Link>, WireMessage)>;
+type OrderedQueue = mpsc::UnboundedSender<(Arc<Link>, WireMessage, u64)>;
 
 #[derive(Debug)]
 struct ChannelCtx {
     cfg: ChannelConfig,
     token: Mutex<String>,
-    env: std::collections::BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
     cloud: reqwest::Client,
     target_clients: HashMap<String, reqwest::Client>,
+    /// For replays to another URL.
+    plain_client: reqwest::Client,
     target_limits: HashMap<String, Arc<Semaphore>>,
     ordered_queues: Mutex<HashMap<String, OrderedQueue>>,
     global: Arc<Semaphore>,
     channel_limit: Option<Arc<Semaphore>>,
     live: Mutex<Live>,
+    history: Mutex<History>,
     tokens: Tokens,
     deliveries: TaskTracker,
+    enabled: watch::Sender<bool>,
+    paused: watch::Receiver<bool>,
+    modules: Option<Arc<Modules>>,
 }
 
 /// The connection a message arrived on, used to settle it.
@@ -173,7 +312,7 @@ enum ConnError {
 
 #[derive(Debug)]
 enum End {
-    /// Intake stopped by shutdown.
+    /// Intake stopped (shutdown, pause, disconnect, removal).
     Draining,
     /// The server closed (WebSocket close code, or SSE terminal error mapped to one).
     Closed(Option<u16>, String),
@@ -185,18 +324,17 @@ struct Session {
     result: Result<End, ConnError>,
 }
 
-fn target_key(key: &str) -> String {
-    key.to_owned()
+fn target_client(verify_tls: bool) -> Result<reqwest::Client, EngineError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .danger_accept_invalid_certs(!verify_tls)
+        .build()
+        .map_err(|e| EngineError(format!("HTTP client: {e}")))
 }
 
 impl ChannelCtx {
-    fn new(
-        cfg: ChannelConfig,
-        global: Arc<Semaphore>,
-        env: std::collections::BTreeMap<String, String>,
-        tokens: Tokens,
-        deliveries: TaskTracker,
-    ) -> Result<Self, EngineError> {
+    fn new(cfg: ChannelConfig, inner: &Inner, history: History) -> Result<Self, EngineError> {
         let mut b = reqwest::Client::builder()
             .connect_timeout(cfg.connection_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -227,33 +365,78 @@ impl ChannelCtx {
                 .map(|t| ("*default*".to_owned(), t)),
         );
         for (k, t) in all {
-            let c = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .danger_accept_invalid_certs(!t.verify_tls)
-                .build()
-                .map_err(|e| EngineError(format!("HTTP client: {e}")))?;
-            target_clients.insert(target_key(&k), c);
+            target_clients.insert(k.clone(), target_client(t.verify_tls)?);
             if let Some(n) = t.max_concurrent_requests {
-                target_limits.insert(target_key(&k), Arc::new(Semaphore::new(n)));
+                target_limits.insert(k, Arc::new(Semaphore::new(n)));
             }
         }
+        let (enabled, _) = watch::channel(cfg.enabled);
+        let modules = match &cfg.module {
+            None => None,
+            Some(mode) => {
+                let (m, warnings) = Modules::load(mode, &inner.env).map_err(EngineError)?;
+                for w in warnings {
+                    tracing::warn!(channel = %cfg.channel, "{w}");
+                }
+                Some(Arc::new(m))
+            }
+        };
         Ok(Self {
             token: Mutex::new(cfg.token.clone()),
-            env,
+            env: inner.env.clone(),
             cloud,
             target_clients,
+            plain_client: target_client(true)?,
             target_limits,
             ordered_queues: Mutex::new(HashMap::new()),
-            global,
+            global: inner.global.clone(),
             channel_limit: cfg
                 .max_concurrent_requests
                 .map(|n| Arc::new(Semaphore::new(n))),
-            live: Mutex::new(Live::new(&cfg.channel)),
-            tokens,
-            deliveries,
+            live: Mutex::new(Live::new()),
+            history: Mutex::new(history),
+            tokens: inner.tokens.child(),
+            deliveries: TaskTracker::new(),
+            enabled,
+            paused: inner.paused.subscribe(),
+            modules,
             cfg,
         })
+    }
+
+    fn snapshot(&self) -> ChannelStatus {
+        self.live.lock().snapshot(&self.cfg.key, &self.cfg.channel)
+    }
+
+    fn running(&self) -> bool {
+        *self.enabled.borrow() && !*self.paused.borrow()
+    }
+
+    /// Ends this channel (removal or replacement).
+    async fn stop(&self, grace: Duration) {
+        self.tokens.intake.cancel();
+        self.deliveries.close();
+        if tokio::time::timeout(grace, self.deliveries.wait())
+            .await
+            .is_err()
+        {
+            self.tokens.hard.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.deliveries.wait()).await;
+        }
+        self.tokens.drained.cancel();
+        self.tokens.hard.cancel();
+        self.live.lock().status.state = ChannelState::Stopped;
+    }
+
+    /// Waits until running deliveries are settled (bounded), before a link is closed.
+    async fn settled(&self) {
+        let deadline = Instant::now() + PAUSE_GRACE;
+        while !self.tokens.drained.is_cancelled()
+            && self.live.lock().status.in_flight > 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn set_state(&self, state: ChannelState, error: Option<String>) {
@@ -336,10 +519,32 @@ impl ChannelCtx {
         }
     }
 
+    /// Records a received message in the history; returns its sequence number.
+    fn remember(&self, msg: &WireMessage, target_key: Option<String>, url: Option<String>) -> u64 {
+        let (body, _) = forward::body_of(msg);
+        let mut h = self.history.lock();
+        let seq = h.next_seq();
+        h.push(Entry::received(seq, msg, body, target_key, url));
+        seq
+    }
+
     /// Takes one wire message from any transport.
     fn accept(self: &Arc<Self>, link: &Arc<Link>, msg: WireMessage) {
-        self.live.lock().status.counters.received += 1;
+        {
+            let mut l = self.live.lock();
+            l.status.counters.received += 1;
+            l.status.last_event_at = Some(SystemTime::now());
+        }
         if msg.message_id.is_empty() {
+            return;
+        }
+        if let Some(modules) = &self.modules {
+            let seq = self.remember(&msg, None, None);
+            let ctx = self.clone();
+            let link = link.clone();
+            let modules = modules.clone();
+            self.deliveries
+                .spawn(async move { ctx.run_modules(&link, &msg, seq, &modules).await });
             return;
         }
         let selected = if msg.webhook_id.is_empty() {
@@ -354,6 +559,7 @@ impl ChannelCtx {
             } else {
                 "no target for webhook_id"
             };
+            let seq = self.remember(&msg, None, None);
             let ctx = self.clone();
             let link = link.clone();
             self.deliveries.spawn(async move {
@@ -362,6 +568,18 @@ impl ChannelCtx {
                     l.status.counters.failed += 1;
                     l.status.counters.dead_lettered += 1;
                 }
+                ctx.history.lock().update(seq, |e| {
+                    e.summary.outcome = Outcome::DeadLetter;
+                    e.push_attempts(vec![crate::api::Attempt {
+                        at: crate::history::rfc3339(SystemTime::now()),
+                        target_url: String::new(),
+                        status: None,
+                        duration_ms: 0.0,
+                        response_headers: Vec::new(),
+                        response_body_excerpt: String::new(),
+                        error: Some(error.to_owned()),
+                    }]);
+                });
                 ctx.settle(
                     &link,
                     &msg.message_id,
@@ -374,13 +592,18 @@ impl ChannelCtx {
             });
             return;
         };
+        let seq = self.remember(
+            &msg,
+            Some(key.clone()),
+            Some(forward::url_for(&msg, &target)),
+        );
         if target.ordered {
             let tx = {
                 let mut q = self.ordered_queues.lock();
                 q.entry(key.clone())
                     .or_insert_with(|| {
                         let (tx, rx) = mpsc::unbounded_channel();
-                        tokio::spawn(ordered_worker(
+                        self.deliveries.spawn(ordered_worker(
                             self.clone(),
                             key.clone(),
                             target.clone(),
@@ -390,13 +613,69 @@ impl ChannelCtx {
                     })
                     .clone()
             };
-            let _ = tx.send((link.clone(), msg));
+            let _ = tx.send((link.clone(), msg, seq));
             return;
         }
         let ctx = self.clone();
         let link = link.clone();
         self.deliveries
-            .spawn(async move { ctx.process(link, msg, key, target, false).await });
+            .spawn(async move { ctx.process(link, msg, key, target, false, seq).await });
+    }
+
+    /// Module mode: runs the local webhooks.json module of the message, then settles it.
+    async fn run_modules(&self, link: &Link, msg: &WireMessage, seq: u64, modules: &Modules) {
+        let started = Instant::now();
+        self.live.lock().status.in_flight += 1;
+        let result = modules.handle(msg).await;
+        let elapsed = started.elapsed();
+        let (action, outcome, error) = match &result {
+            Ok(()) => (Settle::Ack, Outcome::Delivered, None),
+            Err(crate::modules::ModuleError::Permanent(e)) => (
+                Settle::Nack {
+                    retry: false,
+                    error: e.clone(),
+                },
+                Outcome::DeadLetter,
+                Some(e.clone()),
+            ),
+            Err(crate::modules::ModuleError::Transient(e)) => (
+                Settle::Nack {
+                    retry: true,
+                    error: e.clone(),
+                },
+                Outcome::Retry,
+                Some(e.clone()),
+            ),
+        };
+        self.settle(link, &msg.message_id, action).await;
+        {
+            let mut l = self.live.lock();
+            l.status.in_flight -= 1;
+            match outcome {
+                Outcome::Delivered => l.status.counters.delivered += 1,
+                Outcome::DeadLetter => {
+                    l.status.counters.failed += 1;
+                    l.status.counters.dead_lettered += 1;
+                }
+                _ => l.status.counters.failed += 1,
+            }
+            l.finished(elapsed, result.is_ok());
+        }
+        self.history.lock().update(seq, |e| {
+            e.summary.outcome = outcome;
+            e.summary.duration_ms = elapsed.as_secs_f64() * 1000.0;
+            e.summary.attempts = 1;
+            e.summary.target_url = Some(format!("module:{}", modules.describe(msg)));
+            e.push_attempts(vec![crate::api::Attempt {
+                at: crate::history::rfc3339(SystemTime::now()),
+                target_url: format!("module:{}", modules.describe(msg)),
+                status: None,
+                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                response_headers: Vec::new(),
+                response_body_excerpt: String::new(),
+                error,
+            }]);
+        });
     }
 
     async fn process(
@@ -406,12 +685,20 @@ impl ChannelCtx {
         key: String,
         target: Target,
         ordered: bool,
+        seq: u64,
     ) {
         self.live.lock().status.in_flight += 1;
         let hard = self.tokens.hard.clone();
         tokio::select! {
-            _ = hard.cancelled() => {}
-            _ = self.process_inner(&link, &msg, &key, &target, ordered) => {}
+            _ = hard.cancelled() => {
+                // The grace ran out: hand the message back now rather than at the ack timeout.
+                self.settle(&link, &msg.message_id, Settle::Nack {
+                    retry: true,
+                    error: "connector shutting down".into(),
+                }).await;
+                self.history.lock().update(seq, |e| e.summary.outcome = Outcome::Retry);
+            }
+            _ = self.process_inner(&link, &msg, &key, &target, ordered, seq) => {}
         }
         self.live.lock().status.in_flight -= 1;
     }
@@ -423,7 +710,9 @@ impl ChannelCtx {
         key: &str,
         target: &Target,
         ordered: bool,
+        seq: u64,
     ) {
+        let received = Instant::now();
         // Leases are kept while waiting for a permit too.
         let work = async {
             let _g = self.global.acquire().await;
@@ -441,6 +730,7 @@ impl ChannelCtx {
                     attempts: 0,
                     response: forward::Response::default(),
                     duration: Duration::ZERO,
+                    log: Vec::new(),
                 };
             };
             let on_retry = || self.live.lock().status.counters.retried += 1;
@@ -449,13 +739,18 @@ impl ChannelCtx {
             }
             // Ordered: retry locally until success, a permanent failure or expiry.
             let mut round = 1u32;
+            let mut log = Vec::new();
             loop {
-                let d = forward::deliver(client, msg, target, on_retry).await;
+                let mut d = forward::deliver(client, msg, target, on_retry).await;
+                log.append(&mut d.log);
                 let expired = msg.expires_at.as_ref().is_some_and(|e| e.0 <= chrono_now());
                 if !matches!(d.verdict, Verdict::Retry(_))
                     || expired
                     || self.tokens.intake.is_cancelled()
                 {
+                    let keep = log.len().saturating_sub(crate::history::ATTEMPTS_CAP);
+                    log.drain(..keep);
+                    d.log = log;
                     return d;
                 }
                 self.live.lock().status.counters.retried += 1;
@@ -474,59 +769,141 @@ impl ChannelCtx {
                 }
             }
         };
-        let (action, label) = match &delivery.verdict {
-            Verdict::Ack => (Settle::Ack, "ack".to_owned()),
-            Verdict::Reject(e) => (
-                Settle::Nack {
-                    retry: false,
-                    error: e.clone(),
-                },
-                format!("nack_drop: {e}"),
-            ),
-            Verdict::Retry(e) => (
-                Settle::Nack {
-                    retry: true,
-                    error: e.clone(),
-                },
-                format!("nack_retry: {e}"),
-            ),
+        let elapsed = received.elapsed();
+        let action = match &delivery.verdict {
+            Verdict::Ack => Settle::Ack,
+            Verdict::Reject(e) => Settle::Nack {
+                retry: false,
+                error: e.clone(),
+            },
+            Verdict::Retry(e) => Settle::Nack {
+                retry: true,
+                error: e.clone(),
+            },
         };
         self.settle(link, &msg.message_id, action).await;
-        let (body, _) = forward::body_of(msg);
-        let event = RecentEvent {
-            at: SystemTime::now(),
-            message_id: msg.message_id.clone(),
-            webhook_id: msg.webhook_id.clone(),
-            delivery_count: msg.delivery_count,
-            method: msg.method.clone(),
-            path: msg.path.clone(),
-            request_headers: msg.raw_headers.clone().unwrap_or_else(|| {
-                msg.headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect()
-            }),
-            request_body_excerpt: status::excerpt(&body, status::REQUEST_EXCERPT_BYTES),
-            request_body_len: body.len(),
-            target_url: Some(forward::url_for(msg, target)),
-            response_status: None,
-            response_headers: Vec::new(),
-            response_body_excerpt: String::new(),
-            duration: delivery.duration,
-            attempts: delivery.attempts,
-            outcome: label,
-        }
-        .response(delivery.response);
-        let mut l = self.live.lock();
-        match delivery.verdict {
-            Verdict::Ack => l.status.counters.delivered += 1,
-            Verdict::Reject(_) => {
-                l.status.counters.failed += 1;
-                l.status.counters.dead_lettered += 1;
+        let outcome = match delivery.verdict {
+            Verdict::Ack => Outcome::Delivered,
+            Verdict::Reject(_) => Outcome::DeadLetter,
+            Verdict::Retry(_) => Outcome::Retry,
+        };
+        {
+            let mut l = self.live.lock();
+            match outcome {
+                Outcome::Delivered => l.status.counters.delivered += 1,
+                Outcome::DeadLetter => {
+                    l.status.counters.failed += 1;
+                    l.status.counters.dead_lettered += 1;
+                }
+                _ => l.status.counters.failed += 1,
             }
-            Verdict::Retry(_) => l.status.counters.failed += 1,
+            l.finished(elapsed, outcome == Outcome::Delivered);
         }
-        l.push(event);
+        self.history.lock().update(seq, |e| {
+            e.summary.outcome = outcome;
+            e.summary.response_status = delivery.response.status;
+            e.summary.duration_ms = elapsed.as_secs_f64() * 1000.0;
+            e.summary.attempts = delivery.attempts;
+            e.push_attempts(delivery.log);
+        });
+    }
+
+    async fn replay(&self, req: ReplayRequest) -> Result<EventDetail, EngineError> {
+        let (mut msg, body, target_key, truncated) = {
+            let h = self.history.lock();
+            let e = h.get(&req.message_id).ok_or_else(|| {
+                EngineError(format!("no event {:?} in the history", req.message_id))
+            })?;
+            (
+                e.wire.clone(),
+                e.body.clone(),
+                e.target_key.clone(),
+                e.truncated(),
+            )
+        };
+        let body = match &req.body_base64 {
+            Some(b) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map_err(|e| EngineError(format!("body_base64: {e}")))?,
+            None if truncated => {
+                return Err(EngineError(
+                    "the history kept only the first MiB of this body: replay it with an edited body".into(),
+                ));
+            }
+            None => body,
+        };
+        if let Some(headers) = req.headers {
+            msg.raw_headers = Some(headers);
+        }
+        msg.body_b64 = Some(base64::engine::general_purpose::STANDARD.encode(&body));
+        let configured = target_key.as_deref().and_then(|k| {
+            if k == "*default*" {
+                self.cfg.default_target.as_ref()
+            } else {
+                self.cfg.targets.get(k)
+            }
+        });
+        let (mut target, client) = match (&req.target_url, configured) {
+            (Some(url), base) => {
+                let mut t = match base {
+                    Some(b) => b.clone(),
+                    None => Target::from_url(url).map_err(|e| EngineError(e.0))?,
+                };
+                t.url = url.clone();
+                t.append_path = false;
+                t.append_query = false;
+                t.path_rewrite = None;
+                (t, self.plain_client.clone())
+            }
+            (None, Some(t)) => {
+                let c = target_key
+                    .as_deref()
+                    .and_then(|k| self.target_clients.get(k))
+                    .cloned()
+                    .unwrap_or_else(|| self.plain_client.clone());
+                (t.clone(), c)
+            }
+            (None, None) => {
+                return Err(EngineError(
+                    "this event had no target: give a target URL to replay it to".into(),
+                ));
+            }
+        };
+        target.retry_enabled = false;
+        let seq;
+        let replay_id;
+        {
+            let mut h = self.history.lock();
+            seq = h.next_seq();
+            replay_id = format!("{}.r{seq}", req.message_id);
+            let mut e = Entry::received(
+                seq,
+                &msg,
+                body,
+                target_key,
+                Some(forward::url_for(&msg, &target)),
+            );
+            e.summary.message_id = replay_id.clone();
+            e.summary.replay_of = Some(req.message_id.clone());
+            h.push(e);
+        }
+        let d = forward::deliver(&client, &msg, &target, || {}).await;
+        let outcome = match d.verdict {
+            Verdict::Ack => Outcome::Delivered,
+            Verdict::Reject(_) => Outcome::Failed,
+            Verdict::Retry(_) => Outcome::Retry,
+        };
+        let mut h = self.history.lock();
+        h.update(seq, |e| {
+            e.summary.outcome = outcome;
+            e.summary.response_status = d.response.status;
+            e.summary.duration_ms = d.duration.as_secs_f64() * 1000.0;
+            e.summary.attempts = d.attempts;
+            e.push_attempts(d.log);
+        });
+        h.get(&replay_id)
+            .map(Entry::detail)
+            .ok_or_else(|| EngineError("the history is too small to keep the replay".into()))
     }
 }
 
@@ -538,21 +915,69 @@ async fn ordered_worker(
     ctx: Arc<ChannelCtx>,
     key: String,
     target: Target,
-    mut rx: mpsc::UnboundedReceiver<(Arc<Link>, WireMessage)>,
+    mut rx: mpsc::UnboundedReceiver<(Arc<Link>, WireMessage, u64)>,
 ) {
     loop {
         let next = tokio::select! {
-            _ = ctx.tokens.intake.cancelled() => return,
+            _ = ctx.tokens.intake.cancelled() => None,
             n = rx.recv() => n,
         };
-        let Some((link, msg)) = next else { return };
-        let c = ctx.clone();
-        let (k, t) = (key.clone(), target.clone());
-        // Tracked, so shutdown waits for the delivery in progress.
-        let _ = ctx
-            .deliveries
-            .spawn(async move { c.process(link, msg, k, t, true).await })
+        let Some((link, msg, seq)) = next else { break };
+        ctx.clone()
+            .process(link, msg, key.clone(), target.clone(), true, seq)
             .await;
+    }
+    // Stopping: hand back what is still queued here.
+    rx.close();
+    while let Some((link, msg, seq)) = rx.recv().await {
+        ctx.settle(
+            &link,
+            &msg.message_id,
+            Settle::Nack {
+                retry: true,
+                error: "connector shutting down".into(),
+            },
+        )
+        .await;
+        ctx.history
+            .lock()
+            .update(seq, |e| e.summary.outcome = Outcome::Retry);
+    }
+}
+
+/// Reads the channel's queue at the cloud every few seconds while connected.
+async fn queue_poller(ctx: Arc<ChannelCtx>) {
+    loop {
+        tokio::select! {
+            _ = ctx.tokens.intake.cancelled() => return,
+            _ = tokio::time::sleep(QUEUE_POLL) => {}
+        }
+        let state = ctx.live.lock().status.state;
+        if !matches!(state, ChannelState::Connected | ChannelState::Degraded) {
+            continue;
+        }
+        let url = format!("{}/connect/status/{}", ctx.http_base(), ctx.cfg.channel);
+        let req = ctx
+            .common_headers(ctx.cloud.get(url))
+            .timeout(Duration::from_secs(10));
+        let Ok(resp) = req.send().await else { continue };
+        if !resp.status().is_success() {
+            continue;
+        }
+        let Ok(v) = resp.json::<Value>().await else {
+            continue;
+        };
+        let stats = &v["stats"];
+        let n = |k: &str| stats[k].as_u64().unwrap_or(0);
+        let depth = QueueDepth {
+            pending: n("messages_queued"),
+            in_flight: n("messages_in_flight"),
+            delayed: n("messages_delayed"),
+            dead_letters: n("dead_letters"),
+            connected: v["connected"].as_bool().unwrap_or(true),
+            at: crate::history::rfc3339(SystemTime::now()),
+        };
+        ctx.live.lock().status.queue = Some(depth);
     }
 }
 
@@ -560,13 +985,64 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::random_range(0.8..1.2))
 }
 
-fn name(p: Protocol) -> &'static str {
+fn name(p: Protocol) -> Transport {
     match p {
-        Protocol::WebSocket => "websocket",
-        Protocol::Sse => "sse",
-        Protocol::LongPoll => "long_poll",
-        Protocol::Auto => "auto",
+        Protocol::WebSocket | Protocol::Auto => Transport::Websocket,
+        Protocol::Sse => Transport::Sse,
+        Protocol::LongPoll => Transport::LongPoll,
     }
+}
+
+/// Waits while the channel is paused or disconnected; false when the channel is ending.
+async fn wait_until_running(ctx: &ChannelCtx) -> bool {
+    let mut enabled = ctx.enabled.subscribe();
+    let mut paused = ctx.paused.clone();
+    loop {
+        if ctx.tokens.intake.is_cancelled() {
+            return false;
+        }
+        if ctx.running() {
+            return true;
+        }
+        let state = if *enabled.borrow_and_update() {
+            ChannelState::Paused
+        } else {
+            ChannelState::Disconnected
+        };
+        paused.borrow_and_update();
+        {
+            let mut l = ctx.live.lock();
+            l.status.state = state;
+            l.status.connection_id = None;
+        }
+        tokio::select! {
+            _ = ctx.tokens.intake.cancelled() => return false,
+            _ = enabled.changed() => {}
+            _ = paused.changed() => {}
+        }
+    }
+}
+
+/// A token cancelled when the channel ends or is paused / disconnected.
+fn session_stop(ctx: &ChannelCtx) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = ctx.tokens.intake.child_token();
+    let mut enabled = ctx.enabled.subscribe();
+    let mut paused = ctx.paused.clone();
+    let s = stop.clone();
+    let watcher = tokio::spawn(async move {
+        loop {
+            if !*enabled.borrow_and_update() || *paused.borrow_and_update() {
+                s.cancel();
+                return;
+            }
+            tokio::select! {
+                _ = s.cancelled() => return,
+                r = enabled.changed() => if r.is_err() { return },
+                r = paused.changed() => if r.is_err() { return },
+            }
+        }
+    });
+    (stop, watcher)
 }
 
 async fn channel_loop(ctx: Arc<ChannelCtx>) {
@@ -580,7 +1056,7 @@ async fn channel_loop(ctx: Arc<ChannelCtx>) {
     let mut server_v1 = false;
     let mut failures = 0u32;
     loop {
-        if ctx.tokens.intake.is_cancelled() {
+        if !wait_until_running(&ctx).await {
             return;
         }
         if auto && rung > 0 && fell_back_at.is_some_and(|t| t.elapsed() >= AUTO_RETRY_BETTER) {
@@ -601,11 +1077,13 @@ async fn channel_loop(ctx: Arc<ChannelCtx>) {
                 };
             }
         }
+        let (stop, watcher) = session_stop(&ctx);
         let session = match proto {
-            Protocol::WebSocket | Protocol::Auto => run_ws(&ctx).await,
-            Protocol::Sse => run_sse(&ctx).await,
-            Protocol::LongPoll => run_poll(&ctx).await,
+            Protocol::WebSocket | Protocol::Auto => run_ws(&ctx, &stop).await,
+            Protocol::Sse => run_sse(&ctx, &stop).await,
+            Protocol::LongPoll => run_poll(&ctx, &stop).await,
         };
+        watcher.abort();
         if session.connected {
             delay = backoff.initial;
             failures = 0;
@@ -614,13 +1092,21 @@ async fn channel_loop(ctx: Arc<ChannelCtx>) {
         ctx.live.lock().status.connection_id = None;
         let mut wait = jitter(delay);
         match session.result {
-            Ok(End::Draining) => return,
+            Ok(End::Draining) => {
+                // Paused or disconnected: wait at the top of the loop. Ending: return there.
+                delay = backoff.initial;
+                continue;
+            }
             Ok(End::Closed(Some(4005), reason)) => {
-                let fresh = ctx
-                    .cfg
-                    .token_ref
-                    .as_deref()
-                    .and_then(|r| crate::config::resolve_token_ref(r, &ctx.env).ok());
+                let fresh = ctx.cfg.token_ref.as_deref().and_then(|r| {
+                    crate::config::resolve_token_ref(
+                        r,
+                        &ctx.env,
+                        &ctx.cfg.cloud_url,
+                        &ctx.cfg.channel,
+                    )
+                    .ok()
+                });
                 match fresh {
                     Some(t) if t != ctx.token() => {
                         *ctx.token.lock() = t;
@@ -686,7 +1172,7 @@ async fn channel_loop(ctx: Arc<ChannelCtx>) {
                         rung += 1;
                         rung_failures = 0;
                         fell_back_at = Some(Instant::now());
-                        tracing::warn!(channel = %ctx.cfg.channel, transport = name(ladder[rung]), "falling back");
+                        tracing::warn!(channel = %ctx.cfg.channel, transport = ?name(ladder[rung]), "falling back");
                     }
                 }
             }
@@ -716,7 +1202,7 @@ fn is_v2(headers: &http::HeaderMap) -> bool {
         .is_some_and(|v| v >= 2)
 }
 
-async fn run_ws(ctx: &Arc<ChannelCtx>) -> Session {
+async fn run_ws(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
     let fail = |r| Session {
         connected: false,
         result: Err(r),
@@ -748,7 +1234,7 @@ async fn run_ws(ctx: &Arc<ChannelCtx>) -> Session {
         .max_frame_size(Some(MAX_MESSAGE));
     let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
     let (ws, resp) = tokio::select! {
-        _ = ctx.tokens.intake.cancelled() => return Session { connected: false, result: Ok(End::Draining) },
+        _ = stop.cancelled() => return Session { connected: false, result: Ok(End::Draining) },
         r = tokio::time::timeout(ctx.cfg.connection_timeout, connect) => match r {
             Err(_) => return fail(ConnError::Other("connection timeout".into())),
             Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
@@ -785,7 +1271,7 @@ async fn run_ws(ctx: &Arc<ChannelCtx>) -> Session {
     let mut was_connected = false;
     let end = loop {
         let next = tokio::select! {
-            _ = ctx.tokens.intake.cancelled() => break End::Draining,
+            _ = stop.cancelled() => break End::Draining,
             n = tokio::time::timeout(ctx.cfg.heartbeat_timeout, stream.next()) => n,
         };
         let frame = match next {
@@ -837,7 +1323,7 @@ async fn run_ws(ctx: &Arc<ChannelCtx>) -> Session {
         }
     };
     if matches!(end, End::Draining) {
-        ctx.tokens.drained.cancelled().await;
+        ctx.settled().await;
         let _ = tx.send(Message::Close(Some(CloseFrame {
             code: 1000.into(),
             reason: "normal".into(),
@@ -858,7 +1344,7 @@ async fn run_ws(ctx: &Arc<ChannelCtx>) -> Session {
     }
 }
 
-async fn run_sse(ctx: &Arc<ChannelCtx>) -> Session {
+async fn run_sse(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
     let fail = |r| Session {
         connected: false,
         result: Err(r),
@@ -871,7 +1357,7 @@ async fn run_sse(ctx: &Arc<ChannelCtx>) -> Session {
         )))
         .header("accept", "text/event-stream");
     let resp = tokio::select! {
-        _ = ctx.tokens.intake.cancelled() => return Session { connected: false, result: Ok(End::Draining) },
+        _ = stop.cancelled() => return Session { connected: false, result: Ok(End::Draining) },
         r = tokio::time::timeout(ctx.cfg.connection_timeout, req.send()) => match r {
             Err(_) => return fail(ConnError::Other("connection timeout".into())),
             Ok(Err(e)) => return fail(ConnError::Other(format!("SSE connect: {e}"))),
@@ -897,7 +1383,7 @@ async fn run_sse(ctx: &Arc<ChannelCtx>) -> Session {
     let mut was_connected = false;
     let end = 'outer: loop {
         let next = tokio::select! {
-            _ = ctx.tokens.intake.cancelled() => break End::Draining,
+            _ = stop.cancelled() => break End::Draining,
             n = tokio::time::timeout(ctx.cfg.heartbeat_timeout, stream.next()) => n,
         };
         let chunk = match next {
@@ -953,7 +1439,7 @@ async fn run_sse(ctx: &Arc<ChannelCtx>) -> Session {
     }
 }
 
-async fn run_poll(ctx: &Arc<ChannelCtx>) -> Session {
+async fn run_poll(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
     let timeout = ctx.cfg.heartbeat_timeout.as_secs().clamp(1, 30);
     let mut conn: Option<String> = None;
     let mut was_connected = false;
@@ -973,7 +1459,7 @@ async fn run_poll(ctx: &Arc<ChannelCtx>) -> Session {
             req = req.header(h::CONNECTION_ID, c);
         }
         let resp = tokio::select! {
-            _ = ctx.tokens.intake.cancelled() => return Session { connected: was_connected, result: Ok(End::Draining) },
+            _ = stop.cancelled() => return Session { connected: was_connected, result: Ok(End::Draining) },
             r = req.send() => r,
         };
         let fail = |r| Session {

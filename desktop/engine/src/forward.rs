@@ -238,6 +238,8 @@ pub struct Delivery {
     pub attempts: u32,
     pub response: Response,
     pub duration: Duration,
+    /// Every attempt, for the history.
+    pub log: Vec<crate::api::Attempt>,
 }
 
 /// Body bytes kept from a target response.
@@ -333,9 +335,25 @@ pub async fn deliver(
 ) -> Delivery {
     let started = Instant::now();
     let max = target.attempts();
+    let url = url_for(msg, target);
+    let mut log = Vec::new();
     let mut k = 1;
     loop {
+        let at = std::time::SystemTime::now();
+        let t0 = Instant::now();
         let (outcome, response) = attempt_once(client, msg, target, k).await;
+        log.push(crate::api::Attempt {
+            at: crate::history::rfc3339(at),
+            target_url: url.clone(),
+            status: response.status,
+            duration_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            response_headers: response.headers.clone(),
+            response_body_excerpt: response.body_excerpt.clone(),
+            error: match &outcome {
+                Outcome::Failed(e) => Some(e.clone()),
+                Outcome::Status { .. } => None,
+            },
+        });
         let (verdict, retryable) = classify(&outcome);
         if !retryable || k >= max {
             return Delivery {
@@ -343,6 +361,7 @@ pub async fn deliver(
                 attempts: k,
                 response,
                 duration: started.elapsed(),
+                log,
             };
         }
         let ra = match outcome {

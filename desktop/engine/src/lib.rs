@@ -6,15 +6,25 @@
 //! - [`config`]: the connector configuration from file, `CONNECTOR_*` env and flags.
 //! - [`forward`]: target choice, exact body and headers, local retries, the ACK/NACK decision.
 //! - [`sse`]: a small Server-Sent Events parser.
-//! - [`status`]: per-channel state, counters and recent events.
+//! - [`api`]: the view types (status, history, replay) shared with the CLI and the app UI.
+//! - [`history`] / [`stats`]: the bounded history and the latency window.
+//! - [`modules`]: module mode (`webhooks_config`).
+//! - [`admin`]: a client of the cloud's admin API (dead letters) for the app.
+//! - [`keyring`]: `token_ref = "keyring"`.
 //! - [`engine`]: reconnect loops, the three transports, settlement, [`Engine`] / [`EngineHandle`].
 
+pub mod admin;
+pub mod api;
 pub mod config;
 pub mod engine;
 pub mod forward;
+pub mod history;
+pub mod keyring;
+pub mod modules;
 pub mod sse;
-pub mod status;
+pub mod stats;
+mod status;
 
+pub use api::{ChannelState, ChannelStatus, Counters, EventDetail, EventSummary, ReplayRequest};
 pub use config::{ConfigError, ConnectorConfig, Overrides, Sources};
 pub use engine::{DEFAULT_GRACE, Engine, EngineError, EngineHandle};
-pub use status::{ChannelState, ChannelStatus, Counters};

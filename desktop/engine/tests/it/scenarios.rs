@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use connect_engine::ChannelState;
+use connect_engine::api::Outcome;
 use connect_testkit::{RecordingTarget, TcpProxy, wait_until, within};
 use hmac::{Hmac, Mac};
 use serde_json::json;
@@ -41,12 +42,14 @@ async fn ten_delivered_and_acked(protocol: &str) {
     let s = status(&engine);
     assert_eq!(s.counters.delivered, 10, "{s:?}");
     assert_eq!(s.state, ChannelState::Connected);
-    assert_eq!(s.recent.len(), 10);
+    let events = engine.events("ch").unwrap();
+    assert_eq!(events.len(), 10);
     assert!(
-        s.recent
+        events
             .iter()
-            .all(|e| e.response_status == Some(200) && e.outcome == "ack")
+            .all(|e| e.response_status == Some(200) && e.outcome == Outcome::Delivered)
     );
+    assert_eq!(s.latency.samples, 10);
     assert!(
         reqs.iter()
             .all(|r| r.header("x-webhook-message-id").is_some()

@@ -1,0 +1,1440 @@
+//! The Redis Streams backend (PROTOCOL §10.3): several replicas share one Redis.
+//!
+//! Why this shape:
+//! - Every state change of a channel is one Lua script over that channel's keys
+//!   ([`scripts`]), so operations are atomic per channel and any replica can run any of them:
+//!   leases are the consumer group's pending entries, ownership is checked in Redis.
+//! - Lease deadlines live in a sorted set (`lease`, score = deadline from the injected
+//!   [`Clock`]) instead of relying on `XAUTOCLAIM`'s idle time: the effect is the same
+//!   (any replica's sweep parks expired leases on the `_requeue` consumer), but time stays
+//!   injectable, and `extend` is a plain score update.
+//! - Wake-ups: the replica that makes work ready notifies its local dispatcher at once and
+//!   publishes `wake` on `P:ctl`; every other replica subscribes and notifies its own.
+//!   Pub/Sub is lossy, so the cloud's dispatchers also poll every second.
+//! - The connection registry is a sorted set scored by last-seen time; this process
+//!   refreshes its own connections every heartbeat, and entries not refreshed for three
+//!   heartbeats (their replica died) no longer count.
+//! - [`Buffer::health`] must not block: a background `PING` every second (and any failed
+//!   command) updates a cached verdict. The [`ConnectionManager`] reconnects by itself.
+
+mod keys;
+mod scripts;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use connect_protocol::admin::{ChannelState, TokenSource};
+use connect_protocol::ids::new_message_id;
+use connect_protocol::message::{Attempts, DeadLetterReason, MessageState, StoredMessage};
+use connect_protocol::time::Timestamp;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use rand::Rng;
+use redis::Value;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use self::keys::ChannelKeys;
+pub use self::keys::valid_prefix;
+use crate::{
+    AckOutcome, Buffer, BufferError, BufferHealth, BufferStats, BulkReplay, ChannelRecord,
+    ChannelRegistration, ChannelSettings, Clock, Counters, Leased, LostLease, MessageRecord,
+    NackOutcome, PeekFilter, Registered, ReplayOutcome, Result, SweepReport, TokenState,
+};
+
+/// Serialized size above which a message is refused with [`BufferError::TooLarge`].
+pub const MAX_STORED_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// NACK error texts are kept up to this many characters (§5.4).
+const MAX_ERROR_CHARS: usize = 1024;
+/// How long a write confirmation (`WAITAOF` / `WAIT`) may take before the enqueue fails.
+const CONFIRM_TIMEOUT_MS: u64 = 5_000;
+
+/// How to reach Redis and name things in it.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// `redis://…` (credentials in the URL).
+    pub url: String,
+    /// Key prefix `P` (`^[A-Za-z0-9_.-]{1,32}$`).
+    pub prefix: String,
+    /// Confirm durable writes with `WAITAOF 1 0` (Redis ≥ 7.2 with AOF on).
+    pub wait_aof: bool,
+    /// Confirm durable writes with `WAIT <n>` replicas.
+    pub wait_replicas: u32,
+    /// This process in the connection registry and in `P:ctl` messages.
+    pub replica_id: String,
+    /// How often this process refreshes its connections' last-seen time; three missed
+    /// refreshes make a connection stale for every replica.
+    pub heartbeat: Duration,
+}
+
+impl RedisOptions {
+    pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: prefix.into(),
+            wait_aof: false,
+            wait_replicas: 0,
+            replica_id: format!("replica-{}", hex_id()),
+            heartbeat: Duration::from_secs(15),
+        }
+    }
+}
+
+fn hex_id() -> String {
+    let n: u64 = rand::rng().random();
+    format!("{n:016x}")
+}
+
+struct Scripts {
+    register: redis::Script,
+    orphan: redis::Script,
+    delete_channel: redis::Script,
+    enqueue: redis::Script,
+    lease: redis::Script,
+    ack: redis::Script,
+    nack: redis::Script,
+    extend: redis::Script,
+    release: redis::Script,
+    sweep: redis::Script,
+    replay: redis::Script,
+    delete_dead: redis::Script,
+    rotate: redis::Script,
+    add_connection: redis::Script,
+    peek: redis::Script,
+    stats: redis::Script,
+    dead_letters: redis::Script,
+    lease_counts: redis::Script,
+    rate_limit: redis::Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        use scripts::*;
+        Self {
+            register: build(REGISTER),
+            orphan: build(ORPHAN),
+            delete_channel: build(DELETE_CHANNEL),
+            enqueue: build(ENQUEUE),
+            lease: build(LEASE),
+            ack: build(ACK),
+            nack: build(NACK),
+            extend: build(EXTEND),
+            release: build(RELEASE),
+            sweep: build(SWEEP),
+            replay: build(REPLAY),
+            delete_dead: build(DELETE_DEAD),
+            rotate: build(ROTATE),
+            add_connection: build(ADD_CONNECTION),
+            peek: build(PEEK),
+            stats: build(STATS),
+            dead_letters: build(DEAD_LETTERS),
+            lease_counts: build(LEASE_COUNTS),
+            rate_limit: redis::Script::new(RATE_LIMIT),
+        }
+    }
+}
+
+struct Inner {
+    opts: RedisOptions,
+    client: redis::Client,
+    con: ConnectionManager,
+    clock: Arc<dyn Clock>,
+    scripts: Scripts,
+    /// `P:channels`
+    channels_key: String,
+    /// `P:ctl`
+    ctl: String,
+    notifiers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Connections registered through this process: (channel, connection).
+    local_conns: Mutex<HashSet<(String, String)>>,
+    /// Connections that leased through this process; their leases are released on close.
+    leased: Mutex<HashSet<(String, String)>>,
+    /// `None` when Redis answered the last check.
+    failure: Mutex<Option<String>>,
+    closed: AtomicBool,
+    /// Close requests addressed to this replica's connections (`close` on `P:ctl`).
+    close_tx: tokio::sync::mpsc::Sender<(String, String)>,
+}
+
+/// The Redis backend. Cheap to share behind an `Arc<dyn Buffer>`.
+pub struct RedisBuffer {
+    inner: Arc<Inner>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    close_rx: Mutex<Option<tokio::sync::mpsc::Receiver<(String, String)>>>,
+}
+
+impl std::fmt::Debug for RedisBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBuffer")
+            .field("prefix", &self.inner.opts.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisBuffer {
+    fn drop(&mut self) {
+        for t in self.tasks.get_mut().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BufferError {
+    BufferError::Unavailable(format!("redis: {e}"))
+}
+
+impl RedisBuffer {
+    /// Connects (failing with [`BufferError::Unavailable`] when Redis cannot be reached) and
+    /// starts the background tasks: health ping, connection refresh, `P:ctl` subscriber.
+    pub async fn open(opts: RedisOptions, clock: Arc<dyn Clock>) -> Result<Self> {
+        if !valid_prefix(&opts.prefix) {
+            return Err(BufferError::Unavailable(format!(
+                "invalid Redis key prefix {:?}",
+                opts.prefix
+            )));
+        }
+        let client = redis::Client::open(opts.url.as_str()).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(6)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let con = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unavailable)?;
+        let (close_tx, close_rx) = tokio::sync::mpsc::channel(1024);
+        let inner = Arc::new(Inner {
+            close_tx,
+            channels_key: format!("{}:channels", opts.prefix),
+            ctl: format!("{}:ctl", opts.prefix),
+            opts,
+            client,
+            con,
+            clock,
+            scripts: Scripts::new(),
+            notifiers: Mutex::new(HashMap::new()),
+            local_conns: Mutex::new(HashSet::new()),
+            leased: Mutex::new(HashSet::new()),
+            failure: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        });
+        // Fail early on a server without the commands we need.
+        let mut con = inner.con.clone();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let tasks = vec![
+            tokio::spawn(ping_loop(inner.clone())),
+            tokio::spawn(refresh_loop(inner.clone())),
+            tokio::spawn(subscribe_loop(inner.clone())),
+        ];
+        Ok(Self {
+            inner,
+            tasks: Mutex::new(tasks),
+            close_rx: Mutex::new(Some(close_rx)),
+        })
+    }
+
+    /// The key prefix in use.
+    pub fn prefix(&self) -> &str {
+        &self.inner.opts.prefix
+    }
+}
+
+// --- background tasks -----------------------------------------------------------------------
+
+async fn ping_loop(inner: Arc<Inner>) {
+    loop {
+        let mut con = inner.con.clone();
+        let r: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut con).await;
+        match r {
+            Ok(_) => {
+                if inner.failure.lock().take().is_some() {
+                    tracing::info!("redis reachable again");
+                }
+            }
+            Err(e) => inner.note_failure(&e),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn refresh_loop(inner: Arc<Inner>) {
+    loop {
+        tokio::time::sleep(inner.opts.heartbeat).await;
+        let conns: Vec<(String, String)> = inner.local_conns.lock().iter().cloned().collect();
+        if conns.is_empty() {
+            continue;
+        }
+        let now = inner.clock.now().micros();
+        let mut pipe = redis::pipe();
+        for (channel, conn) in &conns {
+            let keys = ChannelKeys::new(&inner.opts.prefix, channel);
+            pipe.cmd("ZADD")
+                .arg(keys.conn())
+                .arg("XX")
+                .arg(now)
+                .arg(conn)
+                .ignore();
+        }
+        let mut con = inner.con.clone();
+        if let Err(e) = pipe.query_async::<()>(&mut con).await {
+            inner.note_failure(&e);
+        }
+    }
+}
+
+async fn subscribe_loop(inner: Arc<Inner>) {
+    loop {
+        match inner.client.get_async_pubsub().await {
+            Ok(mut ps) => match ps.subscribe(&inner.ctl).await {
+                Ok(()) => {
+                    let mut stream = ps.on_message();
+                    while let Some(msg) = stream.next().await {
+                        inner.on_ctl(msg.get_payload_bytes());
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "redis subscribe failed"),
+            },
+            Err(e) => tracing::debug!(error = %e, "redis pub/sub connection failed"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+// --- helpers ---------------------------------------------------------------------------------
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Okay => "OK".into(),
+        Value::Double(d) => d.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => text(other).parse().unwrap_or(0),
+    }
+}
+
+fn array(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        Value::Nil => Vec::new(),
+        other => vec![other],
+    }
+}
+
+fn flat_map(v: Value) -> HashMap<String, String> {
+    let items = array(v);
+    items
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (text(&c[0]), text(&c[1])))
+        .collect()
+}
+
+fn micros(s: Option<&String>) -> Option<Timestamp> {
+    s.and_then(|s| s.parse::<i64>().ok())
+        .map(Timestamp::from_micros)
+}
+
+fn micros_str(s: &str) -> Option<Timestamp> {
+    s.parse::<f64>()
+        .ok()
+        .map(|f| Timestamp::from_micros(f as i64))
+}
+
+fn parse_reason(s: &str) -> Option<DeadLetterReason> {
+    match s {
+        "rejected" => Some(DeadLetterReason::Rejected),
+        "max_delivery_attempts" => Some(DeadLetterReason::MaxDeliveryAttempts),
+        "expired" => Some(DeadLetterReason::Expired),
+        _ => None,
+    }
+}
+
+/// The attempt record as the scripts store it.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Att {
+    #[serde(default)]
+    dc: u32,
+    first: Option<String>,
+    last: Option<String>,
+    err: Option<String>,
+    reason: Option<String>,
+    dl: Option<String>,
+}
+
+impl Att {
+    fn parse(s: &str) -> Self {
+        serde_json::from_str(s).unwrap_or_default()
+    }
+
+    fn attempts(&self) -> Attempts {
+        Attempts {
+            delivery_count: self.dc,
+            first_attempt_at: micros(self.first.as_ref()),
+            last_attempt_at: micros(self.last.as_ref()),
+            last_error: self.err.clone(),
+        }
+    }
+}
+
+fn parse_message(json: &str) -> Result<Arc<StoredMessage>> {
+    serde_json::from_str(json)
+        .map(Arc::new)
+        .map_err(|e| BufferError::Unavailable(format!("corrupt stored message: {e}")))
+}
+
+fn record_from(name: &str, m: &HashMap<String, String>) -> Result<ChannelRecord> {
+    let get = |k: &str| m.get(k).cloned().unwrap_or_default();
+    let settings: ChannelSettings = serde_json::from_str(&get("settings"))
+        .map_err(|e| BufferError::Unavailable(format!("corrupt channel settings: {e}")))?;
+    let created_at = micros(m.get("created_at")).unwrap_or_else(|| Timestamp::from_micros(0));
+    Ok(ChannelRecord {
+        name: name.to_owned(),
+        settings,
+        owner: get("owner"),
+        webhook_ids: get("wh_ids")
+            .split('\n')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        state: if get("status") == "orphaned" {
+            ChannelState::Orphaned
+        } else {
+            ChannelState::Active
+        },
+        orphaned_at: micros(m.get("orphaned_at")),
+        created_at,
+        updated_at: micros(m.get("updated_at")).unwrap_or(created_at),
+        token: TokenState {
+            current_digest: get("tok_cur"),
+            source: if get("tok_src") == "rotated" {
+                TokenSource::Rotated
+            } else {
+                TokenSource::Config
+            },
+            configured_digest: get("tok_cfg"),
+            previous_digest: m.get("tok_old").cloned(),
+            previous_expires_at: micros(m.get("tok_old_exp")),
+            rotated_at: micros(m.get("rotated_at")),
+        },
+    })
+}
+
+/// Splits the serialized message around its sequence number (`"sequence":0`), which the
+/// enqueue script fills in. Inside JSON strings every quote is escaped, so the first
+/// `,"sequence":0,` is the field itself.
+fn split_at_sequence(json: &str) -> Result<(String, String)> {
+    const NEEDLE: &str = ",\"sequence\":0,";
+    let at = json
+        .find(NEEDLE)
+        .ok_or_else(|| BufferError::Unavailable("message serialization lacks a sequence".into()))?;
+    let split = at + NEEDLE.len() - 2;
+    Ok((json[..split].to_owned(), json[split + 1..].to_owned()))
+}
+
+impl Inner {
+    fn note_failure(&self, e: &redis::RedisError) {
+        let mut f = self.failure.lock();
+        if f.is_none() {
+            tracing::warn!(error = %e, "redis unreachable");
+        }
+        *f = Some(format!("redis: {e}"));
+    }
+
+    fn err(&self, e: redis::RedisError) -> BufferError {
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_unrecoverable_error()
+        {
+            self.note_failure(&e);
+        }
+        unavailable(e)
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(BufferError::Unavailable("buffer closed".into()));
+        }
+        Ok(())
+    }
+
+    fn notifier(&self, channel: &str) -> Arc<Notify> {
+        self.notifiers
+            .lock()
+            .entry(channel.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    fn wake_payload(&self, channel: &str) -> String {
+        format!("wake\n{}\n{channel}", self.opts.replica_id)
+    }
+
+    /// A `P:ctl` message from some replica; our own are already handled locally.
+    fn on_ctl(&self, payload: &[u8]) {
+        let text = String::from_utf8_lossy(payload);
+        let mut parts = text.splitn(3, '\n');
+        let (Some(kind), Some(from), Some(channel)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        if from == self.opts.replica_id {
+            return;
+        }
+        match kind {
+            "wake" => {
+                let n = self.notifiers.lock().get(channel).cloned();
+                if let Some(n) = n {
+                    n.notify_one();
+                }
+            }
+            "close" => {
+                if let Some((channel, conn)) = channel.split_once('\n') {
+                    // Full only if nobody listens; the request is then moot.
+                    let _ = self
+                        .close_tx
+                        .try_send((channel.to_owned(), conn.to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs a channel script; `nf` becomes [`BufferError::ChannelNotFound`]. Returns the
+    /// status and the remaining values.
+    async fn run(
+        &self,
+        script: &redis::Script,
+        channel: &str,
+        args: &[String],
+    ) -> Result<(String, Vec<Value>)> {
+        self.ensure_open()?;
+        let keys = ChannelKeys::new(&self.opts.prefix, channel);
+        let mut inv = script.prepare_invoke();
+        for k in keys.all() {
+            inv.key(k);
+        }
+        for a in args {
+            inv.arg(a);
+        }
+        let mut con = self.con.clone();
+        let v: Value = inv.invoke_async(&mut con).await.map_err(|e| self.err(e))?;
+        let mut items = array(v).into_iter();
+        let status = items.next().map(|v| text(&v)).unwrap_or_default();
+        if status == "nf" {
+            return Err(BufferError::ChannelNotFound);
+        }
+        Ok((status, items.collect()))
+    }
+
+    /// Write confirmation before a durable operation answers (§10.3 durability).
+    async fn confirm(&self) -> Result<()> {
+        let mut con = self.con.clone();
+        if self.opts.wait_aof {
+            let r: Vec<i64> = redis::cmd("WAITAOF")
+                .arg(1)
+                .arg(0)
+                .arg(CONFIRM_TIMEOUT_MS)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.err(e))?;
+            if r.first().copied().unwrap_or(0) < 1 {
+                return Err(BufferError::Unavailable(
+                    "redis: the write was not confirmed on disk in time".into(),
+                ));
+            }
+        }
+        let n = self.opts.wait_replicas;
+        if n > 0 {
+            let r: i64 = redis::cmd("WAIT")
+                .arg(n)
+                .arg(CONFIRM_TIMEOUT_MS)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.err(e))?;
+            if r < i64::from(n) {
+                return Err(BufferError::Unavailable(format!(
+                    "redis: {r} of {n} replicas confirmed the write in time"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn stale_before(&self, now: Timestamp) -> i64 {
+        now.micros() - 3 * self.opts.heartbeat.as_micros() as i64
+    }
+
+    async fn release(&self, channel: &str, connection: &str) -> Result<Vec<String>> {
+        let (_, rest) = self
+            .run(
+                &self.scripts.release,
+                channel,
+                &[
+                    connection.to_owned(),
+                    self.ctl.clone(),
+                    self.wake_payload(channel),
+                ],
+            )
+            .await?;
+        self.leased
+            .lock()
+            .remove(&(channel.to_owned(), connection.to_owned()));
+        let ids: Vec<String> = rest.iter().map(text).collect();
+        if !ids.is_empty() {
+            self.notifier(channel).notify_one();
+        }
+        Ok(ids)
+    }
+
+    async fn state(&self, name: &str) -> Result<Option<ChannelRecord>> {
+        self.ensure_open()?;
+        let keys = ChannelKeys::new(&self.opts.prefix, name);
+        let mut con = self.con.clone();
+        let v: Value = redis::cmd("HGETALL")
+            .arg(&keys.all()[0])
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        let m = flat_map(v);
+        if !m.contains_key("created_at") {
+            return Ok(None);
+        }
+        record_from(name, &m).map(Some)
+    }
+
+    fn message_record(&self, json: &str, att: &str, state: MessageState) -> Result<MessageRecord> {
+        let a = Att::parse(att);
+        Ok(MessageRecord {
+            message: parse_message(json)?,
+            attempts: a.attempts(),
+            state,
+            leased_to: None,
+            lease_expires_at: None,
+            next_attempt_at: None,
+            reason: a.reason.as_deref().and_then(parse_reason),
+            dead_lettered_at: micros(a.dl.as_ref()),
+        })
+    }
+
+    async fn replay_one(&self, channel: &str, message_id: &str) -> Result<ReplayOutcome> {
+        let Some(dl) = self.dead_letter(channel, message_id).await? else {
+            return Ok(ReplayOutcome::NotFound);
+        };
+        let now = self.clock.now();
+        let mut msg = (*dl.message).clone();
+        let ttl_us = msg.expires_at.micros() - msg.received_at.micros();
+        msg.expires_at = Timestamp::from_micros(now.micros().saturating_add(ttl_us));
+        let json = serde_json::to_string(&msg)
+            .map_err(|e| BufferError::Unavailable(format!("serializing message: {e}")))?;
+        let (_, rest) = self
+            .run(
+                &self.scripts.replay,
+                channel,
+                &[
+                    message_id.to_owned(),
+                    json,
+                    msg.expires_at.micros().to_string(),
+                    msg.received_at.micros().to_string(),
+                    self.ctl.clone(),
+                    self.wake_payload(channel),
+                ],
+            )
+            .await?;
+        match rest.first().map(text).as_deref() {
+            Some("ok") => {
+                self.notifier(channel).notify_one();
+                Ok(ReplayOutcome::Replayed)
+            }
+            Some("full") => Ok(ReplayOutcome::QueueFull),
+            _ => Ok(ReplayOutcome::NotFound),
+        }
+    }
+
+    async fn dead_letter(&self, channel: &str, message_id: &str) -> Result<Option<MessageRecord>> {
+        let (_, rest) = self
+            .run(
+                &self.scripts.dead_letters,
+                channel,
+                &["0".into(), message_id.to_owned()],
+            )
+            .await?;
+        let mut it = rest.into_iter().skip(1);
+        match (it.next(), it.next(), it.next()) {
+            (Some(_), Some(json), Some(att)) => self
+                .message_record(&text(&json), &text(&att), MessageState::DeadLettered)
+                .map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl Buffer for RedisBuffer {
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn health(&self) -> BufferHealth {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return BufferHealth {
+                ok: false,
+                reason: Some("buffer closed".into()),
+            };
+        }
+        match self.inner.failure.lock().clone() {
+            Some(reason) => BufferHealth {
+                ok: false,
+                reason: Some(reason),
+            },
+            None => BufferHealth {
+                ok: true,
+                reason: None,
+            },
+        }
+    }
+
+    fn notifier(&self, channel: &str) -> Arc<Notify> {
+        self.inner.notifier(channel)
+    }
+
+    async fn register_channel(&self, reg: ChannelRegistration) -> Result<Registered> {
+        let i = &self.inner;
+        let now = i.clock.now().micros().to_string();
+        let settings = serde_json::to_string(&reg.settings)
+            .map_err(|e| BufferError::Unavailable(format!("serializing settings: {e}")))?;
+        let ids = format!("\n{}\n", reg.webhook_ids.join("\n"));
+        let fallback = reg
+            .webhook_ids
+            .first()
+            .cloned()
+            .unwrap_or_else(|| reg.owner.clone());
+        let s = &reg.settings;
+        let (_, rest) = i
+            .run(
+                &i.scripts.register,
+                &reg.name,
+                &[
+                    now,
+                    settings,
+                    ids,
+                    fallback,
+                    reg.owner.clone(),
+                    reg.configured_token_digest.clone(),
+                    s.max_queue_size.to_string(),
+                    (s.ack_timeout_seconds * 1_000_000).to_string(),
+                    s.max_delivery_attempts.to_string(),
+                    s.retry_backoff_max_seconds.to_string(),
+                    (s.dlq_retention_seconds * 1_000_000).to_string(),
+                ],
+            )
+            .await?;
+        let mut it = rest.into_iter();
+        let created = it.next().map(|v| int(&v)) == Some(1);
+        let changed = it.next().map(|v| int(&v)) == Some(1);
+        let state = flat_map(it.next().unwrap_or(Value::Nil));
+        let mut con = i.con.clone();
+        let _: i64 = redis::cmd("SADD")
+            .arg(&i.channels_key)
+            .arg(&reg.name)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| i.err(e))?;
+        i.confirm().await?;
+        Ok(Registered {
+            record: record_from(&reg.name, &state)?,
+            configured_token_changed: changed,
+            created,
+        })
+    }
+
+    async fn orphan_channel(&self, name: &str) -> Result<()> {
+        let i = &self.inner;
+        let now = i.clock.now().micros().to_string();
+        i.run(&i.scripts.orphan, name, &[now]).await?;
+        i.confirm().await
+    }
+
+    async fn delete_channel(&self, name: &str) -> Result<u64> {
+        let i = &self.inner;
+        let (_, rest) = i
+            .run(
+                &i.scripts.delete_channel,
+                name,
+                &["always".into(), "0".into(), "0".into()],
+            )
+            .await?;
+        let mut con = i.con.clone();
+        let _: i64 = redis::cmd("SREM")
+            .arg(&i.channels_key)
+            .arg(name)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| i.err(e))?;
+        i.notifier(name).notify_waiters();
+        i.confirm().await?;
+        Ok(rest.first().map(int).unwrap_or(0).max(0) as u64)
+    }
+
+    async fn channel(&self, name: &str) -> Result<Option<ChannelRecord>> {
+        self.inner.state(name).await
+    }
+
+    async fn channels(&self) -> Result<Vec<ChannelRecord>> {
+        let i = &self.inner;
+        i.ensure_open()?;
+        let mut con = i.con.clone();
+        let mut names: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&i.channels_key)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| i.err(e))?;
+        names.sort();
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            if let Some(r) = i.state(&n).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn enqueue(&self, mut message: StoredMessage) -> Result<(String, u64)> {
+        let i = &self.inner;
+        let channel = message.channel.clone();
+        let wh_full = message
+            .namespace
+            .as_ref()
+            .map(|ns| format!("{ns}/{}", message.webhook_id))
+            .unwrap_or_default();
+        for _ in 0..8 {
+            message.sequence = 0;
+            let json = serde_json::to_string(&message)
+                .map_err(|e| BufferError::Unavailable(format!("serializing message: {e}")))?;
+            if json.len() > MAX_STORED_MESSAGE_BYTES {
+                return Err(BufferError::TooLarge);
+            }
+            let (before, after) = split_at_sequence(&json)?;
+            let (status, rest) = i
+                .run(
+                    &i.scripts.enqueue,
+                    &channel,
+                    &[
+                        message.message_id.clone(),
+                        before,
+                        after,
+                        message.expires_at.micros().to_string(),
+                        message.received_at.micros().to_string(),
+                        wh_full.clone(),
+                        message.webhook_id.clone(),
+                        i.ctl.clone(),
+                        i.wake_payload(&channel),
+                    ],
+                )
+                .await?;
+            match status.as_str() {
+                "ok" => {
+                    let seq = rest.first().map(int).unwrap_or(0) as u64;
+                    i.confirm().await?;
+                    i.notifier(&channel).notify_one();
+                    return Ok((message.message_id, seq));
+                }
+                "orph" => return Err(BufferError::Orphaned),
+                "full" => return Err(BufferError::QueueFull),
+                "dup" => message.message_id = new_message_id(),
+                other => {
+                    return Err(BufferError::Unavailable(format!(
+                        "redis: unexpected enqueue answer {other:?}"
+                    )));
+                }
+            }
+        }
+        Err(BufferError::Unavailable(
+            "redis: could not find a free message id".into(),
+        ))
+    }
+
+    async fn lease(&self, channel: &str, connection: &str, max: usize) -> Result<Vec<Leased>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let i = &self.inner;
+        let now = i.clock.now().micros().to_string();
+        let (_, rest) = i
+            .run(
+                &i.scripts.lease,
+                channel,
+                &[connection.to_owned(), max.to_string(), now],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rest.len() / 3);
+        for c in rest.chunks(3) {
+            if let [_, json, dc] = c {
+                out.push(Leased {
+                    message: parse_message(&text(json))?,
+                    delivery_count: int(dc) as u32,
+                });
+            }
+        }
+        if !out.is_empty() {
+            i.leased
+                .lock()
+                .insert((channel.to_owned(), connection.to_owned()));
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, channel: &str, message_id: &str, connection: &str) -> Result<AckOutcome> {
+        let i = &self.inner;
+        let (_, rest) = i
+            .run(
+                &i.scripts.ack,
+                channel,
+                &[message_id.to_owned(), connection.to_owned()],
+            )
+            .await?;
+        Ok(match rest.first().map(int).unwrap_or(0) {
+            0 => AckOutcome::NotInFlight,
+            n => AckOutcome::Settled { held_lease: n == 2 },
+        })
+    }
+
+    async fn nack(
+        &self,
+        channel: &str,
+        message_id: &str,
+        connection: &str,
+        retry: bool,
+        error: Option<String>,
+    ) -> Result<NackOutcome> {
+        let i = &self.inner;
+        let now = i.clock.now().micros().to_string();
+        let jitter: f64 = rand::rng().random_range(0.8..=1.2);
+        let has_error = error.is_some();
+        let error: String = error
+            .map(|e| e.chars().take(MAX_ERROR_CHARS).collect())
+            .unwrap_or_default();
+        let (_, rest) = i
+            .run(
+                &i.scripts.nack,
+                channel,
+                &[
+                    message_id.to_owned(),
+                    connection.to_owned(),
+                    if retry { "1" } else { "0" }.into(),
+                    error,
+                    if has_error { "1" } else { "0" }.into(),
+                    now,
+                    format!("{jitter:.6}"),
+                ],
+            )
+            .await?;
+        let kind = rest.first().map(text).unwrap_or_default();
+        Ok(match kind.as_str() {
+            "delayed" => NackOutcome::Delayed {
+                until: Timestamp::from_micros(rest.get(1).map(int).unwrap_or(0)),
+            },
+            "dl" => match rest.get(1).map(text).as_deref().and_then(parse_reason) {
+                Some(r) => NackOutcome::DeadLettered(r),
+                None => NackOutcome::DeadLettered(DeadLetterReason::Rejected),
+            },
+            _ => NackOutcome::NotHeld,
+        })
+    }
+
+    async fn extend(&self, channel: &str, message_id: &str, connection: &str) -> Result<bool> {
+        let i = &self.inner;
+        let now = i.clock.now().micros().to_string();
+        let (_, rest) = i
+            .run(
+                &i.scripts.extend,
+                channel,
+                &[message_id.to_owned(), connection.to_owned(), now],
+            )
+            .await?;
+        Ok(rest.first().map(int) == Some(1))
+    }
+
+    async fn release(&self, channel: &str, connection: &str) -> Result<Vec<String>> {
+        self.inner.release(channel, connection).await
+    }
+
+    async fn sweep(&self, orphan_retention: Option<Duration>) -> Result<SweepReport> {
+        let i = &self.inner;
+        i.ensure_open()?;
+        let now = i.clock.now();
+        let now_s = now.micros().to_string();
+        let mut con = i.con.clone();
+        let mut names: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&i.channels_key)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| i.err(e))?;
+        names.sort();
+        let mut report = SweepReport::default();
+        for name in names {
+            let r = i
+                .run(
+                    &i.scripts.sweep,
+                    &name,
+                    &[now_s.clone(), i.ctl.clone(), i.wake_payload(&name)],
+                )
+                .await;
+            let rest = match r {
+                Ok((_, rest)) => rest,
+                Err(BufferError::ChannelNotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            let promoted = rest.first().map(int).unwrap_or(0) as u64;
+            let expired = rest.get(1).map(int).unwrap_or(0) as u64;
+            report.promoted += promoted;
+            report.expired += expired;
+            report.dead_lettered += expired;
+            report.dlq_removed += rest.get(2).map(int).unwrap_or(0) as u64;
+            let lost: Vec<LostLease> = rest[3.min(rest.len())..]
+                .chunks(2)
+                .filter_map(|c| match c {
+                    [conn, mid] => Some(LostLease {
+                        channel: name.clone(),
+                        connection_id: text(conn),
+                        message_id: text(mid),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if !lost.is_empty() || promoted > 0 {
+                i.notifier(&name).notify_one();
+            }
+            report.expired_leases.extend(lost);
+            if let Some(retention) = orphan_retention {
+                let (_, rest) = i
+                    .run(
+                        &i.scripts.delete_channel,
+                        &name,
+                        &[
+                            "orphan_due".into(),
+                            now_s.clone(),
+                            retention.as_micros().to_string(),
+                        ],
+                    )
+                    .await?;
+                if rest.first().map(int).unwrap_or(-1) >= 0 {
+                    let _: i64 = redis::cmd("SREM")
+                        .arg(&i.channels_key)
+                        .arg(&name)
+                        .query_async(&mut con)
+                        .await
+                        .map_err(|e| i.err(e))?;
+                    i.notifier(&name).notify_waiters();
+                    report.channels_deleted.push(name);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn dead_letters(&self, channel: &str, limit: usize) -> Result<(Vec<MessageRecord>, u64)> {
+        let i = &self.inner;
+        if limit == 0 {
+            let (_, rest) = i.run(&i.scripts.stats, channel, &[]).await?;
+            return Ok((Vec::new(), rest.get(3).map(int).unwrap_or(0) as u64));
+        }
+        let (_, rest) = i
+            .run(
+                &i.scripts.dead_letters,
+                channel,
+                &[limit.to_string(), String::new()],
+            )
+            .await?;
+        let total = rest.first().map(int).unwrap_or(0) as u64;
+        let mut out = Vec::new();
+        for c in rest[1.min(rest.len())..].chunks(3) {
+            if let [_, json, att] = c {
+                out.push(i.message_record(&text(json), &text(att), MessageState::DeadLettered)?);
+            }
+        }
+        Ok((out, total))
+    }
+
+    async fn dead_letter(&self, channel: &str, message_id: &str) -> Result<Option<MessageRecord>> {
+        self.inner.dead_letter(channel, message_id).await
+    }
+
+    async fn replay(&self, channel: &str, message_id: &str) -> Result<ReplayOutcome> {
+        let out = self.inner.replay_one(channel, message_id).await?;
+        self.inner.confirm().await?;
+        Ok(out)
+    }
+
+    async fn replay_all(&self, channel: &str, limit: Option<u64>) -> Result<BulkReplay> {
+        let i = &self.inner;
+        i.ensure_open()?;
+        let keys = ChannelKeys::new(&i.opts.prefix, channel);
+        let stop = limit.map_or(-1, |l| l as i64 - 1);
+        if limit == Some(0) {
+            let (_, rest) = i.run(&i.scripts.stats, channel, &[]).await?;
+            return Ok(BulkReplay {
+                replayed: 0,
+                remaining: rest.get(3).map(int).unwrap_or(0) as u64,
+                stopped_queue_full: false,
+            });
+        }
+        // Fails with ChannelNotFound for an unknown channel.
+        i.run(&i.scripts.stats, channel, &[]).await?;
+        let mut con = i.con.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&keys.all()[8])
+            .arg(0)
+            .arg(stop)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| i.err(e))?;
+        let mut replayed = 0;
+        let mut stopped_queue_full = false;
+        for id in ids {
+            match i.replay_one(channel, &id).await? {
+                ReplayOutcome::Replayed => replayed += 1,
+                ReplayOutcome::QueueFull => {
+                    stopped_queue_full = true;
+                    break;
+                }
+                ReplayOutcome::NotFound => {}
+            }
+        }
+        i.confirm().await?;
+        let remaining: u64 = redis::cmd("ZCARD")
+            .arg(&keys.all()[8])
+            .query_async(&mut con)
+            .await
+            .map_err(|e| i.err(e))?;
+        Ok(BulkReplay {
+            replayed,
+            remaining,
+            stopped_queue_full,
+        })
+    }
+
+    async fn delete_dead_letter(&self, channel: &str, message_id: &str) -> Result<bool> {
+        let i = &self.inner;
+        if message_id.is_empty() {
+            return Ok(false);
+        }
+        let (_, rest) = i
+            .run(&i.scripts.delete_dead, channel, &[message_id.to_owned()])
+            .await?;
+        i.confirm().await?;
+        Ok(rest.first().map(int).unwrap_or(0) > 0)
+    }
+
+    async fn purge_dead_letters(&self, channel: &str) -> Result<u64> {
+        let i = &self.inner;
+        let (_, rest) = i
+            .run(&i.scripts.delete_dead, channel, &[String::new()])
+            .await?;
+        i.confirm().await?;
+        Ok(rest.first().map(int).unwrap_or(0) as u64)
+    }
+
+    async fn peek(
+        &self,
+        channel: &str,
+        filter: PeekFilter,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let i = &self.inner;
+        let f = match filter {
+            PeekFilter::Ready => "ready",
+            PeekFilter::InFlight => "in_flight",
+            PeekFilter::Delayed => "delayed",
+            PeekFilter::All => "all",
+        };
+        let (_, rest) = i
+            .run(&i.scripts.peek, channel, &[f.into(), limit.to_string()])
+            .await?;
+        let mut out = Vec::new();
+        for c in rest.chunks(7) {
+            let [_, state, holder, json, att, deadline, due] = c else {
+                continue;
+            };
+            let json = text(json);
+            if json.is_empty() {
+                continue;
+            }
+            let state = match text(state).as_str() {
+                "in_flight" => MessageState::InFlight,
+                "delayed" => MessageState::Delayed,
+                _ => MessageState::Ready,
+            };
+            let mut r = i.message_record(&json, &text(att), state)?;
+            r.reason = None;
+            r.dead_lettered_at = None;
+            if state == MessageState::InFlight {
+                r.leased_to = Some(text(holder));
+                r.lease_expires_at = micros_str(&text(deadline));
+            }
+            if state == MessageState::Delayed {
+                r.next_attempt_at = micros_str(&text(due));
+            }
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    async fn stats(&self, channel: &str) -> Result<BufferStats> {
+        let i = &self.inner;
+        let (_, rest) = i.run(&i.scripts.stats, channel, &[]).await?;
+        let mut it = rest.into_iter();
+        let c = flat_map(it.next().unwrap_or(Value::Nil));
+        let stream_len = it.next().map(|v| int(&v)).unwrap_or(0).max(0) as u64;
+        let delayed = it.next().map(|v| int(&v)).unwrap_or(0).max(0) as u64;
+        let dead = it.next().map(|v| int(&v)).unwrap_or(0).max(0) as u64;
+        let in_flight = it.next().map(|v| int(&v)).unwrap_or(0).max(0) as u64;
+        let wh = flat_map(it.next().unwrap_or(Value::Nil));
+        let oldest = it.next().map(|v| text(&v)).unwrap_or_default();
+        let n = |k: &str| c.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Ok(BufferStats {
+            counters: Counters {
+                received: n("received"),
+                dispatched: n("delivered"),
+                acked: n("acked"),
+                nacked: n("nacked"),
+                expired: n("expired"),
+                dead_lettered: n("dead_lettered"),
+                rejected: n("rejected"),
+                exhausted: n("exhausted"),
+                replayed: n("replayed"),
+                discarded: n("discarded"),
+            },
+            ready: stream_len.saturating_sub(in_flight),
+            in_flight,
+            delayed,
+            dead_letters: dead,
+            oldest_unsettled_at: micros_str(&oldest),
+            webhook_pending: wh
+                .into_iter()
+                .filter_map(|(k, v)| v.parse::<u64>().ok().filter(|n| *n > 0).map(|n| (k, n)))
+                .collect::<BTreeMap<_, _>>(),
+        })
+    }
+
+    async fn rotate_token(
+        &self,
+        channel: &str,
+        new_digest: String,
+        grace_seconds: u64,
+    ) -> Result<TokenState> {
+        let i = &self.inner;
+        let now = i.clock.now();
+        let expires = now.plus_seconds(grace_seconds as f64);
+        let (_, rest) = i
+            .run(
+                &i.scripts.rotate,
+                channel,
+                &[
+                    new_digest,
+                    expires.micros().to_string(),
+                    now.micros().to_string(),
+                    i.ctl.clone(),
+                    format!("token\n{}\n{channel}", i.opts.replica_id),
+                ],
+            )
+            .await?;
+        i.confirm().await?;
+        let state = flat_map(rest.into_iter().next().unwrap_or(Value::Nil));
+        Ok(record_from(channel, &state)?.token)
+    }
+
+    async fn add_connection(&self, channel: &str, connection: &str, max: u64) -> Result<bool> {
+        let i = &self.inner;
+        let now = i.clock.now();
+        let (_, rest) = i
+            .run(
+                &i.scripts.add_connection,
+                channel,
+                &[
+                    connection.to_owned(),
+                    max.to_string(),
+                    now.micros().to_string(),
+                    i.stale_before(now).to_string(),
+                ],
+            )
+            .await?;
+        let added = rest.first().map(int) == Some(1);
+        if added {
+            i.local_conns
+                .lock()
+                .insert((channel.to_owned(), connection.to_owned()));
+        }
+        Ok(added)
+    }
+
+    async fn remove_connection(&self, channel: &str, connection: &str) -> Result<()> {
+        let i = &self.inner;
+        i.ensure_open()?;
+        i.local_conns
+            .lock()
+            .remove(&(channel.to_owned(), connection.to_owned()));
+        let keys = ChannelKeys::new(&i.opts.prefix, channel);
+        let mut con = i.con.clone();
+        let _: i64 = redis::cmd("ZREM")
+            .arg(keys.conn())
+            .arg(connection)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| i.err(e))?;
+        Ok(())
+    }
+
+    async fn connection_count(&self, channel: &str) -> Result<u64> {
+        let i = &self.inner;
+        i.ensure_open()?;
+        let keys = ChannelKeys::new(&i.opts.prefix, channel);
+        let mut con = i.con.clone();
+        let n: u64 = redis::cmd("ZCOUNT")
+            .arg(keys.conn())
+            .arg(i.stale_before(i.clock.now()))
+            .arg("+inf")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| i.err(e))?;
+        Ok(n)
+    }
+
+    async fn has_connection(&self, channel: &str, connection: &str) -> Result<bool> {
+        let i = &self.inner;
+        i.ensure_open()?;
+        let keys = ChannelKeys::new(&i.opts.prefix, channel);
+        let mut con = i.con.clone();
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg(keys.conn())
+            .arg(connection)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| i.err(e))?;
+        Ok(score.is_some_and(|s| s as i64 >= i.stale_before(i.clock.now())))
+    }
+
+    async fn request_close(&self, channel: &str, connection: &str) -> Result<bool> {
+        if !self.has_connection(channel, connection).await? {
+            return Ok(false);
+        }
+        let i = &self.inner;
+        let mut con = i.con.clone();
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&i.ctl)
+            .arg(format!(
+                "close\n{}\n{channel}\n{connection}",
+                i.opts.replica_id
+            ))
+            .query_async(&mut con)
+            .await
+            .map_err(|e| i.err(e))?;
+        Ok(true)
+    }
+
+    fn close_requests(&self) -> Option<tokio::sync::mpsc::Receiver<(String, String)>> {
+        self.close_rx.lock().take()
+    }
+
+    async fn rate_limit(
+        &self,
+        key: &str,
+        max_requests: u64,
+        window: Duration,
+    ) -> Result<Option<std::result::Result<(), u64>>> {
+        let i = &self.inner;
+        i.ensure_open()?;
+        let now = i.clock.now().micros();
+        let rl_key = format!("{}:rl:{}", i.opts.prefix, keys::encode_channel(key));
+        let mut con = i.con.clone();
+        let v: Vec<i64> = i
+            .scripts
+            .rate_limit
+            .key(rl_key)
+            .arg(now)
+            .arg(window.as_micros() as i64)
+            .arg(max_requests)
+            .arg(format!("{now}-{}", hex_id()))
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| i.err(e))?;
+        Ok(Some(match v.as_slice() {
+            [1, ..] => Ok(()),
+            [_, retry_us, ..] => Err(((*retry_us as f64) / 1e6).ceil().max(1.0) as u64),
+            _ => Ok(()),
+        }))
+    }
+
+    async fn lease_counts(&self, channel: &str) -> Result<Option<HashMap<String, u64>>> {
+        let i = &self.inner;
+        let (_, rest) = i.run(&i.scripts.lease_counts, channel, &[]).await?;
+        Ok(Some(
+            rest.chunks(2)
+                .filter_map(|c| match c {
+                    [k, v] => Some((text(k), int(v).max(0) as u64)),
+                    _ => None,
+                })
+                .collect(),
+        ))
+    }
+
+    async fn close(&self) -> Result<()> {
+        let i = &self.inner;
+        if i.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // A replica going away hands its leases back at once (§6.5), so another replica
+        // (or this one, reopened) redelivers them without waiting for the ack timeout.
+        let leased: Vec<(String, String)> = i.leased.lock().iter().cloned().collect();
+        for (channel, conn) in leased {
+            match i.release(&channel, &conn).await {
+                Ok(_) | Err(BufferError::ChannelNotFound) => {}
+                Err(e) => tracing::warn!(error = %e, "releasing leases on close failed"),
+            }
+        }
+        let conns: Vec<(String, String)> = i.local_conns.lock().drain().collect();
+        for (channel, conn) in conns {
+            let _ = self.remove_connection(&channel, &conn).await;
+        }
+        i.closed.store(true, Ordering::Release);
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sequence_is_spliced_into_the_field_only() {
+        let json = r#"{"message_id":"m","channel":"c\",\"sequence\":0,","webhook_id":"w","sequence":0,"x":1}"#;
+        let (a, b) = split_at_sequence(json).unwrap();
+        assert_eq!(
+            format!("{a}42{b}"),
+            json.replace(r#""sequence":0,"x""#, r#""sequence":42,"x""#)
+        );
+    }
+}

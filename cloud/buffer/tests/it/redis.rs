@@ -1,0 +1,247 @@
+//! The behavioural suite against the Redis backend (a real `redis-server` per case), plus
+//! what only the Redis backend has: replicas sharing one Redis, key isolation by prefix,
+//! outages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use connect_buffer::redis::{RedisBuffer, RedisOptions};
+use connect_buffer::suite::{Harness, message, registration, settings};
+use connect_buffer::{AckOutcome, Buffer, BufferError, ManualClock, NackOutcome};
+use connect_protocol::time::Timestamp;
+use connect_testkit::RedisServer;
+
+const CH: &str = "team-alpha";
+const T: Duration = Duration::from_secs(30);
+
+async fn with_timeout<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(T, f).await.expect("timed out")
+}
+
+/// One redis-server per case; `open` connects a new buffer (a restart, or another replica).
+pub struct RedisHarness {
+    pub server: RedisServer,
+    pub clock: Arc<ManualClock>,
+    pub prefix: String,
+}
+
+impl RedisHarness {
+    pub async fn start() -> Self {
+        Self {
+            server: RedisServer::start().await.expect("redis-server"),
+            clock: Arc::new(ManualClock::new(Timestamp::from_micros(
+                1_770_000_000_000_000,
+            ))),
+            prefix: "whc".into(),
+        }
+    }
+
+    pub async fn open_redis(&self, prefix: &str) -> RedisBuffer {
+        let opts = RedisOptions::new(self.server.url.clone(), prefix);
+        RedisBuffer::open(opts, self.clock.clone())
+            .await
+            .expect("open redis buffer")
+    }
+}
+
+#[async_trait]
+impl Harness for RedisHarness {
+    fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    async fn open(&self) -> Arc<dyn Buffer> {
+        Arc::new(self.open_redis(&self.prefix).await)
+    }
+}
+
+mod suite {
+    use super::RedisHarness;
+
+    connect_buffer::buffer_suite!(RedisHarness::start().await);
+}
+
+#[tokio::test]
+async fn replicas_share_messages_leases_and_acks() {
+    let h = RedisHarness::start().await;
+    let a = h.open_redis("whc").await;
+    let b = h.open_redis("whc").await;
+    with_timeout(a.register_channel(registration(CH, settings())))
+        .await
+        .unwrap();
+    let (id, _) = with_timeout(b.enqueue(message(&h.clock, CH, "hook-a", 600)))
+        .await
+        .unwrap();
+    let got = with_timeout(a.lease(CH, "conn-a", 10)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(
+        with_timeout(b.lease(CH, "conn-b", 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Settled through the other replica.
+    assert_eq!(
+        with_timeout(b.ack(CH, &id, "conn-a")).await.unwrap(),
+        AckOutcome::Settled { held_lease: true }
+    );
+    assert_eq!(with_timeout(a.stats(CH)).await.unwrap().counters.acked, 1);
+}
+
+#[tokio::test]
+async fn any_replica_reclaims_timed_out_leases() {
+    let h = RedisHarness::start().await;
+    let a = h.open_redis("whc").await;
+    let b = h.open_redis("whc").await;
+    with_timeout(a.register_channel(registration(CH, settings())))
+        .await
+        .unwrap();
+    let (id, _) = with_timeout(a.enqueue(message(&h.clock, CH, "hook-a", 600)))
+        .await
+        .unwrap();
+    with_timeout(a.lease(CH, "conn-a", 1)).await.unwrap();
+    drop(a); // as if the replica died: nothing released
+    h.clock.advance(Duration::from_secs(31));
+    let report = with_timeout(b.sweep(None)).await.unwrap();
+    assert_eq!(report.expired_leases.len(), 1);
+    assert_eq!(report.expired_leases[0].connection_id, "conn-a");
+    let got = with_timeout(b.lease(CH, "conn-b", 1)).await.unwrap();
+    assert_eq!(got[0].message.message_id, id);
+    assert_eq!(got[0].delivery_count, 2);
+    assert!(matches!(
+        with_timeout(b.nack(CH, &id, "conn-b", true, None))
+            .await
+            .unwrap(),
+        NackOutcome::Delayed { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_wake_on_one_replica_reaches_the_others() {
+    let h = RedisHarness::start().await;
+    let a = h.open_redis("whc").await;
+    let b = h.open_redis("whc").await;
+    with_timeout(a.register_channel(registration(CH, settings())))
+        .await
+        .unwrap();
+    let n = b.notifier(CH);
+    // Give b's subscriber a moment to subscribe; the wait below is the real check.
+    let waiter = tokio::spawn(async move { n.notified().await });
+    for _ in 0..20 {
+        with_timeout(a.enqueue(message(&h.clock, CH, "hook-a", 600)))
+            .await
+            .unwrap();
+        if waiter.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    with_timeout(waiter).await.expect("b was woken");
+}
+
+#[tokio::test]
+async fn prefixes_isolate_deployments() {
+    let h = RedisHarness::start().await;
+    let a = h.open_redis("blue").await;
+    let b = h.open_redis("green").await;
+    with_timeout(a.register_channel(registration(CH, settings())))
+        .await
+        .unwrap();
+    assert!(with_timeout(b.channel(CH)).await.unwrap().is_none());
+    assert_eq!(
+        with_timeout(b.enqueue(message(&h.clock, CH, "hook-a", 60))).await,
+        Err(BufferError::ChannelNotFound)
+    );
+    assert!(
+        RedisBuffer::open(
+            RedisOptions::new(h.server.url.clone(), "bad:prefix"),
+            h.clock.clone()
+        )
+        .await
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_connection_registry_is_shared_and_forgets_dead_replicas() {
+    let h = RedisHarness::start().await;
+    let a = h.open_redis("whc").await;
+    let b = h.open_redis("whc").await;
+    with_timeout(a.register_channel(registration(CH, settings())))
+        .await
+        .unwrap();
+    assert!(with_timeout(a.add_connection(CH, "c1", 1)).await.unwrap());
+    assert!(!with_timeout(b.add_connection(CH, "c2", 1)).await.unwrap());
+    assert!(with_timeout(b.has_connection(CH, "c1")).await.unwrap());
+    // Not refreshed for three heartbeats (45 s by default): stale everywhere.
+    h.clock.advance(Duration::from_secs(46));
+    assert_eq!(with_timeout(b.connection_count(CH)).await.unwrap(), 0);
+    assert!(!with_timeout(b.has_connection(CH, "c1")).await.unwrap());
+    assert!(with_timeout(b.add_connection(CH, "c2", 1)).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_outage_fails_fast_reports_unhealthy_and_heals() {
+    let mut h = RedisHarness::start().await;
+    let b = h.open_redis("whc").await;
+    with_timeout(b.register_channel(registration(CH, settings())))
+        .await
+        .unwrap();
+    assert!(b.health().ok);
+    h.server.kill9();
+    let r = with_timeout(b.enqueue(message(&h.clock, CH, "hook-a", 60))).await;
+    assert!(matches!(r, Err(BufferError::Unavailable(_))), "{r:?}");
+    assert!(!b.health().ok);
+    // No persistence in this server: the channel is gone after the restart, but the
+    // connection comes back by itself.
+    h.server.restart().await.unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        if b.health().ok
+            && b.register_channel(registration(CH, settings()))
+                .await
+                .is_ok()
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never healed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    with_timeout(b.enqueue(message(&h.clock, CH, "hook-a", 60)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn wait_replicas_confirms_enqueues_or_refuses_them() {
+    let h = RedisHarness::start().await;
+    let mut opts = RedisOptions::new(h.server.url.clone(), "whc");
+    opts.wait_replicas = 1;
+    let b = RedisBuffer::open(opts, h.clock.clone()).await.unwrap();
+    // No replica yet: the confirmation times out (5 s) and the enqueue is refused.
+    let r = with_timeout(b.register_channel(registration(CH, settings()))).await;
+    assert!(
+        matches!(r, Err(BufferError::Unavailable(ref e)) if e.contains("0 of 1")),
+        "{r:?}"
+    );
+
+    let port = h.server.port.to_string();
+    let _replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port])
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    while b
+        .register_channel(registration(CH, settings()))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica never confirmed"
+        );
+    }
+    with_timeout(b.enqueue(message(&h.clock, CH, "hook-a", 60)))
+        .await
+        .unwrap();
+}

@@ -1,0 +1,405 @@
+//! The etcd source (CONFIG.md §4): read the whole prefix at one revision, then watch it from the
+//! next revision. After a disconnect the watch resumes from the last applied revision + 1, so no
+//! event is missed; a compacted revision forces a full re-read (atomic swap). While etcd is
+//! unreachable the last good configuration keeps serving.
+
+use std::time::Duration;
+
+use etcd_client::{
+    Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, TlsOptions, WatchOptions,
+};
+use serde_json::Value;
+
+use super::settings::{SourceSettings, is_namespace};
+use super::{Applied, RawConfig};
+use crate::app::AppState;
+
+/// Timeout of one unary request (range read, status).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Interval of the status check that backs `etcd: "healthy"`.
+const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What a key under the prefix names.
+#[derive(Debug, PartialEq, Eq)]
+enum Key {
+    Webhook { namespace: String, id: String },
+    Connection(String),
+    Other,
+}
+
+fn parse_key(prefix: &str, key: &[u8]) -> Key {
+    let Some(rel) = std::str::from_utf8(key)
+        .ok()
+        .and_then(|k| k.strip_prefix(prefix))
+    else {
+        return Key::Other;
+    };
+    let parts: Vec<&str> = rel.split('/').collect();
+    match parts.as_slice() {
+        ["global", "connections", name] if !name.is_empty() => Key::Connection(name.to_string()),
+        [ns, "webhooks", id] if is_namespace(ns) && !id.is_empty() => Key::Webhook {
+            namespace: ns.to_string(),
+            id: id.to_string(),
+        },
+        _ => Key::Other,
+    }
+}
+
+fn parse_value(value: &[u8]) -> Result<Value, String> {
+    let v: Value =
+        serde_json::from_slice(value).map_err(|e| format!("etcd value is not valid JSON: {e}"))?;
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err("etcd value must be a JSON object".into())
+    }
+}
+
+/// Applies one put (`Some(value)`) or delete (`None`) to `raw`.
+fn apply_kv(raw: &mut RawConfig, prefix: &str, key: &[u8], value: Option<&[u8]>) {
+    match parse_key(prefix, key) {
+        Key::Webhook { namespace, id } => {
+            let k = (Some(namespace), id);
+            match value {
+                Some(v) => {
+                    raw.webhooks.insert(k, parse_value(v));
+                }
+                None => {
+                    raw.webhooks.remove(&k);
+                }
+            }
+        }
+        Key::Connection(name) => match value {
+            Some(v) => {
+                raw.connections.insert(name, parse_value(v));
+            }
+            None => {
+                raw.connections.remove(&name);
+            }
+        },
+        Key::Other => {
+            if value.is_some() {
+                let shown = String::from_utf8_lossy(key);
+                tracing::warn!(key = %shown, "etcd key outside the configuration layout ignored");
+            }
+        }
+    }
+}
+
+/// Reads the whole prefix at one revision.
+pub async fn read_prefix(mut client: Client, prefix: &str) -> Result<(RawConfig, i64), String> {
+    let resp = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        client.get(prefix, Some(GetOptions::new().with_prefix())),
+    )
+    .await
+    .map_err(|_| "range read timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+    let mut raw = RawConfig::default();
+    for kv in resp.kvs() {
+        if matches!(parse_key(prefix, kv.key()), Key::Other) {
+            raw.warnings.push(format!(
+                "etcd key {} is outside the layout {{prefix}}{{namespace}}/webhooks/{{id}}; ignored",
+                String::from_utf8_lossy(kv.key())
+            ));
+        }
+        apply_kv(&mut raw, prefix, kv.key(), Some(kv.value()));
+    }
+    Ok((raw, revision))
+}
+
+fn connect_options(s: &SourceSettings) -> Result<ConnectOptions, String> {
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs_f64(s.etcd_dial_timeout_seconds))
+        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
+        .with_keep_alive_while_idle(true);
+    if let (Some(u), Some(p)) = (&s.etcd_username, &s.etcd_password) {
+        opts = opts.with_user(u.clone(), p.clone());
+    }
+    let https = s
+        .etcd_endpoint_list()
+        .iter()
+        .any(|e| e.starts_with("https://"));
+    if https || s.etcd_ca_file.is_some() || s.etcd_cert_file.is_some() {
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &s.etcd_ca_file {
+            let pem =
+                std::fs::read(ca).map_err(|e| format!("ETCD_CA_FILE {}: {e}", ca.display()))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let (Some(c), Some(k)) = (&s.etcd_cert_file, &s.etcd_key_file) {
+            let cert =
+                std::fs::read(c).map_err(|e| format!("ETCD_CERT_FILE {}: {e}", c.display()))?;
+            let key =
+                std::fs::read(k).map_err(|e| format!("ETCD_KEY_FILE {}: {e}", k.display()))?;
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        opts = opts.with_tls(tls);
+    }
+    Ok(opts)
+}
+
+/// Reconnect backoff: 1 s doubling to 60 s, ±10 % jitter.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let d = self.0.mul_f64(rand::random_range(0.9..1.1));
+        self.0 = (self.0 * 2).min(Duration::from_secs(60));
+        d
+    }
+    fn reset(&mut self) {
+        self.0 = Duration::from_secs(1);
+    }
+}
+
+/// Validates the connection settings (TLS files) and spawns the loader/watcher.
+pub fn spawn(st: &AppState) -> Result<(), String> {
+    let opts = connect_options(&st.settings.source)?;
+    let st = st.clone();
+    st.tracker.clone().spawn(async move { run(st, opts).await });
+    Ok(())
+}
+
+fn set_link(st: &AppState, connected: bool) {
+    let mut l = st.sources.etcd.lock();
+    if l.connected != connected {
+        if connected {
+            tracing::info!("etcd watch established");
+        } else {
+            tracing::warn!("etcd disconnected; the last good configuration keeps serving");
+        }
+    }
+    l.connected = connected;
+}
+
+async fn sleep_or_stop(st: &AppState, d: Duration) -> bool {
+    tokio::select! {
+        _ = st.hub.dispatch_stop.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+async fn run(st: AppState, opts: ConnectOptions) {
+    let endpoints = st.settings.source.etcd_endpoint_list();
+    let prefix = st.settings.source.etcd_prefix.clone();
+    let mut backoff = Backoff(Duration::from_secs(1));
+    let mut need_full = true;
+    loop {
+        if st.hub.dispatch_stop.is_cancelled() {
+            return;
+        }
+        let client = match Client::connect(&endpoints, Some(opts.clone())).await {
+            Ok(c) => c,
+            Err(e) => {
+                set_link(&st, false);
+                tracing::warn!(error = %e, "cannot connect to etcd");
+                if !sleep_or_stop(&st, backoff.next()).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        *st.sources.etcd_client.lock() = Some(client.clone());
+        if need_full {
+            match read_prefix(client.clone(), &prefix).await {
+                Ok((raw, rev)) => {
+                    let mut applied = st.sources.applied.lock().await;
+                    match st
+                        .sources
+                        .apply_locked(&st, &mut applied, raw, false, false)
+                        .await
+                    {
+                        Ok(d) => {
+                            applied.revision = rev;
+                            st.sources.etcd.lock().revision = Some(rev);
+                            need_full = false;
+                            tracing::info!(
+                                revision = rev,
+                                webhooks = d.total_webhooks,
+                                disabled = d.webhooks_disabled,
+                                "configuration loaded from etcd"
+                            );
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "applying the etcd configuration failed")
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the etcd prefix failed"),
+            }
+            if need_full {
+                set_link(&st, false);
+                if !sleep_or_stop(&st, backoff.next()).await {
+                    return;
+                }
+                continue;
+            }
+        }
+        let start = st.sources.applied.lock().await.revision + 1;
+        let mut watch_client = client.clone();
+        let watch = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            watch_client.watch(
+                prefix.as_str(),
+                Some(WatchOptions::new().with_prefix().with_start_revision(start)),
+            ),
+        )
+        .await;
+        let mut stream = match watch {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "etcd watch failed");
+                set_link(&st, false);
+                if !sleep_or_stop(&st, backoff.next()).await {
+                    return;
+                }
+                continue;
+            }
+            Err(_) => {
+                set_link(&st, false);
+                if !sleep_or_stop(&st, backoff.next()).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut established = false;
+        loop {
+            tokio::select! {
+                _ = st.hub.dispatch_stop.cancelled() => return,
+                msg = stream.message() => match msg {
+                    Ok(Some(resp)) => {
+                        if resp.compact_revision() > 0 {
+                            tracing::warn!(compacted = resp.compact_revision(), "etcd revision compacted; re-reading the whole prefix");
+                            need_full = true;
+                            break;
+                        }
+                        if resp.canceled() {
+                            tracing::warn!(reason = %resp.cancel_reason(), "etcd watch canceled");
+                            break;
+                        }
+                        if resp.created() && !established {
+                            established = true;
+                            backoff.reset();
+                            set_link(&st, true);
+                        }
+                        if !resp.events().is_empty() {
+                            apply_events(&st, &prefix, resp.events()).await;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "etcd watch stream failed");
+                        break;
+                    }
+                },
+                _ = status_tick.tick() => {
+                    let mut c = client.clone();
+                    let ok = matches!(tokio::time::timeout(REQUEST_TIMEOUT, c.status()).await, Ok(Ok(_)));
+                    if !ok {
+                        tracing::warn!("etcd status check failed");
+                        break;
+                    }
+                    if established {
+                        set_link(&st, true);
+                    }
+                }
+            }
+        }
+        set_link(&st, false);
+        if !sleep_or_stop(&st, backoff.next()).await {
+            return;
+        }
+    }
+}
+
+/// Applies one watch response's events (in order) and records the revision.
+async fn apply_events(st: &AppState, prefix: &str, events: &[etcd_client::Event]) {
+    let mut applied: tokio::sync::MutexGuard<'_, Applied> = st.sources.applied.lock().await;
+    let mut raw = applied.raw.clone();
+    let mut rev = applied.revision;
+    let mut any = false;
+    for ev in events {
+        let Some(kv) = ev.kv() else { continue };
+        // Already reflected by a full read at a later revision (admin reload).
+        if kv.mod_revision() <= applied.revision {
+            continue;
+        }
+        rev = rev.max(kv.mod_revision());
+        any = true;
+        match ev.event_type() {
+            EventType::Put => apply_kv(&mut raw, prefix, kv.key(), Some(kv.value())),
+            EventType::Delete => apply_kv(&mut raw, prefix, kv.key(), None),
+        }
+    }
+    if !any {
+        return;
+    }
+    match st
+        .sources
+        .apply_locked(st, &mut applied, raw, false, false)
+        .await
+    {
+        Ok(d) => st.metrics.config_reload(
+            "etcd",
+            if d.errors.is_empty() {
+                "success"
+            } else {
+                "partial"
+            },
+        ),
+        Err(e) => {
+            st.metrics.config_reload("etcd", "error");
+            tracing::warn!(error = %e, "applying an etcd change failed");
+        }
+    }
+    applied.revision = rev;
+    st.sources.etcd.lock().revision = Some(rev);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_the_layout() {
+        let p = "/cwm/";
+        assert_eq!(
+            parse_key(p, b"/cwm/ns_alpha/webhooks/hook1"),
+            Key::Webhook {
+                namespace: "ns_alpha".into(),
+                id: "hook1".into()
+            }
+        );
+        assert_eq!(
+            parse_key(p, b"/cwm/global/connections/redis"),
+            Key::Connection("redis".into())
+        );
+        assert_eq!(
+            parse_key(p, b"/cwm/global/webhooks/h"),
+            Key::Webhook {
+                namespace: "global".into(),
+                id: "h".into()
+            }
+        );
+        for other in [
+            &b"/cwm/a/webhooks/b/c"[..],
+            b"/cwm/a/hooks/b",
+            b"/cwm/bad ns/webhooks/x",
+            b"/other/a/webhooks/b",
+        ] {
+            assert_eq!(parse_key(p, other), Key::Other, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn values_must_be_json_objects() {
+        assert!(parse_value(br#"{"module":"log"}"#).is_ok());
+        assert!(parse_value(b"[1]").is_err());
+        assert!(parse_value(b"{nope").is_err());
+    }
+}

@@ -1,0 +1,745 @@
+//! The app's behaviour without Tauri: settings file + keyring + engine. Every IPC command and
+//! tray action ends up here, so it is unit-tested with the in-memory keyring.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use connect_engine::admin::AdminClient;
+use connect_engine::api::{
+    ChannelState, ChannelStatus, Counters, EventDetail, EventSummary, Latency, ReplayRequest,
+    TargetSettings,
+};
+use connect_engine::config::{ChannelConfig, ConnectorConfig, Protocol};
+use connect_engine::{Engine, EngineHandle};
+use connect_protocol::admin::DeadLetterList;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::secrets::{self, SecretStore};
+use crate::settings::{self, ChannelEntry, NotificationLevel, SettingsFile, TargetEntry};
+
+/// Grace for running deliveries when a channel is removed or the app quits.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// What the UI shows on every tick (also the `snapshot` event).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppSnapshot {
+    pub paused: bool,
+    pub channels: Vec<ChannelStatus>,
+    /// Things the user must be told once (secrets moved out of settings.toml, no keyring...).
+    pub notices: Vec<String>,
+}
+
+/// A channel as the UI edits it. Tokens are never sent: only whether they are stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelSettings {
+    pub key: String,
+    pub cloud_url: String,
+    pub channel: String,
+    pub protocol: String,
+    pub default_target: Option<String>,
+    pub targets: BTreeMap<String, TargetSettings>,
+    pub enabled: bool,
+    pub has_token: bool,
+    pub has_admin_token: bool,
+    pub webhook_url: String,
+}
+
+/// `save_channel` input. `token: None` keeps the stored token; `admin_token: Some("")` removes
+/// the stored admin token.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelInput {
+    #[serde(default)]
+    pub key: Option<String>,
+    pub cloud_url: String,
+    pub channel: String,
+    #[serde(default = "auto")]
+    pub protocol: String,
+    #[serde(default)]
+    pub default_target: Option<String>,
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetSettings>,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub admin_token: Option<String>,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+impl std::fmt::Debug for ChannelInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelInput")
+            .field("key", &self.key)
+            .field("cloud_url", &self.cloud_url)
+            .field("channel", &self.channel)
+            .field("protocol", &self.protocol)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `[app]` settings the UI edits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppSettings {
+    pub autostart: bool,
+    pub start_minimized: bool,
+    pub notifications: NotificationLevel,
+    pub history_size: usize,
+    /// Closing the window destroys the webview instead of hiding it (default true).
+    #[serde(default = "yes")]
+    pub light_mode: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `<cloud_url>/webhook/<id>` (PROTOCOL.md §2.1). The ingress path names a webhook id, not the
+/// channel: the first configured target id is the best guess (targets are keyed by webhook id),
+/// then the channel name (the usual one-webhook-per-channel setup).
+pub fn webhook_url(cloud_url: &str, channel: &str, target_ids: &[&str]) -> String {
+    let id = target_ids.first().copied().unwrap_or(channel);
+    format!("{}/webhook/{}", cloud_url.trim().trim_end_matches('/'), id)
+}
+
+/// Same rule as the connector's `channel` (§7.2).
+fn valid_channel_name(c: &str) -> bool {
+    let mut chars = c.chars();
+    chars.next().is_some_and(|f| f.is_ascii_alphanumeric())
+        && chars.all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+        && !c.contains("..")
+}
+
+/// The app core, shared by the IPC commands, the tray and the ticker.
+pub struct Core {
+    engine: EngineHandle,
+    secrets: Arc<dyn SecretStore>,
+    path: PathBuf,
+    // Never held across an await.
+    file: Mutex<SettingsFile>,
+    notices: Mutex<Vec<String>>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+type R<T> = Result<T, String>;
+
+fn s<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+impl Core {
+    /// Loads `settings.toml` (moving secrets to the keyring) and starts the engine with every
+    /// channel. Must run inside a tokio runtime.
+    pub fn start(path: PathBuf, store: Arc<dyn SecretStore>) -> R<Self> {
+        let loaded = settings::load(&path, store.as_ref()).map_err(s)?;
+        let mut notices = Vec::new();
+        if loaded.moved > 0 {
+            notices.push(format!(
+                "{} secret{} found in settings.toml {} moved to the OS keyring and removed from the file.",
+                loaded.moved,
+                if loaded.moved == 1 { "" } else { "s" },
+                if loaded.moved == 1 { "was" } else { "were" },
+            ));
+        }
+        let mut cfg = ConnectorConfig::new(Vec::new());
+        cfg.history_size = loaded.file.app.history_size;
+        let engine = Engine::start(cfg).map_err(s)?;
+        let core = Self {
+            engine,
+            secrets: store,
+            path,
+            file: Mutex::new(loaded.file),
+            notices: Mutex::new(notices),
+        };
+        let entries = core.file.lock().channels.clone();
+        for e in &entries {
+            if let Err(err) = core.start_channel(e) {
+                tracing::warn!(channel = %e.channel, error = %err, "channel not started");
+            }
+        }
+        Ok(core)
+    }
+
+    pub fn engine(&self) -> &EngineHandle {
+        &self.engine
+    }
+
+    pub fn add_notice(&self, n: String) {
+        let mut v = self.notices.lock();
+        if !v.contains(&n) {
+            v.push(n);
+        }
+    }
+
+    /// Builds the engine's channel (None when no token is stored).
+    fn channel_config(&self, e: &ChannelEntry) -> R<Option<ChannelConfig>> {
+        let account = secrets::channel_account(&e.cloud_url, &e.channel).map_err(s)?;
+        let Some(token) = self.secrets.get(&account).map_err(s)? else {
+            return Ok(None);
+        };
+        let protocol = Protocol::parse(&e.protocol).map_err(s)?;
+        let targets: BTreeMap<String, String> = e
+            .targets
+            .iter()
+            .map(|(id, t)| (id.clone(), t.url.clone()))
+            .collect();
+        let mut cfg = ChannelConfig::basic(
+            &e.key,
+            &e.cloud_url,
+            &e.channel,
+            &token,
+            protocol,
+            e.default_target.as_ref().map(|t| t.url.as_str()),
+            &targets,
+        )
+        .map_err(s)?;
+        cfg.enabled = e.enabled;
+        cfg.token_ref = Some("keyring".into());
+        Ok(Some(cfg))
+    }
+
+    /// (Re)starts a channel in the engine; a channel without a token is removed from it.
+    fn start_channel(&self, e: &ChannelEntry) -> R<()> {
+        match self.channel_config(e)? {
+            Some(cfg) => self.engine.add_channel(cfg).map_err(s),
+            None => Err(format!(
+                "no token stored for {}: edit the channel to enter it",
+                e.channel
+            )),
+        }
+    }
+
+    fn in_engine(&self, key: &str) -> bool {
+        self.engine.status().iter().any(|c| c.key == key)
+    }
+
+    pub fn paused(&self) -> bool {
+        self.engine.is_paused()
+    }
+
+    /// Every configured channel, in settings order; channels the engine does not run (no token)
+    /// appear disconnected with the reason.
+    pub fn snapshot(&self) -> AppSnapshot {
+        let mut live: BTreeMap<String, ChannelStatus> = self
+            .engine
+            .status()
+            .into_iter()
+            .map(|c| (c.key.clone(), c))
+            .collect();
+        let entries = self.file.lock().channels.clone();
+        let channels = entries
+            .iter()
+            .map(|e| {
+                live.remove(&e.key).unwrap_or_else(|| ChannelStatus {
+                    key: e.key.clone(),
+                    channel: e.channel.clone(),
+                    state: ChannelState::Disconnected,
+                    transport: None,
+                    connection_id: None,
+                    last_error: Some("No token in the OS keyring: edit the channel.".into()),
+                    connection_attempts: 0,
+                    counters: Counters::default(),
+                    in_flight: 0,
+                    latency: Latency::default(),
+                    series: Vec::new(),
+                    queue: None,
+                    last_event_at: None,
+                })
+            })
+            .collect();
+        AppSnapshot {
+            paused: self.paused(),
+            channels,
+            notices: self.notices.lock().clone(),
+        }
+    }
+
+    fn to_settings(&self, e: &ChannelEntry) -> ChannelSettings {
+        let has = |account: Result<String, secrets::SecretError>| {
+            account
+                .ok()
+                .and_then(|a| self.secrets.get(&a).ok().flatten())
+                .is_some()
+        };
+        let ids: Vec<&str> = e.targets.keys().map(String::as_str).collect();
+        ChannelSettings {
+            key: e.key.clone(),
+            cloud_url: e.cloud_url.clone(),
+            channel: e.channel.clone(),
+            protocol: e.protocol.clone(),
+            default_target: e.default_target.as_ref().map(|t| t.url.clone()),
+            targets: e
+                .targets
+                .iter()
+                .map(|(k, t)| (k.clone(), TargetSettings { url: t.url.clone() }))
+                .collect(),
+            enabled: e.enabled,
+            has_token: has(secrets::channel_account(&e.cloud_url, &e.channel)),
+            has_admin_token: has(secrets::admin_account(&e.cloud_url)),
+            webhook_url: webhook_url(&e.cloud_url, &e.channel, &ids),
+        }
+    }
+
+    pub fn list_channels(&self) -> Vec<ChannelSettings> {
+        let entries = self.file.lock().channels.clone();
+        entries.iter().map(|e| self.to_settings(e)).collect()
+    }
+
+    fn entry(&self, key: &str) -> R<ChannelEntry> {
+        self.file
+            .lock()
+            .channels
+            .iter()
+            .find(|c| c.key == key)
+            .cloned()
+            .ok_or_else(|| format!("unknown channel {key:?}"))
+    }
+
+    pub fn webhook_url_of(&self, key: &str) -> R<String> {
+        Ok(self.to_settings(&self.entry(key)?).webhook_url)
+    }
+
+    /// Writes the file; on failure nothing in memory changes.
+    fn persist(&self, f: impl FnOnce(&mut SettingsFile)) -> R<()> {
+        let mut file = self.file.lock();
+        let mut next = file.clone();
+        f(&mut next);
+        settings::save(&self.path, &next).map_err(s)?;
+        *file = next;
+        Ok(())
+    }
+
+    /// Adds or edits a channel: tokens go to the keyring, the rest to settings.toml, and the
+    /// engine restarts the channel.
+    pub fn save_channel(&self, input: ChannelInput) -> R<ChannelSettings> {
+        let cloud_url = input.cloud_url.trim().trim_end_matches('/').to_owned();
+        let channel = input.channel.trim().to_owned();
+        if !valid_channel_name(&channel) {
+            return Err(format!(
+                "invalid channel name {channel:?}: letters, digits, '.', '_' and '-', starting with a letter or digit"
+            ));
+        }
+        let protocol = Protocol::parse(&input.protocol).map_err(s)?;
+        let account = secrets::channel_account(&cloud_url, &channel).map_err(s)?;
+        let admin_account = secrets::admin_account(&cloud_url).map_err(s)?;
+        let previous = match input.key.as_deref().filter(|k| !k.is_empty()) {
+            Some(k) => Some(self.entry(k)?),
+            None => None,
+        };
+        let key = previous
+            .as_ref()
+            .map(|p| p.key.clone())
+            .unwrap_or_else(settings::new_key);
+        let new_token = input
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        // The token the channel will use: typed in, else the stored one (moved along when the
+        // URL or channel name changed).
+        let old_account = previous
+            .as_ref()
+            .and_then(|p| secrets::channel_account(&p.cloud_url, &p.channel).ok());
+        let token = match new_token {
+            Some(t) => t.to_owned(),
+            None => {
+                let stored = self.secrets.get(&account).map_err(s)?;
+                let moved = match (&stored, &old_account) {
+                    (None, Some(old)) if old != &account => self.secrets.get(old).map_err(s)?,
+                    _ => None,
+                };
+                stored.or(moved).ok_or_else(|| {
+                    "a channel token is required (it is stored in the OS keyring only)".to_owned()
+                })?
+            }
+        };
+        let default_target = input
+            .default_target
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        let targets: BTreeMap<String, String> = input
+            .targets
+            .iter()
+            .filter(|(id, t)| !id.trim().is_empty() && !t.url.trim().is_empty())
+            .map(|(id, t)| (id.trim().to_owned(), t.url.trim().to_owned()))
+            .collect();
+        // Validate everything with the engine's own rules before touching any store.
+        let mut cfg = ChannelConfig::basic(
+            &key,
+            &cloud_url,
+            &channel,
+            &token,
+            protocol,
+            default_target.as_deref(),
+            &targets,
+        )
+        .map_err(s)?;
+        cfg.token_ref = Some("keyring".into());
+        let mut entry = previous.clone().unwrap_or_else(|| ChannelEntry {
+            key: key.clone(),
+            channel: channel.clone(),
+            cloud_url: cloud_url.clone(),
+            token_ref: "keyring".into(),
+            protocol: protocol.as_str().into(),
+            enabled: true,
+            default_target: None,
+            targets: BTreeMap::new(),
+            extra: toml::Table::new(),
+        });
+        entry.channel = channel;
+        entry.cloud_url = cloud_url;
+        entry.protocol = protocol.as_str().into();
+        entry.token_ref = "keyring".into();
+        entry.default_target = default_target.map(|url| {
+            let mut t = previous
+                .as_ref()
+                .and_then(|p| p.default_target.clone())
+                .unwrap_or_else(|| TargetEntry::new(""));
+            t.url = url;
+            t
+        });
+        entry.targets = targets
+            .into_iter()
+            .map(|(id, url)| {
+                let mut t = previous
+                    .as_ref()
+                    .and_then(|p| p.targets.get(&id).cloned())
+                    .unwrap_or_else(|| TargetEntry::new(""));
+                t.url = url;
+                (id, t)
+            })
+            .collect();
+        cfg.enabled = entry.enabled;
+        self.secrets.set(&account, &token).map_err(s)?;
+        match input.admin_token.as_deref().map(str::trim) {
+            Some("") => self.secrets.delete(&admin_account).map_err(s)?,
+            Some(a) => self.secrets.set(&admin_account, a).map_err(s)?,
+            None => {}
+        }
+        let saved = entry.clone();
+        self.persist(|f| match f.channels.iter_mut().find(|c| c.key == key) {
+            Some(c) => *c = saved,
+            None => f.channels.push(saved),
+        })?;
+        if let Some(old) = old_account.filter(|o| o != &account) {
+            self.forget_token_if_unused(&old);
+        }
+        self.engine.add_channel(cfg).map_err(s)?;
+        Ok(self.to_settings(&entry))
+    }
+
+    fn forget_token_if_unused(&self, account: &str) {
+        let used = self.file.lock().channels.iter().any(|c| {
+            secrets::channel_account(&c.cloud_url, &c.channel)
+                .ok()
+                .as_deref()
+                == Some(account)
+        });
+        if !used && let Err(e) = self.secrets.delete(account) {
+            tracing::warn!(error = %e, "could not delete an unused token");
+        }
+    }
+
+    /// Stops the channel, drops it from settings.toml and deletes its tokens unless another
+    /// channel uses them.
+    pub async fn remove_channel(&self, key: &str) -> R<()> {
+        let entry = self.entry(key)?;
+        self.persist(|f| f.channels.retain(|c| c.key != key))?;
+        self.engine.remove_channel(key, GRACE).await;
+        if let Ok(a) = secrets::channel_account(&entry.cloud_url, &entry.channel) {
+            self.forget_token_if_unused(&a);
+        }
+        if let Ok(admin) = secrets::admin_account(&entry.cloud_url) {
+            let origin = secrets::origin(&entry.cloud_url).ok();
+            let used = self
+                .file
+                .lock()
+                .channels
+                .iter()
+                .any(|c| secrets::origin(&c.cloud_url).ok() == origin);
+            if !used && let Err(e) = self.secrets.delete(&admin) {
+                tracing::warn!(error = %e, "could not delete an unused admin token");
+            }
+        }
+        Ok(())
+    }
+
+    /// Connect / disconnect one channel (kept in settings.toml).
+    pub fn set_channel_enabled(&self, key: &str, enabled: bool) -> R<()> {
+        let mut entry = self.entry(key)?;
+        entry.enabled = enabled;
+        let saved = entry.clone();
+        self.persist(|f| {
+            if let Some(c) = f.channels.iter_mut().find(|c| c.key == key) {
+                *c = saved;
+            }
+        })?;
+        if self.in_engine(key) {
+            self.engine.set_channel_enabled(key, enabled).map_err(s)
+        } else if enabled {
+            self.start_channel(&entry)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.engine.set_paused(paused);
+    }
+
+    pub fn list_events(&self, key: &str) -> R<Vec<EventSummary>> {
+        if !self.in_engine(key) {
+            self.entry(key)?;
+            return Ok(Vec::new());
+        }
+        self.engine.events(key).map_err(s)
+    }
+
+    pub fn get_event(&self, key: &str, message_id: &str) -> R<EventDetail> {
+        self.engine.event(key, message_id).map_err(s)
+    }
+
+    pub async fn replay_event(&self, request: ReplayRequest) -> R<EventDetail> {
+        self.engine.replay(request).await.map_err(s)
+    }
+
+    /// Replays the newest event of a channel (tray action).
+    pub async fn replay_last(&self, key: &str) -> R<EventDetail> {
+        let last = self
+            .list_events(key)?
+            .into_iter()
+            .find(|e| e.replay_of.is_none())
+            .ok_or_else(|| "no event to replay yet".to_owned())?;
+        self.replay_event(ReplayRequest {
+            key: key.to_owned(),
+            message_id: last.message_id,
+            ..ReplayRequest::default()
+        })
+        .await
+    }
+
+    /// The admin client for a channel's cloud (admin token from `admin:<origin>`).
+    fn admin(&self, key: &str) -> R<(AdminClient, String)> {
+        let e = self.entry(key)?;
+        let account = secrets::admin_account(&e.cloud_url).map_err(s)?;
+        let token = self.secrets.get(&account).map_err(s)?.ok_or_else(|| {
+            format!(
+                "no admin token for {}: edit the channel and enter one to manage dead letters",
+                secrets::origin(&e.cloud_url).unwrap_or_default()
+            )
+        })?;
+        Ok((
+            AdminClient::new(&e.cloud_url, &token).map_err(s)?,
+            e.channel,
+        ))
+    }
+
+    pub async fn list_dead_letters(&self, key: &str, limit: u32, offset: u32) -> R<DeadLetterList> {
+        let (c, ch) = self.admin(key)?;
+        c.list_dead_letters(&ch, limit, offset).await.map_err(s)
+    }
+
+    pub async fn replay_dead_letter(&self, key: &str, message_id: &str) -> R<()> {
+        let (c, ch) = self.admin(key)?;
+        c.replay_dead_letter(&ch, message_id).await.map_err(s)
+    }
+
+    pub async fn delete_dead_letter(&self, key: &str, message_id: &str) -> R<()> {
+        let (c, ch) = self.admin(key)?;
+        c.delete_dead_letter(&ch, message_id).await.map_err(s)
+    }
+
+    pub async fn purge_dead_letters(&self, key: &str) -> R<u64> {
+        let (c, ch) = self.admin(key)?;
+        c.purge_dead_letters(&ch).await.map_err(s)
+    }
+
+    pub fn settings(&self) -> AppSettings {
+        let a = self.file.lock().app.clone();
+        AppSettings {
+            autostart: a.autostart,
+            start_minimized: a.start_minimized,
+            notifications: a.notifications,
+            history_size: a.history_size,
+            light_mode: a.light_mode,
+        }
+    }
+
+    pub fn app_table(&self) -> settings::AppTable {
+        self.file.lock().app.clone()
+    }
+
+    /// Stores the `[app]` settings (other `[app]` keys are kept) and applies the history size.
+    pub fn save_settings(&self, new: AppSettings) -> R<AppSettings> {
+        if new.history_size == 0 || new.history_size > 100_000 {
+            return Err("history_size must be between 1 and 100000".into());
+        }
+        self.persist(|f| {
+            f.app.autostart = new.autostart;
+            f.app.start_minimized = new.start_minimized;
+            f.app.notifications = new.notifications;
+            f.app.history_size = new.history_size;
+            f.app.light_mode = new.light_mode;
+        })?;
+        self.engine.set_history_size(new.history_size);
+        Ok(self.settings())
+    }
+
+    pub async fn shutdown(&self) {
+        self.engine.shutdown(GRACE).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::MemoryStore;
+
+    fn input(token: Option<&str>) -> ChannelInput {
+        ChannelInput {
+            key: None,
+            // Nothing listens on port 9: the channel just keeps reconnecting.
+            cloud_url: "http://127.0.0.1:9/".into(),
+            channel: "team-alpha".into(),
+            protocol: "websocket".into(),
+            default_target: Some("http://127.0.0.1:9/hook".into()),
+            targets: BTreeMap::new(),
+            token: token.map(str::to_owned),
+            admin_token: Some("adm".into()),
+        }
+    }
+
+    fn core(dir: &tempfile::TempDir) -> (Core, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::new());
+        let c = Core::start(dir.path().join(settings::FILE_NAME), store.clone()).unwrap();
+        (c, store)
+    }
+
+    #[test]
+    fn webhook_url_uses_the_target_id_or_the_channel() {
+        assert_eq!(
+            webhook_url("https://relay.example.com/", "alpha", &[]),
+            "https://relay.example.com/webhook/alpha"
+        );
+        assert_eq!(
+            webhook_url("https://relay.example.com/base", "alpha", &["github"]),
+            "https://relay.example.com/base/webhook/github"
+        );
+    }
+
+    #[tokio::test]
+    async fn saving_a_channel_keeps_tokens_in_the_keyring_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, store) = core(&dir);
+        assert!(c.save_channel(input(None)).is_err(), "token required");
+        let saved = c.save_channel(input(Some("tok-secret"))).unwrap();
+        assert!(saved.has_token && saved.has_admin_token);
+        assert_eq!(saved.cloud_url, "http://127.0.0.1:9");
+        assert_eq!(saved.webhook_url, "http://127.0.0.1:9/webhook/team-alpha");
+        assert_eq!(
+            store
+                .get("channel:http://127.0.0.1:9/team-alpha")
+                .unwrap()
+                .as_deref(),
+            Some("tok-secret")
+        );
+        let text = std::fs::read_to_string(dir.path().join(settings::FILE_NAME)).unwrap();
+        assert!(
+            !text.contains("tok-secret") && !text.contains("adm"),
+            "{text}"
+        );
+        // The UI's view of the channel carries no token either.
+        let json = serde_json::to_string(&c.list_channels()).unwrap();
+        assert!(!json.contains("tok-secret"), "{json}");
+        assert_eq!(c.snapshot().channels[0].key, saved.key);
+
+        // Editing without a token keeps it, and renaming moves it.
+        let mut edit = input(None);
+        edit.key = Some(saved.key.clone());
+        edit.channel = "team-beta".into();
+        edit.admin_token = Some(String::new());
+        let edited = c.save_channel(edit).unwrap();
+        assert!(edited.has_token && !edited.has_admin_token);
+        assert_eq!(
+            store.accounts(),
+            vec!["channel:http://127.0.0.1:9/team-beta".to_owned()]
+        );
+        assert_eq!(c.list_channels().len(), 1);
+
+        c.set_channel_enabled(&saved.key, false).unwrap();
+        assert!(!c.list_channels()[0].enabled);
+        c.remove_channel(&saved.key).await.unwrap();
+        assert!(c.list_channels().is_empty());
+        assert!(store.accounts().is_empty());
+        c.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn settings_survive_a_restart_and_bad_input_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, store) = core(&dir);
+        let mut bad = input(Some("t"));
+        bad.channel = "../x".into();
+        assert!(c.save_channel(bad).is_err());
+        let mut bad = input(Some("t"));
+        bad.protocol = "carrier-pigeon".into();
+        assert!(c.save_channel(bad).is_err());
+        let mut bad = input(Some("t"));
+        bad.default_target = None;
+        assert!(c.save_channel(bad).is_err(), "a target is required");
+        assert!(
+            store.accounts().is_empty(),
+            "nothing stored for refused input"
+        );
+        let saved = c.save_channel(input(Some("t"))).unwrap();
+        let s = c
+            .save_settings(AppSettings {
+                autostart: false,
+                start_minimized: false,
+                notifications: NotificationLevel::All,
+                history_size: 50,
+                light_mode: false,
+            })
+            .unwrap();
+        c.shutdown().await;
+        let c2 = Core::start(dir.path().join(settings::FILE_NAME), store.clone()).unwrap();
+        assert_eq!(c2.settings(), s);
+        assert_eq!(c2.list_channels()[0].key, saved.key);
+        assert_eq!(c2.snapshot().channels.len(), 1);
+        c2.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_channel_without_a_stored_token_shows_disconnected_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(settings::FILE_NAME),
+            "[[channels]]\nkey = \"k1\"\nchannel = \"c\"\ncloud_url = \"http://127.0.0.1:9\"\n\
+             [channels.default_target]\nurl = \"http://127.0.0.1:9/x\"\n",
+        )
+        .unwrap();
+        let (c, _) = core(&dir);
+        let snap = c.snapshot();
+        assert_eq!(snap.channels[0].state, ChannelState::Disconnected);
+        assert!(snap.channels[0].last_error.is_some());
+        assert!(!c.list_channels()[0].has_token);
+        assert!(c.list_events("k1").unwrap().is_empty());
+        assert!(c.list_dead_letters("k1", 10, 0).await.is_err());
+        c.shutdown().await;
+    }
+}

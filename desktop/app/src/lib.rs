@@ -1,0 +1,20 @@
+//! Webhook Connect desktop app: a Tauri 2 tray shell over the connector engine
+//! (`connect-engine`). The engine forwards; this crate keeps settings, tokens and the tray.
+//!
+//! Layout:
+//! - [`settings`]: `settings.toml` (CONFIG.md §8.1): TOML model, secrets moved out, atomic 0600 writes.
+//! - [`secrets`]: the OS keyring behind [`secrets::SecretStore`] (account names of §8.2), with an
+//!   in-memory fake.
+//! - [`core`]: the app's behaviour without Tauri: channels, events, dead letters, settings.
+//! - [`tray`]: the aggregate tray state, icons, tooltip and menu actions (pure).
+//! - [`notify`]: which notifications to show, rate-limited (pure).
+//! - [`shell`]: Tauri: plugins, IPC commands, tray, window / light mode, the one-second ticker.
+
+pub mod core;
+pub mod notify;
+pub mod secrets;
+pub mod settings;
+pub mod shell;
+pub mod tray;
+
+pub use shell::run;

@@ -1,0 +1,656 @@
+//! The Tauri side: plugins, IPC commands, the tray, the window (light mode) and the ticker that
+//! refreshes tray, notifications and the UI once a second.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use connect_engine::api::{EventDetail, EventSummary, Outcome, ReplayRequest};
+use connect_protocol::admin::DeadLetterList;
+use parking_lot::Mutex;
+use serde::Serialize;
+use tauri::image::Image;
+use tauri::menu::{
+    CheckMenuItemBuilder, Menu, MenuBuilder, MenuItemBuilder, PredefinedMenuItem, SubmenuBuilder,
+};
+use tauri::tray::{TrayIcon, TrayIconBuilder};
+use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime, State, WebviewUrl, WindowEvent};
+use tauri_plugin_autostart::ManagerExt as _;
+use tauri_plugin_clipboard_manager::ClipboardExt as _;
+use tauri_plugin_notification::NotificationExt as _;
+
+use crate::core::{AppSettings, AppSnapshot, ChannelInput, ChannelSettings, Core};
+use crate::notify::{Notice, Notifier};
+use crate::secrets::KeyringStore;
+use crate::settings;
+use crate::tray::{self, MenuAction, TrayState};
+
+/// Label of the one window.
+pub const MAIN: &str = "main";
+const TRAY_ID: &str = "main";
+/// Command-line flag: start with the tray only (used by autostart).
+pub const MINIMIZED_FLAG: &str = "--minimized";
+
+/// A view for the UI to show, same shape as the UI store's `View`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum View {
+    Overview,
+    Inspector {
+        key: Option<String>,
+        #[serde(rename = "messageId")]
+        message_id: Option<String>,
+    },
+    DeadLetters {
+        key: Option<String>,
+    },
+}
+
+/// State the shell keeps next to the core.
+#[derive(Default)]
+struct ShellState {
+    notifier: Option<Notifier>,
+    menu_signature: String,
+    last_state: Option<TrayState>,
+    last_tooltip: String,
+    /// Messages received per channel at the previous tick (activity → "delivering").
+    received: BTreeMap<String, u64>,
+    /// Failures per channel at the previous tick (read the events only when they change).
+    failures: BTreeMap<String, u64>,
+    failing_targets: BTreeSet<(String, String)>,
+    pending_view: Option<View>,
+}
+
+/// Managed state.
+pub struct AppState {
+    pub core: Arc<Core>,
+    shell: Mutex<ShellState>,
+}
+
+type Cmd<T> = Result<T, String>;
+
+fn core<'a>(s: &'a State<'_, AppState>) -> &'a Core {
+    &s.core
+}
+
+// ---- IPC commands (names and arguments: see the UI's ipc.ts) -------------------------------
+
+#[tauri::command(rename_all = "snake_case")]
+async fn get_snapshot(state: State<'_, AppState>) -> Cmd<AppSnapshot> {
+    Ok(core(&state).snapshot())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn list_channels(state: State<'_, AppState>) -> Cmd<Vec<ChannelSettings>> {
+    Ok(core(&state).list_channels())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn save_channel<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    input: ChannelInput,
+) -> Cmd<ChannelSettings> {
+    let saved = core(&state).save_channel(input)?;
+    refresh_now(&app);
+    Ok(saved)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn remove_channel<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    key: String,
+) -> Cmd<()> {
+    core(&state).remove_channel(&key).await?;
+    refresh_now(&app);
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn set_channel_enabled<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    key: String,
+    enabled: bool,
+) -> Cmd<()> {
+    core(&state).set_channel_enabled(&key, enabled)?;
+    refresh_now(&app);
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn set_paused<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    paused: bool,
+) -> Cmd<()> {
+    core(&state).set_paused(paused);
+    refresh_now(&app);
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn list_events(state: State<'_, AppState>, key: String) -> Cmd<Vec<EventSummary>> {
+    core(&state).list_events(&key)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn get_event(
+    state: State<'_, AppState>,
+    key: String,
+    message_id: String,
+) -> Cmd<EventDetail> {
+    core(&state).get_event(&key, &message_id)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn replay_event(state: State<'_, AppState>, request: ReplayRequest) -> Cmd<EventDetail> {
+    core(&state).replay_event(request).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn list_dead_letters(
+    state: State<'_, AppState>,
+    key: String,
+    limit: u32,
+    offset: u32,
+) -> Cmd<DeadLetterList> {
+    core(&state).list_dead_letters(&key, limit, offset).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn replay_dead_letter(
+    state: State<'_, AppState>,
+    key: String,
+    message_id: String,
+) -> Cmd<()> {
+    core(&state).replay_dead_letter(&key, &message_id).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn delete_dead_letter(
+    state: State<'_, AppState>,
+    key: String,
+    message_id: String,
+) -> Cmd<()> {
+    core(&state).delete_dead_letter(&key, &message_id).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn purge_dead_letters(state: State<'_, AppState>, key: String) -> Cmd<u64> {
+    core(&state).purge_dead_letters(&key).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn get_settings(state: State<'_, AppState>) -> Cmd<AppSettings> {
+    Ok(core(&state).settings())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn save_settings<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    settings: AppSettings,
+) -> Cmd<AppSettings> {
+    let saved = core(&state).save_settings(settings)?;
+    apply_autostart(&app, saved.autostart);
+    if let Some(n) = state.shell.lock().notifier.as_mut() {
+        n.level = saved.notifications;
+    }
+    refresh_now(&app);
+    Ok(saved)
+}
+
+/// The view the tray asked for before the window existed (the UI calls it once at start).
+#[tauri::command(rename_all = "snake_case")]
+async fn take_pending_view(state: State<'_, AppState>) -> Cmd<Option<View>> {
+    Ok(state.shell.lock().pending_view.take())
+}
+
+/// Closes the window like its close button: in light mode the webview is destroyed.
+#[tauri::command(rename_all = "snake_case")]
+async fn close_window<R: Runtime>(app: AppHandle<R>) -> Cmd<()> {
+    if let Some(w) = app.get_webview_window(MAIN) {
+        w.close().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+// ---- window -----------------------------------------------------------------------------
+
+/// Shows the window, creating it (and its webview) when it does not exist; then asks the UI to
+/// show `view`.
+pub fn show_window<R: Runtime>(app: &AppHandle<R>, view: Option<View>) {
+    if let Some(w) = app.get_webview_window(MAIN) {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+        if let Some(v) = view {
+            let _ = app.emit_to(MAIN, "navigate", v);
+        }
+        return;
+    }
+    if let Some(v) = view {
+        app.state::<AppState>().shell.lock().pending_view = Some(v);
+    }
+    let built = tauri::WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
+        .title("Webhook Connect")
+        .inner_size(1120.0, 760.0)
+        .min_inner_size(760.0, 520.0)
+        .build();
+    if let Err(e) = built {
+        tracing::error!(error = %e, "could not open the window");
+    }
+}
+
+fn on_window_event<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
+    if window.label() != MAIN {
+        return;
+    }
+    if let WindowEvent::CloseRequested { api, .. } = event {
+        let light = window
+            .app_handle()
+            .state::<AppState>()
+            .core
+            .app_table()
+            .light_mode;
+        if !light {
+            // Keep the webview loaded: hide instead of close.
+            api.prevent_close();
+            let _ = window.hide();
+        }
+        // Light mode: the window and its WebKit processes go away; the tray keeps forwarding.
+    }
+}
+
+// ---- tray -------------------------------------------------------------------------------
+
+fn icon(state: TrayState) -> Option<Image<'static>> {
+    Image::from_bytes(state.icon_png()).ok()
+}
+
+fn build_menu<R: Runtime>(
+    app: &AppHandle<R>,
+    status_line: &str,
+    paused: bool,
+    channels: &[(String, String, bool, bool)],
+    dead_letters: u64,
+    autostart: bool,
+) -> tauri::Result<Menu<R>> {
+    let status = MenuItemBuilder::with_id("status", status_line)
+        .enabled(false)
+        .build(app)?;
+    let pause = MenuItemBuilder::with_id(
+        MenuAction::TogglePause.id(),
+        if paused { "Resume all" } else { "Pause all" },
+    )
+    .build(app)?;
+    let mut menu = MenuBuilder::new(app)
+        .item(&status)
+        .separator()
+        .item(&pause)
+        .separator();
+    for (key, name, enabled, connected) in channels {
+        let toggle = if *enabled {
+            MenuAction::Disconnect(key.clone())
+        } else {
+            MenuAction::Connect(key.clone())
+        };
+        let label = format!("{name}{}", if *connected { " ●" } else { "" });
+        let sub = SubmenuBuilder::with_id(app, format!("sub/{key}"), label)
+            .text(toggle.id(), if *enabled { "Disconnect" } else { "Connect" })
+            .text(
+                MenuAction::OpenInspector(key.clone()).id(),
+                "Open inspector",
+            )
+            .text(
+                MenuAction::ReplayLast(key.clone()).id(),
+                "Replay last event",
+            )
+            .text(
+                MenuAction::CopyWebhookUrl(key.clone()).id(),
+                "Copy webhook URL",
+            )
+            .build()?;
+        menu = menu.item(&sub);
+    }
+    if !channels.is_empty() {
+        menu = menu.separator();
+    }
+    let login = CheckMenuItemBuilder::with_id(MenuAction::ToggleAutostart.id(), "Start at login")
+        .checked(autostart)
+        .build(app)?;
+    menu.text(
+        MenuAction::DeadLetters.id(),
+        format!("Dead letters ({dead_letters})…"),
+    )
+    .text(MenuAction::OpenWindow.id(), "Open Webhook Connect")
+    .item(&login)
+    .item(&PredefinedMenuItem::separator(app)?)
+    .text(MenuAction::Quit.id(), "Quit")
+    .build()
+}
+
+fn tray_icon<R: Runtime>(app: &AppHandle<R>) -> Option<TrayIcon<R>> {
+    app.tray_by_id(TRAY_ID)
+}
+
+/// Refreshes tray, notifications and the UI now (after a command changed something).
+fn refresh_now<R: Runtime>(app: &AppHandle<R>) {
+    tick(app, Instant::now(), true);
+}
+
+/// One refresh: tray icon, tooltip and menu, notifications, and the `snapshot` event.
+fn tick<R: Runtime>(app: &AppHandle<R>, now: Instant, force_menu: bool) {
+    let st = app.state::<AppState>();
+    let snap = st.core.snapshot();
+    let app_table = st.core.app_table();
+    // Which channels show activity and which targets failed since the last tick.
+    let mut active = false;
+    let mut to_scan = Vec::new();
+    {
+        let mut sh = st.shell.lock();
+        for c in &snap.channels {
+            let prev = sh.received.insert(c.key.clone(), c.counters.received);
+            if prev.is_some_and(|p| c.counters.received > p) {
+                active = true;
+            }
+            let fails = c.counters.failed + c.counters.retried + c.counters.dead_lettered;
+            if sh.failures.insert(c.key.clone(), fails) != Some(fails) && fails > 0 {
+                to_scan.push(c.key.clone());
+            }
+        }
+    }
+    let mut failing = Vec::new();
+    for key in to_scan {
+        if let Ok(events) = st.core.list_events(&key) {
+            for e in events.iter().take(50) {
+                if matches!(
+                    e.outcome,
+                    Outcome::Retry | Outcome::DeadLetter | Outcome::Failed
+                ) && let Some(url) = &e.target_url
+                {
+                    failing.push((key.clone(), url.clone()));
+                }
+            }
+        }
+    }
+    let state = tray::aggregate(snap.paused, &snap.channels, active);
+    let totals = tray::totals(&snap.channels);
+    let tooltip = tray::tooltip(state, &totals);
+    let status_line = tray::status_line(state, &totals);
+    let entries = st.core.list_channels();
+    let channels: Vec<(String, String, bool, bool)> = entries
+        .iter()
+        .map(|e| {
+            let connected = snap
+                .channels
+                .iter()
+                .any(|c| c.key == e.key && c.state == connect_engine::api::ChannelState::Connected);
+            (e.key.clone(), e.channel.clone(), e.enabled, connected)
+        })
+        .collect();
+    let signature = format!(
+        "{status_line}|{}|{channels:?}|{}|{}",
+        snap.paused, totals.dead_letters, app_table.autostart
+    );
+    let notices: Vec<Notice> = {
+        let mut sh = st.shell.lock();
+        let sh = &mut *sh;
+        for f in &failing {
+            sh.failing_targets.insert(f.clone());
+        }
+        let all_failing: Vec<(String, String)> = sh.failing_targets.iter().cloned().collect();
+        let notifier = sh.notifier.get_or_insert_with(|| {
+            Notifier::new(
+                app_table.notifications,
+                Duration::from_secs(app_table.disconnect_notify_after_seconds),
+            )
+        });
+        notifier.observe(now, snap.paused, &snap.channels, &all_failing)
+    };
+    let (state_changed, tooltip_changed, menu_changed) = {
+        let mut sh = st.shell.lock();
+        let a = sh.last_state != Some(state);
+        let b = sh.last_tooltip != tooltip;
+        let c = force_menu || sh.menu_signature != signature;
+        sh.last_state = Some(state);
+        sh.last_tooltip = tooltip.clone();
+        sh.menu_signature = signature;
+        (a, b, c)
+    };
+    if let Some(t) = tray_icon(app) {
+        if state_changed {
+            let _ = t.set_icon(icon(state));
+        }
+        if tooltip_changed {
+            let _ = t.set_tooltip(Some(&tooltip));
+        }
+        if menu_changed {
+            match build_menu(
+                app,
+                &status_line,
+                snap.paused,
+                &channels,
+                totals.dead_letters,
+                app_table.autostart,
+            ) {
+                Ok(m) => {
+                    let _ = t.set_menu(Some(m));
+                }
+                Err(e) => tracing::warn!(error = %e, "tray menu"),
+            }
+        }
+    }
+    for n in notices {
+        notify(app, &n.title, &n.body);
+    }
+    if app.get_webview_window(MAIN).is_some() {
+        let _ = app.emit_to(MAIN, "snapshot", &snap);
+    }
+}
+
+fn notify<R: Runtime>(app: &AppHandle<R>, title: &str, body: &str) {
+    let mut b = app.notification().builder().title(title);
+    if !body.is_empty() {
+        b = b.body(body);
+    }
+    if let Err(e) = b.show() {
+        tracing::debug!(error = %e, "notification not shown");
+    }
+}
+
+fn apply_autostart<R: Runtime>(app: &AppHandle<R>, on: bool) {
+    let al = app.autolaunch();
+    let res = if on { al.enable() } else { al.disable() };
+    if let Err(e) = res {
+        tracing::warn!(error = %e, "autostart");
+    }
+}
+
+/// Runs a tray action. Public so tests and the bench can drive the menu without a tray host.
+pub fn handle_menu<R: Runtime>(app: &AppHandle<R>, action: MenuAction) {
+    let st = app.state::<AppState>();
+    let core = st.core.clone();
+    match action {
+        MenuAction::TogglePause => {
+            core.set_paused(!core.paused());
+            refresh_now(app);
+        }
+        MenuAction::Connect(k) | MenuAction::Disconnect(k) => {
+            let enable = !core.list_channels().iter().any(|c| c.key == k && c.enabled);
+            if let Err(e) = core.set_channel_enabled(&k, enable) {
+                notify(app, "Webhook Connect", &e);
+            }
+            refresh_now(app);
+        }
+        MenuAction::OpenInspector(k) => show_window(
+            app,
+            Some(View::Inspector {
+                key: Some(k),
+                message_id: None,
+            }),
+        ),
+        MenuAction::ReplayLast(k) => {
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                let (title, body) = match core.replay_last(&k).await {
+                    Ok(d) => (
+                        "Replayed".to_owned(),
+                        format!(
+                            "{} → {}",
+                            d.summary.replay_of.unwrap_or_default(),
+                            d.summary
+                                .response_status
+                                .map(|s| s.to_string())
+                                .unwrap_or_else(|| "no answer".into())
+                        ),
+                    ),
+                    Err(e) => ("Replay failed".to_owned(), e),
+                };
+                notify(&app, &title, &body);
+            });
+        }
+        MenuAction::CopyWebhookUrl(k) => match core.webhook_url_of(&k) {
+            Ok(url) => {
+                if let Err(e) = app.clipboard().write_text(url) {
+                    tracing::warn!(error = %e, "clipboard");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "copy webhook URL"),
+        },
+        MenuAction::DeadLetters => {
+            let key = core
+                .snapshot()
+                .channels
+                .iter()
+                .max_by_key(|c| {
+                    c.queue
+                        .as_ref()
+                        .map(|q| q.dead_letters)
+                        .unwrap_or(c.counters.dead_lettered)
+                })
+                .map(|c| c.key.clone());
+            show_window(app, Some(View::DeadLetters { key }));
+        }
+        MenuAction::OpenWindow => show_window(app, Some(View::Overview)),
+        MenuAction::ToggleAutostart => {
+            let mut s = core.settings();
+            s.autostart = !s.autostart;
+            match core.save_settings(s) {
+                Ok(saved) => apply_autostart(app, saved.autostart),
+                Err(e) => notify(app, "Webhook Connect", &e),
+            }
+            refresh_now(app);
+        }
+        MenuAction::Quit => {
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                core.shutdown().await;
+                app.exit(0);
+            });
+        }
+    }
+}
+
+fn setup<R: Runtime>(
+    app: &mut tauri::App<R>,
+    minimized: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let handle = app.handle().clone();
+    let path = app.path().app_config_dir()?.join(settings::FILE_NAME);
+    let store = KeyringStore::new();
+    let secrets: Arc<dyn crate::secrets::SecretStore> = store.clone();
+    // The engine spawns its tasks on Tauri's tokio runtime.
+    let core = tauri::async_runtime::block_on(async move { Core::start(path, secrets) })?;
+    if let Some(why) = store.unavailable() {
+        core.add_notice(format!(
+            "The OS keyring is unavailable ({why}): tokens are kept in memory until the app exits."
+        ));
+    }
+    let app_table = core.app_table();
+    app.manage(AppState {
+        core: Arc::new(core),
+        shell: Mutex::new(ShellState::default()),
+    });
+    let initial = TrayState::Disconnected;
+    let mut tb = TrayIconBuilder::with_id(TRAY_ID)
+        .tooltip(tray::tooltip(initial, &tray::Totals::default()))
+        .show_menu_on_left_click(true)
+        .on_menu_event(|app, event| {
+            if let Some(a) = MenuAction::parse(event.id().as_ref()) {
+                handle_menu(app, a);
+            }
+        });
+    if let Some(i) = icon(initial) {
+        tb = tb.icon(i);
+    }
+    let menu = build_menu(&handle, initial.label(), false, &[], 0, app_table.autostart)?;
+    tb.menu(&menu).build(app)?;
+    // The autostart entry follows the setting (it may have been edited in the file).
+    if handle.autolaunch().is_enabled().unwrap_or(false) != app_table.autostart {
+        apply_autostart(&handle, app_table.autostart);
+    }
+    if !(minimized || app_table.start_minimized) {
+        show_window(&handle, None);
+    }
+    let ticker = handle.clone();
+    tauri::async_runtime::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            every.tick().await;
+            tick(&ticker, Instant::now(), false);
+        }
+    });
+    Ok(())
+}
+
+/// Builds and runs the app until Quit.
+pub fn run() -> Result<(), tauri::Error> {
+    let minimized = std::env::args().any(|a| a == MINIMIZED_FLAG);
+    let app = tauri::Builder::default()
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            show_window(app, None);
+        }))
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec![MINIMIZED_FLAG]),
+        ))
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .invoke_handler(tauri::generate_handler![
+            get_snapshot,
+            list_channels,
+            save_channel,
+            remove_channel,
+            set_channel_enabled,
+            set_paused,
+            list_events,
+            get_event,
+            replay_event,
+            list_dead_letters,
+            replay_dead_letter,
+            delete_dead_letter,
+            purge_dead_letters,
+            get_settings,
+            save_settings,
+            take_pending_view,
+            close_window,
+        ])
+        .on_window_event(on_window_event)
+        .setup(move |app| setup(app, minimized))
+        .build(tauri::generate_context!())?;
+    app.run(|_app, event| {
+        // Closing the last window must not end the app: the tray keeps forwarding. Quit calls
+        // `exit(0)`, which carries a code.
+        if let RunEvent::ExitRequested {
+            code: None, api, ..
+        } = event
+        {
+            api.prevent_exit();
+        }
+    });
+    Ok(())
+}

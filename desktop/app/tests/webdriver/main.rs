@@ -1,0 +1,407 @@
+//! End to end: the real app binary under Xvfb, driven through `tauri-driver` + `WebKitWebDriver`
+//! (plain W3C WebDriver over HTTP), against a real `webhook-connect-cloud` and a local recording
+//! target, with tokens in a real Secret Service (gnome-keyring). Run by `scripts/test-app.sh`,
+//! which provides the display and the D-Bus session; ignored in plain `cargo test`.
+
+mod webdriver;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use connect_testkit::{ChildProcess, RecordingTarget, free_port, wait_until, workspace_bin};
+use serde_json::{Value, json};
+use webdriver::{By, Session};
+
+const ADMIN: &str = "admin-token-for-tests";
+const TOKEN: &str = "alpha-channel-token-e2e";
+const CHANNEL: &str = "alpha";
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+}
+
+async fn start_cloud(dir: &Path) -> Result<(ChildProcess, String)> {
+    let hooks = json!({
+        CHANNEL: {"data_type": "json", "module": "webhook_connect",
+                  "module-config": {"channel": CHANNEL, "channel_token": TOKEN}}
+    });
+    std::fs::write(
+        dir.join("webhooks.json"),
+        serde_json::to_vec_pretty(&hooks)?,
+    )?;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let data = dir.join("data").display().to_string();
+    let cfg = dir.join("webhooks.json").display().to_string();
+    let proc = ChildProcess::spawn(
+        workspace_bin("webhook-connect-cloud")?,
+        &[],
+        &[
+            ("WEBHOOK_CONNECT_LISTEN", listen.as_str()),
+            ("WEBHOOK_CONNECT_DATA_DIR", data.as_str()),
+            ("WEBHOOKS_CONFIG_FILE", cfg.as_str()),
+            ("WEBHOOK_CONNECT_ADMIN_TOKEN", ADMIN),
+            ("WEBHOOK_CONNECT_LOG_FORMAT", "text"),
+            ("WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", "5"),
+        ],
+        "cloud",
+    )?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let url = format!("{base}/health/live");
+    wait_until(Duration::from_secs(20), "cloud to start", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await
+    .with_context(|| proc.stderr_text())?;
+    Ok((proc, base))
+}
+
+/// gnome-keyring's Secret Service on the session bus of `dbus-run-session`, storing under `home`.
+fn start_keyring(home: &Path) -> Result<()> {
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
+        bail!("no D-Bus session: run under `dbus-run-session` (scripts/test-app.sh)");
+    }
+    let mut c = Command::new("gnome-keyring-daemon")
+        .args(["--unlock", "--components=secrets"])
+        .env("HOME", home)
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("gnome-keyring-daemon")?;
+    if let Some(mut stdin) = c.stdin.take() {
+        use std::io::Write;
+        stdin.write_all(b"test-keyring-password")?;
+    }
+    // It daemonizes: the launcher exits once the service is registered.
+    c.wait()?;
+    Ok(())
+}
+
+async fn post(http: &reqwest::Client, base: &str, body: &Value) -> Result<String> {
+    let r = http
+        .post(format!("{base}/webhook/{CHANNEL}"))
+        .json(body)
+        .send()
+        .await?;
+    let status = r.status();
+    let v: Value = r.json().await?;
+    anyhow::ensure!(status.is_success(), "ingress answered {status}: {v}");
+    Ok(v["message_id"].as_str().context("message_id")?.to_owned())
+}
+
+fn secret_tool_lookup(home: &Path, account: &str) -> Option<String> {
+    let out = Command::new("secret-tool")
+        .args(["lookup", "service", "webhook-connect", "username", account])
+        .env("HOME", home)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Pids of `root` and all its descendants.
+fn process_tree(root: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`; comm may contain spaces.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Xvfb, D-Bus, gnome-keyring, tauri-driver and WebKitWebDriver: run scripts/test-app.sh"]
+async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let home = tmp.path().join("home");
+    let config_home = home.join(".config");
+    std::fs::create_dir_all(&config_home)?;
+    start_keyring(&home)?;
+
+    let (mut cloud, base) = start_cloud(tmp.path()).await?;
+    let target = RecordingTarget::start().await?;
+    let http = reqwest::Client::new();
+
+    // Start with the window open and no notifications (no notification daemon here).
+    let settings_dir = config_home.join("dev.webhookconnect.desktop");
+    std::fs::create_dir_all(&settings_dir)?;
+    let settings_path = settings_dir.join("settings.toml");
+    std::fs::write(
+        &settings_path,
+        "[app]\nstart_minimized = false\nnotifications = \"none\"\n",
+    )?;
+
+    let app = match std::env::var_os("WEBHOOK_CONNECT_APP_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_bin("webhook-connect-app")?,
+    };
+    let port = free_port();
+    let native = free_port();
+    let driver = Killed(
+        Command::new("tauri-driver")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+            ])
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", &config_home)
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("tauri-driver (cargo install tauri-driver --version '^2' --locked)")?,
+    );
+    let driver_pid = driver.0.id();
+    let wd = format!("http://127.0.0.1:{port}");
+    wait_until(Duration::from_secs(20), "tauri-driver to listen", || {
+        let url = format!("{wd}/status");
+        let http = http.clone();
+        async move { http.get(url).send().await.is_ok() }
+    })
+    .await?;
+    let s = Session::start(&wd, &app).await?;
+    let shots = screenshots_dir();
+    std::fs::create_dir_all(&shots)?;
+
+    let result: Result<()> = async {
+        // Overview, empty.
+        s.wait_for(By::testid("add-channel"), Duration::from_secs(30))
+            .await?;
+        s.screenshot(&shots.join("01-overview-empty.png")).await?;
+
+        // Add the channel through the form.
+        s.click(By::testid("add-channel")).await?;
+        s.wait_for(By::testid("channel-form"), Duration::from_secs(10))
+            .await?;
+        s.type_into(By::testid("input-cloud-url"), &base).await?;
+        s.type_into(By::testid("input-channel"), CHANNEL).await?;
+        s.type_into(By::testid("input-token"), TOKEN).await?;
+        s.type_into(By::testid("input-admin-token"), ADMIN).await?;
+        s.type_into(
+            By::testid("input-default-target"),
+            &format!("{}/hook", target.url),
+        )
+        .await?;
+        s.screenshot(&shots.join("02-channel-form.png")).await?;
+        s.click(By::testid("save-channel")).await?;
+
+        // The channel row appears and connects.
+        let row = s
+            .wait_for(
+                By::css("[data-testid^='channel-row-']"),
+                Duration::from_secs(15),
+            )
+            .await?;
+        let key = s
+            .attribute(&row, "data-testid")
+            .await?
+            .trim_start_matches("channel-row-")
+            .to_owned();
+        s.wait_text(
+            By::testid(&format!("state-{key}")),
+            "onnected",
+            Duration::from_secs(30),
+        )
+        .await
+        .context("channel to connect")?;
+
+        // The token is in the Secret Service and nowhere in settings.toml.
+        let account = format!("channel:{base}/{CHANNEL}");
+        assert_eq!(
+            secret_tool_lookup(&home, &account).as_deref(),
+            Some(TOKEN),
+            "token in the keyring"
+        );
+        assert_eq!(
+            secret_tool_lookup(&home, &format!("admin:{base}")).as_deref(),
+            Some(ADMIN)
+        );
+        let file = std::fs::read_to_string(&settings_path)?;
+        assert!(!file.contains(TOKEN) && !file.contains(ADMIN), "{file}");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&settings_path)?.permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // The UI never receives a token.
+        let channels = s.invoke("list_channels", json!({})).await?.to_string();
+        assert!(
+            !channels.contains(TOKEN) && !channels.contains(ADMIN),
+            "{channels}"
+        );
+
+        // A webhook flows through to the target and shows in the inspector.
+        let id = post(&http, &base, &json!({"hello": "world"})).await?;
+        target.wait_for_count(1, Duration::from_secs(20)).await?;
+        s.wait_text(
+            By::testid(&format!("state-{key}")),
+            "onnected",
+            Duration::from_secs(10),
+        )
+        .await?;
+        s.screenshot(&shots.join("03-overview-connected.png"))
+            .await?;
+        s.click(By::testid(&format!("open-inspector-{key}")))
+            .await?;
+        s.wait_for(
+            By::testid(&format!("event-row-{id}")),
+            Duration::from_secs(15),
+        )
+        .await?;
+        s.click(By::testid(&format!("event-row-{id}"))).await?;
+        s.wait_for(By::testid("event-detail"), Duration::from_secs(10))
+            .await?;
+        s.screenshot(&shots.join("04-inspector.png")).await?;
+
+        // Replay it: the target gets it again.
+        s.click(By::testid("replay")).await?;
+        s.wait_for(By::testid("replay-result"), Duration::from_secs(15))
+            .await?;
+        target.wait_for_count(2, Duration::from_secs(10)).await?;
+        assert_eq!(target.requests()[1].body_text(), r#"{"hello":"world"}"#);
+        s.screenshot(&shots.join("05-inspector-replayed.png"))
+            .await?;
+
+        // Force a dead letter: the target refuses with 404 (NACK without retry).
+        target.set_status(404);
+        let dead = post(&http, &base, &json!({"will": "fail"})).await?;
+        target.wait_for_count(3, Duration::from_secs(20)).await?;
+        s.click(By::testid("nav-overview")).await?;
+        s.wait_for(
+            By::testid(&format!("dead-letters-{key}")),
+            Duration::from_secs(10),
+        )
+        .await?;
+        s.click(By::testid(&format!("dead-letters-{key}"))).await?;
+        let row = By::testid(&format!("dlq-row-{dead}"));
+        let mut found = false;
+        for _ in 0..30 {
+            if s.find(row.clone()).await.is_ok() {
+                found = true;
+                break;
+            }
+            let _ = s.click(By::testid("dlq-refresh")).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        anyhow::ensure!(found, "dead letter {dead} not listed");
+        s.click(row.clone()).await?;
+        s.wait_for(By::testid("dlq-detail"), Duration::from_secs(10))
+            .await?;
+        s.screenshot(&shots.join("06-dead-letters.png")).await?;
+
+        // Replay it from the dead-letter view once the target is fixed.
+        target.set_status(200);
+        s.click(By::testid("dlq-replay")).await?;
+        if s.find(By::testid("confirm-ok")).await.is_ok() {
+            s.click(By::testid("confirm-ok")).await?;
+        }
+        let reqs = target.wait_for_count(4, Duration::from_secs(30)).await?;
+        assert_eq!(reqs[3].body_text(), r#"{"will":"fail"}"#);
+        let (_, list) =
+            admin_get(&http, &base, &format!("/channels/{CHANNEL}/dead-letters")).await?;
+        assert_eq!(list["total"], 0, "{list}");
+
+        // Settings view.
+        s.click(By::testid("nav-settings")).await?;
+        s.wait_for(By::testid("settings-form"), Duration::from_secs(10))
+            .await?;
+        s.screenshot(&shots.join("07-settings.png")).await?;
+
+        // Light mode: closing the window destroys the webview; the app keeps forwarding.
+        let before: Vec<String> = process_tree(driver_pid).into_iter().map(comm).collect();
+        assert!(
+            before.iter().any(|c| c.starts_with("WebKitWebProces")),
+            "{before:?}"
+        );
+        let _ = s.invoke("close_window", json!({})).await;
+        let app_name = "webhook-connect";
+        wait_until(
+            Duration::from_secs(15),
+            "the web process to exit",
+            || async {
+                !process_tree(driver_pid)
+                    .into_iter()
+                    .map(comm)
+                    .any(|c| c.starts_with("WebKitWebProces"))
+            },
+        )
+        .await?;
+        let after: Vec<String> = process_tree(driver_pid).into_iter().map(comm).collect();
+        assert!(
+            after.iter().any(|c| c.starts_with(app_name)),
+            "app still runs: {after:?}"
+        );
+        let _ = post(&http, &base, &json!({"light": true})).await?;
+        target.wait_for_count(5, Duration::from_secs(20)).await?;
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = s.screenshot(&tmp.path().join("failure.png")).await;
+        eprintln!("cloud stderr:\n{}", cloud.stderr_text());
+    }
+    let _ = s.end().await;
+    drop(driver);
+    cloud.kill9();
+    result
+}
+
+async fn admin_get(http: &reqwest::Client, base: &str, path: &str) -> Result<(u16, Value)> {
+    let r = http
+        .get(format!("{base}/admin/webhook-connect{path}"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await?;
+    let s = r.status().as_u16();
+    Ok((s, r.json().await.unwrap_or(Value::Null)))
+}

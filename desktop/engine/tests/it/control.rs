@@ -1,0 +1,325 @@
+//! History, replay, pause/resume, disconnect, removal, queue depth, module mode and shutdown
+//! NACKs, against the real cloud.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use connect_engine::api::Outcome;
+use connect_engine::config::{ChannelConfig, ConnectorConfig, Protocol};
+use connect_engine::{ChannelState, Engine, ReplayRequest};
+use connect_testkit::{RecordingTarget, wait_until, within};
+use serde_json::json;
+
+use crate::harness::{Cloud, TOKEN, start_engine, status};
+
+const T: Duration = Duration::from_secs(30);
+
+async fn connected(engine: &connect_engine::EngineHandle) {
+    wait_until(T, "connected", || async {
+        status(engine).state == ChannelState::Connected
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn history_keeps_the_request_and_replay_resends_it_exactly_or_edited() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let other = RecordingTarget::start().await.unwrap();
+    let engine = start_engine(
+        &cloud.base,
+        "ch",
+        TOKEN,
+        "websocket",
+        json!({"url": target.url}),
+    );
+    connected(&engine).await;
+    let body = "{ \"b\" :\t[1, 2.50, \"ü\"] }\n";
+    cloud.post(body).await.unwrap();
+    let reqs = target.wait_for_count(1, T).await.unwrap();
+    let id = reqs[0].header("x-webhook-message-id").unwrap().to_owned();
+    wait_until(T, "event settled", || async {
+        engine.events("ch").unwrap()[0].outcome == Outcome::Delivered
+    })
+    .await
+    .unwrap();
+    let d = engine.event("ch", &id).unwrap();
+    assert_eq!(d.request.body_text.as_deref(), Some(body));
+    assert_eq!(d.request.body_len, body.len() as u64);
+    assert!(!d.request.body_truncated);
+    assert_eq!(d.request.method.as_deref(), Some("POST"));
+    assert!(
+        d.request
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v == "application/json")
+    );
+    assert_eq!(d.attempts.len(), 1);
+    assert_eq!(d.attempts[0].status, Some(200));
+    assert_eq!(d.summary.response_status, Some(200));
+    assert!(status(&engine).latency.p50_ms.is_some());
+
+    // Same target, unchanged: the exact bytes again, with the original message id.
+    let r = engine
+        .replay(ReplayRequest {
+            key: "ch".into(),
+            message_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.summary.outcome, Outcome::Delivered);
+    assert_eq!(r.summary.replay_of.as_deref(), Some(id.as_str()));
+    let reqs = target.wait_for_count(2, T).await.unwrap();
+    assert_eq!(reqs[1].body, reqs[0].body);
+    assert_eq!(reqs[1].header("x-webhook-message-id"), Some(id.as_str()));
+
+    // Another URL, edited body and headers; the target answers 422 → a failed replay.
+    other.set_status(422);
+    let edited = b"edited \x00 bytes".to_vec();
+    let r = engine
+        .replay(ReplayRequest {
+            key: "ch".into(),
+            message_id: id.clone(),
+            target_url: Some(format!("{}/elsewhere", other.url)),
+            headers: Some(vec![("X-Edited".into(), "yes".into())]),
+            body_base64: Some(base64::engine::general_purpose::STANDARD.encode(&edited)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.summary.outcome, Outcome::Failed);
+    assert_eq!(r.attempts[0].status, Some(422));
+    let got = other.wait_for_count(1, T).await.unwrap();
+    assert_eq!(got[0].body.as_ref(), edited.as_slice());
+    assert_eq!(got[0].path, "/elsewhere");
+    assert_eq!(got[0].header("x-edited"), Some("yes"));
+    assert!(got[0].header("content-type").is_none());
+
+    let events = engine.events("ch").unwrap();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events.iter().filter(|e| e.replay_of.is_some()).count(), 2);
+    // Replays are not cloud deliveries.
+    assert_eq!(status(&engine).counters.delivered, 1);
+    assert!(engine.event("ch", "msg_missing").is_err());
+    assert!(
+        engine
+            .replay(ReplayRequest {
+                key: "nope".into(),
+                message_id: id,
+                ..Default::default()
+            })
+            .await
+            .is_err()
+    );
+    within(T, "shutdown", engine.shutdown(Duration::from_secs(5)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pause_keeps_messages_at_the_cloud_and_resume_delivers_them() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let engine = start_engine(
+        &cloud.base,
+        "ch",
+        TOKEN,
+        "websocket",
+        json!({"url": target.url}),
+    );
+    connected(&engine).await;
+    engine.set_paused(true);
+    wait_until(T, "paused and gone from the cloud", || async {
+        status(&engine).state == ChannelState::Paused
+            && cloud
+                .admin_get("/channels/ch/stats")
+                .await
+                .is_ok_and(|v| v["connected_clients"] == 0)
+    })
+    .await
+    .unwrap();
+    cloud.post("{\"n\":1}").await.unwrap();
+    wait_until(T, "queued at the cloud", || async {
+        cloud
+            .admin_get("/channels/ch/stats")
+            .await
+            .is_ok_and(|v| v["messages_queued"] == 1)
+    })
+    .await
+    .unwrap();
+    assert_eq!(target.count(), 0);
+    engine.set_paused(false);
+    target.wait_for_count(1, T).await.unwrap();
+    connected(&engine).await;
+
+    // Disconnect one channel, then connect it again.
+    engine.set_channel_enabled("ch", false).unwrap();
+    wait_until(T, "disconnected", || async {
+        status(&engine).state == ChannelState::Disconnected
+    })
+    .await
+    .unwrap();
+    cloud.post("{\"n\":2}").await.unwrap();
+    engine.set_channel_enabled("ch", true).unwrap();
+    target.wait_for_count(2, T).await.unwrap();
+    assert!(engine.set_channel_enabled("other", true).is_err());
+    within(T, "shutdown", engine.shutdown(Duration::from_secs(5)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn channels_are_added_replaced_and_removed_at_runtime_and_queue_depth_is_read() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let engine = Engine::start(ConnectorConfig::new(Vec::new())).unwrap();
+    assert!(engine.status().is_empty());
+    let cfg = ChannelConfig::basic(
+        "app-key-1",
+        &cloud.base,
+        "ch",
+        TOKEN,
+        Protocol::Sse,
+        Some(&target.url),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    engine.add_channel(cfg.clone()).unwrap();
+    wait_until(T, "connected", || async {
+        engine
+            .status()
+            .first()
+            .is_some_and(|s| s.state == ChannelState::Connected && s.key == "app-key-1")
+    })
+    .await
+    .unwrap();
+    cloud.post("{\"a\":1}").await.unwrap();
+    target.wait_for_count(1, T).await.unwrap();
+    wait_until(T, "queue depth from /connect/status", || async {
+        engine.status()[0]
+            .queue
+            .as_ref()
+            .is_some_and(|q| q.connected && q.pending == 0)
+    })
+    .await
+    .unwrap();
+    // Replacing keeps the history.
+    engine.add_channel(cfg).unwrap();
+    assert_eq!(engine.status().len(), 1);
+    assert_eq!(engine.events("app-key-1").unwrap().len(), 1);
+    cloud.post("{\"a\":2}").await.unwrap();
+    target.wait_for_count(2, T).await.unwrap();
+    within(
+        T,
+        "remove",
+        engine.remove_channel("app-key-1", Duration::from_secs(2)),
+    )
+    .await
+    .unwrap();
+    assert!(engine.status().is_empty());
+    wait_until(T, "no connection left at the cloud", || async {
+        cloud
+            .admin_get("/channels/ch/stats")
+            .await
+            .is_ok_and(|v| v["connected_clients"] == 0)
+    })
+    .await
+    .unwrap();
+    within(T, "shutdown", engine.shutdown(Duration::from_secs(5)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn module_mode_saves_to_disk_and_dead_letters_unknown_ids() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let webhooks = json!({
+        "hook": {"module": "save_to_disk", "module-config": {"path": "out", "base_dir": dir.path()}},
+    });
+    let wpath = dir.path().join("webhooks.json");
+    std::fs::write(&wpath, webhooks.to_string()).unwrap();
+    let cfg = json!({
+        "cloud_url": cloud.base, "channel": "ch", "token": TOKEN, "protocol": "websocket",
+        "reconnect_delay": 0.1, "webhooks_config": wpath,
+    });
+    let p = dir.path().join("connector.json");
+    std::fs::write(&p, cfg.to_string()).unwrap();
+    let cfg = connect_engine::config::load(&connect_engine::Sources {
+        config_file: Some(p),
+        ..Default::default()
+    })
+    .unwrap();
+    let engine = Engine::start(cfg).unwrap();
+    connected(&engine).await;
+    cloud.post("{\"saved\":true}").await.unwrap();
+    // `blobhook` has no local definition and there is no `default`: NACK without retry.
+    let s = cloud
+        .post_raw(
+            "blobhook",
+            b"raw".to_vec(),
+            &[("content-type", "text/plain")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200);
+    wait_until(T, "one file written", || async {
+        std::fs::read_dir(&out).is_ok_and(|d| d.count() == 1)
+    })
+    .await
+    .unwrap();
+    let file = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file.path()).unwrap()).unwrap();
+    assert!(doc.to_string().contains("\"saved\":true"), "{doc}");
+    let name = file.file_name().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("msg_") && name.ends_with(".json"),
+        "{name}"
+    );
+    wait_until(T, "ack and dead letter at the cloud", || async {
+        cloud
+            .admin_get("/channels/ch/stats")
+            .await
+            .is_ok_and(|v| v["messages_acked"] == 1 && v["dead_letters"] == 1)
+    })
+    .await
+    .unwrap();
+    let s = status(&engine);
+    assert_eq!((s.counters.delivered, s.counters.dead_lettered), (1, 1));
+    within(T, "shutdown", engine.shutdown(Duration::from_secs(5)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_nacks_deliveries_still_running_after_the_grace() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    target.set_delay(Duration::from_secs(60));
+    let engine = start_engine(
+        &cloud.base,
+        "ch",
+        TOKEN,
+        "websocket",
+        json!({"url": target.url}),
+    );
+    connected(&engine).await;
+    cloud.post("{\"slow\":1}").await.unwrap();
+    target.wait_for_count(1, T).await.unwrap();
+    within(T, "shutdown", engine.shutdown(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    // Handed back at once, not after the 30 s ack timeout.
+    wait_until(Duration::from_secs(10), "NACK at the cloud", || async {
+        cloud
+            .admin_get("/channels/ch/stats")
+            .await
+            .is_ok_and(|v| v["messages_nacked"] == 1 && v["messages_in_flight"] == 0)
+    })
+    .await
+    .unwrap();
+}

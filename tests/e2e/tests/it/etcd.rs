@@ -1,0 +1,363 @@
+//! The etcd configuration backend against a real etcd (CONFIG.md §4): seed scenario 05 (all
+//! checks), resume after a disconnect without missing events, last good configuration while
+//! etcd is away, bad puts keeping the previous value and being reported.
+
+use std::time::Duration;
+
+use connect_testkit::{EtcdServer, TcpProxy, wait_until};
+use etcd_client::{Client, GetOptions};
+use serde_json::{Value, json};
+
+use crate::harness::Cloud;
+
+const RELOAD_TOKEN: &str = "reload-token-for-tests";
+
+fn log_hook() -> String {
+    json!({"data_type": "json", "module": "log", "module-config": {"pretty_print": true}})
+        .to_string()
+}
+
+async fn put(etcd: &mut Client, key: &str, value: &str) {
+    etcd.put(key, value, None).await.unwrap();
+}
+
+/// POSTs `path` (after `/webhook/`) until it answers `want`.
+async fn wait_path(c: &Cloud, path: &str, want: u16) {
+    let last = std::sync::Mutex::new(0u16);
+    let r = wait_until(
+        Duration::from_secs(20),
+        &format!("/webhook/{path} → {want}"),
+        || {
+            let last = &last;
+            async move {
+                let s = c.post(path, "{}").await.map(|(s, _)| s).unwrap_or(0);
+                *last.lock().unwrap() = s;
+                s == want
+            }
+        },
+    )
+    .await;
+    if let Err(e) = r {
+        panic!(
+            "{e} (last answer {})\n{}",
+            last.lock().unwrap(),
+            c.proc.stderr_text()
+        );
+    }
+}
+
+async fn health(c: &Cloud) -> (u16, Value) {
+    let r = c
+        .http
+        .get(format!("{}/health", c.base))
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap())
+}
+
+async fn config_status(c: &Cloud) -> Value {
+    let r = c
+        .http
+        .get(format!("{}/admin/config-status", c.base))
+        .bearer_auth(RELOAD_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().await.unwrap()
+}
+
+async fn start_cloud(endpoint: &str) -> Cloud {
+    Cloud::start_with(
+        json!({}),
+        &[
+            ("CONFIG_BACKEND", "etcd"),
+            ("ETCD_ENDPOINTS", endpoint),
+            ("ETCD_PREFIX", "/cwm/"),
+            ("CONFIG_RELOAD_ADMIN_TOKEN", RELOAD_TOKEN),
+        ],
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_05_etcd_namespaces() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let mut kv = Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    // 1. Seed ns_alpha (hook1, hook2), ns_beta (hook1) and the default namespace.
+    put(&mut kv, "/cwm/ns_alpha/webhooks/hook1", &log_hook()).await;
+    put(&mut kv, "/cwm/ns_alpha/webhooks/hook2", &log_hook()).await;
+    put(&mut kv, "/cwm/ns_beta/webhooks/hook1", &log_hook()).await;
+    put(&mut kv, "/cwm/default/webhooks/fallback_hook", &log_hook()).await;
+    let c = start_cloud(&etcd.endpoint).await;
+    // 2–4. Seeded namespaced webhooks answer 200.
+    wait_path(&c, "ns_alpha/hook1", 200).await;
+    assert_eq!(c.post("ns_alpha/hook2", "{}").await.unwrap().0, 200);
+    assert_eq!(c.post("ns_beta/hook1", "{}").await.unwrap().0, 200);
+    // 5. Not seeded → 404; an unknown namespace too.
+    assert_eq!(c.post("ns_beta/hook2", "{}").await.unwrap().0, 404);
+    assert_eq!(c.post("ns_gamma/hook1", "{}").await.unwrap().0, 404);
+    // 6. Live add.
+    put(&mut kv, "/cwm/ns_beta/webhooks/hook_new", &log_hook()).await;
+    wait_path(&c, "ns_beta/hook_new", 200).await;
+    // 7. Live delete.
+    kv.delete("/cwm/ns_alpha/webhooks/hook2", None)
+        .await
+        .unwrap();
+    wait_path(&c, "ns_alpha/hook2", 404).await;
+    assert_eq!(c.post("ns_alpha/hook1", "{}").await.unwrap().0, 200);
+    // 8. Non-namespaced URL → ETCD_NAMESPACE (default), same entry as /webhook/default/x.
+    assert_eq!(c.post("fallback_hook", "{}").await.unwrap().0, 200);
+    assert_eq!(c.post("default/fallback_hook", "{}").await.unwrap().0, 200);
+    assert_eq!(
+        c.post("hook1", "{}").await.unwrap().0,
+        404,
+        "namespaces do not leak"
+    );
+    let (code, h) = health(&c).await;
+    assert_eq!(code, 200, "{h}");
+    assert_eq!(h["components"]["config_backend"], "etcd");
+    assert_eq!(h["components"]["etcd"], "healthy");
+    assert_eq!(h["status"], "healthy", "{h}");
+    let st = config_status(&c).await;
+    assert_eq!(st["provider"]["type"], "etcd");
+    assert_eq!(st["provider"]["connected"], true);
+    assert!(st["provider"]["revision"].as_i64().unwrap() > 0, "{st}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_put_keeps_the_previous_value_and_is_reported() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let mut kv = Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    let guarded = json!({"module": "log", "authorization": "Bearer one"}).to_string();
+    put(&mut kv, "/cwm/default/webhooks/guarded", &guarded).await;
+    let c = start_cloud(&etcd.endpoint).await;
+    wait_path(&c, "guarded", 401).await;
+    // Not JSON, then JSON with an unsupported module: the previous definition stays.
+    put(&mut kv, "/cwm/default/webhooks/guarded", "{broken").await;
+    put(&mut kv, "/cwm/default/webhooks/marker", &log_hook()).await;
+    wait_path(&c, "marker", 200).await;
+    let (code, h) = health(&c).await;
+    assert_eq!(code, 200);
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["config_errors"], 1, "{h}");
+    let ok = c
+        .http
+        .post(format!("{}/webhook/guarded", c.base))
+        .header("authorization", "Bearer one")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.status().as_u16(),
+        200,
+        "previous definition still serves"
+    );
+    put(
+        &mut kv,
+        "/cwm/default/webhooks/guarded",
+        &json!({"module": "kafka"}).to_string(),
+    )
+    .await;
+    // A new key with an invalid value is disabled (503).
+    put(
+        &mut kv,
+        "/cwm/default/webhooks/newbad",
+        &json!({"module": "kafka"}).to_string(),
+    )
+    .await;
+    wait_path(&c, "newbad", 503).await;
+    let st = config_status(&c).await;
+    let errs = st["errors"].as_array().unwrap();
+    assert!(errs.iter().any(|e| e["webhook"] == "guarded"), "{st}");
+    assert!(errs.iter().any(|e| e["webhook"] == "newbad"), "{st}");
+    // A valid put clears the error.
+    put(&mut kv, "/cwm/default/webhooks/guarded", &log_hook()).await;
+    kv.delete("/cwm/default/webhooks/newbad", None)
+        .await
+        .unwrap();
+    wait_path(&c, "guarded", 200).await;
+    wait_until(Duration::from_secs(10), "health healthy again", || async {
+        health(&c).await.1["status"] == "healthy"
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_resumes_after_a_disconnect_without_missing_events() {
+    let mut etcd = EtcdServer::start().await.unwrap();
+    let proxy = TcpProxy::start(format!("127.0.0.1:{}", etcd.port).parse().unwrap())
+        .await
+        .unwrap();
+    let mut kv = Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    put(&mut kv, "/cwm/default/webhooks/keep", &log_hook()).await;
+    put(&mut kv, "/cwm/default/webhooks/doomed", &log_hook()).await;
+    let c = start_cloud(&format!("http://127.0.0.1:{}", proxy.port)).await;
+    wait_path(&c, "keep", 200).await;
+    wait_until(Duration::from_secs(10), "etcd healthy", || async {
+        health(&c).await.1["components"]["etcd"] == "healthy"
+    })
+    .await
+    .unwrap();
+
+    // Cut the link; change etcd meanwhile (several events, including a put then delete).
+    proxy.cut();
+    wait_until(
+        Duration::from_secs(30),
+        "etcd reported disconnected",
+        || async { health(&c).await.1["components"]["etcd"] == "disconnected" },
+    )
+    .await
+    .unwrap();
+    let (code, h) = health(&c).await;
+    assert_eq!((code, h["status"].as_str()), (200, Some("degraded")), "{h}");
+    put(&mut kv, "/cwm/default/webhooks/added_offline", &log_hook()).await;
+    put(&mut kv, "/cwm/ns_x/webhooks/transient", &log_hook()).await;
+    kv.delete("/cwm/ns_x/webhooks/transient", None)
+        .await
+        .unwrap();
+    kv.delete("/cwm/default/webhooks/doomed", None)
+        .await
+        .unwrap();
+    // The last good configuration keeps serving while etcd is unreachable.
+    assert_eq!(c.post("keep", "{}").await.unwrap().0, 200);
+    assert_eq!(c.post("doomed", "{}").await.unwrap().0, 200);
+    assert_eq!(c.post("added_offline", "{}").await.unwrap().0, 404);
+
+    proxy.restore();
+    wait_path(&c, "added_offline", 200).await;
+    wait_path(&c, "doomed", 404).await;
+    assert_eq!(c.post("ns_x/transient", "{}").await.unwrap().0, 404);
+    assert_eq!(c.post("keep", "{}").await.unwrap().0, 200);
+
+    // etcd itself restarts (same data): the watch resumes again.
+    etcd.restart().await.unwrap();
+    let mut kv = Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    put(&mut kv, "/cwm/default/webhooks/after_restart", &log_hook()).await;
+    wait_path(&c, "after_restart", 200).await;
+    let n = kv
+        .get(
+            "/cwm/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .unwrap()
+        .count();
+    let st = config_status(&c).await;
+    assert_eq!(st["webhooks_count"].as_i64().unwrap(), n, "{st}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_answers_503_until_etcd_is_reachable() {
+    let port = connect_testkit::free_port();
+    let c = start_cloud(&format!("http://127.0.0.1:{port}")).await;
+    let (s, v) = c.post("anything", "{}").await.unwrap();
+    assert_eq!(s, 503, "{v}");
+    let (code, h) = health(&c).await;
+    assert_eq!(code, 503, "{h}");
+    assert_eq!(h["status"], "unhealthy");
+}
+
+#[test]
+fn bad_backend_settings_exit_64_before_binding() {
+    use connect_testkit::{ChildProcess, free_port, workspace_bin};
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = dir.path().join("webhooks.json");
+    std::fs::write(&hooks, "{}").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let data = dir.path().join("data");
+    let base = [
+        ("WEBHOOK_CONNECT_LISTEN", listen.as_str()),
+        ("WEBHOOK_CONNECT_DATA_DIR", data.to_str().unwrap()),
+        ("WEBHOOKS_CONFIG_FILE", hooks.to_str().unwrap()),
+    ];
+    for (case, extra) in [
+        (
+            "etcd user without password",
+            vec![("CONFIG_BACKEND", "etcd"), ("ETCD_USERNAME", "u")],
+        ),
+        (
+            "bad etcd namespace",
+            vec![("CONFIG_BACKEND", "ETCD"), ("ETCD_NAMESPACE", "a/b")],
+        ),
+        ("vault without address", vec![("SECRETS_BACKEND", "vault")]),
+        (
+            "vault without auth",
+            vec![
+                ("VAULT_ENABLED", "true"),
+                ("VAULT_ADDR", "http://127.0.0.1:1"),
+            ],
+        ),
+    ] {
+        let env: Vec<(&str, &str)> = base.iter().copied().chain(extra).collect();
+        let mut p = ChildProcess::spawn(
+            workspace_bin("webhook-connect-cloud").unwrap(),
+            &[],
+            &env,
+            "cloud",
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while p.is_running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let code = p.exit_status().and_then(|s| s.code());
+        assert_eq!(code, Some(64), "{case}: {}", p.stderr_text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_revision_forces_a_full_reread() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let proxy = TcpProxy::start(format!("127.0.0.1:{}", etcd.port).parse().unwrap())
+        .await
+        .unwrap();
+    let mut kv = Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    put(&mut kv, "/cwm/default/webhooks/old", &log_hook()).await;
+    let c = start_cloud(&format!("http://127.0.0.1:{}", proxy.port)).await;
+    wait_path(&c, "old", 200).await;
+    proxy.cut();
+    wait_until(
+        Duration::from_secs(30),
+        "etcd reported disconnected",
+        || async { health(&c).await.1["components"]["etcd"] == "disconnected" },
+    )
+    .await
+    .unwrap();
+    // Changes while away, then compaction past the revision the cloud would resume from.
+    put(&mut kv, "/cwm/default/webhooks/new", &log_hook()).await;
+    kv.delete("/cwm/default/webhooks/old", None).await.unwrap();
+    let rev = kv
+        .put("/cwm/default/webhooks/newest", log_hook(), None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    kv.compact(rev, None).await.unwrap();
+    proxy.restore();
+    wait_path(&c, "newest", 200).await;
+    wait_path(&c, "old", 404).await;
+    assert_eq!(c.post("new", "{}").await.unwrap().0, 200);
+    let st = config_status(&c).await;
+    assert!(st["provider"]["revision"].as_i64().unwrap() >= rev, "{st}");
+    assert!(
+        c.proc.stderr_text().contains("re-reading the whole prefix"),
+        "the compaction path was not taken"
+    );
+}

@@ -1,0 +1,475 @@
+//! The Redis buffer end to end (PROTOCOL §10.3): two cloud processes sharing one real
+//! `redis-server` — cross-replica delivery, ACKs, lease reclaim, token rotation, a Redis
+//! outage, and durability across a Redis crash with `appendfsync always`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use connect_testkit::{RecordingTarget, RedisServer, wait_until};
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::client::{TestConnector, Transport};
+use crate::harness::{ADMIN, Cloud, connect_hook};
+
+const TOKEN: &str = "redis-e2e-channel-token";
+const CH: &str = "shared";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn hooks(extra: Value) -> Value {
+    json!({"hook": connect_hook(CH, TOKEN, extra)})
+}
+
+async fn replica(redis: &RedisServer, extra: Value) -> anyhow::Result<Cloud> {
+    Cloud::start_with(
+        hooks(extra),
+        &[
+            ("WEBHOOK_CONNECT_REDIS_URL", &redis.url),
+            ("WEBHOOK_CONNECT_REDIS_PREFIX", "e2e"),
+        ],
+    )
+    .await
+}
+
+/// A raw SSE client: events arrive on `events` as (name, data).
+struct Sse {
+    task: JoinHandle<()>,
+    events: mpsc::UnboundedReceiver<(String, Value)>,
+}
+
+impl Drop for Sse {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Sse {
+    async fn open(base: &str, token: &str) -> anyhow::Result<Self> {
+        let r = reqwest::Client::new()
+            .get(format!("{base}/connect/stream/{CH}/sse"))
+            .bearer_auth(token)
+            .header("x-webhook-connect-version", "2")
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 200, "sse answered {}", r.status());
+        let (tx, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut stream = r.bytes_stream();
+            let mut buf = String::new();
+            while let Some(Ok(chunk)) = stream.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(i) = buf.find("\n\n") {
+                    let ev: String = buf.drain(..i + 2).collect();
+                    let mut name = String::new();
+                    let mut data = Value::Null;
+                    for line in ev.lines() {
+                        if let Some(v) = line.strip_prefix("event: ") {
+                            name = v.to_owned();
+                        } else if let Some(v) = line.strip_prefix("data: ") {
+                            data = serde_json::from_str(v).unwrap_or(Value::Null);
+                        }
+                    }
+                    if !name.is_empty() && tx.send((name, data)).is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(("closed".into(), Value::Null));
+        });
+        Ok(Self { task, events })
+    }
+
+    /// The next event named `name` (others are skipped).
+    async fn next(&mut self, name: &str) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .map_err(|_| anyhow::anyhow!("no {name} event in time"))?
+                .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
+            if ev.0 == name {
+                return Ok(ev.1);
+            }
+            anyhow::ensure!(ev.0 != "closed", "stream ended before a {name} event");
+        }
+    }
+}
+
+async fn settle(
+    cloud: &Cloud,
+    conn: &str,
+    message_id: &str,
+    status: &str,
+) -> anyhow::Result<(u16, Value)> {
+    let r = cloud
+        .http
+        .post(format!(
+            "{}/connect/ack?message_id={message_id}&status={status}",
+            cloud.base
+        ))
+        .bearer_auth(TOKEN)
+        .header("x-connection-id", conn)
+        .send()
+        .await?;
+    let s = r.status().as_u16();
+    Ok((s, r.json().await.unwrap_or(Value::Null)))
+}
+
+async fn stat(cloud: &Cloud, field: &str) -> u64 {
+    cloud
+        .stats(CH)
+        .await
+        .ok()
+        .and_then(|v| v[field].as_u64())
+        .unwrap_or(u64::MAX)
+}
+
+#[tokio::test]
+async fn a_connector_on_one_replica_receives_webhooks_posted_to_another() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let a = replica(&redis, json!({})).await?;
+    let b = replica(&redis, json!({})).await?;
+    let target = RecordingTarget::start().await?;
+    let conn = TestConnector::start(Transport::Ws, &a.base, CH, TOKEN, &target.url);
+    wait_until(WAIT, "connector connected", || async {
+        stat(&b, "connected_clients").await == 1
+    })
+    .await?;
+    let mut sent = HashSet::new();
+    for i in 0..20 {
+        let (s, v) = b.post("hook", &format!(r#"{{"i":{i}}}"#)).await?;
+        assert_eq!(s, 200, "{v}");
+        sent.insert(v["message_id"].as_str().unwrap().to_owned());
+    }
+    wait_until(
+        WAIT,
+        "every webhook delivered through replica A",
+        || async {
+            let seen: HashSet<String> = conn.message_ids().into_iter().collect();
+            sent.is_subset(&seen)
+        },
+    )
+    .await?;
+    wait_until(WAIT, "all settled, seen from replica B", || async {
+        stat(&b, "messages_acked").await == 20 && stat(&b, "messages_queued").await == 0
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_sse_ack_sent_to_another_replica_settles_the_lease() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let a = replica(&redis, json!({})).await?;
+    let b = replica(&redis, json!({})).await?;
+    let mut sse = Sse::open(&a.base, TOKEN).await?;
+    let conn = sse.next("connected").await?["connection_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (s, _) = b.post("hook", r#"{"n":1}"#).await?;
+    assert_eq!(s, 200);
+    let m1 = sse.next("webhook").await?["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, v) = settle(&b, &conn, &m1, "ack").await?;
+    assert_eq!((s, v["status"].as_str()), (200, Some("ok")), "{v}");
+    let (s, v) = settle(&b, &conn, &m1, "ack").await?;
+    assert_eq!(s, 404, "a second ACK is not in flight: {v}");
+
+    // NACK and extend through B need the current lease, which B checks in Redis.
+    b.post("hook", r#"{"n":2}"#).await?;
+    let m2 = sse.next("webhook").await?["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(settle(&b, &conn, &m2, "extend").await?.0, 200);
+    assert_eq!(settle(&b, &conn, &m2, "nack").await?.0, 200);
+    let again = sse.next("webhook").await?;
+    assert_eq!(again["message_id"].as_str(), Some(m2.as_str()));
+    assert_eq!(settle(&b, &conn, &m2, "ack").await?.0, 200);
+
+    // An unknown connection is still unknown everywhere.
+    assert_eq!(settle(&b, "sse_nope", &m2, "ack").await?.0, 404);
+    wait_until(WAIT, "settled everywhere", || async {
+        stat(&a, "messages_acked").await == 2
+            && stat(&a, "messages_in_flight").await == 0
+            && stat(&a, "messages_queued").await == 0
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_killed_replicas_leases_are_reclaimed_by_the_other() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let mut a = replica(&redis, json!({"ack_timeout_seconds": 5})).await?;
+    let b = replica(&redis, json!({"ack_timeout_seconds": 5})).await?;
+    let mut sse = Sse::open(&a.base, TOKEN).await?;
+    sse.next("connected").await?;
+    let (_, v) = b.post("hook", r#"{"lost":true}"#).await?;
+    let id = v["message_id"].as_str().unwrap().to_owned();
+    let first = sse.next("webhook").await?;
+    assert_eq!(first["message_id"].as_str(), Some(id.as_str()));
+    a.kill9(); // holds the lease, never ACKs, never releases
+
+    let target = RecordingTarget::start().await?;
+    let conn = TestConnector::start(Transport::Sse, &b.base, CH, TOKEN, &target.url);
+    wait_until(WAIT, "redelivered through replica B", || async {
+        conn.message_ids().contains(&id)
+    })
+    .await?;
+    let redelivered = conn.seen.lock()[0].clone();
+    assert_eq!(
+        redelivered["delivery_count"].as_u64(),
+        Some(2),
+        "{redelivered}"
+    );
+    wait_until(WAIT, "settled", || async {
+        stat(&b, "messages_acked").await == 1
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn token_rotation_on_one_replica_holds_on_the_other() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let a = replica(&redis, json!({})).await?;
+    let b = replica(&redis, json!({})).await?;
+    let mut old_stream = Sse::open(&b.base, TOKEN).await?;
+    old_stream.next("connected").await?;
+
+    let r = a
+        .http
+        .post(format!(
+            "{}/admin/webhook-connect/channels/{CH}/rotate-token",
+            a.base
+        ))
+        .bearer_auth(ADMIN)
+        .json(&json!({"grace_period_seconds": 0}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    let new_token = r.json::<Value>().await?["new_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // B closes the connection authenticated with the revoked token ...
+    let err = old_stream.next("error").await?;
+    assert_eq!(err["error"].as_str(), Some("token_revoked"), "{err}");
+    // ... refuses the old token and accepts the new one.
+    let status = |token: String| {
+        let http = b.http.clone();
+        let url = format!("{}/connect/status/{CH}", b.base);
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(status(TOKEN.to_owned()).await, 401);
+    assert_eq!(status(new_token.clone()).await, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redis_outage_answers_503_and_the_service_heals() -> anyhow::Result<()> {
+    let mut redis =
+        RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await?;
+    let b = replica(&redis, json!({})).await?;
+    assert_eq!(b.post("hook", r#"{"before":1}"#).await?.0, 200);
+
+    redis.kill9();
+    let (s, v) = b.post("hook", r#"{"during":1}"#).await?;
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(v["code"].as_str(), Some("buffer_unavailable"), "{v}");
+    let health = |cloud: &Cloud| {
+        let http = cloud.http.clone();
+        let url = format!("{}/health", cloud.base);
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    wait_until(WAIT, "health reports the buffer", || async {
+        let (s, v) = health(&b).await;
+        s == 503 && v["components"]["buffer"] == "unhealthy"
+    })
+    .await?;
+
+    redis.restart().await?;
+    wait_until(WAIT, "ingress accepts again", || async {
+        b.post("hook", r#"{"after":1}"#)
+            .await
+            .is_ok_and(|(s, _)| s == 200)
+    })
+    .await?;
+    wait_until(WAIT, "health recovers", || async {
+        let (s, v) = health(&b).await;
+        s == 200 && v["components"]["buffer"] == "healthy"
+    })
+    .await?;
+    assert!(stat(&b, "messages_received").await >= 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redis_crash_loses_no_acknowledged_webhook_with_appendfsync_always() -> anyhow::Result<()>
+{
+    let mut redis =
+        RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await?;
+    let a = replica(&redis, json!({"max_queue_size": 100000})).await?;
+    let b = replica(&redis, json!({"max_queue_size": 100000})).await?;
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut senders = Vec::new();
+    for w in 0..8 {
+        let base = if w % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
+        let (accepted, stop) = (accepted.clone(), stop.clone());
+        senders.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let mut i = 0u64;
+            while !stop.is_cancelled() {
+                i += 1;
+                if let Ok(r) = http
+                    .post(format!("{base}/webhook/hook"))
+                    .body(format!(r#"{{"w":{w},"i":{i}}}"#))
+                    .send()
+                    .await
+                    && r.status() == 200
+                    && let Ok(v) = r.json::<Value>().await
+                {
+                    accepted
+                        .lock()
+                        .push(v["message_id"].as_str().unwrap_or_default().to_owned());
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    wait_until(WAIT, "some webhooks accepted", || async {
+        accepted.lock().len() >= 300
+    })
+    .await?;
+    redis.kill9();
+    let before = accepted.lock().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.restart().await?;
+    wait_until(WAIT, "more accepted after the Redis restart", || async {
+        accepted.lock().len() >= before + 100
+    })
+    .await?;
+    stop.cancel();
+    for s in senders {
+        let _ = s.await;
+    }
+    let accepted: HashSet<String> = accepted.lock().iter().cloned().collect();
+    let target = RecordingTarget::start().await?;
+    let conn = TestConnector::start(Transport::Ws, &a.base, CH, TOKEN, &target.url);
+    wait_until(
+        Duration::from_secs(60),
+        "every accepted webhook delivered",
+        || async {
+            let seen: HashSet<String> = conn.message_ids().into_iter().collect();
+            accepted.is_subset(&seen)
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn rate_limits_are_shared_by_the_replicas() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let mut hook = connect_hook(CH, TOKEN, json!({}));
+    hook["rate_limit"] = json!({"max_requests": 3, "window_seconds": 60});
+    let env = [
+        ("WEBHOOK_CONNECT_REDIS_URL", redis.url.as_str()),
+        ("WEBHOOK_CONNECT_REDIS_PREFIX", "e2e"),
+    ];
+    let a = Cloud::start_with(json!({"hook": hook.clone()}), &env).await?;
+    let b = Cloud::start_with(json!({"hook": hook}), &env).await?;
+    assert_eq!(a.post("hook", r#"{"n":1}"#).await?.0, 200);
+    assert_eq!(b.post("hook", r#"{"n":2}"#).await?.0, 200);
+    assert_eq!(a.post("hook", r#"{"n":3}"#).await?.0, 200);
+    let r = b
+        .http
+        .post(format!("{}/webhook/hook", b.base))
+        .body(r#"{"n":4}"#)
+        .send()
+        .await?;
+    assert_eq!(
+        r.status(),
+        429,
+        "the fourth request within the window, on either replica"
+    );
+    let retry: u64 = r.headers()["retry-after"].to_str()?.parse()?;
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(a.post("hook", r#"{"n":5}"#).await?.0, 429);
+    assert_eq!(stat(&a, "messages_received").await, 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_admin_disconnect_on_one_replica_closes_the_connection_on_the_other()
+-> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let a = replica(&redis, json!({})).await?;
+    let b = replica(&redis, json!({})).await?;
+    let mut sse = Sse::open(&a.base, TOKEN).await?;
+    let conn = sse.next("connected").await?["connection_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, v) = b
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("/channels/{CH}/connections/{conn}"),
+        )
+        .await?;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (200, Some("disconnected")),
+        "{v}"
+    );
+    let err = sse.next("error").await?;
+    assert_eq!(
+        err["error"].as_str(),
+        Some("disconnected_by_admin"),
+        "{err}"
+    );
+    wait_until(WAIT, "deregistered everywhere", || async {
+        stat(&b, "connected_clients").await == 0
+    })
+    .await?;
+    let (s, _) = b
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("/channels/{CH}/connections/sse_00000000000000000000000000000000"),
+        )
+        .await?;
+    assert_eq!(s, 404);
+    Ok(())
+}

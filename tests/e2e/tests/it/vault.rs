@@ -1,0 +1,390 @@
+//! Vault secrets against a real OpenBao dev server (CONFIG.md §5): seed scenario 06 (all eight
+//! checks, rotation with the etcd re-put), live rotation without any configuration change, the
+//! last good value during an outage, KV v1 + AppRole + defaults with the file backend.
+
+use std::time::Duration;
+
+use connect_testkit::{EtcdServer, VaultServer, vault::ROOT_TOKEN, wait_until};
+use etcd_client::Client;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::harness::Cloud;
+
+const RELOAD_TOKEN: &str = "reload-token-for-tests";
+
+async fn post_with(c: &Cloud, id: &str, headers: &[(&str, &str)], body: &str) -> u16 {
+    let mut req = c
+        .http
+        .post(format!("{}/webhook/{id}", c.base))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+async fn bearer(c: &Cloud, id: &str, token: &str) -> u16 {
+    post_with(
+        c,
+        id,
+        &[("authorization", &format!("Bearer {token}"))],
+        "{}",
+    )
+    .await
+}
+
+async fn wait_bearer(c: &Cloud, id: &str, token: &str, want: u16) {
+    let r = wait_until(
+        Duration::from_secs(20),
+        &format!("{id} with {token} → {want}"),
+        || async move { bearer(c, id, token).await == want },
+    )
+    .await;
+    if let Err(e) = r {
+        panic!("{e}\n{}", c.proc.stderr_text());
+    }
+}
+
+fn sign(secret: &str, body: &str) -> String {
+    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(body.as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
+async fn health(c: &Cloud) -> Value {
+    c.http
+        .get(format!("{}/health", c.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn config_status(c: &Cloud) -> Value {
+    c.http
+        .get(format!("{}/admin/config-status", c.base))
+        .bearer_auth(RELOAD_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn auth_hook() -> String {
+    json!({"module": "log", "authorization": "Bearer {$vault:app/auth#webhook_token}"}).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_06_vault_and_etcd_secrets() {
+    let mut vault = VaultServer::start().await.unwrap();
+    vault.enable_kv("webhooks", 2).unwrap();
+    vault
+        .kv_put(
+            "webhooks",
+            "app/auth",
+            &[("webhook_token", "tok-1"), ("hmac_secret", "hmac-1")],
+        )
+        .unwrap();
+    let etcd = EtcdServer::start().await.unwrap();
+    let mut kv = Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    kv.put("/cwm/default/webhooks/vault_auth", auth_hook(), None)
+        .await
+        .unwrap();
+    kv.put(
+        "/cwm/default/webhooks/vault_hmac",
+        json!({"module": "log", "hmac": {"secret": "{$vault:app/auth#hmac_secret}",
+               "header": "X-HMAC-Signature", "algorithm": "sha256", "encoding": "hex"}})
+        .to_string(),
+        None,
+    )
+    .await
+    .unwrap();
+    kv.put(
+        "/cwm/default/webhooks/legacy_env",
+        json!({"module": "log", "authorization": "Bearer {$LEGACY_ENV_TOKEN}"}).to_string(),
+        None,
+    )
+    .await
+    .unwrap();
+    let c = Cloud::start_with(
+        json!({}),
+        &[
+            ("CONFIG_BACKEND", "etcd"),
+            ("ETCD_ENDPOINTS", &etcd.endpoint),
+            ("SECRETS_BACKEND", "vault"),
+            ("VAULT_ADDR", &vault.addr),
+            ("VAULT_TOKEN", ROOT_TOKEN),
+            ("VAULT_MOUNT_POINT", "webhooks"),
+            ("VAULT_CACHE_TTL_SECONDS", "1"),
+            ("LEGACY_ENV_TOKEN", "legacy-tok"),
+            ("CONFIG_RELOAD_ADMIN_TOKEN", RELOAD_TOKEN),
+        ],
+    )
+    .await
+    .unwrap();
+    // 3 first (it waits for the configuration), then 1 and 2.
+    wait_bearer(&c, "vault_auth", "tok-1", 200).await;
+    assert_eq!(
+        post_with(&c, "vault_auth", &[], "{}").await,
+        401,
+        "1. no token"
+    );
+    assert_eq!(
+        bearer(&c, "vault_auth", "wrong").await,
+        401,
+        "2. wrong token"
+    );
+    // 4–5. HMAC with the Vault secret.
+    let body = r#"{"event":"push"}"#;
+    assert_eq!(
+        post_with(
+            &c,
+            "vault_hmac",
+            &[("x-hmac-signature", &sign("wrong", body))],
+            body
+        )
+        .await,
+        401,
+        "4. wrong signature"
+    );
+    assert_eq!(
+        post_with(
+            &c,
+            "vault_hmac",
+            &[("x-hmac-signature", &sign("hmac-1", body))],
+            body
+        )
+        .await,
+        200,
+        "5. signature with the Vault secret"
+    );
+    // 6. Legacy env placeholder alongside Vault references.
+    assert_eq!(
+        bearer(&c, "legacy_env", "legacy-tok").await,
+        200,
+        "6. env placeholder"
+    );
+    // 7–8. Rotation: update Vault, re-publish the etcd entry.
+    vault
+        .kv_put(
+            "webhooks",
+            "app/auth",
+            &[("webhook_token", "tok-2"), ("hmac_secret", "hmac-1")],
+        )
+        .unwrap();
+    kv.put("/cwm/default/webhooks/vault_auth", auth_hook(), None)
+        .await
+        .unwrap();
+    wait_bearer(&c, "vault_auth", "tok-2", 200).await;
+    assert_eq!(
+        bearer(&c, "vault_auth", "tok-1").await,
+        401,
+        "7. old token rejected"
+    );
+    assert_eq!(
+        bearer(&c, "vault_auth", "tok-2").await,
+        200,
+        "8. new token accepted"
+    );
+    let h = health(&c).await;
+    assert_eq!(h["components"]["vault"], "healthy", "{h}");
+    assert_eq!(h["status"], "healthy", "{h}");
+
+    // Live rotation without any configuration change: the TTL refresh picks it up.
+    vault
+        .kv_put(
+            "webhooks",
+            "app/auth",
+            &[("webhook_token", "tok-3"), ("hmac_secret", "hmac-3")],
+        )
+        .unwrap();
+    wait_bearer(&c, "vault_auth", "tok-3", 200).await;
+    assert_eq!(bearer(&c, "vault_auth", "tok-2").await, 401);
+    assert_eq!(
+        post_with(
+            &c,
+            "vault_hmac",
+            &[("x-hmac-signature", &sign("hmac-3", body))],
+            body
+        )
+        .await,
+        200
+    );
+
+    // Outage: the last good value stays in force and the failure is reported.
+    vault.kill9();
+    wait_until(
+        Duration::from_secs(20),
+        "vault reported degraded",
+        || async { health(&c).await["components"]["vault"] == "degraded" },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        bearer(&c, "vault_auth", "tok-3").await,
+        200,
+        "last good value kept"
+    );
+    let st = config_status(&c).await;
+    assert_eq!(st["vault"]["status"], "degraded", "{st}");
+    let failing: Vec<&str> = st["vault"]["failing_refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(failing.contains(&"app/auth#webhook_token"), "{st}");
+    assert_eq!(health(&c).await["status"], "degraded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv1_with_approle_defaults_and_unresolved_references() {
+    let vault = VaultServer::start().await.unwrap();
+    vault.enable_kv("kv1", 1).unwrap();
+    vault
+        .kv_put(
+            "kv1",
+            "svc/tokens",
+            &[("api", "kv1-token"), ("rotating", "r-1")],
+        )
+        .unwrap();
+    let (role_id, secret_id) = vault.approle("cloud").unwrap();
+    let hooks = json!({
+        "from_kv1": {"module": "log", "authorization": "Bearer {$vault:svc/tokens#api}"},
+        "embedded": {"module": "log", "header_auth": {"header_name": "X-Key", "api_key": "k-{$vault:svc/tokens#rotating}-{$SUFFIX:s}"}},
+        "with_default": {"module": "log", "authorization": "Bearer {$vault:svc/absent#token:dev-default}"},
+        "unresolved": {"module": "log", "authorization": "Bearer {$vault:svc/tokens#no_such_field}"},
+    });
+    let c = Cloud::start_with(
+        hooks,
+        &[
+            ("SECRETS_BACKEND", "vault"),
+            ("VAULT_ADDR", &vault.addr),
+            ("VAULT_ROLE_ID", &role_id),
+            ("VAULT_SECRET_ID", &secret_id),
+            ("VAULT_MOUNT_POINT", "kv1"),
+            ("VAULT_KV_VERSION", "1"),
+            ("VAULT_CACHE_TTL_SECONDS", "1"),
+            ("CONFIG_RELOAD_ADMIN_TOKEN", RELOAD_TOKEN),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        bearer(&c, "from_kv1", "kv1-token").await,
+        200,
+        "{}",
+        c.proc.stderr_text()
+    );
+    assert_eq!(bearer(&c, "from_kv1", "other").await, 401);
+    assert_eq!(
+        post_with(&c, "embedded", &[("x-key", "k-r-1-s")], "{}").await,
+        200
+    );
+    assert_eq!(bearer(&c, "with_default", "dev-default").await, 200);
+    assert_eq!(
+        bearer(&c, "unresolved", "x").await,
+        503,
+        "unresolvable reference disables the entry"
+    );
+    let st = config_status(&c).await;
+    assert!(
+        st["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["webhook"] == "unresolved"),
+        "{st}"
+    );
+    // Rotation of a KV v1 secret reaches the embedded reference without a file change.
+    vault
+        .kv_put(
+            "kv1",
+            "svc/tokens",
+            &[("api", "kv1-token"), ("rotating", "r-2")],
+        )
+        .unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "embedded value rotated",
+        || async { post_with(&c, "embedded", &[("x-key", "k-r-2-s")], "{}").await == 200 },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        post_with(&c, "embedded", &[("x-key", "k-r-1-s")], "{}").await,
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_channel_token_closes_old_connections_and_admits_the_new_one() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let vault = VaultServer::start().await.unwrap();
+    vault
+        .kv_put(
+            "secret",
+            "connect/team",
+            &[("channel_token", "channel-token-one-xyz")],
+        )
+        .unwrap();
+    let hooks = json!({"relay": {"module": "webhook_connect", "module-config": {
+        "channel": "team", "channel_token": "{$vault:connect/team#channel_token}"}}});
+    let c = Cloud::start_with(
+        hooks,
+        &[
+            ("SECRETS_BACKEND", "vault"),
+            ("VAULT_ADDR", &vault.addr),
+            ("VAULT_TOKEN", ROOT_TOKEN),
+            ("VAULT_CACHE_TTL_SECONDS", "1"),
+        ],
+    )
+    .await
+    .unwrap();
+    let connect = |token: &'static str| {
+        let url = format!("{}/connect/stream/team", c.ws_base());
+        async move {
+            let mut req = url.into_client_request().unwrap();
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            tokio_tungstenite::connect_async(req).await
+        }
+    };
+    let (mut ws, _) = connect("channel-token-one-xyz").await.unwrap();
+    vault
+        .kv_put(
+            "secret",
+            "connect/team",
+            &[("channel_token", "channel-token-two-xyz")],
+        )
+        .unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Close(Some(f)) = m {
+                return Some(u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(4005), "{}", c.proc.stderr_text());
+    assert!(
+        connect("channel-token-one-xyz").await.is_err(),
+        "old token refused"
+    );
+    assert!(
+        connect("channel-token-two-xyz").await.is_ok(),
+        "new token admitted"
+    );
+}

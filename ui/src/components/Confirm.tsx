@@ -1,0 +1,71 @@
+// An in-page confirmation dialog (native confirm() is unreliable in webviews and blocks tests).
+import { useEffect, useRef, useState } from "preact/hooks";
+
+export interface ConfirmOptions {
+  title: string;
+  body?: string;
+  confirm?: string;
+  danger?: boolean;
+}
+
+type Pending = ConfirmOptions & { resolve: (ok: boolean) => void };
+let show: ((p: Pending) => void) | null = null;
+
+export function confirmDialog(opts: ConfirmOptions): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (!show) resolve(false);
+    else show({ ...opts, resolve });
+  });
+}
+
+export function ConfirmHost() {
+  const [pending, setPending] = useState<Pending | null>(null);
+  const cancelRef = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    show = setPending;
+    return () => {
+      show = null;
+    };
+  }, []);
+  useEffect(() => {
+    if (!pending) return;
+    cancelRef.current?.focus();
+    // On the document, so Escape works even before focus has moved into the dialog.
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === "Escape") {
+        pending.resolve(false);
+        setPending(null);
+      }
+    };
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, [pending]);
+  if (!pending) return null;
+  const close = (ok: boolean) => {
+    pending.resolve(ok);
+    setPending(null);
+  };
+  return (
+    <div class="modal-backdrop" onClick={() => close(false)}>
+      <div
+        class="modal"
+        role="alertdialog"
+        aria-modal="true"
+        aria-labelledby="confirm-title"
+        data-testid="confirm-dialog"
+        onClick={(e) => e.stopPropagation()}
+      >
+        <h2 id="confirm-title">{pending.title}</h2>
+        {pending.body && <p>{pending.body}</p>}
+        <div class="actions end">
+          <button type="button" class="btn" ref={cancelRef} data-testid="confirm-cancel" onClick={() => close(false)}>
+            Cancel
+          </button>
+          <button type="button" class={`btn ${pending.danger ? "danger-fill" : "primary"}`} data-testid="confirm-ok" onClick={() => close(true)}>
+            {pending.confirm ?? "OK"}
+          </button>
+        </div>
+      </div>
+    </div>
+  );
+}

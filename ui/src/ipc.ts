@@ -1,0 +1,61 @@
+// Every call to the Rust backend goes through this module, so tests can mock one place.
+import { invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type { AppSettings, AppSnapshot, ChannelInput, ChannelSettings, NavigateView } from "./generated/app";
+import type { EventDetail, EventSummary, ReplayRequest } from "./generated/engine";
+import type { DeadLetterList } from "./generated/protocol";
+
+/** Commands reject with a string; anything else is turned into one so the UI can show it. */
+export function errorMessage(e: unknown): string {
+  if (typeof e === "string") return e;
+  if (e instanceof Error) return e.message;
+  if (e && typeof e === "object" && "message" in e && typeof e.message === "string") return e.message;
+  try {
+    return JSON.stringify(e);
+  } catch {
+    return String(e);
+  }
+}
+
+async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (e) {
+    throw new Error(errorMessage(e));
+  }
+}
+
+export const ipc = {
+  getSnapshot: () => call<AppSnapshot>("get_snapshot"),
+  onSnapshot: (handler: (s: AppSnapshot) => void): Promise<UnlistenFn> =>
+    listen<AppSnapshot>("snapshot", (event) => handler(event.payload)),
+
+  listChannels: () => call<ChannelSettings[]>("list_channels"),
+  saveChannel: (input: ChannelInput) => call<ChannelSettings>("save_channel", { input }),
+  removeChannel: (key: string) => call<null>("remove_channel", { key }),
+  setChannelEnabled: (key: string, enabled: boolean) => call<null>("set_channel_enabled", { key, enabled }),
+  setPaused: (paused: boolean) => call<null>("set_paused", { paused }),
+
+  listEvents: (key: string) => call<EventSummary[]>("list_events", { key }),
+  getEvent: (key: string, message_id: string) => call<EventDetail>("get_event", { key, message_id }),
+  replayEvent: (request: ReplayRequest) => call<EventDetail>("replay_event", { request }),
+
+  listDeadLetters: (key: string, limit: number, offset: number) =>
+    call<DeadLetterList>("list_dead_letters", { key, limit, offset }),
+  replayDeadLetter: (key: string, message_id: string) => call<unknown>("replay_dead_letter", { key, message_id }),
+  deleteDeadLetter: (key: string, message_id: string) => call<unknown>("delete_dead_letter", { key, message_id }),
+  purgeDeadLetters: (key: string) => call<number>("purge_dead_letters", { key }),
+
+  getSettings: () => call<AppSettings>("get_settings"),
+  /** Resolves to the settings as stored (null from a backend that answers nothing). */
+  saveSettings: (settings: AppSettings) => call<AppSettings | null>("save_settings", { settings }),
+
+  /** The view the tray asked for before the window existed; asked once at start. */
+  takePendingView: () => call<NavigateView | null>("take_pending_view"),
+  onNavigate: (handler: (v: NavigateView) => void): Promise<UnlistenFn> =>
+    listen<NavigateView>("navigate", (event) => handler(event.payload)),
+  /** Closes the window like its close button (light mode: the webview is destroyed). */
+  closeWindow: () => call<null>("close_window"),
+};
+
+export type Ipc = typeof ipc;

@@ -1,0 +1,6 @@
+// Injected into the built app by the browser tests before any app script runs.
+// `?tick=0` in the page URL: no `snapshot` events, so the app must fall back to polling.
+import { installFakeBackend } from "../fake-backend";
+
+const params = new URLSearchParams(location.search);
+installFakeBackend({ tick: params.get("tick") !== "0", traffic: params.get("traffic") === "1" });
