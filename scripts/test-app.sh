@@ -10,6 +10,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-app}"
+# Full debug info makes every Tauri binary ~450 MB; line tables keep backtraces usable.
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 E2E=1
 UI_BUILD=1
 for a in "$@"; do
@@ -54,17 +56,15 @@ fi
 echo "== fmt, clippy, unit tests"
 cargo fmt -p webhook-connect-app -- --check
 cargo clippy -p webhook-connect-app --all-targets -- -D warnings
-# The cloud binary for the end-to-end test, built into the same target dir.
-cargo build -p webhook-connect-app -p connect-cloud --bins
 cargo test -p webhook-connect-app --lib
+# The cloud binary for the end-to-end test, built into the same target dir.
+cargo build -p connect-cloud --bin webhook-connect-cloud
 
 if ((E2E)); then
   echo "== end to end under Xvfb + D-Bus (tauri-driver, WebKitWebDriver, gnome-keyring)"
   mkdir -p docs/screenshots
-  # A fresh HOME keeps gnome-keyring, the autostart entry and settings.toml away from the user's;
-  # cargo and rustup keep their own homes.
-  export CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}"
-  export WEBHOOK_CONNECT_APP_BIN="$CARGO_TARGET_DIR/debug/webhook-connect-app"
+  # The test gives the app (through tauri-driver) a fresh HOME / XDG_CONFIG_HOME and starts
+  # gnome-keyring-daemon there, inside this D-Bus session.
   xvfb-run -a -s "-screen 0 1400x900x24" dbus-run-session -- \
     cargo test -p webhook-connect-app --test webdriver -- --ignored --nocapture --test-threads=1
   echo "screenshots: $(ls docs/screenshots | tr '\n' ' ')"

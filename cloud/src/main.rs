@@ -1,5 +1,6 @@
 //! `webhook-connect-cloud`: parse and validate settings and configuration, open the buffer,
-//! bind, serve until SIGINT/SIGTERM.
+//! bind, serve until SIGINT/SIGTERM. `webhook-connect-cloud healthcheck [PATH]` probes a running
+//! instance instead (container HEALTHCHECK without a shell or curl).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,6 +17,12 @@ const EXIT_CONFIG: u8 = 64;
 const EXIT_UNAVAILABLE: u8 = 69;
 
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "healthcheck")
+    {
+        return healthcheck(std::env::args().nth(2));
+    }
     let mut settings = match Settings::try_parse() {
         Ok(s) => s,
         Err(e)
@@ -97,6 +104,61 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `webhook-connect-cloud healthcheck [PATH]`: GETs `PATH` (default `/health`) from the
+/// address in `WEBHOOK_CONNECT_LISTEN` and exits 0 on a 2xx answer, 1 otherwise. For container
+/// HEALTHCHECKs: the runtime image has neither a shell nor curl.
+fn healthcheck(path: Option<String>) -> ExitCode {
+    use std::io::{Read, Write};
+    let listen = std::env::var(env::LISTEN)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "127.0.0.1:8000".into());
+    let path = path.unwrap_or_else(|| "/health".into());
+    let probe = || -> Result<String, String> {
+        let mut addr: std::net::SocketAddr = listen
+            .trim()
+            .parse()
+            .map_err(|e| format!("{listen}: {e}"))?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let timeout = std::time::Duration::from_secs(5);
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| format!("{addr}: {e}"))?;
+        s.set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
+        let mut head = Vec::new();
+        s.take(64 * 1024)
+            .read_to_end(&mut head)
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&head);
+        Ok(text.lines().next().unwrap_or_default().to_owned())
+    };
+    match probe() {
+        Ok(line)
+            if line
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|c| c.starts_with('2')) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Ok(line) => {
+            eprintln!("healthcheck: GET {path}: {line}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("healthcheck: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Redis backend options from the settings (CONFIG.md §1.3).

@@ -8,7 +8,8 @@ idle and while forwarding 100 webhooks/s.
 
 Run inside a display and a D-Bus session, from the repository root, after building:
   xvfb-run -a -s "-screen 0 1400x900x24" dbus-run-session -- python3 desktop/app/bench/measure.py
-Environment: APP (app binary), CLOUD (cloud binary), SECONDS (load duration, default 30).
+Environment: APP (app binary), CLOUD (cloud binary), SECONDS_LOAD (load duration, default 30),
+SCENARIOS (comma list of window_open, light_mode).
 """
 
 import http.client
@@ -238,7 +239,10 @@ def main():
             except Exception:
                 time.sleep(0.1)
         out = {}
+        wanted = os.environ.get("SCENARIOS", "window_open,light_mode").split(",")
         for name, window in (("window_open", True), ("light_mode", False)):
+            if name not in wanted:
+                continue
             out[name] = run_app(home, window, base, cloud_port)
             print(name, json.dumps(out[name], indent=1), flush=True)
         print(json.dumps(out))

@@ -469,8 +469,14 @@ fn apply_autostart<R: Runtime>(app: &AppHandle<R>, on: bool) {
     }
 }
 
-/// Runs a tray action. Public so tests and the bench can drive the menu without a tray host.
+/// Runs a tray action off the main thread (menu events arrive on it; keyring and engine calls
+/// may block briefly, and the tray is rebuilt from the ticker's side).
 pub fn handle_menu<R: Runtime>(app: &AppHandle<R>, action: MenuAction) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move { run_menu_action(&app, action) });
+}
+
+fn run_menu_action<R: Runtime>(app: &AppHandle<R>, action: MenuAction) {
     let st = app.state::<AppState>();
     let core = st.core.clone();
     match action {

@@ -1,18 +1,38 @@
 //! `webhook-connect`: the headless connector. Flags > `CONNECTOR_*` env > config file >
 //! defaults (CONFIG.md §7); exit 64 on invalid configuration, 0 after a graceful stop on
 //! SIGINT/SIGTERM, 1 on a fatal error.
+//!
+//! A running connector serves a loopback control endpoint; `webhook-connect status`, `events`
+//! and `replay <message-id>` talk to it.
+
+mod control;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use connect_engine::config::{self, LogFormat, Overrides, Sources};
 use connect_engine::{DEFAULT_GRACE, Engine};
 
 #[derive(Debug, Parser)]
 #[command(name = "webhook-connect", version, about = "Webhook Connect connector")]
 struct Cli {
-    /// Configuration file (.json).
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Control endpoint of the running connector (loopback), or `off`.
+    #[arg(
+        long,
+        env = "CONNECTOR_CONTROL_LISTEN",
+        default_value = "127.0.0.1:0",
+        global = true
+    )]
+    control_listen: String,
+    /// Where the running connector writes its control URL and token (mode 0600), and where
+    /// `status`, `events` and `replay` read them. Default:
+    /// `$XDG_RUNTIME_DIR/webhook-connect/control.json` or `~/.cache/webhook-connect/control.json`.
+    #[arg(long, env = "CONNECTOR_CONTROL_FILE", global = true)]
+    control_file: Option<PathBuf>,
+    /// Configuration file (.json, .yaml or .yml).
     #[arg(long)]
     config: Option<PathBuf>,
     #[arg(long)]
@@ -73,6 +93,51 @@ struct Cli {
     target_url: Option<String>,
 }
 
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Shows every channel of the running connector: state, counters, latency, queue depth.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists the recent webhooks of the running connector (newest first).
+    Events {
+        /// Only this channel (its key: the channel name).
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-sends a webhook from the running connector's history to its target or another URL.
+    Replay {
+        message_id: String,
+        /// Send to this URL instead of the original target.
+        #[arg(long)]
+        target: Option<String>,
+        /// `Name: value` replaces that header (`Name:` removes it); repeatable.
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// Replace the body with this file's bytes.
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stores a channel token (read from stdin) in the OS keyring for `token_ref = "keyring"`
+    /// (service `webhook-connect`, account `channel:<origin>/<channel>`); `--admin` stores the
+    /// cloud's admin token (`admin:<origin>`); `--delete` removes the entry.
+    StoreToken {
+        #[arg(long = "for-cloud")]
+        cloud: String,
+        #[arg(long = "for-channel", required_unless_present = "admin")]
+        channel_name: Option<String>,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        delete: bool,
+    },
+}
+
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
@@ -84,10 +149,28 @@ fn main() -> ExitCode {
             return ExitCode::from(if code == 0 { 0 } else { EXIT_CONFIG });
         }
     };
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let control_file = cli
+        .control_file
+        .clone()
+        .or_else(|| control::default_file(&env));
+    if let Some(Cmd::StoreToken {
+        cloud,
+        channel_name,
+        admin,
+        delete,
+    }) = &cli.cmd
+    {
+        return store_token(cloud, channel_name.as_deref(), *admin, *delete);
+    }
+    if let Some(cmd) = cli.cmd {
+        return client_main(cmd, control_file);
+    }
+    let control_listen = cli.control_listen.clone();
     let token_flag = cli.token.is_some();
     let sources = Sources {
         config_file: cli.config.clone(),
-        env: std::env::vars().collect(),
+        env,
         flags: Overrides {
             cloud_url: cli.cloud_url,
             channel: cli.channel,
@@ -140,10 +223,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    rt.block_on(run(cfg))
+    rt.block_on(run(cfg, control_listen, control_file))
 }
 
-async fn run(cfg: connect_engine::ConnectorConfig) -> ExitCode {
+async fn run(
+    cfg: connect_engine::ConnectorConfig,
+    control_listen: String,
+    control_file: Option<PathBuf>,
+) -> ExitCode {
     // Handlers are installed before anything starts, so an early signal still stops gracefully.
     let mut signals = match Signals::install() {
         Ok(s) => s,
@@ -161,6 +248,18 @@ async fn run(cfg: connect_engine::ConnectorConfig) -> ExitCode {
         }
     };
     tracing::info!("webhook-connect started");
+    let _control = if control_listen.eq_ignore_ascii_case("off") {
+        None
+    } else {
+        match control::start(handle.clone(), &control_listen, control_file).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("webhook-connect: invalid configuration: {e}");
+                handle.shutdown(DEFAULT_GRACE).await;
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    };
     signals.recv().await;
     tracing::info!("stopping: finishing in-flight deliveries");
     handle.shutdown(DEFAULT_GRACE).await;
@@ -222,5 +321,242 @@ fn init_logging(level: &str, format: LogFormat) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+fn store_token(cloud: &str, channel: Option<&str>, admin: bool, delete: bool) -> ExitCode {
+    use connect_engine::keyring;
+    let account = match (admin, channel) {
+        (true, _) => keyring::admin_account(cloud),
+        (false, Some(c)) => keyring::channel_account(cloud, c),
+        (false, None) => Err("--for-channel is required".into()),
+    };
+    let account = match account {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("webhook-connect: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = if delete {
+        keyring::delete(&account)
+    } else {
+        let mut token = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut token) {
+            eprintln!("webhook-connect: reading the token from stdin: {e}");
+            return ExitCode::from(1);
+        }
+        let token = token.trim();
+        if token.is_empty() {
+            eprintln!("webhook-connect: no token on stdin");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        keyring::write(&account, token)
+    };
+    match result {
+        Ok(()) => {
+            eprintln!(
+                "{} {account:?} in the OS keyring (service {:?})",
+                if delete { "removed" } else { "stored" },
+                keyring::SERVICE
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("webhook-connect: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn client_main(cmd: Cmd, control_file: Option<PathBuf>) -> ExitCode {
+    let Some(file) = control_file else {
+        eprintln!("webhook-connect: no control file: set --control-file (or HOME)");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let info = match control::read_info(&file) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("webhook-connect: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("webhook-connect: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let client = control::Client::new(info);
+    match rt.block_on(client_cmd(&client, cmd)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("webhook-connect: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1} ms"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+async fn client_cmd(client: &control::Client, cmd: Cmd) -> Result<ExitCode, String> {
+    use base64::Engine as _;
+    match cmd {
+        Cmd::StoreToken { .. } => Ok(ExitCode::from(EXIT_CONFIG)),
+        Cmd::Status { json } => {
+            let status = client.status().await?;
+            if json {
+                print_json(&status)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for s in status {
+                let c = &s.counters;
+                println!(
+                    "{}  {:?}{}  transport={}",
+                    s.key,
+                    s.state,
+                    s.last_error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default(),
+                    opt(s.transport.map(|t| format!("{t:?}").to_lowercase())),
+                );
+                println!(
+                    "  received={} delivered={} failed={} retried={} dead_lettered={} in_flight={}",
+                    c.received, c.delivered, c.failed, c.retried, c.dead_lettered, s.in_flight
+                );
+                println!(
+                    "  latency p50={} p90={} p99={} over {} deliveries (last 10 min)",
+                    ms(s.latency.p50_ms),
+                    ms(s.latency.p90_ms),
+                    ms(s.latency.p99_ms),
+                    s.latency.samples
+                );
+                match &s.queue {
+                    Some(q) => println!(
+                        "  cloud queue: pending={} in_flight={} delayed={} dead_letters={} (at {})",
+                        q.pending, q.in_flight, q.delayed, q.dead_letters, q.at
+                    ),
+                    None => println!("  cloud queue: not read yet"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Events { channel, json } => {
+            let all = client.events(channel.as_deref()).await?;
+            if json {
+                print_json(&all)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for ch in all {
+                println!("{} ({} events)", ch.key, ch.events.len());
+                for e in ch.events {
+                    println!(
+                        "  {}  {}  {:<10} {} {} -> {} {:?} {:.1} ms{}",
+                        e.received_at,
+                        e.message_id,
+                        e.webhook_id,
+                        opt(e.method),
+                        opt(e.path),
+                        opt(e.response_status),
+                        e.outcome,
+                        e.duration_ms,
+                        e.replay_of
+                            .map(|r| format!(" (replay of {r})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Replay {
+            message_id,
+            target,
+            headers,
+            body_file,
+            json,
+        } => {
+            let headers = if headers.is_empty() {
+                None
+            } else {
+                let original = client.event(&message_id).await?;
+                let mut list = original.request.headers;
+                for h in &headers {
+                    let (name, value) = h
+                        .split_once(':')
+                        .ok_or_else(|| format!("--header {h:?}: expected `Name: value`"))?;
+                    let name = name.trim();
+                    list.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+                    let value = value.trim();
+                    if !value.is_empty() {
+                        list.push((name.to_owned(), value.to_owned()));
+                    }
+                }
+                Some(list)
+            };
+            let body_base64 = match body_file {
+                None => None,
+                Some(p) => Some(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?),
+                ),
+            };
+            let d = client
+                .replay(&connect_engine::ReplayRequest {
+                    key: String::new(),
+                    message_id,
+                    target_url: target,
+                    headers,
+                    body_base64,
+                })
+                .await?;
+            if json {
+                print_json(&d)?;
+            } else {
+                let last = d.attempts.last();
+                println!(
+                    "{} (replay of {}) -> {}: {} in {:.1} ms, {:?}",
+                    d.summary.message_id,
+                    opt(d.summary.replay_of.as_deref()),
+                    opt(d.summary.target_url.as_deref()),
+                    match (
+                        last.and_then(|a| a.status),
+                        last.and_then(|a| a.error.clone())
+                    ) {
+                        (Some(s), _) => format!("HTTP {s}"),
+                        (None, Some(e)) => e,
+                        (None, None) => "no answer".into(),
+                    },
+                    d.summary.duration_ms,
+                    d.summary.outcome
+                );
+            }
+            Ok(
+                if d.summary.outcome == connect_engine::api::Outcome::Delivered {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                },
+            )
+        }
     }
 }

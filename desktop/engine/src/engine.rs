@@ -272,6 +272,8 @@ struct ChannelCtx {
     token: Mutex<String>,
     env: BTreeMap<String, String>,
     cloud: reqwest::Client,
+    /// TLS for `wss://` links (an `https://` cloud_url), with the HTTP client's settings.
+    ws_tls: Option<Arc<rustls::ClientConfig>>,
     target_clients: HashMap<String, reqwest::Client>,
     /// For replays to another URL.
     plain_client: reqwest::Client,
@@ -324,6 +326,218 @@ struct Session {
     result: Result<End, ConnError>,
 }
 
+/// The rustls settings of `wss://` links, matching the cloud HTTP client's: webpki roots plus
+/// `ca_cert_path`, no verification when `verify_ssl` is false, the client certificate. The ring
+/// provider is named explicitly (as reqwest does), so no process-wide default is needed even when
+/// another crate enables a second rustls provider.
+fn ws_tls_config(cfg: &ChannelConfig) -> Result<Arc<rustls::ClientConfig>, EngineError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| EngineError(format!("TLS: {e}")))?;
+    let builder = if cfg.verify_ssl {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(ca) = &cfg.ca_cert_path {
+            let err = |e: String| EngineError(format!("ca_cert_path {}: {e}", ca.display()));
+            let certs = CertificateDer::pem_file_iter(ca)
+                .map_err(|e| err(e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(err("no certificate in the file".into()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| err(e.to_string()))?;
+            }
+        }
+        builder.with_root_certificates(roots)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+    };
+    let config = match (&cfg.client_cert_path, &cfg.client_key_path) {
+        (Some(c), Some(k)) => {
+            let chain = CertificateDer::pem_file_iter(c)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| EngineError(format!("{}: {e}", c.display())))?;
+            let key = PrivateKeyDer::from_pem_file(k)
+                .map_err(|e| EngineError(format!("{}: {e}", k.display())))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| EngineError(format!("client certificate: {e}")))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// `verify_ssl = false`: any certificate is accepted (signatures are still checked).
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The proxy for the cloud (CONFIG.md §7.2): `HTTPS_PROXY` for an `https` cloud_url, `HTTP_PROXY`
+/// for `http` (upper or lower case), unless `NO_PROXY` names the host. Read from the injected
+/// environment, then from the process's (as reqwest would).
+fn cloud_proxy(cloud_url: &str, env: &BTreeMap<String, String>) -> Option<String> {
+    let var = |k: &str| {
+        env.get(k)
+            .cloned()
+            .or_else(|| std::env::var(k).ok())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let (scheme, rest) = cloud_url.split_once("://")?;
+    let proxy = if scheme.eq_ignore_ascii_case("https") {
+        var("HTTPS_PROXY").or_else(|| var("https_proxy"))
+    } else {
+        var("HTTP_PROXY").or_else(|| var("http_proxy"))
+    }?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    }
+    .to_ascii_lowercase();
+    let no_proxy = var("NO_PROXY")
+        .or_else(|| var("no_proxy"))
+        .unwrap_or_default();
+    let bypass = no_proxy.split(',').map(str::trim).any(|e| {
+        let e = e.trim_start_matches('.').to_ascii_lowercase();
+        e == "*" || (!e.is_empty() && (host == e || host.ends_with(&format!(".{e}"))))
+    });
+    (!bypass).then_some(proxy)
+}
+
+/// Opens a `CONNECT` tunnel to `host:port` through an `http://[user:pass@]host:port` proxy.
+async fn connect_tunnel(
+    proxy: &str,
+    host: &str,
+    port: u16,
+) -> Result<tokio::net::TcpStream, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = match proxy.split_once("://") {
+        None => proxy,
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        Some(_) => {
+            return Err(format!(
+                "proxy {proxy:?}: only http:// proxies carry WebSocket links"
+            ));
+        }
+    };
+    let rest = rest.split('/').next().unwrap_or_default();
+    let (auth, addr) = match rest.rsplit_once('@') {
+        Some((a, h)) => (Some(a), h),
+        None => (None, rest),
+    };
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("proxy {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let target = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(a) = auth {
+        let plain = percent_encoding::percent_decode_str(a).decode_utf8_lossy();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(plain.as_bytes());
+        head.push_str(&format!("Proxy-Authorization: Basic {b64}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("proxy {addr}: {e}"))?;
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        if answer.len() > 16 * 1024 {
+            return Err(format!("proxy {addr}: answer head too long"));
+        }
+        match stream.read(&mut byte).await {
+            Ok(1) => answer.push(byte[0]),
+            Ok(_) => return Err(format!("proxy {addr} closed the connection")),
+            Err(e) => return Err(format!("proxy {addr}: {e}")),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.lines().next().unwrap_or_default().trim().to_owned();
+    let ok = status
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|c| c.starts_with('2') && c.len() == 3);
+    if !ok {
+        return Err(format!("proxy {addr} refused the tunnel: {status}"));
+    }
+    Ok(stream)
+}
+
+/// An error with its causes: reqwest's own message hides them ("error sending request for
+/// url"), which would leave a TLS or proxy failure unexplained in `last_error`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 fn target_client(verify_tls: bool) -> Result<reqwest::Client, EngineError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -354,6 +568,14 @@ impl ChannelCtx {
                 .map_err(|e| EngineError(format!("client certificate: {e}")))?;
             b = b.identity(id);
         }
+        // The proxy is chosen here (from the injected environment first) rather than by reqwest
+        // from the process environment, so that WebSocket links use the same one.
+        b = b.no_proxy();
+        if let Some(p) = cloud_proxy(&cfg.cloud_url, &inner.env) {
+            let proxy =
+                reqwest::Proxy::all(&p).map_err(|e| EngineError(format!("proxy {p:?}: {e}")))?;
+            b = b.proxy(proxy);
+        }
         let cloud = b
             .build()
             .map_err(|e| EngineError(format!("HTTP client: {e}")))?;
@@ -381,10 +603,16 @@ impl ChannelCtx {
                 Some(Arc::new(m))
             }
         };
+        let ws_tls = if cfg.cloud_url.starts_with("https://") {
+            Some(ws_tls_config(&cfg)?)
+        } else {
+            None
+        };
         Ok(Self {
             token: Mutex::new(cfg.token.clone()),
             env: inner.env.clone(),
             cloud,
+            ws_tls,
             target_clients,
             plain_client: target_client(true)?,
             target_limits,
@@ -1098,29 +1326,19 @@ async fn channel_loop(ctx: Arc<ChannelCtx>) {
                 continue;
             }
             Ok(End::Closed(Some(4005), reason)) => {
-                let fresh = ctx.cfg.token_ref.as_deref().and_then(|r| {
-                    crate::config::resolve_token_ref(
-                        r,
-                        &ctx.env,
-                        &ctx.cfg.cloud_url,
-                        &ctx.cfg.channel,
-                    )
-                    .ok()
-                });
-                match fresh {
-                    Some(t) if t != ctx.token() => {
-                        *ctx.token.lock() = t;
-                        tracing::warn!(channel = %ctx.cfg.channel, "token revoked; reloaded it from token_ref");
-                    }
-                    _ => {
-                        tracing::error!(channel = %ctx.cfg.channel, "token revoked (4005): stopping this channel");
-                        ctx.set_state(
-                            ChannelState::AuthFailed,
-                            Some(format!("token revoked: {reason}")),
-                        );
-                        ctx.tokens.intake.cancelled().await;
-                        return;
-                    }
+                if reload_token(&ctx) {
+                    tracing::warn!(channel = %ctx.cfg.channel, "token revoked; reloaded it from token_ref");
+                    wait = jitter(backoff.initial);
+                } else {
+                    tracing::error!(channel = %ctx.cfg.channel, "token revoked (4005): stopping this channel");
+                    ctx.set_state(
+                        ChannelState::AuthFailed,
+                        Some(format!(
+                            "token revoked (4005 {reason}): the channel is stopped until it is given the new token"
+                        )),
+                    );
+                    ctx.tokens.intake.cancelled().await;
+                    return;
                 }
             }
             Ok(End::Closed(Some(4006), reason)) => {
@@ -1145,6 +1363,15 @@ async fn channel_loop(ctx: Arc<ChannelCtx>) {
             Ok(End::HeartbeatTimeout) => {
                 tracing::warn!(channel = %ctx.cfg.channel, "nothing from the cloud for heartbeat_timeout; reconnecting");
                 ctx.set_state(ChannelState::Connecting, Some("heartbeat timeout".into()));
+            }
+            Err(ConnError::Auth(e)) if reload_token(&ctx) => {
+                // Rotated while the link was down (no 4005 arrived): the new token is in the source.
+                tracing::warn!(channel = %ctx.cfg.channel, error = %e, "token rejected; reloaded it from token_ref");
+                ctx.set_state(
+                    ChannelState::Connecting,
+                    Some(format!("{e}; reloaded the token from token_ref")),
+                );
+                wait = jitter(backoff.initial);
             }
             Err(ConnError::Auth(e)) => {
                 tracing::error!(channel = %ctx.cfg.channel, error = %e, "authentication failed; retrying slowly");
@@ -1183,6 +1410,25 @@ async fn channel_loop(ctx: Arc<ChannelCtx>) {
         tokio::select! {
             _ = ctx.tokens.intake.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Re-reads `token_ref`; true when it now gives another token than the one in use (which is
+/// then used). False without a `token_ref`, when it is unchanged or cannot be read.
+fn reload_token(ctx: &ChannelCtx) -> bool {
+    let Some(r) = ctx.cfg.token_ref.as_deref() else {
+        return false;
+    };
+    match crate::config::resolve_token_ref(r, &ctx.env, &ctx.cfg.cloud_url, &ctx.cfg.channel) {
+        Ok(t) if t != ctx.token() => {
+            *ctx.token.lock() = t;
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(channel = %ctx.cfg.channel, error = %e, "re-reading token_ref failed");
+            false
         }
     }
 }
@@ -1232,21 +1478,47 @@ async fn run_ws(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
+    let tls = ctx.ws_tls.clone().map(tokio_tungstenite::Connector::Rustls);
+    let proxy = cloud_proxy(&ctx.cfg.cloud_url, &ctx.env);
+    let connect = async {
+        match proxy {
+            None => {
+                tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, tls).await
+            }
+            Some(proxy) => {
+                let host = req.uri().host().unwrap_or_default().to_owned();
+                let https = req.uri().scheme_str() == Some("wss");
+                let port = req.uri().port_u16().unwrap_or(if https { 443 } else { 80 });
+                let stream = connect_tunnel(&proxy, &host, port).await.map_err(|e| {
+                    tokio_tungstenite::tungstenite::Error::Io(std::io::Error::other(e))
+                })?;
+                tokio_tungstenite::client_async_tls_with_config(req, stream, Some(config), tls)
+                    .await
+            }
+        }
+    };
     let (ws, resp) = tokio::select! {
         _ = stop.cancelled() => return Session { connected: false, result: Ok(End::Draining) },
         r = tokio::time::timeout(ctx.cfg.connection_timeout, connect) => match r {
             Err(_) => return fail(ConnError::Other("connection timeout".into())),
             Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
                 let s = resp.status().as_u16();
-                // 403 is how a v1 server reports a bad token on the upgrade.
-                return fail(if s == 401 || s == 403 {
+                // 403 is how a v1 server reports a bad token on the upgrade, but also how proxies
+                // refuse WebSocket: under `auto` it is a transport failure (fall back to SSE, whose
+                // answer then tells a bad token apart).
+                let forbidden_by_proxy = s == 403 && ctx.cfg.protocol == Protocol::Auto;
+                return fail(if s == 401 || (s == 403 && !forbidden_by_proxy) {
                     ConnError::Auth(format!("HTTP {s}: invalid channel token"))
+                } else if forbidden_by_proxy {
+                    ConnError::Other(
+                        "WebSocket upgrade answered HTTP 403 (refused by a proxy, or a bad token)"
+                            .into(),
+                    )
                 } else {
                     ConnError::Other(format!("WebSocket upgrade answered HTTP {s}"))
                 });
             }
-            Ok(Err(e)) => return fail(ConnError::Other(format!("WebSocket connect: {e}"))),
+            Ok(Err(e)) => return fail(ConnError::Other(format!("WebSocket connect: {}", error_chain(&e)))),
             Ok(Ok(x)) => x,
         },
     };
@@ -1360,12 +1632,14 @@ async fn run_sse(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
         _ = stop.cancelled() => return Session { connected: false, result: Ok(End::Draining) },
         r = tokio::time::timeout(ctx.cfg.connection_timeout, req.send()) => match r {
             Err(_) => return fail(ConnError::Other("connection timeout".into())),
-            Ok(Err(e)) => return fail(ConnError::Other(format!("SSE connect: {e}"))),
+            Ok(Err(e)) => return fail(ConnError::Other(format!("SSE connect: {}", error_chain(&e)))),
             Ok(Ok(r)) => r,
         },
     };
     let s = resp.status().as_u16();
-    if s == 401 || s == 403 {
+    // The cloud answers a bad token with 401; a 403 under `auto` may be a proxy refusing event
+    // streams, so it falls back to long-poll like any transport failure.
+    if s == 401 || (s == 403 && ctx.cfg.protocol != Protocol::Auto) {
         return fail(ConnError::Auth(format!("HTTP {s}: invalid channel token")));
     }
     if !resp.status().is_success() {
@@ -1444,6 +1718,9 @@ async fn run_poll(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
     let mut conn: Option<String> = None;
     let mut was_connected = false;
     loop {
+        // The first poll of a session is short, so the channel shows connected (or the failure)
+        // at once instead of after a full long-poll wait with nothing to deliver.
+        let wait = if was_connected { timeout } else { 1 };
         let mut req = ctx
             .common_headers(ctx.cloud.get(format!(
                 "{}/connect/stream/{}/poll",
@@ -1451,10 +1728,10 @@ async fn run_poll(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
                 ctx.cfg.channel
             )))
             .query(&[
-                ("timeout", timeout.to_string()),
+                ("timeout", wait.to_string()),
                 ("max_messages", "10".to_owned()),
             ])
-            .timeout(Duration::from_secs(timeout + 5));
+            .timeout(Duration::from_secs(wait + 5));
         if let Some(c) = &conn {
             req = req.header(h::CONNECTION_ID, c);
         }
@@ -1468,7 +1745,7 @@ async fn run_poll(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
         };
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => return fail(ConnError::Other(format!("poll: {e}"))),
+            Err(e) => return fail(ConnError::Other(format!("poll: {}", error_chain(&e)))),
         };
         let s = resp.status().as_u16();
         let v2_header = is_v2(resp.headers());
@@ -1520,5 +1797,44 @@ async fn run_poll(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use std::collections::BTreeMap;
+
+    use super::cloud_proxy;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_proxy_follows_the_scheme_and_no_proxy() {
+        let e = env(&[
+            ("HTTPS_PROXY", "http://p:3128"),
+            ("HTTP_PROXY", "http://q:3128"),
+            ("NO_PROXY", "internal.example, .corp.example,10.0.0.1"),
+        ]);
+        let p = |url: &str| cloud_proxy(url, &e);
+        assert_eq!(p("https://cloud.example").as_deref(), Some("http://p:3128"));
+        assert_eq!(
+            p("http://cloud.example:8000/x").as_deref(),
+            Some("http://q:3128")
+        );
+        assert_eq!(p("https://internal.example"), None);
+        assert_eq!(p("https://a.internal.example:443"), None);
+        assert_eq!(p("https://b.corp.example"), None);
+        assert_eq!(p("https://10.0.0.1:8443"), None);
+        assert_eq!(
+            p("https://notinternal.example").as_deref(),
+            Some("http://p:3128")
+        );
+        let all = env(&[("HTTPS_PROXY", "http://p:3128"), ("NO_PROXY", "*")]);
+        assert_eq!(cloud_proxy("https://x.example", &all), None);
     }
 }

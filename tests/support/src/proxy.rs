@@ -1,4 +1,5 @@
-//! A TCP relay whose links can be cut and restored, to simulate a broken network path.
+//! A TCP relay whose links can be cut and restored, or frozen and thawed, to simulate a broken
+//! or half-open network path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -17,6 +20,10 @@ use tokio_util::task::AbortOnDropHandle;
 /// [`cut`](Self::cut) resets every live connection and, until [`restore`](Self::restore), resets
 /// new ones right after accepting them. The port stays bound throughout, so nothing else can take
 /// it while the link is down.
+///
+/// [`freeze`](Self::freeze) keeps every connection open but stops relaying bytes in both
+/// directions (a half-open path: no RST, no FIN, just silence), also for connections accepted
+/// while frozen; [`thaw`](Self::thaw) relays what was held back and carries on.
 pub struct TcpProxy {
     pub port: u16,
     pub addr: SocketAddr,
@@ -28,6 +35,7 @@ struct Shared {
     upstream: SocketAddr,
     link: Mutex<Link>,
     live: AtomicUsize,
+    frozen: watch::Sender<bool>,
 }
 
 struct Link {
@@ -49,6 +57,7 @@ impl TcpProxy {
                 generation: CancellationToken::new(),
             }),
             live: AtomicUsize::new(0),
+            frozen: watch::channel(false).0,
         });
         let accept = AbortOnDropHandle::new(tokio::spawn(accept_loop(listener, shared.clone())));
         Ok(Self {
@@ -69,6 +78,16 @@ impl TcpProxy {
 
     pub fn restore(&self) {
         self.shared.link.lock().cut = false;
+    }
+
+    /// Stops relaying bytes on every connection, live and new, without closing any.
+    pub fn freeze(&self) {
+        self.shared.frozen.send_replace(true);
+    }
+
+    /// Relays again, starting with the bytes held back while frozen.
+    pub fn thaw(&self) {
+        self.shared.frozen.send_replace(false);
     }
 
     /// Connections currently being relayed.
@@ -107,7 +126,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         match token {
             Some(token) => {
                 let live = LiveGuard::new(shared.clone());
-                relays.spawn(relay(client, shared.upstream, token, live));
+                let frozen = shared.frozen.subscribe();
+                relays.spawn(relay(client, shared.upstream, token, frozen, live));
             }
             None => reset(client),
         }
@@ -118,6 +138,7 @@ async fn relay(
     mut client: TcpStream,
     upstream: SocketAddr,
     cut: CancellationToken,
+    frozen: watch::Receiver<bool>,
     _live: LiveGuard,
 ) {
     let mut server = tokio::select! {
@@ -130,12 +151,52 @@ async fn relay(
             }
         },
     };
-    tokio::select! {
-        _ = cut.cancelled() => {
-            reset(client);
-            reset(server);
+    let was_cut = {
+        let (client_read, client_write) = client.split();
+        let (server_read, server_write) = server.split();
+        let both = async {
+            tokio::join!(
+                pump(client_read, server_write, frozen.clone()),
+                pump(server_read, client_write, frozen),
+            )
+        };
+        tokio::select! {
+            _ = cut.cancelled() => true,
+            _ = both => false,
         }
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+    };
+    if was_cut {
+        reset(client);
+        reset(server);
+    }
+}
+
+/// Copies one direction until end of stream, holding every read (data or end) while frozen.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut frozen: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        let read = from.read(&mut buf).await;
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        match read {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown().await;
+                return;
+            }
+            Ok(n) => {
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -180,7 +180,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
 
     let app = match std::env::var_os("WEBHOOK_CONNECT_APP_BIN") {
         Some(p) => PathBuf::from(p),
-        None => workspace_bin("webhook-connect-app")?,
+        None => PathBuf::from(env!("CARGO_BIN_EXE_webhook-connect-app")),
     };
     let port = free_port();
     let native = free_port();
@@ -217,6 +217,9 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         // Overview, empty.
         s.wait_for(By::testid("add-channel"), Duration::from_secs(30))
             .await?;
+        s.invoke("get_snapshot", json!({})).await?;
+        // The first `snapshot` event reaches the UI within a second.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         s.screenshot(&shots.join("01-overview-empty.png")).await?;
 
         // Add the channel through the form.
@@ -289,6 +292,18 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             Duration::from_secs(10),
         )
         .await?;
+        wait_until(
+            Duration::from_secs(10),
+            "the delivery in the snapshot",
+            || async {
+                s.invoke("get_snapshot", json!({}))
+                    .await
+                    .is_ok_and(|v| v["channels"][0]["counters"]["delivered"].as_u64() >= Some(1))
+            },
+        )
+        .await?;
+        // The UI renders the next `snapshot` event (once a second).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         s.screenshot(&shots.join("03-overview-connected.png"))
             .await?;
         s.click(By::testid(&format!("open-inspector-{key}")))

@@ -138,15 +138,39 @@ impl Session {
         Ok(v.as_str().unwrap_or_default().to_owned())
     }
 
+    /// Clicks once the element exists and is interactable (retried: views animate in).
     pub async fn click(&self, by: By) -> Result<()> {
-        let e = self.wait_for(by, Duration::from_secs(10)).await?;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{}/click", e.0),
-            Some(json!({})),
-        )
-        .await?;
-        Ok(())
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.wait_for(by.clone(), Duration::from_secs(10)).await?;
+            match self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/element/{}/click", e.0),
+                    Some(json!({})),
+                )
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // WebKitWebDriver refuses some table rows as "not interactable" although they
+                // are visible: fall back to a DOM click, which is what the user's click does.
+                Err(err) if err.to_string().contains("not interactable") => {
+                    self.call(
+                        reqwest::Method::POST,
+                        "/execute/sync",
+                        Some(json!({"script": "arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();",
+                                    "args": [{ELEMENT: e.0}]})),
+                    )
+                    .await
+                    .with_context(|| format!("DOM click on {}", by.0))?;
+                    return Ok(());
+                }
+                Err(err) if Instant::now() >= end => {
+                    return Err(err.context(format!("clicking {}", by.0)));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
     }
 
     pub async fn type_into(&self, by: By, text: &str) -> Result<()> {

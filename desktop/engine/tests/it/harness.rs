@@ -22,6 +22,11 @@ pub struct Cloud {
 impl Cloud {
     /// A cloud with `hook` (json) and `blobhook` (blob) webhooks feeding `channel`.
     pub async fn start(channel: &str) -> Result<Self> {
+        Self::start_with(channel, &[]).await
+    }
+
+    /// [`start`](Self::start) with more environment for the cloud.
+    pub async fn start_with(channel: &str, extra_env: &[(&str, &str)]) -> Result<Self> {
         let mc = json!({"channel": channel, "channel_token": TOKEN, "max_delivery_attempts": 3});
         let webhooks = json!({
             "hook": {"data_type": "json", "module": "webhook_connect", "module-config": mc},
@@ -44,6 +49,7 @@ impl Cloud {
             ("WEBHOOK_CONNECT_LOG_FORMAT", "text"),
             ("WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", "5"),
         ];
+        let env: Vec<(&str, &str)> = env.into_iter().chain(extra_env.iter().copied()).collect();
         let proc =
             ChildProcess::spawn(workspace_bin("webhook-connect-cloud")?, &[], &env, "cloud")?;
         let c = Cloud {

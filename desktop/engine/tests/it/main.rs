@@ -5,4 +5,5 @@
 
 mod control;
 mod harness;
+mod health;
 mod scenarios;

@@ -7,6 +7,7 @@
 mod bad_input;
 mod client;
 mod connector;
+mod connector_control;
 mod dispatch;
 mod etcd;
 mod harness;

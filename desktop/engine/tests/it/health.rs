@@ -1,0 +1,504 @@
+//! Connection health: half-open links and heartbeat_timeout, `auto` falling back past a proxy
+//! that blocks WebSocket (and SSE), token revocation (4005) with and without `token_ref`,
+//! channel removal (4006), `https://` / `wss://` clouds behind a TLS-terminating proxy, and
+//! `HTTPS_PROXY` / `NO_PROXY`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use connect_engine::api::Transport;
+use connect_engine::config::{self, Sources};
+use connect_engine::{ChannelState, ChannelStatus, Engine, EngineHandle};
+use connect_testkit::{
+    ConnectProxy, HttpFilterProxy, RecordingTarget, TcpProxy, TlsProxy, wait_for,
+};
+use serde_json::{Value, json};
+
+use crate::harness::{ADMIN, Cloud, TOKEN, status};
+
+/// Per wait; every test stays well under 20 s when things work.
+const T: Duration = Duration::from_secs(15);
+const RELOAD_ADMIN: &str = "reload-admin-token-for-tests";
+
+/// An engine for channel `ch`; `extra` is merged into the connector.json (a `token_ref` there
+/// replaces the literal token).
+fn engine(cloud_url: &str, protocol: &str, target: &RecordingTarget, extra: Value) -> EngineHandle {
+    engine_with_env(cloud_url, protocol, target, extra, &[])
+}
+
+/// [`engine`] with an injected environment (as the CLI passes the process's).
+fn engine_with_env(
+    cloud_url: &str,
+    protocol: &str,
+    target: &RecordingTarget,
+    extra: Value,
+    env: &[(&str, &str)],
+) -> EngineHandle {
+    let mut cfg = json!({
+        "cloud_url": cloud_url, "channel": "ch", "protocol": protocol,
+        "reconnect_delay": 0.1, "max_reconnect_delay": 1.0, "heartbeat_timeout": 20,
+        "connection_timeout": 5, "default_target": {"url": target.url},
+    });
+    let extra = extra.as_object().cloned().unwrap_or_default();
+    if !extra.contains_key("token_ref") {
+        cfg["token"] = json!(TOKEN);
+    }
+    for (k, v) in extra {
+        cfg[k] = v;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("connector.json");
+    std::fs::write(&p, cfg.to_string()).unwrap();
+    let cfg = config::load(&Sources {
+        config_file: Some(p),
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..Default::default()
+    })
+    .unwrap();
+    Engine::start(cfg).unwrap()
+}
+
+fn cloud_addr(cloud: &Cloud) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], cloud.port))
+}
+
+async fn wait_status(
+    h: &EngineHandle,
+    what: &str,
+    ok: impl Fn(&ChannelStatus) -> bool,
+) -> ChannelStatus {
+    let r = wait_for(T, what, || {
+        let s = status(h);
+        let hit = ok(&s).then_some(s);
+        async move { hit }
+    })
+    .await;
+    match r {
+        Ok(s) => s,
+        Err(e) => {
+            let s = status(h);
+            panic!(
+                "{e}; last status: state {:?}, transport {:?}, attempts {}, last_error {:?}",
+                s.state, s.transport, s.connection_attempts, s.last_error
+            )
+        }
+    }
+}
+
+async fn connected(h: &EngineHandle, transport: Transport) -> ChannelStatus {
+    wait_status(h, "connected", |s| {
+        s.state == ChannelState::Connected && s.transport == Some(transport)
+    })
+    .await
+}
+
+/// Posts one webhook and waits for the target to get it.
+async fn delivers(cloud: &Cloud, target: &RecordingTarget, tag: &str) {
+    let body = format!("{{\"tag\":\"{tag}\"}}");
+    cloud.post(&body).await.unwrap();
+    let reqs = target.wait_for_count(1, T).await.unwrap();
+    assert!(
+        reqs.iter().any(|r| r.body_text() == body),
+        "{tag}: {:?}",
+        reqs.iter().map(|r| r.body_text()).collect::<Vec<_>>()
+    );
+}
+
+async fn stop(h: EngineHandle) {
+    connect_testkit::within(T, "shutdown", h.shutdown(Duration::from_secs(2)))
+        .await
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Half-open link: bytes stop flowing but no connection closes.
+
+async fn half_open_link_is_detected(protocol: &str, transport: Transport) {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let proxy = TcpProxy::start(cloud_addr(&cloud)).await.unwrap();
+    // The cloud sends a heartbeat every 5 s (the smallest it allows): 6 s of silence is a dead link.
+    let h = engine(
+        &format!("http://127.0.0.1:{}", proxy.port),
+        protocol,
+        &target,
+        json!({"heartbeat_timeout": 6, "connection_timeout": 2}),
+    );
+    let before = connected(&h, transport).await;
+    proxy.freeze();
+    let during = wait_status(&h, "reconnect attempts on the frozen link", |s| {
+        s.connection_attempts >= before.connection_attempts + 2
+            && matches!(s.state, ChannelState::Connecting | ChannelState::Degraded)
+    })
+    .await;
+    assert!(
+        during
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("heartbeat timeout") || e.contains("timeout")),
+        "{during:?}"
+    );
+    assert!(
+        proxy.connections() > 0,
+        "the frozen proxy closed every link"
+    );
+    proxy.thaw();
+    let after = connected(&h, transport).await;
+    assert_ne!(after.connection_id, before.connection_id);
+    delivers(&cloud, &target, "after-thaw").await;
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn websocket_reconnects_after_a_half_open_link() {
+    half_open_link_is_detected("websocket", Transport::Websocket).await;
+}
+
+#[tokio::test]
+async fn sse_reconnects_after_a_half_open_link() {
+    half_open_link_is_detected("sse", Transport::Sse).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. `auto` behind a proxy that refuses WebSocket upgrades (403), and SSE too.
+
+#[tokio::test]
+async fn auto_falls_back_to_sse_when_a_proxy_refuses_websocket() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let proxy = HttpFilterProxy::start(cloud_addr(&cloud)).await.unwrap();
+    let h = engine(&proxy.url, "auto", &target, json!({}));
+    let s = connected(&h, Transport::Sse).await;
+    assert!(proxy.refused() >= 3, "{}", proxy.refused());
+    assert!(s.connection_id.is_some(), "{s:?}");
+    delivers(&cloud, &target, "over-sse").await;
+    assert_eq!(status(&h).transport, Some(Transport::Sse));
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn auto_falls_back_to_long_poll_when_sse_is_refused_too() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let proxy = HttpFilterProxy::start(cloud_addr(&cloud)).await.unwrap();
+    proxy.refuse_path_suffix("/sse");
+    let h = engine(&proxy.url, "auto", &target, json!({}));
+    connected(&h, Transport::LongPoll).await;
+    assert!(proxy.refused() >= 6, "{}", proxy.refused());
+    delivers(&cloud, &target, "over-long-poll").await;
+    assert_eq!(status(&h).transport, Some(Transport::LongPoll));
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn a_bad_token_behind_the_blocking_proxy_still_ends_in_auth_failed() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let proxy = HttpFilterProxy::start(cloud_addr(&cloud)).await.unwrap();
+    let h = engine(&proxy.url, "auto", &target, json!({"token": "wrong-token"}));
+    let s = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    assert_eq!(s.transport, Some(Transport::Sse), "{s:?}");
+    stop(h).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Token rotation: at the end of the grace the old-token link gets 4005.
+
+async fn rotate(cloud: &Cloud, grace_seconds: u64) -> String {
+    let r = cloud
+        .http
+        .post(format!(
+            "{}/admin/webhook-connect/channels/ch/rotate-token",
+            cloud.base
+        ))
+        .bearer_auth(ADMIN)
+        .json(&json!({"grace_period_seconds": grace_seconds}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["new_token"].as_str().unwrap().to_owned()
+}
+
+fn write_token(path: &Path, token: &str) {
+    std::fs::write(path, format!("{token}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+async fn revoked_token_is_reloaded_from_token_ref(protocol: &str, transport: Transport) {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    write_token(&file, TOKEN);
+    let h = engine(
+        &cloud.base,
+        protocol,
+        &target,
+        json!({"token_ref": format!("file:{}", file.display())}),
+    );
+    let before = connected(&h, transport).await;
+    let new = rotate(&cloud, 2).await;
+    write_token(&file, &new);
+    let after = wait_status(&h, "a new connection with the new token", |s| {
+        s.state == ChannelState::Connected
+            && s.connection_id.is_some()
+            && s.connection_id != before.connection_id
+    })
+    .await;
+    assert!(
+        after.connection_attempts <= before.connection_attempts + 2,
+        "{after:?}"
+    );
+    delivers(&cloud, &target, "new-token").await;
+    assert_ne!(status(&h).state, ChannelState::AuthFailed);
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn websocket_4005_reloads_the_token_from_token_ref() {
+    revoked_token_is_reloaded_from_token_ref("websocket", Transport::Websocket).await;
+}
+
+#[tokio::test]
+async fn sse_token_revoked_reloads_the_token_from_token_ref() {
+    revoked_token_is_reloaded_from_token_ref("sse", Transport::Sse).await;
+}
+
+#[tokio::test]
+async fn websocket_4005_without_token_ref_stops_the_channel() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let h = engine(&cloud.base, "websocket", &target, json!({}));
+    let before = connected(&h, Transport::Websocket).await;
+    rotate(&cloud, 1).await;
+    let s = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    let err = s.last_error.clone().unwrap_or_default();
+    assert!(err.contains("token revoked"), "{s:?}");
+    // No hot loop: the channel stays down and does not retry with the revoked token.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = status(&h);
+    assert_eq!(later.state, ChannelState::AuthFailed, "{later:?}");
+    assert_eq!(
+        later.connection_attempts, before.connection_attempts,
+        "{later:?}"
+    );
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn a_401_after_a_rotation_rereads_token_ref() {
+    // The link is down when the grace ends, so no 4005 ever arrives: the reconnect gets 401.
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let proxy = TcpProxy::start(cloud_addr(&cloud)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    write_token(&file, TOKEN);
+    let h = engine(
+        &format!("http://127.0.0.1:{}", proxy.port),
+        "websocket",
+        &target,
+        json!({"token_ref": format!("file:{}", file.display())}),
+    );
+    connected(&h, Transport::Websocket).await;
+    proxy.cut();
+    let new = rotate(&cloud, 0).await;
+    write_token(&file, &new);
+    proxy.restore();
+    connected(&h, Transport::Websocket).await;
+    delivers(&cloud, &target, "after-401").await;
+    stop(h).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. The channel is removed from the cloud's configuration (orphan policy `delete`): 4006.
+
+async fn removed_channel_stops(protocol: &str, transport: Transport) {
+    let cloud = Cloud::start_with(
+        "ch",
+        &[
+            ("WEBHOOK_CONNECT_ORPHAN_CHANNEL_POLICY", "delete"),
+            ("CONFIG_RELOAD_ADMIN_TOKEN", RELOAD_ADMIN),
+        ],
+    )
+    .await
+    .unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let h = engine(&cloud.base, protocol, &target, json!({}));
+    let before = connected(&h, transport).await;
+    let mc = json!({"channel": "other", "channel_token": "other-token"});
+    let webhooks = json!({"otherhook": {"data_type": "json", "module": "webhook_connect", "module-config": mc}});
+    std::fs::write(
+        cloud._dir.path().join("webhooks.json"),
+        serde_json::to_vec_pretty(&webhooks).unwrap(),
+    )
+    .unwrap();
+    let r = cloud
+        .http
+        .post(format!("{}/admin/reload-config", cloud.base))
+        .bearer_auth(RELOAD_ADMIN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let code = r.status();
+    assert!(
+        code.is_success(),
+        "{code}: {}",
+        r.text().await.unwrap_or_default()
+    );
+    let s = wait_status(&h, "stopped", |s| s.state == ChannelState::Stopped).await;
+    let err = s.last_error.clone().unwrap_or_default();
+    assert!(err.contains("channel removed"), "{s:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = status(&h);
+    assert_eq!(later.state, ChannelState::Stopped, "{later:?}");
+    assert_eq!(
+        later.connection_attempts, before.connection_attempts,
+        "{later:?}"
+    );
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn websocket_4006_channel_removed_stops_the_channel() {
+    removed_channel_stops("websocket", Transport::Websocket).await;
+}
+
+#[tokio::test]
+async fn sse_channel_removed_stops_the_channel() {
+    removed_channel_stops("sse", Transport::Sse).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. https:// and wss:// behind a TLS-terminating proxy with a self-signed certificate.
+
+async fn delivers_over_tls(protocol: &str, transport: Transport) {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let tls = TlsProxy::start(cloud_addr(&cloud)).await.unwrap();
+    let h = engine(
+        &tls.url,
+        protocol,
+        &target,
+        json!({"ca_cert_path": tls.ca_path}),
+    );
+    connected(&h, transport).await;
+    delivers(&cloud, &target, "over-tls").await;
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn wss_delivers_with_a_private_ca() {
+    delivers_over_tls("websocket", Transport::Websocket).await;
+}
+
+#[tokio::test]
+async fn https_sse_delivers_with_a_private_ca() {
+    delivers_over_tls("sse", Transport::Sse).await;
+}
+
+#[tokio::test]
+async fn wss_with_verify_ssl_false_accepts_a_self_signed_certificate() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let tls = TlsProxy::start(cloud_addr(&cloud)).await.unwrap();
+    let h = engine(&tls.url, "websocket", &target, json!({"verify_ssl": false}));
+    connected(&h, Transport::Websocket).await;
+    delivers(&cloud, &target, "unverified").await;
+    stop(h).await;
+}
+
+async fn untrusted_certificate_is_reported(protocol: &str) {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let tls = TlsProxy::start(cloud_addr(&cloud)).await.unwrap();
+    let h = engine(&tls.url, protocol, &target, json!({}));
+    let s = wait_status(&h, "a TLS error", |s| {
+        s.connection_attempts >= 2 && s.last_error.is_some()
+    })
+    .await;
+    assert!(
+        matches!(s.state, ChannelState::Connecting | ChannelState::Degraded),
+        "{s:?}"
+    );
+    let err = s.last_error.clone().unwrap_or_default();
+    assert!(err.to_lowercase().contains("certificate"), "{s:?}");
+    assert!(s.connection_id.is_none(), "{s:?}");
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn wss_without_the_ca_fails_with_a_certificate_error() {
+    untrusted_certificate_is_reported("websocket").await;
+}
+
+#[tokio::test]
+async fn https_sse_without_the_ca_fails_with_a_certificate_error() {
+    untrusted_certificate_is_reported("sse").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. HTTPS_PROXY (from the injected environment): every transport tunnels through it.
+
+async fn delivers_through_https_proxy(protocol: &str, transport: Transport) {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let tls = TlsProxy::start(cloud_addr(&cloud)).await.unwrap();
+    let proxy = ConnectProxy::start().await.unwrap();
+    let h = engine_with_env(
+        &tls.url,
+        protocol,
+        &target,
+        json!({"ca_cert_path": tls.ca_path}),
+        &[("HTTPS_PROXY", &proxy.url)],
+    );
+    connected(&h, transport).await;
+    delivers(&cloud, &target, "through-proxy").await;
+    let tunnels = proxy.tunnels();
+    let want = format!("127.0.0.1:{}", tls.port);
+    assert!(
+        !tunnels.is_empty() && tunnels.iter().all(|t| *t == want),
+        "{tunnels:?}"
+    );
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn wss_goes_through_https_proxy() {
+    delivers_through_https_proxy("websocket", Transport::Websocket).await;
+}
+
+#[tokio::test]
+async fn sse_goes_through_https_proxy() {
+    delivers_through_https_proxy("sse", Transport::Sse).await;
+}
+
+#[tokio::test]
+async fn no_proxy_bypasses_https_proxy() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let tls = TlsProxy::start(cloud_addr(&cloud)).await.unwrap();
+    let proxy = ConnectProxy::start().await.unwrap();
+    let h = engine_with_env(
+        &tls.url,
+        "websocket",
+        &target,
+        json!({"ca_cert_path": tls.ca_path}),
+        &[
+            ("HTTPS_PROXY", &proxy.url),
+            ("NO_PROXY", "localhost,127.0.0.1"),
+        ],
+    );
+    connected(&h, Transport::Websocket).await;
+    delivers(&cloud, &target, "direct").await;
+    assert!(proxy.tunnels().is_empty(), "{:?}", proxy.tunnels());
+    stop(h).await;
+}
