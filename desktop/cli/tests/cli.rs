@@ -40,7 +40,7 @@ fn bogus_protocol_alone_exits_64() {
 }
 
 #[test]
-fn module_mode_is_rejected_with_64() {
+fn missing_module_config_exits_64_naming_the_file() {
     let out = Command::new(bin())
         .args([
             "--cloud-url",
@@ -50,12 +50,16 @@ fn module_mode_is_rejected_with_64() {
             "--token",
             "t",
             "--webhooks-config",
-            "w.json",
+            "/nonexistent/webhooks-config.json",
         ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/webhooks-config.json") && stderr.contains("No such file"),
+        "{stderr}"
+    );
 }
 
 #[test]

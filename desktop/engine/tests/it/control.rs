@@ -266,16 +266,28 @@ async fn module_mode_saves_to_disk_and_dead_letters_unknown_ids() {
         .await
         .unwrap();
     assert_eq!(s, 200);
-    wait_until(T, "one file written", || async {
-        std::fs::read_dir(&out).is_ok_and(|d| d.count() == 1)
-    })
-    .await
-    .unwrap();
-    let file = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap();
-    let doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(file.path()).unwrap()).unwrap();
+    // The module writes a temporary file and renames it into place: count only finished
+    // documents, never the temporary one caught mid-write.
+    let documents = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&out)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.extension().is_some_and(|x| x == "json")
+                            && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until(T, "one file written", || async { documents().len() == 1 })
+        .await
+        .unwrap();
+    let path = documents().remove(0);
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert!(doc.to_string().contains("\"saved\":true"), "{doc}");
-    let name = file.file_name().to_string_lossy().into_owned();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         name.starts_with("msg_") && name.ends_with(".json"),
         "{name}"

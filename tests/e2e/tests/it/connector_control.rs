@@ -14,12 +14,14 @@ use crate::harness::{Cloud, connect_hook};
 const TOKEN: &str = "control-e2e-channel-token";
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Runs a client subcommand against the connector whose control file is `file`.
-fn cli(file: &std::path::Path, args: &[&str]) -> Result<(i32, String, String)> {
-    let out = Command::new(workspace_bin("webhook-connect")?)
+/// Runs a client subcommand against the connector whose control file is `file`. Async: the
+/// recording targets live on this test's runtime and must keep answering while the command runs.
+async fn cli(file: &std::path::Path, args: &[&str]) -> Result<(i32, String, String)> {
+    let out = tokio::process::Command::new(workspace_bin("webhook-connect")?)
         .args(args)
         .env("CONNECTOR_CONTROL_FILE", file)
-        .output()?;
+        .output()
+        .await?;
     Ok((
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -77,31 +79,32 @@ async fn connector_status_events_and_replay_from_the_cli() -> Result<()> {
         let file = file.clone();
         async move {
             cli(&file, &["events", "--json"])
+                .await
                 .is_ok_and(|(c, out, _)| c == 0 && out.contains("\"outcome\": \"delivered\""))
         }
     })
     .await?;
-    let (c, out, err) = cli(&file, &["events"])?;
+    let (c, out, err) = cli(&file, &["events"]).await?;
     ensure!(
         c == 0 && out.contains(&id) && out.contains("ctl (1 events)"),
         "{out}{err}"
     );
 
     // status: counters, latency and (after the first poll) the cloud queue.
-    let (c, out, err) = cli(&file, &["status", "--json"])?;
+    let (c, out, err) = cli(&file, &["status", "--json"]).await?;
     ensure!(c == 0, "{err}");
     let st: Value = serde_json::from_str(&out)?;
     ensure!(st[0]["state"] == "connected", "{st}");
     ensure!(st[0]["counters"]["delivered"] == 1, "{st}");
     ensure!(st[0]["latency"]["samples"] == 1, "{st}");
-    let (c, out, _) = cli(&file, &["status"])?;
+    let (c, out, _) = cli(&file, &["status"]).await?;
     ensure!(
         c == 0 && out.contains("delivered=1") && out.contains("latency p50="),
         "{out}"
     );
 
     // replay to the same target: the same bytes again.
-    let (c, out, err) = cli(&file, &["replay", &id])?;
+    let (c, out, err) = cli(&file, &["replay", &id]).await?;
     ensure!(c == 0, "{out}{err}");
     ensure!(
         out.contains("HTTP 200") && out.contains(&format!("replay of {id}")),
@@ -129,7 +132,8 @@ async fn connector_status_events_and_replay_from_the_cli() -> Result<()> {
             "--body-file",
             bf.to_str().context("utf-8")?,
         ],
-    )?;
+    )
+    .await?;
     ensure!(c == 1, "exit {c}: {out}{err}");
     ensure!(out.contains("HTTP 400"), "{out}");
     let got = other.wait_for_count(1, WAIT).await?;
@@ -142,7 +146,7 @@ async fn connector_status_events_and_replay_from_the_cli() -> Result<()> {
     );
 
     // Unknown id: a clear error, exit 1.
-    let (c, _, err) = cli(&file, &["replay", "msg_nope"])?;
+    let (c, _, err) = cli(&file, &["replay", "msg_nope"]).await?;
     ensure!(c == 1 && err.contains("no event"), "{err}");
     // The cloud saw one delivery only: replays are local.
     let stats = cloud.stats("ctl").await?;
@@ -154,7 +158,7 @@ async fn connector_status_events_and_replay_from_the_cli() -> Result<()> {
 #[tokio::test]
 async fn connector_client_commands_without_a_running_connector_fail_clearly() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let (c, _, err) = cli(&dir.path().join("none.json"), &["status"])?;
+    let (c, _, err) = cli(&dir.path().join("none.json"), &["status"]).await?;
     ensure!(c == 1 && err.contains("is a connector running"), "{err}");
     Ok(())
 }
