@@ -67,6 +67,7 @@ export function App(props: { refresh: () => void }) {
           ))}
         </ul>
         <div class="sidebar-foot">
+          <Toasts toasts={state.toasts} />
           <button type="button" class={`btn block ${paused ? "primary" : ""}`} onClick={togglePause} aria-pressed={paused} data-testid="pause-all" disabled={!snapshot}>
             {paused ? "▶ Resume all" : "❚❚ Pause all"}
           </button>
@@ -95,7 +96,6 @@ export function App(props: { refresh: () => void }) {
         {view.name === "dead-letters" && <DeadLetters channelKey={view.key} />}
         {view.name === "settings" && <Settings />}
       </main>
-      <Toasts toasts={state.toasts} />
       <ConfirmHost />
     </div>
   );
@@ -107,6 +107,10 @@ function summary(state: State): string {
   return `${up} of ${ch.length} channel${ch.length === 1 ? "" : "s"} connected`;
 }
 
+/** Notices go away by themselves after this long; errors stay until dismissed. */
+export const NOTICE_MS = 3000;
+
+// The toasts live in the sidebar, above "Pause all": there they never cover a view's buttons.
 function Toasts(props: { toasts: Toast[] }) {
   return (
     <div class="toasts" aria-live="polite">
@@ -122,7 +126,7 @@ function ToastItem(props: { toast: Toast }) {
   useEffect(() => {
     // Notices go away by themselves; errors stay until dismissed so they are not missed.
     if (t.kind !== "notice") return;
-    const h = setTimeout(() => store.dispatch({ type: "dismiss", id: t.id }), 3500);
+    const h = setTimeout(() => store.dispatch({ type: "dismiss", id: t.id }), NOTICE_MS);
     return () => clearTimeout(h);
   }, [t.id, t.kind]);
   return (

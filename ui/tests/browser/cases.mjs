@@ -376,6 +376,60 @@ export const tests = [
     },
   },
   {
+    name: "toasts sit in the sidebar, never over a view's buttons, and notices go away",
+    async run({ page, shot }) {
+      await byId(page, "open-inspector-team-alpha").click();
+      const id = await eventId(page, "team-alpha", "github-main");
+      await byId(page, `event-row-${id}`).click();
+      await byId(page, "event-detail").waitFor();
+      await byId(page, "copy-curl").click();
+      const toast = byId(page, "notice").first();
+      await toast.waitFor();
+      const box = await toast.boundingBox();
+      const side = await page.locator("nav.sidebar").boundingBox();
+      assert.ok(box && side, "toast and sidebar have boxes");
+      assert.ok(box.x >= side.x && box.x + box.width <= side.x + side.width, `toast ${JSON.stringify(box)} inside the sidebar ${JSON.stringify(side)}`);
+      // Nothing the view offers to click is under the toast.
+      const covered = await page.evaluate(({ x, y, width, height }) => {
+        const hit = [];
+        for (const el of document.querySelectorAll("main button, main a, main input, main select, main textarea")) {
+          const r = el.getBoundingClientRect();
+          if (r.width > 0 && r.left < x + width && r.right > x && r.top < y + height && r.bottom > y) hit.push(el.textContent);
+        }
+        return hit;
+      }, box);
+      assert.deepEqual(covered, []);
+      await shot("toast-in-sidebar");
+      // Gone within a few seconds, and across a change of view.
+      await byId(page, "nav-overview").click();
+      await byId(page, "notice").first().waitFor({ state: "detached", timeout: 4500 });
+      // Errors stay until dismissed.
+      await fake(page, () => window.__fakeBackend.failNext("set_paused", "engine is shutting down"));
+      await byId(page, "pause-all").click();
+      await byId(page, "error").waitFor();
+      await page.waitForTimeout(3500);
+      assert.equal(await byId(page, "error").count(), 1);
+    },
+  },
+  {
+    name: "stat labels are not cut at the default window size, nor with two cards abreast",
+    async run({ page, shot }) {
+      const cut = () =>
+        page.evaluate(() =>
+          [...document.querySelectorAll(".stat dt")].filter((dt) => dt.scrollWidth > dt.clientWidth).map((dt) => dt.textContent),
+        );
+      // The app's window opens at 1120 × 760; 1440 puts two cards side by side; 860 stacks.
+      for (const [width, height] of [[1120, 760], [1440, 900], [1000, 700], [860, 640]]) {
+        await page.setViewportSize({ width, height });
+        await byId(page, "channel-row-team-alpha").waitFor();
+        const labels = await page.locator(".stat dt").count();
+        assert.ok(labels >= 8, `stats shown at ${width} px`);
+        assert.deepEqual(await cut(), [], `labels cut at ${width} px`);
+        if (width === 1120) await shot("overview-1120");
+      }
+    },
+  },
+  {
     name: "dark theme and a narrow window stay readable",
     async run({ page, shot }) {
       await page.emulateMedia({ colorScheme: "dark" });
