@@ -35,60 +35,82 @@ struct Cli {
     /// Configuration file (.json, .yaml or .yml).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Cloud base URL, `http(s)://host[:port][/base]`; `ws(s)://` is derived for WebSocket [env: CONNECTOR_CLOUD_URL].
     #[arg(long)]
     cloud_url: Option<String>,
+    /// Channel name [env: CONNECTOR_CHANNEL].
     #[arg(long)]
     channel: Option<String>,
     /// Channel token (visible in process listings; prefer CONNECTOR_TOKEN or --token-ref).
     #[arg(long)]
     token: Option<String>,
+    /// Where to read the token: `keyring`, `keyring:<account>`, `env:<VARIABLE>` or `file:<path>` [env: CONNECTOR_TOKEN_REF].
     #[arg(long)]
     token_ref: Option<String>,
     /// websocket, sse, long_poll or auto.
     #[arg(long)]
     protocol: Option<String>,
+    /// First reconnect delay in seconds (default 1.0; ±20 % jitter, never gives up).
     #[arg(long)]
     reconnect_delay: Option<f64>,
+    /// Longest reconnect delay in seconds (default 60.0).
     #[arg(long)]
     max_reconnect_delay: Option<f64>,
+    /// Backoff multiplier between reconnects (default 2.0).
     #[arg(long)]
     reconnect_backoff_multiplier: Option<f64>,
+    /// Reconnect when nothing arrived from the cloud for this many seconds (default 60.0; keep it above the cloud's heartbeat interval).
     #[arg(long)]
     heartbeat_timeout: Option<f64>,
+    /// Connect and handshake timeout in seconds, every protocol (default 30.0).
     #[arg(long)]
     connection_timeout: Option<f64>,
+    /// Concurrent local deliveries, all channels together (default 10).
     #[arg(long)]
     max_concurrent_requests: Option<u64>,
+    /// Accepted for compatibility with the reference connector; the cloud's ack timeout governs.
     #[arg(long)]
     ack_timeout: Option<f64>,
+    /// DEBUG, INFO (default), WARNING or ERROR.
     #[arg(long)]
     log_level: Option<String>,
     /// text or json.
     #[arg(long)]
     log_format: Option<String>,
+    /// Do not verify the cloud's TLS certificate.
     #[arg(long)]
     no_verify_ssl: bool,
+    /// PEM file of a private CA for the cloud's certificate.
     #[arg(long)]
     ca_cert_path: Option<String>,
+    /// PEM client certificate for mutual TLS to the cloud.
     #[arg(long)]
     client_cert_path: Option<String>,
+    /// PEM key of the client certificate.
     #[arg(long)]
     client_key_path: Option<String>,
+    /// Sent as `X-Connector-ID`.
     #[arg(long)]
     connector_id: Option<String>,
+    /// Module mode: a webhooks.json whose `log` / `save_to_disk` entries handle each message locally instead of a target.
     #[arg(long)]
     webhooks_config: Option<String>,
+    /// Connections file for module mode.
     #[arg(long)]
     connections_config: Option<String>,
+    /// etcd module mode: the definitions come from etcd and are followed live (`host`, `host:port`, comma-separated for several endpoints).
     #[arg(long)]
     etcd_host: Option<String>,
+    /// etcd port for module mode (default 2379).
     #[arg(long)]
     etcd_port: Option<u64>,
+    /// etcd key prefix for module mode (default `/cwm/`).
     #[arg(long)]
     etcd_prefix: Option<String>,
+    /// Namespace for module lookups (default `default`).
     #[arg(long)]
     namespace: Option<String>,
-    /// Default target URL.
+    /// Default target URL: every webhook without its own entry in `targets` goes here.
     #[arg(long)]
     target_url: Option<String>,
 }
@@ -97,6 +119,7 @@ struct Cli {
 enum Cmd {
     /// Shows every channel of the running connector: state, counters, latency, queue depth.
     Status {
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },

@@ -630,6 +630,65 @@ fn get_str(m: &Map<String, Value>, k: &str, ctx: &str) -> Result<Option<String>,
     }
 }
 
+/// etcd module mode: `etcd_host` (several hosts comma-separated), `etcd_port` (2379),
+/// `etcd_prefix` (`/cwm/`, a trailing `/` added), `namespace` (`default`).
+fn etcd_modules(
+    m: &Map<String, Value>,
+    ctx: &str,
+) -> Result<crate::modules::EtcdModules, ConfigError> {
+    let host = get_str(m, "etcd_host", ctx)?.unwrap_or_default();
+    let port = match m.get("etcd_port") {
+        None | Some(Value::Null) => 2379,
+        Some(v) => match v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        {
+            Some(p) if (1..=65535).contains(&p) => p,
+            _ => return err(format!("{ctx}etcd_port must be a port number, got {v}")),
+        },
+    };
+    let endpoints: Vec<String> = host
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            // `host`, `host:port`, `[v6]:port` or a URL: add the port only when none is given.
+            let has_port = h.contains("://")
+                || h.rsplit_once(':').is_some_and(|(a, p)| {
+                    p.parse::<u16>().is_ok() && (!a.contains(':') || a.ends_with(']'))
+                });
+            if has_port {
+                h.to_owned()
+            } else {
+                format!("{h}:{port}")
+            }
+        })
+        .collect();
+    if endpoints.is_empty() {
+        return err(format!("{ctx}etcd_host is empty"));
+    }
+    let mut prefix = get_str(m, "etcd_prefix", ctx)?.unwrap_or_else(|| "/cwm/".into());
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    let namespace = get_str(m, "namespace", ctx)?.unwrap_or_else(|| "default".into());
+    if namespace.is_empty()
+        || namespace.len() > 64
+        || !namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return err(format!(
+            "{ctx}namespace must match ^[A-Za-z0-9_-]{{1,64}}$, got {namespace:?}"
+        ));
+    }
+    Ok(crate::modules::EtcdModules {
+        endpoints,
+        prefix,
+        namespace,
+    })
+}
+
 fn get_f64(m: &Map<String, Value>, k: &str, default: f64, ctx: &str) -> Result<f64, ConfigError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(default),
@@ -778,16 +837,12 @@ fn channel_from(
             "{ctx}channel {channel:?} has several delivery modes: use exactly one of targets/default_target, webhooks_config, etcd_host"
         ));
     }
-    if etcd_mode {
-        return err(format!(
-            "{ctx}etcd module mode (etcd_host) is not supported by this connector: use webhooks_config with a file, or HTTP targets"
-        ));
-    }
     let module = match get_str(m, "webhooks_config", ctx)? {
-        Some(w) => Some(crate::modules::ModuleMode {
+        Some(w) => Some(crate::modules::ModuleMode::File {
             webhooks_config: PathBuf::from(w),
             connections_config: get_str(m, "connections_config", ctx)?.map(PathBuf::from),
         }),
+        None if etcd_mode => Some(crate::modules::ModuleMode::Etcd(etcd_modules(m, ctx)?)),
         None => None,
     };
     let path = |k: &str| -> Result<Option<PathBuf>, ConfigError> {
@@ -1056,6 +1111,36 @@ mod tests {
     }
 
     #[test]
+    fn etcd_module_mode_takes_host_port_prefix_and_namespace() {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("default_target");
+        v["etcd_host"] = json!("etcd-a, etcd-b:2380,http://etcd-c:1234");
+        v["etcd_port"] = json!(2479);
+        v["etcd_prefix"] = json!("/hooks");
+        v["namespace"] = json!("team-a");
+        let (_d, p) = file(v);
+        let c = load(&Sources {
+            config_file: Some(p),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.channels[0].module,
+            Some(crate::modules::ModuleMode::Etcd(
+                crate::modules::EtcdModules {
+                    endpoints: vec![
+                        "etcd-a:2479".into(),
+                        "etcd-b:2380".into(),
+                        "http://etcd-c:1234".into()
+                    ],
+                    prefix: "/hooks/".into(),
+                    namespace: "team-a".into(),
+                }
+            ))
+        );
+    }
+
+    #[test]
     fn invalid_values_are_clear_errors() {
         let e = load(&Sources {
             env: env(&[("CONNECTOR_PROTOCOL", "bogus")]),
@@ -1065,6 +1150,16 @@ mod tests {
         assert!(e.to_string().contains("invalid protocol"), "{e}");
         let mut v = base();
         v["etcd_host"] = json!("etcd.local");
+        let (_d, p) = file(v);
+        let e = load(&Sources {
+            config_file: Some(p),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("several delivery modes"), "{e}");
+        let mut v = base();
+        v["etcd_host"] = json!("etcd.local");
+        v["namespace"] = json!("a/b");
         v.as_object_mut().unwrap().remove("default_target");
         let (_d, p) = file(v);
         let e = load(&Sources {
@@ -1072,7 +1167,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(e.to_string().contains("etcd module mode"), "{e}");
+        assert!(e.to_string().contains("namespace must match"), "{e}");
         let mut v = base();
         v["channels"] = json!([{"channel": "x"}]);
         let (_d, p) = file(v);

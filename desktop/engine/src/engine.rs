@@ -44,6 +44,8 @@ const AUTO_RETRY_BETTER: Duration = Duration::from_secs(600);
 const PAUSE_GRACE: Duration = Duration::from_secs(10);
 /// How often the queue depth is read from `/connect/status` while connected.
 const QUEUE_POLL: Duration = Duration::from_secs(5);
+/// How often `token_ref` is re-read after a 4005, waiting for the new token.
+const TOKEN_WATCH: Duration = Duration::from_secs(5);
 
 /// Start-up or control failure (bad TLS files, unknown channel, ...).
 #[derive(Debug, thiserror::Error)]
@@ -309,6 +311,8 @@ enum Settle {
 #[derive(Debug)]
 enum ConnError {
     Auth(String),
+    /// Long-poll against a protocol v1 server, whose polls cannot be settled (§11.1).
+    V1LongPoll,
     Other(String),
 }
 
@@ -593,6 +597,7 @@ impl ChannelCtx {
             }
         }
         let (enabled, _) = watch::channel(cfg.enabled);
+        let tokens = inner.tokens.child();
         let modules = match &cfg.module {
             None => None,
             Some(mode) => {
@@ -600,7 +605,16 @@ impl ChannelCtx {
                 for w in warnings {
                     tracing::warn!(channel = %cfg.channel, "{w}");
                 }
-                Some(Arc::new(m))
+                let m = Arc::new(m);
+                if let crate::modules::ModuleMode::Etcd(src) = mode {
+                    crate::etcd_modules::spawn(
+                        m.clone(),
+                        src.clone(),
+                        inner.env.clone(),
+                        tokens.hard.clone(),
+                    );
+                }
+                Some(m)
             }
         };
         let ws_tls = if cfg.cloud_url.starts_with("https://") {
@@ -623,7 +637,7 @@ impl ChannelCtx {
                 .map(|n| Arc::new(Semaphore::new(n))),
             live: Mutex::new(Live::new()),
             history: Mutex::new(history),
-            tokens: inner.tokens.child(),
+            tokens,
             deliveries: TaskTracker::new(),
             enabled,
             paused: inner.paused.subscribe(),
@@ -757,7 +771,11 @@ impl ChannelCtx {
     }
 
     /// Takes one wire message from any transport.
-    fn accept(self: &Arc<Self>, link: &Arc<Link>, msg: WireMessage) {
+    fn accept(self: &Arc<Self>, link: &Arc<Link>, mut msg: WireMessage) {
+        // A v1 server does not name the channel in its messages; `X-Webhook-Channel` still must.
+        if msg.channel.is_none() {
+            msg.channel = Some(self.cfg.channel.clone());
+        }
         {
             let mut l = self.live.lock();
             l.status.counters.received += 1;
@@ -1316,6 +1334,8 @@ async fn channel_loop(ctx: Arc<ChannelCtx>) {
             delay = backoff.initial;
             failures = 0;
             rung_failures = 0;
+            // `auto` never falls back to long-poll against a v1 server (§11.1).
+            server_v1 = ctx.live.lock().status.server_protocol_version.is_none();
         }
         ctx.live.lock().status.connection_id = None;
         let mut wait = jitter(delay);
@@ -1328,6 +1348,27 @@ async fn channel_loop(ctx: Arc<ChannelCtx>) {
             Ok(End::Closed(Some(4005), reason)) => {
                 if reload_token(&ctx) {
                     tracing::warn!(channel = %ctx.cfg.channel, "token revoked; reloaded it from token_ref");
+                    wait = jitter(backoff.initial);
+                } else if ctx.cfg.token_ref.is_some() {
+                    // Never reconnect with the revoked token; switch over once its source
+                    // holds another one (a rotation typed in after the close, CONFIG.md §8.2).
+                    tracing::error!(channel = %ctx.cfg.channel, "token revoked (4005): waiting for a new token in token_ref");
+                    ctx.set_state(
+                        ChannelState::AuthFailed,
+                        Some(format!(
+                            "token revoked (4005 {reason}): waiting for a new token in token_ref"
+                        )),
+                    );
+                    loop {
+                        tokio::select! {
+                            _ = ctx.tokens.intake.cancelled() => return,
+                            _ = tokio::time::sleep(TOKEN_WATCH) => {}
+                        }
+                        if reload_token(&ctx) {
+                            break;
+                        }
+                    }
+                    tracing::info!(channel = %ctx.cfg.channel, "token_ref holds a new token; reconnecting");
                     wait = jitter(backoff.initial);
                 } else {
                     tracing::error!(channel = %ctx.cfg.channel, "token revoked (4005): stopping this channel");
@@ -1378,11 +1419,25 @@ async fn channel_loop(ctx: Arc<ChannelCtx>) {
                 ctx.set_state(ChannelState::AuthFailed, Some(e));
                 wait = jitter(backoff.max);
             }
+            Err(ConnError::V1LongPoll) => {
+                server_v1 = true;
+                failures += 1;
+                let e = "the cloud speaks protocol v1, whose long-poll cannot settle messages \
+                         (ACKs answer 404, polled messages are requeued at once): nothing was \
+                         forwarded; use websocket, sse or auto";
+                ctx.set_state(ChannelState::Degraded, Some(e.into()));
+                if auto {
+                    tracing::warn!(channel = %ctx.cfg.channel, "protocol v1 cloud: long-poll skipped, back to WebSocket");
+                    rung = 0;
+                    rung_failures = 0;
+                    fell_back_at = None;
+                } else {
+                    tracing::error!(channel = %ctx.cfg.channel, "{e}");
+                    wait = jitter(backoff.max);
+                }
+            }
             Err(ConnError::Other(e)) => {
                 tracing::warn!(channel = %ctx.cfg.channel, error = %e, "connection failed");
-                if e.contains("protocol v1") {
-                    server_v1 = true;
-                }
                 failures += 1;
                 rung_failures += 1;
                 ctx.set_state(
@@ -1437,7 +1492,7 @@ fn connected(ctx: &ChannelCtx, link: &Link, version: Option<u32>) {
     let mut l = ctx.live.lock();
     l.status.state = ChannelState::Connected;
     l.status.connection_id = Some(link.connection_id.clone());
-    l.status.server_protocol_version = version;
+    l.status.server_protocol_version = version.or(link.v2.then_some(2));
 }
 
 fn is_v2(headers: &http::HeaderMap) -> bool {
@@ -1745,15 +1800,26 @@ async fn run_poll(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
         };
         let resp = match resp {
             Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return fail(ConnError::Other(format!(
+                    "poll timeout: no answer within {} s",
+                    wait + 5
+                )));
+            }
             Err(e) => return fail(ConnError::Other(format!("poll: {}", error_chain(&e)))),
         };
         let s = resp.status().as_u16();
         let v2_header = is_v2(resp.headers());
         match s {
+            // A v2 server marks its 204s too; an unmarked one is v1, whose polls cannot be
+            // settled: stop before anything is forwarded.
+            204 if !v2_header => return fail(ConnError::V1LongPoll),
             204 => {
                 if !was_connected {
                     was_connected = true;
-                    ctx.set_state(ChannelState::Connected, None);
+                    let mut l = ctx.live.lock();
+                    l.status.state = ChannelState::Connected;
+                    l.status.server_protocol_version = Some(2);
                 }
                 continue;
             }
@@ -1779,10 +1845,9 @@ async fn run_poll(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
             ),
         });
         if !link.v2 {
-            // Long-poll ACKs do not work against v1 servers (§11.1).
-            return fail(ConnError::Other(
-                "long-poll against a protocol v1 server".into(),
-            ));
+            // Long-poll ACKs do not work against v1 servers (§11.1); the server requeued the
+            // messages already, so dropping them here loses nothing.
+            return fail(ConnError::V1LongPoll);
         }
         if !was_connected || conn.as_deref() != Some(&id) {
             connected(ctx, &link, pv);

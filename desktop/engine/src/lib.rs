@@ -17,6 +17,7 @@ pub mod admin;
 pub mod api;
 pub mod config;
 pub mod engine;
+mod etcd_modules;
 pub mod forward;
 pub mod history;
 pub mod keyring;

@@ -1,6 +1,6 @@
 //! Module mode (CONFIG.md §7.6): instead of forwarding to a URL, run the `log` or
-//! `save_to_disk` module a local `webhooks.json` (the cloud's schema) names for the message's
-//! webhook id, then `default`.
+//! `save_to_disk` module that a local `webhooks.json` (the cloud's schema) or etcd (§4.2 layout)
+//! names for the message's webhook id, then `default`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use connect_config::{Cleanup, Lookup, MapEnv, Module, Webhook, WebhookSet};
 use connect_protocol::message::WireMessage;
+use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
 use crate::forward;
@@ -17,69 +18,141 @@ use crate::forward;
 pub enum ModuleError {
     /// NACK without retry: no definition, unsupported module, unsafe path.
     Permanent(String),
-    /// NACK with retry: the module failed (disk full, I/O error).
+    /// NACK with retry: the module failed (disk full, I/O error), or the definitions are not
+    /// loaded yet (etcd unreachable since start).
     Transient(String),
 }
 
 /// Where module mode reads its definitions.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ModuleMode {
-    pub webhooks_config: PathBuf,
-    pub connections_config: Option<PathBuf>,
+pub enum ModuleMode {
+    /// `webhooks_config` (and the accepted but unused `connections_config`).
+    File {
+        webhooks_config: PathBuf,
+        connections_config: Option<PathBuf>,
+    },
+    /// `etcd_host`: definitions read from and watched in etcd.
+    Etcd(EtcdModules),
 }
 
-/// The loaded definitions of one channel.
-#[derive(Debug)]
+/// etcd module mode: `{prefix}{namespace}/webhooks/{id}` keys (CONFIG.md §4.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdModules {
+    /// `host:port` (or a URL) of each endpoint.
+    pub endpoints: Vec<String>,
+    /// Key prefix ending in `/` (default `/cwm/`).
+    pub prefix: String,
+    /// Namespace whose webhooks are looked up (default `default`).
+    pub namespace: String,
+}
+
+struct Loaded {
+    set: Arc<WebhookSet>,
+    /// Why nothing is loaded yet (etcd mode before its first read).
+    pending: Option<String>,
+}
+
+/// The loaded definitions of one channel; etcd mode swaps them live.
 pub struct Modules {
-    set: WebhookSet,
+    loaded: RwLock<Loaded>,
+    /// Namespace the definitions live in (`None` for a file).
+    namespace: Option<String>,
+}
+
+impl std::fmt::Debug for Modules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Modules")
+            .field("namespace", &self.namespace)
+            .field("webhooks", &self.loaded.read().set.len())
+            .finish()
+    }
 }
 
 impl Modules {
-    /// Loads `webhooks_config` with placeholders resolved from `env`. Bad entries are disabled
-    /// (their messages are NACKed without retry) and returned as warnings.
+    /// A file: loads `webhooks_config` with placeholders resolved from `env`. Bad entries are
+    /// disabled (their messages are NACKed without retry) and returned as warnings. etcd: an
+    /// empty set until [`crate::etcd_modules::spawn`] has read the prefix.
     pub fn load(
         mode: &ModuleMode,
         env: &BTreeMap<String, String>,
     ) -> Result<(Self, Vec<String>), String> {
-        let text = std::fs::read_to_string(&mode.webhooks_config)
-            .map_err(|e| format!("webhooks_config {}: {e}", mode.webhooks_config.display()))?;
+        let (webhooks_config, connections_config) = match mode {
+            ModuleMode::File {
+                webhooks_config,
+                connections_config,
+            } => (webhooks_config, connections_config),
+            ModuleMode::Etcd(e) => {
+                return Ok((
+                    Self {
+                        loaded: RwLock::new(Loaded {
+                            set: Arc::new(WebhookSet::default()),
+                            pending: Some(format!(
+                                "webhook definitions not loaded from etcd ({}) yet",
+                                e.endpoints.join(", ")
+                            )),
+                        }),
+                        namespace: Some(e.namespace.clone()),
+                    },
+                    Vec::new(),
+                ));
+            }
+        };
+        let text = std::fs::read_to_string(webhooks_config)
+            .map_err(|e| format!("webhooks_config {}: {e}", webhooks_config.display()))?;
         let doc: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("webhooks_config {}: {e}", mode.webhooks_config.display()))?;
+            .map_err(|e| format!("webhooks_config {}: {e}", webhooks_config.display()))?;
         let env = MapEnv::new(env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let set = WebhookSet::from_json(&doc, None, &env, None)
-            .map_err(|e| format!("webhooks_config {}: {e}", mode.webhooks_config.display()))?;
-        let mut warnings: Vec<String> = set
-            .errors()
-            .iter()
-            .map(|e| {
-                format!(
-                    "webhooks_config: entry {:?} disabled: {}",
-                    e.webhook, e.error
-                )
-            })
-            .collect();
-        warnings.extend(
-            set.warnings()
-                .iter()
-                .map(|w| format!("webhooks_config: {w}")),
-        );
-        if let Some(c) = &mode.connections_config {
+            .map_err(|e| format!("webhooks_config {}: {e}", webhooks_config.display()))?;
+        let mut warnings = describe_problems(&set, "webhooks_config");
+        if let Some(c) = connections_config {
             warnings.push(format!(
                 "connections_config {}: only log and save_to_disk run in module mode; connections are not used",
                 c.display()
             ));
         }
-        Ok((Self { set }, warnings))
+        Ok((
+            Self {
+                loaded: RwLock::new(Loaded {
+                    set: Arc::new(set),
+                    pending: None,
+                }),
+                namespace: None,
+            },
+            warnings,
+        ))
     }
 
-    fn find(&self, msg: &WireMessage) -> Result<&Arc<Webhook>, ModuleError> {
-        let ns = msg.namespace.as_deref();
-        let found = match self.set.lookup(ns, &msg.webhook_id) {
-            Lookup::NotFound => self.set.lookup(ns, "default"),
-            other => other,
+    /// Swaps in a new set of definitions (etcd mode).
+    pub(crate) fn install(&self, set: WebhookSet) {
+        *self.loaded.write() = Loaded {
+            set: Arc::new(set),
+            pending: None,
         };
-        match found {
-            Lookup::Found(w) => Ok(w),
+    }
+
+    /// Number of definitions currently loaded, enabled or not.
+    pub fn len(&self) -> usize {
+        self.loaded.read().set.len()
+    }
+
+    /// True when no definition is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn find(&self, msg: &WireMessage) -> Result<Arc<Webhook>, ModuleError> {
+        let loaded = self.loaded.read();
+        if let Some(why) = &loaded.pending {
+            return Err(ModuleError::Transient(why.clone()));
+        }
+        // The file has no namespaces; etcd mode looks in its configured namespace. `lookup`
+        // falls back to `default` within it.
+        match loaded
+            .set
+            .lookup(self.namespace.as_deref(), &msg.webhook_id)
+        {
+            Lookup::Found(w) => Ok(w.clone()),
             Lookup::Disabled(e) => Err(ModuleError::Permanent(format!(
                 "the definition of {:?} is disabled: {e}",
                 msg.webhook_id
@@ -101,7 +174,7 @@ impl Modules {
 
     /// Runs the message's module to completion.
     pub async fn handle(&self, msg: &WireMessage) -> Result<(), ModuleError> {
-        let w = self.find(msg)?.clone();
+        let w = self.find(msg)?;
         // The cloud already decided what is relayed: clean only when the entry asks for it.
         let cleanup = if w.cleanup.explicit {
             w.cleanup.clone()
@@ -186,4 +259,15 @@ pub fn resolve_path(base: Option<&Path>, p: &str) -> PathBuf {
         Some(dir) if path.is_relative() => dir.join(path),
         _ => path,
     }
+}
+
+/// One line per disabled entry and per warning of `set`.
+pub(crate) fn describe_problems(set: &WebhookSet, source: &str) -> Vec<String> {
+    let mut out: Vec<String> = set
+        .errors()
+        .iter()
+        .map(|e| format!("{source}: entry {:?} disabled: {}", e.webhook, e.error))
+        .collect();
+    out.extend(set.warnings().iter().map(|w| format!("{source}: {w}")));
+    out
 }

@@ -335,3 +335,114 @@ async fn shutdown_nacks_deliveries_still_running_after_the_grace() {
     .await
     .unwrap();
 }
+
+/// etcd module mode against a real etcd: definitions under `{prefix}{namespace}/webhooks/` are
+/// read at start and followed live; an invalid put keeps the previous definition; the last good
+/// definitions serve while etcd is down and the watch resumes after it returns; a deleted
+/// definition dead-letters the next message.
+#[tokio::test]
+async fn etcd_module_mode_follows_puts_and_deletes_live() {
+    use etcd_client::Client;
+    let mut etcd = connect_testkit::EtcdServer::start().await.unwrap();
+    let mut kv = Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let def = |sub: &str| {
+        json!({"module": "save_to_disk", "module-config": {"path": sub, "base_dir": dir.path()}})
+            .to_string()
+    };
+    let key = "/cwm/team/webhooks/hook";
+    kv.put(key, def("a"), None).await.unwrap();
+    // Another namespace's definition of the same id is not ours.
+    kv.put("/cwm/default/webhooks/hook", def("wrong"), None)
+        .await
+        .unwrap();
+    let cloud = Cloud::start("ch").await.unwrap();
+    let cfg = json!({
+        "cloud_url": cloud.base, "channel": "ch", "token": TOKEN, "protocol": "websocket",
+        "reconnect_delay": 0.1, "etcd_host": "127.0.0.1", "etcd_port": etcd.port,
+        "namespace": "team",
+    });
+    let p = dir.path().join("connector.json");
+    std::fs::write(&p, cfg.to_string()).unwrap();
+    let cfg = connect_engine::config::load(&connect_engine::Sources {
+        config_file: Some(p),
+        ..Default::default()
+    })
+    .unwrap();
+    let engine = Engine::start(cfg).unwrap();
+    connected(&engine).await;
+    let count = |sub: &str| {
+        std::fs::read_dir(dir.path().join(sub))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    cloud.post("{\"n\":1}").await.unwrap();
+    wait_until(T, "saved under a/", || async { count("a") == 1 })
+        .await
+        .unwrap();
+
+    // An invalid put keeps the previous definition.
+    kv.put(key, "{\"module\": \"no_such_module\"}", None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cloud.post("{\"n\":2}").await.unwrap();
+    wait_until(T, "still saved under a/", || async { count("a") == 2 })
+        .await
+        .unwrap();
+
+    // A valid put takes over.
+    kv.put(key, def("b"), None).await.unwrap();
+    wait_until(T, "the new definition", || async {
+        cloud.post("{\"n\":3}").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        count("b") >= 1
+    })
+    .await
+    .unwrap();
+    let before_b = count("b");
+
+    // etcd down: the last good definitions keep serving.
+    etcd.kill9();
+    cloud.post("{\"n\":4}").await.unwrap();
+    wait_until(T, "served while etcd is down", || async {
+        count("b") == before_b + 1
+    })
+    .await
+    .unwrap();
+
+    // etcd back: the watch resumes; a delete dead-letters the next message.
+    etcd.restart().await.unwrap();
+    let mut kv = Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    kv.delete(key, None).await.unwrap();
+    let dead = || async {
+        cloud
+            .admin_get("/channels/ch/stats")
+            .await
+            .map(|v| v["dead_letters"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "a dead letter after the delete",
+        || async {
+            cloud.post("{\"n\":5}").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            dead().await >= 1
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(count("wrong"), 0);
+    within(T, "shutdown", engine.shutdown(Duration::from_secs(5)))
+        .await
+        .unwrap();
+}
