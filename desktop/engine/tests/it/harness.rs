@@ -27,7 +27,21 @@ impl Cloud {
 
     /// [`start`](Self::start) with more environment for the cloud.
     pub async fn start_with(channel: &str, extra_env: &[(&str, &str)]) -> Result<Self> {
-        let mc = json!({"channel": channel, "channel_token": TOKEN, "max_delivery_attempts": 3});
+        Self::start_configured(channel, json!({}), extra_env).await
+    }
+
+    /// [`start_with`](Self::start_with) with more `module-config` keys for both webhooks
+    /// (e.g. `ack_timeout_seconds`).
+    pub async fn start_configured(
+        channel: &str,
+        module_config: Value,
+        extra_env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let mut mc =
+            json!({"channel": channel, "channel_token": TOKEN, "max_delivery_attempts": 3});
+        for (k, v) in module_config.as_object().cloned().unwrap_or_default() {
+            mc[k] = v;
+        }
         let webhooks = json!({
             "hook": {"data_type": "json", "module": "webhook_connect", "module-config": mc},
             "blobhook": {"data_type": "blob", "module": "webhook_connect", "module-config": mc},

@@ -1,7 +1,8 @@
-//! Connection health: half-open links and heartbeat_timeout, `auto` falling back past a proxy
-//! that blocks WebSocket (and SSE), token revocation (4005) with and without `token_ref`,
-//! channel removal (4006), `https://` / `wss://` clouds behind a TLS-terminating proxy, and
-//! `HTTPS_PROXY` / `NO_PROXY`.
+//! Connection health: half-open links and heartbeat_timeout (a frozen long-poll link), `auto`
+//! falling back past a proxy that blocks WebSocket (and SSE), token revocation (4005, and the
+//! long-poll equivalent: the poll connection ends and the next poll gets 401) with and without
+//! `token_ref`, channel removal (4006), `https://` / `wss://` clouds behind a TLS-terminating
+//! proxy, and `HTTPS_PROXY` / `NO_PROXY`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -60,6 +61,33 @@ fn engine_with_env(
     })
     .unwrap();
     Engine::start(cfg).unwrap()
+}
+
+/// The channel configuration [`engine`] would start with, for `add_channel`.
+fn channel_config(
+    cloud_url: &str,
+    protocol: &str,
+    target: &RecordingTarget,
+    extra: Value,
+) -> connect_engine::config::ChannelConfig {
+    let mut cfg = json!({
+        "cloud_url": cloud_url, "channel": "ch", "protocol": protocol, "token": TOKEN,
+        "reconnect_delay": 0.1, "max_reconnect_delay": 1.0, "heartbeat_timeout": 20,
+        "connection_timeout": 5, "default_target": {"url": target.url},
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        cfg[k] = v;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("connector.json");
+    std::fs::write(&p, cfg.to_string()).unwrap();
+    config::load(&Sources {
+        config_file: Some(p),
+        ..Default::default()
+    })
+    .unwrap()
+    .channels
+    .remove(0)
 }
 
 fn cloud_addr(cloud: &Cloud) -> SocketAddr {
@@ -161,6 +189,99 @@ async fn websocket_reconnects_after_a_half_open_link() {
 #[tokio::test]
 async fn sse_reconnects_after_a_half_open_link() {
     half_open_link_is_detected("sse", Transport::Sse).await;
+}
+
+/// Long-poll has no heartbeats: a frozen link shows as a poll that gets no answer within its
+/// `timeout` + 5 s. The poll answer that was in the frozen link is lost, so its message stays
+/// leased at the cloud until the ack timeout and then comes again (at-least-once): every copy
+/// the target gets must be a separate cloud delivery (distinct `X-Webhook-Delivery-Count`), and
+/// every message posted before, during and after the freeze arrives.
+#[tokio::test]
+async fn long_poll_recovers_after_a_frozen_link() {
+    let cloud = Cloud::start_configured("ch", json!({"ack_timeout_seconds": 5}), &[])
+        .await
+        .unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let proxy = TcpProxy::start(cloud_addr(&cloud)).await.unwrap();
+    // Polls wait 3 s at the cloud, so an answer is overdue after 8 s.
+    let h = engine(
+        &format!("http://127.0.0.1:{}", proxy.port),
+        "long_poll",
+        &target,
+        json!({"heartbeat_timeout": 3, "connection_timeout": 2}),
+    );
+    let before = connected(&h, Transport::LongPoll).await;
+    delivers(&cloud, &target, "before-freeze").await;
+    proxy.freeze();
+    // The pending poll takes this one; its answer is held in the frozen link.
+    cloud.post(r#"{"tag":"during-freeze"}"#).await.unwrap();
+    let during = wait_status(&h, "the poll timing out on the frozen link", |s| {
+        s.connection_attempts > before.connection_attempts
+            && s.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("poll timeout"))
+    })
+    .await;
+    assert!(
+        matches!(
+            during.state,
+            ChannelState::Connecting | ChannelState::Degraded
+        ),
+        "{during:?}"
+    );
+    assert_eq!(
+        target.count(),
+        1,
+        "nothing can arrive through the frozen link"
+    );
+    proxy.thaw();
+    connected(&h, Transport::LongPoll).await;
+    cloud.post(r#"{"tag":"after-thaw"}"#).await.unwrap();
+    let want = ["before-freeze", "during-freeze", "after-thaw"];
+    let reqs = wait_for(T, "every message after the thaw", || {
+        let reqs = target.requests();
+        let all = want
+            .iter()
+            .all(|w| reqs.iter().any(|r| r.body_text().contains(w)));
+        async move { all.then_some(reqs) }
+    })
+    .await
+    .unwrap();
+    let mut copies: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in &reqs {
+        copies
+            .entry(
+                r.header("x-webhook-message-id")
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .or_default()
+            .push(
+                r.header("x-webhook-delivery-count")
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+    }
+    assert_eq!(copies.len(), 3, "{copies:?}");
+    for (id, counts) in &copies {
+        let distinct: std::collections::BTreeSet<_> = counts.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            counts.len(),
+            "{id}: the connector forwarded one cloud delivery twice: {copies:?}"
+        );
+    }
+    // Everything settled at the cloud: nothing left to redeliver.
+    wait_for(T, "the cloud to settle everything", || {
+        let c = &cloud;
+        async move {
+            let st = c.admin_get("/channels/ch/stats").await.ok()?;
+            (st["messages_queued"] == 0 && st["messages_in_flight"] == 0).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    stop(h).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,6 +390,98 @@ async fn websocket_4005_reloads_the_token_from_token_ref() {
 #[tokio::test]
 async fn sse_token_revoked_reloads_the_token_from_token_ref() {
     revoked_token_is_reloaded_from_token_ref("sse", Transport::Sse).await;
+}
+
+/// A rotation reaches a poll connection at the end of the grace: the connection ends (its pending
+/// poll answers 204) and the next poll with the old token gets 401. `token_ref` is re-read on the
+/// spot and already holds the new token, so the channel switches without being auth-failed.
+#[tokio::test]
+async fn long_poll_switches_to_the_token_reloaded_after_a_rotation() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    write_token(&file, TOKEN);
+    let h = engine(
+        &cloud.base,
+        "long_poll",
+        &target,
+        json!({"token_ref": format!("file:{}", file.display())}),
+    );
+    let before = connected(&h, Transport::LongPoll).await;
+    let new = rotate(&cloud, 1).await;
+    write_token(&file, &new);
+    let s = wait_status(&h, "the 401 that makes it re-read token_ref", |s| {
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("reloaded the token"))
+    })
+    .await;
+    assert_ne!(s.state, ChannelState::AuthFailed, "{s:?}");
+    connected(&h, Transport::LongPoll).await;
+    delivers(&cloud, &target, "new-token").await;
+    let after = status(&h);
+    assert!(
+        after.connection_attempts <= before.connection_attempts + 2,
+        "{after:?}"
+    );
+    stop(h).await;
+}
+
+/// The same rotation while `token_ref` still holds the old token: auth-failed, retried slowly
+/// (`max_reconnect_delay`), and connected again once the new token is in `token_ref`.
+#[tokio::test]
+async fn long_poll_rotated_token_is_auth_failed_until_token_ref_has_the_new_one() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    write_token(&file, TOKEN);
+    let h = engine(
+        &cloud.base,
+        "long_poll",
+        &target,
+        json!({"token_ref": format!("file:{}", file.display())}),
+    );
+    connected(&h, Transport::LongPoll).await;
+    let new = rotate(&cloud, 1).await;
+    let failed = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("401")),
+        "{failed:?}"
+    );
+    // No hot loop: one attempt per max_reconnect_delay (1 s ± 20 %).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = status(&h);
+    assert_eq!(later.state, ChannelState::AuthFailed, "{later:?}");
+    assert!(
+        later.connection_attempts <= failed.connection_attempts + 4,
+        "{failed:?} then {later:?}"
+    );
+    write_token(&file, &new);
+    connected(&h, Transport::LongPoll).await;
+    delivers(&cloud, &target, "token-given").await;
+    stop(h).await;
+}
+
+/// Without `token_ref` the new token comes from whoever runs the engine (the desktop app, a
+/// control client): replacing the channel's configuration reconnects it with that token.
+#[tokio::test]
+async fn long_poll_rotated_token_recovers_when_the_channel_gets_the_new_token() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let h = engine(&cloud.base, "long_poll", &target, json!({}));
+    connected(&h, Transport::LongPoll).await;
+    let new = rotate(&cloud, 1).await;
+    wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    let cfg = channel_config(&cloud.base, "long_poll", &target, json!({"token": new}));
+    h.add_channel(cfg).unwrap();
+    connected(&h, Transport::LongPoll).await;
+    delivers(&cloud, &target, "new-config").await;
+    stop(h).await;
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Engine integration tests against the REAL cloud binary on loopback and a recording local
-//! target. Build the binaries first (`cargo build --workspace --bins`).
+//! target (and, in `v1`, against a protocol-v1 cloud stand-in from the test kit). Build the
+//! binaries first (`cargo build --workspace --bins`).
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure with its message
 
@@ -7,3 +8,4 @@ mod control;
 mod harness;
 mod health;
 mod scenarios;
+mod v1;

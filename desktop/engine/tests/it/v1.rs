@@ -1,0 +1,480 @@
+//! The engine against a protocol-version-1 cloud (PROTOCOL.md §1.2 rule 3: "this project's
+//! connector works against a reference cloud by treating every v2 field as optional and using
+//! the fallbacks given in this document").
+//!
+//! The reference cloud does not run here. [`V1Cloud`] (tests/support/src/v1cloud.rs) is a
+//! **stand-in written from PROTOCOL.md's description of version 1**, not the reference itself;
+//! its module documentation lists every v1 behaviour it reproduces, its assumptions and what it
+//! leaves out. What these tests rely on:
+//! - no `X-Webhook-Connect-Version` header, no `protocol_version`, v1 frame shapes (WebSocket
+//!   `connected` without the v2 fields, SSE `connected` with only `connection_id` and `channel`,
+//!   SSE webhook events without `id:` lines, heartbeats without `server_time`);
+//! - messages without any v2 field: no `body_b64` / `raw_headers` (the connector forwards
+//!   `payload` and the `headers` map), no `delivery_count` (no `X-Webhook-Delivery-Count`), no
+//!   `channel` (the connector names its configured channel), credential headers masked;
+//! - WebSocket authentication failure as HTTP 403, SSE / long-poll as 401; channels that exist
+//!   only after their first webhook;
+//! - WebSocket heartbeats every 30 s (scaled down here: every 1 s against a 3 s
+//!   `heartbeat_timeout`, the same 1:2 ratio as 30 s against the default 60 s) and SSE
+//!   heartbeats only while idle;
+//! - NACK `retry=true` never redelivered to a connection that was already open;
+//! - long-poll that returns at most one message, requeues it at once and answers every ACK 404:
+//!   the connector must not forward from it (§11.1: `auto` skips long-poll against v1), because
+//!   each poll would bring the same message again;
+//! - rotation that leaves open connections alone.
+//!
+//! The stand-in also records every client action v1 forbids or cannot parse (an `extend` frame
+//! or `status=extend`, unknown frame types, malformed or binary frames); each test asserts there
+//! were none.
+
+use std::time::Duration;
+
+use connect_engine::api::Transport;
+use connect_engine::config::{self, Sources};
+use connect_engine::{ChannelState, ChannelStatus, Engine, EngineHandle};
+use connect_testkit::{HttpFilterProxy, RecordingTarget, V1Cloud, V1Options, V1Records, wait_for};
+use serde_json::{Value, json};
+
+use crate::harness::status;
+
+const T: Duration = Duration::from_secs(15);
+const TOKEN: &str = "v1-channel-token";
+
+async fn v1() -> V1Cloud {
+    V1Cloud::start(V1Options {
+        heartbeat_interval: Duration::from_secs(1),
+        ..V1Options::new("ch", TOKEN)
+    })
+    .await
+    .unwrap()
+}
+
+/// An engine for channel `ch` with one attempt per delivery (a failure NACKs at once).
+fn engine(cloud_url: &str, protocol: &str, target: &RecordingTarget, extra: Value) -> EngineHandle {
+    let mut cfg = json!({
+        "cloud_url": cloud_url, "channel": "ch", "protocol": protocol, "token": TOKEN,
+        "reconnect_delay": 0.1, "max_reconnect_delay": 1.0, "heartbeat_timeout": 3,
+        "connection_timeout": 5,
+        "default_target": {"url": target.url, "retry_enabled": false},
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        cfg[k] = v;
+    }
+    if cfg.get("token_ref").is_some() {
+        cfg.as_object_mut().unwrap().remove("token");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("connector.json");
+    std::fs::write(&p, cfg.to_string()).unwrap();
+    let cfg = config::load(&Sources {
+        config_file: Some(p),
+        ..Default::default()
+    })
+    .unwrap();
+    Engine::start(cfg).unwrap()
+}
+
+async fn post(v1: &V1Cloud, body: &str, headers: &[(&str, &str)]) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/webhook/hook", v1.base))
+        .body(body.to_owned());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!({"message": "200 OK"}));
+}
+
+async fn wait_status(
+    h: &EngineHandle,
+    what: &str,
+    ok: impl Fn(&ChannelStatus) -> bool,
+) -> ChannelStatus {
+    let r = wait_for(T, what, || {
+        let s = status(h);
+        let hit = ok(&s).then_some(s);
+        async move { hit }
+    })
+    .await;
+    match r {
+        Ok(s) => s,
+        Err(e) => {
+            let s = status(h);
+            panic!(
+                "{e}; last status: state {:?}, transport {:?}, attempts {}, last_error {:?}",
+                s.state, s.transport, s.connection_attempts, s.last_error
+            )
+        }
+    }
+}
+
+async fn connected(h: &EngineHandle, transport: Transport) -> ChannelStatus {
+    wait_status(h, "connected", |s| {
+        s.state == ChannelState::Connected && s.transport == Some(transport)
+    })
+    .await
+}
+
+async fn wait_v1(v1: &V1Cloud, what: &str, ok: impl Fn(&V1Records) -> bool) {
+    let r = wait_for(T, what, || {
+        let hit = ok(&v1.records()).then_some(());
+        async move { hit }
+    })
+    .await;
+    if let Err(e) = r {
+        panic!("{e}; v1 records: {:?}", v1.records());
+    }
+}
+
+fn no_violations(v1: &V1Cloud) {
+    let r = v1.records();
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert!(
+        r.nacked.iter().all(|n| !n.had_error_text),
+        "NACK error texts are v2: {:?}",
+        r.nacked
+    );
+}
+
+async fn stop(h: EngineHandle) {
+    connect_testkit::within(T, "shutdown", h.shutdown(Duration::from_secs(2)))
+        .await
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery and settlement over WebSocket and SSE.
+
+/// Compact JSON whose bytes survive v1's parse-and-reserialize (key order and number text kept).
+const BODY: &str = r#"{"event":"push","id":12345678901234567890,"price":10.50,"nested":{"b":1,"a":[true,null,"é"]}}"#;
+
+async fn delivers_and_settles_as_v1_expects(
+    protocol: &str,
+    transport: Transport,
+    via: &'static str,
+) {
+    let v1 = v1().await;
+    let target = RecordingTarget::start().await.unwrap();
+    // A v1 channel exists only once a webhook has arrived.
+    post(
+        &v1,
+        BODY,
+        &[
+            ("content-type", "application/json"),
+            ("x-github-event", "push"),
+            ("authorization", "Bearer sender-secret"),
+            ("x-trace", "first"),
+            ("x-trace", "last"),
+        ],
+    )
+    .await;
+    let h = engine(&v1.base, protocol, &target, json!({}));
+    let first = connected(&h, transport).await;
+
+    // Forwarded from `payload` and the `headers` map, the only body and headers v1 sends.
+    let reqs = target.wait_for_count(1, T).await.unwrap();
+    let r = &reqs[0];
+    assert_eq!(r.body_text(), BODY);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("x-github-event"), Some("push"));
+    assert_eq!(r.header("x-trace"), Some("last"), "v1 keeps the last value");
+    assert_eq!(
+        r.header("authorization"),
+        None,
+        "masked by v1: not forwarded"
+    );
+    assert_eq!(r.header("x-webhook-id"), Some("hook"));
+    assert_eq!(r.header("x-webhook-channel"), Some("ch"));
+    assert_eq!(r.header("x-webhook-attempt"), Some("1"));
+    assert_eq!(
+        r.header("x-webhook-delivery-count"),
+        None,
+        "v1 sends no delivery_count"
+    );
+    let first_id = r.header("x-webhook-message-id").unwrap().to_owned();
+    assert!(first_id.starts_with("msg_"), "{first_id}");
+    wait_v1(&v1, "the ACK", |r| {
+        r.acked.contains(&(first_id.clone(), via))
+    })
+    .await;
+
+    // Idle for longer than heartbeat_timeout: v1's heartbeats keep the link (WebSocket
+    // heartbeats are echoed).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let idle = status(&h);
+    assert_eq!(idle.state, ChannelState::Connected, "{idle:?}");
+    assert_eq!(
+        idle.connection_attempts, first.connection_attempts,
+        "{idle:?}"
+    );
+    if transport == Transport::Websocket {
+        assert!(v1.records().client_heartbeats >= 2, "{:?}", v1.records());
+    }
+
+    // 500 → NACK retry=true: v1 never redelivers to the open connection.
+    target.set_status(500);
+    post(&v1, r#"{"n":2}"#, &[("content-type", "application/json")]).await;
+    let reqs = target.wait_for_count(2, T).await.unwrap();
+    let retry_id = reqs[1].header("x-webhook-message-id").unwrap().to_owned();
+    wait_v1(&v1, "the NACK with retry", |r| {
+        r.nacked.iter().any(|n| n.message_id == retry_id && n.retry)
+    })
+    .await;
+    // 400 → NACK retry=false: v1 drops it.
+    target.set_status(400);
+    post(&v1, r#"{"n":3}"#, &[("content-type", "application/json")]).await;
+    let reqs = target.wait_for_count(3, T).await.unwrap();
+    let rejected_id = reqs[2].header("x-webhook-message-id").unwrap().to_owned();
+    wait_v1(&v1, "the NACK without retry", |r| {
+        r.dropped.contains(&rejected_id)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        target.count(),
+        3,
+        "redelivered to the connection that NACKed it"
+    );
+
+    // A new connection gets the NACKed message again.
+    target.set_status(200);
+    h.set_channel_enabled("ch", false).unwrap();
+    wait_status(&h, "disconnected", |s| {
+        s.state == ChannelState::Disconnected
+    })
+    .await;
+    h.set_channel_enabled("ch", true).unwrap();
+    let reqs = target.wait_for_count(4, T).await.unwrap();
+    assert_eq!(reqs[3].body_text(), r#"{"n":2}"#);
+    assert_eq!(
+        reqs[3].header("x-webhook-message-id"),
+        Some(retry_id.as_str())
+    );
+    wait_v1(&v1, "the ACK of the redelivery", |r| {
+        r.acked.iter().any(|(id, _)| *id == retry_id)
+    })
+    .await;
+    assert_eq!(v1.queued() + v1.in_flight(), 0);
+    let rec = v1.records();
+    assert!(rec.nacked.iter().all(|n| n.via == via), "{:?}", rec.nacked);
+    no_violations(&v1);
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn websocket_against_v1_forwards_acks_and_nacks() {
+    delivers_and_settles_as_v1_expects("websocket", Transport::Websocket, "frame").await;
+}
+
+#[tokio::test]
+async fn sse_against_v1_forwards_acks_and_nacks() {
+    delivers_and_settles_as_v1_expects("sse", Transport::Sse, "http").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication failures: v1 answers the WebSocket upgrade 403, SSE and long-poll 401.
+
+async fn bad_token_is_auth_failed_without_a_hot_loop(protocol: &str, status_code: u16) {
+    let v1 = v1().await;
+    let target = RecordingTarget::start().await.unwrap();
+    post(&v1, r#"{"n":1}"#, &[]).await;
+    let h = engine(&v1.base, protocol, &target, json!({"token": "wrong-token"}));
+    let s = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    assert!(
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains(&status_code.to_string())),
+        "{s:?}"
+    );
+    // Retried slowly: one attempt per max_reconnect_delay (1 s ± 20 %).
+    let before = v1.records().refused.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rec = v1.records();
+    assert!(rec.refused.len() <= before + 4, "{:?}", rec.refused);
+    assert!(
+        rec.refused
+            .iter()
+            .all(|(p, code)| *p == protocol && *code == status_code),
+        "{:?}",
+        rec.refused
+    );
+    assert_eq!(status(&h).state, ChannelState::AuthFailed);
+    assert_eq!(target.count(), 0);
+    stop(h).await;
+}
+
+#[tokio::test]
+async fn websocket_403_from_v1_is_auth_failed_without_a_hot_loop() {
+    bad_token_is_auth_failed_without_a_hot_loop("websocket", 403).await;
+}
+
+#[tokio::test]
+async fn sse_401_from_v1_is_auth_failed_without_a_hot_loop() {
+    bad_token_is_auth_failed_without_a_hot_loop("sse", 401).await;
+}
+
+/// Under `auto` a 403 on the upgrade may also be a proxy refusing WebSocket, so the engine tries
+/// SSE, whose 401 settles it.
+#[tokio::test]
+async fn auto_with_a_bad_token_against_v1_ends_auth_failed_on_sse() {
+    let v1 = v1().await;
+    let target = RecordingTarget::start().await.unwrap();
+    post(&v1, r#"{"n":1}"#, &[]).await;
+    let h = engine(&v1.base, "auto", &target, json!({"token": "wrong-token"}));
+    let s = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    assert_eq!(s.transport, Some(Transport::Sse), "{s:?}");
+    let rec = v1.records();
+    assert!(
+        rec.refused.contains(&("websocket", 403)),
+        "{:?}",
+        rec.refused
+    );
+    assert!(rec.refused.contains(&("sse", 401)), "{:?}", rec.refused);
+    stop(h).await;
+}
+
+/// A v1 channel exists only after its first webhook: a connector started earlier is refused like
+/// a bad token, retries slowly, and connects once the webhook has arrived.
+#[tokio::test]
+async fn a_connector_started_before_the_first_v1_webhook_connects_after_it() {
+    let v1 = v1().await;
+    let target = RecordingTarget::start().await.unwrap();
+    let h = engine(&v1.base, "websocket", &target, json!({}));
+    wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    post(
+        &v1,
+        r#"{"first":true}"#,
+        &[("content-type", "application/json")],
+    )
+    .await;
+    connected(&h, Transport::Websocket).await;
+    let reqs = target.wait_for_count(1, T).await.unwrap();
+    assert_eq!(reqs[0].body_text(), r#"{"first":true}"#);
+    no_violations(&v1);
+    stop(h).await;
+}
+
+/// v1 rotation leaves the open connection alone; the next connection needs the new token, which
+/// the engine re-reads from `token_ref` on the auth failure.
+#[tokio::test]
+async fn a_v1_rotation_is_picked_up_from_token_ref_on_the_next_connection() {
+    let v1 = v1().await;
+    let target = RecordingTarget::start().await.unwrap();
+    post(&v1, r#"{"n":1}"#, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    let write = |t: &str| {
+        std::fs::write(&file, t).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    write(TOKEN);
+    let h = engine(
+        &v1.base,
+        "websocket",
+        &target,
+        json!({"token_ref": format!("file:{}", file.display())}),
+    );
+    let before = connected(&h, Transport::Websocket).await;
+    target.wait_for_count(1, T).await.unwrap();
+    let new = v1.rotate_token();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let same = status(&h);
+    assert_eq!(
+        same.connection_attempts, before.connection_attempts,
+        "{same:?}"
+    );
+    h.set_channel_enabled("ch", false).unwrap();
+    wait_status(&h, "disconnected", |s| {
+        s.state == ChannelState::Disconnected
+    })
+    .await;
+    h.set_channel_enabled("ch", true).unwrap();
+    wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    write(&new);
+    let after = connected(&h, Transport::Websocket).await;
+    assert_ne!(after.connection_id, before.connection_id);
+    no_violations(&v1);
+    stop(h).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Long-poll: v1 polls cannot be settled, so the connector forwards nothing from them.
+
+#[tokio::test]
+async fn long_poll_against_v1_forwards_nothing_and_says_why() {
+    let v1 = v1().await;
+    let target = RecordingTarget::start().await.unwrap();
+    post(&v1, r#"{"n":1}"#, &[("content-type", "application/json")]).await;
+    let h = engine(&v1.base, "long_poll", &target, json!({}));
+    wait_status(&h, "degraded with the v1 long-poll report", |s| {
+        s.state == ChannelState::Degraded
+            && s.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("protocol v1"))
+    })
+    .await;
+    // Tried again slowly (max_reconnect_delay), in case the cloud is upgraded.
+    let polls = v1.records().poll_requests;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rec = v1.records();
+    assert!(
+        rec.poll_requests >= 1 && rec.poll_requests <= polls + 4,
+        "{rec:?}"
+    );
+    assert!(!rec.polled.is_empty(), "{rec:?}");
+    assert_eq!(target.count(), 0, "forwarded from an unsettleable v1 poll");
+    assert!(rec.ack_requests.is_empty(), "{:?}", rec.ack_requests);
+    assert_eq!(v1.queued(), 1, "the message is still at the v1 cloud");
+    no_violations(&v1);
+    stop(h).await;
+}
+
+/// `auto` against v1 behind a proxy that refuses WebSocket: SSE works and delivers.
+#[tokio::test]
+async fn auto_against_v1_falls_back_to_sse_past_a_websocket_blocking_proxy() {
+    let v1 = v1().await;
+    let target = RecordingTarget::start().await.unwrap();
+    let proxy = HttpFilterProxy::start(v1.addr).await.unwrap();
+    post(
+        &v1,
+        r#"{"via":"sse"}"#,
+        &[("content-type", "application/json")],
+    )
+    .await;
+    let h = engine(&proxy.url, "auto", &target, json!({}));
+    connected(&h, Transport::Sse).await;
+    let reqs = target.wait_for_count(1, T).await.unwrap();
+    assert_eq!(reqs[0].body_text(), r#"{"via":"sse"}"#);
+    let id = reqs[0].header("x-webhook-message-id").unwrap().to_owned();
+    wait_v1(&v1, "the ACK", |r| r.acked.contains(&(id.clone(), "http"))).await;
+    no_violations(&v1);
+    stop(h).await;
+}
+
+/// `auto` against v1 with WebSocket and SSE both blocked reaches long-poll, finds a v1 server
+/// there and goes back to WebSocket instead of forwarding from it (§11.1).
+#[tokio::test]
+async fn auto_against_v1_skips_long_poll() {
+    let v1 = v1().await;
+    let target = RecordingTarget::start().await.unwrap();
+    let proxy = HttpFilterProxy::start(v1.addr).await.unwrap();
+    proxy.refuse_path_suffix("/sse");
+    post(&v1, r#"{"n":1}"#, &[("content-type", "application/json")]).await;
+    let h = engine(&proxy.url, "auto", &target, json!({}));
+    wait_v1(&v1, "a poll", |r| r.poll_requests >= 1).await;
+    let s = wait_status(&h, "back on WebSocket", |s| {
+        s.transport == Some(Transport::Websocket)
+    })
+    .await;
+    assert_ne!(s.state, ChannelState::Connected, "{s:?}");
+    // It never polls a v1 cloud again.
+    let polls = v1.records().poll_requests;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(v1.records().poll_requests, polls);
+    assert_eq!(target.count(), 0);
+    assert_eq!(v1.queued(), 1);
+    stop(h).await;
+}
