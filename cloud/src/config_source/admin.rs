@@ -187,7 +187,12 @@ async fn config_status(State(st): State<AppState>, headers: HeaderMap) -> Respon
         errors.push(json!({"webhook": null, "error": f}));
     }
     let provider = match m.etcd_link() {
-        Some(l) => json!({"type": "etcd", "connected": l.connected, "revision": l.revision}),
+        Some(l) => {
+            if let (false, Some(e)) = (l.connected, &l.last_error) {
+                errors.push(json!({"webhook": null, "error": format!("etcd: {e}")}));
+            }
+            json!({"type": "etcd", "connected": l.connected, "revision": l.revision})
+        }
         None => json!({"type": "file", "connected": true, "revision": null}),
     };
     let vault = match m.vault_status() {

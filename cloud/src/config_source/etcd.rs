@@ -94,7 +94,7 @@ pub async fn read_prefix(mut client: Client, prefix: &str) -> Result<(RawConfig,
     )
     .await
     .map_err(|_| "range read timed out".to_string())?
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| describe(&e))?;
     let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
     let mut raw = RawConfig::default();
     for kv in resp.kvs() {
@@ -113,15 +113,17 @@ fn connect_options(s: &SourceSettings) -> Result<ConnectOptions, String> {
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs_f64(s.etcd_dial_timeout_seconds))
         .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
-        .with_keep_alive_while_idle(true);
+        .with_keep_alive_while_idle(true)
+        // A member cut off from the cluster's leader cancels the watch instead of going quiet.
+        .with_require_leader(true);
     if let (Some(u), Some(p)) = (&s.etcd_username, &s.etcd_password) {
-        opts = opts.with_user(u.clone(), p.clone());
+        // etcd's auth tokens expire (`--auth-token-ttl`, 5 min by default): log in again
+        // instead of failing every request until the next reconnect.
+        opts = opts
+            .with_user(u.clone(), p.clone())
+            .with_auto_token_refresh(true);
     }
-    let https = s
-        .etcd_endpoint_list()
-        .iter()
-        .any(|e| e.starts_with("https://"));
-    if https || s.etcd_ca_file.is_some() || s.etcd_cert_file.is_some() {
+    if s.etcd_tls() {
         let mut tls = TlsOptions::new();
         if let Some(ca) = &s.etcd_ca_file {
             let pem =
@@ -154,9 +156,42 @@ impl Backoff {
     }
 }
 
+/// Explains an etcd client error with its causes (a transport error's own text is only
+/// "transport error"), naming the setting to check where the cause is clear.
+fn describe(e: &etcd_client::Error) -> String {
+    let mut text = match e {
+        etcd_client::Error::GRpcStatus(status) => status.message().to_string(),
+        other => other.to_string(),
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text = format!("{text}: {c}");
+        }
+        source = cause.source();
+    }
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("authentication failed") || lower.contains("invalid user id or password") {
+        format!("authentication failed (check ETCD_USERNAME / ETCD_PASSWORD): {text}")
+    } else if lower.contains("permission denied") {
+        format!("permission denied for ETCD_USERNAME on ETCD_PREFIX: {text}")
+    } else if lower.contains("user name is empty") || lower.contains("user name not found") {
+        format!("etcd requires authentication (set ETCD_USERNAME / ETCD_PASSWORD): {text}")
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        format!("TLS failed (check ETCD_CA_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE): {text}")
+    } else {
+        text
+    }
+}
+
 /// Validates the connection settings (TLS files) and spawns the loader/watcher.
 pub fn spawn(st: &AppState) -> Result<(), String> {
     let opts = connect_options(&st.settings.source)?;
+    for e in st.settings.source.etcd_upgraded_endpoints() {
+        tracing::warn!(endpoint = %e, "etcd TLS is configured: dialling this endpoint over https://");
+    }
     let st = st.clone();
     st.tracker.clone().spawn(async move { run(st, opts).await });
     Ok(())
@@ -172,6 +207,16 @@ fn set_link(st: &AppState, connected: bool) {
         }
     }
     l.connected = connected;
+    if connected {
+        l.last_error = None;
+    }
+}
+
+/// Marks the link down with the reason, for the config status and the log.
+fn link_failed(st: &AppState, what: &str, reason: String) {
+    tracing::warn!(error = %reason, "{what}");
+    set_link(st, false);
+    st.sources.etcd.lock().last_error = Some(format!("{what}: {reason}"));
 }
 
 async fn sleep_or_stop(st: &AppState, d: Duration) -> bool {
@@ -181,20 +226,70 @@ async fn sleep_or_stop(st: &AppState, d: Duration) -> bool {
     }
 }
 
+/// Dials the members in turn, starting at `start`, and returns the first one that answers a
+/// status request, with its index.
+///
+/// One client per member on purpose: a client balanced over every member keeps sending a share
+/// of its requests to a member that is down (tonic's lazily connected endpoints always look
+/// ready), so the watch and the status checks would fail at random and reconnect with growing
+/// backoff. Here a dead member costs one refused probe per reconnect, and the watch fails over
+/// to the next member.
+async fn connect_member(
+    endpoints: &[String],
+    opts: &ConnectOptions,
+    start: usize,
+    probe_timeout: Duration,
+) -> Result<(Client, usize), String> {
+    let mut errors = Vec::new();
+    for k in 0..endpoints.len() {
+        let i = (start + k) % endpoints.len();
+        let endpoint = &endpoints[i];
+        let attempt = async {
+            let mut c = Client::connect([endpoint.as_str()], Some(opts.clone()))
+                .await
+                .map_err(|e| describe(&e))?;
+            c.status().await.map_err(|e| describe(&e))?;
+            Ok::<_, String>(c)
+        };
+        let r = match tokio::time::timeout(probe_timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {probe_timeout:?}")),
+        };
+        match r {
+            Ok(c) => return Ok((c, i)),
+            Err(e) if endpoints.len() == 1 => errors.push(e),
+            Err(e) => {
+                tracing::debug!(%endpoint, error = %e, "etcd member unusable; trying the next one");
+                errors.push(format!("{endpoint}: {e}"));
+            }
+        }
+    }
+    Err(errors.join("; "))
+}
+
 async fn run(st: AppState, opts: ConnectOptions) {
     let endpoints = st.settings.source.etcd_endpoint_list();
     let prefix = st.settings.source.etcd_prefix.clone();
+    let probe_timeout =
+        Duration::from_secs_f64(st.settings.source.etcd_dial_timeout_seconds) + REQUEST_TIMEOUT;
     let mut backoff = Backoff(Duration::from_secs(1));
     let mut need_full = true;
+    // The member to try first: after a failure, the next one.
+    let mut member = 0usize;
     loop {
         if st.hub.dispatch_stop.is_cancelled() {
             return;
         }
-        let client = match Client::connect(&endpoints, Some(opts.clone())).await {
-            Ok(c) => c,
+        let client = match connect_member(&endpoints, &opts, member, probe_timeout).await {
+            Ok((c, i)) => {
+                if endpoints.len() > 1 {
+                    tracing::info!(endpoint = %endpoints[i], "using etcd member");
+                }
+                member = i;
+                c
+            }
             Err(e) => {
-                set_link(&st, false);
-                tracing::warn!(error = %e, "cannot connect to etcd");
+                link_failed(&st, "cannot connect to etcd", e);
                 if !sleep_or_stop(&st, backoff.next()).await {
                     return;
                 }
@@ -222,15 +317,17 @@ async fn run(st: AppState, opts: ConnectOptions) {
                                 "configuration loaded from etcd"
                             );
                         }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "applying the etcd configuration failed")
-                        }
+                        Err(e) => link_failed(
+                            &st,
+                            "applying the etcd configuration failed",
+                            e.to_string(),
+                        ),
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "reading the etcd prefix failed"),
+                Err(e) => link_failed(&st, "reading the etcd prefix failed", e),
             }
             if need_full {
-                set_link(&st, false);
+                member = (member + 1) % endpoints.len();
                 if !sleep_or_stop(&st, backoff.next()).await {
                     return;
                 }
@@ -250,15 +347,16 @@ async fn run(st: AppState, opts: ConnectOptions) {
         let mut stream = match watch {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "etcd watch failed");
-                set_link(&st, false);
+                link_failed(&st, "etcd watch failed", describe(&e));
+                member = (member + 1) % endpoints.len();
                 if !sleep_or_stop(&st, backoff.next()).await {
                     return;
                 }
                 continue;
             }
             Err(_) => {
-                set_link(&st, false);
+                link_failed(&st, "etcd watch failed", "timed out".into());
+                member = (member + 1) % endpoints.len();
                 if !sleep_or_stop(&st, backoff.next()).await {
                     return;
                 }
@@ -279,7 +377,7 @@ async fn run(st: AppState, opts: ConnectOptions) {
                             break;
                         }
                         if resp.canceled() {
-                            tracing::warn!(reason = %resp.cancel_reason(), "etcd watch canceled");
+                            link_failed(&st, "etcd watch canceled", resp.cancel_reason().to_string());
                             break;
                         }
                         if resp.created() && !established {
@@ -291,17 +389,24 @@ async fn run(st: AppState, opts: ConnectOptions) {
                             apply_events(&st, &prefix, resp.events()).await;
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        link_failed(&st, "etcd watch stream ended", "closed by the server".into());
+                        break;
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "etcd watch stream failed");
+                        link_failed(&st, "etcd watch stream failed", describe(&e));
                         break;
                     }
                 },
                 _ = status_tick.tick() => {
                     let mut c = client.clone();
-                    let ok = matches!(tokio::time::timeout(REQUEST_TIMEOUT, c.status()).await, Ok(Ok(_)));
-                    if !ok {
-                        tracing::warn!("etcd status check failed");
+                    let failure = match tokio::time::timeout(REQUEST_TIMEOUT, c.status()).await {
+                        Ok(Ok(_)) => None,
+                        Ok(Err(e)) => Some(describe(&e)),
+                        Err(_) => Some("timed out".to_string()),
+                    };
+                    if let Some(reason) = failure {
+                        link_failed(&st, "etcd status check failed", reason);
                         break;
                     }
                     if established {
@@ -311,6 +416,7 @@ async fn run(st: AppState, opts: ConnectOptions) {
             }
         }
         set_link(&st, false);
+        member = (member + 1) % endpoints.len();
         if !sleep_or_stop(&st, backoff.next()).await {
             return;
         }

@@ -110,6 +110,8 @@ impl std::fmt::Display for ApplyError {
 pub struct EtcdLink {
     pub connected: bool,
     pub revision: Option<i64>,
+    /// Why the link is down (cleared once a watch is established); never holds a secret.
+    pub last_error: Option<String>,
 }
 
 #[derive(Default)]

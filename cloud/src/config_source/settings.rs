@@ -153,7 +153,10 @@ impl SourceSettings {
         if self.etcd_cert_file.is_some() != self.etcd_key_file.is_some() {
             return Err("ETCD_CERT_FILE and ETCD_KEY_FILE must be set together".into());
         }
-        for e in self.etcd_endpoint_list() {
+        if self.etcd_endpoints_configured().is_empty() {
+            return Err("ETCD_ENDPOINTS: no endpoint given".into());
+        }
+        for e in self.etcd_endpoints_configured() {
             if !(e.starts_with("http://") || e.starts_with("https://"))
                 || e.parse::<http::Uri>().is_err()
             {
@@ -214,8 +217,8 @@ impl SourceSettings {
         self.vault_enabled == Some(true)
     }
 
-    /// The etcd endpoints to dial.
-    pub fn etcd_endpoint_list(&self) -> Vec<String> {
+    /// The etcd endpoints as configured (`ETCD_ENDPOINTS`, else `http://ETCD_HOST:ETCD_PORT`).
+    fn etcd_endpoints_configured(&self) -> Vec<String> {
         match &self.etcd_endpoints {
             Some(list) => list
                 .split(',')
@@ -225,6 +228,43 @@ impl SourceSettings {
                 .collect(),
             None => vec![format!("http://{}:{}", self.etcd_host, self.etcd_port)],
         }
+    }
+
+    /// TLS to etcd: when `ETCD_CA_FILE` or a client certificate is set, or an endpoint is
+    /// `https://`.
+    pub fn etcd_tls(&self) -> bool {
+        self.etcd_ca_file.is_some()
+            || self.etcd_cert_file.is_some()
+            || self
+                .etcd_endpoints_configured()
+                .iter()
+                .any(|e| e.starts_with("https://"))
+    }
+
+    /// The etcd endpoints to dial. With TLS every member is dialled over `https://` (one client
+    /// cannot mix plain and TLS members), so `http://` endpoints are upgraded.
+    pub fn etcd_endpoint_list(&self) -> Vec<String> {
+        let list = self.etcd_endpoints_configured();
+        if !self.etcd_tls() {
+            return list;
+        }
+        list.into_iter()
+            .map(|e| match e.strip_prefix("http://") {
+                Some(rest) => format!("https://{rest}"),
+                None => e,
+            })
+            .collect()
+    }
+
+    /// Configured `http://` endpoints that [`Self::etcd_endpoint_list`] upgrades to TLS.
+    pub fn etcd_upgraded_endpoints(&self) -> Vec<String> {
+        if !self.etcd_tls() || self.etcd_endpoints.is_none() {
+            return Vec::new();
+        }
+        self.etcd_endpoints_configured()
+            .into_iter()
+            .filter(|e| e.starts_with("http://"))
+            .collect()
     }
 
     pub fn debounce(&self) -> Duration {
@@ -294,9 +334,26 @@ mod tests {
                 .validate()
                 .is_err()
         );
+        assert!(parse(&["--etcd-endpoints", " , "]).validate().is_err());
+        let mut s = parse(&["--etcd-endpoints", "http://a:1, http://b:2"]);
+        s.validate().unwrap();
+        assert_eq!(s.etcd_endpoint_list(), ["http://a:1", "http://b:2"]);
+    }
+
+    #[test]
+    fn tls_settings_dial_every_etcd_member_over_https() {
+        let mut s = parse(&["--etcd-host", "e", "--etcd-ca-file", "/ca.pem"]);
+        s.validate().unwrap();
+        assert!(s.etcd_tls());
+        assert_eq!(s.etcd_endpoint_list(), ["https://e:2379"]);
+        assert!(s.etcd_upgraded_endpoints().is_empty());
         let mut s = parse(&["--etcd-endpoints", "http://a:1, https://b:2"]);
         s.validate().unwrap();
-        assert_eq!(s.etcd_endpoint_list(), ["http://a:1", "https://b:2"]);
+        assert_eq!(s.etcd_endpoint_list(), ["https://a:1", "https://b:2"]);
+        assert_eq!(s.etcd_upgraded_endpoints(), ["http://a:1"]);
+        let mut s = parse(&["--etcd-endpoints", "http://a:1"]);
+        s.validate().unwrap();
+        assert!(!s.etcd_tls());
     }
 
     #[test]

@@ -109,7 +109,7 @@ fn spawn(port: u16, peer_port: u16, dir: &TempDir) -> Result<ChildProcess> {
 }
 
 /// A bare HTTP/1.1 GET, to keep the kit free of an HTTP client dependency.
-async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+pub(crate) async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");

@@ -7,6 +7,9 @@
 //! - [`wait`]: `wait_until` / `wait_for` (poll every 20 ms up to a deadline), `within`, `free_port`.
 //! - [`process`]: [`ChildProcess`] (killed on drop, output captured to files) and [`workspace_bin`].
 //! - [`redis`], [`etcd`]: [`RedisServer`] and [`EtcdServer`] on free ports with their own data dirs.
+//! - [`etcd_cluster`]: [`EtcdCluster`], etcd with client TLS / mTLS, a short auth token TTL, or
+//!   several members.
+//! - [`certs`]: [`TestPki`], a fresh CA with server and client certificates as PEM files.
 //! - [`target`]: [`RecordingTarget`], an HTTP endpoint that records requests and answers from a script.
 //! - [`proxy`]: [`TcpProxy`], a TCP relay whose links can be cut and restored, or frozen (half-open).
 //! - [`filter`]: [`HttpFilterProxy`], an HTTP proxy refusing WebSocket upgrades (and chosen paths).
@@ -16,8 +19,10 @@
 //! - [`v1cloud`]: [`V1Cloud`], a protocol-version-1 cloud stand-in written from PROTOCOL.md's
 //!   description of the reference implementation.
 
+pub mod certs;
 pub mod connect_proxy;
 pub mod etcd;
+pub mod etcd_cluster;
 pub mod filter;
 pub mod process;
 pub mod proxy;
@@ -28,8 +33,10 @@ pub mod v1cloud;
 pub mod vault;
 pub mod wait;
 
+pub use certs::TestPki;
 pub use connect_proxy::ConnectProxy;
 pub use etcd::EtcdServer;
+pub use etcd_cluster::{EtcdCluster, EtcdOptions, EtcdTls};
 pub use filter::HttpFilterProxy;
 pub use process::{ChildProcess, workspace_bin};
 pub use proxy::TcpProxy;

@@ -1,11 +1,17 @@
 //! The etcd configuration backend against a real etcd (CONFIG.md §4): seed scenario 05 (all
 //! checks), resume after a disconnect without missing events, last good configuration while
-//! etcd is away, bad puts keeping the previous value and being reported.
+//! etcd is away, bad puts keeping the previous value and being reported; mutual TLS,
+//! username/password (with token expiry and wrong credentials), an unreachable endpoint in
+//! `ETCD_ENDPOINTS`, and a three-member cluster losing members.
 
 use std::time::Duration;
 
-use connect_testkit::{EtcdServer, TcpProxy, wait_until};
-use etcd_client::{Client, GetOptions};
+use connect_testkit::{
+    EtcdCluster, EtcdOptions, EtcdServer, EtcdTls, TcpProxy, TestPki, wait_until,
+};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, GetOptions, Identity, Permission, TlsOptions,
+};
 use serde_json::{Value, json};
 
 use crate::harness::Cloud;
@@ -360,4 +366,310 @@ async fn a_compacted_revision_forces_a_full_reread() {
         c.proc.stderr_text().contains("re-reading the whole prefix"),
         "the compaction path was not taken"
     );
+}
+
+// --- TLS, authentication, several endpoints (issue "Ops backends") ---------------------------
+
+fn tls_client_options(pki: &TestPki, with_client_cert: bool) -> ConnectOptions {
+    let mut tls =
+        TlsOptions::new().ca_certificate(Certificate::from_pem(std::fs::read(&pki.ca).unwrap()));
+    if with_client_cert {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(&pki.client_cert).unwrap(),
+            std::fs::read(&pki.client_key).unwrap(),
+        ));
+    }
+    ConnectOptions::new().with_tls(tls)
+}
+
+/// A cloud on the etcd backend with extra settings; `/health/live` only (it may never load).
+async fn start_cloud_with(extra: &[(&str, &str)]) -> Cloud {
+    let mut env = vec![
+        ("CONFIG_BACKEND", "etcd"),
+        ("ETCD_PREFIX", "/cwm/"),
+        ("CONFIG_RELOAD_ADMIN_TOKEN", RELOAD_TOKEN),
+    ];
+    env.extend_from_slice(extra);
+    Cloud::start_with(json!({}), &env).await.unwrap()
+}
+
+/// Waits until the config status reports an etcd error containing `needle`; returns it.
+async fn wait_etcd_error(c: &Cloud, needle: &str) -> String {
+    let found = std::sync::Mutex::new(String::new());
+    let r = wait_until(
+        Duration::from_secs(20),
+        &format!("an etcd error mentioning {needle:?}"),
+        || async {
+            let st = config_status(c).await;
+            let hit = st["errors"].as_array().into_iter().flatten().find_map(|e| {
+                let text = e["error"].as_str()?;
+                (text.starts_with("etcd:") && text.contains(needle)).then(|| text.to_owned())
+            });
+            match hit {
+                Some(t) => {
+                    *found.lock().unwrap() = t;
+                    true
+                }
+                None => false,
+            }
+        },
+    )
+    .await;
+    if let Err(e) = r {
+        panic!(
+            "{e}\nstatus: {}\n{}",
+            config_status(c).await,
+            c.proc.stderr_text()
+        );
+    }
+    found.into_inner().unwrap()
+}
+
+/// Not loaded: `/health` 503 unhealthy with etcd disconnected, ingress 503.
+async fn assert_not_loaded(c: &Cloud) {
+    let (code, h) = health(c).await;
+    assert_eq!(code, 503, "{h}");
+    assert_eq!(h["status"], "unhealthy", "{h}");
+    assert_eq!(h["components"]["etcd"], "disconnected", "{h}");
+    assert_eq!(c.post("hook", "{}").await.unwrap().0, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_loads_and_watches() {
+    let pki = TestPki::generate().unwrap();
+    let etcd = EtcdCluster::start(
+        1,
+        EtcdOptions {
+            tls: Some(EtcdTls {
+                cert: pki.server_cert.clone(),
+                key: pki.server_key.clone(),
+                ca: pki.ca.clone(),
+                client_cert_auth: true,
+            }),
+            ..EtcdOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let endpoint = etcd.members[0].endpoint.clone();
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+    let mut kv = Client::connect([endpoint.as_str()], Some(tls_client_options(&pki, true)))
+        .await
+        .unwrap();
+    put(&mut kv, "/cwm/default/webhooks/hook", &log_hook()).await;
+    let (ca, cert, key) = (
+        pki.ca.to_str().unwrap(),
+        pki.client_cert.to_str().unwrap(),
+        pki.client_key.to_str().unwrap(),
+    );
+    let c = start_cloud_with(&[
+        ("ETCD_ENDPOINTS", &endpoint),
+        ("ETCD_CA_FILE", ca),
+        ("ETCD_CERT_FILE", cert),
+        ("ETCD_KEY_FILE", key),
+    ])
+    .await;
+    wait_path(&c, "hook", 200).await;
+    // Live watch over TLS.
+    put(&mut kv, "/cwm/default/webhooks/live", &log_hook()).await;
+    wait_path(&c, "live", 200).await;
+    kv.delete("/cwm/default/webhooks/hook", None).await.unwrap();
+    wait_path(&c, "hook", 404).await;
+    let (code, h) = health(&c).await;
+    assert_eq!(
+        (code, &h["components"]["etcd"]),
+        (200, &json!("healthy")),
+        "{h}"
+    );
+
+    // ETCD_HOST/ETCD_PORT with the TLS files: the single endpoint is dialled over https://.
+    let port = etcd.members[0].port.to_string();
+    let by_host = start_cloud_with(&[
+        ("ETCD_HOST", "127.0.0.1"),
+        ("ETCD_PORT", &port),
+        ("ETCD_CA_FILE", ca),
+        ("ETCD_CERT_FILE", cert),
+        ("ETCD_KEY_FILE", key),
+    ])
+    .await;
+    wait_path(&by_host, "live", 200).await;
+
+    // Without the client certificate etcd refuses the cloud: not loaded, and reported.
+    let no_cert = start_cloud_with(&[("ETCD_ENDPOINTS", &endpoint), ("ETCD_CA_FILE", ca)]).await;
+    let _ = wait_etcd_error(&no_cert, "").await;
+    assert_not_loaded(&no_cert).await;
+    // A CA that did not sign the server's certificate: refused as well.
+    let other = TestPki::generate().unwrap();
+    let wrong_ca = start_cloud_with(&[
+        ("ETCD_ENDPOINTS", &endpoint),
+        ("ETCD_CA_FILE", other.ca.to_str().unwrap()),
+        ("ETCD_CERT_FILE", cert),
+        ("ETCD_KEY_FILE", key),
+    ])
+    .await;
+    let e = wait_etcd_error(&wrong_ca, "").await;
+    assert_not_loaded(&wrong_ca).await;
+    assert!(e.contains("TLS") || e.contains("certificate"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn username_and_password_authenticate_and_wrong_ones_are_reported() {
+    // A 2 s token TTL: the cloud must log in again on its own once its token has expired.
+    let etcd = EtcdCluster::start(
+        1,
+        EtcdOptions {
+            auth_token_ttl: Some(2),
+            ..EtcdOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let endpoint = etcd.members[0].endpoint.clone();
+    let mut admin = Client::connect([endpoint.as_str()], None).await.unwrap();
+    admin.user_add("root", "root-pw", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    // The cloud's user may only read the configuration prefix.
+    admin.role_add("cwm-reader").await.unwrap();
+    admin
+        .role_grant_permission("cwm-reader", Permission::read("/cwm/").with_prefix())
+        .await
+        .unwrap();
+    admin.user_add("cloud", "cloud-pw", None).await.unwrap();
+    admin.user_grant_role("cloud", "cwm-reader").await.unwrap();
+    admin
+        .user_add("outsider", "outsider-pw", None)
+        .await
+        .unwrap();
+    admin.auth_enable().await.unwrap();
+    let mut kv = Client::connect(
+        [endpoint.as_str()],
+        Some(
+            ConnectOptions::new()
+                .with_user("root", "root-pw")
+                .with_auto_token_refresh(true),
+        ),
+    )
+    .await
+    .unwrap();
+    put(&mut kv, "/cwm/default/webhooks/hook", &log_hook()).await;
+
+    let c = start_cloud_with(&[
+        ("ETCD_ENDPOINTS", &endpoint),
+        ("ETCD_USERNAME", "cloud"),
+        ("ETCD_PASSWORD", "cloud-pw"),
+    ])
+    .await;
+    wait_path(&c, "hook", 200).await;
+    put(&mut kv, "/cwm/default/webhooks/live", &log_hook()).await;
+    wait_path(&c, "live", 200).await;
+    // Past the token TTL: the watch keeps delivering and a reload (a fresh range read with
+    // the client's token) succeeds.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    put(&mut kv, "/cwm/default/webhooks/after_ttl", &log_hook()).await;
+    wait_path(&c, "after_ttl", 200).await;
+    let r = c
+        .http
+        .post(format!("{}/admin/reload-config", c.base))
+        .bearer_auth(RELOAD_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let (code, body) = (r.status().as_u16(), r.json::<Value>().await.unwrap());
+    assert_eq!(code, 200, "{body}\n{}", c.proc.stderr_text());
+    assert_eq!(body["details"]["total_webhooks"], 3, "{body}");
+    let (code, h) = health(&c).await;
+    assert_eq!((code, &h["status"]), (200, &json!("healthy")), "{h}");
+    let logs = c.proc.stderr_text();
+    assert!(!logs.contains("etcd disconnected"), "{logs}");
+
+    // Wrong password: nothing loads, /health says so and the config status says why.
+    let wrong = start_cloud_with(&[
+        ("ETCD_ENDPOINTS", &endpoint),
+        ("ETCD_USERNAME", "cloud"),
+        ("ETCD_PASSWORD", "not-the-password"),
+    ])
+    .await;
+    let e = wait_etcd_error(&wrong, "authentication failed").await;
+    assert!(e.contains("ETCD_USERNAME / ETCD_PASSWORD"), "{e}");
+    assert!(!e.contains("not-the-password"), "the password leaked: {e}");
+    assert_not_loaded(&wrong).await;
+    assert!(
+        !wrong.proc.stderr_text().contains("not-the-password"),
+        "the password leaked into the log"
+    );
+    // A user without read access to the prefix.
+    let outsider = start_cloud_with(&[
+        ("ETCD_ENDPOINTS", &endpoint),
+        ("ETCD_USERNAME", "outsider"),
+        ("ETCD_PASSWORD", "outsider-pw"),
+    ])
+    .await;
+    wait_etcd_error(&outsider, "permission denied").await;
+    assert_not_loaded(&outsider).await;
+    // No credentials at all against an etcd with authentication on.
+    let anonymous = start_cloud_with(&[("ETCD_ENDPOINTS", &endpoint)]).await;
+    let _ = wait_etcd_error(&anonymous, "").await;
+    assert_not_loaded(&anonymous).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_first_endpoint_does_not_stop_loading_or_watching() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let mut kv = Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    put(&mut kv, "/cwm/default/webhooks/hook", &log_hook()).await;
+    let dead = format!("http://127.0.0.1:{}", connect_testkit::free_port());
+    let c = start_cloud_with(&[("ETCD_ENDPOINTS", &format!("{dead},{}", etcd.endpoint))]).await;
+    wait_path(&c, "hook", 200).await;
+    put(&mut kv, "/cwm/default/webhooks/live", &log_hook()).await;
+    wait_path(&c, "live", 200).await;
+    wait_until(Duration::from_secs(15), "etcd healthy", || async {
+        health(&c).await.1["components"]["etcd"] == "healthy"
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_member_cluster_keeps_serving_when_members_fail() {
+    let mut cluster = EtcdCluster::start(3, EtcdOptions::default()).await.unwrap();
+    let eps = cluster.endpoints();
+    let client = |i: usize| {
+        let ep = eps[i].clone();
+        async move { Client::connect([ep], None).await.unwrap() }
+    };
+    let mut kv = client(2).await;
+    put(&mut kv, "/cwm/default/webhooks/hook", &log_hook()).await;
+    let c = start_cloud_with(&[("ETCD_ENDPOINTS", &eps.join(","))]).await;
+    wait_path(&c, "hook", 200).await;
+    // Whichever member the watch uses, losing one member (quorum kept) only moves it.
+    for (down, via) in [(0, 2), (1, 0)] {
+        cluster.kill9(down);
+        let mut kv = client(via).await;
+        let id = format!("after_losing_m{down}");
+        // Losing the leader stalls writes until a new one is elected.
+        let key = format!("/cwm/default/webhooks/{id}");
+        wait_until(
+            Duration::from_secs(30),
+            "a put to the remaining members",
+            || {
+                let (kv, key) = (kv.clone(), key.clone());
+                async move {
+                    let mut kv = kv;
+                    kv.put(key, log_hook(), None).await.is_ok()
+                }
+            },
+        )
+        .await
+        .unwrap();
+        wait_path(&c, &id, 200).await;
+        cluster.restart(down).await.unwrap();
+    }
+    wait_until(Duration::from_secs(30), "etcd healthy", || async {
+        health(&c).await.1["components"]["etcd"] == "healthy"
+    })
+    .await
+    .unwrap();
+    assert_eq!(c.post("hook", "{}").await.unwrap().0, 200);
 }

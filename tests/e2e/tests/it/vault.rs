@@ -388,3 +388,186 @@ async fn a_rotated_channel_token_closes_old_connections_and_admits_the_new_one()
         "new token admitted"
     );
 }
+
+// --- Short-lived Vault tokens (issue "Ops backends") -----------------------------------------
+
+/// Writes the policy `read-all` (read and list everything).
+fn read_all_policy(vault: &VaultServer) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        "path \"*\" { capabilities = [\"read\", \"list\"] }\n",
+    )
+    .unwrap();
+    vault
+        .cli(&["policy", "write", "read-all", file.path().to_str().unwrap()])
+        .unwrap();
+}
+
+/// `webhook_connect_secret_refresh_total{result="<result>"}` from `/metrics`.
+async fn refresh_count(c: &Cloud, result: &str) -> u64 {
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("webhook_connect_secret_refresh_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+fn vault_env<'a>(vault: &'a VaultServer, auth: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("SECRETS_BACKEND", "vault"),
+        ("VAULT_ADDR", vault.addr.as_str()),
+        ("VAULT_CACHE_TTL_SECONDS", "1"),
+        ("CONFIG_RELOAD_ADMIN_TOKEN", RELOAD_TOKEN),
+    ];
+    env.extend_from_slice(auth);
+    env
+}
+
+fn token_hook() -> Value {
+    json!({"guarded": {"module": "log",
+        "authorization": "Bearer {$vault:app/auth#webhook_token}"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lived_token_is_renewed_and_a_revoked_one_keeps_the_last_good_value() {
+    let vault = VaultServer::start().await.unwrap();
+    read_all_policy(&vault);
+    vault
+        .kv_put("secret", "app/auth", &[("webhook_token", "t-1")])
+        .unwrap();
+    // A renewable token that lives 3 s unless renewed (up to 10 min).
+    let token = vault
+        .cli(&[
+            "token",
+            "create",
+            "-policy=read-all",
+            "-ttl=3s",
+            "-explicit-max-ttl=10m",
+            "-field=token",
+        ])
+        .unwrap()
+        .trim()
+        .to_string();
+    let c = Cloud::start_with(
+        token_hook(),
+        &vault_env(&vault, &[("VAULT_TOKEN", token.as_str())]),
+    )
+    .await
+    .unwrap();
+    wait_bearer(&c, "guarded", "t-1", 200).await;
+    // Well past the token's own TTL: secrets still refresh, so the token was renewed.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    vault
+        .kv_put("secret", "app/auth", &[("webhook_token", "t-2")])
+        .unwrap();
+    wait_bearer(&c, "guarded", "t-2", 200).await;
+    assert_eq!(bearer(&c, "guarded", "t-1").await, 401);
+    let h = health(&c).await;
+    assert_eq!(h["components"]["vault"], "healthy", "{h}");
+    let ttl: Value = serde_json::from_str(
+        &vault
+            .cli(&["token", "lookup", "-format=json", &token])
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        ttl["data"]["ttl"].as_u64().unwrap() > 0,
+        "the token is still alive: {ttl}"
+    );
+
+    // The token is revoked: refreshes fail, the last good value stays in force, and the
+    // failure is reported in /health, the config status and the metrics.
+    let errors_before = refresh_count(&c, "error").await;
+    vault.cli(&["token", "revoke", &token]).unwrap();
+    vault
+        .kv_put("secret", "app/auth", &[("webhook_token", "t-3")])
+        .unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "vault reported degraded",
+        || async { health(&c).await["components"]["vault"] == "degraded" },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        bearer(&c, "guarded", "t-2").await,
+        200,
+        "last good value kept"
+    );
+    assert_eq!(bearer(&c, "guarded", "t-3").await, 401);
+    let h = health(&c).await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    let st = config_status(&c).await;
+    assert_eq!(st["vault"]["status"], "degraded", "{st}");
+    assert_eq!(
+        st["vault"]["failing_refs"],
+        json!(["app/auth#webhook_token"]),
+        "{st}"
+    );
+    assert!(st["vault"]["last_refresh"].is_string(), "{st}");
+    assert!(refresh_count(&c, "error").await > errors_before);
+    assert!(!c.proc.stderr_text().contains(&token), "the token leaked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approle_logs_in_again_when_its_token_expires() {
+    let vault = VaultServer::start().await.unwrap();
+    vault
+        .kv_put("secret", "app/auth", &[("webhook_token", "a-1")])
+        .unwrap();
+    let (role_id, secret_id) = vault.approle("cloud").unwrap();
+    // Tokens of this role live 3 s and cannot be renewed past that.
+    vault
+        .cli(&[
+            "write",
+            "auth/approle/role/cloud",
+            "token_policies=read-all",
+            "token_ttl=3s",
+            "token_max_ttl=3s",
+        ])
+        .unwrap();
+    let c = Cloud::start_with(
+        token_hook(),
+        &vault_env(
+            &vault,
+            &[
+                ("VAULT_ROLE_ID", role_id.as_str()),
+                ("VAULT_SECRET_ID", secret_id.as_str()),
+            ],
+        ),
+    )
+    .await
+    .unwrap();
+    wait_bearer(&c, "guarded", "a-1", 200).await;
+    // Several token lifetimes later the cloud still reads: it logged in again in time.
+    for (round, value) in ["a-2", "a-3"].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        vault
+            .kv_put("secret", "app/auth", &[("webhook_token", value)])
+            .unwrap();
+        wait_bearer(&c, "guarded", value, 200).await;
+        let h = health(&c).await;
+        assert_eq!(h["components"]["vault"], "healthy", "round {round}: {h}");
+    }
+    let logins = c
+        .proc
+        .stderr_text()
+        .matches("Vault AppRole login succeeded")
+        .count();
+    assert!(logins >= 3, "{logins} logins in 11 s of 3 s tokens");
+    assert!(
+        !c.proc.stderr_text().contains("Vault secret read failed"),
+        "a read failed: {}",
+        c.proc.stderr_text()
+    );
+}
