@@ -1762,6 +1762,12 @@ async fn run_sse(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
             }
         }
     };
+    if matches!(end, End::Draining) {
+        // Settle running deliveries while the stream is still open: a v1 cloud forgets a
+        // closed stream at once, and ACKs for it then answer 404 (the message comes again).
+        ctx.settled().await;
+    }
+    drop(stream);
     Session {
         connected: was_connected,
         result: Ok(end),

@@ -515,11 +515,11 @@ fn deregister(shared: &Shared, id: &str) {
 /// Applies an ACK from `conn`; false when it does not hold the message.
 fn settle_ack(shared: &Shared, conn: &str, message_id: &str, via: &'static str) -> bool {
     let mut inner = shared.inner.lock();
-    if !inner
+    let held = inner
         .in_flight
         .get(message_id)
-        .is_some_and(|(_, holder)| holder == conn)
-    {
+        .is_some_and(|(_, holder)| holder == conn);
+    if !held {
         return false;
     }
     inner.in_flight.remove(message_id);

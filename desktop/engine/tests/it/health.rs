@@ -505,6 +505,49 @@ async fn websocket_4005_without_token_ref_stops_the_channel() {
     stop(h).await;
 }
 
+/// A 4005 while `token_ref` still holds the revoked token: the channel never reconnects with it
+/// (auth-failed, no connection attempts) and switches over once `token_ref` holds the new token
+/// (a rotated token typed in after the close, CONFIG.md §8.2).
+#[tokio::test]
+async fn websocket_4005_waits_for_a_new_token_in_token_ref() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    write_token(&file, TOKEN);
+    let h = engine(
+        &cloud.base,
+        "websocket",
+        &target,
+        json!({"token_ref": format!("file:{}", file.display())}),
+    );
+    let before = connected(&h, Transport::Websocket).await;
+    let new = rotate(&cloud, 1).await;
+    let s = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    assert!(
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("waiting for a new token")),
+        "{s:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = status(&h);
+    assert_eq!(waiting.state, ChannelState::AuthFailed, "{waiting:?}");
+    assert_eq!(
+        waiting.connection_attempts, before.connection_attempts,
+        "{waiting:?}"
+    );
+    write_token(&file, &new);
+    let after = connected(&h, Transport::Websocket).await;
+    assert_eq!(
+        after.connection_attempts,
+        before.connection_attempts + 1,
+        "{after:?}"
+    );
+    delivers(&cloud, &target, "typed-in-token").await;
+    stop(h).await;
+}
+
 #[tokio::test]
 async fn a_401_after_a_rotation_rereads_token_ref() {
     // The link is down when the grace ends, so no 4005 ever arrives: the reconnect gets 401.

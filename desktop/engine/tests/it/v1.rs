@@ -273,6 +273,52 @@ async fn sse_against_v1_forwards_acks_and_nacks() {
     delivers_and_settles_as_v1_expects("sse", Transport::Sse, "http").await;
 }
 
+/// Shutdown NACKs (`retry=true`, no v2 error text) what is still running after the grace, on
+/// the connection that delivered it: a WebSocket frame, or `POST /connect/ack` while the SSE
+/// stream is still open (a v1 cloud forgets a closed stream at once and would answer 404).
+async fn shutdown_nacks_to_v1(protocol: &str, transport: Transport, via: &'static str) {
+    let v1 = v1().await;
+    let target = RecordingTarget::start().await.unwrap();
+    target.set_delay(Duration::from_secs(60));
+    post(
+        &v1,
+        r#"{"slow":1}"#,
+        &[("content-type", "application/json")],
+    )
+    .await;
+    let h = engine(&v1.base, protocol, &target, json!({}));
+    connected(&h, transport).await;
+    let reqs = target.wait_for_count(1, T).await.unwrap();
+    let id = reqs[0].header("x-webhook-message-id").unwrap().to_owned();
+    connect_testkit::within(T, "shutdown", h.shutdown(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    let rec = v1.records();
+    assert!(
+        rec.nacked
+            .iter()
+            .any(|n| n.message_id == id && n.retry && n.via == via),
+        "{rec:?}"
+    );
+    assert!(
+        rec.ack_requests.iter().all(|(_, code)| *code == 200),
+        "{:?}",
+        rec.ack_requests
+    );
+    assert_eq!(v1.queued(), 1, "handed back to the v1 cloud");
+    no_violations(&v1);
+}
+
+#[tokio::test]
+async fn websocket_shutdown_nacks_to_v1() {
+    shutdown_nacks_to_v1("websocket", Transport::Websocket, "frame").await;
+}
+
+#[tokio::test]
+async fn sse_shutdown_nacks_to_v1_before_closing_the_stream() {
+    shutdown_nacks_to_v1("sse", Transport::Sse, "http").await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Authentication failures: v1 answers the WebSocket upgrade 403, SSE and long-poll 401.
 
