@@ -319,6 +319,36 @@ async fn sse_shutdown_nacks_to_v1_before_closing_the_stream() {
     shutdown_nacks_to_v1("sse", Transport::Sse, "http").await;
 }
 
+/// A delivery that outlasts the lease-keeping interval (ack timeout 30 s / 3 when the server does
+/// not announce one) sends no `extend` (frame or `status=extend`) to a v1 cloud.
+#[tokio::test]
+async fn a_long_delivery_never_extends_on_v1() {
+    let v1 = v1().await;
+    let target = RecordingTarget::start().await.unwrap();
+    target.set_delay(Duration::from_secs(11));
+    post(
+        &v1,
+        r#"{"slow":1}"#,
+        &[("content-type", "application/json")],
+    )
+    .await;
+    let h = engine(
+        &v1.base,
+        "sse",
+        &target,
+        json!({"heartbeat_timeout": 20, "default_target": {"url": target.url, "timeout_seconds": 20}}),
+    );
+    connected(&h, Transport::Sse).await;
+    let reqs = target.wait_for_count(1, T).await.unwrap();
+    let id = reqs[0].header("x-webhook-message-id").unwrap().to_owned();
+    wait_v1(&v1, "the ACK after 11 s", |r| {
+        r.acked.contains(&(id.clone(), "http"))
+    })
+    .await;
+    no_violations(&v1);
+    stop(h).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Authentication failures: v1 answers the WebSocket upgrade 403, SSE and long-poll 401.
 
