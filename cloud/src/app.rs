@@ -137,21 +137,7 @@ impl AppState {
             tracing::warn!(warning = %w, "configuration warning");
         }
         if self.settings.enabled {
-            let specs = webhooks.channels();
-            for (name, spec) in &specs {
-                let reg = ChannelRegistration {
-                    name: name.clone(),
-                    settings: channel_settings(&spec.settings),
-                    configured_token_digest: token_digest(&spec.settings.channel_token),
-                    owner: spec.owner.clone(),
-                    webhook_ids: spec.webhook_keys.clone(),
-                };
-                let r = self.buffer().register_channel(reg).await?;
-                if r.configured_token_changed {
-                    tracing::info!(channel = %name, "configured channel token changed; old-token connections are closed");
-                }
-                self.hub.upsert_channel(&r.record);
-            }
+            let specs = self.register_channels(&webhooks).await?;
             for rec in self.buffer().channels().await? {
                 if specs.contains_key(&rec.name) {
                     continue;
@@ -184,6 +170,45 @@ impl AppState {
         Ok(())
     }
 
+    /// Registers every channel `webhooks` names (§8.4) and updates the hub's view of them.
+    /// Returns the channel specs.
+    async fn register_channels(
+        &self,
+        webhooks: &WebhookSet,
+    ) -> Result<
+        std::collections::BTreeMap<String, connect_config::ChannelSpec>,
+        connect_buffer::BufferError,
+    > {
+        let specs = webhooks.channels();
+        for (name, spec) in &specs {
+            let reg = ChannelRegistration {
+                name: name.clone(),
+                settings: channel_settings(&spec.settings),
+                configured_token_digest: token_digest(&spec.settings.channel_token),
+                owner: spec.owner.clone(),
+                webhook_ids: spec.webhook_keys.clone(),
+            };
+            let r = self.buffer().register_channel(reg).await?;
+            if r.configured_token_changed {
+                tracing::info!(channel = %name, "configured channel token changed; old-token connections are closed");
+            }
+            self.hub.upsert_channel(&r.record);
+        }
+        Ok(specs)
+    }
+
+    /// Registers the channels of the configuration in force again, after the buffer lost its
+    /// state ([`Buffer::state_epoch`]). Returns how many channels were registered.
+    pub async fn register_configured_channels(&self) -> Result<usize, connect_buffer::BufferError> {
+        if !self.settings.enabled {
+            return Ok(0);
+        }
+        match self.config() {
+            Some(cfg) => Ok(self.register_channels(&cfg.webhooks).await?.len()),
+            None => Ok(0),
+        }
+    }
+
     /// Spawns the periodic sweeps: leases, delays, TTL, DLQ retention, orphan deletion,
     /// token grace ends and idle poll connections.
     pub fn spawn_background(&self) {
@@ -206,12 +231,23 @@ impl AppState {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut n: u64 = 0;
+            let mut seen_epoch = st.buffer().state_epoch();
             loop {
                 tokio::select! {
                     _ = st.hub.dispatch_stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
                 n += 1;
+                let epoch = st.buffer().state_epoch();
+                if epoch != seen_epoch {
+                    match st.sources.register_again(&st).await {
+                        Ok(count) => {
+                            seen_epoch = epoch;
+                            tracing::info!(channels = count, "channels registered again after the buffer lost its data");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "registering the channels again failed; retrying"),
+                    }
+                }
                 let retention = match st.settings.orphan_channel_policy {
                     OrphanPolicy::Drain => Some(Duration::from_secs(
                         st.settings.orphan_channel_retention_seconds,

@@ -23,6 +23,10 @@ fn main() -> ExitCode {
     {
         return healthcheck(std::env::args().nth(2));
     }
+    // Two rustls crypto providers are compiled in (ring, and aws-lc-rs through vaultrs's
+    // reqwest); clients that use the process default (the Redis client's `rediss://`) need one
+    // chosen. Already installed → keep it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut settings = match Settings::try_parse() {
         Ok(s) => s,
         Err(e)

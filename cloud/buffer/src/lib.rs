@@ -389,6 +389,13 @@ pub trait Buffer: Send + Sync + 'static {
         None
     }
 
+    /// How many times this process found the backend's stored state gone (a Redis restarted
+    /// without persistence, or flushed). When it changes, every configured channel must be
+    /// registered again (§8.4: channels are registered at configuration load, not lazily).
+    fn state_epoch(&self) -> u64 {
+        0
+    }
+
     /// Counts one authenticated request against a sliding-window rate limit shared by every
     /// replica. `None`: this backend shares nothing (the caller keeps a per-process window);
     /// `Some(Ok(()))`: admitted and recorded; `Some(Err(secs))`: over the limit, retry after

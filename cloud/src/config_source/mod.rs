@@ -280,6 +280,16 @@ impl ConfigManager {
             .await
     }
 
+    /// Registers the channels of the configuration in force again (the buffer lost its data),
+    /// serialized with configuration changes so an older configuration cannot come back.
+    pub async fn register_again(
+        &self,
+        st: &AppState,
+    ) -> Result<usize, connect_buffer::BufferError> {
+        let _applied = self.applied.lock().await;
+        st.register_configured_channels().await
+    }
+
     /// Rebuilds the applied definitions (Vault values changed).
     pub async fn rebuild(&self, st: &AppState) {
         let mut applied = self.applied.lock().await;

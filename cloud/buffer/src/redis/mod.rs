@@ -14,15 +14,20 @@
 //! - The connection registry is a sorted set scored by last-seen time; this process
 //!   refreshes its own connections every heartbeat, and entries not refreshed for three
 //!   heartbeats (their replica died) no longer count.
-//! - [`Buffer::health`] must not block: a background `PING` every second (and any failed
+//! - [`Buffer::health`] must not block: a background check every second (and any failed
 //!   command) updates a cached verdict. The [`ConnectionManager`] reconnects by itself.
+//! - Lost state: `P:gen` holds a random value set by the first replica that finds it missing.
+//!   The same check every second (and a script answering "channel not found") compares it with
+//!   the value this process saw last; a new value means Redis lost its data (restart without
+//!   persistence, flush), so [`Buffer::state_epoch`] moves on and the cloud registers its
+//!   channels again, and this process puts its live connections back into the registry.
 
 mod keys;
 mod scripts;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -50,6 +55,9 @@ use crate::{
 pub const MAX_STORED_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// NACK error texts are kept up to this many characters (§5.4).
 const MAX_ERROR_CHARS: usize = 1024;
+/// After noticing that Redis lost its data, a missing channel counts as an outage (503) for
+/// this long, while the channels are registered again.
+const LOST_DATA_GRACE: Duration = Duration::from_secs(10);
 /// How long a write confirmation (`WAITAOF` / `WAIT`) may take before the enqueue fails.
 const CONFIRM_TIMEOUT_MS: u64 = 5_000;
 
@@ -109,6 +117,7 @@ struct Scripts {
     dead_letters: redis::Script,
     lease_counts: redis::Script,
     rate_limit: redis::Script,
+    generation: redis::Script,
 }
 
 impl Scripts {
@@ -134,6 +143,7 @@ impl Scripts {
             dead_letters: build(DEAD_LETTERS),
             lease_counts: build(LEASE_COUNTS),
             rate_limit: redis::Script::new(RATE_LIMIT),
+            generation: redis::Script::new(GENERATION),
         }
     }
 }
@@ -156,6 +166,16 @@ struct Inner {
     /// `None` when Redis answered the last check.
     failure: Mutex<Option<String>>,
     closed: AtomicBool,
+    /// `P:gen`
+    gen_key: String,
+    /// The `P:gen` value this process saw last.
+    generation: Mutex<Option<String>>,
+    /// Bumped whenever `P:gen` changed under this process: Redis lost its data.
+    epoch: AtomicU64,
+    /// When the data loss was last noticed.
+    lost_at: Mutex<Option<std::time::Instant>>,
+    /// Serializes generation checks (the ping loop and failing scripts may race).
+    gen_check: tokio::sync::Mutex<()>,
     /// Close requests addressed to this replica's connections (`close` on `P:ctl`).
     close_tx: tokio::sync::mpsc::Sender<(String, String)>,
 }
@@ -212,6 +232,7 @@ impl RedisBuffer {
             close_tx,
             channels_key: format!("{}:channels", opts.prefix),
             ctl: format!("{}:ctl", opts.prefix),
+            gen_key: format!("{}:gen", opts.prefix),
             opts,
             client,
             con,
@@ -222,6 +243,10 @@ impl RedisBuffer {
             leased: Mutex::new(HashSet::new()),
             failure: Mutex::new(None),
             closed: AtomicBool::new(false),
+            generation: Mutex::new(None),
+            epoch: AtomicU64::new(0),
+            lost_at: Mutex::new(None),
+            gen_check: tokio::sync::Mutex::new(()),
         });
         // Fail early on a server without the commands we need.
         let mut con = inner.con.clone();
@@ -229,6 +254,7 @@ impl RedisBuffer {
             .query_async(&mut con)
             .await
             .map_err(unavailable)?;
+        inner.check_generation().await.map_err(unavailable)?;
         let tasks = vec![
             tokio::spawn(ping_loop(inner.clone())),
             tokio::spawn(refresh_loop(inner.clone())),
@@ -251,15 +277,9 @@ impl RedisBuffer {
 
 async fn ping_loop(inner: Arc<Inner>) {
     loop {
-        let mut con = inner.con.clone();
-        let r: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut con).await;
-        match r {
-            Ok(_) => {
-                if inner.failure.lock().take().is_some() {
-                    tracing::info!("redis reachable again");
-                }
-            }
-            Err(e) => inner.note_failure(&e),
+        // Answers like a PING, and notices a Redis that lost its data.
+        if let Err(e) = inner.check_generation().await {
+            inner.note_failure(&e);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -456,6 +476,57 @@ impl Inner {
         *f = Some(format!("redis: {e}"));
     }
 
+    /// Compares `P:gen` with the value this process saw last (creating it when missing).
+    /// Returns whether Redis lost its data since the last check; then [`Buffer::state_epoch`]
+    /// moves on and this process's live connections are put back into the registry.
+    async fn check_generation(&self) -> redis::RedisResult<bool> {
+        let _one = self.gen_check.lock().await;
+        let mut con = self.con.clone();
+        let current: String = self
+            .scripts
+            .generation
+            .key(&self.gen_key)
+            .arg(hex_id())
+            .invoke_async(&mut con)
+            .await?;
+        if self.failure.lock().take().is_some() {
+            tracing::info!("redis reachable again");
+        }
+        let previous = self.generation.lock().replace(current.clone());
+        let lost = previous.is_some_and(|p| p != current);
+        if lost {
+            *self.lost_at.lock() = Some(std::time::Instant::now());
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            tracing::warn!(
+                "redis lost its data (restarted without persistence, or flushed); \
+                 channels are registered again"
+            );
+            let conns: Vec<(String, String)> = self.local_conns.lock().iter().cloned().collect();
+            if !conns.is_empty() {
+                let now = self.clock.now().micros();
+                let mut pipe = redis::pipe();
+                for (channel, conn) in &conns {
+                    let keys = ChannelKeys::new(&self.opts.prefix, channel);
+                    pipe.cmd("ZADD")
+                        .arg(keys.conn())
+                        .arg(now)
+                        .arg(conn)
+                        .ignore();
+                }
+                pipe.query_async::<()>(&mut con).await?;
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Within [`LOST_DATA_GRACE`] of noticing a data loss: the cloud may not have registered
+    /// every channel again yet.
+    fn recently_lost(&self) -> bool {
+        self.lost_at
+            .lock()
+            .is_some_and(|t| t.elapsed() < LOST_DATA_GRACE)
+    }
+
     fn err(&self, e: redis::RedisError) -> BufferError {
         if e.is_io_error()
             || e.is_timeout()
@@ -538,6 +609,14 @@ impl Inner {
         let mut items = array(v).into_iter();
         let status = items.next().map(|v| text(&v)).unwrap_or_default();
         if status == "nf" {
+            // A configured channel is missing when Redis lost its data: that is an outage
+            // (503, retry) until the channels are registered again, not "no such channel".
+            let lost = self.check_generation().await.map_err(|e| self.err(e))?;
+            if lost || self.recently_lost() {
+                return Err(BufferError::Unavailable(
+                    "redis lost its data; channels are being registered again".into(),
+                ));
+            }
             return Err(BufferError::ChannelNotFound);
         }
         Ok((status, items.collect()))
@@ -1354,6 +1433,10 @@ impl Buffer for RedisBuffer {
 
     fn close_requests(&self) -> Option<tokio::sync::mpsc::Receiver<(String, String)>> {
         self.close_rx.lock().take()
+    }
+
+    fn state_epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::Acquire)
     }
 
     async fn rate_limit(

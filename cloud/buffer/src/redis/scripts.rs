@@ -540,6 +540,15 @@ end
 return out
 "#;
 
+/// The data generation `P:gen` (no channel keys, no prelude): answers the stored value, or
+/// stores ARGV[1] and answers it when the key is missing (first start, or Redis lost its data).
+pub const GENERATION: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"#;
+
 /// Sliding-window rate limit on one key `P:rl:<webhook key>` (no channel keys, no prelude).
 /// ARGV: now µs, window µs, max, unique member. Answers {1, 0} or {0, retry µs}.
 pub const RATE_LIMIT: &str = r#"

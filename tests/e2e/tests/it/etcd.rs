@@ -646,7 +646,7 @@ async fn a_three_member_cluster_keeps_serving_when_members_fail() {
     // Whichever member the watch uses, losing one member (quorum kept) only moves it.
     for (down, via) in [(0, 2), (1, 0)] {
         cluster.kill9(down);
-        let mut kv = client(via).await;
+        let kv = client(via).await;
         let id = format!("after_losing_m{down}");
         // Losing the leader stalls writes until a new one is elected.
         let key = format!("/cwm/default/webhooks/{id}");

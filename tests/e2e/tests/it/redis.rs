@@ -1,6 +1,7 @@
 //! The Redis buffer end to end (PROTOCOL §10.3): two cloud processes sharing one real
 //! `redis-server` — cross-replica delivery, ACKs, lease reclaim, token rotation, a Redis
-//! outage, and durability across a Redis crash with `appendfsync always`.
+//! outage, durability across a Redis crash with `appendfsync always`, channels registered again
+//! after a restart that lost every key, and `rediss://` with a private CA.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -471,5 +472,164 @@ async fn an_admin_disconnect_on_one_replica_closes_the_connection_on_the_other()
         )
         .await?;
     assert_eq!(s, 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redis_restart_without_persistence_registers_the_channels_again() -> anyhow::Result<()> {
+    // No persistence: the restart loses every key, channel registrations included.
+    let mut redis = RedisServer::start().await?;
+    let a = replica(&redis, json!({})).await?;
+    let b = replica(&redis, json!({})).await?;
+    let target = RecordingTarget::start().await?;
+    let conn = TestConnector::start(Transport::Ws, &a.base, CH, TOKEN, &target.url);
+    wait_until(WAIT, "connector connected", || async {
+        stat(&b, "connected_clients").await == 1
+    })
+    .await?;
+    let (s, v) = b.post("hook", r#"{"before":1}"#).await?;
+    assert_eq!(s, 200, "{v}");
+
+    redis.restart().await?;
+    // Until both replicas registered the channel again, ingress is an outage (503), never
+    // "channel not found".
+    let answers: Mutex<Vec<(u16, u16)>> = Mutex::default();
+    wait_until(WAIT, "both replicas accept again", || async {
+        let (sa, _) = a
+            .post("hook", r#"{"probe":1}"#)
+            .await
+            .unwrap_or((0, Value::Null));
+        let (sb, _) = b
+            .post("hook", r#"{"probe":1}"#)
+            .await
+            .unwrap_or((0, Value::Null));
+        answers.lock().push((sa, sb));
+        sa == 200 && sb == 200
+    })
+    .await?;
+    let answers = answers.into_inner();
+    assert!(
+        answers
+            .iter()
+            .all(|(x, y)| [200, 503].contains(x) && [200, 503].contains(y)),
+        "{answers:?}"
+    );
+    // Delivery works again: a webhook posted to B reaches the connector on A.
+    let (s, v) = b.post("hook", r#"{"after":1}"#).await?;
+    assert_eq!(s, 200, "{v}");
+    let id = v["message_id"].as_str().unwrap_or_default().to_owned();
+    wait_until(
+        WAIT,
+        "the webhook posted after the restart delivered",
+        || async { conn.message_ids().contains(&id) },
+    )
+    .await?;
+    for c in [&a, &b] {
+        // The connector's registration survived (put back by its replica) or was renewed.
+        wait_until(WAIT, "one connection registered", || async {
+            stat(c, "connected_clients").await == 1
+        })
+        .await?;
+        // Each replica noticed the loss by itself and registered its channels again.
+        wait_until(
+            WAIT,
+            "the replica registered its channels again",
+            || async {
+                c.proc
+                    .stderr_text()
+                    .contains("channels registered again after the buffer lost its data")
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn rediss_with_a_private_ca() -> anyhow::Result<()> {
+    let pki = connect_testkit::TestPki::generate()?;
+    let tls_port = connect_testkit::free_port().to_string();
+    let (cert, key, ca) = (
+        pki.server_cert.to_str().unwrap_or_default(),
+        pki.server_key.to_str().unwrap_or_default(),
+        pki.ca.to_str().unwrap_or_default(),
+    );
+    // The plain port stays open for the kit's readiness probe; the cloud gets the TLS port.
+    let _redis = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        cert,
+        "--tls-key-file",
+        key,
+        "--tls-ca-cert-file",
+        ca,
+        "--tls-auth-clients",
+        "no",
+    ])
+    .await?;
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let env = [
+        ("WEBHOOK_CONNECT_REDIS_URL", url.as_str()),
+        ("WEBHOOK_CONNECT_REDIS_PREFIX", "e2e"),
+        ("SSL_CERT_FILE", ca),
+    ];
+    let a = Cloud::start_with(hooks(json!({})), &env).await?;
+    let b = Cloud::start_with(hooks(json!({})), &env).await?;
+    let target = RecordingTarget::start().await?;
+    let conn = TestConnector::start(Transport::Ws, &a.base, CH, TOKEN, &target.url);
+    let (s, v) = b.post("hook", r#"{"over":"tls"}"#).await?;
+    assert_eq!(s, 200, "{v}");
+    let id = v["message_id"].as_str().unwrap_or_default().to_owned();
+    wait_until(WAIT, "delivered through Redis over TLS", || async {
+        conn.message_ids().contains(&id)
+    })
+    .await?;
+    let h: Value = a
+        .http
+        .get(format!("{}/health", a.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(h["components"]["buffer"], "healthy", "{h}");
+    assert_eq!(h["components"]["buffer_backend"], "redis", "{h}");
+
+    // Trusting another CA only: start-up fails and says why.
+    let other = connect_testkit::TestPki::generate()?;
+    let other_ca = other.ca.to_string_lossy().into_owned();
+    let dir = tempfile::tempdir()?;
+    let hooks_file = dir.path().join("webhooks.json");
+    std::fs::write(&hooks_file, hooks(json!({})).to_string())?;
+    let listen = format!("127.0.0.1:{}", connect_testkit::free_port());
+    let data = dir.path().join("data");
+    let mut p = connect_testkit::ChildProcess::spawn(
+        connect_testkit::workspace_bin("webhook-connect-cloud")?,
+        &[],
+        &[
+            ("WEBHOOK_CONNECT_LISTEN", listen.as_str()),
+            (
+                "WEBHOOK_CONNECT_DATA_DIR",
+                data.to_str().unwrap_or_default(),
+            ),
+            (
+                "WEBHOOKS_CONFIG_FILE",
+                hooks_file.to_str().unwrap_or_default(),
+            ),
+            ("WEBHOOK_CONNECT_REDIS_URL", url.as_str()),
+            ("SSL_CERT_FILE", other_ca.as_str()),
+        ],
+        "cloud",
+    )?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while p.is_running() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(p.exit_status().and_then(|s| s.code()), Some(69));
+    let err = p.stderr_text();
+    assert!(
+        err.contains("cannot use the Redis buffer") && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
     Ok(())
 }
