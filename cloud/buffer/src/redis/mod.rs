@@ -64,7 +64,7 @@ const CONFIRM_TIMEOUT_MS: u64 = 5_000;
 /// How to reach Redis and name things in it.
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
-    /// `redis://…` (credentials in the URL).
+    /// `redis://…` or `rediss://…` (TLS; credentials in the URL).
     pub url: String,
     /// Key prefix `P` (`^[A-Za-z0-9_.-]{1,32}$`).
     pub prefix: String,

@@ -1,6 +1,8 @@
 //! File live reload and the reload endpoints (CONFIG.md §6; seed scenario 01 idea): webhooks
-//! keep answering through repeated reloads by atomic rename and symlink swap, bad entries are
-//! disabled or keep their previous definition and are reported, the endpoints follow §6.3/6.4.
+//! keep answering through repeated reloads by atomic rename and symlink swap; plain files
+//! replaced by rename and ConfigMap-style `..data` swaps (old version deleted, connections too)
+//! reload by file-system events alone; bad entries are disabled or keep their previous
+//! definition and are reported; the endpoints follow §6.3/6.4.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -293,4 +295,143 @@ async fn reload_endpoints_check_the_token_and_the_flags() {
     let other = Cloud::start(json!({"a": log_hook()})).await.unwrap();
     let (s, _) = reload(&other, Some(RELOAD_TOKEN), None).await;
     assert_eq!(s, 403, "token unset → reload API disabled");
+}
+
+/// A Kubernetes ConfigMap volume: `<file> -> ..data/<file>`, `..data -> ..<version>`; an update
+/// writes a new version directory, renames a new `..data` link over the old one and deletes the
+/// old directory.
+struct ConfigMapDir {
+    root: std::path::PathBuf,
+    version: u32,
+}
+
+impl ConfigMapDir {
+    fn create(root: &Path, files: &[(&str, &Value)]) -> Self {
+        let mut d = ConfigMapDir {
+            root: root.to_path_buf(),
+            version: 0,
+        };
+        d.write_version(files);
+        std::os::unix::fs::symlink(d.version_name(), root.join("..data")).unwrap();
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), root.join(name)).unwrap();
+        }
+        d
+    }
+
+    fn version_name(&self) -> String {
+        format!(
+            "..2026_11_24_00_00_{:02}.{}",
+            self.version,
+            1000 + self.version
+        )
+    }
+
+    fn write_version(&mut self, files: &[(&str, &Value)]) {
+        let dir = self.root.join(self.version_name());
+        std::fs::create_dir(&dir).unwrap();
+        for (name, doc) in files {
+            std::fs::write(dir.join(name), serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+        }
+    }
+
+    fn update(&mut self, files: &[(&str, &Value)]) {
+        let old = self.root.join(self.version_name());
+        self.version += 1;
+        self.write_version(files);
+        let tmp = self.root.join("..data_tmp");
+        std::os::unix::fs::symlink(self.version_name(), &tmp).unwrap();
+        std::fs::rename(&tmp, self.root.join("..data")).unwrap();
+        std::fs::remove_dir_all(old).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_renames_and_configmap_swaps_reload_without_the_safety_poll() {
+    // The safety poll is off: only file-system events can trigger these reloads.
+    let watch_env = |hooks: &Path, conns: &Path| -> Vec<(String, String)> {
+        vec![
+            ("WEBHOOKS_CONFIG_FILE".into(), hooks.display().to_string()),
+            (
+                "CONNECTIONS_CONFIG_FILE".into(),
+                conns.display().to_string(),
+            ),
+            ("CONFIG_FILE_WATCHING_ENABLED".into(), "true".into()),
+            ("CONFIG_RELOAD_DEBOUNCE_SECONDS".into(), "0.2".into()),
+            ("WEBHOOK_CONNECT_CONFIG_POLL_SECONDS".into(), "0".into()),
+            ("CONFIG_RELOAD_ADMIN_TOKEN".into(), RELOAD_TOKEN.into()),
+        ]
+    };
+    let start = |env: Vec<(String, String)>| async move {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Cloud::start_with(json!({}), &env).await.unwrap()
+    };
+    let conn = |n: u32| json!({"type": "redis-rq", "host": "h", "port": n});
+
+    // 1. Plain files replaced by rename (write a temp file, `mv` it over the configured path).
+    let dir = tempfile::tempdir().unwrap();
+    let (hooks, conns) = (
+        dir.path().join("webhooks.json"),
+        dir.path().join("connections.json"),
+    );
+    std::fs::write(&hooks, json!({"first": log_hook()}).to_string()).unwrap();
+    std::fs::write(&conns, "{}").unwrap();
+    let c = start(watch_env(&hooks, &conns)).await;
+    wait_status(&c, "first", 200).await;
+    for i in 0..3 {
+        let id = format!("renamed-{i}");
+        replace_atomically(&hooks, &json!({ id.clone(): log_hook() }));
+        wait_status(&c, &id, 200).await;
+        let gone = if i == 0 {
+            "first".to_string()
+        } else {
+            format!("renamed-{}", i - 1)
+        };
+        assert_eq!(c.post(&gone, "{}").await.unwrap().0, 404, "{gone} removed");
+    }
+    replace_atomically(&conns, &json!({"cache": conn(1), "queue": conn(2)}));
+    wait_until(Duration::from_secs(15), "connections reloaded", || async {
+        config_status(&c).await["connections_count"] == 2
+    })
+    .await
+    .unwrap();
+    drop(c);
+
+    // 2. A ConfigMap volume: both files are symlinks through `..data`; old versions vanish.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cm = ConfigMapDir::create(
+        dir.path(),
+        &[
+            ("webhooks.json", &json!({"v0": log_hook()})),
+            ("connections.json", &json!({})),
+        ],
+    );
+    let (hooks, conns) = (
+        dir.path().join("webhooks.json"),
+        dir.path().join("connections.json"),
+    );
+    let c = start(watch_env(&hooks, &conns)).await;
+    wait_status(&c, "v0", 200).await;
+    for v in 1..=3u32 {
+        let id = format!("v{v}");
+        let connections: Value = (0..v).map(|n| (format!("c{n}"), conn(n))).collect();
+        cm.update(&[
+            ("webhooks.json", &json!({ id.clone(): log_hook() })),
+            ("connections.json", &connections),
+        ]);
+        wait_status(&c, &id, 200).await;
+        assert_eq!(c.post(&format!("v{}", v - 1), "{}").await.unwrap().0, 404);
+        wait_until(
+            Duration::from_secs(15),
+            "connections swapped too",
+            || async { config_status(&c).await["connections_count"] == v },
+        )
+        .await
+        .unwrap();
+    }
+    let st = config_status(&c).await;
+    assert_eq!(st["webhooks_count"], 1, "{st}");
+    assert_eq!(st["errors"], json!([]), "{st}");
+    let (code, h) = health(&c).await;
+    assert_eq!((code, &h["status"]), (200, &json!("healthy")), "{h}");
 }
