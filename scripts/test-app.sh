@@ -4,7 +4,9 @@
 # Installs what it needs: apt packages (when root and missing) and tauri-driver (cargo install).
 # Writes screenshots of the main views to docs/screenshots/.
 #
-# Usage: scripts/test-app.sh [--no-e2e] [--skip-ui-build]
+# Usage: scripts/test-app.sh [--no-e2e] [--skip-ui-build] [--skip-lint]
+# (scripts/test.sh passes --skip-ui-build --skip-lint: it has built the UI and run fmt and clippy
+# over the whole workspace, the app included, already.)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -14,10 +16,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-app}"
 export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 E2E=1
 UI_BUILD=1
+LINT=1
 for a in "$@"; do
   case "$a" in
     --no-e2e) E2E=0 ;;
     --skip-ui-build) UI_BUILD=0 ;;
+    --skip-lint) LINT=0 ;;
     *) echo "unknown argument $a" >&2; exit 64 ;;
   esac
 done
@@ -53,9 +57,12 @@ if ((UI_BUILD)) || [[ ! -f ui/dist/index.html ]]; then
   (cd ui && { [[ -d node_modules ]] || npm ci --no-audit --no-fund; } && npm run build)
 fi
 
-echo "== fmt, clippy, unit tests"
-cargo fmt -p webhook-connect-app -- --check
-cargo clippy -p webhook-connect-app --all-targets -- -D warnings
+if ((LINT)); then
+  echo "== fmt, clippy"
+  cargo fmt -p webhook-connect-app -- --check
+  cargo clippy -p webhook-connect-app --all-targets -- -D warnings
+fi
+echo "== unit tests"
 cargo test -p webhook-connect-app --lib
 # The cloud binary for the end-to-end test, built into the same target dir.
 cargo build -p connect-cloud --bin webhook-connect-cloud

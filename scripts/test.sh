@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 export SETUP_PROFILE=test
 source scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# Line tables only, for every step (the app's script uses the same): one debug build shared by
+# clippy, the binaries, the tests and the app, and a much smaller target directory.
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 # The desktop app embeds ui/dist, so the UI is built (and tested) before any cargo build.
@@ -22,7 +25,7 @@ cargo nextest run --workspace --profile ci
 # nextest does not run doctests
 cargo test --workspace --doc
 echo "== desktop app end to end (Xvfb, tauri-driver, gnome-keyring)"
-CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" bash scripts/test-app.sh --skip-ui-build
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" bash scripts/test-app.sh --skip-ui-build --skip-lint
 if [ -f scripts/test-docker.sh ]; then
   echo "== Dockerfiles and compose files (static checks; no Docker engine here)"
   bash scripts/test-docker.sh
