@@ -10,7 +10,7 @@ source scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 # Line tables only, for every step (the app's script uses the same): one debug build shared by
 # clippy, the binaries, the tests and the app, and a much smaller target directory.
-export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 # The desktop app embeds ui/dist, so the UI is built (and tested) before any cargo build.

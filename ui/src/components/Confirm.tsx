@@ -1,5 +1,5 @@
 // An in-page confirmation dialog (native confirm() is unreliable in webviews and blocks tests).
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 export interface ConfirmOptions {
   title: string;
@@ -27,7 +27,10 @@ export function ConfirmHost() {
       show = null;
     };
   }, []);
-  useEffect(() => {
+  // A layout effect runs in the same task as the render that shows the dialog, so no key press
+  // can arrive between the dialog appearing and Escape being handled (a plain effect runs after
+  // paint and lost Escape presses under load).
+  useLayoutEffect(() => {
     if (!pending) return;
     cancelRef.current?.focus();
     // On the document, so Escape works even before focus has moved into the dialog.
