@@ -1,5 +1,5 @@
 // Inspector: recent webhooks of a channel, one webhook's request and attempts, replay and curl.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { attempt } from "../actions";
 import type { EventDetail, EventSummary } from "../generated/engine";
 import { errorMessage, ipc } from "../ipc";
@@ -242,6 +242,11 @@ function ReplayPanel(props: { detail: EventDetail; channelKey: string; onOpen: (
   const [body, setBody] = useState(origText ?? "");
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<EventDetail | null>(null);
+  const resultRef = useRef<HTMLDivElement>(null);
+  // The result appears under the Replay button, often below the fold: bring it into view.
+  useEffect(() => {
+    if (result) resultRef.current?.scrollIntoView({ block: "nearest" });
+  }, [result]);
   const [targetError, setTargetError] = useState<string | null>(null);
 
   const headersChanged = editing && JSON.stringify(headers) !== JSON.stringify(d.request.headers);
@@ -321,7 +326,7 @@ function ReplayPanel(props: { detail: EventDetail; channelKey: string; onOpen: (
         <CopyButton text={curl} label="Copy as curl" what="curl command" testid="copy-curl" class="btn" />
       </div>
       {result && (
-        <div class={`replay-result tone-${OUTCOME_INFO[result.summary.outcome].tone}`} data-testid="replay-result" role="status">
+        <div ref={resultRef} class={`replay-result tone-${OUTCOME_INFO[result.summary.outcome].tone}`} data-testid="replay-result" role="status">
           <OutcomeBadge outcome={result.summary.outcome} />
           <StatusCode status={result.summary.response_status} />
           <span>{formatMs(result.summary.duration_ms)}</span>

@@ -159,6 +159,13 @@ export const tests = [
       await byId(page, "replay-result").waitFor();
       assert.match(await text(page, "replay-result"), /Delivered/);
       assert.match(await text(page, "replay-result"), /200/);
+      // The result is scrolled into view, not left below the fold.
+      await until(async () => {
+        const box = await byId(page, "replay-result").boundingBox();
+        const vp = page.viewportSize();
+        // (1 px of slack: "nearest" aligns to the bottom edge at sub-pixel positions.)
+        return box && vp && box.y >= 0 && box.y + box.height <= vp.height + 1;
+      }, "replay result in view", 2000);
       const req = (await lastCall(page, "replay_event")).request;
       assert.equal(req.key, "team-alpha");
       assert.equal(req.message_id, id);
