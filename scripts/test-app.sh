@@ -62,10 +62,10 @@ if ((LINT)); then
   cargo fmt -p webhook-connect-app -- --check
   cargo clippy -p webhook-connect-app --all-targets -- -D warnings
 fi
-echo "== unit tests"
-cargo test -p webhook-connect-app --lib
-# The cloud binary for the end-to-end test, built into the same target dir.
+# The cloud binary for the tray-menu and end-to-end tests, built into the same target dir.
 cargo build -p connect-cloud --bin webhook-connect-cloud
+echo "== unit tests, tray menu against a real engine and cloud (tests/it)"
+cargo test -p webhook-connect-app --lib --test it
 
 if ((E2E)); then
   echo "== end to end under Xvfb + D-Bus (tauri-driver, WebKitWebDriver, gnome-keyring)"

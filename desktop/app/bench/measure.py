@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 """Memory and start-time figures of the desktop app (docs/BENCHMARKS.md, "Desktop app").
 
-Starts a real cloud and a local HTTP target, then the app twice: with the window open, and in
-light mode (no webview). For each: time from exec to the channel being connected at the cloud,
-then RSS and PSS summed over the app's process tree (WebKit web/network processes included),
-idle and while forwarding 100 webhooks/s.
+Starts a real cloud and a local HTTP target, then the app three times: with the window open; in
+light mode from the start (`start_minimized`, no webview ever created); and with the window opened
+then closed in light mode (the webview and its WebKit processes are destroyed, the tray keeps
+forwarding). For each: time from exec to the channel being connected at the cloud, then RSS and
+PSS summed over the app's process tree (WebKit web/network processes included), idle and while
+forwarding 100 webhooks/s.
 
 Run inside a display and a D-Bus session, from the repository root, after building:
   xvfb-run -a -s "-screen 0 1400x900x24" dbus-run-session -- python3 desktop/app/bench/measure.py
 Environment: APP (app binary), CLOUD (cloud binary), SECONDS_LOAD (load duration, default 30),
-SCENARIOS (comma list of window_open, light_mode).
+SCENARIOS (comma list of window_open, light_mode, light_after_close). The app gets this script's
+environment: export e.g. WEBKIT_DISABLE_COMPOSITING_MODE=0 or WEBHOOK_CONNECT_APP_ENV_DEFAULTS=off
+to measure without the app's start-up defaults.
 """
+
+import ctypes
+import ctypes.util
 
 import http.client
 import http.server
@@ -84,24 +91,36 @@ def tree(root):
 
 
 def mem(root):
-    """(rss_kib, pss_kib, [(comm, rss, pss)]) summed over the tree."""
+    """(rss_kib, pss_kib, [(comm, rss, pss, pss_anon, pss_file)]) summed over the tree."""
     rss = pss = 0
     procs = []
     for pid in tree(root):
         try:
             comm = open(f"/proc/{pid}/comm").read().strip()
-            r = p = 0
+            v = {}
             for line in open(f"/proc/{pid}/smaps_rollup"):
-                if line.startswith("Rss:"):
-                    r = int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    p = int(line.split()[1])
+                parts = line.split()
+                if len(parts) == 3 and parts[2] == "kB":
+                    v[parts[0].rstrip(":")] = int(parts[1])
         except OSError:
             continue
+        r, p = v.get("Rss", 0), v.get("Pss", 0)
         rss += r
         pss += p
-        procs.append((comm, r, p))
+        procs.append((comm, r, p, v.get("Pss_Anon", 0), v.get("Pss_File", 0)))
     return rss, pss, procs
+
+
+def others_mapping(ours, lib):
+    n = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) not in ours:
+            try:
+                if lib in open(f"/proc/{d}/maps").read():
+                    n += 1
+            except OSError:
+                pass
+    return n
 
 
 def sample(root, seconds):
@@ -112,13 +131,64 @@ def sample(root, seconds):
         time.sleep(0.5)
     rss = [x[0] for x in xs]
     pss = [x[1] for x in xs]
+    try:
+        maps = open(f"/proc/{root}/maps").read()
+    except OSError:
+        maps = ""
     return {
-        "rss_avg_mib": sum(rss) / len(rss) / 1024,
-        "rss_max_mib": max(rss) / 1024,
-        "pss_avg_mib": sum(pss) / len(pss) / 1024,
-        "pss_max_mib": max(pss) / 1024,
-        "processes": sorted({c for c, _, _ in xs[-1][2]}),
+        # PSS divides shared pages: other processes mapping WebKit (another app instance, e.g. a
+        # test run) lower our figures. RSS is not affected.
+        "other_processes_mapping_webkit": others_mapping(set(tree(root)), "libwebkit2gtk"),
+        # Mesa's software GL (llvmpipe) in the app process itself.
+        "mesa_llvm_loaded": "libLLVM" in maps,
+        "rss_avg_mib": round(sum(rss) / len(rss) / 1024, 1),
+        "rss_max_mib": round(max(rss) / 1024, 1),
+        "pss_avg_mib": round(sum(pss) / len(pss) / 1024, 1),
+        "pss_max_mib": round(max(pss) / 1024, 1),
+        # The last sample, per process: PSS, and its anonymous (heap) and file-backed parts.
+        "processes": {c: {"pss_mib": round(p / 1024, 1), "pss_anon_mib": round(a / 1024, 1),
+                          "pss_file_mib": round(f / 1024, 1)}
+                      for c, _, p, a, f in xs[-1][2]},
     }
+
+
+class XClientMessageEvent(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("serial", ctypes.c_ulong), ("send_event", ctypes.c_int),
+                ("display", ctypes.c_void_p), ("window", ctypes.c_ulong),
+                ("message_type", ctypes.c_ulong), ("format", ctypes.c_int),
+                ("l", ctypes.c_long * 5)]
+
+
+class XEvent(ctypes.Union):
+    _fields_ = [("xclient", XClientMessageEvent), ("pad", ctypes.c_long * 24)]
+
+
+def close_window(pid):
+    """Asks the app's windows to close the way a window manager does (WM_DELETE_WINDOW)."""
+    ids = subprocess.run(["xdotool", "search", "--all", "--pid", str(pid), "--name", "Webhook Connect"],
+                         capture_output=True, text=True).stdout.split()
+    if not ids:
+        raise SystemExit("no window of the app found (xdotool search)")
+    x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XInternAtom.restype = ctypes.c_ulong
+    x11.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+    x11.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long,
+                               ctypes.POINTER(XEvent)]
+    x11.XFlush.argtypes = [ctypes.c_void_p]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    dpy = x11.XOpenDisplay(None)
+    for wid in ids:
+        ev = XEvent()
+        ev.xclient.type = 33  # ClientMessage
+        ev.xclient.format = 32
+        ev.xclient.window = int(wid)
+        ev.xclient.message_type = x11.XInternAtom(dpy, b"WM_PROTOCOLS", 0)
+        ev.xclient.l[0] = x11.XInternAtom(dpy, b"WM_DELETE_WINDOW", 0)
+        x11.XSendEvent(dpy, int(wid), 0, 0, ctypes.byref(ev))
+    x11.XFlush(dpy)
+    x11.XCloseDisplay(dpy)
 
 
 def admin(base, path):
@@ -146,7 +216,7 @@ def send_load(port, seconds):
     return sent
 
 
-def run_app(home, window_open, base, cloud_port):
+def run_app(home, window_open, base, cloud_port, close_after=False):
     cfg_dir = os.path.join(home, ".config", "dev.webhookconnect.desktop")
     os.makedirs(cfg_dir, exist_ok=True)
     with open(os.path.join(cfg_dir, "settings.toml"), "w") as f:
@@ -182,6 +252,17 @@ url = "http://127.0.0.1:{Target.port}/hook"
         app.kill()
         raise SystemExit("app never connected; see " + os.path.join(home, "app.log"))
     time.sleep(10)  # settle: the window loads, first ticks run
+    if close_after:
+        close_window(app.pid)
+        # The web process goes with the webview; WebKit's network process may stay.
+        deadline = time.time() + 15
+        while time.time() < deadline and any(c.startswith("WebKitWebProces") for c, *_ in mem(app.pid)[2]):
+            time.sleep(0.2)
+        left = [c for c, *_ in mem(app.pid)[2]]
+        if any(c.startswith("WebKitWebProces") for c in left) or app.poll() is not None:
+            app.kill()
+            raise SystemExit(f"closing the window did not end the web process (or ended the app): {left}")
+        time.sleep(10)  # settle after the close
     idle = sample(app.pid, 10)
     before = Target.count
     result = {}
@@ -239,11 +320,12 @@ def main():
             except Exception:
                 time.sleep(0.1)
         out = {}
-        wanted = os.environ.get("SCENARIOS", "window_open,light_mode").split(",")
-        for name, window in (("window_open", True), ("light_mode", False)):
+        wanted = os.environ.get("SCENARIOS", "window_open,light_mode,light_after_close").split(",")
+        for name, window, close in (("window_open", True, False), ("light_mode", False, False),
+                                    ("light_after_close", True, True)):
             if name not in wanted:
                 continue
-            out[name] = run_app(home, window, base, cloud_port)
+            out[name] = run_app(home, window, base, cloud_port, close)
             print(name, json.dumps(out[name], indent=1), flush=True)
         print(json.dumps(out))
     finally:

@@ -6,15 +6,20 @@
 //! - [`secrets`]: the OS keyring behind [`secrets::SecretStore`] (account names of §8.2), with an
 //!   in-memory fake.
 //! - [`core`]: the app's behaviour without Tauri: channels, events, dead letters, settings.
-//! - [`tray`]: the aggregate tray state, icons, tooltip and menu actions (pure).
+//! - [`tray`]: the aggregate tray state, icons, tooltip and status line (pure).
+//! - [`menu`]: the tray menu's items, and what each item does to the core ([`menu::dispatch`]
+//!   returns the desktop-side effects).
 //! - [`notify`]: which notifications to show, rate-limited (pure).
+//! - [`startup_env`]: Linux start-up defaults for WebKit/GTK/glibc variables (re-exec once).
 //! - [`shell`]: Tauri: plugins, IPC commands, tray, window / light mode, the one-second ticker.
 
 pub mod core;
+pub mod menu;
 pub mod notify;
 pub mod secrets;
 pub mod settings;
 pub mod shell;
+pub mod startup_env;
 pub mod tray;
 
 pub use shell::run;

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use connect_engine::api::{EventDetail, EventSummary, Outcome, ReplayRequest};
 use connect_protocol::admin::DeadLetterList;
 use parking_lot::Mutex;
-use serde::Serialize;
 use tauri::image::Image;
 use tauri::menu::{
-    CheckMenuItemBuilder, Menu, MenuBuilder, MenuItemBuilder, PredefinedMenuItem, SubmenuBuilder,
+    CheckMenuItem, IsMenuItem, Menu, MenuItem as TauriMenuItem, MenuItemKind, PredefinedMenuItem,
+    Submenu,
 };
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime, State, WebviewUrl, WindowEvent};
@@ -20,31 +20,18 @@ use tauri_plugin_clipboard_manager::ClipboardExt as _;
 use tauri_plugin_notification::NotificationExt as _;
 
 use crate::core::{AppSettings, AppSnapshot, ChannelInput, ChannelSettings, Core};
+pub use crate::menu::View;
+use crate::menu::{self, Effect, MenuAction, MenuItem};
 use crate::notify::{Notice, Notifier};
 use crate::secrets::KeyringStore;
 use crate::settings;
-use crate::tray::{self, MenuAction, TrayState};
+use crate::tray::{self, TrayState};
 
 /// Label of the one window.
 pub const MAIN: &str = "main";
 const TRAY_ID: &str = "main";
 /// Command-line flag: start with the tray only (used by autostart).
 pub const MINIMIZED_FLAG: &str = "--minimized";
-
-/// A view for the UI to show, same shape as the UI store's `View`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-#[serde(tag = "name", rename_all = "kebab-case")]
-pub enum View {
-    Overview,
-    Inspector {
-        key: Option<String>,
-        #[serde(rename = "messageId")]
-        message_id: Option<String>,
-    },
-    DeadLetters {
-        key: Option<String>,
-    },
-}
 
 /// State the shell keeps next to the core.
 #[derive(Default)]
@@ -270,66 +257,61 @@ fn icon(state: TrayState) -> Option<Image<'static>> {
     Image::from_bytes(state.icon_png()).ok()
 }
 
-fn build_menu<R: Runtime>(
+/// Renders the menu model ([`menu::model`]) as Tauri menu items.
+fn render_items<R: Runtime>(
     app: &AppHandle<R>,
-    status_line: &str,
-    paused: bool,
-    channels: &[(String, String, bool, bool)],
-    dead_letters: u64,
-    autostart: bool,
-) -> tauri::Result<Menu<R>> {
-    let status = MenuItemBuilder::with_id("status", status_line)
-        .enabled(false)
-        .build(app)?;
-    let pause = MenuItemBuilder::with_id(
-        MenuAction::TogglePause.id(),
-        if paused { "Resume all" } else { "Pause all" },
-    )
-    .build(app)?;
-    let mut menu = MenuBuilder::new(app)
-        .item(&status)
-        .separator()
-        .item(&pause)
-        .separator();
-    for (key, name, enabled, connected) in channels {
-        let toggle = if *enabled {
-            MenuAction::Disconnect(key.clone())
-        } else {
-            MenuAction::Connect(key.clone())
-        };
-        let label = format!("{name}{}", if *connected { " ●" } else { "" });
-        let sub = SubmenuBuilder::with_id(app, format!("sub/{key}"), label)
-            .text(toggle.id(), if *enabled { "Disconnect" } else { "Connect" })
-            .text(
-                MenuAction::OpenInspector(key.clone()).id(),
-                "Open inspector",
-            )
-            .text(
-                MenuAction::ReplayLast(key.clone()).id(),
-                "Replay last event",
-            )
-            .text(
-                MenuAction::CopyWebhookUrl(key.clone()).id(),
-                "Copy webhook URL",
-            )
-            .build()?;
-        menu = menu.item(&sub);
-    }
-    if !channels.is_empty() {
-        menu = menu.separator();
-    }
-    let login = CheckMenuItemBuilder::with_id(MenuAction::ToggleAutostart.id(), "Start at login")
-        .checked(autostart)
-        .build(app)?;
-    menu.text(
-        MenuAction::DeadLetters.id(),
-        format!("Dead letters ({dead_letters})…"),
-    )
-    .text(MenuAction::OpenWindow.id(), "Open Webhook Connect")
-    .item(&login)
-    .item(&PredefinedMenuItem::separator(app)?)
-    .text(MenuAction::Quit.id(), "Quit")
-    .build()
+    items: &[MenuItem],
+) -> tauri::Result<Vec<MenuItemKind<R>>> {
+    items
+        .iter()
+        .map(|item| {
+            Ok(match item {
+                MenuItem::Status { id, label } => MenuItemKind::MenuItem(TauriMenuItem::with_id(
+                    app,
+                    id.as_str(),
+                    label,
+                    false,
+                    None::<&str>,
+                )?),
+                MenuItem::Action { action, label } => MenuItemKind::MenuItem(
+                    TauriMenuItem::with_id(app, action.id(), label, true, None::<&str>)?,
+                ),
+                MenuItem::Check {
+                    action,
+                    label,
+                    checked,
+                } => MenuItemKind::Check(CheckMenuItem::with_id(
+                    app,
+                    action.id(),
+                    label,
+                    true,
+                    *checked,
+                    None::<&str>,
+                )?),
+                MenuItem::Submenu { id, label, items } => {
+                    let children = render_items(app, items)?;
+                    let refs: Vec<&dyn IsMenuItem<R>> =
+                        children.iter().map(|c| c as &dyn IsMenuItem<R>).collect();
+                    MenuItemKind::Submenu(Submenu::with_id_and_items(
+                        app,
+                        id.as_str(),
+                        label,
+                        true,
+                        &refs,
+                    )?)
+                }
+                MenuItem::Separator => {
+                    MenuItemKind::Predefined(PredefinedMenuItem::separator(app)?)
+                }
+            })
+        })
+        .collect()
+}
+
+fn build_menu<R: Runtime>(app: &AppHandle<R>, items: &[MenuItem]) -> tauri::Result<Menu<R>> {
+    let rendered = render_items(app, items)?;
+    let refs: Vec<&dyn IsMenuItem<R>> = rendered.iter().map(|c| c as &dyn IsMenuItem<R>).collect();
+    Menu::with_items(app, &refs)
 }
 
 fn tray_icon<R: Runtime>(app: &AppHandle<R>) -> Option<TrayIcon<R>> {
@@ -380,21 +362,8 @@ fn tick<R: Runtime>(app: &AppHandle<R>, now: Instant, force_menu: bool) {
     let totals = tray::totals(&snap.channels);
     let tooltip = tray::tooltip(state, &totals);
     let status_line = tray::status_line(state, &totals);
-    let entries = st.core.list_channels();
-    let channels: Vec<(String, String, bool, bool)> = entries
-        .iter()
-        .map(|e| {
-            let connected = snap
-                .channels
-                .iter()
-                .any(|c| c.key == e.key && c.state == connect_engine::api::ChannelState::Connected);
-            (e.key.clone(), e.channel.clone(), e.enabled, connected)
-        })
-        .collect();
-    let signature = format!(
-        "{status_line}|{}|{channels:?}|{}|{}",
-        snap.paused, totals.dead_letters, app_table.autostart
-    );
+    let items = menu::for_core(&st.core, &snap, &status_line);
+    let signature = format!("{items:?}");
     let notices: Vec<Notice> = {
         let mut sh = st.shell.lock();
         let sh = &mut *sh;
@@ -428,14 +397,7 @@ fn tick<R: Runtime>(app: &AppHandle<R>, now: Instant, force_menu: bool) {
             let _ = t.set_tooltip(Some(&tooltip));
         }
         if menu_changed {
-            match build_menu(
-                app,
-                &status_line,
-                snap.paused,
-                &channels,
-                totals.dead_letters,
-                app_table.autostart,
-            ) {
+            match build_menu(app, &items) {
                 Ok(m) => {
                     let _ = t.set_menu(Some(m));
                 }
@@ -470,93 +432,29 @@ fn apply_autostart<R: Runtime>(app: &AppHandle<R>, on: bool) {
 }
 
 /// Runs a tray action off the main thread (menu events arrive on it; keyring and engine calls
-/// may block briefly, and the tray is rebuilt from the ticker's side).
+/// may block briefly, a replay waits for the target), then applies its effects.
 pub fn handle_menu<R: Runtime>(app: &AppHandle<R>, action: MenuAction) {
     let app = app.clone();
-    tauri::async_runtime::spawn(async move { run_menu_action(&app, action) });
+    tauri::async_runtime::spawn(async move {
+        let core = app.state::<AppState>().core.clone();
+        for effect in menu::dispatch(&core, action).await {
+            apply_effect(&app, effect);
+        }
+    });
 }
 
-fn run_menu_action<R: Runtime>(app: &AppHandle<R>, action: MenuAction) {
-    let st = app.state::<AppState>();
-    let core = st.core.clone();
-    match action {
-        MenuAction::TogglePause => {
-            core.set_paused(!core.paused());
-            refresh_now(app);
-        }
-        MenuAction::Connect(k) | MenuAction::Disconnect(k) => {
-            let enable = !core.list_channels().iter().any(|c| c.key == k && c.enabled);
-            if let Err(e) = core.set_channel_enabled(&k, enable) {
-                notify(app, "Webhook Connect", &e);
+fn apply_effect<R: Runtime>(app: &AppHandle<R>, effect: Effect) {
+    match effect {
+        Effect::Refresh => refresh_now(app),
+        Effect::ShowWindow(view) => show_window(app, Some(view)),
+        Effect::CopyToClipboard(text) => {
+            if let Err(e) = app.clipboard().write_text(text) {
+                tracing::warn!(error = %e, "clipboard");
             }
-            refresh_now(app);
         }
-        MenuAction::OpenInspector(k) => show_window(
-            app,
-            Some(View::Inspector {
-                key: Some(k),
-                message_id: None,
-            }),
-        ),
-        MenuAction::ReplayLast(k) => {
-            let app = app.clone();
-            tauri::async_runtime::spawn(async move {
-                let (title, body) = match core.replay_last(&k).await {
-                    Ok(d) => (
-                        "Replayed".to_owned(),
-                        format!(
-                            "{} → {}",
-                            d.summary.replay_of.unwrap_or_default(),
-                            d.summary
-                                .response_status
-                                .map(|s| s.to_string())
-                                .unwrap_or_else(|| "no answer".into())
-                        ),
-                    ),
-                    Err(e) => ("Replay failed".to_owned(), e),
-                };
-                notify(&app, &title, &body);
-            });
-        }
-        MenuAction::CopyWebhookUrl(k) => match core.webhook_url_of(&k) {
-            Ok(url) => {
-                if let Err(e) = app.clipboard().write_text(url) {
-                    tracing::warn!(error = %e, "clipboard");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "copy webhook URL"),
-        },
-        MenuAction::DeadLetters => {
-            let key = core
-                .snapshot()
-                .channels
-                .iter()
-                .max_by_key(|c| {
-                    c.queue
-                        .as_ref()
-                        .map(|q| q.dead_letters)
-                        .unwrap_or(c.counters.dead_lettered)
-                })
-                .map(|c| c.key.clone());
-            show_window(app, Some(View::DeadLetters { key }));
-        }
-        MenuAction::OpenWindow => show_window(app, Some(View::Overview)),
-        MenuAction::ToggleAutostart => {
-            let mut s = core.settings();
-            s.autostart = !s.autostart;
-            match core.save_settings(s) {
-                Ok(saved) => apply_autostart(app, saved.autostart),
-                Err(e) => notify(app, "Webhook Connect", &e),
-            }
-            refresh_now(app);
-        }
-        MenuAction::Quit => {
-            let app = app.clone();
-            tauri::async_runtime::spawn(async move {
-                core.shutdown().await;
-                app.exit(0);
-            });
-        }
+        Effect::Notify { title, body } => notify(app, &title, &body),
+        Effect::SetAutostart(on) => apply_autostart(app, on),
+        Effect::Exit => app.exit(0),
     }
 }
 
@@ -592,7 +490,10 @@ fn setup<R: Runtime>(
     if let Some(i) = icon(initial) {
         tb = tb.icon(i);
     }
-    let menu = build_menu(&handle, initial.label(), false, &[], 0, app_table.autostart)?;
+    let menu = build_menu(
+        &handle,
+        &menu::model(initial.label(), false, &[], 0, app_table.autostart),
+    )?;
     tb.menu(&menu).build(app)?;
     // The autostart entry follows the setting (it may have been edited in the file).
     if handle.autolaunch().is_enabled().unwrap_or(false) != app_table.autostart {

@@ -1,5 +1,6 @@
-//! What the tray shows: one aggregate state (icon), the tooltip, and the menu's action ids.
-//! Pure functions here; `shell.rs` builds the Tauri tray from them.
+//! What the tray shows: one aggregate state (icon), the tooltip and the menu's status line.
+//! Pure functions here; the menu itself is in [`crate::menu`], and `shell.rs` builds the Tauri
+//! tray from both.
 
 use connect_engine::api::{ChannelState, ChannelStatus};
 
@@ -171,62 +172,6 @@ pub fn tooltip(state: TrayState, t: &Totals) -> String {
     )
 }
 
-/// A tray menu action, parsed from the menu item id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MenuAction {
-    TogglePause,
-    Connect(String),
-    Disconnect(String),
-    OpenInspector(String),
-    ReplayLast(String),
-    CopyWebhookUrl(String),
-    DeadLetters,
-    OpenWindow,
-    ToggleAutostart,
-    Quit,
-}
-
-impl MenuAction {
-    /// The menu item id of this action.
-    pub fn id(&self) -> String {
-        match self {
-            Self::TogglePause => "pause".into(),
-            Self::Connect(k) => format!("ch/connect/{k}"),
-            Self::Disconnect(k) => format!("ch/disconnect/{k}"),
-            Self::OpenInspector(k) => format!("ch/inspect/{k}"),
-            Self::ReplayLast(k) => format!("ch/replay/{k}"),
-            Self::CopyWebhookUrl(k) => format!("ch/copy/{k}"),
-            Self::DeadLetters => "dead-letters".into(),
-            Self::OpenWindow => "open".into(),
-            Self::ToggleAutostart => "autostart".into(),
-            Self::Quit => "quit".into(),
-        }
-    }
-
-    pub fn parse(id: &str) -> Option<Self> {
-        Some(match id {
-            "pause" => Self::TogglePause,
-            "dead-letters" => Self::DeadLetters,
-            "open" => Self::OpenWindow,
-            "autostart" => Self::ToggleAutostart,
-            "quit" => Self::Quit,
-            _ => {
-                let rest = id.strip_prefix("ch/")?;
-                let (verb, key) = rest.split_once('/')?;
-                let key = key.to_owned();
-                match verb {
-                    "connect" => Self::Connect(key),
-                    "disconnect" => Self::Disconnect(key),
-                    "inspect" => Self::OpenInspector(key),
-                    "replay" => Self::ReplayLast(key),
-                    "copy" => Self::CopyWebhookUrl(key),
-                    _ => return None,
-                }
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,26 +294,6 @@ mod tests {
             tooltip(TrayState::Disconnected, &totals(&[])),
             "Webhook Connect — Disconnected\n0 channels · last event never\nBacklog 0 · Dead letters 0"
         );
-    }
-
-    #[test]
-    fn menu_ids_round_trip() {
-        for a in [
-            MenuAction::TogglePause,
-            MenuAction::Connect("ch-1".into()),
-            MenuAction::Disconnect("ch-1".into()),
-            MenuAction::OpenInspector("ch-x/y".into()),
-            MenuAction::ReplayLast("k".into()),
-            MenuAction::CopyWebhookUrl("k".into()),
-            MenuAction::DeadLetters,
-            MenuAction::OpenWindow,
-            MenuAction::ToggleAutostart,
-            MenuAction::Quit,
-        ] {
-            assert_eq!(MenuAction::parse(&a.id()), Some(a));
-        }
-        assert_eq!(MenuAction::parse("ch/unknown/k"), None);
-        assert_eq!(MenuAction::parse("status"), None);
     }
 
     #[test]

@@ -196,6 +196,10 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             .env("XDG_CONFIG_HOME", &config_home)
             .env("XDG_DATA_HOME", home.join(".local/share"))
             .env("RUST_LOG", "info")
+            // WebKitWebDriver never completes a session when WebKit's compositing is off (the
+            // app's default on Linux, see startup_env.rs): turn it back on for this test. The app
+            // still re-executes itself with its other defaults.
+            .env("WEBKIT_DISABLE_COMPOSITING_MODE", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -221,6 +225,31 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         // The first `snapshot` event reaches the UI within a second.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         s.screenshot(&shots.join("01-overview-empty.png")).await?;
+
+        // The app re-executed itself with its Linux start-up defaults, keeping what was set.
+        let app_pid = process_tree(driver_pid)
+            .into_iter()
+            .find(|p| comm(*p).starts_with("webhook-connect"))
+            .context("the app process")?;
+        let environ = std::fs::read(format!("/proc/{app_pid}/environ"))?;
+        let environ: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        for want in [
+            "WEBHOOK_CONNECT_APP_ENV_DEFAULTS=applied",
+            "MALLOC_ARENA_MAX=2",
+            "WEBKIT_DISABLE_COMPOSITING_MODE=0",
+        ] {
+            assert!(
+                environ.iter().any(|v| v == want),
+                "{want} not in {environ:?}"
+            );
+        }
+        assert!(
+            !environ.iter().any(|v| v.starts_with("GDK_GL=")),
+            "GDK's GL stays on with compositing"
+        );
 
         // Add the channel through the form.
         s.click(By::testid("add-channel")).await?;

@@ -1,0 +1,7 @@
+//! Integration tests of the app without Tauri: the tray menu's items dispatched against a real
+//! engine (`Core`) connected to a real `webhook-connect-cloud` child process, with a recording
+//! target. (The menu cannot be clicked headless: no tray host. The window is covered by the
+//! `webdriver` test.)
+
+mod harness;
+mod tray_menu;
