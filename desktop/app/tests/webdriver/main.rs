@@ -351,6 +351,21 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         s.click(By::testid("replay")).await?;
         s.wait_for(By::testid("replay-result"), Duration::from_secs(15))
             .await?;
+        // The result (under the Replay button) is scrolled into view.
+        wait_until(
+            Duration::from_secs(5),
+            "the replay result to be in view",
+            || async {
+                s.execute(
+                    "const r = document.querySelector('[data-testid=replay-result]')\
+                       .getBoundingClientRect(); \
+                     return r.top >= 0 && r.bottom <= window.innerHeight + 1;",
+                )
+                .await
+                .is_ok_and(|v| v == Value::Bool(true))
+            },
+        )
+        .await?;
         target.wait_for_count(2, Duration::from_secs(10)).await?;
         assert_eq!(target.requests()[1].body_text(), r#"{"hello":"world"}"#);
         s.screenshot(&shots.join("05-inspector-replayed.png"))

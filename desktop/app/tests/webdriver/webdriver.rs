@@ -190,6 +190,16 @@ impl Session {
         Ok(())
     }
 
+    /// Runs `script` (a function body) in the page and returns its value.
+    pub async fn execute(&self, script: &str) -> Result<Value> {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
     /// Calls a Tauri command from the page, as the UI does.
     pub async fn invoke(&self, cmd: &str, args: Value) -> Result<Value> {
         let script = "const [cmd, args, done] = arguments; \
