@@ -172,7 +172,7 @@ export function DeadLetters(props: { channelKey: string | null }) {
                               {REASON_LABEL[m.reason ?? ""] ?? m.reason ?? "—"}
                             </Badge>
                           </td>
-                          <td class="num">{m.delivery_count}</td>
+                          <td class="num attempts">{m.delivery_count}</td>
                         </tr>
                       ))}
                     </tbody>

@@ -234,6 +234,11 @@ export const tests = [
       await byId(page, `dlq-row-${ids[1]}`).click();
       await byId(page, "dlq-detail").waitFor();
       assert.match(await text(page, "dlq-detail"), /503 Service Unavailable/);
+      // Next to the detail, the method and path of each row are not cut.
+      const cut = await page.evaluate(() =>
+        [...document.querySelectorAll('[data-testid="dlq-list"] td.stack .line2')].filter((e) => e.scrollWidth > e.clientWidth).map((e) => e.textContent),
+      );
+      assert.deepEqual(cut, []);
       await shot("dead-letters");
       await byId(page, "dlq-replay").click();
       await until(async () => (await rows(page, "dlq-row-")) === 2, "2 rows after replay");
