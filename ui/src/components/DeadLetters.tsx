@@ -1,4 +1,5 @@
 // Dead letters of a channel at the cloud (admin token required): list, inspect, replay, delete, purge.
+import { Fragment } from "preact";
 import { useCallback, useEffect, useState } from "preact/hooks";
 import { attempt } from "../actions";
 import type { DeadLetterList, MessageView } from "../generated/protocol";
@@ -165,14 +166,14 @@ export function DeadLetters(props: { channelKey: string | null }) {
                           <td class="nowrap">{formatTimeShort(m.dead_lettered_at ?? m.last_attempt_at ?? m.timestamp)}</td>
                           <td class="stack" title={`${m.webhook_id}: ${m.method} ${m.path}`}>
                             <span class="line1">{m.webhook_id}</span>
-                            <span class="line2"><span class="method">{m.method}</span> {m.path}</span>
+                            <span class="line2"><span class="method">{m.method}</span> {pathWithBreaks(m.path)}</span>
                           </td>
                           <td>
                             <Badge tone={m.reason === "expired" ? "warn" : "bad"} title={m.last_error ?? undefined}>
                               {REASON_LABEL[m.reason ?? ""] ?? m.reason ?? "—"}
                             </Badge>
                           </td>
-                          <td class="num attempts">{m.delivery_count}</td>
+                          <td class="num">{m.delivery_count}</td>
                         </tr>
                       ))}
                     </tbody>
@@ -241,4 +242,16 @@ function DeadLetterDetail(props: { m: MessageView; busy: boolean; onReplay: () =
       </section>
     </article>
   );
+}
+
+/** The path with line-break opportunities before each "/" but the first (a narrow column wraps
+ * "/webhook/alpha" as "/webhook" + "/alpha"). */
+function pathWithBreaks(path: string) {
+  return path.split("/").map((seg, i) => (
+    <Fragment key={i}>
+      {i > 1 && <wbr />}
+      {i > 0 && "/"}
+      {seg}
+    </Fragment>
+  ));
 }
