@@ -73,6 +73,8 @@ pub struct VaultSecrets {
     last_refresh: Mutex<Option<Timestamp>>,
     /// When the token must be renewed (token auth) or AppRole must log in again.
     renew_at: Mutex<Option<Instant>>,
+    /// When the current token stops working, as far as Vault told us.
+    expires_at: Mutex<Option<Instant>>,
     logged_in: Mutex<bool>,
     metrics: Mutex<Option<Arc<crate::metrics::Metrics>>>,
 }
@@ -155,6 +157,7 @@ impl VaultSecrets {
             referenced: Mutex::new(BTreeSet::new()),
             last_refresh: Mutex::new(None),
             renew_at: Mutex::new(None),
+            expires_at: Mutex::new(None),
             logged_in: Mutex::new(false),
             metrics: Mutex::new(None),
         }))
@@ -182,9 +185,7 @@ impl VaultSecrets {
                 let client = self.client.read().await;
                 match vaultrs::token::lookup_self(&*client).await {
                     Ok(info) => {
-                        let at = (info.renewable == Some(true) && info.ttl > 0)
-                            .then(|| Instant::now() + Duration::from_secs(info.ttl * 2 / 3));
-                        *self.renew_at.lock() = at;
+                        self.schedule(info.ttl, info.renewable == Some(true));
                         *self.logged_in.lock() = true;
                         Ok(())
                     }
@@ -206,10 +207,7 @@ impl VaultSecrets {
                 match vaultrs::auth::approle::login(&*client, mount, role_id, secret_id).await {
                     Ok(info) => {
                         client.set_token(&info.client_token);
-                        let at = (info.lease_duration > 0).then(|| {
-                            Instant::now() + Duration::from_secs(info.lease_duration * 2 / 3)
-                        });
-                        *self.renew_at.lock() = at;
+                        self.schedule(info.lease_duration, true);
                         *self.logged_in.lock() = true;
                         tracing::info!("Vault AppRole login succeeded");
                         Ok(())
@@ -222,8 +220,7 @@ impl VaultSecrets {
 
     /// Renews the token (token auth) or logs in again (AppRole) when due.
     async fn maintain_auth(&self) {
-        // `renew_at` is also the next attempt after a failure, so an outage costs one attempt
-        // per 5 s instead of one per tick.
+        // `renew_at` is also when a failed attempt is retried (see `retry_delay`).
         let at = *self.renew_at.lock();
         let due = at.is_some_and(|t| t <= Instant::now());
         let needs_login = !*self.logged_in.lock();
@@ -235,10 +232,7 @@ impl VaultSecrets {
                 let client = self.client.read().await;
                 match vaultrs::token::renew_self(&*client, None).await {
                     Ok(info) => {
-                        *self.renew_at.lock() =
-                            (info.renewable && info.lease_duration > 0).then(|| {
-                                Instant::now() + Duration::from_secs(info.lease_duration * 2 / 3)
-                            });
+                        self.schedule(info.lease_duration, info.renewable);
                         Ok(())
                     }
                     Err(e) => Err(format!("token renewal: {}", classify(&e).message)),
@@ -248,8 +242,32 @@ impl VaultSecrets {
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "Vault authentication maintenance failed");
-            // Try again shortly rather than on every tick.
-            *self.renew_at.lock() = Some(Instant::now() + Duration::from_secs(5));
+            *self.renew_at.lock() = Some(Instant::now() + self.retry_delay());
+        }
+    }
+
+    /// Renew (or log in again) half-way through a lifetime of `ttl_secs`, which leaves the
+    /// other half for a slow or failed attempt to be retried before the token dies.
+    fn schedule(&self, ttl_secs: u64, renewable: bool) {
+        let now = Instant::now();
+        let life = Duration::from_secs(ttl_secs);
+        *self.expires_at.lock() = (ttl_secs > 0).then(|| now + life);
+        *self.renew_at.lock() = (renewable && ttl_secs > 0).then(|| now + life / 2);
+    }
+
+    /// After a failed renewal or login: a quarter of what is left of the token's life
+    /// (between 250 ms and 5 s), so a short-lived token gets several more tries; 5 s once it
+    /// has expired, so an outage costs one attempt per 5 s instead of one per tick.
+    fn retry_delay(&self) -> Duration {
+        let left = self
+            .expires_at
+            .lock()
+            .and_then(|t| t.checked_duration_since(Instant::now()));
+        match left {
+            Some(left) if !left.is_zero() => {
+                (left / 4).clamp(Duration::from_millis(250), Duration::from_secs(5))
+            }
+            _ => Duration::from_secs(5),
         }
     }
 
