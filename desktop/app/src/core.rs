@@ -12,7 +12,7 @@ use connect_engine::api::{
     TargetSettings,
 };
 use connect_engine::config::{ChannelConfig, ConnectorConfig, Protocol};
-use connect_engine::{Engine, EngineHandle};
+use connect_engine::{Carried, Engine, EngineHandle};
 use connect_protocol::admin::DeadLetterList;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -144,6 +144,16 @@ impl Core {
     /// Loads `settings.toml` (moving secrets to the keyring) and starts the engine with every
     /// channel. Must run inside a tokio runtime.
     pub fn start(path: PathBuf, store: Arc<dyn SecretStore>) -> R<Self> {
+        Self::start_with(path, store, None)
+    }
+
+    /// [`Self::start`], taking over the histories, counters and pause switch a previous process
+    /// carried out ([`Self::carry_out`]).
+    pub fn start_with(
+        path: PathBuf,
+        store: Arc<dyn SecretStore>,
+        carried: Option<Carried>,
+    ) -> R<Self> {
         let loaded = settings::load(&path, store.as_ref()).map_err(s)?;
         let mut notices = Vec::new();
         if loaded.moved > 0 {
@@ -157,6 +167,16 @@ impl Core {
         let mut cfg = ConnectorConfig::new(Vec::new());
         cfg.history_size = loaded.file.app.history_size;
         let engine = Engine::start(cfg).map_err(s)?;
+        if let Some(c) = carried {
+            let events: usize = c.channels.iter().map(|ch| ch.entries.len()).sum();
+            tracing::info!(
+                channels = c.channels.len(),
+                events,
+                paused = c.paused,
+                "took over the previous image's history"
+            );
+            engine.carry_in(c);
+        }
         let core = Self {
             engine,
             secrets: store,
@@ -602,6 +622,11 @@ impl Core {
 
     pub async fn shutdown(&self) {
         self.engine.shutdown(GRACE).await;
+    }
+
+    /// After [`Self::shutdown`]: what the next process takes over ([`Self::start_with`]).
+    pub fn carry_out(&self) -> Carried {
+        self.engine.carry_out()
     }
 }
 

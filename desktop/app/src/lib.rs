@@ -10,12 +10,15 @@
 //! - [`menu`]: the tray menu's items, and what each item does to the core ([`menu::dispatch`]
 //!   returns the desktop-side effects).
 //! - [`notify`]: which notifications to show, rate-limited (pure).
+//! - [`relaunch`]: light mode's restart without the webview (Linux): the carried file and the
+//!   next image's arguments.
 //! - [`startup_env`]: Linux start-up defaults for WebKit/GTK/glibc variables (re-exec once).
 //! - [`shell`]: Tauri: plugins, IPC commands, tray, window / light mode, the one-second ticker.
 
 pub mod core;
 pub mod menu;
 pub mod notify;
+pub mod relaunch;
 pub mod secrets;
 pub mod settings;
 pub mod shell;

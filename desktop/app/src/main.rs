@@ -4,6 +4,11 @@
 fn main() -> std::process::ExitCode {
     // First, before any library is initialised: may replace this process image (Linux).
     webhook_connect_app::startup_env::apply();
+    // After light mode's restart: the previous image's WebKit helpers are ours to reap.
+    #[cfg(target_os = "linux")]
+    if std::env::args().any(|a| a == webhook_connect_app::relaunch::CARRIED_FLAG) {
+        webhook_connect_app::relaunch::end_leftovers();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -46,6 +46,12 @@ struct ShellState {
     failures: BTreeMap<String, u64>,
     failing_targets: BTreeSet<(String, String)>,
     pending_view: Option<View>,
+    /// Quit was chosen: a window destroyed now is the app ending, not light mode.
+    quitting: bool,
+    /// Light mode's restart is under way ([`relaunch_light`]).
+    relaunching: bool,
+    /// The window was asked for during the restart: the next image opens it.
+    open_after_relaunch: bool,
 }
 
 /// Managed state.
@@ -209,6 +215,15 @@ async fn close_window<R: Runtime>(app: AppHandle<R>) -> Cmd<()> {
 /// Shows the window, creating it (and its webview) when it does not exist; then asks the UI to
 /// show `view`.
 pub fn show_window<R: Runtime>(app: &AppHandle<R>, view: Option<View>) {
+    {
+        let state = app.state::<AppState>();
+        let mut shell = state.shell.lock();
+        if shell.relaunching {
+            // This image is about to be replaced; the next one opens the window.
+            shell.open_after_relaunch = true;
+            return;
+        }
+    }
     if let Some(w) = app.get_webview_window(MAIN) {
         let _ = w.unminimize();
         let _ = w.show();
@@ -249,6 +264,85 @@ fn on_window_event<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
         }
         // Light mode: the window and its WebKit processes go away; the tray keeps forwarding.
     }
+    if let WindowEvent::Destroyed = event {
+        let app = window.app_handle();
+        let state = app.state::<AppState>();
+        let light = state.core.app_table().light_mode;
+        if light && !state.shell.lock().quitting && cfg!(target_os = "linux") {
+            relaunch_light(app);
+        }
+    }
+}
+
+/// Where light mode's restart leaves the carried file ([`crate::relaunch::dir`]).
+fn carried_dir<R: Runtime>(app: &AppHandle<R>) -> std::path::PathBuf {
+    let cache = app
+        .path()
+        .app_cache_dir()
+        .unwrap_or_else(|_| std::env::temp_dir());
+    crate::relaunch::dir(std::env::var_os("XDG_RUNTIME_DIR"), cache)
+}
+
+/// Light mode on Linux: once the window is gone, replace this process with a fresh image that
+/// never loads WebKit (see [`crate::relaunch`]). Deliveries running now are settled first; the
+/// histories, counters and pause switch are carried over; the cloud keeps new webhooks queued
+/// for the second or so the channel is disconnected.
+fn relaunch_light<R: Runtime>(app: &AppHandle<R>) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let state = app.state::<AppState>();
+        {
+            let mut shell = state.shell.lock();
+            if shell.quitting || shell.relaunching {
+                return;
+            }
+            shell.relaunching = true;
+        }
+        let exe = match std::env::current_exe() {
+            Ok(p) if p.is_file() => p,
+            other => {
+                // Replaced or removed under us (an upgrade): keep running as we are.
+                tracing::warn!(exe = ?other, "light mode: cannot restart, the binary is gone; the webview's helpers stay until the next start");
+                let mut shell = state.shell.lock();
+                shell.relaunching = false;
+                if std::mem::take(&mut shell.open_after_relaunch) {
+                    drop(shell);
+                    show_window(&app, None);
+                }
+                return;
+            }
+        };
+        tracing::info!("window closed in light mode: restarting without the webview");
+        let core = state.core.clone();
+        core.shutdown().await;
+        let carried = core.carry_out();
+        let dir = carried_dir(&app);
+        let written = match crate::relaunch::write(&dir, std::process::id(), &carried) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "light mode: history not carried over");
+                false
+            }
+        };
+        // The next image must be able to take the single-instance name.
+        tauri_plugin_single_instance::destroy(&app);
+        let open = state.shell.lock().open_after_relaunch;
+        let args = crate::relaunch::args(std::env::args_os(), open, written);
+        #[cfg(unix)]
+        {
+            let err = crate::relaunch::exec(&exe, &args);
+            tracing::error!(error = %err, "light mode: exec failed; starting a new process");
+        }
+        // A new process has another pid: it cannot find this one's carried file.
+        let args = crate::relaunch::args(std::env::args_os(), open, false);
+        match std::process::Command::new(&exe).args(&args).spawn() {
+            Ok(_) => std::process::exit(0),
+            Err(e) => {
+                tracing::error!(error = %e, "light mode: could not start again; quitting");
+                app.exit(1);
+            }
+        }
+    });
 }
 
 // ---- tray -------------------------------------------------------------------------------
@@ -454,7 +548,10 @@ fn apply_effect<R: Runtime>(app: &AppHandle<R>, effect: Effect) {
         }
         Effect::Notify { title, body } => notify(app, &title, &body),
         Effect::SetAutostart(on) => apply_autostart(app, on),
-        Effect::Exit => app.exit(0),
+        Effect::Exit => {
+            app.state::<AppState>().shell.lock().quitting = true;
+            app.exit(0);
+        }
     }
 }
 
@@ -467,7 +564,14 @@ fn setup<R: Runtime>(
     let store = KeyringStore::new();
     let secrets: Arc<dyn crate::secrets::SecretStore> = store.clone();
     // The engine spawns its tasks on Tauri's tokio runtime.
-    let core = tauri::async_runtime::block_on(async move { Core::start(path, secrets) })?;
+    // After light mode's restart: what the previous image of this process carried out.
+    let carried = if std::env::args().any(|a| a == crate::relaunch::CARRIED_FLAG) {
+        crate::relaunch::take(&carried_dir(app.handle()), std::process::id())
+    } else {
+        None
+    };
+    let core =
+        tauri::async_runtime::block_on(async move { Core::start_with(path, secrets, carried) })?;
     if let Some(why) = store.unavailable() {
         core.add_notice(format!(
             "The OS keyring is unavailable ({why}): tokens are kept in memory until the app exits."

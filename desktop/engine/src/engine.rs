@@ -68,6 +68,7 @@ impl Engine {
             tokens: Tokens::new(),
             loops: TaskTracker::new(),
             history_size: AtomicUsize::new(config.history_size),
+            carried: Mutex::new(HashMap::new()),
         });
         let handle = EngineHandle { inner };
         for ch in config.channels {
@@ -86,6 +87,29 @@ struct Inner {
     tokens: Tokens,
     loops: TaskTracker,
     history_size: AtomicUsize,
+    /// Channels taken over from a previous process ([`EngineHandle::carry_in`]), by key, until
+    /// the channel is added.
+    carried: Mutex<HashMap<String, CarriedChannel>>,
+}
+
+/// What one process hands to the next when it replaces itself (the desktop app does in light
+/// mode): the pause switch and, per channel, the history and the counters. Live state (links,
+/// leases, running deliveries, the charts' time series) is not carried: the old process settles
+/// its deliveries before it ends and the new one connects afresh.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Carried {
+    pub paused: bool,
+    pub channels: Vec<CarriedChannel>,
+}
+
+/// One channel of [`Carried`].
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CarriedChannel {
+    pub key: String,
+    pub counters: crate::api::Counters,
+    pub next_seq: u64,
+    /// Oldest first.
+    pub entries: Vec<Entry>,
 }
 
 /// Controls a running engine. Cheap to clone.
@@ -124,11 +148,26 @@ impl EngineHandle {
             let list = self.inner.channels.lock();
             list.iter().find(|c| c.cfg.key == cfg.key).cloned()
         };
-        let history = previous
-            .as_ref()
-            .map(|p| std::mem::replace(&mut *p.history.lock(), History::new(0)))
-            .unwrap_or_else(|| History::new(self.inner.history_size.load(Ordering::Relaxed)));
+        let carried = match previous {
+            Some(_) => None,
+            None => self.inner.carried.lock().remove(&cfg.key),
+        };
+        let capacity = self.inner.history_size.load(Ordering::Relaxed);
+        let (history, counters) = match (&previous, carried) {
+            (Some(p), _) => (
+                std::mem::replace(&mut *p.history.lock(), History::new(0)),
+                None,
+            ),
+            (None, Some(c)) => (
+                History::restore(capacity, c.entries, c.next_seq),
+                Some(c.counters),
+            ),
+            (None, None) => (History::new(capacity), None),
+        };
         let ctx = Arc::new(ChannelCtx::new(cfg, &self.inner, history)?);
+        if let Some(c) = counters {
+            ctx.live.lock().status.counters = c;
+        }
         {
             let mut list = self.inner.channels.lock();
             list.retain(|c| c.cfg.key != ctx.cfg.key);
@@ -142,6 +181,38 @@ impl EngineHandle {
         self.inner.loops.spawn(channel_loop(ctx.clone()));
         self.inner.loops.spawn(queue_poller(ctx));
         Ok(())
+    }
+
+    /// Everything [`Carried`] holds, taken out of this engine (its histories are left empty).
+    /// Meant for after [`Self::shutdown`], when nothing changes them any more.
+    pub fn carry_out(&self) -> Carried {
+        let channels = self.inner.channels.lock().clone();
+        Carried {
+            paused: self.is_paused(),
+            channels: channels
+                .iter()
+                .map(|c| {
+                    let (entries, next_seq) = c.history.lock().take_all();
+                    CarriedChannel {
+                        key: c.cfg.key.clone(),
+                        counters: c.live.lock().status.counters.clone(),
+                        next_seq,
+                        entries,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes over what a previous process carried out: the pause switch at once, each
+    /// channel's history and counters when a channel with its key is added. Call before adding
+    /// channels; a key that is never added is dropped with the engine.
+    pub fn carry_in(&self, carried: Carried) {
+        self.set_paused(carried.paused);
+        let mut stash = self.inner.carried.lock();
+        for c in carried.channels {
+            stash.insert(c.key.clone(), c);
+        }
     }
 
     /// Stops a channel: no new messages, running deliveries get `grace`, then it is dropped.

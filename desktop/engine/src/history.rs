@@ -19,13 +19,15 @@ pub const ATTEMPTS_CAP: usize = 20;
 /// Default `history_size`.
 pub const DEFAULT_HISTORY: usize = 1000;
 
-/// One event.
-#[derive(Clone, Debug)]
+/// One event. Serialisable so that a restarted app can take its history over
+/// ([`crate::engine::Carried`]); the body is base64 there.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     pub seq: u64,
     pub summary: EventSummary,
     /// The message without its payload (for replay), body kept in `body`.
     pub wire: WireMessage,
+    #[serde(with = "body_b64")]
     pub body: Vec<u8>,
     pub body_len: usize,
     /// The target key the message was routed to (`*default*`, a webhook id...).
@@ -136,6 +138,22 @@ impl Entry {
     }
 }
 
+mod body_b64 {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// The ring of one channel.
 #[derive(Debug)]
 pub struct History {
@@ -153,6 +171,25 @@ impl History {
             capacity,
             next_seq: 1,
         }
+    }
+
+    /// A ring holding `entries` (oldest first) that numbers new events from `next_seq`; the
+    /// bounds apply as if they had been pushed one by one.
+    pub fn restore(capacity: usize, entries: Vec<Entry>, next_seq: u64) -> Self {
+        let mut h = Self::new(capacity);
+        let newest = entries.iter().map(|e| e.seq + 1).max().unwrap_or(1);
+        for e in entries {
+            h.push(e);
+        }
+        h.next_seq = next_seq.max(newest);
+        h
+    }
+
+    /// The kept entries, oldest first, and the next sequence number: what [`Self::restore`]
+    /// takes.
+    pub fn take_all(&mut self) -> (Vec<Entry>, u64) {
+        self.bytes = 0;
+        (std::mem::take(&mut self.entries).into(), self.next_seq)
     }
 
     pub fn next_seq(&mut self) -> u64 {

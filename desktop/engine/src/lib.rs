@@ -28,4 +28,4 @@ mod status;
 
 pub use api::{ChannelState, ChannelStatus, Counters, EventDetail, EventSummary, ReplayRequest};
 pub use config::{ConfigError, ConnectorConfig, Overrides, Sources};
-pub use engine::{DEFAULT_GRACE, Engine, EngineError, EngineHandle};
+pub use engine::{Carried, CarriedChannel, DEFAULT_GRACE, Engine, EngineError, EngineHandle};

@@ -182,6 +182,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_BIN_EXE_webhook-connect-app")),
     };
+    let log_path = tmp.path().join("app.log");
     let port = free_port();
     let native = free_port();
     let driver = Killed(
@@ -201,7 +202,8 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             // still re-executes itself with its other defaults.
             .env("WEBKIT_DISABLE_COMPOSITING_MODE", "0")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            // The app's log (it inherits this): read below, printed on failure.
+            .stderr(std::fs::File::create(&log_path)?)
             .spawn()
             .context("tauri-driver (cargo install tauri-driver --version '^2' --locked)")?,
     );
@@ -416,40 +418,108 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             .await?;
         s.screenshot(&shots.join("07-settings.png")).await?;
 
-        // Light mode: closing the window destroys the webview; the app keeps forwarding.
-        let before: Vec<String> = process_tree(driver_pid).into_iter().map(comm).collect();
+        // Light mode: closing the window destroys the webview, and the app replaces itself
+        // (same pid) with an image that never loaded WebKit, taking its history over.
+        let webkit = |pid: u32| {
+            process_tree(pid)
+                .into_iter()
+                .map(comm)
+                .filter(|c| c.starts_with("WebKit"))
+                .collect::<Vec<_>>()
+        };
         assert!(
-            before.iter().any(|c| c.starts_with("WebKitWebProces")),
-            "{before:?}"
+            webkit(app_pid)
+                .iter()
+                .any(|c| c.starts_with("WebKitWebProces")),
+            "{:?}",
+            webkit(app_pid)
         );
         let _ = s.invoke("close_window", json!({})).await;
-        let app_name = "webhook-connect";
+        let cmdline = || {
+            std::fs::read(format!("/proc/{app_pid}/cmdline"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+        };
+        wait_until(
+            Duration::from_secs(30),
+            "the app to restart itself",
+            || async { cmdline().iter().any(|a| a == "--carried") },
+        )
+        .await?;
+        assert!(
+            cmdline().iter().any(|a| a == "--minimized"),
+            "{:?}",
+            cmdline()
+        );
         wait_until(
             Duration::from_secs(15),
-            "the web process to exit",
+            "every WebKit process to exit",
+            || async { webkit(app_pid).is_empty() },
+        )
+        .await
+        .with_context(|| format!("left: {:?}", webkit(app_pid)))?;
+        wait_until(
+            Duration::from_secs(15),
+            "the history taken over",
             || async {
-                !process_tree(driver_pid)
-                    .into_iter()
-                    .map(comm)
+                std::fs::read_to_string(&log_path)
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| {
+                        l.contains("took over the previous image's history")
+                            && l.contains("events=")
+                            && !l.contains("events=0")
+                    })
+            },
+        )
+        .await?;
+        let _ = post(&http, &base, &json!({"light": true})).await?;
+        target.wait_for_count(5, Duration::from_secs(20)).await?;
+
+        // Launched again, the app opens the window of the running image (single instance: the
+        // new image took the name over) instead of starting a second one.
+        let second = Command::new(&app)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", &config_home)
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("WEBKIT_DISABLE_COMPOSITING_MODE", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        assert!(second.success(), "second launch: {second}");
+        wait_until(
+            Duration::from_secs(30),
+            "the window to open again",
+            || async {
+                webkit(app_pid)
+                    .iter()
                     .any(|c| c.starts_with("WebKitWebProces"))
             },
         )
         .await?;
-        let after: Vec<String> = process_tree(driver_pid).into_iter().map(comm).collect();
-        assert!(
-            after.iter().any(|c| c.starts_with(app_name)),
-            "app still runs: {after:?}"
-        );
-        let _ = post(&http, &base, &json!({"light": true})).await?;
-        target.wait_for_count(5, Duration::from_secs(20)).await?;
         Ok(())
     }
     .await;
     if result.is_err() {
         let _ = s.screenshot(&tmp.path().join("failure.png")).await;
         eprintln!("cloud stderr:\n{}", cloud.stderr_text());
+        eprintln!(
+            "app log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
     }
     let _ = s.end().await;
+    // The app replaced itself: make sure nothing of it outlives the test.
+    let left: Vec<String> = process_tree(driver_pid)
+        .into_iter()
+        .skip(1)
+        .map(|p| p.to_string())
+        .collect();
+    if !left.is_empty() {
+        let _ = Command::new("kill").args(&left).status();
+    }
     drop(driver);
     cloud.kill9();
     result

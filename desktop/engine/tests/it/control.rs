@@ -11,7 +11,7 @@ use connect_engine::{ChannelState, Engine, ReplayRequest};
 use connect_testkit::{RecordingTarget, wait_until, within};
 use serde_json::json;
 
-use crate::harness::{Cloud, TOKEN, start_engine, status};
+use crate::harness::{Cloud, TOKEN, engine_config, start_engine, status};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -21,6 +21,88 @@ async fn connected(engine: &connect_engine::EngineHandle) {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_new_engine_takes_over_history_counters_and_pause_carried_out_of_the_old_one() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let cfg = || {
+        engine_config(
+            &cloud.base,
+            "ch",
+            TOKEN,
+            "websocket",
+            json!({"url": target.url}),
+        )
+    };
+    let old = Engine::start(cfg()).unwrap();
+    connected(&old).await;
+    let bodies = ["{\"n\":1}", "[\"ü\",\t2.50]", "{ \"n\" : 3 }\n"];
+    for b in bodies {
+        cloud.post(b).await.unwrap();
+    }
+    target.wait_for_count(3, T).await.unwrap();
+    wait_until(T, "three delivered", || async {
+        status(&old).counters.delivered == 3
+    })
+    .await
+    .unwrap();
+    old.set_paused(true);
+    let before = old.events("ch").unwrap();
+    let first_id = before.last().unwrap().message_id.clone();
+    let first_detail = old.event("ch", &first_id).unwrap();
+    old.shutdown(Duration::from_secs(5)).await;
+    let carried = old.carry_out();
+    assert!(
+        old.events("ch").unwrap().is_empty(),
+        "carried out, not copied"
+    );
+    // Through the file format: JSON.
+    let text = serde_json::to_string(&carried).unwrap();
+    let carried: connect_engine::Carried = serde_json::from_str(&text).unwrap();
+
+    let mut config = cfg();
+    let channels = std::mem::take(&mut config.channels);
+    let new = Engine::start(config).unwrap();
+    new.carry_in(carried);
+    for c in channels {
+        new.add_channel(c).unwrap();
+    }
+    assert!(new.is_paused(), "the pause switch is carried");
+    assert_eq!(new.events("ch").unwrap(), before);
+    assert_eq!(new.event("ch", &first_id).unwrap(), first_detail);
+    assert_eq!(status(&new).counters.delivered, 3);
+    assert_eq!(status(&new).counters.received, 3);
+
+    // A carried event replays byte for byte; new events are numbered after the carried ones.
+    let r = new
+        .replay(ReplayRequest {
+            key: "ch".into(),
+            message_id: first_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.summary.outcome, Outcome::Delivered);
+    let got = target.wait_for_count(4, T).await.unwrap();
+    assert_eq!(got[3].body, got[0].body);
+    new.set_paused(false);
+    cloud.post("{\"n\":4}").await.unwrap();
+    target.wait_for_count(5, T).await.unwrap();
+    wait_until(T, "four delivered", || async {
+        status(&new).counters.delivered == 4
+    })
+    .await
+    .unwrap();
+    let events = new.events("ch").unwrap();
+    assert_eq!(events.len(), 5, "{events:?}");
+    assert_eq!(events[0].outcome, Outcome::Delivered);
+    assert_eq!(
+        events[0].replay_of, None,
+        "newest first: the webhook after the restart"
+    );
+    new.shutdown(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]

@@ -137,6 +137,17 @@ pub fn start_engine(
     protocol: &str,
     target: Value,
 ) -> EngineHandle {
+    Engine::start(engine_config(cloud_url, channel, token, protocol, target)).unwrap()
+}
+
+/// The configuration [`start_engine`] starts: one channel, quick reconnects.
+pub fn engine_config(
+    cloud_url: &str,
+    channel: &str,
+    token: &str,
+    protocol: &str,
+    target: Value,
+) -> connect_engine::ConnectorConfig {
     let cfg = json!({
         "cloud_url": cloud_url, "channel": channel, "token": token, "protocol": protocol,
         "reconnect_delay": 0.1, "max_reconnect_delay": 1.0, "heartbeat_timeout": 20,
@@ -145,12 +156,11 @@ pub fn start_engine(
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("connector.json");
     std::fs::write(&p, cfg.to_string()).unwrap();
-    let cfg = config::load(&Sources {
+    config::load(&Sources {
         config_file: Some(p),
         ..Default::default()
     })
-    .unwrap();
-    Engine::start(cfg).unwrap()
+    .unwrap()
 }
 
 pub fn status(h: &EngineHandle) -> ChannelStatus {

@@ -1,0 +1,321 @@
+//! Light mode's restart (Linux). Closing the window destroys the webview and its web process,
+//! but WebKit's network process, Mesa and the heap WebKit used stay with the app process: ~130
+//! MiB in all instead of the ~60 of a start without a window (docs/BENCHMARKS.md, "Desktop
+//! app"). So in light mode the app replaces itself once the window has gone: the engine settles
+//! its running deliveries, the histories, counters and pause switch are written to a private
+//! file, and the binary is executed again (same pid) with `--minimized --carried`; the new
+//! image reads the file back, deletes it and connects again.
+//!
+//! The file is `carried-{pid}.json` in `$XDG_RUNTIME_DIR/webhook-connect` (a per-user tmpfs) or
+//! else the app's cache directory; directory 0700, file 0600: it holds webhook bodies. Only the
+//! file of this very pid is read, and only when it is less than [`FRESH`] old.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use connect_engine::Carried;
+
+use crate::shell::MINIMIZED_FLAG;
+
+/// Command-line flag: take over what the process this one replaced carried out.
+pub const CARRIED_FLAG: &str = "--carried";
+
+/// How old a carried file may be. A restart takes a few seconds at most (the grace period for
+/// running deliveries); anything older was left by a restart that failed.
+pub const FRESH: Duration = Duration::from_secs(120);
+
+/// Where carried files go: `$XDG_RUNTIME_DIR/webhook-connect`, else `fallback` (the app's cache
+/// directory).
+pub fn dir(runtime_dir: Option<OsString>, fallback: PathBuf) -> PathBuf {
+    match runtime_dir {
+        Some(d) if !d.is_empty() && Path::new(&d).is_absolute() => {
+            Path::new(&d).join("webhook-connect")
+        }
+        _ => fallback,
+    }
+}
+
+fn file_of(dir: &Path, pid: u32) -> PathBuf {
+    dir.join(format!("carried-{pid}.json"))
+}
+
+/// Writes what the next image of process `pid` takes over; returns the file.
+pub fn write(dir: &Path, pid: u32, carried: &Carried) -> std::io::Result<PathBuf> {
+    create_private_dir(dir)?;
+    let path = file_of(dir, pid);
+    let tmp = dir.join(format!("carried-{pid}.json.tmp"));
+    let mut f = private_file(&tmp)?;
+    serde_json::to_writer(&mut f, carried)?;
+    f.flush()?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Reads and deletes the file process `pid` carried out for itself. None when there is none,
+/// when it is older than [`FRESH`], or when it does not parse (then it is deleted and the reason
+/// logged): the app then starts with empty histories, as on a normal start.
+pub fn take(dir: &Path, pid: u32) -> Option<Carried> {
+    let path = file_of(dir, pid);
+    let meta = std::fs::metadata(&path).ok()?;
+    let text = std::fs::read(&path);
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::warn!(file = %path.display(), error = %e, "could not delete the carried file");
+    }
+    let age = meta
+        .modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .unwrap_or_default();
+    if age > FRESH {
+        tracing::warn!(file = %path.display(), age_s = age.as_secs(), "ignoring a stale carried file");
+        return None;
+    }
+    match text
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_slice::<Carried>(&t).map_err(|e| e.to_string()))
+    {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable carried file");
+            None
+        }
+    }
+}
+
+/// The arguments of the next image: this process's (without the program name), without any
+/// earlier `--minimized`/`--carried`, then `--minimized` unless the window is to open, and
+/// `--carried` when a file was written.
+pub fn args(
+    current: impl IntoIterator<Item = OsString>,
+    open_window: bool,
+    carried: bool,
+) -> Vec<OsString> {
+    let mut out: Vec<OsString> = current
+        .into_iter()
+        .skip(1)
+        .filter(|a| a != OsStr::new(MINIMIZED_FLAG) && a != OsStr::new(CARRIED_FLAG))
+        .collect();
+    if !open_window {
+        out.push(MINIMIZED_FLAG.into());
+    }
+    if carried {
+        out.push(CARRIED_FLAG.into());
+    }
+    out
+}
+
+/// Replaces this process image with `exe args` (argv\[0\] kept). Returns only on failure.
+#[cfg(unix)]
+pub fn exec(exe: &Path, args: &[OsString]) -> std::io::Error {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = std::process::Command::new(exe);
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(args).exec()
+}
+
+/// In the new image (Linux): ends and reaps the previous image's helper processes. They are
+/// still children of this pid (WebKit's web and network processes); they exit by themselves
+/// once their sockets close at `exec`, but nothing in this image would ever wait for them, so
+/// they would stay as zombies. Call first thing in `main`, before this image starts any child
+/// of its own: every child there is then a leftover. The waits run on one background thread.
+#[cfg(target_os = "linux")]
+pub fn end_leftovers() {
+    use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
+    let me = std::process::id();
+    let leftovers: Vec<Pid> = children_of(me)
+        .into_iter()
+        .filter_map(|p| Pid::from_raw(p as i32))
+        .collect();
+    if leftovers.is_empty() {
+        return;
+    }
+    for p in &leftovers {
+        let _ = kill_process(*p, Signal::TERM);
+    }
+    let spawned = std::thread::Builder::new()
+        .name("reap-leftovers".into())
+        .spawn(move || {
+            for p in leftovers {
+                let _ = waitpid(Some(p), WaitOptions::empty());
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("webhook-connect-app: cannot reap the previous image's helpers: {e}");
+    }
+}
+
+/// Pids whose parent is `parent`, from `/proc/*/stat`.
+#[cfg(target_os = "linux")]
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| parent_of(&stat))
+                == Some(parent)
+        })
+        .collect()
+}
+
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+/// The parent pid in a `/proc/<pid>/stat` line: `pid (comm) state ppid ...`, where comm may
+/// hold spaces and parentheses.
+fn parent_of(stat: &str) -> Option<u32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::create(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connect_engine::CarriedChannel;
+
+    fn sample() -> Carried {
+        Carried {
+            paused: true,
+            channels: vec![CarriedChannel {
+                key: "cloud|ch".into(),
+                counters: connect_engine::Counters {
+                    received: 7,
+                    delivered: 6,
+                    ..Default::default()
+                },
+                next_seq: 8,
+                entries: Vec::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_written_file_is_read_once_by_the_same_pid_only() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("webhook-connect");
+        let path = write(&dir, 4242, &sample()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(&dir), 0o700);
+        }
+        assert!(take(&dir, 4243).is_none(), "another pid's file is not ours");
+        let got = take(&dir, 4242).unwrap();
+        assert!(got.paused);
+        assert_eq!(got.channels[0].counters.delivered, 6);
+        assert!(!path.exists(), "deleted once read");
+        assert!(take(&dir, 4242).is_none());
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "no temporary left"
+        );
+    }
+
+    #[test]
+    fn stale_or_broken_files_are_deleted_and_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        let path = write(d.path(), 1, &sample()).unwrap();
+        let old = SystemTime::now() - FRESH - Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(take(d.path(), 1).is_none());
+        assert!(!path.exists());
+        std::fs::write(file_of(d.path(), 2), b"{not json").unwrap();
+        assert!(take(d.path(), 2).is_none());
+        assert!(!file_of(d.path(), 2).exists());
+    }
+
+    #[test]
+    fn the_next_image_starts_minimized_and_carried_once() {
+        let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            args(
+                os(&["app", "--minimized", "--verbose", "--carried"]),
+                false,
+                true
+            ),
+            os(&["--verbose", "--minimized", "--carried"])
+        );
+        assert_eq!(args(os(&["app"]), true, false), os(&[]));
+        assert_eq!(
+            args(os(&["app", "--carried"]), false, false),
+            os(&["--minimized"])
+        );
+    }
+
+    #[test]
+    fn parent_pid_is_read_past_an_odd_command_name() {
+        assert_eq!(parent_of("123 (a (b) c) S 77 123 123 0"), Some(77));
+        assert_eq!(parent_of("garbage"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn children_are_found_in_proc() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let found = children_of(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.contains(&child.id()), "{found:?}");
+    }
+
+    #[test]
+    fn runtime_dir_first_cache_dir_otherwise() {
+        let fallback = PathBuf::from("/home/u/.cache/app");
+        assert_eq!(
+            dir(Some("/run/user/1000".into()), fallback.clone()),
+            PathBuf::from("/run/user/1000/webhook-connect")
+        );
+        assert_eq!(dir(Some("".into()), fallback.clone()), fallback);
+        assert_eq!(dir(Some("relative".into()), fallback.clone()), fallback);
+        assert_eq!(dir(None, fallback.clone()), fallback);
+    }
+}
