@@ -59,12 +59,15 @@ fi
 
 if ((LINT)); then
   echo "== fmt, clippy"
-  cargo fmt -p webhook-connect-app -- --check
-  cargo clippy -p webhook-connect-app --all-targets -- -D warnings
+  cargo fmt -p connect-appcore -p webhook-connect-app -p webhook-connect-light -- --check
+  cargo clippy -p connect-appcore -p webhook-connect-app -p webhook-connect-light --all-targets -- -D warnings
 fi
 # The cloud binary for the tray-menu and end-to-end tests, built into the same target dir.
 cargo build -p connect-cloud --bin webhook-connect-cloud
+# The light image next to the app's binary: light mode hands over to it.
+cargo build -p webhook-connect-light --bin webhook-connect-light
 echo "== unit tests, tray menu against a real engine and cloud (tests/it)"
+cargo test -p connect-appcore -p webhook-connect-light
 cargo test -p webhook-connect-app --lib --test it
 
 if ((E2E)); then

@@ -2,7 +2,10 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 fn main() -> std::process::ExitCode {
-    // First, before any library is initialised: may replace this process image (Linux).
+    // First, before any library is initialised: may replace this process image (Linux), with
+    // the light image when there is no window to show in light mode, else with the app itself
+    // and the start-up environment.
+    webhook_connect_app::startup_env::start_light_image();
     webhook_connect_app::startup_env::apply();
     // After light mode's restart: the previous image's WebKit helpers are ours to reap.
     #[cfg(target_os = "linux")]

@@ -1,11 +1,10 @@
 //! The Tauri side: plugins, IPC commands, the tray, the window (light mode) and the ticker that
 //! refreshes tray, notifications and the UI once a second.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connect_engine::api::{EventDetail, EventSummary, Outcome, ReplayRequest};
+use connect_engine::api::{EventDetail, EventSummary, ReplayRequest};
 use connect_protocol::admin::DeadLetterList;
 use parking_lot::Mutex;
 use tauri::image::Image;
@@ -22,7 +21,8 @@ use tauri_plugin_notification::NotificationExt as _;
 use crate::core::{AppSettings, AppSnapshot, ChannelInput, ChannelSettings, Core};
 pub use crate::menu::View;
 use crate::menu::{self, Effect, MenuAction, MenuItem};
-use crate::notify::{Notice, Notifier};
+use crate::refresh::Refresher;
+pub use crate::relaunch::MINIMIZED_FLAG;
 use crate::secrets::KeyringStore;
 use crate::settings;
 use crate::tray::{self, TrayState};
@@ -30,21 +30,11 @@ use crate::tray::{self, TrayState};
 /// Label of the one window.
 pub const MAIN: &str = "main";
 const TRAY_ID: &str = "main";
-/// Command-line flag: start with the tray only (used by autostart).
-pub const MINIMIZED_FLAG: &str = "--minimized";
 
 /// State the shell keeps next to the core.
 #[derive(Default)]
 struct ShellState {
-    notifier: Option<Notifier>,
-    menu_signature: String,
-    last_state: Option<TrayState>,
-    last_tooltip: String,
-    /// Messages received per channel at the previous tick (activity → "delivering").
-    received: BTreeMap<String, u64>,
-    /// Failures per channel at the previous tick (read the events only when they change).
-    failures: BTreeMap<String, u64>,
-    failing_targets: BTreeSet<(String, String)>,
+    refresher: Refresher,
     pending_view: Option<View>,
     /// Quit was chosen: a window destroyed now is the app ending, not light mode.
     quitting: bool,
@@ -188,9 +178,11 @@ async fn save_settings<R: Runtime>(
 ) -> Cmd<AppSettings> {
     let saved = core(&state).save_settings(settings)?;
     apply_autostart(&app, saved.autostart);
-    if let Some(n) = state.shell.lock().notifier.as_mut() {
-        n.level = saved.notifications;
-    }
+    state
+        .shell
+        .lock()
+        .refresher
+        .set_notification_level(saved.notifications);
     refresh_now(&app);
     Ok(saved)
 }
@@ -274,19 +266,11 @@ fn on_window_event<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
     }
 }
 
-/// Where light mode's restart leaves the carried file ([`crate::relaunch::dir`]).
-fn carried_dir<R: Runtime>(app: &AppHandle<R>) -> std::path::PathBuf {
-    let cache = app
-        .path()
-        .app_cache_dir()
-        .unwrap_or_else(|_| std::env::temp_dir());
-    crate::relaunch::dir(std::env::var_os("XDG_RUNTIME_DIR"), cache)
-}
-
-/// Light mode on Linux: once the window is gone, replace this process with a fresh image that
-/// never loads WebKit (see [`crate::relaunch`]). Deliveries running now are settled first; the
-/// histories, counters and pause switch are carried over; the cloud keeps new webhooks queued
-/// for the second or so the channel is disconnected.
+/// Light mode on Linux: once the window is gone, replace this process with the light image
+/// (tray and engine without WebKit), or with a fresh image of the app started without a window
+/// when the light image is not installed next to it (see [`crate::relaunch`]). Deliveries
+/// running now are settled first; the histories, counters and pause switch are carried over;
+/// the cloud keeps new webhooks queued for the second or so the channel is disconnected.
 fn relaunch_light<R: Runtime>(app: &AppHandle<R>) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
@@ -312,11 +296,17 @@ fn relaunch_light<R: Runtime>(app: &AppHandle<R>) {
                 return;
             }
         };
-        tracing::info!("window closed in light mode: restarting without the webview");
+        let light = crate::relaunch::light_exe(&exe);
+        match &light {
+            Some(l) => {
+                tracing::info!(light = %l.display(), "window closed in light mode: handing over to the light image")
+            }
+            None => tracing::info!("window closed in light mode: restarting without the webview"),
+        }
         let core = state.core.clone();
         core.shutdown().await;
         let carried = core.carry_out();
-        let dir = carried_dir(&app);
+        let dir = crate::relaunch::default_dir();
         let written = match crate::relaunch::write(&dir, std::process::id(), &carried) {
             Ok(_) => true,
             Err(e) => {
@@ -327,9 +317,14 @@ fn relaunch_light<R: Runtime>(app: &AppHandle<R>) {
         // The next image must be able to take the single-instance name.
         tauri_plugin_single_instance::destroy(&app);
         let open = state.shell.lock().open_after_relaunch;
-        let args = crate::relaunch::args(std::env::args_os(), open, written);
         #[cfg(unix)]
         {
+            // The light image cannot open the window: asked for it meanwhile, stay the app.
+            if let Some(l) = light.filter(|_| !open) {
+                let err = crate::relaunch::exec(&l, &crate::relaunch::light_args(&exe, written));
+                tracing::error!(error = %err, light = %l.display(), "light mode: could not start the light image; restarting the app instead");
+            }
+            let args = crate::relaunch::args(std::env::args_os(), open, written);
             let err = crate::relaunch::exec(&exe, &args);
             tracing::error!(error = %err, "light mode: exec failed; starting a new process");
         }
@@ -420,78 +415,16 @@ fn refresh_now<R: Runtime>(app: &AppHandle<R>) {
 /// One refresh: tray icon, tooltip and menu, notifications, and the `snapshot` event.
 fn tick<R: Runtime>(app: &AppHandle<R>, now: Instant, force_menu: bool) {
     let st = app.state::<AppState>();
-    let snap = st.core.snapshot();
-    let app_table = st.core.app_table();
-    // Which channels show activity and which targets failed since the last tick.
-    let mut active = false;
-    let mut to_scan = Vec::new();
-    {
-        let mut sh = st.shell.lock();
-        for c in &snap.channels {
-            let prev = sh.received.insert(c.key.clone(), c.counters.received);
-            if prev.is_some_and(|p| c.counters.received > p) {
-                active = true;
-            }
-            let fails = c.counters.failed + c.counters.retried + c.counters.dead_lettered;
-            if sh.failures.insert(c.key.clone(), fails) != Some(fails) && fails > 0 {
-                to_scan.push(c.key.clone());
-            }
-        }
-    }
-    let mut failing = Vec::new();
-    for key in to_scan {
-        if let Ok(events) = st.core.list_events(&key) {
-            for e in events.iter().take(50) {
-                if matches!(
-                    e.outcome,
-                    Outcome::Retry | Outcome::DeadLetter | Outcome::Failed
-                ) && let Some(url) = &e.target_url
-                {
-                    failing.push((key.clone(), url.clone()));
-                }
-            }
-        }
-    }
-    let state = tray::aggregate(snap.paused, &snap.channels, active);
-    let totals = tray::totals(&snap.channels);
-    let tooltip = tray::tooltip(state, &totals);
-    let status_line = tray::status_line(state, &totals);
-    let items = menu::for_core(&st.core, &snap, &status_line);
-    let signature = format!("{items:?}");
-    let notices: Vec<Notice> = {
-        let mut sh = st.shell.lock();
-        let sh = &mut *sh;
-        for f in &failing {
-            sh.failing_targets.insert(f.clone());
-        }
-        let all_failing: Vec<(String, String)> = sh.failing_targets.iter().cloned().collect();
-        let notifier = sh.notifier.get_or_insert_with(|| {
-            Notifier::new(
-                app_table.notifications,
-                Duration::from_secs(app_table.disconnect_notify_after_seconds),
-            )
-        });
-        notifier.observe(now, snap.paused, &snap.channels, &all_failing)
-    };
-    let (state_changed, tooltip_changed, menu_changed) = {
-        let mut sh = st.shell.lock();
-        let a = sh.last_state != Some(state);
-        let b = sh.last_tooltip != tooltip;
-        let c = force_menu || sh.menu_signature != signature;
-        sh.last_state = Some(state);
-        sh.last_tooltip = tooltip.clone();
-        sh.menu_signature = signature;
-        (a, b, c)
-    };
+    let r = st.shell.lock().refresher.refresh(&st.core, now, force_menu);
     if let Some(t) = tray_icon(app) {
-        if state_changed {
+        if let Some(state) = r.icon {
             let _ = t.set_icon(icon(state));
         }
-        if tooltip_changed {
-            let _ = t.set_tooltip(Some(&tooltip));
+        if let Some(tooltip) = &r.tooltip {
+            let _ = t.set_tooltip(Some(tooltip));
         }
-        if menu_changed {
-            match build_menu(app, &items) {
+        if let Some(items) = &r.menu {
+            match build_menu(app, items) {
                 Ok(m) => {
                     let _ = t.set_menu(Some(m));
                 }
@@ -499,11 +432,11 @@ fn tick<R: Runtime>(app: &AppHandle<R>, now: Instant, force_menu: bool) {
             }
         }
     }
-    for n in notices {
+    for n in r.notices {
         notify(app, &n.title, &n.body);
     }
     if app.get_webview_window(MAIN).is_some() {
-        let _ = app.emit_to(MAIN, "snapshot", &snap);
+        let _ = app.emit_to(MAIN, "snapshot", &r.snapshot);
     }
 }
 
@@ -565,11 +498,14 @@ fn setup<R: Runtime>(
     let secrets: Arc<dyn crate::secrets::SecretStore> = store.clone();
     // The engine spawns its tasks on Tauri's tokio runtime.
     // After light mode's restart: what the previous image of this process carried out.
-    let carried = if std::env::args().any(|a| a == crate::relaunch::CARRIED_FLAG) {
-        crate::relaunch::take(&carried_dir(app.handle()), std::process::id())
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let carried = if args.iter().any(|a| a == crate::relaunch::CARRIED_FLAG) {
+        crate::relaunch::take(&crate::relaunch::default_dir(), std::process::id())
     } else {
         None
     };
+    // The view the light image's tray menu asked for.
+    let view = crate::relaunch::view_arg(&args);
     let core =
         tauri::async_runtime::block_on(async move { Core::start_with(path, secrets, carried) })?;
     if let Some(why) = store.unavailable() {
@@ -603,8 +539,8 @@ fn setup<R: Runtime>(
     if handle.autolaunch().is_enabled().unwrap_or(false) != app_table.autostart {
         apply_autostart(&handle, app_table.autostart);
     }
-    if !(minimized || app_table.start_minimized) {
-        show_window(&handle, None);
+    if view.is_some() || !(minimized || app_table.start_minimized) {
+        show_window(&handle, view);
     }
     let ticker = handle.clone();
     tauri::async_runtime::spawn(async move {

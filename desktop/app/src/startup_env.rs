@@ -5,6 +5,9 @@
 //! environment. A variable the user set is never touched, and
 //! `WEBHOOK_CONNECT_APP_ENV_DEFAULTS=off` starts the app with the environment exactly as given.
 //! docs/BENCHMARKS.md ("Desktop app") has what each default saves.
+//!
+//! A start without a window in light mode does not run the app at all: [`start_light_image`]
+//! executes the light image (`webhook-connect-light`, no WebKit) with the same defaults.
 
 use std::ffi::OsString;
 
@@ -97,6 +100,59 @@ pub fn apply() {
 #[cfg(not(target_os = "linux"))]
 pub fn apply() {}
 
+/// Whether a start with `args` (without the program name) and these `[app]` settings has no
+/// window to show in light mode: then the light image runs instead (no WebKit loaded at all). A
+/// `--view` (the light image handing back for the window) always starts the app.
+pub fn wants_light_image(args: &[OsString], app: &connect_appcore::settings::AppTable) -> bool {
+    use connect_appcore::relaunch::{MINIMIZED_FLAG, VIEW_FLAG};
+    let has = |f: &str| args.iter().any(|a| a == f);
+    app.light_mode && !has(VIEW_FLAG) && (has(MINIMIZED_FLAG) || app.start_minimized)
+}
+
+/// Linux: a start without a window in light mode (autostart's `--minimized`, or
+/// `start_minimized`) goes straight to the light image next to this binary, with the start-up
+/// defaults added to its environment (GDK's GL matters there too). Returns when the app is to
+/// start instead: a window to show, not light mode, no light image installed, or `exec` failed.
+#[cfg(target_os = "linux")]
+pub fn start_light_image() {
+    use connect_appcore::relaunch::{self, CARRIED_FLAG};
+    use std::os::unix::process::CommandExt as _;
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let Some(config) = relaunch::config_dir() else {
+        return;
+    };
+    let app = connect_appcore::settings::read_app_table(
+        &config.join(connect_appcore::settings::FILE_NAME),
+    );
+    if !wants_light_image(&args, &app) {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let Some(light) = relaunch::light_exe(&exe) else {
+        return;
+    };
+    let carried = args.iter().any(|a| a == CARRIED_FLAG);
+    let mut cmd = std::process::Command::new(&light);
+    cmd.args(relaunch::light_args(&exe, carried));
+    if let Some(add) = missing(|k| std::env::var_os(k)) {
+        cmd.env(ENV_DEFAULTS, "applied");
+        for d in add {
+            cmd.env(d.name, d.value);
+        }
+    }
+    let err = cmd.exec();
+    eprintln!(
+        "webhook-connect-app: could not start the light image {} ({err}); starting the app",
+        light.display()
+    );
+}
+
+/// Nothing to do off Linux.
+#[cfg(not(target_os = "linux"))]
+pub fn start_light_image() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +191,38 @@ mod tests {
         );
         let all: Vec<(&str, &str)> = DEFAULTS.iter().map(|d| (d.name, "x")).collect();
         assert_eq!(missing(env(&all)), None);
+    }
+
+    #[test]
+    fn only_a_start_without_a_window_in_light_mode_goes_to_the_light_image() {
+        use connect_appcore::settings::AppTable;
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        let table = |light_mode, start_minimized| AppTable {
+            light_mode,
+            start_minimized,
+            ..AppTable::default()
+        };
+        // Defaults: light mode, start minimized.
+        assert!(wants_light_image(&args(&[]), &AppTable::default()));
+        assert!(wants_light_image(
+            &args(&["--minimized"]),
+            &table(true, false)
+        ));
+        assert!(wants_light_image(
+            &args(&["--minimized", "--carried"]),
+            &table(true, false)
+        ));
+        // A window to show.
+        assert!(!wants_light_image(&args(&[]), &table(true, false)));
+        assert!(!wants_light_image(
+            &args(&["--view", r#"{"name":"overview"}"#, "--carried"]),
+            &table(true, true)
+        ));
+        // Not light mode: the app keeps its webview loaded, hidden.
+        assert!(!wants_light_image(
+            &args(&["--minimized"]),
+            &table(false, true)
+        ));
     }
 
     #[test]

@@ -418,8 +418,8 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             .await?;
         s.screenshot(&shots.join("07-settings.png")).await?;
 
-        // Light mode: closing the window destroys the webview, and the app replaces itself
-        // (same pid) with an image that never loaded WebKit, taking its history over.
+        // Light mode: closing the window destroys the webview, and the app hands over (same
+        // pid) to the light image, which never loads WebKit, taking the history over.
         let webkit = |pid: u32| {
             process_tree(pid)
                 .into_iter()
@@ -442,16 +442,25 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect::<Vec<_>>()
         };
+        let exe_name = || {
+            std::fs::read_link(format!("/proc/{app_pid}/exe"))
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_default()
+        };
         wait_until(
             Duration::from_secs(30),
-            "the app to restart itself",
-            || async { cmdline().iter().any(|a| a == "--carried") },
+            "the app to hand over to the light image",
+            || async { exe_name() == "webhook-connect-light" },
         )
         .await?;
-        assert!(
-            cmdline().iter().any(|a| a == "--minimized"),
-            "{:?}",
-            cmdline()
+        let args = cmdline();
+        assert!(args.iter().any(|a| a == "--carried"), "{args:?}");
+        let app_arg = args.iter().position(|a| a == "--app").map(|i| &args[i + 1]);
+        assert_eq!(
+            app_arg.map(PathBuf::from),
+            Some(app.canonicalize()?),
+            "{args:?}"
         );
         wait_until(
             Duration::from_secs(15),
@@ -460,26 +469,40 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         )
         .await
         .with_context(|| format!("left: {:?}", webkit(app_pid)))?;
+        let log_lines = |needle: &'static str| {
+            std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let carried_lines = || {
+            log_lines("took over the previous image's history")
+                .into_iter()
+                .filter(|l| l.contains("events=") && !l.contains("events=0"))
+                .count()
+        };
         wait_until(
             Duration::from_secs(15),
             "the history taken over",
-            || async {
-                std::fs::read_to_string(&log_path)
-                    .unwrap_or_default()
-                    .lines()
-                    .any(|l| {
-                        l.contains("took over the previous image's history")
-                            && l.contains("events=")
-                            && !l.contains("events=0")
-                    })
-            },
+            || async { carried_lines() == 1 && !log_lines("light image running").is_empty() },
         )
         .await?;
+        // The light image links no WebKit at all.
+        let maps = std::fs::read_to_string(format!("/proc/{app_pid}/maps"))?;
+        assert!(
+            !maps.contains("libwebkit2gtk"),
+            "WebKit mapped in the light image"
+        );
+        assert!(maps.contains("libgtk-3"), "the tray's GTK is not mapped");
         let _ = post(&http, &base, &json!({"light": true})).await?;
-        target.wait_for_count(5, Duration::from_secs(20)).await?;
+        let reqs = target.wait_for_count(5, Duration::from_secs(20)).await?;
+        assert_eq!(reqs[4].body_text(), r#"{"light":true}"#);
 
-        // Launched again, the app opens the window of the running image (single instance: the
-        // new image took the name over) instead of starting a second one.
+        // Launched again, the app asks the running light image (single instance: it holds the
+        // app's D-Bus name) for the window; the light image hands back to the app (same pid),
+        // which opens the window and takes the history over once more.
         let second = Command::new(&app)
             .env("HOME", &home)
             .env("XDG_CONFIG_HOME", &config_home)
@@ -499,6 +522,22 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             },
         )
         .await?;
+        assert_eq!(exe_name(), "webhook-connect-app");
+        let args = cmdline();
+        assert!(
+            args.iter().any(|a| a == "--view") && args.iter().any(|a| a == "--carried"),
+            "{args:?}"
+        );
+        wait_until(
+            Duration::from_secs(15),
+            "the history taken back",
+            || async { carried_lines() == 2 },
+        )
+        .await?;
+        // Forwarding goes on in the app.
+        let _ = post(&http, &base, &json!({"back": true})).await?;
+        let reqs = target.wait_for_count(6, Duration::from_secs(20)).await?;
+        assert_eq!(reqs[5].body_text(), r#"{"back":true}"#);
         Ok(())
     }
     .await;

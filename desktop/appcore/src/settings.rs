@@ -227,6 +227,22 @@ pub struct Loaded {
     pub moved: usize,
 }
 
+/// Only the `[app]` table, read without touching the file or the keyring (the app's `main`
+/// decides with it which image to start). Defaults when the file or the table is missing or
+/// does not parse: the full load reports those.
+pub fn read_app_table(path: &Path) -> AppTable {
+    #[derive(Deserialize, Default)]
+    struct OnlyApp {
+        #[serde(default)]
+        app: AppTable,
+    }
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| toml::from_str::<OnlyApp>(&t).ok())
+        .unwrap_or_default()
+        .app
+}
+
 /// Reads the file (missing → defaults), moves secrets to the keyring and rewrites the file
 /// without them, and gives every channel a key.
 pub fn load(path: &Path, store: &dyn SecretStore) -> Result<Loaded, SettingsError> {

@@ -6,13 +6,13 @@
 //! [`model`] and [`dispatch`] against a real engine and cloud instead.
 
 use connect_engine::api::ChannelState;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::{AppSnapshot, Core};
 use crate::tray;
 
 /// A view for the UI to show, same shape as the UI store's `View`.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "name", rename_all = "kebab-case")]
 pub enum View {
     Overview,

@@ -1,10 +1,15 @@
-//! Light mode's restart (Linux). Closing the window destroys the webview and its web process,
-//! but WebKit's network process, Mesa and the heap WebKit used stay with the app process: ~130
-//! MiB in all instead of the ~60 of a start without a window (docs/BENCHMARKS.md, "Desktop
-//! app"). So in light mode the app replaces itself once the window has gone: the engine settles
-//! its running deliveries, the histories, counters and pause switch are written to a private
-//! file, and the binary is executed again (same pid) with `--minimized --carried`; the new
-//! image reads the file back, deletes it and connects again.
+//! Light mode's hand-over between the two images of the desktop app (Linux). Closing the window
+//! destroys the webview and its web process, but WebKit's network process, Mesa and the heap
+//! WebKit used stay with the app process: ~130 MiB in all. And even a start without a window
+//! pays ~25 MiB for loading (relocating) WebKit, JavaScriptCore and their libraries. So in light
+//! mode, once the window has gone, the app replaces itself (same pid, `exec`) with the light
+//! image, [`LIGHT_BIN`]: tray, engine and notifications over GTK, without WebKit. Asked for the
+//! window, the light image replaces itself with the app again the same way.
+//!
+//! At each hand-over the engine settles its running deliveries, the histories, counters and
+//! pause switch are written to a private file, and the next image is executed with `--carried`;
+//! it reads the file back, deletes it and connects again. When the light image is not installed
+//! next to the app, the app executes itself again with `--minimized --carried` instead.
 //!
 //! The file is `carried-{pid}.json` in `$XDG_RUNTIME_DIR/webhook-connect` (a per-user tmpfs) or
 //! else the app's cache directory; directory 0700, file 0600: it holds webhook bodies. Only the
@@ -17,7 +22,99 @@ use std::time::{Duration, SystemTime};
 
 use connect_engine::Carried;
 
-use crate::shell::MINIMIZED_FLAG;
+use crate::menu::View;
+
+/// Command-line flag: start with the tray only (used by autostart).
+pub const MINIMIZED_FLAG: &str = "--minimized";
+/// The app's identifier (its `tauri.conf.json`): names its config and cache directories.
+pub const IDENTIFIER: &str = "dev.webhookconnect.desktop";
+/// The app's product name (its `tauri.conf.json`): names its autostart entry.
+pub const PRODUCT_NAME: &str = "Webhook Connect";
+/// File name of the light image, installed next to the app's binary.
+pub const LIGHT_BIN: &str = "webhook-connect-light";
+/// Light image's flag: the app binary to go back to when the window is asked for.
+pub const APP_FLAG: &str = "--app";
+/// App flag: the view to show first (JSON of [`View`]), from the light image's tray menu.
+pub const VIEW_FLAG: &str = "--view";
+
+/// The app's config directory (Tauri's `app_config_dir` on Linux):
+/// `$XDG_CONFIG_HOME/<identifier>`, else `~/.config/<identifier>`.
+pub fn config_dir() -> Option<PathBuf> {
+    xdg_dir("XDG_CONFIG_HOME", ".config")
+}
+
+/// The app's cache directory (Tauri's `app_cache_dir` on Linux).
+pub fn cache_dir() -> Option<PathBuf> {
+    xdg_dir("XDG_CACHE_HOME", ".cache")
+}
+
+fn xdg_dir(var: &str, under_home: &str) -> Option<PathBuf> {
+    let base = match std::env::var_os(var) {
+        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
+        _ => PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?).join(under_home),
+    };
+    Some(base.join(IDENTIFIER))
+}
+
+/// Where the carried files of this user go: [`dir`] with the cache directory as the fallback.
+pub fn default_dir() -> PathBuf {
+    dir(
+        std::env::var_os("XDG_RUNTIME_DIR"),
+        cache_dir().unwrap_or_else(std::env::temp_dir),
+    )
+}
+
+/// The light image next to `app_exe`, when it is installed there.
+pub fn light_exe(app_exe: &Path) -> Option<PathBuf> {
+    let p = app_exe.parent()?.join(LIGHT_BIN);
+    p.is_file().then_some(p)
+}
+
+/// The light image's arguments: the app to go back to, and `--carried` when a file was written.
+pub fn light_args(app_exe: &Path, carried: bool) -> Vec<OsString> {
+    let mut out: Vec<OsString> = vec![APP_FLAG.into(), app_exe.into()];
+    if carried {
+        out.push(CARRIED_FLAG.into());
+    }
+    out
+}
+
+/// The app's arguments when the light image hands back: the window opens on `view` (even when
+/// the app is set to start minimized).
+pub fn app_args(view: &View, carried: bool) -> Vec<OsString> {
+    let mut out: Vec<OsString> = Vec::new();
+    if let Ok(v) = serde_json::to_string(view) {
+        out.push(VIEW_FLAG.into());
+        out.push(v.into());
+    }
+    if carried {
+        out.push(CARRIED_FLAG.into());
+    }
+    out
+}
+
+/// The value of `flag` in `args` (`flag value` or `flag=value`).
+pub fn flag_value(args: &[OsString], flag: &str) -> Option<OsString> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == OsStr::new(flag) {
+            return it.next().cloned();
+        }
+        if let Some(v) = a
+            .to_str()
+            .and_then(|s| s.strip_prefix(flag)?.strip_prefix('='))
+        {
+            return Some(v.into());
+        }
+    }
+    None
+}
+
+/// The view given with [`VIEW_FLAG`], if any and valid.
+pub fn view_arg(args: &[OsString]) -> Option<View> {
+    let v = flag_value(args, VIEW_FLAG)?;
+    serde_json::from_str(v.to_str()?).ok()
+}
 
 /// Command-line flag: take over what the process this one replaced carried out.
 pub const CARRIED_FLAG: &str = "--carried";
@@ -99,6 +196,10 @@ pub fn args(
         .skip(1)
         .filter(|a| a != OsStr::new(MINIMIZED_FLAG) && a != OsStr::new(CARRIED_FLAG))
         .collect();
+    // A view asked for by the light image was shown already.
+    if let Some(i) = out.iter().position(|a| a == OsStr::new(VIEW_FLAG)) {
+        out.drain(i..(i + 2).min(out.len()));
+    }
     if !open_window {
         out.push(MINIMIZED_FLAG.into());
     }
@@ -108,12 +209,15 @@ pub fn args(
     out
 }
 
-/// Replaces this process image with `exe args` (argv\[0\] kept). Returns only on failure.
+/// Replaces this process image with `exe args`. Returns only on failure.
 #[cfg(unix)]
 pub fn exec(exe: &Path, args: &[OsString]) -> std::io::Error {
     use std::os::unix::process::CommandExt as _;
     let mut cmd = std::process::Command::new(exe);
-    if let Some(arg0) = std::env::args_os().next() {
+    // The same binary again keeps its argv[0]; another one (the light image, the app) gets its
+    // own path.
+    let same = std::env::current_exe().is_ok_and(|c| c == exe);
+    if same && let Some(arg0) = std::env::args_os().next() {
         cmd.arg0(arg0);
     }
     cmd.args(args).exec()

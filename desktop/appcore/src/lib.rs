@@ -1,0 +1,24 @@
+//! The desktop app's behaviour without a window toolkit, shared by its two images: the Tauri
+//! app (`desktop/app`, with the window) and the light image (`desktop/light`, tray only, no
+//! WebKit), between which light mode hands over (see [`relaunch`]).
+//!
+//! Layout:
+//! - [`settings`]: `settings.toml` (CONFIG.md §8.1): TOML model, secrets moved out, atomic 0600 writes.
+//! - [`secrets`]: the OS keyring behind [`secrets::SecretStore`] (account names of §8.2), with an
+//!   in-memory fake.
+//! - [`core`]: channels, events, dead letters, settings over the connector engine.
+//! - [`tray`]: the aggregate tray state, icons, tooltip and status line (pure).
+//! - [`menu`]: the tray menu's items, and what each item does to the core ([`menu::dispatch`]
+//!   returns the desktop-side effects).
+//! - [`notify`]: which notifications to show, rate-limited (pure).
+//! - [`refresh`]: the once-a-second refresh of tray and notifications both images run.
+//! - [`relaunch`]: light mode's hand-over (Linux): the carried file, the images' arguments.
+
+pub mod core;
+pub mod menu;
+pub mod notify;
+pub mod refresh;
+pub mod relaunch;
+pub mod secrets;
+pub mod settings;
+pub mod tray;
