@@ -2,9 +2,11 @@
 """Memory and start-time figures of the desktop app (docs/BENCHMARKS.md, "Desktop app").
 
 Starts a real cloud and a local HTTP target, then the app three times: with the window open; in
-light mode from the start (`start_minimized`, no webview ever created); and with the window opened
-then closed in light mode (on Linux the app then replaces itself with a tray-only image, same pid,
-and reconnects; the time from the close to the reconnection is reported). For each: time from exec to the channel being connected at the cloud, then RSS and
+light mode from the start (`start_minimized`: on Linux the app executes the light image,
+`webhook-connect-light`, tray and engine without WebKit, straight away); and with the window opened
+then closed in light mode (on Linux the app then hands over to the light image, same pid, and
+reconnects; the time from the close to the reconnection is reported). The image measured
+(`/proc/<pid>/exe`) is reported as `image`. For each: time from exec to the channel being connected at the cloud, then RSS and
 PSS summed over the app's process tree (WebKit web/network processes included), idle and while
 forwarding 100 webhooks/s.
 
@@ -256,8 +258,8 @@ url = "http://127.0.0.1:{Target.port}/hook"
     if close_after:
         closed_at = time.time()
         close_window(app.pid)
-        # Light mode on Linux: the app replaces itself (same pid, `--carried`) with an image that
-        # never loaded WebKit, and its channel connects again.
+        # Light mode on Linux: the app hands over (same pid, `--carried`) to the light image,
+        # which never loads WebKit, and its channel connects again.
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -289,13 +291,14 @@ url = "http://127.0.0.1:{Target.port}/hook"
     while Target.count - before < result["sent"] and time.time() < deadline:
         time.sleep(0.2)
     delivered = Target.count - before
+    image = os.path.basename(os.readlink(f"/proc/{app.pid}/exe"))
     app.send_signal(signal.SIGTERM)
     try:
         app.wait(10)
     except subprocess.TimeoutExpired:
         app.kill()
         app.wait()
-    return {"start_to_connected_s": connected, "close_to_reconnected_s": reconnected,
+    return {"image": image, "start_to_connected_s": connected, "close_to_reconnected_s": reconnected,
             "idle": idle, "load": load,
             "sent": result["sent"], "delivered": delivered}
 
@@ -303,7 +306,11 @@ url = "http://127.0.0.1:{Target.port}/hook"
 def main():
     for p in (APP, CLOUD):
         if not os.path.exists(p):
-            raise SystemExit(f"missing {p}: cargo build -p webhook-connect-app -p connect-cloud --bins")
+            raise SystemExit(f"missing {p}: cargo build -p webhook-connect-app -p webhook-connect-light"
+                             " -p connect-cloud --bins")
+    if not os.path.exists(os.path.join(os.path.dirname(APP), "webhook-connect-light")):
+        print("note: no webhook-connect-light next to the app: light mode restarts the app instead",
+              file=sys.stderr)
     tmp = tempfile.mkdtemp(prefix="app-bench-")
     home = os.path.join(tmp, "home")
     os.makedirs(home)
