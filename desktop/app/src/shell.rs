@@ -601,3 +601,16 @@ pub fn run() -> Result<(), tauri::Error> {
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// The light image finds the app's settings, carried files, autostart entry and D-Bus name
+    /// through these constants: they must be the app's.
+    #[test]
+    fn identifier_and_product_name_are_the_tauri_configs() {
+        let conf: serde_json::Value =
+            serde_json::from_str(include_str!("../tauri.conf.json")).unwrap();
+        assert_eq!(conf["identifier"], crate::relaunch::IDENTIFIER);
+        assert_eq!(conf["productName"], crate::relaunch::PRODUCT_NAME);
+    }
+}

@@ -110,3 +110,42 @@ impl Refresher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::secrets::MemoryStore;
+
+    #[tokio::test]
+    async fn only_what_changed_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = Core::start(
+            dir.path().join(crate::settings::FILE_NAME),
+            Arc::new(MemoryStore::new()),
+        )
+        .unwrap();
+        let mut r = Refresher::default();
+        let t0 = Instant::now();
+        let first = r.refresh(&core, t0, false);
+        assert!(first.icon.is_some() && first.tooltip.is_some() && first.menu.is_some());
+        let second = r.refresh(&core, t0 + Duration::from_secs(1), false);
+        assert_eq!(second.icon, None);
+        assert_eq!(second.tooltip, None);
+        assert!(second.menu.is_none());
+        assert!(second.notices.is_empty());
+        assert!(
+            r.refresh(&core, t0 + Duration::from_secs(2), true)
+                .menu
+                .is_some(),
+            "a forced refresh rebuilds the menu"
+        );
+        core.set_paused(true);
+        let paused = r.refresh(&core, t0 + Duration::from_secs(3), false);
+        assert_eq!(paused.icon, Some(TrayState::Paused));
+        assert!(paused.snapshot.paused);
+        let items = paused.menu.expect("the menu changes with the pause");
+        assert!(format!("{items:?}").contains("Resume all"), "{items:?}");
+    }
+}

@@ -331,6 +331,56 @@ mod tests {
         }
     }
 
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn hand_over_arguments_between_the_two_images() {
+        let app = Path::new("/opt/wc/webhook-connect-app");
+        let light = light_args(app, true);
+        assert_eq!(
+            light,
+            os(&["--app", "/opt/wc/webhook-connect-app", "--carried"])
+        );
+        assert_eq!(
+            light_args(app, false),
+            os(&["--app", "/opt/wc/webhook-connect-app"])
+        );
+        assert_eq!(flag_value(&light, APP_FLAG), Some(app.into()));
+        assert_eq!(flag_value(&os(&["--app=/x"]), APP_FLAG), Some("/x".into()));
+        assert_eq!(flag_value(&os(&["--app"]), APP_FLAG), None);
+        let view = View::Inspector {
+            key: Some("cloud|ch".into()),
+            message_id: None,
+        };
+        let back = app_args(&view, true);
+        assert_eq!(back[0], "--view");
+        assert_eq!(back.last().unwrap(), "--carried");
+        assert_eq!(view_arg(&back), Some(view));
+        assert_eq!(app_args(&View::Overview, false).len(), 2);
+        assert_eq!(view_arg(&os(&["--view", "{broken"])), None);
+        // The app restarting itself later does not show that view again.
+        let mut current = os(&["webhook-connect-app"]);
+        current.extend(back);
+        assert_eq!(
+            args(current, false, true),
+            os(&["--minimized", "--carried"])
+        );
+    }
+
+    #[test]
+    fn the_light_image_is_looked_for_next_to_the_app() {
+        let d = tempfile::tempdir().unwrap();
+        let app = d.path().join("webhook-connect-app");
+        assert_eq!(light_exe(&app), None);
+        std::fs::create_dir(d.path().join(LIGHT_BIN)).unwrap();
+        assert_eq!(light_exe(&app), None, "a directory is not the light image");
+        std::fs::remove_dir(d.path().join(LIGHT_BIN)).unwrap();
+        std::fs::write(d.path().join(LIGHT_BIN), b"").unwrap();
+        assert_eq!(light_exe(&app), Some(d.path().join(LIGHT_BIN)));
+    }
+
     #[test]
     fn a_written_file_is_read_once_by_the_same_pid_only() {
         let d = tempfile::tempdir().unwrap();

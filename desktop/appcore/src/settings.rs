@@ -432,6 +432,25 @@ mod tests {
     }
 
     #[test]
+    fn the_app_table_alone_is_read_leniently() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(FILE_NAME);
+        assert_eq!(read_app_table(&path), AppTable::default(), "no file");
+        std::fs::write(
+            &path,
+            "[app]\nlight_mode = false\nstart_minimized = false\n\n[[channels]]\nchannel = \"c\"\ntoken = \"t\"\n",
+        )
+        .unwrap();
+        let t = read_app_table(&path);
+        assert!(!t.light_mode && !t.start_minimized);
+        assert_eq!(t.history_size, AppTable::default().history_size);
+        // Read only: the token stays in the file until the full load moves it.
+        assert!(std::fs::read_to_string(&path).unwrap().contains("token"));
+        std::fs::write(&path, "[app\nbroken").unwrap();
+        assert_eq!(read_app_table(&path), AppTable::default(), "broken file");
+    }
+
+    #[test]
     fn toml_round_trip_keeps_every_key() {
         let f = sample();
         let text = to_toml(&f).unwrap();

@@ -461,3 +461,24 @@ mod single_instance {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tray_state_has_an_icon() {
+        for s in TrayState::ALL {
+            assert!(icon(s).is_some(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_single_instance_name_is_the_apps() {
+        // tauri-plugin-single-instance: `<identifier>.SingleInstance`, path from it.
+        assert_eq!(
+            single_instance::name(),
+            "dev.webhookconnect.desktop.SingleInstance"
+        );
+    }
+}

@@ -1,4 +1,4 @@
-// Types of the desktop app's own IPC commands (desktop/app/src/core.rs and shell.rs), next to
+// Types of the desktop app's own IPC commands (desktop/appcore/src/core.rs and desktop/app/src/shell.rs), next to
 // the engine's generated engine.ts. Written by hand until the app crate exports them with ts-rs
 // in the same shapes; keep it types-only.
 import type { ChannelStatus, TargetSettings, Transport } from "./engine";
