@@ -85,15 +85,22 @@ pub fn apply() {
     if let Some(arg0) = args.next() {
         cmd.arg0(arg0);
     }
-    cmd.args(args).env(ENV_DEFAULTS, "applied");
-    for d in add {
-        cmd.env(d.name, d.value);
-    }
+    cmd.args(args);
+    with_defaults(&mut cmd, add);
     let err = cmd.exec();
     eprintln!(
         "webhook-connect-app: could not re-execute {} with the default environment ({err}); starting without it",
         exe.display()
     );
+}
+
+/// Adds `add` to the environment of `cmd`, marked as applied so that it never loops.
+#[cfg(target_os = "linux")]
+fn with_defaults(cmd: &mut std::process::Command, add: Vec<EnvDefault>) {
+    cmd.env(ENV_DEFAULTS, "applied");
+    for d in add {
+        cmd.env(d.name, d.value);
+    }
 }
 
 /// Nothing to do off Linux.
@@ -137,10 +144,7 @@ pub fn start_light_image() {
     let mut cmd = std::process::Command::new(&light);
     cmd.args(relaunch::light_args(&exe, carried));
     if let Some(add) = missing(|k| std::env::var_os(k)) {
-        cmd.env(ENV_DEFAULTS, "applied");
-        for d in add {
-            cmd.env(d.name, d.value);
-        }
+        with_defaults(&mut cmd, add);
     }
     let err = cmd.exec();
     eprintln!(

@@ -22,3 +22,22 @@ pub mod relaunch;
 pub mod secrets;
 pub mod settings;
 pub mod tray;
+
+/// First thing in either image's `main` (after any re-exec): after a hand-over (`--carried`),
+/// ends and reaps the previous image's helpers (Linux); then logs to stderr, filtered by
+/// `RUST_LOG` (default `info`), in colour only on a terminal (a log redirected to a file stays
+/// plain text).
+pub fn init_image() {
+    #[cfg(target_os = "linux")]
+    if std::env::args().any(|a| a == relaunch::CARRIED_FLAG) {
+        relaunch::end_leftovers();
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

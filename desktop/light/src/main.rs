@@ -11,17 +11,7 @@ fn main() -> std::process::ExitCode {
     #[cfg(target_os = "linux")]
     {
         // Handed over from the app: its WebKit helpers are still children of this pid.
-        if std::env::args().any(|a| a == connect_appcore::relaunch::CARRIED_FLAG) {
-            connect_appcore::relaunch::end_leftovers();
-        }
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
+        connect_appcore::init_image();
         match light::run() {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
