@@ -48,6 +48,7 @@ struct ShellState {
 pub struct AppState {
     pub core: Arc<Core>,
     shell: Mutex<ShellState>,
+    keyring: Arc<KeyringStore>,
 }
 
 type Cmd<T> = Result<T, String>;
@@ -278,6 +279,14 @@ fn relaunch_light<R: Runtime>(app: &AppHandle<R>) {
         {
             let mut shell = state.shell.lock();
             if shell.quitting || shell.relaunching {
+                return;
+            }
+            // Without the OS keyring the tokens live in this process only: another image would
+            // start without them.
+            if state.keyring.unavailable().is_some() {
+                tracing::warn!(
+                    "light mode: the OS keyring is unavailable, so the tokens live in this process only; staying (the webview's helpers stay until the next start)"
+                );
                 return;
             }
             shell.relaunching = true;
@@ -517,6 +526,7 @@ fn setup<R: Runtime>(
     app.manage(AppState {
         core: Arc::new(core),
         shell: Mutex::new(ShellState::default()),
+        keyring: store,
     });
     let initial = TrayState::Disconnected;
     let mut tb = TrayIconBuilder::with_id(TRAY_ID)
