@@ -312,17 +312,7 @@ fn relaunch_light<R: Runtime>(app: &AppHandle<R>) {
             }
             None => tracing::info!("window closed in light mode: restarting without the webview"),
         }
-        let core = state.core.clone();
-        core.shutdown().await;
-        let carried = core.carry_out();
-        let dir = crate::relaunch::default_dir();
-        let written = match crate::relaunch::write(&dir, std::process::id(), &carried) {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "light mode: history not carried over");
-                false
-            }
-        };
+        let written = crate::relaunch::settle_and_carry(&state.core).await;
         // The next image must be able to take the single-instance name.
         tauri_plugin_single_instance::destroy(&app);
         let open = state.shell.lock().open_after_relaunch;

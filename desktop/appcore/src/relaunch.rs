@@ -152,6 +152,22 @@ pub fn write(dir: &Path, pid: u32, carried: &Carried) -> std::io::Result<PathBuf
     Ok(path)
 }
 
+/// The first half of every hand-over: settles the core's running deliveries and writes what it
+/// carries (histories, counters, pause switch) for the next image of this process, in
+/// [`default_dir`]. Whether the file was written (the next image gets `--carried` only then).
+pub async fn settle_and_carry(core: &crate::core::Core) -> bool {
+    core.shutdown().await;
+    let carried = core.carry_out();
+    let dir = default_dir();
+    match write(&dir, std::process::id(), &carried) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "history not carried over");
+            false
+        }
+    }
+}
+
 /// Reads and deletes the file process `pid` carried out for itself. None when there is none,
 /// when it is older than [`FRESH`], or when it does not parse (then it is deleted and the reason
 /// logged): the app then starts with empty histories, as on a normal start.

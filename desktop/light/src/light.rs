@@ -266,16 +266,7 @@ fn hand_back(view: View) {
     with_light(|l| l.leaving = true);
     tracing::info!(?view, "window asked for: handing back to the app");
     rt.spawn(async move {
-        core.shutdown().await;
-        let carried = core.carry_out();
-        let dir = relaunch::default_dir();
-        let written = match relaunch::write(&dir, std::process::id(), &carried) {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "history not carried over");
-                false
-            }
-        };
+        let written = relaunch::settle_and_carry(&core).await;
         // The app must be able to take the single-instance name.
         if let Some(c) = instance.lock().take() {
             let _ = c.release_name(single_instance::name().as_str());

@@ -62,16 +62,7 @@ impl EtcdServer {
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
-        let port = self.port;
-        wait_ready(&mut self.process, || async move {
-            let (status, body) = http_get(port, "/health").await?;
-            ensure!(
-                status == 200 && body.contains("true"),
-                "/health answered {status} {body}"
-            );
-            Ok(())
-        })
-        .await
+        wait_healthy(&mut self.process, self.port).await
     }
 }
 
@@ -109,6 +100,20 @@ fn spawn(port: u16, peer_port: u16, dir: &TempDir) -> Result<ChildProcess> {
 }
 
 /// A bare HTTP/1.1 GET, to keep the kit free of an HTTP client dependency.
+/// Waits until the etcd serving HTTP on `port` (client or metrics port) answers `/health` with
+/// `true`, or `process` exits.
+pub(crate) async fn wait_healthy(process: &mut ChildProcess, port: u16) -> Result<()> {
+    wait_ready(process, || async move {
+        let (status, body) = http_get(port, "/health").await?;
+        ensure!(
+            status == 200 && body.contains("true"),
+            "/health answered {status} {body}"
+        );
+        Ok(())
+    })
+    .await
+}
+
 pub(crate) async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
     let request =

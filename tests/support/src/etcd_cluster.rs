@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, ensure};
 use tempfile::TempDir;
 
-use crate::etcd::http_get;
-use crate::{ChildProcess, find_program, free_port, wait_ready};
+use crate::etcd::wait_healthy;
+use crate::{ChildProcess, find_program, free_port};
 
 /// Client-side TLS of the members (PEM files).
 #[derive(Clone, Debug)]
@@ -161,16 +161,7 @@ impl EtcdCluster {
 
     async fn wait_member(&mut self, i: usize) -> Result<()> {
         let m = &mut self.members[i];
-        let port = m.metrics_port;
-        wait_ready(&mut m.process, || async move {
-            let (status, body) = http_get(port, "/health").await?;
-            ensure!(
-                status == 200 && body.contains("true"),
-                "/health answered {status} {body}"
-            );
-            Ok(())
-        })
-        .await
+        wait_healthy(&mut m.process, m.metrics_port).await
     }
 }
 

@@ -1,4 +1,5 @@
 //! A real cloud child process, a recording target and a `Core` with one channel connected to it.
+//! The WebDriver test uses the cloud from here too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,7 +19,7 @@ pub const TOKEN: &str = "app-menu-test-token";
 pub const CHANNEL: &str = "alpha";
 
 pub struct Cloud {
-    proc: ChildProcess,
+    pub proc: ChildProcess,
     pub base: String,
     pub http: reqwest::Client,
 }

@@ -3,6 +3,10 @@
 //! target, with tokens in a real Secret Service (gnome-keyring). Run by `scripts/test-app.sh`,
 //! which provides the display and the D-Bus session; ignored in plain `cargo test`.
 
+// The `it` tests' cloud; the rest of that harness (the core's world) is not used here.
+#[path = "../it/harness.rs"]
+#[allow(dead_code)]
+mod harness;
 mod webdriver;
 
 use std::path::{Path, PathBuf};
@@ -10,13 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use connect_testkit::{ChildProcess, RecordingTarget, free_port, wait_until, workspace_bin};
+use connect_testkit::{RecordingTarget, free_port, wait_until};
 use serde_json::{Value, json};
 use webdriver::{By, Session};
 
-const ADMIN: &str = "admin-token-for-tests";
-const TOKEN: &str = "alpha-channel-token-e2e";
-const CHANNEL: &str = "alpha";
+use harness::{ADMIN, CHANNEL, Cloud, TOKEN};
 
 struct Killed(Child);
 impl Drop for Killed {
@@ -28,49 +30,6 @@ impl Drop for Killed {
 
 fn screenshots_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
-}
-
-async fn start_cloud(dir: &Path) -> Result<(ChildProcess, String)> {
-    let hooks = json!({
-        CHANNEL: {"data_type": "json", "module": "webhook_connect",
-                  "module-config": {"channel": CHANNEL, "channel_token": TOKEN}}
-    });
-    std::fs::write(
-        dir.join("webhooks.json"),
-        serde_json::to_vec_pretty(&hooks)?,
-    )?;
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let data = dir.join("data").display().to_string();
-    let cfg = dir.join("webhooks.json").display().to_string();
-    let proc = ChildProcess::spawn(
-        workspace_bin("webhook-connect-cloud")?,
-        &[],
-        &[
-            ("WEBHOOK_CONNECT_LISTEN", listen.as_str()),
-            ("WEBHOOK_CONNECT_DATA_DIR", data.as_str()),
-            ("WEBHOOKS_CONFIG_FILE", cfg.as_str()),
-            ("WEBHOOK_CONNECT_ADMIN_TOKEN", ADMIN),
-            ("WEBHOOK_CONNECT_LOG_FORMAT", "text"),
-            ("WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", "5"),
-        ],
-        "cloud",
-    )?;
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let url = format!("{base}/health/live");
-    wait_until(Duration::from_secs(20), "cloud to start", || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            http.get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    })
-    .await
-    .with_context(|| proc.stderr_text())?;
-    Ok((proc, base))
 }
 
 /// gnome-keyring's Secret Service on the session bus of `dbus-run-session`, storing under `home`.
@@ -94,18 +53,6 @@ fn start_keyring(home: &Path) -> Result<()> {
     // It daemonizes: the launcher exits once the service is registered.
     c.wait()?;
     Ok(())
-}
-
-async fn post(http: &reqwest::Client, base: &str, body: &Value) -> Result<String> {
-    let r = http
-        .post(format!("{base}/webhook/{CHANNEL}"))
-        .json(body)
-        .send()
-        .await?;
-    let status = r.status();
-    let v: Value = r.json().await?;
-    anyhow::ensure!(status.is_success(), "ingress answered {status}: {v}");
-    Ok(v["message_id"].as_str().context("message_id")?.to_owned())
 }
 
 fn secret_tool_lookup(home: &Path, account: &str) -> Option<String> {
@@ -165,7 +112,8 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
     std::fs::create_dir_all(&config_home)?;
     start_keyring(&home)?;
 
-    let (mut cloud, base) = start_cloud(tmp.path()).await?;
+    let mut cloud = Cloud::start(tmp.path()).await?;
+    let base = cloud.base.clone();
     let target = RecordingTarget::start().await?;
     let http = reqwest::Client::new();
 
@@ -315,7 +263,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         );
 
         // A webhook flows through to the target and shows in the inspector.
-        let id = post(&http, &base, &json!({"hello": "world"})).await?;
+        let id = cloud.post(&json!({"hello": "world"})).await?;
         target.wait_for_count(1, Duration::from_secs(20)).await?;
         s.wait_text(
             By::testid(&format!("state-{key}")),
@@ -375,7 +323,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
 
         // Force a dead letter: the target refuses with 404 (NACK without retry).
         target.set_status(404);
-        let dead = post(&http, &base, &json!({"will": "fail"})).await?;
+        let dead = cloud.post(&json!({"will": "fail"})).await?;
         target.wait_for_count(3, Duration::from_secs(20)).await?;
         s.click(By::testid("nav-overview")).await?;
         s.wait_for(
@@ -496,7 +444,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             "WebKit mapped in the light image"
         );
         assert!(maps.contains("libgtk-3"), "the tray's GTK is not mapped");
-        let _ = post(&http, &base, &json!({"light": true})).await?;
+        let _ = cloud.post(&json!({"light": true})).await?;
         let reqs = target.wait_for_count(5, Duration::from_secs(20)).await?;
         assert_eq!(reqs[4].body_text(), r#"{"light":true}"#);
 
@@ -535,7 +483,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         )
         .await?;
         // Forwarding goes on in the app.
-        let _ = post(&http, &base, &json!({"back": true})).await?;
+        let _ = cloud.post(&json!({"back": true})).await?;
         let reqs = target.wait_for_count(6, Duration::from_secs(20)).await?;
         assert_eq!(reqs[5].body_text(), r#"{"back":true}"#);
         Ok(())
@@ -543,7 +491,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
     .await;
     if result.is_err() {
         let _ = s.screenshot(&tmp.path().join("failure.png")).await;
-        eprintln!("cloud stderr:\n{}", cloud.stderr_text());
+        eprintln!("cloud stderr:\n{}", cloud.proc.stderr_text());
         eprintln!(
             "app log:\n{}",
             std::fs::read_to_string(&log_path).unwrap_or_default()
@@ -560,7 +508,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         let _ = Command::new("kill").args(&left).status();
     }
     drop(driver);
-    cloud.kill9();
+    cloud.proc.kill9();
     result
 }
 

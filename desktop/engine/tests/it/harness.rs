@@ -1,12 +1,17 @@
 //! The cloud as a child process (copied from the e2e suite's harness, minimal) and engine helpers.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use connect_engine::api::Transport;
 use connect_engine::config::{self, Sources};
-use connect_engine::{ChannelStatus, Engine, EngineHandle};
-use connect_testkit::{ChildProcess, free_port, wait_until, workspace_bin};
+use connect_engine::{ChannelState, ChannelStatus, Engine, EngineHandle};
+use connect_testkit::{ChildProcess, free_port, wait_for, wait_until, workspace_bin};
 use serde_json::{Value, json};
+
+/// Per wait in the health and v1 tests; every test stays well under 20 s when things work.
+pub const T: Duration = Duration::from_secs(15);
 
 pub const ADMIN: &str = "admin-token-for-tests";
 pub const TOKEN: &str = "engine-test-token";
@@ -153,11 +158,21 @@ pub fn engine_config(
         "reconnect_delay": 0.1, "max_reconnect_delay": 1.0, "heartbeat_timeout": 20,
         "default_target": target,
     });
+    load_config(&cfg, &[])
+}
+
+/// Loads `cfg` as a connector.json (in a fresh directory) with an injected environment, as the
+/// CLI passes the process's.
+pub fn load_config(cfg: &Value, env: &[(&str, &str)]) -> connect_engine::ConnectorConfig {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("connector.json");
     std::fs::write(&p, cfg.to_string()).unwrap();
     config::load(&Sources {
         config_file: Some(p),
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         ..Default::default()
     })
     .unwrap()
@@ -165,4 +180,72 @@ pub fn engine_config(
 
 pub fn status(h: &EngineHandle) -> ChannelStatus {
     h.status().remove(0)
+}
+
+/// Waits (up to [`T`]) for the first channel's status to satisfy `ok`; panics with the last
+/// status otherwise.
+pub async fn wait_status(
+    h: &EngineHandle,
+    what: &str,
+    ok: impl Fn(&ChannelStatus) -> bool,
+) -> ChannelStatus {
+    let r = wait_for(T, what, || {
+        let s = status(h);
+        let hit = ok(&s).then_some(s);
+        async move { hit }
+    })
+    .await;
+    match r {
+        Ok(s) => s,
+        Err(e) => {
+            let s = status(h);
+            panic!(
+                "{e}; last status: state {:?}, transport {:?}, attempts {}, last_error {:?}",
+                s.state, s.transport, s.connection_attempts, s.last_error
+            )
+        }
+    }
+}
+
+pub async fn connected(h: &EngineHandle, transport: Transport) -> ChannelStatus {
+    wait_status(h, "connected", |s| {
+        s.state == ChannelState::Connected && s.transport == Some(transport)
+    })
+    .await
+}
+
+pub async fn stop(h: EngineHandle) {
+    connect_testkit::within(T, "shutdown", h.shutdown(Duration::from_secs(2)))
+        .await
+        .unwrap();
+}
+
+/// A `token_ref` file (mode 0600) in a directory of its own.
+pub struct TokenFile {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl TokenFile {
+    pub fn new(token: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Self {
+            path: dir.path().join("token"),
+            _dir: dir,
+        };
+        f.write(token);
+        f
+    }
+
+    /// Replaces the token (a line, as an operator's editor writes it).
+    pub fn write(&self, token: &str) {
+        std::fs::write(&self.path, format!("{token}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    /// The channel settings that read the token from this file.
+    pub fn token_ref(&self) -> Value {
+        json!({"token_ref": format!("file:{}", self.path.display())})
+    }
 }

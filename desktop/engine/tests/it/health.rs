@@ -5,21 +5,19 @@
 //! proxy, and `HTTPS_PROXY` / `NO_PROXY`.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use connect_engine::api::Transport;
-use connect_engine::config::{self, Sources};
-use connect_engine::{ChannelState, ChannelStatus, Engine, EngineHandle};
+use connect_engine::{ChannelState, Engine, EngineHandle};
 use connect_testkit::{
     ConnectProxy, HttpFilterProxy, RecordingTarget, TcpProxy, TlsProxy, wait_for,
 };
 use serde_json::{Value, json};
 
-use crate::harness::{ADMIN, Cloud, TOKEN, status};
+use crate::harness::{
+    ADMIN, Cloud, T, TOKEN, TokenFile, connected, load_config, status, stop, wait_status,
+};
 
-/// Per wait; every test stays well under 20 s when things work.
-const T: Duration = Duration::from_secs(15);
 const RELOAD_ADMIN: &str = "reload-admin-token-for-tests";
 
 /// An engine for channel `ch`; `extra` is merged into the connector.json (a `token_ref` there
@@ -36,6 +34,27 @@ fn engine_with_env(
     extra: Value,
     env: &[(&str, &str)],
 ) -> EngineHandle {
+    Engine::start(load_config(
+        &channel_json(cloud_url, protocol, target, extra),
+        env,
+    ))
+    .unwrap()
+}
+
+/// The channel configuration [`engine`] would start with, for `add_channel`.
+fn channel_config(
+    cloud_url: &str,
+    protocol: &str,
+    target: &RecordingTarget,
+    extra: Value,
+) -> connect_engine::config::ChannelConfig {
+    load_config(&channel_json(cloud_url, protocol, target, extra), &[])
+        .channels
+        .remove(0)
+}
+
+/// The connector.json of [`engine`]: channel `ch`, quick reconnects, `extra` merged in.
+fn channel_json(cloud_url: &str, protocol: &str, target: &RecordingTarget, extra: Value) -> Value {
     let mut cfg = json!({
         "cloud_url": cloud_url, "channel": "ch", "protocol": protocol,
         "reconnect_delay": 0.1, "max_reconnect_delay": 1.0, "heartbeat_timeout": 20,
@@ -48,80 +67,11 @@ fn engine_with_env(
     for (k, v) in extra {
         cfg[k] = v;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("connector.json");
-    std::fs::write(&p, cfg.to_string()).unwrap();
-    let cfg = config::load(&Sources {
-        config_file: Some(p),
-        env: env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        ..Default::default()
-    })
-    .unwrap();
-    Engine::start(cfg).unwrap()
-}
-
-/// The channel configuration [`engine`] would start with, for `add_channel`.
-fn channel_config(
-    cloud_url: &str,
-    protocol: &str,
-    target: &RecordingTarget,
-    extra: Value,
-) -> connect_engine::config::ChannelConfig {
-    let mut cfg = json!({
-        "cloud_url": cloud_url, "channel": "ch", "protocol": protocol, "token": TOKEN,
-        "reconnect_delay": 0.1, "max_reconnect_delay": 1.0, "heartbeat_timeout": 20,
-        "connection_timeout": 5, "default_target": {"url": target.url},
-    });
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        cfg[k] = v;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("connector.json");
-    std::fs::write(&p, cfg.to_string()).unwrap();
-    config::load(&Sources {
-        config_file: Some(p),
-        ..Default::default()
-    })
-    .unwrap()
-    .channels
-    .remove(0)
+    cfg
 }
 
 fn cloud_addr(cloud: &Cloud) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], cloud.port))
-}
-
-async fn wait_status(
-    h: &EngineHandle,
-    what: &str,
-    ok: impl Fn(&ChannelStatus) -> bool,
-) -> ChannelStatus {
-    let r = wait_for(T, what, || {
-        let s = status(h);
-        let hit = ok(&s).then_some(s);
-        async move { hit }
-    })
-    .await;
-    match r {
-        Ok(s) => s,
-        Err(e) => {
-            let s = status(h);
-            panic!(
-                "{e}; last status: state {:?}, transport {:?}, attempts {}, last_error {:?}",
-                s.state, s.transport, s.connection_attempts, s.last_error
-            )
-        }
-    }
-}
-
-async fn connected(h: &EngineHandle, transport: Transport) -> ChannelStatus {
-    wait_status(h, "connected", |s| {
-        s.state == ChannelState::Connected && s.transport == Some(transport)
-    })
-    .await
 }
 
 /// Posts one webhook and waits for the target to get it.
@@ -134,12 +84,6 @@ async fn delivers(cloud: &Cloud, target: &RecordingTarget, tag: &str) {
         "{tag}: {:?}",
         reqs.iter().map(|r| r.body_text()).collect::<Vec<_>>()
     );
-}
-
-async fn stop(h: EngineHandle) {
-    connect_testkit::within(T, "shutdown", h.shutdown(Duration::from_secs(2)))
-        .await
-        .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -346,27 +290,14 @@ async fn rotate(cloud: &Cloud, grace_seconds: u64) -> String {
     v["new_token"].as_str().unwrap().to_owned()
 }
 
-fn write_token(path: &Path, token: &str) {
-    std::fs::write(path, format!("{token}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
 async fn revoked_token_is_reloaded_from_token_ref(protocol: &str, transport: Transport) {
     let cloud = Cloud::start("ch").await.unwrap();
     let target = RecordingTarget::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("token");
-    write_token(&file, TOKEN);
-    let h = engine(
-        &cloud.base,
-        protocol,
-        &target,
-        json!({"token_ref": format!("file:{}", file.display())}),
-    );
+    let file = TokenFile::new(TOKEN);
+    let h = engine(&cloud.base, protocol, &target, file.token_ref());
     let before = connected(&h, transport).await;
     let new = rotate(&cloud, 2).await;
-    write_token(&file, &new);
+    file.write(&new);
     let after = wait_status(&h, "a new connection with the new token", |s| {
         s.state == ChannelState::Connected
             && s.connection_id.is_some()
@@ -399,18 +330,11 @@ async fn sse_token_revoked_reloads_the_token_from_token_ref() {
 async fn long_poll_switches_to_the_token_reloaded_after_a_rotation() {
     let cloud = Cloud::start("ch").await.unwrap();
     let target = RecordingTarget::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("token");
-    write_token(&file, TOKEN);
-    let h = engine(
-        &cloud.base,
-        "long_poll",
-        &target,
-        json!({"token_ref": format!("file:{}", file.display())}),
-    );
+    let file = TokenFile::new(TOKEN);
+    let h = engine(&cloud.base, "long_poll", &target, file.token_ref());
     let before = connected(&h, Transport::LongPoll).await;
     let new = rotate(&cloud, 1).await;
-    write_token(&file, &new);
+    file.write(&new);
     let s = wait_status(&h, "the 401 that makes it re-read token_ref", |s| {
         s.last_error
             .as_deref()
@@ -434,15 +358,8 @@ async fn long_poll_switches_to_the_token_reloaded_after_a_rotation() {
 async fn long_poll_rotated_token_is_auth_failed_until_token_ref_has_the_new_one() {
     let cloud = Cloud::start("ch").await.unwrap();
     let target = RecordingTarget::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("token");
-    write_token(&file, TOKEN);
-    let h = engine(
-        &cloud.base,
-        "long_poll",
-        &target,
-        json!({"token_ref": format!("file:{}", file.display())}),
-    );
+    let file = TokenFile::new(TOKEN);
+    let h = engine(&cloud.base, "long_poll", &target, file.token_ref());
     connected(&h, Transport::LongPoll).await;
     let new = rotate(&cloud, 1).await;
     let failed = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
@@ -461,7 +378,7 @@ async fn long_poll_rotated_token_is_auth_failed_until_token_ref_has_the_new_one(
         later.connection_attempts <= failed.connection_attempts + 4,
         "{failed:?} then {later:?}"
     );
-    write_token(&file, &new);
+    file.write(&new);
     connected(&h, Transport::LongPoll).await;
     delivers(&cloud, &target, "token-given").await;
     stop(h).await;
@@ -512,15 +429,8 @@ async fn websocket_4005_without_token_ref_stops_the_channel() {
 async fn websocket_4005_waits_for_a_new_token_in_token_ref() {
     let cloud = Cloud::start("ch").await.unwrap();
     let target = RecordingTarget::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("token");
-    write_token(&file, TOKEN);
-    let h = engine(
-        &cloud.base,
-        "websocket",
-        &target,
-        json!({"token_ref": format!("file:{}", file.display())}),
-    );
+    let file = TokenFile::new(TOKEN);
+    let h = engine(&cloud.base, "websocket", &target, file.token_ref());
     let before = connected(&h, Transport::Websocket).await;
     let new = rotate(&cloud, 1).await;
     let s = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
@@ -537,7 +447,7 @@ async fn websocket_4005_waits_for_a_new_token_in_token_ref() {
         waiting.connection_attempts, before.connection_attempts,
         "{waiting:?}"
     );
-    write_token(&file, &new);
+    file.write(&new);
     let after = connected(&h, Transport::Websocket).await;
     assert_eq!(
         after.connection_attempts,
@@ -554,19 +464,17 @@ async fn a_401_after_a_rotation_rereads_token_ref() {
     let cloud = Cloud::start("ch").await.unwrap();
     let target = RecordingTarget::start().await.unwrap();
     let proxy = TcpProxy::start(cloud_addr(&cloud)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("token");
-    write_token(&file, TOKEN);
+    let file = TokenFile::new(TOKEN);
     let h = engine(
         &format!("http://127.0.0.1:{}", proxy.port),
         "websocket",
         &target,
-        json!({"token_ref": format!("file:{}", file.display())}),
+        file.token_ref(),
     );
     connected(&h, Transport::Websocket).await;
     proxy.cut();
     let new = rotate(&cloud, 0).await;
-    write_token(&file, &new);
+    file.write(&new);
     proxy.restore();
     connected(&h, Transport::Websocket).await;
     delivers(&cloud, &target, "after-401").await;

@@ -30,14 +30,11 @@
 use std::time::Duration;
 
 use connect_engine::api::Transport;
-use connect_engine::config::{self, Sources};
-use connect_engine::{ChannelState, ChannelStatus, Engine, EngineHandle};
+use connect_engine::{ChannelState, Engine, EngineHandle};
 use connect_testkit::{HttpFilterProxy, RecordingTarget, V1Cloud, V1Options, V1Records, wait_for};
 use serde_json::{Value, json};
 
-use crate::harness::status;
-
-const T: Duration = Duration::from_secs(15);
+use crate::harness::{T, connected, load_config, status, stop, wait_status};
 const TOKEN: &str = "v1-channel-token";
 
 async fn v1() -> V1Cloud {
@@ -63,15 +60,7 @@ fn engine(cloud_url: &str, protocol: &str, target: &RecordingTarget, extra: Valu
     if cfg.get("token_ref").is_some() {
         cfg.as_object_mut().unwrap().remove("token");
     }
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("connector.json");
-    std::fs::write(&p, cfg.to_string()).unwrap();
-    let cfg = config::load(&Sources {
-        config_file: Some(p),
-        ..Default::default()
-    })
-    .unwrap();
-    Engine::start(cfg).unwrap()
+    Engine::start(load_config(&cfg, &[])).unwrap()
 }
 
 async fn post(v1: &V1Cloud, body: &str, headers: &[(&str, &str)]) {
@@ -85,36 +74,6 @@ async fn post(v1: &V1Cloud, body: &str, headers: &[(&str, &str)]) {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v, json!({"message": "200 OK"}));
-}
-
-async fn wait_status(
-    h: &EngineHandle,
-    what: &str,
-    ok: impl Fn(&ChannelStatus) -> bool,
-) -> ChannelStatus {
-    let r = wait_for(T, what, || {
-        let s = status(h);
-        let hit = ok(&s).then_some(s);
-        async move { hit }
-    })
-    .await;
-    match r {
-        Ok(s) => s,
-        Err(e) => {
-            let s = status(h);
-            panic!(
-                "{e}; last status: state {:?}, transport {:?}, attempts {}, last_error {:?}",
-                s.state, s.transport, s.connection_attempts, s.last_error
-            )
-        }
-    }
-}
-
-async fn connected(h: &EngineHandle, transport: Transport) -> ChannelStatus {
-    wait_status(h, "connected", |s| {
-        s.state == ChannelState::Connected && s.transport == Some(transport)
-    })
-    .await
 }
 
 async fn wait_v1(v1: &V1Cloud, what: &str, ok: impl Fn(&V1Records) -> bool) {
@@ -136,12 +95,6 @@ fn no_violations(v1: &V1Cloud) {
         "NACK error texts are v2: {:?}",
         r.nacked
     );
-}
-
-async fn stop(h: EngineHandle) {
-    connect_testkit::within(T, "shutdown", h.shutdown(Duration::from_secs(2)))
-        .await
-        .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
