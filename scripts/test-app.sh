@@ -12,8 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-app}"
-# Full debug info makes every Tauri binary ~450 MB; line tables keep backtraces usable.
-export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+source scripts/build-env.sh
 E2E=1
 UI_BUILD=1
 LINT=1

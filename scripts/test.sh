@@ -8,24 +8,28 @@ cd "$(dirname "$0")/.."
 export SETUP_PROFILE=test
 source scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-# Line tables only, for every step (the app's script uses the same): one debug build shared by
-# clippy, the binaries, the tests and the app, and a much smaller target directory.
-export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+source scripts/build-env.sh
+disk_report start
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 # The desktop app embeds ui/dist, so the UI is built (and tested) before any cargo build.
 echo "== web UI"
 bash scripts/test-ui.sh
+disk_report "UI done"
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+disk_report "clippy done"
 echo "== build binaries for the end-to-end suite"
 cargo build --workspace --bins
+disk_report "binaries built"
 echo "== tests"
 cargo nextest run --workspace --profile ci
 # nextest does not run doctests
 cargo test --workspace --doc
+disk_report "tests done"
 echo "== desktop app end to end (Xvfb, tauri-driver, gnome-keyring)"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" bash scripts/test-app.sh --skip-ui-build --skip-lint
+disk_report "app done"
 if [ -f scripts/test-docker.sh ]; then
   echo "== Dockerfiles and compose files (static checks; no Docker engine here)"
   bash scripts/test-docker.sh
