@@ -7,7 +7,9 @@
 #[path = "../it/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+mod tray;
 mod webdriver;
+mod x11;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -131,6 +133,8 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         None => PathBuf::from(env!("CARGO_BIN_EXE_webhook-connect-app")),
     };
     let log_path = tmp.path().join("app.log");
+    // The desktop shell's side of the tray, up before the app so that it registers at once.
+    let tray = tray::Tray::start().await?;
     let port = free_port();
     let native = free_port();
     let driver = Killed(
@@ -236,6 +240,42 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         )
         .await
         .context("channel to connect")?;
+
+        // The tray as the desktop shell shows it (StatusNotifierItem + dbusmenu over D-Bus):
+        // the status line, the connected channel's submenu and every action.
+        let item = tray.item_of(app_pid, 0, Duration::from_secs(20)).await?;
+        let menu = tray
+            .wait_menu(
+                &item,
+                "the channel shown connected",
+                Duration::from_secs(20),
+                |m| m.labels()[0].starts_with("Connected · 1/1"),
+            )
+            .await?;
+        let labels = menu.labels();
+        eprintln!("tray menu, window open: {labels:?}");
+        assert!(
+            labels.iter().any(|l| l.ends_with(
+                " ● > Disconnect | Open inspector | Replay last event | Copy webhook URL"
+            )),
+            "{labels:?}"
+        );
+        for want in [
+            "Pause all",
+            "Open Webhook Connect",
+            "Start at login [ ]",
+            "Quit",
+        ] {
+            assert!(labels.iter().any(|l| l == want), "{want} not in {labels:?}");
+        }
+        assert!(
+            labels.iter().any(|l| l.starts_with("Dead letters (")),
+            "{labels:?}"
+        );
+        assert!(
+            !menu.children[0].enabled,
+            "the status line is not clickable"
+        );
 
         // The token is in the Secret Service and nowhere in settings.toml.
         let account = format!("channel:{base}/{CHANNEL}");
@@ -375,14 +415,12 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
                 .filter(|c| c.starts_with("WebKit"))
                 .collect::<Vec<_>>()
         };
-        assert!(
+        let window_open = || {
             webkit(app_pid)
                 .iter()
-                .any(|c| c.starts_with("WebKitWebProces")),
-            "{:?}",
-            webkit(app_pid)
-        );
-        let _ = s.invoke("close_window", json!({})).await;
+                .any(|c| c.starts_with("WebKitWebProces"))
+        };
+        assert!(window_open(), "{:?}", webkit(app_pid));
         let cmdline = || {
             std::fs::read(format!("/proc/{app_pid}/cmdline"))
                 .unwrap_or_default()
@@ -396,27 +434,6 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_default()
         };
-        wait_until(
-            Duration::from_secs(30),
-            "the app to hand over to the light image",
-            || async { exe_name() == "webhook-connect-light" },
-        )
-        .await?;
-        let args = cmdline();
-        assert!(args.iter().any(|a| a == "--carried"), "{args:?}");
-        let app_arg = args.iter().position(|a| a == "--app").map(|i| &args[i + 1]);
-        assert_eq!(
-            app_arg.map(PathBuf::from),
-            Some(app.canonicalize()?),
-            "{args:?}"
-        );
-        wait_until(
-            Duration::from_secs(15),
-            "every WebKit process to exit",
-            || async { webkit(app_pid).is_empty() },
-        )
-        .await
-        .with_context(|| format!("left: {:?}", webkit(app_pid)))?;
         let log_lines = |needle: &'static str| {
             std::fs::read_to_string(&log_path)
                 .unwrap_or_default()
@@ -431,25 +448,172 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
                 .filter(|l| l.contains("events=") && !l.contains("events=0"))
                 .count()
         };
-        wait_until(
-            Duration::from_secs(15),
-            "the history taken over",
-            || async { carried_lines() == 1 && !log_lines("light image running").is_empty() },
-        )
-        .await?;
-        // The light image links no WebKit at all.
-        let maps = std::fs::read_to_string(format!("/proc/{app_pid}/maps"))?;
-        assert!(
-            !maps.contains("libwebkit2gtk"),
-            "WebKit mapped in the light image"
-        );
-        assert!(maps.contains("libgtk-3"), "the tray's GTK is not mapped");
+        // After the window was closed: the light image took over (same pid), no WebKit is
+        // left, and the history is carried (the `hand_overs`-th time).
+        let in_light = async |hand_overs: usize| -> Result<()> {
+            // `exe` changes before the new image's arguments are set up: wait for both.
+            wait_until(
+                Duration::from_secs(30),
+                "the app to hand over to the light image",
+                || async {
+                    exe_name() == "webhook-connect-light"
+                        && cmdline().iter().any(|a| a == "--carried")
+                },
+            )
+            .await?;
+            let args = cmdline();
+            let app_arg = args.iter().position(|a| a == "--app").map(|i| &args[i + 1]);
+            anyhow::ensure!(
+                app_arg.map(PathBuf::from) == Some(app.canonicalize()?),
+                "--app is not {}: {args:?}",
+                app.display()
+            );
+            wait_until(
+                Duration::from_secs(15),
+                "every WebKit process to exit",
+                || async { webkit(app_pid).is_empty() },
+            )
+            .await
+            .with_context(|| format!("left: {:?}", webkit(app_pid)))?;
+            // Every other hand-over goes to the light image.
+            let light_runs = hand_overs.div_ceil(2);
+            wait_until(
+                Duration::from_secs(15),
+                "the history taken over",
+                || async {
+                    carried_lines() == hand_overs
+                        && log_lines("light image running").len() == light_runs
+                },
+            )
+            .await?;
+            // The light image links no WebKit at all.
+            let maps = std::fs::read_to_string(format!("/proc/{app_pid}/maps"))?;
+            anyhow::ensure!(
+                !maps.contains("libwebkit2gtk"),
+                "WebKit mapped in the light image"
+            );
+            anyhow::ensure!(maps.contains("libgtk-3"), "the tray's GTK is not mapped");
+            Ok(())
+        };
+        // Waits for the app to be back in the pid (same pid) with its window open on `--view`,
+        // and the history carried back.
+        let back_in_app = async |hand_overs: usize| -> Result<()> {
+            wait_until(
+                Duration::from_secs(30),
+                "the window to open again",
+                || async { window_open() },
+            )
+            .await?;
+            let args = cmdline();
+            anyhow::ensure!(
+                exe_name() == "webhook-connect-app"
+                    && args.iter().any(|a| a == "--view")
+                    && args.iter().any(|a| a == "--carried"),
+                "not the app with --view and --carried: {} {args:?}",
+                exe_name()
+            );
+            wait_until(
+                Duration::from_secs(15),
+                "the history taken back",
+                || async { carried_lines() == hand_overs },
+            )
+            .await
+        };
+
+        let registered = tray.registrations();
+        let _ = s.invoke("close_window", json!({})).await;
+        in_light(1).await?;
         let _ = cloud.post(&json!({"light": true})).await?;
         let reqs = target.wait_for_count(5, Duration::from_secs(20)).await?;
         assert_eq!(reqs[4].body_text(), r#"{"light":true}"#);
 
-        // Launched again, the app asks the running light image (single instance: it holds the
-        // app's D-Bus name) for the window; the light image hands back to the app (same pid),
+        // The light image's tray, clicked as a user does: "Pause all" closes the channel's link
+        // and webhooks wait at the cloud; "Resume all" delivers them.
+        let item = tray
+            .item_of(app_pid, registered, Duration::from_secs(20))
+            .await
+            .context("the light image's tray item")?;
+        let menu = tray
+            .wait_menu(
+                &item,
+                "the light image's menu",
+                Duration::from_secs(20),
+                |m| m.labels()[0].starts_with("Connected · 1/1"),
+            )
+            .await?;
+        let pause = menu
+            .find(&|l| l == "Pause all")
+            .with_context(|| format!("no Pause all in {:?}", menu.labels()))?
+            .id;
+        tray.click(&item, pause).await?;
+        let menu = tray
+            .wait_menu(&item, "paused", Duration::from_secs(20), |m| {
+                m.labels()[0].starts_with("Paused · 0/1")
+            })
+            .await?;
+        eprintln!("tray menu, light image, paused: {:?}", menu.labels());
+        assert!(
+            menu.find(&|l| l == "Resume all").is_some(),
+            "{:?}",
+            menu.labels()
+        );
+        wait_until(
+            Duration::from_secs(15),
+            "the paused channel's link to close at the cloud",
+            || async {
+                admin_get(&http, &base, &format!("/channels/{CHANNEL}"))
+                    .await
+                    .is_ok_and(|(_, d)| {
+                        d["connected_clients"]
+                            .as_array()
+                            .is_some_and(|c| c.is_empty())
+                    })
+            },
+        )
+        .await?;
+        let held = cloud.post(&json!({"paused": true})).await?;
+        let (_, ready) = admin_get(
+            &http,
+            &base,
+            &format!("/channels/{CHANNEL}/messages?state=ready"),
+        )
+        .await?;
+        assert!(ready["messages"].to_string().contains(&held), "{ready}");
+        assert_eq!(target.requests().len(), 5, "delivered while paused");
+        let resume = menu.find(&|l| l == "Resume all").map(|n| n.id);
+        tray.click(&item, resume.context("Resume all")?).await?;
+        let reqs = target.wait_for_count(6, Duration::from_secs(20)).await?;
+        assert_eq!(reqs[5].body_text(), r#"{"paused":true}"#);
+        tray.wait_menu(&item, "resumed", Duration::from_secs(20), |m| {
+            m.labels()[0].starts_with("Connected · 1/1")
+        })
+        .await?;
+
+        // "Open Webhook Connect" in the light image's tray hands back to the app (same pid),
+        // which opens its window and takes the history back.
+        let menu = tray.menu(&item).await?;
+        let open = menu
+            .find(&|l| l == "Open Webhook Connect")
+            .with_context(|| format!("no Open Webhook Connect in {:?}", menu.labels()))?
+            .id;
+        tray.click(&item, open).await?;
+        back_in_app(2).await?;
+
+        // Closed once more, this time as a window manager closes it (WM_DELETE_WINDOW: the
+        // WebDriver session ended with the first image), back to the light image...
+        let registered = tray.registrations();
+        let closed = x11::close_windows_of(app_pid)?;
+        assert_eq!(closed, 1, "the app's mapped windows");
+        in_light(3).await?;
+        tray.item_of(app_pid, registered, Duration::from_secs(20))
+            .await
+            .context("the light image's tray item, second time")?;
+        let _ = cloud.post(&json!({"light": 2})).await?;
+        let reqs = target.wait_for_count(7, Duration::from_secs(20)).await?;
+        assert_eq!(reqs[6].body_text(), r#"{"light":2}"#);
+
+        // ...and launched again: the app asks the running light image (single instance: it
+        // holds the app's D-Bus name) for the window; the light image hands back to the app,
         // which opens the window and takes the history over once more.
         let second = Command::new(&app)
             .env("HOME", &home)
@@ -460,32 +624,12 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             .stderr(Stdio::null())
             .status()?;
         assert!(second.success(), "second launch: {second}");
-        wait_until(
-            Duration::from_secs(30),
-            "the window to open again",
-            || async {
-                webkit(app_pid)
-                    .iter()
-                    .any(|c| c.starts_with("WebKitWebProces"))
-            },
-        )
-        .await?;
-        assert_eq!(exe_name(), "webhook-connect-app");
-        let args = cmdline();
-        assert!(
-            args.iter().any(|a| a == "--view") && args.iter().any(|a| a == "--carried"),
-            "{args:?}"
-        );
-        wait_until(
-            Duration::from_secs(15),
-            "the history taken back",
-            || async { carried_lines() == 2 },
-        )
-        .await?;
+        back_in_app(4).await?;
         // Forwarding goes on in the app.
         let _ = cloud.post(&json!({"back": true})).await?;
-        let reqs = target.wait_for_count(6, Duration::from_secs(20)).await?;
-        assert_eq!(reqs[5].body_text(), r#"{"back":true}"#);
+        let reqs = target.wait_for_count(8, Duration::from_secs(20)).await?;
+        assert_eq!(reqs[7].body_text(), r#"{"back":true}"#);
+        eprintln!("four hand-overs done: close_window, tray, WM_DELETE_WINDOW, second launch");
         Ok(())
     }
     .await;
