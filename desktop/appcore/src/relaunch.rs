@@ -343,6 +343,7 @@ mod tests {
                 },
                 next_seq: 8,
                 entries: Vec::new(),
+                queue: None,
             }],
         }
     }

@@ -93,7 +93,9 @@ struct Inner {
 }
 
 /// What one process hands to the next when it replaces itself (the desktop app does in light
-/// mode): the pause switch and, per channel, the history and the counters. Live state (links,
+/// mode): the pause switch and, per channel, the history, the counters and the last queue depth
+/// read at the cloud (shown until the next reading, so a tray does not fall back to its own
+/// dead-letter count while paused or reconnecting). Live state (links,
 /// leases, running deliveries, the charts' time series) is not carried: the old process settles
 /// its deliveries before it ends and the new one connects afresh.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -110,6 +112,10 @@ pub struct CarriedChannel {
     pub next_seq: u64,
     /// Oldest first.
     pub entries: Vec<Entry>,
+    /// The last reading of the channel's queue at the cloud, if any (absent in files written
+    /// before it was carried).
+    #[serde(default)]
+    pub queue: Option<crate::api::QueueDepth>,
 }
 
 /// Controls a running engine. Cheap to clone.
@@ -153,20 +159,22 @@ impl EngineHandle {
             None => self.inner.carried.lock().remove(&cfg.key),
         };
         let capacity = self.inner.history_size.load(Ordering::Relaxed);
-        let (history, counters) = match (&previous, carried) {
+        let (history, carried) = match (&previous, carried) {
             (Some(p), _) => (
                 std::mem::replace(&mut *p.history.lock(), History::new(0)),
                 None,
             ),
             (None, Some(c)) => (
                 History::restore(capacity, c.entries, c.next_seq),
-                Some(c.counters),
+                Some((c.counters, c.queue)),
             ),
             (None, None) => (History::new(capacity), None),
         };
         let ctx = Arc::new(ChannelCtx::new(cfg, &self.inner, history)?);
-        if let Some(c) = counters {
-            ctx.live.lock().status.counters = c;
+        if let Some((counters, queue)) = carried {
+            let mut live = ctx.live.lock();
+            live.status.counters = counters;
+            live.status.queue = queue;
         }
         {
             let mut list = self.inner.channels.lock();
@@ -193,11 +201,13 @@ impl EngineHandle {
                 .iter()
                 .map(|c| {
                     let (entries, next_seq) = c.history.lock().take_all();
+                    let live = c.live.lock();
                     CarriedChannel {
                         key: c.cfg.key.clone(),
-                        counters: c.live.lock().status.counters.clone(),
+                        counters: live.status.counters.clone(),
                         next_seq,
                         entries,
+                        queue: live.status.queue.clone(),
                     }
                 })
                 .collect(),

@@ -48,11 +48,18 @@ async fn a_new_engine_takes_over_history_counters_and_pause_carried_out_of_the_o
     })
     .await
     .unwrap();
+    // The queue poller's first reading (every 5 s while connected).
+    wait_until(T, "the queue read at the cloud", || async {
+        status(&old).queue.is_some()
+    })
+    .await
+    .unwrap();
     old.set_paused(true);
     let before = old.events("ch").unwrap();
     let first_id = before.last().unwrap().message_id.clone();
     let first_detail = old.event("ch", &first_id).unwrap();
     old.shutdown(Duration::from_secs(5)).await;
+    let queue = status(&old).queue;
     let carried = old.carry_out();
     assert!(
         old.events("ch").unwrap().is_empty(),
@@ -92,6 +99,9 @@ async fn a_new_engine_takes_over_history_counters_and_pause_carried_out_of_the_o
     );
     assert_eq!(status(&new).counters.delivered, 3);
     assert_eq!(status(&new).counters.received, 3);
+    // Paused, the new engine never reads the queue itself: the carried reading stands.
+    assert!(queue.is_some());
+    assert_eq!(status(&new).queue, queue);
 
     // A carried event replays byte for byte; new events are numbered after the carried ones.
     let r = new
