@@ -576,17 +576,29 @@ impl Core {
 
     pub async fn replay_dead_letter(&self, key: &str, message_id: &str) -> R<()> {
         let (c, ch) = self.admin(key)?;
-        c.replay_dead_letter(&ch, message_id).await.map_err(s)
+        c.replay_dead_letter(&ch, message_id).await.map_err(s)?;
+        self.dead_letters_changed(key);
+        Ok(())
     }
 
     pub async fn delete_dead_letter(&self, key: &str, message_id: &str) -> R<()> {
         let (c, ch) = self.admin(key)?;
-        c.delete_dead_letter(&ch, message_id).await.map_err(s)
+        c.delete_dead_letter(&ch, message_id).await.map_err(s)?;
+        self.dead_letters_changed(key);
+        Ok(())
     }
 
     pub async fn purge_dead_letters(&self, key: &str) -> R<u64> {
         let (c, ch) = self.admin(key)?;
-        c.purge_dead_letters(&ch).await.map_err(s)
+        let n = c.purge_dead_letters(&ch).await.map_err(s)?;
+        self.dead_letters_changed(key);
+        Ok(n)
+    }
+
+    /// The tray's and the overview's dead-letter count follow at once, not at the next reading.
+    fn dead_letters_changed(&self, key: &str) {
+        // A channel that is not running has no reading to refresh.
+        let _ = self.engine.refresh_queue(key);
     }
 
     pub fn settings(&self) -> AppSettings {

@@ -237,6 +237,13 @@ impl EngineHandle {
         }
     }
 
+    /// Reads the channel's queue at the cloud now rather than at the next tick (if connected):
+    /// after its dead letters were replayed, deleted or purged, say.
+    pub fn refresh_queue(&self, key: &str) -> Result<(), EngineError> {
+        self.channel(key)?.queue_wake.notify_one();
+        Ok(())
+    }
+
     /// Connects (`true`) or disconnects (`false`) one channel; history and counters stay.
     pub fn set_channel_enabled(&self, key: &str, enabled: bool) -> Result<(), EngineError> {
         self.channel(key)?.enabled.send_replace(enabled);
@@ -371,6 +378,9 @@ struct ChannelCtx {
     enabled: watch::Sender<bool>,
     paused: watch::Receiver<bool>,
     modules: Option<Arc<Modules>>,
+    /// Wakes the queue poller before its next tick: on connecting, and when the channel's
+    /// dead letters were changed through the admin API ([`EngineHandle::refresh_queue`]).
+    queue_wake: tokio::sync::Notify,
 }
 
 /// The connection a message arrived on, used to settle it.
@@ -723,6 +733,7 @@ impl ChannelCtx {
             enabled,
             paused: inner.paused.subscribe(),
             modules,
+            queue_wake: tokio::sync::Notify::new(),
             cfg,
         })
     }
@@ -1272,12 +1283,14 @@ async fn ordered_worker(
     }
 }
 
-/// Reads the channel's queue at the cloud every few seconds while connected.
+/// Reads the channel's queue at the cloud every few seconds while connected, and at once when
+/// woken (on connecting, or after its dead letters changed).
 async fn queue_poller(ctx: Arc<ChannelCtx>) {
     loop {
         tokio::select! {
             _ = ctx.tokens.intake.cancelled() => return,
             _ = tokio::time::sleep(QUEUE_POLL) => {}
+            _ = ctx.queue_wake.notified() => {}
         }
         let state = ctx.live.lock().status.state;
         if !matches!(state, ChannelState::Connected | ChannelState::Degraded) {
@@ -1570,10 +1583,13 @@ fn reload_token(ctx: &ChannelCtx) -> bool {
 }
 
 fn connected(ctx: &ChannelCtx, link: &Link, version: Option<u32>) {
-    let mut l = ctx.live.lock();
-    l.status.state = ChannelState::Connected;
-    l.status.connection_id = Some(link.connection_id.clone());
-    l.status.server_protocol_version = version.or(link.v2.then_some(2));
+    {
+        let mut l = ctx.live.lock();
+        l.status.state = ChannelState::Connected;
+        l.status.connection_id = Some(link.connection_id.clone());
+        l.status.server_protocol_version = version.or(link.v2.then_some(2));
+    }
+    ctx.queue_wake.notify_one();
 }
 
 fn is_v2(headers: &http::HeaderMap) -> bool {
@@ -1904,9 +1920,12 @@ async fn run_poll(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
             204 => {
                 if !was_connected {
                     was_connected = true;
-                    let mut l = ctx.live.lock();
-                    l.status.state = ChannelState::Connected;
-                    l.status.server_protocol_version = Some(2);
+                    {
+                        let mut l = ctx.live.lock();
+                        l.status.state = ChannelState::Connected;
+                        l.status.server_protocol_version = Some(2);
+                    }
+                    ctx.queue_wake.notify_one();
                 }
                 continue;
             }

@@ -280,6 +280,50 @@ async fn pause_keeps_messages_at_the_cloud_and_resume_delivers_them() {
         .unwrap();
 }
 
+/// The periodic reading comes every 5 s; each of these waits is shorter, so only the wake on
+/// connecting and `refresh_queue` can satisfy it (the poller's timer restarts after a reading).
+const SOONER_THAN_A_TICK: Duration = Duration::from_millis(2500);
+
+#[tokio::test]
+async fn the_queue_is_read_on_connecting_and_again_when_asked() {
+    let cloud = Cloud::start("ch").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    let engine = start_engine(
+        &cloud.base,
+        "ch",
+        TOKEN,
+        "websocket",
+        json!({"url": target.url}),
+    );
+    connected(&engine).await;
+    wait_until(
+        SOONER_THAN_A_TICK,
+        "a reading right after connecting",
+        || async { status(&engine).queue.is_some() },
+    )
+    .await
+    .unwrap();
+    assert_eq!(status(&engine).queue.unwrap().dead_letters, 0);
+    // A 4xx makes a dead letter at the cloud; the reading does not know yet.
+    target.set_status(400);
+    cloud.post("{\"dead\":1}").await.unwrap();
+    wait_until(T, "dead-lettered", || async {
+        status(&engine).counters.dead_lettered == 1
+    })
+    .await
+    .unwrap();
+    engine.refresh_queue("ch").unwrap();
+    wait_until(
+        SOONER_THAN_A_TICK,
+        "the dead letter in a fresh reading",
+        || async { status(&engine).queue.is_some_and(|q| q.dead_letters == 1) },
+    )
+    .await
+    .unwrap();
+    assert!(engine.refresh_queue("no-such-channel").is_err());
+    engine.shutdown(Duration::from_secs(2)).await;
+}
+
 #[tokio::test]
 async fn channels_are_added_replaced_and_removed_at_runtime_and_queue_depth_is_read() {
     let cloud = Cloud::start("ch").await.unwrap();
