@@ -22,11 +22,18 @@ pub fn close_windows_of(pid: u32) -> Result<usize> {
     );
     let mut closed = 0;
     for w in conn.query_tree(root)?.reply()?.children {
-        let owner = conn
+        // A window can go away between the listing and these requests (BadWindow): skip it.
+        let Ok(owner) = conn
             .get_property(false, w, net_wm_pid, AtomEnum::CARDINAL, 0, 1)?
-            .reply()?;
+            .reply()
+        else {
+            continue;
+        };
         if owner.value32().and_then(|mut v| v.next()) != Some(pid)
-            || conn.get_window_attributes(w)?.reply()?.map_state != MapState::VIEWABLE
+            || !conn
+                .get_window_attributes(w)?
+                .reply()
+                .is_ok_and(|a| a.map_state == MapState::VIEWABLE)
         {
             continue;
         }
