@@ -589,6 +589,41 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         })
         .await?;
 
+        // "Start at login" in the light image writes the login entry the app's autostart
+        // plugin writes (the app's binary, --minimized) and saves the setting.
+        let entry = home.join(".config/autostart/Webhook Connect.desktop");
+        anyhow::ensure!(!entry.exists(), "a login entry before it was asked for");
+        let login_checked =
+            |m: &tray::Node| m.find(&|l| l == "Start at login").and_then(|n| n.toggle);
+        let menu = tray.menu(&item).await?;
+        let login = menu
+            .find(&|l| l == "Start at login")
+            .with_context(|| format!("no Start at login in {:?}", menu.labels()))?
+            .id;
+        tray.click(&item, login).await?;
+        tray.wait_menu(
+            &item,
+            "Start at login checked",
+            Duration::from_secs(10),
+            |m| login_checked(m) == Some(true),
+        )
+        .await?;
+        wait_until(Duration::from_secs(10), "the login entry", || async {
+            entry.exists()
+        })
+        .await?;
+        let text = std::fs::read_to_string(&entry)?;
+        let exec = text
+            .lines()
+            .find(|l| l.starts_with("Exec="))
+            .unwrap_or_default();
+        anyhow::ensure!(
+            exec.contains(&*app.canonicalize()?.to_string_lossy()) && exec.contains("--minimized"),
+            "login entry: {text}"
+        );
+        let saved = std::fs::read_to_string(&settings_path)?;
+        anyhow::ensure!(saved.contains("autostart = true"), "{saved}");
+
         // "Open Webhook Connect" in the light image's tray hands back to the app (same pid),
         // which opens its window and takes the history back.
         let menu = tray.menu(&item).await?;
@@ -596,8 +631,39 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             .find(&|l| l == "Open Webhook Connect")
             .with_context(|| format!("no Open Webhook Connect in {:?}", menu.labels()))?
             .id;
+        let registered = tray.registrations();
         tray.click(&item, open).await?;
         back_in_app(2).await?;
+
+        // The app's tray shows the setting the light image saved; unchecking it there removes
+        // the login entry.
+        let item = tray
+            .item_of(app_pid, registered, Duration::from_secs(20))
+            .await
+            .context("the app's tray item after the hand-back")?;
+        let menu = tray
+            .wait_menu(
+                &item,
+                "Start at login checked in the app",
+                Duration::from_secs(10),
+                |m| login_checked(m) == Some(true),
+            )
+            .await?;
+        let login = menu.find(&|l| l == "Start at login").map(|n| n.id);
+        tray.click(&item, login.context("Start at login")?).await?;
+        tray.wait_menu(
+            &item,
+            "Start at login unchecked",
+            Duration::from_secs(10),
+            |m| login_checked(m) == Some(false),
+        )
+        .await?;
+        wait_until(
+            Duration::from_secs(10),
+            "the login entry removed",
+            || async { !entry.exists() },
+        )
+        .await?;
 
         // Closed once more, this time as a window manager closes it (WM_DELETE_WINDOW: the
         // WebDriver session ended with the first image), back to the light image...
