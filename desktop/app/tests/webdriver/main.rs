@@ -406,6 +406,16 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             .await?;
         s.screenshot(&shots.join("07-settings.png")).await?;
 
+        // No connection of the channel left at the cloud.
+        let no_links = || async {
+            admin_get(&http, &base, &format!("/channels/{CHANNEL}"))
+                .await
+                .is_ok_and(|(_, d)| {
+                    d["connected_clients"]
+                        .as_array()
+                        .is_some_and(|c| c.is_empty())
+                })
+        };
         // Light mode: closing the window destroys the webview, and the app hands over (same
         // pid) to the light image, which never loads WebKit, taking the history over.
         let webkit = |pid: u32| {
@@ -560,15 +570,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         wait_until(
             Duration::from_secs(15),
             "the paused channel's link to close at the cloud",
-            || async {
-                admin_get(&http, &base, &format!("/channels/{CHANNEL}"))
-                    .await
-                    .is_ok_and(|(_, d)| {
-                        d["connected_clients"]
-                            .as_array()
-                            .is_some_and(|c| c.is_empty())
-                    })
-            },
+            no_links,
         )
         .await?;
         let held = cloud.post(&json!({"paused": true})).await?;
@@ -587,6 +589,45 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         tray.wait_menu(&item, "resumed", Duration::from_secs(20), |m| {
             m.labels()[0].starts_with("Connected · 1/1")
         })
+        .await?;
+
+        // The channel's submenu: "Replay last event" sends the newest event again, byte for
+        // byte; "Disconnect" closes its link, and "Connect" opens it again.
+        let in_channel = |m: &tray::Node, label: &str| {
+            m.children
+                .iter()
+                .find(|c| c.label.starts_with("alpha") && !c.children.is_empty())
+                .and_then(|c| c.find(&|l| l == label))
+                .map(|n| n.id)
+                .with_context(|| format!("no {label} under alpha in {:?}", m.labels()))
+        };
+        let menu = tray.menu(&item).await?;
+        tray.click(&item, in_channel(&menu, "Replay last event")?)
+            .await?;
+        let reqs = target.wait_for_count(7, Duration::from_secs(20)).await?;
+        assert_eq!(reqs[6].body, reqs[5].body, "the replay is byte for byte");
+        tray.click(&item, in_channel(&menu, "Disconnect")?).await?;
+        let menu = tray
+            .wait_menu(
+                &item,
+                "the channel disconnected",
+                Duration::from_secs(20),
+                |m| m.labels()[0].contains("0/1") && in_channel(m, "Connect").is_ok(),
+            )
+            .await?;
+        wait_until(
+            Duration::from_secs(15),
+            "the disconnected channel's link to close at the cloud",
+            no_links,
+        )
+        .await?;
+        tray.click(&item, in_channel(&menu, "Connect")?).await?;
+        tray.wait_menu(
+            &item,
+            "the channel connected again",
+            Duration::from_secs(20),
+            |m| m.labels()[0].starts_with("Connected · 1/1"),
+        )
         .await?;
 
         // "Start at login" in the light image writes the login entry the app's autostart
@@ -675,12 +716,13 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             .await
             .context("the light image's tray item, second time")?;
         let _ = cloud.post(&json!({"light": 2})).await?;
-        let reqs = target.wait_for_count(7, Duration::from_secs(20)).await?;
-        assert_eq!(reqs[6].body_text(), r#"{"light":2}"#);
+        let reqs = target.wait_for_count(8, Duration::from_secs(20)).await?;
+        assert_eq!(reqs[7].body_text(), r#"{"light":2}"#);
 
         // ...and launched again: the app asks the running light image (single instance: it
         // holds the app's D-Bus name) for the window; the light image hands back to the app,
         // which opens the window and takes the history over once more.
+        let registered = tray.registrations();
         let second = Command::new(&app)
             .env("HOME", &home)
             .env("XDG_CONFIG_HOME", &config_home)
@@ -693,9 +735,38 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         back_in_app(4).await?;
         // Forwarding goes on in the app.
         let _ = cloud.post(&json!({"back": true})).await?;
-        let reqs = target.wait_for_count(8, Duration::from_secs(20)).await?;
-        assert_eq!(reqs[7].body_text(), r#"{"back":true}"#);
+        let reqs = target.wait_for_count(9, Duration::from_secs(20)).await?;
+        assert_eq!(reqs[8].body_text(), r#"{"back":true}"#);
         eprintln!("four hand-overs done: close_window, tray, WM_DELETE_WINDOW, second launch");
+
+        // "Quit" in the tray ends the app: the process exits and the cloud sees the link close.
+        let item = tray
+            .item_of(app_pid, registered, Duration::from_secs(20))
+            .await
+            .context("the app's tray item after the second launch")?;
+        let menu = tray.menu(&item).await?;
+        let quit = menu
+            .find(&|l| l == "Quit")
+            .with_context(|| format!("no Quit in {:?}", menu.labels()))?
+            .id;
+        tray.click(&item, quit).await?;
+        // Until its parent reaps it, an ended process is a zombie.
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{app_pid}/stat"))
+                .ok()
+                .and_then(|st| st.rsplit(')').next().map(|r| r.trim_start().to_owned()))
+                .is_some_and(|r| !r.starts_with('Z'))
+        };
+        wait_until(Duration::from_secs(20), "the app to quit", || async {
+            !running()
+        })
+        .await?;
+        wait_until(
+            Duration::from_secs(15),
+            "the link to close at the cloud",
+            no_links,
+        )
+        .await?;
         Ok(())
     }
     .await;
