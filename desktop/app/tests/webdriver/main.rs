@@ -629,6 +629,23 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             |m| m.labels()[0].starts_with("Connected · 1/1"),
         )
         .await?;
+        // "Copy webhook URL" puts the channel's public URL on the clipboard, for a paste.
+        let menu = tray.menu(&item).await?;
+        tray.click(&item, in_channel(&menu, "Copy webhook URL")?)
+            .await?;
+        let url = format!("{base}/webhook/{CHANNEL}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let pasted = loop {
+            let got = tokio::task::spawn_blocking(x11::clipboard_text).await??;
+            if got.as_deref() == Some(url.as_str()) || tokio::time::Instant::now() > deadline {
+                break got;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        anyhow::ensure!(
+            pasted.as_deref() == Some(url.as_str()),
+            "clipboard: {pasted:?}, not {url}"
+        );
 
         // "Start at login" in the light image writes the login entry the app's autostart
         // plugin writes (the app's binary, --minimized) and saves the setting.
