@@ -16,6 +16,7 @@ use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime, State, WebviewUrl, WindowEvent};
 use tauri_plugin_autostart::ManagerExt as _;
 use tauri_plugin_clipboard_manager::ClipboardExt as _;
+#[cfg(not(all(unix, not(target_os = "macos"))))]
 use tauri_plugin_notification::NotificationExt as _;
 
 use crate::core::{AppSettings, AppSnapshot, ChannelInput, ChannelSettings, Core};
@@ -439,6 +440,16 @@ fn tick<R: Runtime>(app: &AppHandle<R>, now: Instant, force_menu: bool) {
     }
 }
 
+/// On Linux and the BSDs through the same sender as the light image (the plugin names its
+/// notifications after the binary, `webhook-connect-app`, not "Webhook Connect").
+#[cfg(all(unix, not(target_os = "macos")))]
+fn notify<R: Runtime>(_app: &AppHandle<R>, title: &str, body: &str) {
+    let (title, body) = (title.to_owned(), body.to_owned());
+    // A blocking D-Bus call: off the event loop.
+    tauri::async_runtime::spawn_blocking(move || connect_appcore::notify::show(&title, &body));
+}
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
 fn notify<R: Runtime>(app: &AppHandle<R>, title: &str, body: &str) {
     let mut b = app.notification().builder().title(title);
     if !body.is_empty() {

@@ -8,6 +8,24 @@ use connect_engine::api::{ChannelState, ChannelStatus};
 
 use crate::settings::NotificationLevel;
 
+/// The name notifications carry (servers group and label them by it).
+pub const APP_NAME: &str = crate::relaunch::PRODUCT_NAME;
+
+/// Shows one notification through the desktop's notification server (D-Bus
+/// `org.freedesktop.Notifications`). Blocking: call it off the UI thread and the runtime's
+/// workers. Both images send theirs here, so they look the same.
+#[cfg(all(unix, not(target_os = "macos")))]
+pub fn show(title: &str, body: &str) {
+    let mut n = notify_rust::Notification::new();
+    n.appname(APP_NAME).summary(title).auto_icon();
+    if !body.is_empty() {
+        n.body(body);
+    }
+    if let Err(e) = n.show() {
+        tracing::debug!(error = %e, "notification not shown");
+    }
+}
+
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NoticeKind {
@@ -106,6 +124,8 @@ pub struct Notifier {
     pub disconnect_threshold: Duration,
     limiter: RateLimiter,
     channels: BTreeMap<String, ChannelMemory>,
+    /// Whether a snapshot was seen: the first one is a baseline for target failures.
+    observed: bool,
 }
 
 impl Notifier {
@@ -115,6 +135,7 @@ impl Notifier {
             disconnect_threshold,
             limiter: RateLimiter::default(),
             channels: BTreeMap::new(),
+            observed: false,
         }
     }
 
@@ -124,7 +145,9 @@ impl Notifier {
     }
 
     /// Feeds one snapshot. `failing_targets` lists (channel key, target URL) pairs that failed
-    /// in the events seen so far; each pair is announced once.
+    /// in the events seen so far; each pair is announced once. Those already failing in the
+    /// first snapshot are a baseline, not news: that history was carried over from the previous
+    /// image (light mode), which announced them (a fresh start has no history yet).
     pub fn observe(
         &mut self,
         now: Instant,
@@ -205,11 +228,12 @@ impl Notifier {
             m.queue_dead_letters = queue_dl.or(m.queue_dead_letters);
             m.dead_lettered = Some(c.counters.dead_lettered);
         }
+        let baseline = !std::mem::replace(&mut self.observed, true);
         for (key, url) in failing_targets {
             let Some(m) = self.channels.get_mut(key) else {
                 continue;
             };
-            if m.failed_targets.insert(url.clone()) {
+            if m.failed_targets.insert(url.clone()) && !baseline {
                 let name = channels
                     .iter()
                     .find(|c| &c.key == key)
@@ -312,6 +336,27 @@ mod tests {
         let paused = [ch("a", ChannelState::Connecting)];
         n.observe(t0, true, &paused, &[]);
         assert!(n.observe(t0 + 10 * S, true, &paused, &[]).is_empty());
+    }
+
+    #[test]
+    fn target_failures_in_the_first_snapshot_are_a_baseline() {
+        let t0 = Instant::now();
+        let mut n = Notifier::new(NotificationLevel::Errors, 600 * S)
+            .with_limiter(RateLimiter::new(S, 100, S));
+        let a = [ch("a", ChannelState::Connected)];
+        let old = ("a".to_owned(), "http://localhost:1/old".to_owned());
+        let new = ("a".to_owned(), "http://localhost:1/new".to_owned());
+        assert!(
+            n.observe(t0, false, &a, std::slice::from_ref(&old))
+                .is_empty()
+        );
+        assert!(
+            n.observe(t0 + S, false, &a, std::slice::from_ref(&old))
+                .is_empty()
+        );
+        let got = n.observe(t0 + 2 * S, false, &a, &[old, new]);
+        assert_eq!(kinds(&got), vec![NoticeKind::TargetFailed]);
+        assert!(got[0].body.contains("/new"), "{got:?}");
     }
 
     #[test]

@@ -292,16 +292,7 @@ fn notify(title: &str, body: &str) {
     };
     let (title, body) = (title.to_owned(), body.to_owned());
     // A notification is a blocking D-Bus call.
-    rt.spawn_blocking(move || {
-        let mut n = notify_rust::Notification::new();
-        n.appname(PRODUCT_NAME).summary(&title).auto_icon();
-        if !body.is_empty() {
-            n.body(&body);
-        }
-        if let Err(e) = n.show() {
-            tracing::debug!(error = %e, "notification not shown");
-        }
-    });
+    rt.spawn_blocking(move || connect_appcore::notify::show(&title, &body));
 }
 
 /// The login entry the app's autostart plugin writes: same name, the app's binary, `--minimized`.

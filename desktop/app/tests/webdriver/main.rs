@@ -7,6 +7,7 @@
 #[path = "../it/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+mod notifications;
 mod tray;
 mod webdriver;
 mod x11;
@@ -119,14 +120,11 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
     let target = RecordingTarget::start().await?;
     let http = reqwest::Client::new();
 
-    // Start with the window open and no notifications (no notification daemon here).
+    // Start with the window open; notifications at their default level (errors).
     let settings_dir = config_home.join("dev.webhookconnect.desktop");
     std::fs::create_dir_all(&settings_dir)?;
     let settings_path = settings_dir.join("settings.toml");
-    std::fs::write(
-        &settings_path,
-        "[app]\nstart_minimized = false\nnotifications = \"none\"\n",
-    )?;
+    std::fs::write(&settings_path, "[app]\nstart_minimized = false\n")?;
 
     let app = match std::env::var_os("WEBHOOK_CONNECT_APP_BIN") {
         Some(p) => PathBuf::from(p),
@@ -135,6 +133,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
     let log_path = tmp.path().join("app.log");
     // The desktop shell's side of the tray, up before the app so that it registers at once.
     let tray = tray::Tray::start().await?;
+    let notifications = notifications::Notifications::start().await?;
     let port = free_port();
     let native = free_port();
     let driver = Killed(
@@ -365,6 +364,14 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         target.set_status(404);
         let dead = cloud.post(&json!({"will": "fail"})).await?;
         target.wait_for_count(3, Duration::from_secs(20)).await?;
+        // The desktop is told once: the target's first failure (Tauri's notification plugin).
+        let shown = notifications
+            .wait_for(app_pid, "alpha: target failing", 0, Duration::from_secs(15))
+            .await?;
+        anyhow::ensure!(
+            shown.body.contains(&format!("{}/hook", target.url)),
+            "{shown:?}"
+        );
         s.click(By::testid("nav-overview")).await?;
         s.wait_for(
             By::testid(&format!("dead-letters-{key}")),
@@ -602,10 +609,19 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
                 .with_context(|| format!("no {label} under alpha in {:?}", m.labels()))
         };
         let menu = tray.menu(&item).await?;
+        let before = notifications.count();
         tray.click(&item, in_channel(&menu, "Replay last event")?)
             .await?;
         let reqs = target.wait_for_count(7, Duration::from_secs(20)).await?;
         assert_eq!(reqs[6].body, reqs[5].body, "the replay is byte for byte");
+        // Its outcome is a notification from the light image (notify-rust).
+        let shown = notifications
+            .wait_for(app_pid, "Replayed", before, Duration::from_secs(10))
+            .await?;
+        anyhow::ensure!(
+            shown.app_name == "Webhook Connect" && shown.body.ends_with(" → 200"),
+            "{shown:?}"
+        );
         tray.click(&item, in_channel(&menu, "Disconnect")?).await?;
         let menu = tray
             .wait_menu(
@@ -755,6 +771,23 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         let reqs = target.wait_for_count(9, Duration::from_secs(20)).await?;
         assert_eq!(reqs[8].body_text(), r#"{"back":true}"#);
         eprintln!("four hand-overs done: close_window, tray, WM_DELETE_WINDOW, second launch");
+        // Both images name their notifications alike, and a failure told once is not told again
+        // by the next image (the carried history is a baseline).
+        let all = notifications.all();
+        for n in &all {
+            eprintln!("notification: {n:?}");
+        }
+        anyhow::ensure!(
+            all.iter().all(|n| n.app_name == "Webhook Connect"),
+            "{all:?}"
+        );
+        anyhow::ensure!(
+            all.iter()
+                .filter(|n| n.summary == "alpha: target failing")
+                .count()
+                == 1,
+            "the target's failure told again after a hand-over: {all:?}"
+        );
 
         // "Quit" in the tray ends the app: the process exits and the cloud sees the link close.
         let item = tray
