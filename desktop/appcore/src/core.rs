@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use connect_engine::admin::AdminClient;
 use connect_engine::api::{
-    ChannelState, ChannelStatus, Counters, EventDetail, EventSummary, Latency, ReplayRequest,
-    TargetSettings,
+    ChannelState, ChannelStatus, EventDetail, EventSummary, ReplayRequest, TargetSettings,
 };
 use connect_engine::config::{ChannelConfig, ConnectorConfig, Protocol};
 use connect_engine::{Carried, Engine, EngineHandle};
@@ -264,19 +263,8 @@ impl Core {
             .iter()
             .map(|e| {
                 live.remove(&e.key).unwrap_or_else(|| ChannelStatus {
-                    key: e.key.clone(),
-                    channel: e.channel.clone(),
-                    state: ChannelState::Disconnected,
-                    transport: None,
-                    connection_id: None,
                     last_error: Some("No token in the OS keyring: edit the channel.".into()),
-                    connection_attempts: 0,
-                    counters: Counters::default(),
-                    in_flight: 0,
-                    latency: Latency::default(),
-                    series: Vec::new(),
-                    queue: None,
-                    last_event_at: None,
+                    ..ChannelStatus::idle(&e.key, &e.channel, ChannelState::Disconnected)
                 })
             })
             .collect();

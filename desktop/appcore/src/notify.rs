@@ -264,24 +264,10 @@ fn plural(n: u64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use connect_engine::api::{Counters, Latency, QueueDepth};
+    use connect_engine::api::QueueDepth;
 
     fn ch(key: &str, state: ChannelState) -> ChannelStatus {
-        ChannelStatus {
-            key: key.into(),
-            channel: format!("chan-{key}"),
-            state,
-            transport: None,
-            connection_id: None,
-            last_error: None,
-            connection_attempts: 0,
-            counters: Counters::default(),
-            in_flight: 0,
-            latency: Latency::default(),
-            series: Vec::new(),
-            queue: None,
-            last_event_at: None,
-        }
+        ChannelStatus::idle(key, &format!("chan-{key}"), state)
     }
 
     fn kinds(v: &[Notice]) -> Vec<NoticeKind> {

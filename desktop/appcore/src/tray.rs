@@ -175,24 +175,10 @@ pub fn tooltip(state: TrayState, t: &Totals) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use connect_engine::api::{Counters, Latency, QueueDepth};
+    use connect_engine::api::QueueDepth;
 
     fn ch(key: &str, state: ChannelState) -> ChannelStatus {
-        ChannelStatus {
-            key: key.into(),
-            channel: key.into(),
-            state,
-            transport: None,
-            connection_id: None,
-            last_error: None,
-            connection_attempts: 0,
-            counters: Counters::default(),
-            in_flight: 0,
-            latency: Latency::default(),
-            series: Vec::new(),
-            queue: None,
-            last_event_at: None,
-        }
+        ChannelStatus::idle(key, key, state)
     }
 
     use ChannelState as S;

@@ -112,6 +112,27 @@ pub struct ChannelStatus {
     pub last_event_at: Option<String>,
 }
 
+impl ChannelStatus {
+    /// A channel in `state` with nothing recorded yet: no link, no counters, no reading.
+    pub fn idle(key: &str, channel: &str, state: ChannelState) -> Self {
+        Self {
+            key: key.into(),
+            channel: channel.into(),
+            state,
+            transport: None,
+            connection_id: None,
+            last_error: None,
+            connection_attempts: 0,
+            counters: Counters::default(),
+            in_flight: 0,
+            latency: Latency::default(),
+            series: Vec::new(),
+            queue: None,
+            last_event_at: None,
+        }
+    }
+}
+
 /// One line of the inspector.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS)]
 pub struct EventSummary {

@@ -4,6 +4,7 @@
 //! which provides the display and the D-Bus session; ignored in plain `cargo test`.
 
 // The `it` tests' cloud; the rest of that harness (the core's world) is not used here.
+mod bus;
 #[path = "../it/harness.rs"]
 #[allow(dead_code)]
 mod harness;
@@ -558,10 +559,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
                 |m| m.labels()[0].starts_with("Connected · 1/1"),
             )
             .await?;
-        let pause = menu
-            .find(&|l| l == "Pause all")
-            .with_context(|| format!("no Pause all in {:?}", menu.labels()))?
-            .id;
+        let pause = menu.id_of("Pause all")?;
         tray.click(&item, pause).await?;
         let menu = tray
             .wait_menu(&item, "paused", Duration::from_secs(20), |m| {
@@ -589,8 +587,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         .await?;
         assert!(ready["messages"].to_string().contains(&held), "{ready}");
         assert_eq!(target.requests().len(), 5, "delivered while paused");
-        let resume = menu.find(&|l| l == "Resume all").map(|n| n.id);
-        tray.click(&item, resume.context("Resume all")?).await?;
+        tray.click(&item, menu.id_of("Resume all")?).await?;
         let reqs = target.wait_for_count(6, Duration::from_secs(20)).await?;
         assert_eq!(reqs[5].body_text(), r#"{"paused":true}"#);
         tray.wait_menu(&item, "resumed", Duration::from_secs(20), |m| {
@@ -670,10 +667,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         let login_checked =
             |m: &tray::Node| m.find(&|l| l == "Start at login").and_then(|n| n.toggle);
         let menu = tray.menu(&item).await?;
-        let login = menu
-            .find(&|l| l == "Start at login")
-            .with_context(|| format!("no Start at login in {:?}", menu.labels()))?
-            .id;
+        let login = menu.id_of("Start at login")?;
         tray.click(&item, login).await?;
         tray.wait_menu(
             &item,
@@ -701,10 +695,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         // "Open Webhook Connect" in the light image's tray hands back to the app (same pid),
         // which opens its window and takes the history back.
         let menu = tray.menu(&item).await?;
-        let open = menu
-            .find(&|l| l == "Open Webhook Connect")
-            .with_context(|| format!("no Open Webhook Connect in {:?}", menu.labels()))?
-            .id;
+        let open = menu.id_of("Open Webhook Connect")?;
         let registered = tray.registrations();
         tray.click(&item, open).await?;
         back_in_app(2).await?;
@@ -723,8 +714,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
                 |m| login_checked(m) == Some(true),
             )
             .await?;
-        let login = menu.find(&|l| l == "Start at login").map(|n| n.id);
-        tray.click(&item, login.context("Start at login")?).await?;
+        tray.click(&item, menu.id_of("Start at login")?).await?;
         tray.wait_menu(
             &item,
             "Start at login unchecked",
@@ -795,10 +785,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
             .await
             .context("the app's tray item after the second launch")?;
         let menu = tray.menu(&item).await?;
-        let quit = menu
-            .find(&|l| l == "Quit")
-            .with_context(|| format!("no Quit in {:?}", menu.labels()))?
-            .id;
+        let quit = menu.id_of("Quit")?;
         tray.click(&item, quit).await?;
         // Until its parent reaps it, an ended process is a zombie.
         let running = || {

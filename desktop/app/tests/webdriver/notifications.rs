@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use parking_lot::Mutex;
 use zbus::Connection;
 use zbus::zvariant::OwnedValue;
@@ -42,7 +42,7 @@ impl Server {
         #[zbus(connection)] conn: &Connection,
     ) -> u32 {
         let pid = match header.sender() {
-            Some(sender) => pid_of(conn, sender.as_str()).await,
+            Some(sender) => crate::bus::pid_of(conn, sender.as_str()).await,
             None => None,
         };
         let mut shown = self.shown.lock();
@@ -71,20 +71,6 @@ impl Server {
     }
 }
 
-async fn pid_of(conn: &Connection, name: &str) -> Option<u32> {
-    let reply = conn
-        .call_method(
-            Some("org.freedesktop.DBus"),
-            "/org/freedesktop/DBus",
-            Some("org.freedesktop.DBus"),
-            "GetConnectionUnixProcessID",
-            &(name,),
-        )
-        .await
-        .ok()?;
-    reply.body().deserialize::<u32>().ok()
-}
-
 pub struct Notifications {
     // Owns the name for as long as the test holds this.
     _conn: Connection,
@@ -95,17 +81,14 @@ impl Notifications {
     /// Owns the notification server's name on the session bus.
     pub async fn start() -> Result<Self> {
         let shown = Arc::new(Mutex::new(Vec::new()));
-        let conn = zbus::connection::Builder::session()?
-            .name("org.freedesktop.Notifications")?
-            .serve_at(
-                "/org/freedesktop/Notifications",
-                Server {
-                    shown: shown.clone(),
-                },
-            )?
-            .build()
-            .await
-            .context("owning org.freedesktop.Notifications on the session bus")?;
+        let conn = crate::bus::serve(
+            "org.freedesktop.Notifications",
+            "/org/freedesktop/Notifications",
+            Server {
+                shown: shown.clone(),
+            },
+        )
+        .await?;
         Ok(Self { _conn: conn, shown })
     }
 

@@ -96,6 +96,13 @@ impl Node {
         self.children.iter().find_map(|c| c.find(pred))
     }
 
+    /// The id of the first entry labelled `label`, depth first.
+    pub fn id_of(&self, label: &str) -> Result<i32> {
+        self.find(&|l| l == label)
+            .map(|n| n.id)
+            .with_context(|| format!("no {label} in {:?}", self.labels()))
+    }
+
     /// Every label, submenus as `name > a | b`, for assertions and failure messages.
     pub fn labels(&self) -> Vec<String> {
         self.children
@@ -125,33 +132,15 @@ impl Tray {
     /// Owns the watcher's name on the session bus (`DBUS_SESSION_BUS_ADDRESS`).
     pub async fn start() -> Result<Self> {
         let items = Arc::new(Mutex::new(Vec::new()));
-        let conn = zbus::connection::Builder::session()?
-            .name(WATCHER_NAME)?
-            .serve_at(
-                WATCHER_PATH,
-                Watcher {
-                    items: items.clone(),
-                },
-            )?
-            .build()
-            .await
-            .context("owning org.kde.StatusNotifierWatcher on the session bus")?;
+        let conn = crate::bus::serve(
+            WATCHER_NAME,
+            WATCHER_PATH,
+            Watcher {
+                items: items.clone(),
+            },
+        )
+        .await?;
         Ok(Self { conn, items })
-    }
-
-    async fn pid_of(&self, name: &str) -> Option<u32> {
-        let reply = self
-            .conn
-            .call_method(
-                Some("org.freedesktop.DBus"),
-                "/org/freedesktop/DBus",
-                Some("org.freedesktop.DBus"),
-                "GetConnectionUnixProcessID",
-                &(name,),
-            )
-            .await
-            .ok()?;
-        reply.body().deserialize::<u32>().ok()
     }
 
     /// How many registrations the watcher has had so far.
@@ -173,7 +162,7 @@ impl Tray {
                 .cloned()
                 .collect();
             for item in items {
-                if self.pid_of(&item.sender).await == Some(pid) {
+                if crate::bus::pid_of(&self.conn, &item.sender).await == Some(pid) {
                     return Ok(item);
                 }
             }
