@@ -3,7 +3,8 @@
 //! Layout:
 //! - this file: the [`Buffer`] trait, its input/output types and [`BufferError`].
 //! - [`clock`]: the injected [`Clock`] (tests drive time by hand).
-//! - [`embedded`]: the default single-node backend (in-memory index + on-disk store, group commit).
+//! - [`embedded`]: the default single-node backend (in-memory index, messages in an on-disk
+//!   log with group commit, channels in redb).
 //! - [`redis`]: the shared backend (Redis Streams + Lua scripts) for several replicas.
 //! - `suite` (feature `test-suite` or tests): the behavioural suite every backend must pass.
 //!
@@ -32,6 +33,11 @@ pub use clock::{Clock, ManualClock, SystemClock};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChannelSettings {
     pub max_queue_size: u64,
+    /// Bytes the channel's unsettled messages may take in the store (the message cap's
+    /// twin, so a queue's disk use is bounded too). Records written before it existed load
+    /// with the default.
+    #[serde(default = "default_max_queue_bytes")]
+    pub max_queue_bytes: u64,
     pub max_connections: u64,
     pub max_in_flight: u64,
     pub ack_timeout_seconds: u64,
@@ -43,10 +49,18 @@ pub struct ChannelSettings {
     pub ttl_seconds: u64,
 }
 
+/// 1 GiB.
+pub const DEFAULT_MAX_QUEUE_BYTES: u64 = 1024 * 1024 * 1024;
+
+fn default_max_queue_bytes() -> u64 {
+    DEFAULT_MAX_QUEUE_BYTES
+}
+
 impl Default for ChannelSettings {
     fn default() -> Self {
         Self {
             max_queue_size: 10_000,
+            max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
             max_connections: 10,
             max_in_flight: 100,
             ack_timeout_seconds: 30,
@@ -212,6 +226,8 @@ pub struct Counters {
     pub exhausted: u64,
     pub replayed: u64,
     pub discarded: u64,
+    /// Dead letters dropped, oldest first, because the channel held its maximum.
+    pub dead_letters_dropped: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -98,6 +98,7 @@ const TOKEN: &str = "cfg-token-digest";
 pub fn settings() -> ChannelSettings {
     ChannelSettings {
         max_queue_size: 100,
+        max_queue_bytes: crate::DEFAULT_MAX_QUEUE_BYTES,
         max_connections: 10,
         max_in_flight: 100,
         ack_timeout_seconds: 30,

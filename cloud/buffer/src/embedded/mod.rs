@@ -1,50 +1,82 @@
 //! The embedded backend (PROTOCOL §10.2): one node, one process, one data directory.
 //!
-//! Why this shape:
-//! - All runtime state lives in memory, one `channel::Chan` per channel behind its own
-//!   mutex, so every operation is atomic per channel and reads never touch the disk.
-//! - The on-disk store (`store`, redb) is the durable record. It is loaded completely at
-//!   open; leases are not persisted, so formerly leased messages come back ready, in
-//!   sequence order, with their persisted `delivery_count`.
-//! - One writer thread applies changes in submission order with group commit. Changes are
-//!   submitted while the channel lock is held, so disk order equals memory order; an
-//!   enqueued message becomes visible (ready) only from the writer's post-commit callback,
-//!   which therefore also runs in sequence order.
+//! Why this shape (docs/ARCHITECTURE.md has the measurements behind it):
+//! - Memory holds an index, not the messages: one `channel::Chan` per channel behind its own
+//!   mutex keeps, per message, where its record is, its times, attempts and place — about a
+//!   hundred bytes whatever the body size. Every operation is atomic per channel.
+//! - Messages live in an append-only log of segment files (`log`, format in `codec`):
+//!   headers and raw body bytes are written once, read when leased, peeked or shown as a
+//!   dead letter, and a segment is deleted once nothing in it is live. Channels, tokens and
+//!   counters live in a small redb file (`meta`).
+//! - One writer thread (`writer`) appends in submission order with group commit (one
+//!   `pwrite` + one `fdatasync` per batch). Changes are submitted while the channel lock is
+//!   held, so disk order equals memory order; an enqueued message becomes visible (ready)
+//!   only from the writer's post-commit callback, which therefore also runs in sequence
+//!   order.
+//! - Start-up reads redb and the heads of the log's records, never a body.
 //! - An exclusive lock file keeps a second process off the directory.
 //!
-//! Lock order: the channel map, then one channel. The writer thread takes channel locks
-//! only in callbacks and never the map, and nothing blocks while holding a channel lock.
+//! Lock order: the channel map, then one channel, then the segment table. The writer thread
+//! takes channel locks only in callbacks and never the map, and nothing blocks on the writer
+//! while holding a channel lock.
 
 mod channel;
-mod store;
+mod codec;
+mod ids;
+mod log;
+mod meta;
+mod migrate;
+mod writer;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use connect_protocol::admin::ChannelState;
-use connect_protocol::message::StoredMessage;
+use connect_protocol::message::{Attempts, StoredMessage};
+use connect_protocol::time::Timestamp;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, oneshot};
 
-use self::channel::Chan;
-use self::store::{Job, Shared, Writer};
-use crate::{
-    AckOutcome, Buffer, BufferError, BufferHealth, BufferStats, BulkReplay, ChannelRecord,
-    ChannelRegistration, Clock, Leased, MessageRecord, NackOutcome, PeekFilter, Registered,
-    ReplayOutcome, Result, SweepReport, TokenState,
-};
+use self::channel::{Chan, ChanRef, Env, ErrorText, ScanMessage, View};
+use self::log::{Loc, Segments};
+use self::writer::{Job, OnCommit, Shared, Writer};
+use crate::{BufferError, Clock, MessageRecord, Result};
 
-/// Serialized size above which a message is refused with [`BufferError::TooLarge`].
+pub use self::log::LogStats;
+
+/// Encoded size above which a message is refused with [`BufferError::TooLarge`].
 pub const MAX_STORED_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 const LOCK_FILE: &str = "LOCK";
 const DB_FILE: &str = "buffer.redb";
+const LOG_DIR: &str = "log";
+/// A head segment with less than this share of live bytes is copied forward and deleted.
+const COMPACT_BELOW: f64 = 0.5;
+/// A compaction that did not free its segment is asked for again after this long.
+const COMPACT_RETRY: Duration = Duration::from_secs(30);
 
-type ChanRef = Arc<Mutex<Chan>>;
+/// Tunables of the embedded backend.
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// A new log segment is started once the active one reaches this size.
+    pub segment_bytes: u64,
+    /// Dead letters kept per channel; the oldest beyond this are dropped and counted
+    /// (`Counters::dead_letters_dropped`).
+    pub max_dead_letters: u64,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 * 1024 * 1024,
+            max_dead_letters: 10_000,
+        }
+    }
+}
 
 pub struct EmbeddedBuffer {
     channels: RwLock<HashMap<String, ChanRef>>,
@@ -52,11 +84,14 @@ pub struct EmbeddedBuffer {
     connections: Mutex<HashMap<String, HashSet<String>>>,
     clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
+    env: Env,
     /// `None` once closed.
     writer: RwLock<Option<Writer>>,
     closed: AtomicBool,
     /// Held (and locked) until the backend is closed or dropped.
     lock: Mutex<Option<File>>,
+    /// The head segment last asked to be compacted, and when.
+    compacting: Mutex<Option<(u32, Instant)>>,
 }
 
 impl std::fmt::Debug for EmbeddedBuffer {
@@ -66,10 +101,15 @@ impl std::fmt::Debug for EmbeddedBuffer {
 }
 
 impl EmbeddedBuffer {
+    /// Opens (creating if needed) the store in `dir` with the default options.
+    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::open_with(dir, clock, EmbeddedOptions::default())
+    }
+
     /// Opens (creating if needed) the store in `dir`. Fails with [`BufferError::Locked`] when
     /// another open backend holds the directory, and with [`BufferError::Unavailable`] on
-    /// I/O errors or a store written by a newer version.
-    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+    /// I/O errors or a store written by a newer version. A format-1 store is upgraded.
+    pub fn open_with(dir: &Path, clock: Arc<dyn Clock>, options: EmbeddedOptions) -> Result<Self> {
         let io = |what: &str, e: std::io::Error| {
             BufferError::Unavailable(format!("{what} {}: {e}", dir.display()))
         };
@@ -82,33 +122,76 @@ impl EmbeddedBuffer {
             .map_err(|e| io("opening the lock file in", e))?;
         lock_exclusive(&lock, dir)?;
 
-        let (db, loaded) = store::open(&dir.join(DB_FILE))?;
-        let this = Self {
-            channels: RwLock::new(HashMap::new()),
-            notifiers: Mutex::new(HashMap::new()),
+        let log_dir = dir.join(LOG_DIR);
+        let (db, loaded, next_id) = meta::open(&dir.join(DB_FILE), &log_dir)?;
+        let segments = Segments::new(&log_dir);
+        let env = Env {
+            segments: segments.clone(),
+            max_dead_letters: options.max_dead_letters,
+        };
+        let notifiers: Mutex<HashMap<String, Arc<Notify>>> = Mutex::new(HashMap::new());
+        let notifier = |name: &str| -> Arc<Notify> {
+            notifiers.lock().entry(name.to_owned()).or_default().clone()
+        };
+        let mut by_id: HashMap<u64, Chan> = loaded
+            .into_iter()
+            .map(|l| {
+                let notify = notifier(&l.name);
+                (l.disk.id, Chan::load(l, notify, &env))
+            })
+            .collect();
+        let started = Instant::now();
+        let mut records = 0u64;
+        log::open(&segments, |r| {
+            records += 1;
+            scan_record(&mut by_id, r);
+        })
+        .map_err(|e| io("reading the message log in", e))?;
+        let mut map = HashMap::new();
+        for (_, mut c) in by_id {
+            c.finish_scan();
+            map.insert(c.record.name.clone(), Arc::new(Mutex::new(c)));
+        }
+        let stats = segments.stats();
+        tracing::info!(
+            channels = map.len(),
+            records,
+            messages = stats.live_messages,
+            log_bytes = stats.bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "buffer store opened"
+        );
+        let shared = Arc::new(Shared {
+            failure: Mutex::new(None),
+            fail_commits: AtomicBool::new(false),
+            next_channel_id: AtomicU64::new(next_id),
+            segments,
+            segment_bytes: options.segment_bytes.max(1),
+        });
+        let writer = Writer::spawn(db, dir.join(DB_FILE), shared.clone())?;
+        Ok(Self {
+            channels: RwLock::new(map),
+            notifiers,
             connections: Mutex::new(HashMap::new()),
             clock,
-            shared: Arc::new(Shared::default()),
-            writer: RwLock::new(None),
+            shared,
+            env,
+            writer: RwLock::new(Some(writer)),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
-        };
-        {
-            let mut map = this.channels.write();
-            for l in loaded {
-                let notify = this.notifier(&l.name);
-                let name = l.name.clone();
-                map.insert(name, Arc::new(Mutex::new(Chan::load(l, notify))));
-            }
-        }
-        *this.writer.write() = Some(Writer::spawn(db, this.shared.clone())?);
-        Ok(this)
+            compacting: Mutex::new(None),
+        })
     }
 
-    /// Fault injection for tests: while on, every commit fails as an I/O error would.
+    /// Fault injection for tests: while on, every write fails as an I/O error would.
     #[cfg(any(test, feature = "test-suite"))]
     pub fn fail_commits(&self, on: bool) {
         self.shared.fail_commits.store(on, Ordering::SeqCst);
+    }
+
+    /// The message log's segments, bytes and live messages.
+    pub fn log_stats(&self) -> LogStats {
+        self.shared.segments.stats()
     }
 
     fn ensure_open(&self) -> Result<()> {
@@ -136,8 +219,8 @@ impl EmbeddedBuffer {
         }
     }
 
-    /// Runs `f` on the channel under its lock and ships the writes it queued. With
-    /// `durable`, waits until they are committed.
+    /// Runs `f` on the channel under its lock and ships the records it queued. With
+    /// `durable`, waits until they are written.
     async fn with_chan<T>(
         &self,
         name: &str,
@@ -145,12 +228,7 @@ impl EmbeddedBuffer {
         f: impl FnOnce(&mut Chan) -> T,
     ) -> Result<T> {
         let chan = self.chan(name)?;
-        let (tx, rx) = oneshot::channel();
-        let on_commit: Option<store::OnCommit> = durable.then(|| {
-            Box::new(move |r: Result<(), String>| {
-                let _ = tx.send(r);
-            }) as store::OnCommit
-        });
+        let (then, rx) = done_signal(durable);
         let (value, rejected) = {
             let mut c = chan.lock();
             if c.deleted {
@@ -158,7 +236,7 @@ impl EmbeddedBuffer {
             }
             let value = f(&mut c);
             let rejected = c
-                .take_job(durable, on_commit)
+                .take_job(&chan, durable, then)
                 .and_then(|job| self.send(job).err());
             (value, rejected)
         };
@@ -166,7 +244,7 @@ impl EmbeddedBuffer {
             job.fail("buffer writer stopped");
             return Err(BufferError::Unavailable("buffer writer stopped".into()));
         }
-        if durable {
+        if let Some(rx) = rx {
             wait(rx).await?;
         }
         Ok(value)
@@ -179,10 +257,7 @@ impl EmbeddedBuffer {
         only_if: impl Fn(&Chan) -> bool,
     ) -> Result<Option<u64>> {
         self.ensure_open()?;
-        let (tx, rx) = oneshot::channel();
-        let done: store::OnCommit = Box::new(move |r| {
-            let _ = tx.send(r);
-        });
+        let (then, rx) = done_signal(true);
         let (discarded, rejected) = {
             let mut map = self.channels.write();
             let Some(chan) = map.get(name).cloned() else {
@@ -195,7 +270,7 @@ impl EmbeddedBuffer {
             map.remove(name);
             let discarded = c.delete();
             let rejected = c
-                .take_job(true, Some(done))
+                .take_job(&chan, true, then)
                 .and_then(|job| self.send(job).err());
             c.notify.notify_waiters();
             (discarded, rejected)
@@ -204,14 +279,158 @@ impl EmbeddedBuffer {
         if let Some(job) = rejected {
             job.fail("buffer writer stopped");
         }
-        wait(rx).await?;
+        if let Some(rx) = rx {
+            wait(rx).await?;
+        }
         Ok(Some(discarded))
     }
+
+    /// Reads and decodes a message record.
+    fn read_message(&self, channel: &str, loc: Loc) -> Result<StoredMessage> {
+        let bytes = self
+            .shared
+            .segments
+            .read(loc)
+            .map_err(|e| BufferError::Unavailable(format!("reading the message log: {e}")))?;
+        codec::decode_message_record(&bytes, channel)
+            .map_err(|e| BufferError::Unavailable(e.to_string()))
+    }
+
+    /// A view completed with the message (and its error text) from the log.
+    fn complete(&self, channel: &str, v: View) -> Result<MessageRecord> {
+        let message = self.read_message(channel, v.loc)?;
+        let last_error = match v.error {
+            ErrorText::None => None,
+            ErrorText::Known(text) => Some(text),
+            ErrorText::InLog(loc) => self
+                .shared
+                .segments
+                .read(loc)
+                .ok()
+                .and_then(|b| {
+                    let (head, _) = codec::split_record(&b).ok()?;
+                    codec::decode_state(head).ok()
+                })
+                .and_then(|s| s.attempts.last_error),
+        };
+        Ok(MessageRecord {
+            message: Arc::new(message),
+            attempts: Attempts {
+                last_error,
+                ..v.attempts
+            },
+            state: v.state,
+            leased_to: v.leased_to,
+            lease_expires_at: v.lease_expires_at,
+            next_attempt_at: v.next_attempt_at,
+            reason: v.reason,
+            dead_lettered_at: v.dead_lettered_at,
+        })
+    }
+
+    /// A dead letter's record re-encoded with a fresh TTL from `now`, for a replay.
+    fn replay_record(
+        &self,
+        channel: &str,
+        chan_id: u64,
+        seq: u64,
+        loc: Loc,
+        now: Timestamp,
+    ) -> Option<(Vec<u8>, i64)> {
+        let mut msg = match self.read_message(channel, loc) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(channel, seq, error = %e, "a dead letter could not be read for its replay");
+                return None;
+            }
+        };
+        let ttl_us = msg.expires_at.micros() - msg.received_at.micros();
+        msg.expires_at = Timestamp::from_micros(now.micros().saturating_add(ttl_us));
+        Some((
+            codec::message_record(chan_id, seq, &msg),
+            msg.expires_at.micros(),
+        ))
+    }
+
+    /// Copies the few live records of a mostly dead head segment forward, so the writer can
+    /// delete it (a dead letter or a delayed message would otherwise pin it).
+    async fn compact_head(&self) -> Result<()> {
+        let Some((head, size, live_bytes)) = self.shared.segments.head() else {
+            return Ok(());
+        };
+        if live_bytes == 0 || live_bytes as f64 >= size as f64 * COMPACT_BELOW {
+            return Ok(());
+        }
+        {
+            let mut last = self.compacting.lock();
+            if let Some((seg, at)) = *last
+                && seg == head
+                && at.elapsed() < COMPACT_RETRY
+            {
+                return Ok(());
+            }
+            *last = Some((head, Instant::now()));
+        }
+        let names: Vec<String> = self.channels.read().keys().cloned().collect();
+        let mut copied = 0;
+        for name in names {
+            match self.with_chan(&name, false, |c| c.compact(head)).await {
+                Ok(n) => copied += n,
+                Err(BufferError::ChannelNotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::debug!(
+            segment = head,
+            copied,
+            "compacting the head of the message log"
+        );
+        Ok(())
+    }
+}
+
+/// Applies one scanned record to the channel it belongs to (records of deleted channels,
+/// whose ids no channel has, are skipped).
+fn scan_record(by_id: &mut HashMap<u64, Chan>, r: log::Scanned<'_>) {
+    let applied = match r.kind {
+        codec::KIND_MESSAGE => codec::message_index(r.head).map(|index| {
+            if let Some(c) = by_id.get_mut(&index.chan_id) {
+                c.scan_message(ScanMessage { index, loc: r.loc });
+            }
+        }),
+        codec::KIND_STATE => codec::decode_state(r.head).map(|s| {
+            if let Some(c) = by_id.get_mut(&s.chan_id) {
+                c.scan_state(s, r.loc);
+            }
+        }),
+        _ => codec::decode_settle(r.head).map(|(chan_id, seq)| {
+            if let Some(c) = by_id.get_mut(&chan_id) {
+                c.scan_settle(seq);
+            }
+        }),
+    };
+    if let Err(e) = applied {
+        tracing::warn!(segment = r.loc.seg, offset = r.loc.off, error = %e, "skipping a log record");
+    }
+}
+
+type Done = oneshot::Receiver<Result<(), String>>;
+
+/// A callback that reports a job's outcome, and its receiver (only when `durable`).
+fn done_signal(durable: bool) -> (Option<OnCommit>, Option<Done>) {
+    if !durable {
+        return (None, None);
+    }
+    let (tx, rx) = oneshot::channel();
+    let then: OnCommit = Box::new(move |r: Result<&[Loc], String>| {
+        let _ = tx.send(r.map(drop));
+    });
+    (Some(then), Some(rx))
 }
 
 impl Drop for EmbeddedBuffer {
     fn drop(&mut self) {
-        // Commit whatever is queued and close the database before the lock file goes.
+        // Write whatever is queued and close the database before the lock file goes.
         if let Some(w) = self.writer.get_mut().take() {
             w.shutdown();
         }
@@ -219,7 +438,7 @@ impl Drop for EmbeddedBuffer {
     }
 }
 
-async fn wait(rx: oneshot::Receiver<Result<(), String>>) -> Result<()> {
+async fn wait(rx: Done) -> Result<()> {
     match rx.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(BufferError::Unavailable(e)),
@@ -251,351 +470,9 @@ fn lock_exclusive(file: &File, dir: &Path) -> Result<()> {
     }
 }
 
-#[async_trait]
-impl Buffer for EmbeddedBuffer {
-    fn backend_name(&self) -> &'static str {
-        "embedded"
-    }
+mod backend;
 
-    fn health(&self) -> BufferHealth {
-        if self.closed.load(Ordering::Acquire) {
-            return BufferHealth {
-                ok: false,
-                reason: Some("buffer closed".into()),
-            };
-        }
-        match self.shared.failure.lock().clone() {
-            Some(e) => BufferHealth {
-                ok: false,
-                reason: Some(format!("buffer store write failed: {e}")),
-            },
-            None => BufferHealth {
-                ok: true,
-                reason: None,
-            },
-        }
-    }
-
-    fn notifier(&self, channel: &str) -> Arc<Notify> {
-        self.notifiers
-            .lock()
-            .entry(channel.to_owned())
-            .or_default()
-            .clone()
-    }
-
-    async fn register_channel(&self, reg: ChannelRegistration) -> Result<Registered> {
-        self.ensure_open()?;
-        let now = self.clock.now();
-        let (tx, rx) = oneshot::channel();
-        let done: store::OnCommit = Box::new(move |r| {
-            let _ = tx.send(r);
-        });
-        let (registered, rejected) = {
-            let mut map = self.channels.write();
-            let existing = map.get(&reg.name).cloned();
-            let (chan, registered) = match existing {
-                Some(chan) => {
-                    let registered = chan.lock().register(reg, now);
-                    (chan, registered)
-                }
-                None => {
-                    let notify = self.notifier(&reg.name);
-                    let name = reg.name.clone();
-                    let c = Chan::create(reg, now, notify);
-                    let registered = Registered {
-                        record: c.record.clone(),
-                        configured_token_changed: false,
-                        created: true,
-                    };
-                    let chan = Arc::new(Mutex::new(c));
-                    map.insert(name, chan.clone());
-                    (chan, registered)
-                }
-            };
-            let mut c = chan.lock();
-            let rejected = c
-                .take_job(true, Some(done))
-                .and_then(|job| self.send(job).err());
-            (registered, rejected)
-        };
-        if let Some(job) = rejected {
-            job.fail("buffer writer stopped");
-        }
-        wait(rx).await?;
-        Ok(registered)
-    }
-
-    async fn orphan_channel(&self, name: &str) -> Result<()> {
-        let now = self.clock.now();
-        self.with_chan(name, true, |c| c.orphan(now)).await
-    }
-
-    async fn delete_channel(&self, name: &str) -> Result<u64> {
-        self.remove_channel(name, |_| true)
-            .await?
-            .ok_or(BufferError::ChannelNotFound)
-    }
-
-    async fn channel(&self, name: &str) -> Result<Option<ChannelRecord>> {
-        self.ensure_open()?;
-        let chan = self.channels.read().get(name).cloned();
-        Ok(chan.map(|c| c.lock().record.clone()))
-    }
-
-    async fn channels(&self) -> Result<Vec<ChannelRecord>> {
-        self.ensure_open()?;
-        let chans: Vec<ChanRef> = self.channels.read().values().cloned().collect();
-        let mut records: Vec<ChannelRecord> =
-            chans.iter().map(|c| c.lock().record.clone()).collect();
-        records.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(records)
-    }
-
-    async fn enqueue(&self, mut message: StoredMessage) -> Result<(String, u64)> {
-        // Serialize outside the lock: the sequence lives in the store key, not in these bytes.
-        let bytes = serde_json::to_vec(&message)
-            .map_err(|e| BufferError::Unavailable(format!("serializing message: {e}")))?;
-        if bytes.len() > MAX_STORED_MESSAGE_BYTES {
-            return Err(BufferError::TooLarge);
-        }
-        let chan = self.chan(&message.channel)?;
-        let (tx, rx) = oneshot::channel();
-        let rejected = {
-            let mut c = chan.lock();
-            if c.deleted {
-                return Err(BufferError::ChannelNotFound);
-            }
-            let seq = c.reserve(&mut message, bytes)?;
-            let msg = Arc::new(message);
-            let handle = chan.clone();
-            let done: store::OnCommit = Box::new(move |r| {
-                let mut c = handle.lock();
-                match r {
-                    Ok(()) => {
-                        let id = msg.message_id.clone();
-                        c.publish(msg);
-                        c.notify.notify_one();
-                        let _ = tx.send(Ok((id, seq)));
-                    }
-                    Err(e) => {
-                        c.unreserve(&msg);
-                        let _ = tx.send(Err(BufferError::Unavailable(e)));
-                    }
-                }
-            });
-            c.take_job(true, Some(done))
-                .and_then(|job| self.send(job).err())
-        };
-        if let Some(job) = rejected {
-            job.fail("buffer writer stopped");
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(BufferError::Unavailable("buffer writer stopped".into())))
-    }
-
-    async fn lease(&self, channel: &str, connection: &str, max: usize) -> Result<Vec<Leased>> {
-        let now = self.clock.now();
-        self.with_chan(channel, false, |c| c.lease(connection, max, now))
-            .await
-    }
-
-    async fn ack(&self, channel: &str, message_id: &str, connection: &str) -> Result<AckOutcome> {
-        self.with_chan(channel, false, |c| c.ack(message_id, connection))
-            .await
-    }
-
-    async fn nack(
-        &self,
-        channel: &str,
-        message_id: &str,
-        connection: &str,
-        retry: bool,
-        error: Option<String>,
-    ) -> Result<NackOutcome> {
-        let now = self.clock.now();
-        self.with_chan(channel, false, |c| {
-            c.nack(message_id, connection, retry, error, now)
-        })
-        .await
-    }
-
-    async fn extend(&self, channel: &str, message_id: &str, connection: &str) -> Result<bool> {
-        let now = self.clock.now();
-        self.with_chan(channel, false, |c| c.extend(message_id, connection, now))
-            .await
-    }
-
-    async fn release(&self, channel: &str, connection: &str) -> Result<Vec<String>> {
-        self.with_chan(channel, false, |c| {
-            let ids = c.release(connection);
-            if !ids.is_empty() {
-                c.notify.notify_one();
-            }
-            ids
-        })
-        .await
-    }
-
-    async fn sweep(&self, orphan_retention: Option<std::time::Duration>) -> Result<SweepReport> {
-        self.ensure_open()?;
-        let now = self.clock.now();
-        let names: Vec<String> = self.channels.read().keys().cloned().collect();
-        let mut report = SweepReport::default();
-        let mut doomed = Vec::new();
-        for name in names {
-            let r = self
-                .with_chan(&name, false, |c| {
-                    if c.sweep(now, &mut report) {
-                        c.notify.notify_one();
-                    }
-                    orphan_due(c, orphan_retention, now)
-                })
-                .await;
-            match r {
-                Ok(true) => doomed.push(name),
-                Ok(false) | Err(BufferError::ChannelNotFound) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        for name in doomed {
-            let removed = self
-                .remove_channel(&name, |c| orphan_due(c, orphan_retention, now))
-                .await?;
-            if removed.is_some() {
-                report.channels_deleted.push(name);
-            }
-        }
-        Ok(report)
-    }
-
-    async fn dead_letters(&self, channel: &str, limit: usize) -> Result<(Vec<MessageRecord>, u64)> {
-        Ok(self.chan(channel)?.lock().dead_letters(limit))
-    }
-
-    async fn dead_letter(&self, channel: &str, message_id: &str) -> Result<Option<MessageRecord>> {
-        Ok(self.chan(channel)?.lock().dead_letter_record(message_id))
-    }
-
-    async fn replay(&self, channel: &str, message_id: &str) -> Result<ReplayOutcome> {
-        let now = self.clock.now();
-        self.with_chan(channel, true, |c| {
-            let outcome = c.replay(message_id, now);
-            if outcome == ReplayOutcome::Replayed {
-                c.notify.notify_one();
-            }
-            outcome
-        })
-        .await
-    }
-
-    async fn replay_all(&self, channel: &str, limit: Option<u64>) -> Result<BulkReplay> {
-        let now = self.clock.now();
-        self.with_chan(channel, true, |c| {
-            let outcome = c.replay_all(limit, now);
-            if outcome.replayed > 0 {
-                c.notify.notify_one();
-            }
-            outcome
-        })
-        .await
-    }
-
-    async fn delete_dead_letter(&self, channel: &str, message_id: &str) -> Result<bool> {
-        self.with_chan(channel, true, |c| c.delete_dead_letter(message_id))
-            .await
-    }
-
-    async fn purge_dead_letters(&self, channel: &str) -> Result<u64> {
-        self.with_chan(channel, true, Chan::purge_dead_letters)
-            .await
-    }
-
-    async fn peek(
-        &self,
-        channel: &str,
-        filter: PeekFilter,
-        limit: usize,
-    ) -> Result<Vec<MessageRecord>> {
-        Ok(self.chan(channel)?.lock().peek(filter, limit))
-    }
-
-    async fn stats(&self, channel: &str) -> Result<BufferStats> {
-        Ok(self.chan(channel)?.lock().stats())
-    }
-
-    async fn rotate_token(
-        &self,
-        channel: &str,
-        new_digest: String,
-        grace_seconds: u64,
-    ) -> Result<TokenState> {
-        let now = self.clock.now();
-        self.with_chan(channel, true, |c| {
-            c.rotate_token(new_digest, grace_seconds, now)
-        })
-        .await
-    }
-
-    async fn add_connection(&self, channel: &str, connection: &str, max: u64) -> Result<bool> {
-        self.chan(channel)?;
-        let mut conns = self.connections.lock();
-        let set = conns.entry(channel.to_owned()).or_default();
-        if set.contains(connection) {
-            return Ok(true);
-        }
-        if set.len() as u64 >= max {
-            return Ok(false);
-        }
-        set.insert(connection.to_owned());
-        Ok(true)
-    }
-
-    async fn remove_connection(&self, channel: &str, connection: &str) -> Result<()> {
-        self.ensure_open()?;
-        let mut conns = self.connections.lock();
-        if let Some(set) = conns.get_mut(channel) {
-            set.remove(connection);
-            if set.is_empty() {
-                conns.remove(channel);
-            }
-        }
-        Ok(())
-    }
-
-    async fn connection_count(&self, channel: &str) -> Result<u64> {
-        self.ensure_open()?;
-        Ok(self
-            .connections
-            .lock()
-            .get(channel)
-            .map_or(0, |s| s.len() as u64))
-    }
-
-    async fn close(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let writer = self.writer.write().take();
-        if let Some(w) = writer {
-            // The thread commits everything queued before it exits.
-            tokio::task::spawn_blocking(move || w.shutdown())
-                .await
-                .map_err(|e| BufferError::Unavailable(format!("closing the store: {e}")))?;
-        }
-        self.lock.lock().take();
-        match self.shared.failure.lock().clone() {
-            Some(e) => Err(BufferError::Unavailable(e)),
-            None => Ok(()),
-        }
-    }
-}
-
-fn orphan_due(
-    c: &Chan,
-    retention: Option<std::time::Duration>,
-    now: connect_protocol::time::Timestamp,
-) -> bool {
+fn orphan_due(c: &Chan, retention: Option<Duration>, now: Timestamp) -> bool {
     let (Some(retention), Some(since)) = (retention, c.record.orphaned_at) else {
         return false;
     };

@@ -1303,6 +1303,7 @@ impl Buffer for RedisBuffer {
                 exhausted: n("exhausted"),
                 replayed: n("replayed"),
                 discarded: n("discarded"),
+                dead_letters_dropped: n("dead_letters_dropped"),
             },
             ready: stream_len.saturating_sub(in_flight),
             in_flight,

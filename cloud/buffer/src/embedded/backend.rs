@@ -1,0 +1,391 @@
+//! [`Buffer`] for [`EmbeddedBuffer`]: each operation runs on one channel's index under its
+//! lock; message records are read from the log outside it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use connect_protocol::message::StoredMessage;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, oneshot};
+
+use super::channel::Chan;
+use super::log::Loc;
+use super::writer::OnCommit;
+use super::{EmbeddedBuffer, MAX_STORED_MESSAGE_BYTES, codec, done_signal, orphan_due, wait};
+use crate::{
+    AckOutcome, Buffer, BufferError, BufferHealth, BufferStats, BulkReplay, ChannelRecord,
+    ChannelRegistration, Leased, MessageRecord, NackOutcome, PeekFilter, Registered, ReplayOutcome,
+    Result, SweepReport, TokenState,
+};
+
+#[async_trait]
+impl Buffer for EmbeddedBuffer {
+    fn backend_name(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn health(&self) -> BufferHealth {
+        if self.closed.load(Ordering::Acquire) {
+            return BufferHealth {
+                ok: false,
+                reason: Some("buffer closed".into()),
+            };
+        }
+        match self.shared.failure.lock().clone() {
+            Some(e) => BufferHealth {
+                ok: false,
+                reason: Some(format!("buffer store write failed: {e}")),
+            },
+            None => BufferHealth {
+                ok: true,
+                reason: None,
+            },
+        }
+    }
+
+    fn notifier(&self, channel: &str) -> Arc<Notify> {
+        self.notifiers
+            .lock()
+            .entry(channel.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    async fn register_channel(&self, reg: ChannelRegistration) -> Result<Registered> {
+        self.ensure_open()?;
+        let now = self.clock.now();
+        let (then, rx) = done_signal(true);
+        let (registered, rejected) = {
+            let mut map = self.channels.write();
+            let existing = map.get(&reg.name).cloned();
+            let (chan, registered) = match existing {
+                Some(chan) => {
+                    let registered = chan.lock().register(reg, now);
+                    (chan, registered)
+                }
+                None => {
+                    let notify = self.notifier(&reg.name);
+                    let name = reg.name.clone();
+                    let id = self.shared.next_channel_id.fetch_add(1, Ordering::SeqCst);
+                    let c = Chan::create(reg, id, now, notify, &self.env);
+                    let registered = Registered {
+                        record: c.record.clone(),
+                        configured_token_changed: false,
+                        created: true,
+                    };
+                    let chan = Arc::new(Mutex::new(c));
+                    map.insert(name, chan.clone());
+                    (chan, registered)
+                }
+            };
+            let mut c = chan.lock();
+            let rejected = c
+                .take_job(&chan, true, then)
+                .and_then(|job| self.send(job).err());
+            (registered, rejected)
+        };
+        if let Some(job) = rejected {
+            job.fail("buffer writer stopped");
+        }
+        if let Some(rx) = rx {
+            wait(rx).await?;
+        }
+        Ok(registered)
+    }
+
+    async fn orphan_channel(&self, name: &str) -> Result<()> {
+        let now = self.clock.now();
+        self.with_chan(name, true, |c| c.orphan(now)).await
+    }
+
+    async fn delete_channel(&self, name: &str) -> Result<u64> {
+        self.remove_channel(name, |_| true)
+            .await?
+            .ok_or(BufferError::ChannelNotFound)
+    }
+
+    async fn channel(&self, name: &str) -> Result<Option<ChannelRecord>> {
+        self.ensure_open()?;
+        let chan = self.channels.read().get(name).cloned();
+        Ok(chan.map(|c| c.lock().record.clone()))
+    }
+
+    async fn channels(&self) -> Result<Vec<ChannelRecord>> {
+        self.ensure_open()?;
+        let chans: Vec<_> = self.channels.read().values().cloned().collect();
+        let mut records: Vec<ChannelRecord> =
+            chans.iter().map(|c| c.lock().record.clone()).collect();
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(records)
+    }
+
+    async fn enqueue(&self, mut message: StoredMessage) -> Result<(String, u64)> {
+        let chan = self.chan(&message.channel)?;
+        let chan_id = chan.lock().id;
+        // Encode outside the lock; the sequence is patched in under it.
+        let record = codec::message_record(chan_id, 0, &message);
+        if record.len() > MAX_STORED_MESSAGE_BYTES {
+            return Err(BufferError::TooLarge);
+        }
+        let (tx, rx) = oneshot::channel();
+        let rejected = {
+            let mut c = chan.lock();
+            if c.deleted {
+                return Err(BufferError::ChannelNotFound);
+            }
+            let seq = c.reserve(&mut message, record)?;
+            let id = message.message_id;
+            let then: OnCommit = Box::new(move |r: Result<&[Loc], String>| {
+                let _ = tx.send(r.map(|_| (id, seq)).map_err(BufferError::Unavailable));
+            });
+            c.take_job(&chan, true, Some(then))
+                .and_then(|job| self.send(job).err())
+        };
+        if let Some(job) = rejected {
+            job.fail("buffer writer stopped");
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(BufferError::Unavailable("buffer writer stopped".into())))
+    }
+
+    async fn lease(&self, channel: &str, connection: &str, max: usize) -> Result<Vec<Leased>> {
+        let now = self.clock.now();
+        let picked = self
+            .with_chan(channel, false, |c| c.lease(connection, max, now))
+            .await?;
+        let mut out = Vec::with_capacity(picked.len());
+        for p in picked {
+            match self.read_message(channel, p.loc) {
+                Ok(m) => out.push(Leased {
+                    message: Arc::new(m),
+                    delivery_count: p.delivery_count,
+                }),
+                // Left leased: the ack timeout returns it, and max_delivery_attempts ends it.
+                Err(e) => {
+                    tracing::error!(channel, error = %e, "a leased message could not be read")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, channel: &str, message_id: &str, connection: &str) -> Result<AckOutcome> {
+        self.with_chan(channel, false, |c| c.ack(message_id, connection))
+            .await
+    }
+
+    async fn nack(
+        &self,
+        channel: &str,
+        message_id: &str,
+        connection: &str,
+        retry: bool,
+        error: Option<String>,
+    ) -> Result<NackOutcome> {
+        let now = self.clock.now();
+        self.with_chan(channel, false, |c| {
+            c.nack(message_id, connection, retry, error, now)
+        })
+        .await
+    }
+
+    async fn extend(&self, channel: &str, message_id: &str, connection: &str) -> Result<bool> {
+        let now = self.clock.now();
+        self.with_chan(channel, false, |c| c.extend(message_id, connection, now))
+            .await
+    }
+
+    async fn release(&self, channel: &str, connection: &str) -> Result<Vec<String>> {
+        self.with_chan(channel, false, |c| {
+            let ids = c.release(connection);
+            if !ids.is_empty() {
+                c.notify.notify_one();
+            }
+            ids
+        })
+        .await
+    }
+
+    async fn sweep(&self, orphan_retention: Option<std::time::Duration>) -> Result<SweepReport> {
+        self.ensure_open()?;
+        let now = self.clock.now();
+        let names: Vec<String> = self.channels.read().keys().cloned().collect();
+        let mut report = SweepReport::default();
+        let mut doomed = Vec::new();
+        for name in names {
+            let r = self
+                .with_chan(&name, false, |c| {
+                    if c.sweep(now, &mut report) {
+                        c.notify.notify_one();
+                    }
+                    orphan_due(c, orphan_retention, now)
+                })
+                .await;
+            match r {
+                Ok(true) => doomed.push(name),
+                Ok(false) | Err(BufferError::ChannelNotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for name in doomed {
+            let removed = self
+                .remove_channel(&name, |c| orphan_due(c, orphan_retention, now))
+                .await?;
+            if removed.is_some() {
+                report.channels_deleted.push(name);
+            }
+        }
+        self.compact_head().await?;
+        Ok(report)
+    }
+
+    async fn dead_letters(&self, channel: &str, limit: usize) -> Result<(Vec<MessageRecord>, u64)> {
+        let (views, total) = self.chan(channel)?.lock().dead_letters(limit);
+        let records = views
+            .into_iter()
+            .map(|v| self.complete(channel, v))
+            .collect::<Result<_>>()?;
+        Ok((records, total))
+    }
+
+    async fn dead_letter(&self, channel: &str, message_id: &str) -> Result<Option<MessageRecord>> {
+        let view = self.chan(channel)?.lock().dead_letter_view(message_id);
+        view.map(|v| self.complete(channel, v)).transpose()
+    }
+
+    async fn replay(&self, channel: &str, message_id: &str) -> Result<ReplayOutcome> {
+        let now = self.clock.now();
+        let chan = self.chan(channel)?;
+        let (chan_id, candidate) = {
+            let c = chan.lock();
+            (c.id, c.replay_candidate(message_id))
+        };
+        let Some((seq, loc)) = candidate else {
+            return Ok(ReplayOutcome::NotFound);
+        };
+        let record = self.replay_record(channel, chan_id, seq, loc, now);
+        self.with_chan(channel, true, |c| {
+            let outcome = c.replay_seq(seq, record);
+            if outcome == ReplayOutcome::Replayed {
+                c.notify.notify_one();
+            }
+            outcome
+        })
+        .await
+    }
+
+    async fn replay_all(&self, channel: &str, limit: Option<u64>) -> Result<BulkReplay> {
+        let now = self.clock.now();
+        let chan = self.chan(channel)?;
+        let (chan_id, candidates) = {
+            let c = chan.lock();
+            (c.id, c.replay_candidates(limit))
+        };
+        let prepared = candidates
+            .into_iter()
+            .map(|(seq, loc)| (seq, self.replay_record(channel, chan_id, seq, loc, now)))
+            .collect();
+        self.with_chan(channel, true, |c| {
+            let outcome = c.replay_all(prepared);
+            if outcome.replayed > 0 {
+                c.notify.notify_one();
+            }
+            outcome
+        })
+        .await
+    }
+
+    async fn delete_dead_letter(&self, channel: &str, message_id: &str) -> Result<bool> {
+        self.with_chan(channel, true, |c| c.delete_dead_letter(message_id))
+            .await
+    }
+
+    async fn purge_dead_letters(&self, channel: &str) -> Result<u64> {
+        self.with_chan(channel, true, Chan::purge_dead_letters)
+            .await
+    }
+
+    async fn peek(
+        &self,
+        channel: &str,
+        filter: PeekFilter,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let views = self.chan(channel)?.lock().peek(filter, limit);
+        views
+            .into_iter()
+            .map(|v| self.complete(channel, v))
+            .collect()
+    }
+
+    async fn stats(&self, channel: &str) -> Result<BufferStats> {
+        Ok(self.chan(channel)?.lock().stats())
+    }
+
+    async fn rotate_token(
+        &self,
+        channel: &str,
+        new_digest: String,
+        grace_seconds: u64,
+    ) -> Result<TokenState> {
+        let now = self.clock.now();
+        self.with_chan(channel, true, |c| {
+            c.rotate_token(new_digest, grace_seconds, now)
+        })
+        .await
+    }
+
+    async fn add_connection(&self, channel: &str, connection: &str, max: u64) -> Result<bool> {
+        self.chan(channel)?;
+        let mut conns = self.connections.lock();
+        let set = conns.entry(channel.to_owned()).or_default();
+        if set.contains(connection) {
+            return Ok(true);
+        }
+        if set.len() as u64 >= max {
+            return Ok(false);
+        }
+        set.insert(connection.to_owned());
+        Ok(true)
+    }
+
+    async fn remove_connection(&self, channel: &str, connection: &str) -> Result<()> {
+        self.ensure_open()?;
+        let mut conns = self.connections.lock();
+        if let Some(set) = conns.get_mut(channel) {
+            set.remove(connection);
+            if set.is_empty() {
+                conns.remove(channel);
+            }
+        }
+        Ok(())
+    }
+
+    async fn connection_count(&self, channel: &str) -> Result<u64> {
+        self.ensure_open()?;
+        Ok(self
+            .connections
+            .lock()
+            .get(channel)
+            .map_or(0, |s| s.len() as u64))
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let writer = self.writer.write().take();
+        if let Some(w) = writer {
+            // The thread writes everything queued before it exits.
+            tokio::task::spawn_blocking(move || w.shutdown())
+                .await
+                .map_err(|e| BufferError::Unavailable(format!("closing the store: {e}")))?;
+        }
+        self.lock.lock().take();
+        match self.shared.failure.lock().clone() {
+            Some(e) => Err(BufferError::Unavailable(e)),
+            None => Ok(()),
+        }
+    }
+}

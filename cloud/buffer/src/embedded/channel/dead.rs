@@ -1,0 +1,152 @@
+//! Dead letters of one channel: list, replay, delete, purge, retention and the count cap.
+
+use super::{Chan, Place, Tag, View};
+use crate::embedded::writer::Rec;
+use crate::{BulkReplay, ReplayOutcome};
+
+impl Chan {
+    /// Newest first, at most `limit`; also the DLQ size.
+    pub fn dead_letters(&self, limit: usize) -> (Vec<View>, u64) {
+        let items = self
+            .dead
+            .iter()
+            .rev()
+            .take(limit)
+            .filter_map(|(_, s)| self.view(*s))
+            .collect();
+        (items, self.dead.len() as u64)
+    }
+
+    pub fn dead_letter_view(&self, message_id: &str) -> Option<View> {
+        let seq = self.ids.get(message_id)?;
+        let e = self.entries.get(&seq)?;
+        matches!(e.place, Place::Dead { .. })
+            .then(|| self.view(seq))
+            .flatten()
+    }
+
+    /// Is `message_id` a dead letter that a replay could take right now? (Checked before the
+    /// record is read, outside the lock, for a replay.)
+    pub fn replay_candidate(&self, message_id: &str) -> Option<(u64, super::Loc)> {
+        let seq = self.ids.get(message_id)?;
+        let e = self.entries.get(&seq)?;
+        matches!(e.place, Place::Dead { .. }).then_some((seq, e.loc))
+    }
+
+    /// Replays a dead letter: a fresh TTL from now, attempts reset, at the tail. `record`
+    /// is the message re-encoded with its new expiry (the caller read it from the log).
+    pub fn replay_seq(&mut self, seq: u64, record: Option<(Vec<u8>, i64)>) -> ReplayOutcome {
+        let (dead_at, len) = match self.entries.get(&seq) {
+            Some(e) => match e.place {
+                Place::Dead { at, .. } => (at, e.loc.len),
+                _ => return ReplayOutcome::NotFound,
+            },
+            None => return ReplayOutcome::NotFound,
+        };
+        let Some((record, expires_at)) = record else {
+            return ReplayOutcome::NotFound;
+        };
+        if self.unsettled() >= self.record.settings.max_queue_size
+            || self.queued_bytes + u64::from(len) > self.record.settings.max_queue_bytes
+        {
+            return ReplayOutcome::QueueFull;
+        }
+        self.dead.remove(&(dead_at, seq));
+        let Some(e) = self.entries.get_mut(&seq) else {
+            return ReplayOutcome::NotFound;
+        };
+        e.expires_at = expires_at;
+        e.delivery_count = 0;
+        e.first_attempt_at = super::NONE;
+        e.last_attempt_at = super::NONE;
+        e.has_error = false;
+        e.place = Place::Ready;
+        let webhook = e.webhook;
+        self.pending_errors.remove(&seq);
+        self.holders.remove(&seq);
+        self.queued_bytes += u64::from(len);
+        self.webhook_pending[webhook as usize] += 1;
+        self.ready.push_back(seq);
+        self.note_expiry(expires_at);
+        self.counters.replayed += 1;
+        self.counters_dirty = true;
+        self.out.push(Rec::New(record));
+        self.tags.push(Tag::Msg(seq));
+        // An explicit "ready, never attempted" so a restart does not apply older states.
+        self.persist_state(seq);
+        ReplayOutcome::Replayed
+    }
+
+    /// Oldest dead letters first, at most `limit`, for a bulk replay.
+    pub fn replay_candidates(&self, limit: Option<u64>) -> Vec<(u64, super::Loc)> {
+        let want = usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+        self.dead
+            .iter()
+            .take(want)
+            .filter_map(|(_, s)| self.entries.get(s).map(|e| (*s, e.loc)))
+            .collect()
+    }
+
+    /// Replays prepared dead letters in order; stops at the first queue-full.
+    pub fn replay_all(&mut self, prepared: Vec<(u64, Option<(Vec<u8>, i64)>)>) -> BulkReplay {
+        let mut replayed = 0;
+        let mut stopped_queue_full = false;
+        for (seq, record) in prepared {
+            match self.replay_seq(seq, record) {
+                ReplayOutcome::Replayed => replayed += 1,
+                ReplayOutcome::QueueFull => {
+                    stopped_queue_full = true;
+                    break;
+                }
+                ReplayOutcome::NotFound => {}
+            }
+        }
+        BulkReplay {
+            replayed,
+            remaining: self.dead.len() as u64,
+            stopped_queue_full,
+        }
+    }
+
+    pub fn delete_dead_letter(&mut self, message_id: &str) -> bool {
+        let Some(seq) = self.ids.get(message_id) else {
+            return false;
+        };
+        let Some(at) = self.entries.get(&seq).and_then(|e| match e.place {
+            Place::Dead { at, .. } => Some(at),
+            _ => None,
+        }) else {
+            return false;
+        };
+        self.dead.remove(&(at, seq));
+        self.remove_dead(seq);
+        true
+    }
+
+    pub fn purge_dead_letters(&mut self) -> u64 {
+        let all = std::mem::take(&mut self.dead);
+        for &(_, seq) in &all {
+            self.remove_dead(seq);
+        }
+        all.len() as u64
+    }
+
+    /// Drops a dead letter (already out of `dead`) for good, counting it as discarded.
+    pub(super) fn remove_dead(&mut self, seq: u64) {
+        self.forget(seq);
+        self.counters.discarded += 1;
+        self.counters_dirty = true;
+        self.settle_record(seq);
+    }
+
+    /// Keeps at most `max_dead_letters`: the oldest beyond it are dropped and counted.
+    pub(super) fn cap_dead_letters(&mut self) {
+        while self.dead.len() as u64 > self.max_dead_letters {
+            let Some((_, seq)) = self.dead.pop_first() else {
+                break;
+            };
+            self.remove_dead(seq);
+            self.counters.dead_letters_dropped += 1;
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Leases, ACK, NACK, extend, release and the periodic sweep of one channel.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use connect_protocol::message::DeadLetterReason;
+use connect_protocol::time::Timestamp;
+use rand::Rng;
+
+use super::{Chan, Lease, MAX_ERROR_CHARS, NONE, Place, Tag, ToRead};
+use crate::embedded::codec;
+use crate::embedded::writer::Rec;
+use crate::{AckOutcome, LostLease, NackOutcome, SweepReport};
+
+impl Chan {
+    /// Leases up to `max` ready messages to `conn`; the caller reads them from the log.
+    pub fn lease(&mut self, conn: &str, max: usize, now: Timestamp) -> Vec<ToRead> {
+        let now_us = now.micros();
+        let max_attempts = self.record.settings.max_delivery_attempts;
+        let deadline = now
+            .plus_seconds(self.record.settings.ack_timeout_seconds as f64)
+            .micros();
+        let conn: Arc<str> = conn.into();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(seq) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(e) = self.entries.get_mut(&seq) else {
+                continue;
+            };
+            if e.expires_at <= now_us {
+                self.dead_letter(seq, DeadLetterReason::Expired, now);
+                continue;
+            }
+            if e.delivery_count >= max_attempts {
+                self.dead_letter(seq, DeadLetterReason::MaxDeliveryAttempts, now);
+                continue;
+            }
+            e.delivery_count += 1;
+            if e.first_attempt_at == NONE {
+                e.first_attempt_at = now_us;
+            }
+            e.last_attempt_at = now_us;
+            e.place = Place::Leased;
+            out.push(ToRead {
+                loc: e.loc,
+                delivery_count: e.delivery_count,
+            });
+            self.leases.insert(
+                seq,
+                Lease {
+                    conn: conn.clone(),
+                    deadline,
+                },
+            );
+            let holders = self.holders.entry(seq).or_default();
+            if !holders.iter().any(|h| *h == conn) {
+                holders.push(conn.clone());
+            }
+            self.in_flight.insert(seq);
+            self.counters.dispatched += 1;
+            self.counters_dirty = true;
+            self.persist_state(seq);
+        }
+        out
+    }
+
+    pub fn ack(&mut self, message_id: &str, conn: &str) -> AckOutcome {
+        let Some(seq) = self.ids.get(message_id) else {
+            return AckOutcome::NotInFlight;
+        };
+        let Some(e) = self.entries.get(&seq) else {
+            return AckOutcome::NotInFlight;
+        };
+        if matches!(e.place, Place::Dead { .. })
+            || !self.holders_of(seq).iter().any(|h| &**h == conn)
+        {
+            return AckOutcome::NotInFlight;
+        }
+        let held_lease =
+            e.place == Place::Leased && self.leases.get(&seq).is_some_and(|l| &*l.conn == conn);
+        self.unlink(seq);
+        if let Some(e) = self.forget(seq) {
+            self.dec_pending(e.webhook);
+        }
+        self.counters.acked += 1;
+        self.counters_dirty = true;
+        self.settle_record(seq);
+        AckOutcome::Settled { held_lease }
+    }
+
+    pub(super) fn settle_record(&mut self, seq: u64) {
+        self.out.push(Rec::New(codec::settle_record(self.id, seq)));
+        self.tags.push(Tag::Settle);
+    }
+
+    pub fn nack(
+        &mut self,
+        message_id: &str,
+        conn: &str,
+        retry: bool,
+        error: Option<String>,
+        now: Timestamp,
+    ) -> NackOutcome {
+        let Some(seq) = self.held_by(message_id, conn) else {
+            return NackOutcome::NotHeld;
+        };
+        self.in_flight.remove(&seq);
+        self.leases.remove(&seq);
+        self.counters.nacked += 1;
+        self.counters_dirty = true;
+        let max_attempts = self.record.settings.max_delivery_attempts;
+        let backoff_max = self.record.settings.retry_backoff_max_seconds;
+        if let Some(err) = error {
+            let text: String = err.chars().take(MAX_ERROR_CHARS).collect();
+            // A placeholder generation: persist_state below replaces it with the record's.
+            self.pending_errors.insert(seq, (0, text.into()));
+            if let Some(e) = self.entries.get_mut(&seq) {
+                e.has_error = true;
+            }
+        }
+        let Some(e) = self.entries.get_mut(&seq) else {
+            return NackOutcome::NotHeld;
+        };
+        let reason = if !retry {
+            Some(DeadLetterReason::Rejected)
+        } else if e.delivery_count >= max_attempts {
+            Some(DeadLetterReason::MaxDeliveryAttempts)
+        } else if e.expires_at <= now.micros() {
+            Some(DeadLetterReason::Expired)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.dead_letter(seq, reason, now);
+            return NackOutcome::DeadLettered(reason);
+        }
+        let until = now.plus_seconds(backoff_seconds(e.delivery_count, backoff_max));
+        e.place = Place::Delayed {
+            until: until.micros(),
+        };
+        self.delayed.insert((until.micros(), seq));
+        self.persist_state(seq);
+        NackOutcome::Delayed { until }
+    }
+
+    pub fn extend(&mut self, message_id: &str, conn: &str, now: Timestamp) -> bool {
+        let Some(seq) = self.held_by(message_id, conn) else {
+            return false;
+        };
+        let deadline = now
+            .plus_seconds(self.record.settings.ack_timeout_seconds as f64)
+            .micros();
+        if let Some(l) = self.leases.get_mut(&seq) {
+            l.deadline = deadline;
+        }
+        true
+    }
+
+    /// All leases of `conn` back to the head, in sequence order.
+    pub fn release(&mut self, conn: &str) -> Vec<String> {
+        let seqs: Vec<u64> = self
+            .in_flight
+            .iter()
+            .copied()
+            .filter(|s| self.leases.get(s).is_some_and(|l| &*l.conn == conn))
+            .collect();
+        self.requeue_head(&seqs)
+    }
+
+    fn requeue_head(&mut self, seqs: &[u64]) -> Vec<String> {
+        let mut ids = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            self.in_flight.remove(&seq);
+            self.leases.remove(&seq);
+            if let Some(e) = self.entries.get_mut(&seq) {
+                e.place = Place::Ready;
+                ids.push(self.ids.name(e.id, seq));
+            }
+        }
+        for &seq in seqs.iter().rev() {
+            self.ready.push_front(seq);
+        }
+        ids
+    }
+
+    fn held_by(&self, message_id: &str, conn: &str) -> Option<u64> {
+        let seq = self.ids.get(message_id)?;
+        let e = self.entries.get(&seq)?;
+        (e.place == Place::Leased && self.leases.get(&seq).is_some_and(|l| &*l.conn == conn))
+            .then_some(seq)
+    }
+
+    /// Removes the message from whichever index holds it (not from `entries`).
+    pub(super) fn unlink(&mut self, seq: u64) {
+        let Some(e) = self.entries.get(&seq) else {
+            return;
+        };
+        match e.place {
+            Place::Ready => {
+                if let Some(pos) = self.ready.iter().position(|s| *s == seq) {
+                    self.ready.remove(pos);
+                }
+            }
+            Place::Leased => {
+                self.in_flight.remove(&seq);
+                self.leases.remove(&seq);
+            }
+            Place::Delayed { until } => {
+                self.delayed.remove(&(until, seq));
+            }
+            Place::Dead { at, .. } => {
+                self.dead.remove(&(at, seq));
+            }
+        }
+    }
+
+    /// Dead-letters a message already removed from the ready/in-flight/delayed indexes.
+    pub(super) fn dead_letter(&mut self, seq: u64, reason: DeadLetterReason, now: Timestamp) {
+        let at = now.micros();
+        let Some(e) = self.entries.get_mut(&seq) else {
+            return;
+        };
+        e.place = Place::Dead { reason, at };
+        let (webhook, len) = (e.webhook, e.loc.len);
+        self.leases.remove(&seq);
+        self.queued_bytes = self.queued_bytes.saturating_sub(u64::from(len));
+        self.dead.insert((at, seq));
+        self.counters.dead_lettered += 1;
+        match reason {
+            DeadLetterReason::Expired => self.counters.expired += 1,
+            DeadLetterReason::Rejected => self.counters.rejected += 1,
+            DeadLetterReason::MaxDeliveryAttempts => self.counters.exhausted += 1,
+        }
+        self.counters_dirty = true;
+        self.dec_pending(webhook);
+        self.persist_state(seq);
+        self.cap_dead_letters();
+    }
+
+    /// Ack timeouts, promotions, TTL and DLQ retention. Returns true when ready work appeared.
+    pub fn sweep(&mut self, now: Timestamp, report: &mut SweepReport) -> bool {
+        let now_us = now.micros();
+        let lost: Vec<u64> = self
+            .in_flight
+            .iter()
+            .copied()
+            .filter(|s| self.leases.get(s).is_some_and(|l| l.deadline <= now_us))
+            .collect();
+        for &seq in &lost {
+            if let (Some(l), Some(e)) = (self.leases.get(&seq), self.entries.get(&seq)) {
+                report.expired_leases.push(LostLease {
+                    channel: self.record.name.clone(),
+                    connection_id: l.conn.to_string(),
+                    message_id: self.ids.name(e.id, seq),
+                });
+            }
+        }
+        self.requeue_head(&lost);
+
+        let mut promoted = 0;
+        while let Some(&(until, seq)) = self.delayed.first() {
+            if until > now_us {
+                break;
+            }
+            self.delayed.pop_first();
+            if let Some(e) = self.entries.get_mut(&seq) {
+                e.place = Place::Ready;
+                self.ready.push_back(seq);
+                self.persist_state(seq);
+                promoted += 1;
+            }
+        }
+        report.promoted += promoted;
+
+        let expired = if self.next_expiry.is_some_and(|t| t <= now_us) {
+            self.take_expired(now_us)
+        } else {
+            Vec::new()
+        };
+        for seq in expired {
+            self.dead_letter(seq, DeadLetterReason::Expired, now);
+            report.expired += 1;
+            report.dead_lettered += 1;
+        }
+
+        let retention = self.record.settings.dlq_retention_seconds;
+        if retention > 0 {
+            let horizon = now.plus_seconds(-(retention as f64)).micros();
+            while let Some(&(at, seq)) = self.dead.first() {
+                if at > horizon {
+                    break;
+                }
+                self.dead.pop_first();
+                self.remove_dead(seq);
+                report.dlq_removed += 1;
+            }
+        }
+        !lost.is_empty() || promoted > 0
+    }
+
+    /// Removes expired ready and delayed messages from their queues (leased ones are not
+    /// interrupted) and recomputes the expiry bound. One pass over the backlog, run only when
+    /// the bound says something is due. Returns them ready ones first, in sequence order.
+    fn take_expired(&mut self, now: i64) -> Vec<u64> {
+        let expired = |c: &Self, s: u64| c.entries.get(&s).is_some_and(|e| e.expires_at <= now);
+        let ready: HashSet<u64> = self
+            .ready
+            .iter()
+            .copied()
+            .filter(|s| expired(self, *s))
+            .collect();
+        if !ready.is_empty() {
+            self.ready.retain(|s| !ready.contains(s));
+        }
+        let delayed: Vec<(i64, u64)> = self
+            .delayed
+            .iter()
+            .copied()
+            .filter(|(_, s)| expired(self, *s))
+            .collect();
+        for key in &delayed {
+            self.delayed.remove(key);
+        }
+        self.next_expiry = self
+            .entries
+            .values()
+            .filter(|e| !matches!(e.place, Place::Dead { .. }))
+            .map(|e| e.expires_at)
+            .filter(|t| *t > now)
+            .min();
+        // Leased messages already past their expiry are dead-lettered when they come back
+        // (lease time); keep the bound so the next sweep looks again.
+        if self.in_flight.iter().any(|s| expired(self, *s)) {
+            self.next_expiry = Some(now);
+        }
+        let mut out: Vec<u64> = ready.into_iter().collect();
+        out.sort_unstable();
+        out.extend(delayed.into_iter().map(|(_, s)| s));
+        out
+    }
+}
+
+/// §6.3: `min(max, 2^(n−1) s) × jitter[0.8, 1.2]`, capped at `max`.
+pub(super) fn backoff_seconds(delivery_count: u32, max_seconds: u64) -> f64 {
+    let max = max_seconds as f64;
+    let exp = delivery_count.saturating_sub(1).min(62) as i32;
+    let base = 2f64.powi(exp).min(max);
+    (base * rand::rng().random_range(0.8..=1.2)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for _ in 0..200 {
+            let d1 = backoff_seconds(1, 60);
+            assert!((0.8..=1.2).contains(&d1), "{d1}");
+            let d3 = backoff_seconds(3, 60);
+            assert!((3.2..=4.8).contains(&d3), "{d3}");
+            let big = backoff_seconds(40, 60);
+            assert!((48.0..=60.0).contains(&big), "{big}");
+            assert!(backoff_seconds(7, 10) <= 10.0);
+        }
+    }
+}

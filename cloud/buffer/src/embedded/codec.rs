@@ -1,0 +1,640 @@
+//! The log's record format (format version 2): a 16-byte frame, a small binary head and, for
+//! messages, the raw body bytes (no base64, no JSON around them).
+//!
+//! ```text
+//! frame  0  u16  magic 0x5743
+//!        2  u8   kind (1 message, 2 state, 3 settle)
+//!        3  u8   reserved (0)
+//!        4  u32  head length
+//!        8  u32  body length
+//!       12  u32  CRC-32 of frame bytes 0..12 and the head
+//! head   kind-specific, below; every integer little-endian, strings as u32 length + UTF-8
+//! body   message kind only: the webhook body exactly as received
+//! ```
+//!
+//! A message head starts with what the in-memory index needs (channel id, sequence, times,
+//! ids), so start-up decodes only that prefix and never reads a body; the body has its own
+//! CRC in the head, checked whenever the body is read. A frame that does not check out ends
+//! the log: it can only be the torn tail of a batch that was never acknowledged.
+
+use connect_protocol::message::{Attempts, DeadLetterReason, StoredMessage};
+use connect_protocol::time::Timestamp;
+
+pub(super) const FRAME: usize = 16;
+const MAGIC: u16 = 0x5743;
+
+pub(super) const KIND_MESSAGE: u8 = 1;
+pub(super) const KIND_STATE: u8 = 2;
+pub(super) const KIND_SETTLE: u8 = 3;
+
+/// Heads longer than this are refused as corrupt (a message head holds ids, path, query and
+/// headers, all bounded far below this by the ingress limits).
+pub(super) const MAX_HEAD: u32 = 16 * 1024 * 1024;
+
+const F_BODY: u8 = 1;
+const F_RAW_HEADERS: u8 = 2;
+const F_PAYLOAD: u8 = 4;
+const F_MASKED: u8 = 8;
+const F_NAMESPACE: u8 = 16;
+const F_CONTENT_TYPE: u8 = 32;
+const F_JSON: u8 = 64;
+
+const NONE_TIME: i64 = i64::MIN;
+
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt record: {0}")]
+pub(super) struct Corrupt(pub &'static str);
+
+/// A decoded frame header.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Frame {
+    pub kind: u8,
+    pub head_len: u32,
+    pub body_len: u32,
+    pub crc: u32,
+}
+
+impl Frame {
+    pub fn parse(b: &[u8; FRAME]) -> Result<Self, Corrupt> {
+        if u16::from_le_bytes([b[0], b[1]]) != MAGIC {
+            return Err(Corrupt("bad magic"));
+        }
+        let kind = b[2];
+        if !(KIND_MESSAGE..=KIND_SETTLE).contains(&kind) || b[3] != 0 {
+            return Err(Corrupt("unknown kind"));
+        }
+        let head_len = u32::from_le_bytes(b[4..8].try_into().unwrap_or_default());
+        let body_len = u32::from_le_bytes(b[8..12].try_into().unwrap_or_default());
+        if head_len == 0 || head_len > MAX_HEAD || (kind != KIND_MESSAGE && body_len != 0) {
+            return Err(Corrupt("bad lengths"));
+        }
+        Ok(Self {
+            kind,
+            head_len,
+            body_len,
+            crc: u32::from_le_bytes(b[12..16].try_into().unwrap_or_default()),
+        })
+    }
+
+    pub fn total(&self) -> u64 {
+        FRAME as u64 + u64::from(self.head_len) + u64::from(self.body_len)
+    }
+
+    /// Checks the head against the frame's CRC.
+    pub fn check(&self, frame: &[u8; FRAME], head: &[u8]) -> Result<(), Corrupt> {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&frame[..12]);
+        h.update(head);
+        if h.finalize() == self.crc {
+            Ok(())
+        } else {
+            Err(Corrupt("head checksum mismatch"))
+        }
+    }
+}
+
+/// Appends one framed record to `out`.
+pub(super) fn frame(out: &mut Vec<u8>, kind: u8, head: &[u8], body: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&MAGIC.to_le_bytes());
+    out.push(kind);
+    out.push(0);
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&out[start..start + 12]);
+    h.update(head);
+    out.extend_from_slice(&h.finalize().to_le_bytes());
+    out.extend_from_slice(head);
+    out.extend_from_slice(body);
+}
+
+// --- writing --------------------------------------------------------------------------------
+
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.u32(v.len() as u32);
+        self.0.extend_from_slice(v);
+    }
+    fn str(&mut self, v: &str) {
+        self.bytes(v.as_bytes());
+    }
+    fn time(&mut self, t: Option<Timestamp>) {
+        self.i64(t.map_or(NONE_TIME, |t| t.micros()));
+    }
+}
+
+/// A whole message record (frame, head and body), ready to append.
+pub(super) fn message_record(chan_id: u64, seq: u64, m: &StoredMessage) -> Vec<u8> {
+    let body: &[u8] = m.body.as_deref().unwrap_or_default();
+    let mut flags = 0;
+    for (on, bit) in [
+        (m.body.is_some(), F_BODY),
+        (m.raw_headers.is_some(), F_RAW_HEADERS),
+        (m.payload.is_some(), F_PAYLOAD),
+        (m.masked_headers.is_some(), F_MASKED),
+        (m.namespace.is_some(), F_NAMESPACE),
+        (m.content_type.is_some(), F_CONTENT_TYPE),
+        (m.is_json, F_JSON),
+    ] {
+        if on {
+            flags |= bit;
+        }
+    }
+    let headers_len: usize = m
+        .raw_headers
+        .iter()
+        .flatten()
+        .map(|(n, v)| n.len() + v.len() + 8)
+        .sum();
+    let mut e = Enc(Vec::with_capacity(
+        96 + m.message_id.len() + m.path.len() + m.query.len() + headers_len,
+    ));
+    e.u64(chan_id);
+    e.u64(seq);
+    e.u32(crc32fast::hash(body));
+    e.u8(flags);
+    e.i64(m.received_at.micros());
+    e.i64(m.expires_at.micros());
+    e.str(&m.message_id);
+    e.str(&m.webhook_id);
+    e.str(m.namespace.as_deref().unwrap_or_default());
+    // --- the index prefix ends here ---
+    e.str(&m.method);
+    e.str(&m.path);
+    e.str(&m.query);
+    e.str(m.content_type.as_deref().unwrap_or_default());
+    let headers = m.raw_headers.as_deref().unwrap_or_default();
+    e.u32(headers.len() as u32);
+    for (n, v) in headers {
+        e.str(n);
+        e.str(v);
+    }
+    let json = |v: Option<String>| v.unwrap_or_default();
+    e.str(&json(
+        m.payload
+            .as_ref()
+            .and_then(|p| serde_json::to_string(p).ok()),
+    ));
+    e.str(&json(
+        m.masked_headers
+            .as_ref()
+            .and_then(|p| serde_json::to_string(p).ok()),
+    ));
+    let mut out = Vec::with_capacity(FRAME + e.0.len() + body.len());
+    frame(&mut out, KIND_MESSAGE, &e.0, body);
+    out
+}
+
+/// Sets the sequence of an encoded message record (the ingress encodes before the
+/// sequence is known) and re-seals the head.
+pub(super) fn set_seq(rec: &mut [u8], seq: u64) {
+    rec[FRAME + 8..FRAME + 16].copy_from_slice(&seq.to_le_bytes());
+    let head_len = u32::from_le_bytes(rec[4..8].try_into().unwrap_or_default()) as usize;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&rec[..12]);
+    h.update(&rec[FRAME..FRAME + head_len]);
+    rec[12..16].copy_from_slice(&h.finalize().to_le_bytes());
+}
+
+/// Reads a whole message record as stored.
+pub(super) fn decode_message_record(rec: &[u8], channel: &str) -> Result<StoredMessage, Corrupt> {
+    let (head, body) = split_record(rec)?;
+    decode_message(head, body, channel)
+}
+
+/// Checks a whole record's frame and returns (head, body).
+pub(super) fn split_record(rec: &[u8]) -> Result<(&[u8], &[u8]), Corrupt> {
+    let f: &[u8; FRAME] = rec
+        .get(..FRAME)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Corrupt("short record"))?;
+    let frame = Frame::parse(f)?;
+    if rec.len() as u64 != frame.total() {
+        return Err(Corrupt("record length mismatch"));
+    }
+    let head = &rec[FRAME..FRAME + frame.head_len as usize];
+    frame.check(f, head)?;
+    Ok((head, &rec[FRAME + frame.head_len as usize..]))
+}
+
+/// Where a message is, as far as a restart is concerned (leases are not persisted).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum PlaceDisk {
+    Ready,
+    Delayed {
+        until: Timestamp,
+    },
+    Dead {
+        reason: DeadLetterReason,
+        at: Timestamp,
+    },
+}
+
+pub(super) fn state_record(
+    chan_id: u64,
+    seq: u64,
+    attempts: &Attempts,
+    place: PlaceDisk,
+) -> Vec<u8> {
+    let mut e = Enc(Vec::with_capacity(64));
+    e.u64(chan_id);
+    e.u64(seq);
+    e.u32(attempts.delivery_count);
+    e.time(attempts.first_attempt_at);
+    e.time(attempts.last_attempt_at);
+    match place {
+        PlaceDisk::Ready => {
+            e.u8(0);
+            e.i64(0);
+            e.u8(0);
+        }
+        PlaceDisk::Delayed { until } => {
+            e.u8(1);
+            e.i64(until.micros());
+            e.u8(0);
+        }
+        PlaceDisk::Dead { reason, at } => {
+            e.u8(2);
+            e.i64(at.micros());
+            e.u8(reason_code(reason));
+        }
+    }
+    match &attempts.last_error {
+        Some(err) => {
+            e.u8(1);
+            e.str(err);
+        }
+        None => e.u8(0),
+    }
+    let mut out = Vec::with_capacity(FRAME + e.0.len());
+    frame(&mut out, KIND_STATE, &e.0, &[]);
+    out
+}
+
+pub(super) fn settle_record(chan_id: u64, seq: u64) -> Vec<u8> {
+    let mut e = Enc(Vec::with_capacity(16));
+    e.u64(chan_id);
+    e.u64(seq);
+    let mut out = Vec::with_capacity(FRAME + 16);
+    frame(&mut out, KIND_SETTLE, &e.0, &[]);
+    out
+}
+
+fn reason_code(r: DeadLetterReason) -> u8 {
+    match r {
+        DeadLetterReason::Expired => 0,
+        DeadLetterReason::Rejected => 1,
+        DeadLetterReason::MaxDeliveryAttempts => 2,
+    }
+}
+
+fn reason_of(c: u8) -> Result<DeadLetterReason, Corrupt> {
+    Ok(match c {
+        0 => DeadLetterReason::Expired,
+        1 => DeadLetterReason::Rejected,
+        2 => DeadLetterReason::MaxDeliveryAttempts,
+        _ => return Err(Corrupt("unknown dead-letter reason")),
+    })
+}
+
+// --- reading --------------------------------------------------------------------------------
+
+struct Dec<'a>(&'a [u8]);
+
+impl<'a> Dec<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
+        if self.0.len() < n {
+            return Err(Corrupt("truncated head"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, Corrupt> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, Corrupt> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, Corrupt> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
+    }
+    fn i64(&mut self) -> Result<i64, Corrupt> {
+        Ok(i64::from_le_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], Corrupt> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn str(&mut self) -> Result<&'a str, Corrupt> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| Corrupt("invalid UTF-8"))
+    }
+    fn time(&mut self) -> Result<Option<Timestamp>, Corrupt> {
+        let v = self.i64()?;
+        Ok((v != NONE_TIME).then(|| Timestamp::from_micros(v)))
+    }
+}
+
+/// What start-up needs of a message record.
+pub(super) struct MessageIndex<'a> {
+    pub chan_id: u64,
+    pub seq: u64,
+    pub received_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub message_id: &'a str,
+    pub webhook_id: &'a str,
+    pub namespace: Option<&'a str>,
+}
+
+struct Prefix<'a> {
+    index: MessageIndex<'a>,
+    body_crc: u32,
+    flags: u8,
+    rest: Dec<'a>,
+}
+
+fn prefix(head: &[u8]) -> Result<Prefix<'_>, Corrupt> {
+    let mut d = Dec(head);
+    let chan_id = d.u64()?;
+    let seq = d.u64()?;
+    let body_crc = d.u32()?;
+    let flags = d.u8()?;
+    let received_at = Timestamp::from_micros(d.i64()?);
+    let expires_at = Timestamp::from_micros(d.i64()?);
+    let message_id = d.str()?;
+    let webhook_id = d.str()?;
+    let ns = d.str()?;
+    Ok(Prefix {
+        index: MessageIndex {
+            chan_id,
+            seq,
+            received_at,
+            expires_at,
+            message_id,
+            webhook_id,
+            namespace: (flags & F_NAMESPACE != 0).then_some(ns),
+        },
+        body_crc,
+        flags,
+        rest: d,
+    })
+}
+
+pub(super) fn message_index(head: &[u8]) -> Result<MessageIndex<'_>, Corrupt> {
+    Ok(prefix(head)?.index)
+}
+
+/// Decodes a whole message record's head and body (the body's CRC is checked).
+pub(super) fn decode_message(
+    head: &[u8],
+    body: &[u8],
+    channel: &str,
+) -> Result<StoredMessage, Corrupt> {
+    let Prefix {
+        index,
+        body_crc,
+        flags,
+        mut rest,
+    } = prefix(head)?;
+    if crc32fast::hash(body) != body_crc {
+        return Err(Corrupt("body checksum mismatch"));
+    }
+    let method = rest.str()?.to_owned();
+    let path = rest.str()?.to_owned();
+    let query = rest.str()?.to_owned();
+    let content_type = rest.str()?.to_owned();
+    let n = rest.u32()? as usize;
+    let mut headers = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        headers.push((rest.str()?.to_owned(), rest.str()?.to_owned()));
+    }
+    let payload = rest.str()?;
+    let masked = rest.str()?;
+    let on = |bit: u8| flags & bit != 0;
+    Ok(StoredMessage {
+        message_id: index.message_id.to_owned(),
+        channel: channel.to_owned(),
+        webhook_id: index.webhook_id.to_owned(),
+        namespace: index.namespace.map(str::to_owned),
+        sequence: index.seq,
+        received_at: index.received_at,
+        expires_at: index.expires_at,
+        method,
+        path,
+        query,
+        raw_headers: on(F_RAW_HEADERS).then_some(headers),
+        body: on(F_BODY).then(|| body.to_vec()),
+        payload: if on(F_PAYLOAD) {
+            Some(serde_json::from_str(payload).map_err(|_| Corrupt("bad payload JSON"))?)
+        } else {
+            None
+        },
+        masked_headers: if on(F_MASKED) {
+            Some(serde_json::from_str(masked).map_err(|_| Corrupt("bad masked headers JSON"))?)
+        } else {
+            None
+        },
+        content_type: on(F_CONTENT_TYPE).then_some(content_type),
+        is_json: on(F_JSON),
+    })
+}
+
+/// A decoded state record.
+pub(super) struct StateRec {
+    pub chan_id: u64,
+    pub seq: u64,
+    pub attempts: Attempts,
+    pub place: PlaceDisk,
+}
+
+pub(super) fn decode_state(head: &[u8]) -> Result<StateRec, Corrupt> {
+    let mut d = Dec(head);
+    let chan_id = d.u64()?;
+    let seq = d.u64()?;
+    let delivery_count = d.u32()?;
+    let first_attempt_at = d.time()?;
+    let last_attempt_at = d.time()?;
+    let tag = d.u8()?;
+    let t = Timestamp::from_micros(d.i64()?);
+    let reason = d.u8()?;
+    let place = match tag {
+        0 => PlaceDisk::Ready,
+        1 => PlaceDisk::Delayed { until: t },
+        2 => PlaceDisk::Dead {
+            reason: reason_of(reason)?,
+            at: t,
+        },
+        _ => return Err(Corrupt("unknown place")),
+    };
+    let last_error = match d.u8()? {
+        0 => None,
+        _ => Some(d.str()?.to_owned()),
+    };
+    Ok(StateRec {
+        chan_id,
+        seq,
+        attempts: Attempts {
+            delivery_count,
+            first_attempt_at,
+            last_attempt_at,
+            last_error,
+        },
+        place,
+    })
+}
+
+/// (channel id, sequence) of a settle record.
+pub(super) fn decode_settle(head: &[u8]) -> Result<(u64, u64), Corrupt> {
+    let mut d = Dec(head);
+    Ok((d.u64()?, d.u64()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg() -> StoredMessage {
+        StoredMessage {
+            message_id: "msg_0123456789abcdef".into(),
+            channel: "alpha".into(),
+            webhook_id: "hook".into(),
+            namespace: Some("ns".into()),
+            sequence: 0,
+            received_at: Timestamp::from_micros(1_770_000_000_000_001),
+            expires_at: Timestamp::from_micros(1_770_000_100_000_001),
+            method: "POST".into(),
+            path: "/webhook/ns/hook".into(),
+            query: "a=1&b=%C3%A9".into(),
+            raw_headers: Some(vec![("X-A".into(), "1".into()), ("x-a".into(), "2".into())]),
+            body: Some((0u8..=255).collect()),
+            payload: Some(serde_json::json!({"k": [1, 2.5, "x"]})),
+            masked_headers: Some(serde_json::from_str(r#"{"authorization":"***"}"#).unwrap()),
+            content_type: Some("application/octet-stream".into()),
+            is_json: false,
+        }
+    }
+
+    fn split(rec: &[u8]) -> (Frame, &[u8], &[u8]) {
+        let f: [u8; FRAME] = rec[..FRAME].try_into().unwrap();
+        let frame = Frame::parse(&f).unwrap();
+        let head = &rec[FRAME..FRAME + frame.head_len as usize];
+        frame.check(&f, head).unwrap();
+        (frame, head, &rec[FRAME + frame.head_len as usize..])
+    }
+
+    #[test]
+    fn a_message_round_trips_byte_for_byte() {
+        let m = msg();
+        let rec = message_record(7, 42, &m);
+        let (frame, head, body) = split(&rec);
+        assert_eq!(frame.total() as usize, rec.len());
+        let back = decode_message(head, body, "alpha").unwrap();
+        assert_eq!(back, StoredMessage { sequence: 42, ..m });
+        let idx = message_index(head).unwrap();
+        assert_eq!((idx.chan_id, idx.seq, idx.namespace), (7, 42, Some("ns")));
+    }
+
+    #[test]
+    fn absent_and_empty_are_told_apart() {
+        let mut m = msg();
+        m.body = None;
+        m.raw_headers = None;
+        m.payload = None;
+        m.masked_headers = None;
+        m.namespace = None;
+        m.content_type = None;
+        m.is_json = true;
+        let rec = message_record(1, 1, &m);
+        let (_, head, body) = split(&rec);
+        assert_eq!(
+            decode_message(head, body, "alpha").unwrap(),
+            StoredMessage {
+                sequence: 1,
+                ..m.clone()
+            }
+        );
+        m.body = Some(Vec::new());
+        m.raw_headers = Some(Vec::new());
+        let rec = message_record(1, 1, &m);
+        let (_, head, body) = split(&rec);
+        assert_eq!(
+            decode_message(head, body, "alpha").unwrap(),
+            StoredMessage { sequence: 1, ..m }
+        );
+    }
+
+    #[test]
+    fn a_flipped_body_byte_is_detected() {
+        let mut rec = message_record(1, 1, &msg());
+        let last = rec.len() - 1;
+        rec[last] ^= 1;
+        let (_, head, body) = split(&rec);
+        assert!(decode_message(head, body, "alpha").is_err());
+    }
+
+    #[test]
+    fn a_flipped_head_byte_or_zeroes_fail_the_frame() {
+        let mut rec = message_record(1, 1, &msg());
+        rec[FRAME + 3] ^= 1;
+        let f: [u8; FRAME] = rec[..FRAME].try_into().unwrap();
+        let frame = Frame::parse(&f).unwrap();
+        assert!(
+            frame
+                .check(&f, &rec[FRAME..FRAME + frame.head_len as usize])
+                .is_err()
+        );
+        assert!(Frame::parse(&[0; FRAME]).is_err());
+    }
+
+    #[test]
+    fn states_round_trip() {
+        let attempts = Attempts {
+            delivery_count: 3,
+            first_attempt_at: Some(Timestamp::from_micros(5)),
+            last_attempt_at: None,
+            last_error: Some("HTTP 500 é".into()),
+        };
+        for place in [
+            PlaceDisk::Ready,
+            PlaceDisk::Delayed {
+                until: Timestamp::from_micros(9),
+            },
+            PlaceDisk::Dead {
+                reason: DeadLetterReason::MaxDeliveryAttempts,
+                at: Timestamp::from_micros(11),
+            },
+        ] {
+            let rec = state_record(3, 4, &attempts, place);
+            let (_, head, _) = split(&rec);
+            let s = decode_state(head).unwrap();
+            assert_eq!(
+                (s.chan_id, s.seq, &s.attempts, s.place),
+                (3, 4, &attempts, place)
+            );
+        }
+        let rec = settle_record(8, 9);
+        let (_, head, _) = split(&rec);
+        assert_eq!(decode_settle(head).unwrap(), (8, 9));
+    }
+}

@@ -1,0 +1,343 @@
+//! The single writer thread: every change reaches the disk through it, in submission order.
+//!
+//! It drains whatever is queued into one batch, appends the batch's records to the log with
+//! ONE `pwrite` and ONE `fdatasync` (group commit: many concurrent enqueues share a sync),
+//! applies channel changes to redb, then runs each job's callback with where its records
+//! landed. Jobs that need durability (enqueue, channel and token changes, admin operations)
+//! are written as soon as they are seen; batches of only non-durable changes (lease
+//! bookkeeping, ACKs, NACK delays) wait up to [`LAZY_COMMIT`] for company, as §10.1 allows —
+//! losing them only causes a redelivery.
+//!
+//! Counters are written to redb at most once a second (and before a segment is deleted, so
+//! a sequence number can never be handed out twice). A failed write is reported to the jobs
+//! of that batch and in [`Shared::failure`]; the next batch simply tries again, and a redb
+//! that refused a commit is reopened, so a full disk heals by itself once space is freed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use redb::Database;
+
+use super::codec::KIND_MESSAGE;
+use super::log::{Loc, Segments};
+use super::meta::{self, MetaWrite};
+use crate::Result;
+
+/// How long a batch of only non-durable changes waits for more work before it is written.
+const LAZY_COMMIT: Duration = Duration::from_millis(50);
+/// How often pending counters are written while nothing else touches redb.
+const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+/// How long after a failed redb reopen the next one is tried.
+const REOPEN_BACKOFF: Duration = Duration::from_millis(500);
+
+/// One record for the log.
+pub(super) enum Rec {
+    /// A framed record (`codec`) to append.
+    New(Vec<u8>),
+    /// A message record to copy from elsewhere in the log (compaction).
+    Copy(Loc),
+}
+
+/// Runs on the writer thread after the batch holding the job was written (or failed), with
+/// the place of each of the job's records (a copy whose source was gone has `len == 0`).
+pub(super) type OnCommit = Box<dyn FnOnce(Result<&[Loc], String>) + Send>;
+
+pub(super) struct Job {
+    pub recs: Vec<Rec>,
+    pub meta: Vec<MetaWrite>,
+    pub durable: bool,
+    pub on_commit: Option<OnCommit>,
+}
+
+impl Job {
+    /// Completes a job that never reached the writer.
+    pub fn fail(self, reason: &str) {
+        if let Some(done) = self.on_commit {
+            done(Err(reason.to_owned()));
+        }
+    }
+}
+
+/// State shared between the writer thread and the backend.
+pub(super) struct Shared {
+    /// The last write failure; `None` once a write succeeds again.
+    pub failure: Mutex<Option<String>>,
+    /// Fault injection: every write fails while set.
+    pub fail_commits: AtomicBool,
+    /// The next channel id (persisted with every redb commit).
+    pub next_channel_id: AtomicU64,
+    pub segments: Arc<Segments>,
+    /// A new segment is started once the active one reaches this size.
+    pub segment_bytes: u64,
+}
+
+/// The handle to the writer thread.
+pub(super) struct Writer {
+    tx: Sender<Job>,
+    thread: JoinHandle<()>,
+}
+
+impl Writer {
+    pub fn spawn(db: Database, db_path: PathBuf, shared: Arc<Shared>) -> Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("buffer-writer".into())
+            .spawn(move || {
+                Thread {
+                    db: Some(db),
+                    db_path,
+                    shared,
+                    counters: HashMap::new(),
+                    counters_flushed: Instant::now(),
+                    reopen_after: Instant::now(),
+                }
+                .run(rx)
+            })
+            .map_err(|e| meta::io("starting the writer thread", e))?;
+        Ok(Self { tx, thread })
+    }
+
+    /// Queues a job; gives it back when the writer is gone.
+    pub fn send(&self, job: Job) -> Result<(), Job> {
+        self.tx.send(job).map_err(|e| e.0)
+    }
+
+    /// Stops accepting jobs, lets the thread write what is queued and waits for it, which
+    /// also closes the database.
+    pub fn shutdown(self) {
+        drop(self.tx);
+        if self.thread.join().is_err() {
+            tracing::error!("buffer writer thread panicked");
+        }
+    }
+}
+
+struct Thread {
+    /// `None` after a failed commit until it is reopened.
+    db: Option<Database>,
+    db_path: PathBuf,
+    shared: Arc<Shared>,
+    /// The latest counters snapshot of each channel, not yet in redb.
+    counters: HashMap<String, Vec<u8>>,
+    counters_flushed: Instant,
+    reopen_after: Instant,
+}
+
+impl Thread {
+    fn run(mut self, rx: Receiver<Job>) {
+        let mut batch: Vec<Job> = Vec::new();
+        loop {
+            let job = match rx.recv_timeout(COUNTERS_EVERY) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.flush_counters_if_due();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            batch.push(job);
+            batch.extend(rx.try_iter());
+            if !batch.iter().any(|j| j.durable) {
+                let deadline = Instant::now() + LAZY_COMMIT;
+                while let Ok(job) =
+                    rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
+                    let durable = job.durable;
+                    batch.push(job);
+                    if durable {
+                        break;
+                    }
+                }
+                batch.extend(rx.try_iter());
+            }
+            self.write_batch(&mut batch);
+        }
+        if let Err(e) = self.flush_counters() {
+            tracing::error!(error = %e, "writing the buffer counters at close failed");
+        }
+    }
+
+    fn write_batch(&mut self, batch: &mut Vec<Job>) {
+        let result = self.commit(batch);
+        match &result {
+            Ok(_) => *self.shared.failure.lock() = None,
+            Err(e) => {
+                let mut failure = self.shared.failure.lock();
+                if failure.as_deref() != Some(e.as_str()) {
+                    tracing::error!(error = %e, "buffer write failed");
+                }
+                *failure = Some(e.clone());
+            }
+        }
+        let mut at = 0;
+        for job in batch.drain(..) {
+            let n = job.recs.len();
+            if let Some(done) = job.on_commit {
+                match &result {
+                    Ok(locs) => done(Ok(&locs[at..at + n])),
+                    Err(e) => done(Err(e.clone())),
+                }
+            }
+            at += n;
+        }
+        self.housekeep();
+    }
+
+    fn commit(&mut self, batch: &[Job]) -> Result<Vec<Loc>, String> {
+        if self.shared.fail_commits.load(Ordering::SeqCst) {
+            return Err("injected I/O failure".into());
+        }
+        let segments = &self.shared.segments;
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        for rec in batch.iter().flat_map(|j| j.recs.iter()) {
+            let start = buf.len();
+            match rec {
+                Rec::New(bytes) => buf.extend_from_slice(bytes),
+                Rec::Copy(from) => match segments.read(*from) {
+                    Ok(bytes) => buf.extend_from_slice(&bytes),
+                    Err(e) => tracing::debug!(error = %e, "compaction source gone"),
+                },
+            }
+            spans.push((start, buf.len() - start));
+        }
+        let mut locs = Vec::with_capacity(spans.len());
+        if !buf.is_empty() {
+            let (_, size) = segments.active();
+            if size > 0 && size + buf.len() as u64 > self.shared.segment_bytes {
+                segments
+                    .roll()
+                    .map_err(|e| format!("starting a log segment: {e}"))?;
+            }
+            let (seg, at) = segments
+                .append(&buf)
+                .map_err(|e| format!("writing the message log: {e}"))?;
+            segments
+                .sync(Some((seg, at)))
+                .map_err(|e| format!("syncing the message log: {e}"))?;
+            for (start, len) in spans {
+                let loc = Loc {
+                    seg,
+                    off: (at + start as u64) as u32,
+                    len: len as u32,
+                };
+                if len > 0 && buf[start + 2] == KIND_MESSAGE {
+                    segments.add_live(loc);
+                }
+                locs.push(loc);
+            }
+        }
+        let mut writes = Vec::new();
+        for w in batch.iter().flat_map(|j| j.meta.iter()) {
+            match w {
+                MetaWrite::Counters { name, bytes } => {
+                    self.counters.insert(name.clone(), bytes.clone());
+                }
+                MetaWrite::Drop { name } => {
+                    self.counters.remove(name);
+                    writes.push(w);
+                }
+                MetaWrite::Channel { .. } => writes.push(w),
+            }
+        }
+        if !writes.is_empty() {
+            self.meta_commit(&writes)?;
+        }
+        Ok(locs)
+    }
+
+    /// One redb transaction with `writes` and every pending counters snapshot.
+    fn meta_commit(&mut self, writes: &[&MetaWrite]) -> Result<(), String> {
+        if self.db.is_none() {
+            if Instant::now() < self.reopen_after {
+                return Err("buffer store closed after a failed write; reopening".into());
+            }
+            match meta::open_db(&self.db_path) {
+                Ok(db) => self.db = Some(db),
+                Err(e) => {
+                    self.reopen_after = Instant::now() + REOPEN_BACKOFF;
+                    return Err(e.to_string());
+                }
+            }
+        }
+        let Some(db) = &self.db else {
+            return Err("buffer store closed".into());
+        };
+        let owned: Vec<MetaWrite> = writes
+            .iter()
+            .map(|w| match w {
+                MetaWrite::Channel { name, bytes } => MetaWrite::Channel {
+                    name: name.clone(),
+                    bytes: bytes.clone(),
+                },
+                MetaWrite::Counters { name, bytes } => MetaWrite::Counters {
+                    name: name.clone(),
+                    bytes: bytes.clone(),
+                },
+                MetaWrite::Drop { name } => MetaWrite::Drop { name: name.clone() },
+            })
+            .collect();
+        let next_id = self.shared.next_channel_id.load(Ordering::SeqCst);
+        match meta::commit(db, &owned, &self.counters, next_id, true) {
+            Ok(()) => {
+                self.counters.clear();
+                self.counters_flushed = Instant::now();
+                Ok(())
+            }
+            Err(e) => {
+                // redb refuses every later commit after an I/O error until it is reopened.
+                self.db = None;
+                self.reopen_after = Instant::now() + REOPEN_BACKOFF;
+                Err(format!("writing the channel store: {e}"))
+            }
+        }
+    }
+
+    fn flush_counters(&mut self) -> Result<(), String> {
+        if self.counters.is_empty() {
+            return Ok(());
+        }
+        self.meta_commit(&[])
+    }
+
+    fn flush_counters_if_due(&mut self) {
+        if self.counters_flushed.elapsed() >= COUNTERS_EVERY
+            && let Err(e) = self.flush_counters()
+        {
+            tracing::debug!(error = %e, "writing the buffer counters failed; will retry");
+        }
+    }
+
+    /// Starts a new segment and deletes dead ones from the head.
+    fn housekeep(&mut self) {
+        self.flush_counters_if_due();
+        let segments = self.shared.segments.clone();
+        let plan = segments.housekeep(self.shared.segment_bytes);
+        if plan.roll
+            && let Err(e) = segments.roll()
+        {
+            tracing::debug!(error = %e, "starting a log segment failed; will retry");
+        }
+        let plan = segments.housekeep(self.shared.segment_bytes);
+        if plan.delete.is_empty() {
+            return;
+        }
+        // The counters (with each channel's sequence) must be durable before the records
+        // that also prove a sequence number was used disappear.
+        if let Err(e) = self.flush_counters() {
+            tracing::debug!(error = %e, "not deleting log segments until the counters are written");
+            return;
+        }
+        for seg in plan.delete {
+            if let Err(e) = segments.delete(seg) {
+                tracing::warn!(segment = seg, error = %e, "deleting a log segment failed");
+            }
+        }
+    }
+}
