@@ -4,6 +4,7 @@
 //! `redis-server` (`redis`), plus what only it has (replicas, outages, write confirmation).
 
 mod embedded;
+mod log;
 mod redis;
 
 use std::sync::Arc;
