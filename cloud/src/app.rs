@@ -73,9 +73,10 @@ pub fn read_webhooks(path: &Path, env: &dyn EnvSource) -> Result<WebhookSet, Str
     WebhookSet::from_json(&doc, None, env, None).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn channel_settings(s: &ConnectSettings) -> ChannelSettings {
+fn channel_settings(s: &ConnectSettings, default_queue_bytes: u64) -> ChannelSettings {
     ChannelSettings {
         max_queue_size: s.max_queue_size,
+        max_queue_bytes: s.max_queue_bytes.unwrap_or(default_queue_bytes),
         max_connections: s.max_connections,
         max_in_flight: s.max_in_flight,
         ack_timeout_seconds: s.ack_timeout_seconds,
@@ -183,7 +184,7 @@ impl AppState {
         for (name, spec) in &specs {
             let reg = ChannelRegistration {
                 name: name.clone(),
-                settings: channel_settings(&spec.settings),
+                settings: channel_settings(&spec.settings, self.settings.max_queue_bytes),
                 configured_token_digest: token_digest(&spec.settings.channel_token),
                 owner: spec.owner.clone(),
                 webhook_ids: spec.webhook_keys.clone(),

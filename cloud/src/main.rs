@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use connect_buffer::embedded::{EmbeddedBuffer, EmbeddedOptions};
 use connect_buffer::redis::{RedisBuffer, RedisOptions};
-use connect_buffer::{Buffer, BufferError, SystemClock, embedded::EmbeddedBuffer};
+use connect_buffer::{Buffer, BufferError, SystemClock};
 use connect_cloud::settings::{LogFormat, env};
 use connect_cloud::{AppState, Settings};
 
@@ -72,7 +73,11 @@ fn main() -> ExitCode {
                 }
             }
         } else {
-            match EmbeddedBuffer::open(&settings.data_dir, Arc::new(SystemClock)) {
+            let options = EmbeddedOptions {
+                segment_bytes: settings.segment_bytes,
+                max_dead_letters: settings.max_dead_letters,
+            };
+            match EmbeddedBuffer::open_with(&settings.data_dir, Arc::new(SystemClock), options) {
                 Ok(b) => Arc::new(b),
                 Err(BufferError::Locked(e)) => {
                     eprintln!("data directory {} is in use by another process: {e}", settings.data_dir.display());

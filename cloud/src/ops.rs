@@ -68,7 +68,13 @@ pub async fn health(State(st): State<AppState>) -> Response {
             }
             .into(),
             etcd: etcd.into(),
-            buffer: if buffer.ok { "healthy" } else { "unhealthy" }.into(),
+            buffer: match (buffer.ok, buffer.readable) {
+                (true, _) => "healthy",
+                // Writes fail (a full disk); stored messages still drain.
+                (false, true) => "read_only",
+                (false, false) => "unhealthy",
+            }
+            .into(),
             buffer_backend: st.buffer().backend_name().into(),
             webhook_connect: if st.settings.enabled {
                 "healthy"
@@ -131,6 +137,11 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
                     v as f64,
                 ));
             }
+            counters.push((
+                "webhook_connect_dead_letters_dropped_total",
+                vec![("channel", name.clone())],
+                s.counters.dead_letters_dropped as f64,
+            ));
             let age = s
                 .oldest_unsettled_at
                 .map(|t| (Timestamp::now().micros() - t.micros()).max(0) as f64 / 1e6)
@@ -139,6 +150,19 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
                 "webhook_connect_channel_oldest_message_age_seconds",
                 vec![("channel", name.clone())],
                 age,
+            ));
+        }
+    }
+    if let Some(log) = st.buffer().log_stats() {
+        for (what, v) in [
+            ("segments", log.segments),
+            ("bytes", log.bytes),
+            ("live_bytes", log.live_bytes),
+        ] {
+            gauges.push((
+                "webhook_connect_store_log",
+                vec![("measure", what.to_owned())],
+                v as f64,
             ));
         }
     }

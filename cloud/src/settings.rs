@@ -132,6 +132,29 @@ pub struct Settings {
         default_value_t = 10_485_760
     )]
     pub max_body_bytes: u64,
+    /// Default byte cap of a channel's unsettled messages (webhooks.json `max_queue_bytes`
+    /// overrides it per channel); full → 503 `queue_full`.
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_MAX_QUEUE_BYTES",
+        default_value_t = 1_073_741_824
+    )]
+    pub max_queue_bytes: u64,
+    /// Dead letters kept per channel (embedded backend); the oldest beyond it are dropped and
+    /// counted (`webhook_connect_dead_letters_dropped_total`).
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_MAX_DEAD_LETTERS",
+        default_value_t = 10_000
+    )]
+    pub max_dead_letters: u64,
+    /// Size at which the embedded backend starts a new log segment.
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_SEGMENT_BYTES",
+        default_value_t = 67_108_864
+    )]
+    pub segment_bytes: u64,
     #[arg(long, env = "WEBHOOK_CONNECT_MAX_HEADERS", default_value_t = 100)]
     pub max_headers: usize,
     #[arg(long, env = "WEBHOOK_CONNECT_MAX_HEADER_BYTES", default_value_t = 8192)]
@@ -235,6 +258,21 @@ impl Settings {
         }
         if self.max_body_bytes == 0 {
             return Err("WEBHOOK_CONNECT_MAX_BODY_BYTES must be positive".into());
+        }
+        if !(connect_config::MIN_QUEUE_BYTES..=connect_config::MAX_QUEUE_BYTES)
+            .contains(&self.max_queue_bytes)
+        {
+            return Err(format!(
+                "WEBHOOK_CONNECT_MAX_QUEUE_BYTES must be within {}..={}",
+                connect_config::MIN_QUEUE_BYTES,
+                connect_config::MAX_QUEUE_BYTES
+            ));
+        }
+        if self.max_dead_letters == 0 {
+            return Err("WEBHOOK_CONNECT_MAX_DEAD_LETTERS must be positive".into());
+        }
+        if self.segment_bytes < 65_536 {
+            return Err("WEBHOOK_CONNECT_SEGMENT_BYTES must be at least 65536".into());
         }
         if self.max_headers == 0 || self.max_header_bytes == 0 {
             return Err("header limits must be positive".into());

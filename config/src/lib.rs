@@ -29,7 +29,10 @@ pub mod webhooks;
 
 pub use auth::{Auth, AuthRequest, client_ip};
 pub use cleanup::{Cleanup, CleanupMode, mask_headers, mask_query, mask_value};
-pub use model::{ConnectSettings, DataType, Module, RateLimitSpec, Webhook, entry_key};
+pub use model::{
+    ConnectSettings, DataType, MAX_QUEUE_BYTES, MIN_QUEUE_BYTES, Module, RateLimitSpec, Webhook,
+    entry_key,
+};
 pub use modules::{LogSettings, SaveToDiskSettings};
 pub use placeholders::{EnvSource, MapEnv, ProcessEnv, SecretLookup, SecretSource, resolve};
 pub use ratelimit::SlidingWindow;

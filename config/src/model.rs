@@ -20,6 +20,10 @@ pub enum DataType {
     Blob,
 }
 
+/// Bounds of `max_queue_bytes` (and of the cloud's default for it): 64 KiB .. 1 TiB.
+pub const MIN_QUEUE_BYTES: u64 = 64 * 1024;
+pub const MAX_QUEUE_BYTES: u64 = 1 << 40;
+
 /// `module-config` of a `webhook_connect` entry (§2.3).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnectSettings {
@@ -27,6 +31,9 @@ pub struct ConnectSettings {
     pub channel_token: String,
     pub ttl_seconds: u64,
     pub max_queue_size: u64,
+    /// Bytes the channel's unsettled messages may take; `None` takes the cloud's
+    /// `WEBHOOK_CONNECT_MAX_QUEUE_BYTES`.
+    pub max_queue_bytes: Option<u64>,
     pub max_connections: u64,
     pub max_in_flight: u64,
     pub ack_timeout_seconds: u64,
@@ -42,6 +49,7 @@ impl fmt::Debug for ConnectSettings {
             .field("channel_token", &"***")
             .field("ttl_seconds", &self.ttl_seconds)
             .field("max_queue_size", &self.max_queue_size)
+            .field("max_queue_bytes", &self.max_queue_bytes)
             .field("max_connections", &self.max_connections)
             .field("max_in_flight", &self.max_in_flight)
             .field("ack_timeout_seconds", &self.ack_timeout_seconds)
@@ -59,6 +67,9 @@ impl ConnectSettings {
         let mut d = Vec::new();
         if self.max_queue_size != owner.max_queue_size {
             d.push("max_queue_size");
+        }
+        if self.max_queue_bytes != owner.max_queue_bytes {
+            d.push("max_queue_bytes");
         }
         if self.max_connections != owner.max_connections {
             d.push("max_connections");
@@ -91,6 +102,7 @@ impl ConnectSettings {
                 "channel_token",
                 "ttl_seconds",
                 "max_queue_size",
+                "max_queue_bytes",
                 "max_connections",
                 "max_in_flight",
                 "ack_timeout_seconds",
@@ -134,6 +146,14 @@ impl ConnectSettings {
             channel_token,
             ttl_seconds: int("ttl_seconds", 86_400, 1..=31_536_000)?,
             max_queue_size: int("max_queue_size", 10_000, 1..=10_000_000)?,
+            max_queue_bytes: match m.get("max_queue_bytes") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(fields::integer(
+                    v,
+                    &format!("{P}max_queue_bytes"),
+                    MIN_QUEUE_BYTES..=MAX_QUEUE_BYTES,
+                )?),
+            },
             max_connections: int("max_connections", 10, 1..=10_000)?,
             max_in_flight: int("max_in_flight", 100, 1..=10_000)?,
             ack_timeout_seconds: int("ack_timeout_seconds", 30, 5..=3600)?,

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use embedded::LogStats;
 
 /// Channel-level settings, taken from the channel's owner webhook (§8.4).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -245,7 +246,11 @@ pub struct BufferStats {
 /// Whether the backend is usable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BufferHealth {
+    /// Everything works, writes included.
     pub ok: bool,
+    /// Stored messages can still be leased, settled and viewed although `ok` is false (a
+    /// full disk fails only writes; connectors keep draining).
+    pub readable: bool,
     pub reason: Option<String>,
 }
 
@@ -431,6 +436,11 @@ pub trait Buffer: Send + Sync + 'static {
     async fn lease_counts(&self, channel: &str) -> Result<Option<HashMap<String, u64>>> {
         let _ = channel;
         Ok(None)
+    }
+
+    /// The on-disk message log's figures (embedded backend); `None` for backends without one.
+    fn log_stats(&self) -> Option<LogStats> {
+        None
     }
 
     /// Flushes pending writes and closes the store.

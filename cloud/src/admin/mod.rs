@@ -80,7 +80,8 @@ fn authorize(st: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     if !st.settings.enabled {
         return Err(ApiError::not_initialized(st.settings.retry_after_seconds));
     }
-    if !st.buffer().health().ok {
+    // Views, settling and deletes work on a store that only fails writes (a full disk).
+    if !st.buffer().health().readable {
         return Err(ApiError::buffer_unavailable(
             st.settings.retry_after_seconds,
         ));

@@ -81,7 +81,8 @@ pub fn check_service(st: &AppState) -> ApiResult<()> {
         )
         .retry_after(st.settings.retry_after_seconds));
     }
-    if !st.buffer().health().ok {
+    // A store that only fails writes (a full disk) still lets connectors drain it.
+    if !st.buffer().health().readable {
         return Err(ApiError::buffer_unavailable(
             st.settings.retry_after_seconds,
         ));

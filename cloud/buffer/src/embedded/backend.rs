@@ -29,16 +29,20 @@ impl Buffer for EmbeddedBuffer {
         if self.closed.load(Ordering::Acquire) {
             return BufferHealth {
                 ok: false,
+                readable: false,
                 reason: Some("buffer closed".into()),
             };
         }
         match self.shared.failure.lock().clone() {
+            // Reads come from the log's files, which a failed write does not touch.
             Some(e) => BufferHealth {
                 ok: false,
+                readable: true,
                 reason: Some(format!("buffer store write failed: {e}")),
             },
             None => BufferHealth {
                 ok: true,
+                readable: true,
                 reason: None,
             },
         }
@@ -369,6 +373,10 @@ impl Buffer for EmbeddedBuffer {
             .lock()
             .get(channel)
             .map_or(0, |s| s.len() as u64))
+    }
+
+    fn log_stats(&self) -> Option<crate::LogStats> {
+        Some(self.shared.segments.stats())
     }
 
     async fn close(&self) -> Result<()> {

@@ -36,6 +36,7 @@ mod dead;
 mod delivery;
 mod scan;
 
+pub(super) use dead::Replayed;
 pub(super) use scan::ScanMessage;
 
 /// NACK error texts are kept up to this many characters (§5.4).

@@ -189,11 +189,6 @@ impl EmbeddedBuffer {
         self.shared.fail_commits.store(on, Ordering::SeqCst);
     }
 
-    /// The message log's segments, bytes and live messages.
-    pub fn log_stats(&self) -> LogStats {
-        self.shared.segments.stats()
-    }
-
     fn ensure_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(BufferError::Unavailable("buffer closed".into()));
@@ -336,7 +331,7 @@ impl EmbeddedBuffer {
         seq: u64,
         loc: Loc,
         now: Timestamp,
-    ) -> Option<(Vec<u8>, i64)> {
+    ) -> channel::Replayed {
         let mut msg = match self.read_message(channel, loc) {
             Ok(m) => m,
             Err(e) => {

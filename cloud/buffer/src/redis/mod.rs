@@ -778,16 +778,19 @@ impl Buffer for RedisBuffer {
         if self.inner.closed.load(Ordering::Acquire) {
             return BufferHealth {
                 ok: false,
+                readable: false,
                 reason: Some("buffer closed".into()),
             };
         }
         match self.inner.failure.lock().clone() {
             Some(reason) => BufferHealth {
                 ok: false,
+                readable: false,
                 reason: Some(reason),
             },
             None => BufferHealth {
                 ok: true,
+                readable: true,
                 reason: None,
             },
         }

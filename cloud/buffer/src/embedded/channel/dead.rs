@@ -1,6 +1,9 @@
 //! Dead letters of one channel: list, replay, delete, purge, retention and the count cap.
 
 use super::{Chan, Place, Tag, View};
+
+/// A dead letter's message record re-encoded with its new expiry, and that expiry (µs).
+pub(in crate::embedded) type Replayed = Option<(Vec<u8>, i64)>;
 use crate::embedded::writer::Rec;
 use crate::{BulkReplay, ReplayOutcome};
 
@@ -88,7 +91,7 @@ impl Chan {
     }
 
     /// Replays prepared dead letters in order; stops at the first queue-full.
-    pub fn replay_all(&mut self, prepared: Vec<(u64, Option<(Vec<u8>, i64)>)>) -> BulkReplay {
+    pub fn replay_all(&mut self, prepared: Vec<(u64, Replayed)>) -> BulkReplay {
         let mut replayed = 0;
         let mut stopped_queue_full = false;
         for (seq, record) in prepared {

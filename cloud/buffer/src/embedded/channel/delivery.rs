@@ -55,7 +55,7 @@ impl Chan {
                 },
             );
             let holders = self.holders.entry(seq).or_default();
-            if !holders.iter().any(|h| *h == conn) {
+            if !holders.contains(&conn) {
                 holders.push(conn.clone());
             }
             self.in_flight.insert(seq);
