@@ -159,7 +159,14 @@ async fn a_format_1_store_is_upgraded_and_keeps_every_message() {
 /// committed prefix always comes back whole, and a cut record never half-appears.
 #[tokio::test]
 async fn a_torn_tail_is_cut_at_every_byte_and_the_prefix_survives() {
-    let tmp = tempfile::tempdir().unwrap();
+    // Hundreds of stores are opened and closed: on a memory file system where there is one,
+    // so the test measures the recovery logic rather than the disk's fsync.
+    let shm = Path::new("/dev/shm");
+    let tmp = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
     let base = tmp.path().join("base");
     let clock = clock();
     let mut committed = Vec::new();
@@ -185,9 +192,12 @@ async fn a_torn_tail_is_cut_at_every_byte_and_the_prefix_survives() {
     let mut last = Vec::new();
     {
         let b = EmbeddedBuffer::open(&base, clock.clone()).unwrap();
-        for i in 0..3 {
+        for i in 0..2 {
             let mut m = message(&clock, CH, "hook-a", 3600);
             m.body = Some(format!("last batch {i}").into_bytes());
+            // Small records: every byte of them is a case (each opens a store).
+            m.raw_headers = None;
+            m.content_type = None;
             last.push(b.enqueue(m).await.unwrap().0);
         }
         b.close().await.unwrap();
@@ -238,7 +248,7 @@ async fn a_torn_tail_is_cut_at_every_byte_and_the_prefix_survives() {
     }
     assert_eq!(
         record_ends.len(),
-        3,
+        2,
         "every record appeared exactly at its end"
     );
     assert_eq!(*record_ends.last().unwrap(), len);

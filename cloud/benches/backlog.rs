@@ -1,0 +1,286 @@
+//! Backlog bench: the release cloud binary as a child process holding a large backlog.
+//!
+//! ```sh
+//! cargo build --release -p connect-cloud --bins
+//! cargo bench -p connect-cloud --bench backlog
+//! ```
+//!
+//! One run measures, against the same process and with the same load generator
+//! (`support/load.rs`, closed loop, keep-alive HTTP/1.1):
+//! 1. durable ingest on an empty queue (the baseline);
+//! 2. filling the channel to `BENCH_BACKLOG` unsettled messages, with the bytes the process
+//!    wrote to storage per message (`/proc/<pid>/io` `write_bytes`);
+//! 3. durable ingest with that backlog, as a share of (1);
+//! 4. RSS with the backlog;
+//! 5. `kill -9`, restart on the same data: time until `/health` answers 200, RSS then, and
+//!    that every message is still there.
+//!
+//! Environment: `BENCH_BACKLOG` (default 1000000), `BENCH_BODY_BYTES` (default 1024),
+//! `BENCH_SECONDS` (default 5), `BENCH_CONCURRENCY` (default 50), `BENCH_CLOUD_BIN`
+//! (default `target/release/webhook-connect-cloud`), `BENCH_KEEP_DIR` (keep the data
+//! directory there instead of a temporary one).
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/load.rs"]
+mod load;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use load::{Config, EPOCH, env_num, pct, run_load_body};
+
+const CHANNEL: &str = "backlog";
+const TOKEN: &str = "backlog-bench-token-0123456789";
+const ADMIN: &str = "backlog-bench-admin-token";
+
+struct Cloud {
+    child: Child,
+    addr: SocketAddr,
+}
+
+fn spawn(bin: &Path, dir: &Path, port: u16, body_bytes: usize) -> Cloud {
+    let child = Command::new(bin)
+        .env("WEBHOOK_CONNECT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("WEBHOOK_CONNECT_DATA_DIR", dir.join("data"))
+        .env("WEBHOOKS_CONFIG_FILE", dir.join("webhooks.json"))
+        .env("WEBHOOK_CONNECT_ADMIN_TOKEN", ADMIN)
+        .env("WEBHOOK_CONNECT_LOG_LEVEL", "warn")
+        .env(
+            "WEBHOOK_CONNECT_MAX_BODY_BYTES",
+            (body_bytes + 4096).max(10_485_760).to_string(),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    Cloud {
+        child,
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    proc_field(pid, "status", "VmRSS") as f64 / 1024.0
+}
+
+fn hwm_mb(pid: u32) -> f64 {
+    proc_field(pid, "status", "VmHWM") as f64 / 1024.0
+}
+
+fn written(pid: u32) -> u64 {
+    proc_field(pid, "io", "write_bytes")
+}
+
+fn json_body_of(len: usize) -> Vec<u8> {
+    let head = r#"{"event":"bench.backlog","pad":""#;
+    let mut s = head.to_owned();
+    s.extend(std::iter::repeat_n('x', len.saturating_sub(head.len() + 2)));
+    s.push_str("\"}");
+    s.into_bytes()
+}
+
+async fn get(http: &reqwest::Client, url: String) -> Option<(u16, serde_json::Value)> {
+    let r = http.get(url).bearer_auth(ADMIN).send().await.ok()?;
+    let s = r.status().as_u16();
+    Some((s, r.json().await.unwrap_or_default()))
+}
+
+/// Waits for `/health` 200; returns how long it took.
+async fn wait_healthy(http: &reqwest::Client, addr: SocketAddr) -> Duration {
+    let start = Instant::now();
+    loop {
+        if let Some((200, _)) = get(http, format!("http://{addr}/health")).await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "never healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn stats(http: &reqwest::Client, addr: SocketAddr) -> serde_json::Value {
+    let url = format!("http://{addr}/admin/webhook-connect/channels/{CHANNEL}/stats");
+    get(http, url).await.unwrap().1
+}
+
+fn main() {
+    EPOCH.get_or_init(Instant::now);
+    let backlog: u64 = env_num("BENCH_BACKLOG", 1_000_000);
+    let body_bytes: usize = env_num("BENCH_BODY_BYTES", 1024);
+    let cfg = Config {
+        seconds: env_num("BENCH_SECONDS", 5.0),
+        warmup: 1.0,
+        concurrency: env_num("BENCH_CONCURRENCY", 50),
+        e2e_rate: 0,
+        server_threads: 0,
+    };
+    let bin: PathBuf = std::env::var("BENCH_CLOUD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/webhook-connect-cloud")
+        });
+    assert!(
+        bin.exists(),
+        "build it first: cargo build --release -p connect-cloud --bins ({})",
+        bin.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::env::var("BENCH_KEEP_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| tmp.path().to_owned());
+    std::fs::create_dir_all(&dir).unwrap();
+    let hooks = serde_json::json!({
+        CHANNEL: {
+            "data_type": "json",
+            "module": "webhook_connect",
+            "module-config": {
+                "channel": CHANNEL,
+                "channel_token": TOKEN,
+                "max_queue_size": 10_000_000,
+                "max_queue_bytes": 1u64 << 40,
+                "ttl_seconds": 604_800
+            }
+        }
+    });
+    std::fs::write(
+        dir.join("webhooks.json"),
+        serde_json::to_vec(&hooks).unwrap(),
+    )
+    .unwrap();
+    let body = json_body_of(body_bytes);
+    let path = format!("/webhook/{CHANNEL}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let port = free_port();
+    let mut cloud = spawn(&bin, &dir, port, body_bytes);
+    let pid = cloud.child.id();
+    rt.block_on(wait_healthy(&http, cloud.addr));
+    let rss_idle = rss_mb(pid);
+    println!(
+        "backlog bench: {} CPUs, cloud {} (pid {pid}), body {} B, c={}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        bin.display(),
+        body.len(),
+        cfg.concurrency
+    );
+
+    // 1. Empty queue.
+    let empty = run_load_body(&[cloud.addr], &path, cfg, &body);
+    let rate = |r: &load::LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
+
+    // 2. Fill.
+    let fill_start = Instant::now();
+    let io_before = written(pid);
+    let mut received = rt.block_on(stats(&http, cloud.addr))["counters"]["received"]
+        .as_u64()
+        .unwrap_or(0);
+    let received_before = received;
+    let fill_cfg = Config {
+        seconds: 5.0,
+        warmup: 0.0,
+        ..cfg
+    };
+    while received < backlog {
+        let left = backlog - received;
+        let mut c = fill_cfg;
+        if left < 20_000 {
+            c.seconds = 1.0;
+        }
+        c.concurrency = c.concurrency.min(left as usize).max(1);
+        run_load_body(&[cloud.addr], &path, c, &body);
+        received = rt.block_on(stats(&http, cloud.addr))["counters"]["received"]
+            .as_u64()
+            .unwrap_or(0);
+    }
+    let fill_secs = fill_start.elapsed().as_secs_f64();
+    let io_after = written(pid);
+    let per_msg = (io_after - io_before) as f64 / (received - received_before) as f64;
+
+    // 3. Ingest with the backlog; 4. RSS.
+    let full = run_load_body(&[cloud.addr], &path, cfg, &body);
+    let s = rt.block_on(stats(&http, cloud.addr));
+    let depth = s["ready"].as_u64().unwrap_or(0);
+    let rss_full = rss_mb(pid);
+    let hwm_full = hwm_mb(pid);
+
+    // 5. kill -9 and restart.
+    cloud.child.kill().unwrap();
+    cloud.child.wait().unwrap();
+    let restart_at = Instant::now();
+    let mut cloud = spawn(&bin, &dir, port, body_bytes);
+    let pid2 = cloud.child.id();
+    let healthy_after = rt.block_on(wait_healthy(&http, cloud.addr));
+    let rss_restart = rss_mb(pid2);
+    let s2 = rt.block_on(stats(&http, cloud.addr));
+    let depth2 = s2["ready"].as_u64().unwrap_or(0);
+    let _ = restart_at;
+    let hwm_restart = hwm_mb(pid2);
+    cloud.child.kill().unwrap();
+    cloud.child.wait().unwrap();
+
+    println!();
+    println!("| measure | value |");
+    println!("|---|---:|");
+    println!("| RSS idle, empty store | {rss_idle:.1} MB |");
+    println!(
+        "| durable ingest, empty queue | {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms) |",
+        rate(&empty),
+        pct(&empty.lat, 0.5),
+        pct(&empty.lat, 0.99)
+    );
+    println!(
+        "| fill to {received} messages | {fill_secs:.1} s ({:.0} msg/s) |",
+        (received - received_before) as f64 / fill_secs
+    );
+    println!(
+        "| bytes written to storage per message | {per_msg:.0} B ({:.2} × the {} B body) |",
+        per_msg / body.len() as f64,
+        body.len()
+    );
+    println!(
+        "| durable ingest with {depth} ready | {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms) = {:.1} % of empty |",
+        rate(&full),
+        pct(&full.lat, 0.5),
+        pct(&full.lat, 0.99),
+        rate(&full) / rate(&empty) * 100.0
+    );
+    println!("| RSS with the backlog (peak) | {rss_full:.1} MB ({hwm_full:.1} MB) |");
+    println!(
+        "| kill -9, restart: /health 200 after | {:.2} s |",
+        healthy_after.as_secs_f64()
+    );
+    println!("| RSS after the restart (peak) | {rss_restart:.1} MB ({hwm_restart:.1} MB) |");
+    println!("| ready after the restart | {depth2} (before: {depth}) |");
+    println!(
+        "non-2xx: empty {}, full {}; connection errors: empty {}, full {}",
+        empty.non_2xx, full.non_2xx, empty.errors, full.errors
+    );
+    assert!(depth2 >= depth, "messages lost across the restart");
+}
