@@ -8,6 +8,7 @@ mod bad_input;
 mod client;
 mod connector;
 mod connector_control;
+mod connector_honesty;
 mod dispatch;
 mod etcd;
 mod harness;
