@@ -35,7 +35,9 @@
 //!   reported `messages_dead_lettered: 4` while the connector showed `dead_letters=0`).
 //! - Long-poll: at most one message per poll, and the returned message stays queued (requeued at
 //!   once); ACKs of poll connection ids always answer 404; all pollers of a channel get the same
-//!   connection id (#15).
+//!   connection id (#15). (Issue 15 saw the reference cloud with its Redis buffer keep polled
+//!   messages pending and never give them out again; this project's connector does not poll a
+//!   v1 cloud at all, and [`V1Records::poll_requests`] lets tests check that.)
 //! - `POST /connect/ack` looks up the connection before checking the token (#25).
 //! - A malformed (non-JSON) or binary client frame stops the server reading that socket for good
 //!   (#20): later frames, ACKs included, are ignored while messages keep being sent.
