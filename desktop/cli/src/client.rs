@@ -272,3 +272,32 @@ fn print_replay(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connect_engine::{ChannelState, ChannelStatus};
+
+    #[test]
+    fn the_headline_gives_the_error_with_its_time_and_nothing_without_one() {
+        let connected = ChannelStatus::idle("demo", "demo", ChannelState::Connected);
+        assert_eq!(headline(&connected), "demo  Connected  transport=-");
+        let failing = ChannelStatus {
+            last_error: Some("connection refused".into()),
+            last_error_at: Some("2026-12-06T04:01:09.512Z".into()),
+            ..ChannelStatus::idle("demo", "demo", ChannelState::Connecting)
+        };
+        assert_eq!(
+            headline(&failing),
+            "demo  Connecting (connection refused; since 2026-12-06T04:01:09.512Z)  transport=-"
+        );
+    }
+
+    #[test]
+    fn only_a_broken_pipe_counts_as_a_closed_stdout() {
+        let closed = ClientError::from(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(matches!(closed, ClientError::StdoutClosed));
+        let full = ClientError::from(io::Error::from(io::ErrorKind::StorageFull));
+        assert!(matches!(full, ClientError::Stdout(_)));
+    }
+}
