@@ -10,6 +10,7 @@
 //! - [`frames`]: WebSocket frames, SSE events, long-poll and ACK bodies.
 //! - [`admin`]: admin API objects (§8) and the process `/health` body (§9).
 //! - [`error`]: the `{"detail","code"}` error body and the stable error codes.
+//! - [`status`]: a connector's reading of `/connect/status` from a v1 or v2 cloud.
 //! - [`json`]: JSON helpers (ASCII-only serialization for SSE).
 //! - [`ts`]: the TypeScript declarations generated from these types.
 
@@ -19,6 +20,7 @@ pub mod frames;
 pub mod ids;
 pub mod json;
 pub mod message;
+pub mod status;
 pub mod time;
 pub mod ts;
 

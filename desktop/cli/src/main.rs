@@ -1,10 +1,12 @@
 //! `webhook-connect`: the headless connector. Flags > `CONNECTOR_*` env > config file >
 //! defaults (CONFIG.md §7); exit 64 on invalid configuration, 0 after a graceful stop on
-//! SIGINT/SIGTERM, 1 on a fatal error.
+//! SIGINT/SIGTERM, 1 on a fatal error. A command whose stdout is closed ends quietly with 0
+//! (see [`client`]).
 //!
 //! A running connector serves a loopback control endpoint; `webhook-connect status`, `events`
 //! and `replay <message-id>` talk to it.
 
+mod client;
 mod control;
 
 use std::path::PathBuf;
@@ -187,7 +189,7 @@ fn main() -> ExitCode {
         return store_token(cloud, channel_name.as_deref(), *admin, *delete);
     }
     if let Some(cmd) = cli.cmd {
-        return client_main(cmd, control_file);
+        return client::client_main(cmd, control_file);
     }
     let control_listen = cli.control_listen.clone();
     let token_flag = cli.token.is_some();
@@ -388,198 +390,6 @@ fn store_token(cloud: &str, channel: Option<&str>, admin: bool, delete: bool) ->
         Err(e) => {
             eprintln!("webhook-connect: {e}");
             ExitCode::from(1)
-        }
-    }
-}
-
-fn client_main(cmd: Cmd, control_file: Option<PathBuf>) -> ExitCode {
-    let Some(file) = control_file else {
-        eprintln!("webhook-connect: no control file: set --control-file (or HOME)");
-        return ExitCode::from(EXIT_CONFIG);
-    };
-    let info = match control::read_info(&file) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("webhook-connect: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("webhook-connect: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let client = control::Client::new(info);
-    match rt.block_on(client_cmd(&client, cmd)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("webhook-connect: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
-}
-
-fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.1} ms"))
-        .unwrap_or_else(|| "-".into())
-}
-
-fn print_json<T: serde::Serialize>(v: &T) -> Result<(), String> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).map_err(|e| e.to_string())?
-    );
-    Ok(())
-}
-
-async fn client_cmd(client: &control::Client, cmd: Cmd) -> Result<ExitCode, String> {
-    use base64::Engine as _;
-    match cmd {
-        Cmd::StoreToken { .. } => Ok(ExitCode::from(EXIT_CONFIG)),
-        Cmd::Status { json } => {
-            let status = client.status().await?;
-            if json {
-                print_json(&status)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            for s in status {
-                let c = &s.counters;
-                println!(
-                    "{}  {:?}{}  transport={}",
-                    s.key,
-                    s.state,
-                    s.last_error
-                        .as_deref()
-                        .map(|e| format!(" ({e})"))
-                        .unwrap_or_default(),
-                    opt(s.transport.map(|t| format!("{t:?}").to_lowercase())),
-                );
-                println!(
-                    "  received={} delivered={} failed={} retried={} dead_lettered={} in_flight={}",
-                    c.received, c.delivered, c.failed, c.retried, c.dead_lettered, s.in_flight
-                );
-                println!(
-                    "  latency p50={} p90={} p99={} over {} deliveries (last 10 min)",
-                    ms(s.latency.p50_ms),
-                    ms(s.latency.p90_ms),
-                    ms(s.latency.p99_ms),
-                    s.latency.samples
-                );
-                match &s.queue {
-                    Some(q) => println!(
-                        "  cloud queue: pending={} in_flight={} delayed={} dead_letters={} (at {})",
-                        q.pending, q.in_flight, q.delayed, q.dead_letters, q.at
-                    ),
-                    None => println!("  cloud queue: not read yet"),
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Events { channel, json } => {
-            let all = client.events(channel.as_deref()).await?;
-            if json {
-                print_json(&all)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            for ch in all {
-                println!("{} ({} events)", ch.key, ch.events.len());
-                for e in ch.events {
-                    println!(
-                        "  {}  {}  {:<10} {} {} -> {} {:?} {:.1} ms{}",
-                        e.received_at,
-                        e.message_id,
-                        e.webhook_id,
-                        opt(e.method),
-                        opt(e.path),
-                        opt(e.response_status),
-                        e.outcome,
-                        e.duration_ms,
-                        e.replay_of
-                            .map(|r| format!(" (replay of {r})"))
-                            .unwrap_or_default()
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Replay {
-            message_id,
-            target,
-            headers,
-            body_file,
-            json,
-        } => {
-            let headers = if headers.is_empty() {
-                None
-            } else {
-                let original = client.event(&message_id).await?;
-                let mut list = original.request.headers;
-                for h in &headers {
-                    let (name, value) = h
-                        .split_once(':')
-                        .ok_or_else(|| format!("--header {h:?}: expected `Name: value`"))?;
-                    let name = name.trim();
-                    list.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-                    let value = value.trim();
-                    if !value.is_empty() {
-                        list.push((name.to_owned(), value.to_owned()));
-                    }
-                }
-                Some(list)
-            };
-            let body_base64 = match body_file {
-                None => None,
-                Some(p) => Some(
-                    base64::engine::general_purpose::STANDARD
-                        .encode(std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?),
-                ),
-            };
-            let d = client
-                .replay(&connect_engine::ReplayRequest {
-                    key: String::new(),
-                    message_id,
-                    target_url: target,
-                    headers,
-                    body_base64,
-                })
-                .await?;
-            if json {
-                print_json(&d)?;
-            } else {
-                let last = d.attempts.last();
-                println!(
-                    "{} (replay of {}) -> {}: {} in {:.1} ms, {:?}",
-                    d.summary.message_id,
-                    opt(d.summary.replay_of.as_deref()),
-                    opt(d.summary.target_url.as_deref()),
-                    match (
-                        last.and_then(|a| a.status),
-                        last.and_then(|a| a.error.clone())
-                    ) {
-                        (Some(s), _) => format!("HTTP {s}"),
-                        (None, Some(e)) => e,
-                        (None, None) => "no answer".into(),
-                    },
-                    d.summary.duration_ms,
-                    d.summary.outcome
-                );
-            }
-            Ok(
-                if d.summary.outcome == connect_engine::api::Outcome::Delivered {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                },
-            )
         }
     }
 }

@@ -101,7 +101,14 @@ pub struct ChannelStatus {
     pub state: ChannelState,
     pub transport: Option<Transport>,
     pub connection_id: Option<String>,
+    /// Why the channel is not (fully) connected. Cleared when a connection is established and
+    /// when the channel is paused or disconnected: it is shown only while it describes the
+    /// current state.
     pub last_error: Option<String>,
+    /// When `last_error` happened (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub last_error_at: Option<String>,
     pub connection_attempts: u64,
     pub counters: Counters,
     pub in_flight: u64,
@@ -122,6 +129,7 @@ impl ChannelStatus {
             transport: None,
             connection_id: None,
             last_error: None,
+            last_error_at: None,
             connection_attempts: 0,
             counters: Counters::default(),
             in_flight: 0,

@@ -22,15 +22,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{
-    ChannelState, ChannelStatus, EventDetail, EventSummary, Outcome, QueueDepth, ReplayRequest,
-    Transport,
+    ChannelState, ChannelStatus, EventDetail, EventSummary, Outcome, ReplayRequest, Transport,
 };
+use crate::cloud_status::StatusError;
 use crate::config::{ChannelConfig, ConnectorConfig, Protocol, Target};
 use crate::forward::{self, Verdict};
 use crate::history::{Entry, History};
 use crate::modules::Modules;
+use crate::outcome_log::Subject;
 use crate::sse::SseParser;
 use crate::status::Live;
+
+/// Why a poll answer without a protocol version ends the long-poll session.
+const UNMARKED_POLL: &str = "the poll answer names no protocol version although /connect/status \
+     did; nothing from it was forwarded";
 
 /// Default grace period for in-flight deliveries on shutdown.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -402,7 +407,8 @@ enum Settle {
 #[derive(Debug)]
 enum ConnError {
     Auth(String),
-    /// Long-poll against a protocol v1 server, whose polls cannot be settled (§11.1).
+    /// Long-poll against a protocol v1 server, whose polls cannot be settled (§11.1); found
+    /// from its status answer, before polling.
     V1LongPoll,
     Other(String),
 }
@@ -619,7 +625,7 @@ async fn connect_tunnel(
 
 /// An error with its causes: reqwest's own message hides them ("error sending request for
 /// url"), which would leave a TLS or proxy failure unexplained in `last_error`.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut next = e.source();
     while let Some(cause) = next {
@@ -775,9 +781,9 @@ impl ChannelCtx {
 
     fn set_state(&self, state: ChannelState, error: Option<String>) {
         let mut l = self.live.lock();
-        l.status.state = state;
-        if error.is_some() {
-            l.status.last_error = error;
+        match error {
+            Some(e) => l.status.fail(state, e),
+            None => l.status.state = state,
         }
     }
 
@@ -795,6 +801,23 @@ impl ChannelCtx {
             req = req.header(h::CONNECTOR_ID, id);
         }
         req
+    }
+
+    /// The subject of a delivery's log lines (see `outcome_log`).
+    fn subject<'a>(&'a self, msg: &'a WireMessage, target: &'a str) -> Subject<'a> {
+        Subject {
+            channel: &self.cfg.channel,
+            message_id: &msg.message_id,
+            webhook_id: &msg.webhook_id,
+            target,
+        }
+    }
+
+    /// `GET /connect/status/{channel}`, ready to send.
+    fn status_request(&self) -> reqwest::RequestBuilder {
+        let url = format!("{}/connect/status/{}", self.http_base(), self.cfg.channel);
+        self.common_headers(self.cloud.get(url))
+            .timeout(self.cfg.connection_timeout.max(Duration::from_secs(1)))
     }
 
     /// Settles one message; ACKs fall back to `POST /connect/ack` when the socket is gone.
@@ -927,6 +950,7 @@ impl ChannelCtx {
                     },
                 )
                 .await;
+                ctx.subject(&msg, "-").dead_lettered(error);
             });
             return;
         };
@@ -986,6 +1010,15 @@ impl ChannelCtx {
             ),
         };
         self.settle(link, &msg.message_id, action).await;
+        match &result {
+            Ok(()) => {}
+            Err(crate::modules::ModuleError::Permanent(e)) => {
+                self.subject(msg, "module").dead_lettered(e);
+            }
+            Err(crate::modules::ModuleError::Transient(e)) => {
+                self.subject(msg, "module").handed_back(e);
+            }
+        }
         {
             let mut l = self.live.lock();
             l.status.in_flight -= 1;
@@ -1069,9 +1102,14 @@ impl ChannelCtx {
                     response: forward::Response::default(),
                     duration: Duration::ZERO,
                     log: Vec::new(),
+                    brief: "no target for webhook_id".into(),
                 };
             };
-            let on_retry = || self.live.lock().status.counters.retried += 1;
+            let subject = self.subject(msg, key);
+            let on_retry = |note: &forward::RetryNote| {
+                self.live.lock().status.counters.retried += 1;
+                subject.retrying(note);
+            };
             if !ordered {
                 return forward::deliver(client, msg, target, on_retry).await;
             }
@@ -1092,7 +1130,9 @@ impl ChannelCtx {
                     return d;
                 }
                 self.live.lock().status.counters.retried += 1;
-                tokio::time::sleep(forward::retry_wait(target, round, None)).await;
+                let wait = forward::retry_wait(target, round, None);
+                subject.retrying_ordered(round, &d.brief, wait);
+                tokio::time::sleep(wait).await;
                 round = round.saturating_add(1);
             }
         };
@@ -1120,6 +1160,11 @@ impl ChannelCtx {
             },
         };
         self.settle(link, &msg.message_id, action).await;
+        match &delivery.verdict {
+            Verdict::Ack => {}
+            Verdict::Reject(_) => self.subject(msg, key).dead_lettered(&delivery.brief),
+            Verdict::Retry(_) => self.subject(msg, key).handed_back(&delivery.brief),
+        }
         let outcome = match delivery.verdict {
             Verdict::Ack => Outcome::Delivered,
             Verdict::Reject(_) => Outcome::DeadLetter,
@@ -1225,7 +1270,7 @@ impl ChannelCtx {
             e.summary.replay_of = Some(req.message_id.clone());
             h.push(e);
         }
-        let d = forward::deliver(&client, &msg, &target, || {}).await;
+        let d = forward::deliver(&client, &msg, &target, |_| {}).await;
         let outcome = match d.verdict {
             Verdict::Ack => Outcome::Delivered,
             Verdict::Reject(_) => Outcome::Failed,
@@ -1296,27 +1341,10 @@ async fn queue_poller(ctx: Arc<ChannelCtx>) {
         if !matches!(state, ChannelState::Connected | ChannelState::Degraded) {
             continue;
         }
-        let url = format!("{}/connect/status/{}", ctx.http_base(), ctx.cfg.channel);
-        let req = ctx
-            .common_headers(ctx.cloud.get(url))
-            .timeout(Duration::from_secs(10));
-        let Ok(resp) = req.send().await else { continue };
-        if !resp.status().is_success() {
-            continue;
-        }
-        let Ok(v) = resp.json::<Value>().await else {
+        let Ok(status) = crate::cloud_status::read(ctx.status_request()).await else {
             continue;
         };
-        let stats = &v["stats"];
-        let n = |k: &str| stats[k].as_u64().unwrap_or(0);
-        let depth = QueueDepth {
-            pending: n("messages_queued"),
-            in_flight: n("messages_in_flight"),
-            delayed: n("messages_delayed"),
-            dead_letters: n("dead_letters"),
-            connected: v["connected"].as_bool().unwrap_or(true),
-            at: crate::history::rfc3339(SystemTime::now()),
-        };
+        let depth = status.queue_depth();
         ctx.live.lock().status.queue = Some(depth);
     }
 }
@@ -1350,11 +1378,7 @@ async fn wait_until_running(ctx: &ChannelCtx) -> bool {
             ChannelState::Disconnected
         };
         paused.borrow_and_update();
-        {
-            let mut l = ctx.live.lock();
-            l.status.state = state;
-            l.status.connection_id = None;
-        }
+        ctx.live.lock().status.idle(state);
         tokio::select! {
             _ = ctx.tokens.intake.cancelled() => return false,
             _ = enabled.changed() => {}
@@ -1516,9 +1540,9 @@ async fn channel_loop(ctx: Arc<ChannelCtx>) {
             Err(ConnError::V1LongPoll) => {
                 server_v1 = true;
                 failures += 1;
-                let e = "the cloud speaks protocol v1, whose long-poll cannot settle messages \
-                         (ACKs answer 404, polled messages are requeued at once): nothing was \
-                         forwarded; use websocket, sse or auto";
+                let e = "long-poll refused: the cloud speaks protocol v1 (its /connect/status \
+                         names no protocol version), whose long-poll cannot settle messages \
+                         (ACKs answer 404); nothing was polled; use websocket, sse or auto";
                 ctx.set_state(ChannelState::Degraded, Some(e.into()));
                 if auto {
                     tracing::warn!(channel = %ctx.cfg.channel, "protocol v1 cloud: long-poll skipped, back to WebSocket");
@@ -1585,14 +1609,14 @@ fn reload_token(ctx: &ChannelCtx) -> bool {
 fn connected(ctx: &ChannelCtx, link: &Link, version: Option<u32>) {
     {
         let mut l = ctx.live.lock();
-        l.status.state = ChannelState::Connected;
+        l.status.connected();
         l.status.connection_id = Some(link.connection_id.clone());
         l.status.server_protocol_version = version.or(link.v2.then_some(2));
     }
     ctx.queue_wake.notify_one();
 }
 
-fn is_v2(headers: &http::HeaderMap) -> bool {
+pub(crate) fn is_v2(headers: &http::HeaderMap) -> bool {
     headers
         .get(h::VERSION)
         .and_then(|v| v.to_str().ok())
@@ -1872,6 +1896,30 @@ async fn run_sse(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
 }
 
 async fn run_poll(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
+    // The cloud's version first, from an answer that takes no message (see `cloud_status`).
+    let checked = tokio::select! {
+        _ = stop.cancelled() => return Session { connected: false, result: Ok(End::Draining) },
+        r = crate::cloud_status::read(ctx.status_request()) => r,
+    };
+    match checked {
+        Ok(status) if status.v2 => {}
+        Ok(_) => {
+            return Session {
+                connected: false,
+                result: Err(ConnError::V1LongPoll),
+            };
+        }
+        Err(e) => {
+            let e = match e {
+                StatusError::Auth(_) => ConnError::Auth(e.to_string()),
+                StatusError::Status(_) | StatusError::Request(_) => ConnError::Other(e.to_string()),
+            };
+            return Session {
+                connected: false,
+                result: Err(e),
+            };
+        }
+    }
     let timeout = ctx.cfg.heartbeat_timeout.as_secs().clamp(1, 30);
     let mut conn: Option<String> = None;
     let mut was_connected = false;
@@ -1914,15 +1962,15 @@ async fn run_poll(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
         let s = resp.status().as_u16();
         let v2_header = is_v2(resp.headers());
         match s {
-            // A v2 server marks its 204s too; an unmarked one is v1, whose polls cannot be
-            // settled: stop before anything is forwarded.
-            204 if !v2_header => return fail(ConnError::V1LongPoll),
+            // A v2 server marks its 204s too. An unmarked one contradicts the status answer
+            // (a proxy in between?): stop before anything is forwarded.
+            204 if !v2_header => return fail(ConnError::Other(UNMARKED_POLL.into())),
             204 => {
                 if !was_connected {
                     was_connected = true;
                     {
                         let mut l = ctx.live.lock();
-                        l.status.state = ChannelState::Connected;
+                        l.status.connected();
                         l.status.server_protocol_version = Some(2);
                     }
                     ctx.queue_wake.notify_one();
@@ -1951,9 +1999,11 @@ async fn run_poll(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
             ),
         });
         if !link.v2 {
-            // Long-poll ACKs do not work against v1 servers (§11.1); the server requeued the
-            // messages already, so dropping them here loses nothing.
-            return fail(ConnError::V1LongPoll);
+            // As for an unmarked 204. These messages cannot be settled on this link and are not
+            // forwarded; when (or whether) the cloud gives them out again is up to the cloud.
+            let n = body["messages"].as_array().map_or(0, Vec::len);
+            tracing::warn!(channel = %ctx.cfg.channel, messages = n, "a poll answer without a protocol version: its messages were not forwarded");
+            return fail(ConnError::Other(UNMARKED_POLL.into()));
         }
         if !was_connected || conn.as_deref() != Some(&id) {
             connected(ctx, &link, pv);

@@ -34,6 +34,28 @@ pub enum Outcome {
     Failed(String),
 }
 
+impl Outcome {
+    /// The reason in a few words, safe for a log line: the status, or the kind of failure
+    /// without its details (which name the target URL, and a URL may carry credentials).
+    pub fn brief(&self) -> String {
+        match self {
+            Outcome::Status { status, .. } => format!("HTTP {status}"),
+            Outcome::Failed(e) => e.split(':').next().unwrap_or_default().trim().to_owned(),
+        }
+    }
+}
+
+/// A local retry about to happen, for the log and the counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryNote {
+    /// The attempt that failed (from 1).
+    pub attempt: u32,
+    pub of: u32,
+    /// [`Outcome::brief`] of the failed attempt.
+    pub reason: String,
+    pub wait: Duration,
+}
+
 /// Classification of one attempt: final, or worth another local attempt.
 pub fn classify(outcome: &Outcome) -> (Verdict, bool) {
     match outcome {
@@ -240,6 +262,8 @@ pub struct Delivery {
     pub duration: Duration,
     /// Every attempt, for the history.
     pub log: Vec<crate::api::Attempt>,
+    /// [`Outcome::brief`] of the last attempt (empty when none was made).
+    pub brief: String,
 }
 
 /// Body bytes kept from a target response.
@@ -325,13 +349,13 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-/// Delivers with local retries and returns the final verdict. `on_retry` runs before each
-/// further attempt.
+/// Delivers with local retries and returns the final verdict. `on_retry` runs before the wait
+/// for each further attempt.
 pub async fn deliver(
     client: &reqwest::Client,
     msg: &WireMessage,
     target: &Target,
-    mut on_retry: impl FnMut(),
+    mut on_retry: impl FnMut(&RetryNote),
 ) -> Delivery {
     let started = Instant::now();
     let max = target.attempts();
@@ -362,14 +386,21 @@ pub async fn deliver(
                 response,
                 duration: started.elapsed(),
                 log,
+                brief: outcome.brief(),
             };
         }
         let ra = match outcome {
             Outcome::Status { retry_after, .. } => retry_after,
             Outcome::Failed(_) => None,
         };
-        tokio::time::sleep(retry_wait(target, k, ra)).await;
-        on_retry();
+        let wait = retry_wait(target, k, ra);
+        on_retry(&RetryNote {
+            attempt: k,
+            of: max,
+            reason: outcome.brief(),
+            wait,
+        });
+        tokio::time::sleep(wait).await;
         k += 1;
     }
 }
@@ -413,6 +444,17 @@ mod tests {
             status,
             retry_after: None,
         }
+    }
+
+    #[test]
+    fn a_brief_reason_names_no_url() {
+        let failed = Outcome::Failed(
+            "connection failed: error sending request for url (http://127.0.0.1:9/in?sig=s3cr3t)"
+                .into(),
+        );
+        assert_eq!(failed.brief(), "connection failed");
+        assert_eq!(Outcome::Failed("timeout".into()).brief(), "timeout");
+        assert_eq!(st(503).brief(), "HTTP 503");
     }
 
     #[test]

@@ -8,13 +8,17 @@
 //! - [`sse`]: a small Server-Sent Events parser.
 //! - [`api`]: the view types (status, history, replay) shared with the CLI and the app UI.
 //! - [`history`] / [`stats`]: the bounded history and the latency window.
+//! - `outcome_log`: the log line of each retry, hand-back and dead letter.
 //! - [`modules`]: module mode (`webhooks_config`).
+//! - `cloud_status`: `/connect/status` — the queue depth, and telling a v1 cloud apart before
+//!   long-polling it.
 //! - [`admin`]: a client of the cloud's admin API (dead letters) for the app.
 //! - [`keyring`]: `token_ref = "keyring"`.
 //! - [`engine`]: reconnect loops, the three transports, settlement, [`Engine`] / [`EngineHandle`].
 
 pub mod admin;
 pub mod api;
+mod cloud_status;
 pub mod config;
 pub mod engine;
 mod etcd_modules;
@@ -22,6 +26,7 @@ pub mod forward;
 pub mod history;
 pub mod keyring;
 pub mod modules;
+mod outcome_log;
 pub mod sse;
 pub mod stats;
 mod status;

@@ -13,7 +13,9 @@ pub(crate) struct LiveStatus {
     pub transport: Option<Transport>,
     pub connection_id: Option<String>,
     pub server_protocol_version: Option<u32>,
-    pub last_error: Option<String>,
+    /// Private: set with [`LiveStatus::fail`], cleared by [`LiveStatus::connected`] and
+    /// [`LiveStatus::idle`], so that an error never outlives the state it explains.
+    last_error: Option<(String, SystemTime)>,
     pub connection_attempts: u64,
     pub counters: Counters,
     pub in_flight: u64,
@@ -21,6 +23,27 @@ pub(crate) struct LiveStatus {
     pub last_event_at: Option<SystemTime>,
     /// The last delivery failed at the target (shown as degraded while connected).
     pub target_failing: bool,
+}
+
+impl LiveStatus {
+    /// Enters `state` because of `error`, noting when.
+    pub fn fail(&mut self, state: ChannelState, error: String) {
+        self.state = state;
+        self.last_error = Some((error, SystemTime::now()));
+    }
+
+    /// A connection is established: earlier errors no longer describe the channel.
+    pub fn connected(&mut self) {
+        self.state = ChannelState::Connected;
+        self.last_error = None;
+    }
+
+    /// Paused or disconnected by the user: no link, nothing failing.
+    pub fn idle(&mut self, state: ChannelState) {
+        self.state = state;
+        self.connection_id = None;
+        self.last_error = None;
+    }
 }
 
 #[derive(Debug)]
@@ -69,7 +92,8 @@ impl Live {
             state,
             transport: s.transport,
             connection_id: s.connection_id.clone(),
-            last_error: s.last_error.clone(),
+            last_error: s.last_error.as_ref().map(|(e, _)| e.clone()),
+            last_error_at: s.last_error.as_ref().map(|(_, at)| rfc3339(*at)),
             connection_attempts: s.connection_attempts,
             counters: s.counters.clone(),
             in_flight: s.in_flight,
@@ -95,5 +119,22 @@ mod tests {
         let snap = live.snapshot("k", "c");
         assert_eq!(snap.state, ChannelState::Connected);
         assert_eq!(snap.latency.samples, 2);
+    }
+
+    #[test]
+    fn an_error_is_shown_with_its_time_until_the_next_connection() {
+        let mut live = Live::new();
+        live.status
+            .fail(ChannelState::Connecting, "connection refused".into());
+        let snap = live.snapshot("k", "c");
+        assert_eq!(snap.last_error.as_deref(), Some("connection refused"));
+        assert!(snap.last_error_at.is_some());
+        live.status.connected();
+        let snap = live.snapshot("k", "c");
+        assert_eq!((snap.last_error, snap.last_error_at), (None, None));
+        live.status
+            .fail(ChannelState::Degraded, "heartbeat timeout".into());
+        live.status.idle(ChannelState::Paused);
+        assert_eq!(live.snapshot("k", "c").last_error, None);
     }
 }

@@ -30,10 +30,14 @@
 //! - NACK `retry=true`: by default the message is never redelivered to a connection that was
 //!   already open, only to later ones (#6); [`V1NackRetry::Immediate`] gives the other version-1
 //!   buffer's immediate redelivery (#16). NACK `retry=false` drops the message (no dead-letter
-//!   listing, #29).
+//!   listing, #29) but counts it in `/connect/status`'s `messages_dead_lettered`, the only
+//!   dead-letter figure version 1 reports (v2 adds `dead_letters`; issue 15: the reference cloud
+//!   reported `messages_dead_lettered: 4` while the connector showed `dead_letters=0`).
 //! - Long-poll: at most one message per poll, and the returned message stays queued (requeued at
 //!   once); ACKs of poll connection ids always answer 404; all pollers of a channel get the same
-//!   connection id (#15).
+//!   connection id (#15). (Issue 15 saw the reference cloud with its Redis buffer keep polled
+//!   messages pending and never give them out again; this project's connector does not poll a
+//!   v1 cloud at all, and [`V1Records::poll_requests`] lets tests check that.)
 //! - `POST /connect/ack` looks up the connection before checking the token (#25).
 //! - A malformed (non-JSON) or binary client frame stops the server reading that socket for good
 //!   (#20): later frames, ACKs included, are ignored while messages keep being sent.
@@ -942,7 +946,7 @@ async fn channel_status(
             "messages_in_flight": inner.in_flight.len(),
             "messages_delivered": inner.rec.acked.len(),
             "messages_expired": 0,
-            "messages_dead_lettered": 0,
+            "messages_dead_lettered": inner.rec.dropped.len(),
             "connected_clients": inner.conns.len(),
         },
         "server_time": now(),

@@ -27,7 +27,17 @@ export type ChannelStatus = {
 /**
  * Engine-unique key (the channel name unless the app gave its own).
  */
-key: string, channel: string, state: ChannelState, transport: Transport | null, connection_id: string | null, last_error: string | null, connection_attempts: number, counters: Counters, in_flight: number, latency: Latency, series: Array<SeriesPoint>, queue: QueueDepth | null, 
+key: string, channel: string, state: ChannelState, transport: Transport | null, connection_id: string | null, 
+/**
+ * Why the channel is not (fully) connected. Cleared when a connection is established and
+ * when the channel is paused or disconnected: it is shown only while it describes the
+ * current state.
+ */
+last_error: string | null, 
+/**
+ * When `last_error` happened (RFC 3339).
+ */
+last_error_at?: string, connection_attempts: number, counters: Counters, in_flight: number, latency: Latency, series: Array<SeriesPoint>, queue: QueueDepth | null, 
 /**
  * Last message received (RFC 3339).
  */

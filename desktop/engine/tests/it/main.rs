@@ -9,3 +9,4 @@ mod harness;
 mod health;
 mod scenarios;
 mod v1;
+mod v1_honesty;

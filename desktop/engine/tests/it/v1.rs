@@ -18,9 +18,8 @@
 //!   `heartbeat_timeout`, the same 1:2 ratio as 30 s against the default 60 s) and SSE
 //!   heartbeats only while idle;
 //! - NACK `retry=true` never redelivered to a connection that was already open;
-//! - long-poll that returns at most one message, requeues it at once and answers every ACK 404:
-//!   the connector must not forward from it (§11.1: `auto` skips long-poll against v1), because
-//!   each poll would bring the same message again;
+//! - long-poll whose ACKs always answer 404: the connector must not poll it at all (§11.1:
+//!   `auto` skips long-poll against v1); see `v1_honesty`;
 //! - rotation that leaves open connections alone.
 //!
 //! The stand-in also records every client action v1 forbids or cannot parse (an `extend` frame
@@ -35,9 +34,9 @@ use connect_testkit::{HttpFilterProxy, RecordingTarget, V1Cloud, V1Options, V1Re
 use serde_json::{Value, json};
 
 use crate::harness::{T, connected, load_config, status, stop, wait_status};
-const TOKEN: &str = "v1-channel-token";
+pub(crate) const TOKEN: &str = "v1-channel-token";
 
-async fn v1() -> V1Cloud {
+pub(crate) async fn v1() -> V1Cloud {
     V1Cloud::start(V1Options {
         heartbeat_interval: Duration::from_secs(1),
         ..V1Options::new("ch", TOKEN)
@@ -47,7 +46,12 @@ async fn v1() -> V1Cloud {
 }
 
 /// An engine for channel `ch` with one attempt per delivery (a failure NACKs at once).
-fn engine(cloud_url: &str, protocol: &str, target: &RecordingTarget, extra: Value) -> EngineHandle {
+pub(crate) fn engine(
+    cloud_url: &str,
+    protocol: &str,
+    target: &RecordingTarget,
+    extra: Value,
+) -> EngineHandle {
     let mut cfg = json!({
         "cloud_url": cloud_url, "channel": "ch", "protocol": protocol, "token": TOKEN,
         "reconnect_delay": 0.1, "max_reconnect_delay": 1.0, "heartbeat_timeout": 3,
@@ -63,7 +67,7 @@ fn engine(cloud_url: &str, protocol: &str, target: &RecordingTarget, extra: Valu
     Engine::start(load_config(&cfg, &[])).unwrap()
 }
 
-async fn post(v1: &V1Cloud, body: &str, headers: &[(&str, &str)]) {
+pub(crate) async fn post(v1: &V1Cloud, body: &str, headers: &[(&str, &str)]) {
     let mut req = reqwest::Client::new()
         .post(format!("{}/webhook/hook", v1.base))
         .body(body.to_owned());
@@ -76,7 +80,7 @@ async fn post(v1: &V1Cloud, body: &str, headers: &[(&str, &str)]) {
     assert_eq!(v, json!({"message": "200 OK"}));
 }
 
-async fn wait_v1(v1: &V1Cloud, what: &str, ok: impl Fn(&V1Records) -> bool) {
+pub(crate) async fn wait_v1(v1: &V1Cloud, what: &str, ok: impl Fn(&V1Records) -> bool) {
     let r = wait_for(T, what, || {
         let hit = ok(&v1.records()).then_some(());
         async move { hit }
@@ -87,7 +91,7 @@ async fn wait_v1(v1: &V1Cloud, what: &str, ok: impl Fn(&V1Records) -> bool) {
     }
 }
 
-fn no_violations(v1: &V1Cloud) {
+pub(crate) fn no_violations(v1: &V1Cloud) {
     let r = v1.records();
     assert!(r.violations.is_empty(), "{:?}", r.violations);
     assert!(
@@ -429,38 +433,6 @@ async fn a_v1_rotation_is_picked_up_from_token_ref_on_the_next_connection() {
     stop(h).await;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Long-poll: v1 polls cannot be settled, so the connector forwards nothing from them.
-
-#[tokio::test]
-async fn long_poll_against_v1_forwards_nothing_and_says_why() {
-    let v1 = v1().await;
-    let target = RecordingTarget::start().await.unwrap();
-    post(&v1, r#"{"n":1}"#, &[("content-type", "application/json")]).await;
-    let h = engine(&v1.base, "long_poll", &target, json!({}));
-    wait_status(&h, "degraded with the v1 long-poll report", |s| {
-        s.state == ChannelState::Degraded
-            && s.last_error
-                .as_deref()
-                .is_some_and(|e| e.contains("protocol v1"))
-    })
-    .await;
-    // Tried again slowly (max_reconnect_delay), in case the cloud is upgraded.
-    let polls = v1.records().poll_requests;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let rec = v1.records();
-    assert!(
-        rec.poll_requests >= 1 && rec.poll_requests <= polls + 4,
-        "{rec:?}"
-    );
-    assert!(!rec.polled.is_empty(), "{rec:?}");
-    assert_eq!(target.count(), 0, "forwarded from an unsettleable v1 poll");
-    assert!(rec.ack_requests.is_empty(), "{:?}", rec.ack_requests);
-    assert_eq!(v1.queued(), 1, "the message is still at the v1 cloud");
-    no_violations(&v1);
-    stop(h).await;
-}
-
 /// `auto` against v1 behind a proxy that refuses WebSocket: SSE works and delivers.
 #[tokio::test]
 async fn auto_against_v1_falls_back_to_sse_past_a_websocket_blocking_proxy() {
@@ -480,30 +452,5 @@ async fn auto_against_v1_falls_back_to_sse_past_a_websocket_blocking_proxy() {
     let id = reqs[0].header("x-webhook-message-id").unwrap().to_owned();
     wait_v1(&v1, "the ACK", |r| r.acked.contains(&(id.clone(), "http"))).await;
     no_violations(&v1);
-    stop(h).await;
-}
-
-/// `auto` against v1 with WebSocket and SSE both blocked reaches long-poll, finds a v1 server
-/// there and goes back to WebSocket instead of forwarding from it (§11.1).
-#[tokio::test]
-async fn auto_against_v1_skips_long_poll() {
-    let v1 = v1().await;
-    let target = RecordingTarget::start().await.unwrap();
-    let proxy = HttpFilterProxy::start(v1.addr).await.unwrap();
-    proxy.refuse_path_suffix("/sse");
-    post(&v1, r#"{"n":1}"#, &[("content-type", "application/json")]).await;
-    let h = engine(&proxy.url, "auto", &target, json!({}));
-    wait_v1(&v1, "a poll", |r| r.poll_requests >= 1).await;
-    let s = wait_status(&h, "back on WebSocket", |s| {
-        s.transport == Some(Transport::Websocket)
-    })
-    .await;
-    assert_ne!(s.state, ChannelState::Connected, "{s:?}");
-    // It never polls a v1 cloud again.
-    let polls = v1.records().poll_requests;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(v1.records().poll_requests, polls);
-    assert_eq!(target.count(), 0);
-    assert_eq!(v1.queued(), 1);
     stop(h).await;
 }
