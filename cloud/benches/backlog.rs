@@ -198,7 +198,7 @@ fn main() {
     // 2. Fill.
     let fill_start = Instant::now();
     let io_before = written(pid);
-    let mut received = rt.block_on(stats(&http, cloud.addr))["counters"]["received"]
+    let mut received = rt.block_on(stats(&http, cloud.addr))["messages_received"]
         .as_u64()
         .unwrap_or(0);
     let received_before = received;
@@ -215,7 +215,7 @@ fn main() {
         }
         c.concurrency = c.concurrency.min(left as usize).max(1);
         run_load_body(&[cloud.addr], &path, c, &body);
-        received = rt.block_on(stats(&http, cloud.addr))["counters"]["received"]
+        received = rt.block_on(stats(&http, cloud.addr))["messages_received"]
             .as_u64()
             .unwrap_or(0);
     }
@@ -226,7 +226,7 @@ fn main() {
     // 3. Ingest with the backlog; 4. RSS.
     let full = run_load_body(&[cloud.addr], &path, cfg, &body);
     let s = rt.block_on(stats(&http, cloud.addr));
-    let depth = s["ready"].as_u64().unwrap_or(0);
+    let depth = s["messages_queued"].as_u64().unwrap_or(0);
     let rss_full = rss_mb(pid);
     let hwm_full = hwm_mb(pid);
 
@@ -239,7 +239,7 @@ fn main() {
     let healthy_after = rt.block_on(wait_healthy(&http, cloud.addr));
     let rss_restart = rss_mb(pid2);
     let s2 = rt.block_on(stats(&http, cloud.addr));
-    let depth2 = s2["ready"].as_u64().unwrap_or(0);
+    let depth2 = s2["messages_queued"].as_u64().unwrap_or(0);
     let _ = restart_at;
     let hwm_restart = hwm_mb(pid2);
     cloud.child.kill().unwrap();

@@ -51,6 +51,15 @@ fn free_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes zeros until the file system refuses.
+fn fill_up(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = [0u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
 #[tokio::test]
 async fn a_full_disk_refuses_drains_and_recovers_without_a_restart() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -92,6 +101,43 @@ async fn a_full_disk_refuses_drains_and_recovers_without_a_restart() -> anyhow::
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["code"], "buffer_unavailable", "{v}");
     assert!(accepted.len() > 50, "only {} stored", accepted.len());
+    // Take the last bytes too, so that no write at all can succeed from here on (a small
+    // one, like a lease's state record, still fitted after the 503).
+    let filler2 = fs.0.join("filler2");
+    fill_up(&filler2);
+    // The last partly used page of the log still takes a few small records.
+    let mut tiny_refused = false;
+    for _ in 0..500 {
+        let (status, v) = cloud.post("hook", "{}").await?;
+        if status == 200 {
+            accepted.push(v["message_id"].as_str().unwrap().to_owned());
+        } else {
+            assert_eq!(status, 503, "{v}");
+            tiny_refused = true;
+            break;
+        }
+    }
+    assert!(tiny_refused, "tiny webhooks were still taken");
+    // Nothing has written since: the store reports itself read-only, and the connector and
+    // admin endpoints (reads) still answer.
+    let h: serde_json::Value = cloud
+        .http
+        .get(format!("{}/health", cloud.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(h["components"]["buffer"], "read_only", "{h}");
+    let status = cloud
+        .http
+        .get(format!("{}/connect/status/full", cloud.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .status();
+    assert_eq!(status, 200, "connectors may still drain a read-only store");
+    let stats = cloud.stats("full").await?;
+    assert!(stats["messages_queued"].as_u64().unwrap() > 50, "{stats}");
 
     // /health says the store is read-only (and the service unhealthy: it cannot ingest).
     let health = cloud
@@ -118,6 +164,7 @@ async fn a_full_disk_refuses_drains_and_recovers_without_a_restart() -> anyhow::
     // Free the space: the next webhooks are taken again within 10 s, with no restart.
     let pid = cloud.proc.pid();
     std::fs::remove_file(&filler)?;
+    std::fs::remove_file(&filler2)?;
     let freed = Instant::now();
     let mut back = None;
     while freed.elapsed() < Duration::from_secs(10) {
