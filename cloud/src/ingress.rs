@@ -218,8 +218,18 @@ async fn pipeline(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     // 8–10. Payload decoding, limits and schema.
+    let is_json = webhook.data_type == DataType::Json;
+    // The value itself is needed only for a schema or for masking; otherwise the raw bytes
+    // are stored and a validating pass that builds nothing is enough (and much cheaper).
+    let needs_value = webhook.json_schema.is_some()
+        || webhook.cleanup.enabled
+        || !matches!(webhook.module, Module::WebhookConnect(_));
+    if is_json && !needs_value {
+        connect_protocol::json::check_payload(&bytes, content_type.as_deref())
+            .map_err(json_error)?;
+    }
     let parsed = match webhook.data_type {
-        DataType::Json => {
+        DataType::Json if needs_value => {
             let v = connect_protocol::json::parse_payload(&bytes, content_type.as_deref())
                 .map_err(json_error)?;
             webhook.validate_schema(&v).map_err(|errors| {
@@ -233,7 +243,7 @@ async fn pipeline(
             })?;
             Some(v)
         }
-        DataType::Blob => None,
+        DataType::Json | DataType::Blob => None,
     };
     // 11. Module.
     match &webhook.module {
@@ -250,6 +260,7 @@ async fn pipeline(
                 &query,
                 &headers,
                 bytes,
+                is_json,
                 parsed,
                 content_type,
             );
@@ -406,6 +417,7 @@ fn build_message(
     query: &str,
     headers: &HeaderMap,
     body: Vec<u8>,
+    is_json: bool,
     parsed: Option<serde_json::Value>,
     content_type: Option<String>,
 ) -> StoredMessage {
@@ -419,7 +431,6 @@ fn build_message(
             )
         })
         .collect();
-    let is_json = parsed.is_some();
     let mut msg = StoredMessage {
         message_id: new_message_id(),
         channel: channel.to_owned(),

@@ -156,6 +156,129 @@ pub fn max_depth(text: &str) -> usize {
     max
 }
 
+/// Checks a `data_type: json` body with every rule of [`parse_payload`] without building the
+/// value (no allocation per node): for ingress paths that store the raw bytes and need no
+/// schema or masking. Accepts and refuses exactly what [`parse_payload`] does.
+pub fn check_payload(body: &[u8], content_type: Option<&str>) -> Result<(), JsonError> {
+    let plain_utf8 = content_type.is_none_or(|ct| {
+        !ct.split(';').skip(1).any(|p| {
+            p.split_once('=')
+                .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        })
+    });
+    let owned;
+    let text: &str = if plain_utf8 {
+        let b = body.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(body);
+        std::str::from_utf8(b).map_err(|_| JsonError::Encoding)?
+    } else {
+        owned = decode_text(body, content_type)?;
+        &owned
+    };
+    let depth = max_depth(text);
+    if depth > MAX_DEPTH {
+        return Err(JsonError::TooDeep(depth));
+    }
+    let longest = std::cell::Cell::new(0usize);
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde::de::DeserializeSeed::deserialize(Check(&longest), &mut de)
+        .and_then(|()| de.end())
+        .map_err(|_| JsonError::Malformed)?;
+    match longest.get() {
+        n if n > MAX_STRING_CHARS => Err(JsonError::StringTooLong(n)),
+        _ => Ok(()),
+    }
+}
+
+/// Visits a JSON value, remembering the longest string value (keys are not counted, as in
+/// [`parse_payload`]).
+struct Check<'a>(&'a std::cell::Cell<usize>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Check<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Check<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i128<E>(self, _: i128) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u128<E>(self, _: u128) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        let n = v.chars().count();
+        if n > self.0.get() {
+            self.0.set(n);
+        }
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Check(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(Key)? {
+            match key {
+                // `arbitrary_precision` hands a number over as a one-entry map; its text is
+                // not a string value.
+                KeyKind::Number => map.next_value::<serde::de::IgnoredAny>().map(drop)?,
+                KeyKind::Other => map.next_value_seed(Check(self.0))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Tells serde_json's private number token from an object key.
+struct Key;
+
+enum KeyKind {
+    Number,
+    Other,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key {
+    type Value = KeyKind;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<KeyKind, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Key {
+    type Value = KeyKind;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<KeyKind, E> {
+        Ok(if v == "$serde_json::private::Number" {
+            KeyKind::Number
+        } else {
+            KeyKind::Other
+        })
+    }
+}
+
 /// Parses a `data_type: json` body with every rule of §2.4 and the limits of §2.3 step 9.
 pub fn parse_payload(body: &[u8], content_type: Option<&str>) -> Result<Value, JsonError> {
     let text = decode_text(body, content_type)?;
@@ -231,6 +354,53 @@ impl serde_json::ser::Formatter for AsciiFormatter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_payload_accepts_and_refuses_what_parse_payload_does() {
+        let long = format!(r#"{{"s":"{}"}}"#, "é".repeat(MAX_STRING_CHARS + 1));
+        let long_key = format!(r#"{{"{}":1}}"#, "k".repeat(MAX_STRING_CHARS + 1));
+        let big_number = format!(r#"{{"n":{}}}"#, "9".repeat(MAX_STRING_CHARS + 5));
+        let deep = format!("{}{}", "[".repeat(60), "]".repeat(60));
+        let cases: Vec<(Vec<u8>, Option<&str>)> = vec![
+            (
+                br#"{"a":[1,2.5,-3e10,true,null,"x\u00e9\n"],"b":{"c":{}}}"#.to_vec(),
+                None,
+            ),
+            (b"\xEF\xBB\xBF{\"bom\":1}".to_vec(), None),
+            (br#"  "just a string"  "#.to_vec(), None),
+            (b"12345678901234567890123456789".to_vec(), None),
+            (br#"{"a":1,}"#.to_vec(), None),
+            (br#"{"a":1} trailing"#.to_vec(), None),
+            (b"".to_vec(), None),
+            (b"{\"a\":\"\xff\"}".to_vec(), None),
+            (long.into_bytes(), None),
+            (long_key.into_bytes(), None),
+            (big_number.into_bytes(), None),
+            (deep.into_bytes(), None),
+            (br#"{"a":"\ud800"}"#.to_vec(), None),
+            (
+                vec![0xFF, 0xFE, b'{', 0, b'}', 0],
+                Some("application/json; charset=utf-16"),
+            ),
+            (
+                b"{\"l\":\"\xe9\"}".to_vec(),
+                Some("application/json; charset=latin-1"),
+            ),
+            (
+                b"{\"l\":\"\xe9\"}".to_vec(),
+                Some("application/json; charset=us-ascii"),
+            ),
+        ];
+        for (body, ct) in cases {
+            let want = parse_payload(&body, ct).map(drop);
+            assert_eq!(
+                check_payload(&body, ct),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(&body[..body.len().min(60)])
+            );
+        }
+    }
 
     #[test]
     fn preserves_key_order_and_number_text() {
