@@ -1,0 +1,88 @@
+//! What the embedded backend's index costs per stored message: every heap byte the process
+//! holds after 100,000 messages are enqueued, and again after a reopen (which rebuilds the
+//! index from the log), counted by a global allocator. Bodies must not be in memory: the
+//! figure is the same for 1 KiB and 64 KiB bodies.
+//!
+//! Its own test binary, because the counting allocator is process-wide.
+
+#![allow(clippy::unwrap_used)]
+
+use std::alloc::System;
+use std::sync::Arc;
+
+use connect_buffer::embedded::EmbeddedBuffer;
+use connect_buffer::suite::{message, registration, settings};
+use connect_buffer::{Buffer, ChannelSettings, ManualClock};
+use connect_protocol::time::Timestamp;
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const N: usize = 100_000;
+/// The bound docs/OPERATIONS.md gives ops ("about 150 bytes per stored message") with room.
+const MAX_BYTES_PER_MESSAGE: f64 = 200.0;
+
+/// Heap bytes held by the whole process now.
+fn live() -> isize {
+    // stats_alloc folds reallocations into both totals already.
+    let s = GLOBAL.stats();
+    s.bytes_allocated as isize - s.bytes_deallocated as isize
+}
+
+async fn per_message(body: usize) -> (f64, f64) {
+    let shm = std::path::Path::new("/dev/shm");
+    let tmp = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
+    let dir = tmp.path().join("data");
+    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(1_770_000_000_000_000)));
+    let b: Arc<dyn Buffer> = Arc::new(EmbeddedBuffer::open(&dir, clock.clone()).unwrap());
+    let s = ChannelSettings {
+        max_queue_size: 10_000_000,
+        max_queue_bytes: 1 << 40,
+        ..settings()
+    };
+    b.register_channel(registration("mem", s.clone())).await.unwrap();
+    let before = live();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (b, clock) = (b.clone(), clock.clone());
+            tokio::spawn(async move {
+                for _ in 0..N / 50 {
+                    let mut m = message(&clock, "mem", "hook-a", 3600);
+                    m.body = Some(vec![b'x'; body]);
+                    b.enqueue(m).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let running = (live() - before) as f64 / N as f64;
+    b.close().await.unwrap();
+    drop(b);
+    let before = live();
+    let b = EmbeddedBuffer::open(&dir, clock.clone()).unwrap();
+    assert_eq!(b.stats("mem").await.unwrap().ready, N as u64);
+    let reopened = (live() - before) as f64 / N as f64;
+    b.close().await.unwrap();
+    (running, reopened)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_costs_a_bounded_few_bytes_per_message_whatever_the_body() {
+    let (small_run, small_open) = per_message(1024).await;
+    let (big_run, big_open) = per_message(64 * 1024).await;
+    eprintln!(
+        "heap per message: 1 KiB bodies {small_run:.0} B running, {small_open:.0} B after reopen; \
+         64 KiB bodies {big_run:.0} B running, {big_open:.0} B after reopen"
+    );
+    for v in [small_run, small_open, big_run, big_open] {
+        assert!(v <= MAX_BYTES_PER_MESSAGE, "{v:.0} B per message");
+    }
+}
+
