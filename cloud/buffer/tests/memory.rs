@@ -20,8 +20,8 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const N: usize = 100_000;
-/// The bound docs/OPERATIONS.md gives ops ("about 150 bytes per stored message") with room.
-const MAX_BYTES_PER_MESSAGE: f64 = 200.0;
+/// The bound docs/OPERATIONS.md gives ops ("about 200 bytes per stored message") with room.
+const MAX_BYTES_PER_MESSAGE: f64 = 220.0;
 
 /// Heap bytes held by the whole process now.
 fn live() -> isize {
@@ -38,14 +38,18 @@ async fn per_message(body: usize) -> (f64, f64) {
         tempfile::tempdir().unwrap()
     };
     let dir = tmp.path().join("data");
-    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(1_770_000_000_000_000)));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(
+        1_770_000_000_000_000,
+    )));
     let b: Arc<dyn Buffer> = Arc::new(EmbeddedBuffer::open(&dir, clock.clone()).unwrap());
     let s = ChannelSettings {
         max_queue_size: 10_000_000,
         max_queue_bytes: 1 << 40,
         ..settings()
     };
-    b.register_channel(registration("mem", s.clone())).await.unwrap();
+    b.register_channel(registration("mem", s.clone()))
+        .await
+        .unwrap();
     let before = live();
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -85,4 +89,3 @@ async fn the_index_costs_a_bounded_few_bytes_per_message_whatever_the_body() {
         assert!(v <= MAX_BYTES_PER_MESSAGE, "{v:.0} B per message");
     }
 }
-

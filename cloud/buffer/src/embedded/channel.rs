@@ -36,12 +36,12 @@ mod dead;
 mod delivery;
 mod scan;
 
+pub(super) use self::read_attempts as attempts_in_log;
 pub(super) use dead::Replayed;
 pub(super) use scan::ScanMessage;
 
 /// NACK error texts are kept up to this many characters (§5.4).
 const MAX_ERROR_CHARS: usize = 1024;
-const NONE: i64 = i64::MIN;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Place {
@@ -60,19 +60,40 @@ enum Place {
 struct Entry {
     /// The message record in the log.
     loc: Loc,
-    /// The latest state record, when one has been written.
-    state_loc: Option<Loc>,
+    /// The latest state record (`len == 0`: none written yet). Attempt times and the NACK
+    /// error text live there (or in `Chan::pending` until it is written), not in memory.
+    state_loc: Loc,
     expires_at: i64,
     received_at: i64,
-    first_attempt_at: i64,
-    last_attempt_at: i64,
+    /// The packed id (`ids`), when `id_packed`.
+    id: u64,
     delivery_count: u32,
     /// Index into `Chan::webhooks`.
     webhook: u32,
-    id: IdKey,
     place: Place,
-    /// A NACK left an error text (in the log, or in `Chan::pending_errors`).
-    has_error: bool,
+    id_packed: bool,
+}
+
+impl Entry {
+    fn id_key(&self) -> IdKey {
+        self.id_packed.then_some(self.id)
+    }
+
+    fn state_at(&self) -> Option<Loc> {
+        (self.state_loc.len > 0).then_some(self.state_loc)
+    }
+}
+
+const NO_LOC: Loc = Loc {
+    seg: 0,
+    off: 0,
+    len: 0,
+};
+
+/// A state not yet in the log (or being written), with the generation of its record.
+struct Pending {
+    generation: u32,
+    attempts: Attempts,
 }
 
 /// An enqueue waiting for its commit; it counts toward capacity.
@@ -104,18 +125,17 @@ pub(super) struct ToRead {
     pub delivery_count: u32,
 }
 
-/// Where a view's error text is.
-pub(super) enum ErrorText {
-    None,
-    Known(String),
-    InLog(Loc),
+/// Where a view's attempts (times, error text) are.
+pub(super) enum AttemptsAt {
+    Known(Attempts),
+    /// In the state record at this place; `delivery_count` from memory.
+    InLog(Loc, u32),
 }
 
 /// A message record for the admin views, minus what must be read from the log.
 pub(super) struct View {
     pub loc: Loc,
-    pub attempts: Attempts,
-    pub error: ErrorText,
+    pub attempts: AttemptsAt,
     pub state: MessageState,
     pub leased_to: Option<String>,
     pub lease_expires_at: Option<Timestamp>,
@@ -149,8 +169,8 @@ pub(super) struct Chan {
     leases: HashMap<u64, Lease>,
     /// Every connection that held a lease of a message since the last restart (late ACKs).
     holders: HashMap<u64, Vec<Arc<str>>>,
-    /// Error texts whose state record is not written yet, with the record's generation.
-    pending_errors: HashMap<u64, (u32, Box<str>)>,
+    /// States whose record is not written yet (bounded by the lazy-write window).
+    pending: HashMap<u64, Pending>,
     generation: u32,
     webhooks: Vec<Box<str>>,
     webhook_index: HashMap<Box<str>, u32>,
@@ -194,7 +214,7 @@ impl Chan {
             queued_bytes: 0,
             leases: HashMap::new(),
             holders: HashMap::new(),
-            pending_errors: HashMap::new(),
+            pending: HashMap::new(),
             generation: 0,
             webhooks: Vec::new(),
             webhook_index: HashMap::new(),
@@ -331,14 +351,14 @@ impl Chan {
                 }
                 (Tag::State { seq, generation }, Some(loc)) => {
                     if let Some(e) = self.entries.get_mut(seq) {
-                        e.state_loc = Some(loc);
+                        e.state_loc = loc;
                     }
                     if self
-                        .pending_errors
+                        .pending
                         .get(seq)
-                        .is_some_and(|(g, _)| g == generation)
+                        .is_some_and(|p| p.generation == *generation)
                     {
-                        self.pending_errors.remove(seq);
+                        self.pending.remove(seq);
                     }
                 }
                 _ => {}
@@ -497,16 +517,14 @@ impl Chan {
             seq,
             Entry {
                 loc,
-                state_loc: None,
+                state_loc: NO_LOC,
                 expires_at: r.expires_at,
                 received_at: r.received_at,
-                first_attempt_at: NONE,
-                last_attempt_at: NONE,
+                id: r.id.unwrap_or_default(),
                 delivery_count: 0,
                 webhook: r.webhook,
-                id: r.id,
                 place: Place::Ready,
-                has_error: false,
+                id_packed: r.id.is_some(),
             },
         );
         self.ready.push_back(seq);
@@ -563,10 +581,10 @@ impl Chan {
     /// Drops an entry for good (settled, discarded or deleted): index, id, liveness.
     fn forget(&mut self, seq: u64) -> Option<Entry> {
         let e = self.entries.remove(&seq)?;
-        self.ids.remove(e.id, seq);
+        self.ids.remove(e.id_key(), seq);
         self.holders.remove(&seq);
         self.leases.remove(&seq);
-        self.pending_errors.remove(&seq);
+        self.pending.remove(&seq);
         self.segments.drop_live(e.loc);
         if !matches!(e.place, Place::Dead { .. }) {
             self.queued_bytes = self.queued_bytes.saturating_sub(u64::from(e.loc.len));
@@ -574,7 +592,27 @@ impl Chan {
         Some(e)
     }
 
-    fn persist_state(&mut self, seq: u64) {
+    /// The attempts of a message as last decided: pending, in its state record, or none yet.
+    /// (Reads the state record under the lock: only for a message that was attempted
+    /// before and changes place again.)
+    fn attempts(&self, seq: u64) -> Attempts {
+        if let Some(p) = self.pending.get(&seq) {
+            return p.attempts.clone();
+        }
+        let Some(e) = self.entries.get(&seq) else {
+            return Attempts::default();
+        };
+        let mut a = e
+            .state_at()
+            .and_then(|loc| self.read_attempts(loc))
+            .unwrap_or_default();
+        a.delivery_count = e.delivery_count;
+        a
+    }
+
+    /// Queues a state record with the entry's place and `attempts`, kept in `pending` until
+    /// it is written.
+    fn persist_state(&mut self, seq: u64, attempts: Attempts) {
         let Some(e) = self.entries.get(&seq) else {
             return;
         };
@@ -589,20 +627,7 @@ impl Chan {
                 at: Timestamp::from_micros(at),
             },
         };
-        let last_error = match self.pending_errors.get(&seq) {
-            Some((_, text)) => Some(text.to_string()),
-            None if e.has_error => e.state_loc.and_then(|l| self.read_error(l)),
-            None => None,
-        };
-        let attempts = Attempts {
-            last_error,
-            ..attempts_of(e)
-        };
         self.generation = self.generation.wrapping_add(1);
-        if let Some(err) = &attempts.last_error {
-            self.pending_errors
-                .insert(seq, (self.generation, err.as_str().into()));
-        }
         self.out.push(Rec::New(codec::state_record(
             self.id, seq, &attempts, place,
         )));
@@ -610,14 +635,18 @@ impl Chan {
             seq,
             generation: self.generation,
         });
+        self.pending.insert(
+            seq,
+            Pending {
+                generation: self.generation,
+                attempts,
+            },
+        );
     }
 
-    /// The error text of a state record in the log (a rare read under the lock: only when a
-    /// message with an error changes place again).
-    fn read_error(&self, loc: Loc) -> Option<String> {
-        let bytes = self.segments.read(loc).ok()?;
-        let head = bytes.get(codec::FRAME..)?;
-        codec::decode_state(head).ok()?.attempts.last_error
+    /// The attempts of a state record in the log.
+    pub(super) fn read_attempts(&self, loc: Loc) -> Option<Attempts> {
+        read_attempts(&self.segments, loc)
     }
 
     /// Marks the channel deleted and queues the removal of everything it stored; returns
@@ -684,11 +713,13 @@ impl Chan {
         let time = |t: i64| Timestamp::from_micros(t);
         let mut v = View {
             loc: e.loc,
-            attempts: attempts_of(e),
-            error: match (self.pending_errors.get(&seq), e.has_error, e.state_loc) {
-                (Some((_, text)), _, _) => ErrorText::Known(text.to_string()),
-                (None, true, Some(loc)) => ErrorText::InLog(loc),
-                _ => ErrorText::None,
+            attempts: match (self.pending.get(&seq), e.state_at()) {
+                (Some(p), _) => AttemptsAt::Known(p.attempts.clone()),
+                (None, Some(loc)) => AttemptsAt::InLog(loc, e.delivery_count),
+                (None, None) => AttemptsAt::Known(Attempts {
+                    delivery_count: e.delivery_count,
+                    ..Attempts::default()
+                }),
             },
             state: MessageState::Ready,
             leased_to: None,
@@ -733,11 +764,13 @@ impl Chan {
                 continue;
             };
             let from = e.loc;
-            let stateful = e.state_loc.is_some() || e.delivery_count > 0 || e.place != Place::Ready;
+            let stateful =
+                e.state_at().is_some() || e.delivery_count > 0 || e.place != Place::Ready;
             self.out.push(Rec::Copy(from));
             self.tags.push(Tag::Copy { seq, from });
             if stateful {
-                self.persist_state(seq);
+                let attempts = self.attempts(seq);
+                self.persist_state(seq, attempts);
             }
         }
         seqs.len()
@@ -745,14 +778,11 @@ impl Chan {
 }
 
 // What a message costs in memory beyond its id (see docs/OPERATIONS.md, "Sizing").
-const _: () = assert!(std::mem::size_of::<Entry>() <= 104);
+const _: () = assert!(std::mem::size_of::<Entry>() <= 80);
 
-fn attempts_of(e: &Entry) -> Attempts {
-    let time = |t: i64| (t != NONE).then(|| Timestamp::from_micros(t));
-    Attempts {
-        delivery_count: e.delivery_count,
-        first_attempt_at: time(e.first_attempt_at),
-        last_attempt_at: time(e.last_attempt_at),
-        last_error: None,
-    }
+/// The attempts of a state record in the log.
+pub(super) fn read_attempts(segments: &Segments, loc: Loc) -> Option<Attempts> {
+    let bytes = segments.read(loc).ok()?;
+    let (head, _) = codec::split_record(&bytes).ok()?;
+    Some(codec::decode_state(head).ok()?.attempts)
 }

@@ -41,7 +41,7 @@ use connect_protocol::time::Timestamp;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, oneshot};
 
-use self::channel::{Chan, ChanRef, Env, ErrorText, ScanMessage, View};
+use self::channel::{AttemptsAt, Chan, ChanRef, Env, ScanMessage, View};
 use self::log::{Loc, Segments};
 use self::writer::{Job, OnCommit, Shared, Writer};
 use crate::{BufferError, Clock, MessageRecord, Result};
@@ -294,26 +294,16 @@ impl EmbeddedBuffer {
     /// A view completed with the message (and its error text) from the log.
     fn complete(&self, channel: &str, v: View) -> Result<MessageRecord> {
         let message = self.read_message(channel, v.loc)?;
-        let last_error = match v.error {
-            ErrorText::None => None,
-            ErrorText::Known(text) => Some(text),
-            ErrorText::InLog(loc) => self
-                .shared
-                .segments
-                .read(loc)
-                .ok()
-                .and_then(|b| {
-                    let (head, _) = codec::split_record(&b).ok()?;
-                    codec::decode_state(head).ok()
-                })
-                .and_then(|s| s.attempts.last_error),
+        let attempts = match v.attempts {
+            AttemptsAt::Known(a) => a,
+            AttemptsAt::InLog(loc, delivery_count) => Attempts {
+                delivery_count,
+                ..channel::attempts_in_log(&self.shared.segments, loc).unwrap_or_default()
+            },
         };
         Ok(MessageRecord {
             message: Arc::new(message),
-            attempts: Attempts {
-                last_error,
-                ..v.attempts
-            },
+            attempts,
             state: v.state,
             leased_to: v.leased_to,
             lease_expires_at: v.lease_expires_at,

@@ -60,12 +60,8 @@ impl Chan {
         };
         e.expires_at = expires_at;
         e.delivery_count = 0;
-        e.first_attempt_at = super::NONE;
-        e.last_attempt_at = super::NONE;
-        e.has_error = false;
         e.place = Place::Ready;
         let webhook = e.webhook;
-        self.pending_errors.remove(&seq);
         self.holders.remove(&seq);
         self.queued_bytes += u64::from(len);
         self.webhook_pending[webhook as usize] += 1;
@@ -76,7 +72,7 @@ impl Chan {
         self.out.push(Rec::New(record));
         self.tags.push(Tag::Msg(seq));
         // An explicit "ready, never attempted" so a restart does not apply older states.
-        self.persist_state(seq);
+        self.persist_state(seq, Default::default());
         ReplayOutcome::Replayed
     }
 

@@ -7,7 +7,7 @@ use connect_protocol::message::DeadLetterReason;
 use connect_protocol::time::Timestamp;
 use rand::Rng;
 
-use super::{Chan, Lease, MAX_ERROR_CHARS, NONE, Place, Tag, ToRead};
+use super::{Chan, Lease, MAX_ERROR_CHARS, Place, Tag, ToRead};
 use crate::embedded::codec;
 use crate::embedded::writer::Rec;
 use crate::{AckOutcome, LostLease, NackOutcome, SweepReport};
@@ -38,15 +38,16 @@ impl Chan {
                 continue;
             }
             e.delivery_count += 1;
-            if e.first_attempt_at == NONE {
-                e.first_attempt_at = now_us;
-            }
-            e.last_attempt_at = now_us;
             e.place = Place::Leased;
+            let (loc, delivery_count) = (e.loc, e.delivery_count);
             out.push(ToRead {
-                loc: e.loc,
-                delivery_count: e.delivery_count,
+                loc,
+                delivery_count,
             });
+            let mut attempts = self.attempts(seq);
+            attempts.delivery_count = delivery_count;
+            attempts.first_attempt_at.get_or_insert(now);
+            attempts.last_attempt_at = Some(now);
             self.leases.insert(
                 seq,
                 Lease {
@@ -61,7 +62,7 @@ impl Chan {
             self.in_flight.insert(seq);
             self.counters.dispatched += 1;
             self.counters_dirty = true;
-            self.persist_state(seq);
+            self.persist_state(seq, attempts);
         }
         out
     }
@@ -112,13 +113,9 @@ impl Chan {
         self.counters_dirty = true;
         let max_attempts = self.record.settings.max_delivery_attempts;
         let backoff_max = self.record.settings.retry_backoff_max_seconds;
+        let mut attempts = self.attempts(seq);
         if let Some(err) = error {
-            let text: String = err.chars().take(MAX_ERROR_CHARS).collect();
-            // A placeholder generation: persist_state below replaces it with the record's.
-            self.pending_errors.insert(seq, (0, text.into()));
-            if let Some(e) = self.entries.get_mut(&seq) {
-                e.has_error = true;
-            }
+            attempts.last_error = Some(err.chars().take(MAX_ERROR_CHARS).collect());
         }
         let Some(e) = self.entries.get_mut(&seq) else {
             return NackOutcome::NotHeld;
@@ -133,7 +130,7 @@ impl Chan {
             None
         };
         if let Some(reason) = reason {
-            self.dead_letter(seq, reason, now);
+            self.dead_letter_with(seq, reason, now, attempts);
             return NackOutcome::DeadLettered(reason);
         }
         let until = now.plus_seconds(backoff_seconds(e.delivery_count, backoff_max));
@@ -141,7 +138,7 @@ impl Chan {
             until: until.micros(),
         };
         self.delayed.insert((until.micros(), seq));
-        self.persist_state(seq);
+        self.persist_state(seq, attempts);
         NackOutcome::Delayed { until }
     }
 
@@ -176,7 +173,7 @@ impl Chan {
             self.leases.remove(&seq);
             if let Some(e) = self.entries.get_mut(&seq) {
                 e.place = Place::Ready;
-                ids.push(self.ids.name(e.id, seq));
+                ids.push(self.ids.name(e.id_key(), seq));
             }
         }
         for &seq in seqs.iter().rev() {
@@ -218,6 +215,17 @@ impl Chan {
 
     /// Dead-letters a message already removed from the ready/in-flight/delayed indexes.
     pub(super) fn dead_letter(&mut self, seq: u64, reason: DeadLetterReason, now: Timestamp) {
+        let attempts = self.attempts(seq);
+        self.dead_letter_with(seq, reason, now, attempts);
+    }
+
+    fn dead_letter_with(
+        &mut self,
+        seq: u64,
+        reason: DeadLetterReason,
+        now: Timestamp,
+        attempts: connect_protocol::message::Attempts,
+    ) {
         let at = now.micros();
         let Some(e) = self.entries.get_mut(&seq) else {
             return;
@@ -235,7 +243,7 @@ impl Chan {
         }
         self.counters_dirty = true;
         self.dec_pending(webhook);
-        self.persist_state(seq);
+        self.persist_state(seq, attempts);
         self.cap_dead_letters();
     }
 
@@ -253,7 +261,7 @@ impl Chan {
                 report.expired_leases.push(LostLease {
                     channel: self.record.name.clone(),
                     connection_id: l.conn.to_string(),
-                    message_id: self.ids.name(e.id, seq),
+                    message_id: self.ids.name(e.id_key(), seq),
                 });
             }
         }
@@ -268,7 +276,8 @@ impl Chan {
             if let Some(e) = self.entries.get_mut(&seq) {
                 e.place = Place::Ready;
                 self.ready.push_back(seq);
-                self.persist_state(seq);
+                let attempts = self.attempts(seq);
+                self.persist_state(seq, attempts);
                 promoted += 1;
             }
         }

@@ -2,7 +2,7 @@
 //! applied in log order, then the dispatch queues are laid out in sequence order. Formerly
 //! leased messages are simply ready again, with their persisted delivery count.
 
-use super::{Chan, Entry, NONE, Place};
+use super::{Chan, Entry, NO_LOC, Place};
 use crate::embedded::codec::{MessageIndex, PlaceDisk, StateRec};
 use crate::embedded::log::Loc;
 
@@ -28,16 +28,14 @@ impl Chan {
             i.seq,
             Entry {
                 loc: m.loc,
-                state_loc: None,
+                state_loc: NO_LOC,
                 expires_at: i.expires_at.micros(),
                 received_at: i.received_at.micros(),
-                first_attempt_at: NONE,
-                last_attempt_at: NONE,
+                id: id.unwrap_or_default(),
                 delivery_count: 0,
                 webhook,
-                id,
                 place: Place::Ready,
-                has_error: false,
+                id_packed: id.is_some(),
             },
         );
     }
@@ -46,12 +44,8 @@ impl Chan {
         let Some(e) = self.entries.get_mut(&s.seq) else {
             return;
         };
-        let time = |t: Option<connect_protocol::time::Timestamp>| t.map_or(NONE, |t| t.micros());
         e.delivery_count = s.attempts.delivery_count;
-        e.first_attempt_at = time(s.attempts.first_attempt_at);
-        e.last_attempt_at = time(s.attempts.last_attempt_at);
-        e.has_error = s.attempts.last_error.is_some();
-        e.state_loc = Some(loc);
+        e.state_loc = loc;
         e.place = match s.place {
             PlaceDisk::Ready => Place::Ready,
             PlaceDisk::Delayed { until } => Place::Delayed {
@@ -66,12 +60,15 @@ impl Chan {
 
     pub fn scan_settle(&mut self, seq: u64) {
         if let Some(e) = self.entries.remove(&seq) {
-            self.ids.remove(e.id, seq);
+            self.ids.remove(e.id_key(), seq);
         }
     }
 
     /// After the scan: queues in sequence order, counts, liveness and the expiry bound.
     pub fn finish_scan(&mut self) {
+        // Rebuilt from sorted input, the tree's nodes are full (entries inserted one by one
+        // in ascending order leave them about half full): ~40 % less memory per message.
+        self.entries = std::mem::take(&mut self.entries).into_iter().collect();
         let mut dead_over = 0;
         for (&seq, e) in &self.entries {
             self.seq = self.seq.max(seq);
