@@ -191,8 +191,8 @@ fn main() {
         cfg.concurrency
     );
 
-    // 1. Empty queue.
-    let empty = run_load_body(&[cloud.addr], &path, cfg, &body);
+    // 1. Empty queue (after a longer warm-up: a fresh process and a cold disk).
+    let empty = run_load_body(&[cloud.addr], &path, Config { warmup: 3.0, ..cfg }, &body);
     let rate = |r: &load::LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
 
     // 2. Fill.
