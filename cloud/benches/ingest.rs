@@ -51,6 +51,10 @@ const TOKEN: &str = "bench-token-0123456789";
 #[path = "support/load.rs"]
 mod load;
 
+/// The same allocator as the shipped binary (cloud/src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use load::*;
 
 // ---------------------------------------------------------------------------------------

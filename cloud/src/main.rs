@@ -10,6 +10,11 @@ use connect_buffer::embedded::{EmbeddedBuffer, EmbeddedOptions};
 use connect_buffer::redis::{RedisBuffer, RedisOptions};
 use connect_buffer::{Buffer, BufferError, SystemClock};
 use connect_cloud::settings::{LogFormat, env};
+
+/// mimalloc instead of glibc's malloc: the ingest path allocates per request on every worker
+/// thread, where glibc's arenas and consolidation took ~13 % of the CPU (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use connect_cloud::{AppState, Settings};
 
 /// sysexits: EX_USAGE / EX_CONFIG-style bad configuration.
