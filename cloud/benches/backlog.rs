@@ -96,11 +96,24 @@ fn written(pid: u32) -> u64 {
     proc_field(pid, "io", "write_bytes")
 }
 
+/// A JSON body of `len` bytes: one padding string, or an array of 64 KiB strings for
+/// bodies past the 1,048,576-character string limit.
 fn json_body_of(len: usize) -> Vec<u8> {
-    let head = r#"{"event":"bench.backlog","pad":""#;
+    let head = r#"{"event":"bench.backlog","pad":["#;
     let mut s = head.to_owned();
-    s.extend(std::iter::repeat_n('x', len.saturating_sub(head.len() + 2)));
-    s.push_str("\"}");
+    let mut left = len.saturating_sub(head.len() + 2);
+    while left > 0 {
+        if s.len() > head.len() {
+            s.push(',');
+            left = left.saturating_sub(1);
+        }
+        let n = left.saturating_sub(2).min(65_536);
+        s.push('"');
+        s.extend(std::iter::repeat_n('x', n));
+        s.push('"');
+        left = left.saturating_sub(n + 2);
+    }
+    s.push_str("]}");
     s.into_bytes()
 }
 
@@ -229,6 +242,9 @@ fn main() {
     let depth = s["messages_queued"].as_u64().unwrap_or(0);
     let rss_full = rss_mb(pid);
     let hwm_full = hwm_mb(pid);
+    // Holding the backlog, with no request in flight (transient request buffers given back).
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_holding = rss_mb(pid);
 
     // 5. kill -9 and restart.
     cloud.child.kill().unwrap();
@@ -271,7 +287,8 @@ fn main() {
         pct(&full.lat, 0.99),
         rate(&full) / rate(&empty) * 100.0
     );
-    println!("| RSS with the backlog (peak) | {rss_full:.1} MB ({hwm_full:.1} MB) |");
+    println!("| RSS right after the load (peak) | {rss_full:.1} MB ({hwm_full:.1} MB) |");
+    println!("| RSS holding the backlog, 3 s idle | {rss_holding:.1} MB |");
     println!(
         "| kill -9, restart: /health 200 after | {:.2} s |",
         healthy_after.as_secs_f64()

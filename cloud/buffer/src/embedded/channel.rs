@@ -460,7 +460,8 @@ impl Chan {
     // --- enqueue --------------------------------------------------------------------------
 
     /// Capacity checks, id uniqueness and sequence assignment; queues the message record.
-    /// `record` is `msg` encoded for this channel (re-encoded here only if the id collides).
+    /// `record` is `msg` encoded for this channel (re-encoded here only if the id collides);
+    /// `msg` itself may have lost its body already.
     pub fn reserve(&mut self, msg: &mut StoredMessage, mut record: Vec<u8>) -> Result<u64> {
         if self.record.state == ChannelState::Orphaned {
             return Err(BufferError::Orphaned);
@@ -472,7 +473,11 @@ impl Chan {
             while self.ids.contains(&msg.message_id) {
                 msg.message_id = new_message_id();
             }
-            record = codec::message_record(self.id, 0, msg);
+            // `msg` no longer has its body (the record does): re-encode from the record.
+            let mut full = codec::decode_message_record(&record, &self.record.name)
+                .map_err(|e| BufferError::Unavailable(e.to_string()))?;
+            full.message_id = msg.message_id.clone();
+            record = codec::message_record(self.id, 0, &full);
         }
         codec::set_seq(&mut record, self.seq + 1);
         let len = record.len() as u64;

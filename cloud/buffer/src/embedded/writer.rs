@@ -194,19 +194,34 @@ impl Thread {
             return Err("injected I/O failure".into());
         }
         let segments = &self.shared.segments;
-        let mut buf = Vec::new();
         let mut spans = Vec::new();
-        for rec in batch.iter().flat_map(|j| j.recs.iter()) {
-            let start = buf.len();
-            match rec {
-                Rec::New(bytes) => buf.extend_from_slice(bytes),
-                Rec::Copy(from) => match segments.read(*from) {
-                    Ok(bytes) => buf.extend_from_slice(&bytes),
-                    Err(e) => tracing::debug!(error = %e, "compaction source gone"),
-                },
+        // One record (a large body, or a quiet moment) is written as it is; several are
+        // gathered into one buffer for a single write.
+        let single = match batch.iter().flat_map(|j| j.recs.iter()).collect::<Vec<_>>()[..] {
+            [Rec::New(bytes)] => Some(bytes.as_slice()),
+            _ => None,
+        };
+        let mut gathered = Vec::new();
+        let buf: &[u8] = match single {
+            Some(bytes) => {
+                spans.push((0, bytes.len()));
+                bytes
             }
-            spans.push((start, buf.len() - start));
-        }
+            None => {
+                for rec in batch.iter().flat_map(|j| j.recs.iter()) {
+                    let start = gathered.len();
+                    match rec {
+                        Rec::New(bytes) => gathered.extend_from_slice(bytes),
+                        Rec::Copy(from) => match segments.read(*from) {
+                            Ok(bytes) => gathered.extend_from_slice(&bytes),
+                            Err(e) => tracing::debug!(error = %e, "compaction source gone"),
+                        },
+                    }
+                    spans.push((start, gathered.len() - start));
+                }
+                &gathered
+            }
+        };
         let mut locs = Vec::with_capacity(spans.len());
         if !buf.is_empty() {
             let (_, size) = segments.active();
@@ -216,7 +231,7 @@ impl Thread {
                     .map_err(|e| format!("starting a log segment: {e}"))?;
             }
             let (seg, at) = segments
-                .append(&buf)
+                .append(buf)
                 .map_err(|e| format!("writing the message log: {e}"))?;
             segments
                 .sync(Some((seg, at)))
