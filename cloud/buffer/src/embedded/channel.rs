@@ -28,13 +28,13 @@ use super::log::{Loc, Segments};
 use super::meta::{ChannelDisk, CountersDisk, LoadedChannel, MetaWrite};
 use super::writer::{Job, OnCommit, Rec};
 use crate::{
-    BufferError, BufferStats, ChannelRecord, ChannelRegistration, Counters, PeekFilter, Registered,
-    Result, TokenState,
+    BufferError, ChannelRecord, ChannelRegistration, Counters, Registered, Result, TokenState,
 };
 
 mod dead;
 mod delivery;
 mod scan;
+mod views;
 
 pub(super) use self::read_attempts as attempts_in_log;
 pub(super) use dead::Replayed;
@@ -676,109 +676,6 @@ impl Chan {
             name: self.record.name.clone(),
         });
         discarded
-    }
-
-    pub fn stats(&self) -> BufferStats {
-        BufferStats {
-            counters: self.counters.clone(),
-            ready: self.ready.len() as u64,
-            in_flight: self.in_flight.len() as u64,
-            delayed: self.delayed.len() as u64,
-            dead_letters: self.dead.len() as u64,
-            oldest_unsettled_at: self
-                .entries
-                .values()
-                .find(|e| !matches!(e.place, Place::Dead { .. }))
-                .map(|e| Timestamp::from_micros(e.received_at)),
-            webhook_pending: self
-                .webhook_pending
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, n)| (self.webhooks[i].to_string(), *n))
-                .collect(),
-        }
-    }
-
-    pub fn peek(&self, filter: PeekFilter, limit: usize) -> Vec<View> {
-        let in_flight = self.in_flight.iter().copied();
-        let ready = self.ready.iter().copied();
-        let delayed = self.delayed.iter().map(|(_, s)| *s);
-        let seqs: Box<dyn Iterator<Item = u64>> = match filter {
-            PeekFilter::InFlight => Box::new(in_flight),
-            PeekFilter::Ready => Box::new(ready),
-            PeekFilter::Delayed => Box::new(delayed),
-            PeekFilter::All => Box::new(in_flight.chain(ready).chain(delayed)),
-        };
-        seqs.filter_map(|s| self.view(s)).take(limit).collect()
-    }
-
-    fn view(&self, seq: u64) -> Option<View> {
-        let e = self.entries.get(&seq)?;
-        let time = |t: i64| Timestamp::from_micros(t);
-        let mut v = View {
-            loc: e.loc,
-            attempts: match (self.pending.get(&seq), e.state_at()) {
-                (Some(p), _) => AttemptsAt::Known(p.attempts.clone()),
-                (None, Some(loc)) => AttemptsAt::InLog(loc, e.delivery_count),
-                (None, None) => AttemptsAt::Known(Attempts {
-                    delivery_count: e.delivery_count,
-                    ..Attempts::default()
-                }),
-            },
-            state: MessageState::Ready,
-            leased_to: None,
-            lease_expires_at: None,
-            next_attempt_at: None,
-            reason: None,
-            dead_lettered_at: None,
-        };
-        match e.place {
-            Place::Ready => {}
-            Place::Leased => {
-                v.state = MessageState::InFlight;
-                if let Some(l) = self.leases.get(&seq) {
-                    v.leased_to = Some(l.conn.to_string());
-                    v.lease_expires_at = Some(time(l.deadline));
-                }
-            }
-            Place::Delayed { until } => {
-                v.state = MessageState::Delayed;
-                v.next_attempt_at = Some(time(until));
-            }
-            Place::Dead { reason, at } => {
-                v.state = MessageState::DeadLettered;
-                v.reason = Some(reason);
-                v.dead_lettered_at = Some(time(at));
-            }
-        }
-        Some(v)
-    }
-
-    /// Queues a copy of every message whose record is in segment `seg` (with its current
-    /// state) to the end of the log, so that segment can be deleted.
-    pub fn compact(&mut self, seg: u32) -> usize {
-        let seqs: Vec<u64> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.loc.seg == seg)
-            .map(|(s, _)| *s)
-            .collect();
-        for &seq in &seqs {
-            let Some(e) = self.entries.get(&seq) else {
-                continue;
-            };
-            let from = e.loc;
-            let stateful =
-                e.state_at().is_some() || e.delivery_count > 0 || e.place != Place::Ready;
-            self.out.push(Rec::Copy(from));
-            self.tags.push(Tag::Copy { seq, from });
-            if stateful {
-                let attempts = self.attempts(seq);
-                self.persist_state(seq, attempts);
-            }
-        }
-        seqs.len()
     }
 }
 
