@@ -238,6 +238,7 @@ async fn start_cloud(max_in_flight: u64) -> Cloud {
                 "channel": CHANNEL,
                 "channel_token": TOKEN,
                 "max_queue_size": 10_000_000,
+                "max_queue_bytes": 1u64 << 40,
                 "max_in_flight": max_in_flight
             }
         }
