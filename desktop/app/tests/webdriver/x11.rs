@@ -63,18 +63,10 @@ pub fn clipboard_text() -> Result<Option<String>> {
     }
 }
 
-/// Asks every mapped toplevel of process `pid` (`_NET_WM_PID`) to close; returns how many.
-pub fn close_windows_of(pid: u32) -> Result<usize> {
-    let (conn, screen) = RustConnection::connect(None).context("connecting to $DISPLAY")?;
-    let root = conn.setup().roots[screen].root;
-    let atom =
-        |name: &str| -> Result<u32> { Ok(conn.intern_atom(false, name.as_bytes())?.reply()?.atom) };
-    let (net_wm_pid, protocols, delete) = (
-        atom("_NET_WM_PID")?,
-        atom("WM_PROTOCOLS")?,
-        atom("WM_DELETE_WINDOW")?,
-    );
-    let mut closed = 0;
+/// The mapped toplevels of process `pid` (`_NET_WM_PID`): what is on the screen.
+fn mapped_windows(conn: &RustConnection, root: u32, pid: u32) -> Result<Vec<u32>> {
+    let net_wm_pid = conn.intern_atom(false, b"_NET_WM_PID")?.reply()?.atom;
+    let mut out = Vec::new();
     for w in conn.query_tree(root)?.reply()?.children {
         // A window can go away between the listing and these requests (BadWindow): skip it.
         let Ok(owner) = conn
@@ -83,19 +75,38 @@ pub fn close_windows_of(pid: u32) -> Result<usize> {
         else {
             continue;
         };
-        if owner.value32().and_then(|mut v| v.next()) != Some(pid)
-            || !conn
+        if owner.value32().and_then(|mut v| v.next()) == Some(pid)
+            && conn
                 .get_window_attributes(w)?
                 .reply()
                 .is_ok_and(|a| a.map_state == MapState::VIEWABLE)
         {
-            continue;
+            out.push(w);
         }
+    }
+    Ok(out)
+}
+
+/// How many toplevels of process `pid` are mapped.
+pub fn mapped_windows_of(pid: u32) -> Result<usize> {
+    let (conn, screen) = RustConnection::connect(None).context("connecting to $DISPLAY")?;
+    let root = conn.setup().roots[screen].root;
+    Ok(mapped_windows(&conn, root, pid)?.len())
+}
+
+/// Asks every mapped toplevel of process `pid` (`_NET_WM_PID`) to close; returns how many.
+pub fn close_windows_of(pid: u32) -> Result<usize> {
+    let (conn, screen) = RustConnection::connect(None).context("connecting to $DISPLAY")?;
+    let root = conn.setup().roots[screen].root;
+    let atom =
+        |name: &str| -> Result<u32> { Ok(conn.intern_atom(false, name.as_bytes())?.reply()?.atom) };
+    let (protocols, delete) = (atom("WM_PROTOCOLS")?, atom("WM_DELETE_WINDOW")?);
+    let windows = mapped_windows(&conn, root, pid)?;
+    for &w in &windows {
         let event =
             ClientMessageEvent::new(32, w, protocols, [delete, x11rb::CURRENT_TIME, 0, 0, 0]);
         conn.send_event(false, w, EventMask::NO_EVENT, event)?;
-        closed += 1;
     }
     conn.flush()?;
-    Ok(closed)
+    Ok(windows.len())
 }
