@@ -38,10 +38,21 @@ pub enum NoTray {
 
 /// Whether a start with `args` (without the program name) opens the window.
 pub fn opens_window(args: &[OsString], app: &AppTable) -> bool {
-    // BEFORE (the decision as it was): the setting hides the window on every start.
     let has = |f: &str| args.iter().any(|a| a == f);
-    let _ = CARRIED_FLAG;
-    has(VIEW_FLAG) || !(has(MINIMIZED_FLAG) || app.start_minimized)
+    if has(VIEW_FLAG) {
+        // The light image handing back for the window.
+        return true;
+    }
+    if !has(MINIMIZED_FLAG) {
+        // A person started it.
+        return true;
+    }
+    if has(CARRIED_FLAG) {
+        // A hand-over of a process that had no window.
+        return false;
+    }
+    // The start at login.
+    !app.start_minimized
 }
 
 /// Whether a start with `args` runs the light image instead of the app: light mode, and no
@@ -66,12 +77,11 @@ pub enum OnClose {
 /// What closing the window does, with or without a `tray_host`; `told` when the user was told
 /// about the missing tray already in this process.
 pub fn on_close(app: &AppTable, tray_host: bool, told: bool) -> OnClose {
-    // BEFORE (the decision as it was): the tray host is never asked about.
-    let _ = (tray_host, told);
-    if app.light_mode {
-        OnClose::LightMode
-    } else {
-        OnClose::Hide
+    match (tray_host, app.no_tray) {
+        (true, _) if app.light_mode => OnClose::LightMode,
+        (true, _) => OnClose::Hide,
+        (false, NoTray::KeepWindow) => OnClose::Minimize { tell: !told },
+        (false, NoTray::Quit) => OnClose::Quit,
     }
 }
 

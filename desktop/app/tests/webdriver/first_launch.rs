@@ -31,6 +31,24 @@ async fn has_owner(bus: &zbus::Connection, name: &str) -> Result<bool> {
     Ok(reply.body().deserialize::<bool>()?)
 }
 
+/// Grabs the whole X screen into `path` (imagemagick's `import`); how many colours it shows.
+fn screen_colours(path: &std::path::Path) -> Option<usize> {
+    let grabbed = Command::new("import")
+        .args(["-window", "root"])
+        .arg(path)
+        .status()
+        .ok()?;
+    if !grabbed.success() {
+        return None;
+    }
+    let out = Command::new("identify")
+        .args(["-format", "%k"])
+        .arg(path)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb, D-Bus, gnome-keyring, tauri-driver and WebKitWebDriver: run scripts/test-app.sh"]
 async fn first_launch_shows_the_window_and_closing_it_without_a_tray_follows_the_setting()
@@ -115,16 +133,20 @@ async fn first_launch_shows_the_window_and_closing_it_without_a_tray_follows_the
         ensure!(exe_name(pid) == "webhook-connect-app", "{}", exe_name(pid));
         let mapped = tokio::task::spawn_blocking(move || x11::mapped_windows_of(pid)).await??;
         ensure!(mapped == 1, "{mapped} windows of the app on the screen");
-        // What the user sees: the whole screen, as Xvfb shows it.
+        // What the user sees: the whole screen, as Xvfb shows it, once the window has painted
+        // its page there (more than a blank window's few colours).
         let shots = screenshots_dir();
         std::fs::create_dir_all(&shots)?;
         let shot = shots.join("00-first-launch.png");
-        let grabbed = Command::new("import")
-            .args(["-window", "root"])
-            .arg(&shot)
-            .status()
-            .context("import (imagemagick)")?;
-        ensure!(grabbed.success(), "screen grab: {grabbed}");
+        wait_until(
+            Duration::from_secs(20),
+            "the page painted on the screen",
+            || {
+                let shot = shot.clone();
+                async move { screen_colours(&shot).is_some_and(|n| n > 64) }
+            },
+        )
+        .await?;
 
         // Closed as the window manager does, with the default setting: the window stays
         // (minimized where a window manager can), the user is told once, forwarding goes on.
@@ -170,6 +192,17 @@ async fn first_launch_shows_the_window_and_closing_it_without_a_tray_follows_the
         s.wait_for(By::testid("no-tray-quit"), Duration::from_secs(10))
             .await?;
         s.click(By::testid("no-tray-quit")).await?;
+        let checked = r#"return document.querySelector("[data-testid=no-tray-quit]").checked"#;
+        if s.execute(checked).await? != serde_json::Value::Bool(true) {
+            // WebKitWebDriver's click can land while the view scrolls the radio into place:
+            // then the DOM click a user's click amounts to.
+            s.execute(r#"document.querySelector("[data-testid=no-tray-quit]").click()"#)
+                .await?;
+        }
+        ensure!(
+            s.execute(checked).await? == serde_json::Value::Bool(true),
+            "\"Quits\" not chosen"
+        );
         s.click(By::testid("save-settings")).await?;
         wait_until(Duration::from_secs(10), "no_tray saved", || async {
             std::fs::read_to_string(&settings_path).is_ok_and(|t| t.contains("no_tray = \"quit\""))
@@ -208,7 +241,9 @@ async fn first_launch_shows_the_window_and_closing_it_without_a_tray_follows_the
     .await;
     if result.is_err() {
         if let Ok(s) = &session {
-            let _ = s.screenshot(&tmp.path().join("failure.png")).await;
+            let _ = s
+                .screenshot(&std::env::temp_dir().join("first-launch-failure.png"))
+                .await;
         }
         eprintln!(
             "app log:\n{}",
