@@ -241,9 +241,10 @@ async fn first_launch_shows_the_window_and_closing_it_without_a_tray_follows_the
     .await;
     if result.is_err() {
         if let Ok(s) = &session {
-            let _ = s
-                .screenshot(&std::env::temp_dir().join("first-launch-failure.png"))
-                .await;
+            let shot = std::env::temp_dir().join("first-launch-failure.png");
+            if s.screenshot(&shot).await.is_ok() {
+                eprintln!("screenshot at the failure: {}", shot.display());
+            }
         }
         eprintln!(
             "app log:\n{}",
