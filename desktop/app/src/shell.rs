@@ -262,7 +262,9 @@ fn on_window_event<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
         // Asked at every close: a tray host can come and go while the app runs (an extension
         // turned on, a panel restarted).
         let tray_host = launch::tray_host_present();
-        match launch::on_close(&table, tray_host, told) {
+        let decided = launch::on_close(&table, tray_host, told);
+        tracing::info!(tray_host, ?decided, "window close asked for");
+        match decided {
             // Light mode: the window and its WebKit processes go away; the tray keeps
             // forwarding (the hand-over follows on `Destroyed`).
             OnClose::LightMode => {}
