@@ -261,7 +261,7 @@ fn on_window_event<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
         let told = state.shell.lock().told_no_tray;
         // Asked at every close: a tray host can come and go while the app runs (an extension
         // turned on, a panel restarted).
-        let tray_host = launch::tray_host_present();
+        let tray_host = tray_host_present();
         let decided = launch::on_close(&table, tray_host, told);
         tracing::info!(tray_host, ?decided, "window close asked for");
         match decided {
@@ -306,6 +306,42 @@ fn on_window_event<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
             relaunch_light(app);
         }
     }
+}
+
+/// Whether the session bus has a tray host now ([`launch::TRAY_WATCHER`]). Asked through GDBus
+/// on the GTK thread (the session connection GTK and WebKit already hold; at most a second). No
+/// session bus means no tray.
+#[cfg(all(unix, not(target_os = "macos")))]
+fn tray_host_present() -> bool {
+    use gio::prelude::ToVariant as _;
+    let asked =
+        gio::bus_get_sync(gio::BusType::Session, None::<&gio::Cancellable>).and_then(|bus| {
+            bus.call_sync(
+                Some("org.freedesktop.DBus"),
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "NameHasOwner",
+                Some(&(launch::TRAY_WATCHER,).to_variant()),
+                gio::glib::VariantTy::new("(b)").ok(),
+                gio::DBusCallFlags::NONE,
+                1000,
+                None::<&gio::Cancellable>,
+            )
+        });
+    match asked.map(|reply| reply.get::<(bool,)>()) {
+        Ok(Some((present,))) => present,
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot ask the session bus for a tray host; assuming none");
+            false
+        }
+    }
+}
+
+/// Windows and macOS always have a tray (notification area, menu bar).
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+fn tray_host_present() -> bool {
+    true
 }
 
 /// No tray: tells the user that the app quits (the notification is sent before the process

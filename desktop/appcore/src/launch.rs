@@ -106,38 +106,6 @@ pub fn no_tray_message(choice: NoTray) -> Message {
     }
 }
 
-/// Whether the session bus has a tray host now. Blocking (one short D-Bus call): call it off the
-/// runtime's workers. No session bus means no tray.
-#[cfg(all(unix, not(target_os = "macos")))]
-pub fn tray_host_present() -> bool {
-    let asked = zbus::block_on(async {
-        let conn = zbus::Connection::session().await?;
-        let reply = conn
-            .call_method(
-                Some("org.freedesktop.DBus"),
-                "/org/freedesktop/DBus",
-                Some("org.freedesktop.DBus"),
-                "NameHasOwner",
-                &(TRAY_WATCHER,),
-            )
-            .await?;
-        reply.body().deserialize::<bool>()
-    });
-    match asked {
-        Ok(present) => present,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot ask the session bus for a tray host; assuming none");
-            false
-        }
-    }
-}
-
-/// Windows and macOS always have a tray (notification area, menu bar).
-#[cfg(not(all(unix, not(target_os = "macos"))))]
-pub fn tray_host_present() -> bool {
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,27 +214,5 @@ mod tests {
                 .unwrap()
                 .contains("no_tray = \"keep_window\"")
         );
-    }
-
-    #[cfg(all(unix, not(target_os = "macos")))]
-    #[test]
-    fn no_session_bus_means_no_tray() {
-        // The child's environment only: a bus address nothing listens at.
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "launch::tests::tray_host_probe", "--ignored"])
-            .env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                "unix:path=/nonexistent/webhook-connect-bus",
-            )
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-    }
-
-    #[cfg(all(unix, not(target_os = "macos")))]
-    #[test]
-    #[ignore = "run by no_session_bus_means_no_tray with a dead bus address"]
-    fn tray_host_probe() {
-        assert!(!tray_host_present());
     }
 }
