@@ -100,13 +100,33 @@ pub fn close_windows_of(pid: u32) -> Result<usize> {
     let root = conn.setup().roots[screen].root;
     let atom =
         |name: &str| -> Result<u32> { Ok(conn.intern_atom(false, name.as_bytes())?.reply()?.atom) };
-    let (protocols, delete) = (atom("WM_PROTOCOLS")?, atom("WM_DELETE_WINDOW")?);
-    let windows = mapped_windows(&conn, root, pid)?;
-    for &w in &windows {
+    let (net_wm_pid, protocols, delete) = (
+        atom("_NET_WM_PID")?,
+        atom("WM_PROTOCOLS")?,
+        atom("WM_DELETE_WINDOW")?,
+    );
+    let mut closed = 0;
+    for w in conn.query_tree(root)?.reply()?.children {
+        // A window can go away between the listing and these requests (BadWindow): skip it.
+        let Ok(owner) = conn
+            .get_property(false, w, net_wm_pid, AtomEnum::CARDINAL, 0, 1)?
+            .reply()
+        else {
+            continue;
+        };
+        if owner.value32().and_then(|mut v| v.next()) != Some(pid)
+            || !conn
+                .get_window_attributes(w)?
+                .reply()
+                .is_ok_and(|a| a.map_state == MapState::VIEWABLE)
+        {
+            continue;
+        }
         let event =
             ClientMessageEvent::new(32, w, protocols, [delete, x11rb::CURRENT_TIME, 0, 0, 0]);
         conn.send_event(false, w, EventMask::NO_EVENT, event)?;
+        closed += 1;
     }
     conn.flush()?;
-    Ok(windows.len())
+    Ok(closed)
 }
