@@ -56,6 +56,8 @@ export const ipc = {
     listen<NavigateView>("navigate", (event) => handler(event.payload)),
   /** Closes the window like its close button (light mode: the webview is destroyed). */
   closeWindow: () => call<null>("close_window"),
+  /** Quits the app like the tray's Quit (forwarding stops). */
+  quitApp: () => call<null>("quit_app"),
 };
 
 export type Ipc = typeof ipc;

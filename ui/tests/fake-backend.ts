@@ -64,9 +64,10 @@ function reject(message: string): Promise<never> {
 
 export class FakeBackend {
   paused = false;
-  settings: AppSettings = { autostart: false, start_minimized: true, notifications: "errors", history_size: 1000, light_mode: true };
+  settings: AppSettings = { autostart: false, start_minimized: true, notifications: "errors", history_size: 1000, light_mode: true, no_tray: "keep_window" };
   notices: string[] = [];
   closed = false;
+  quit = false;
   channels = new Map<string, ChannelRecord>();
   calls: { cmd: string; args: Record<string, unknown> }[] = [];
   private failures = new Map<string, string>();
@@ -152,6 +153,9 @@ export class FakeBackend {
         return null;
       case "close_window":
         this.closed = true;
+        return null;
+      case "quit_app":
+        this.quit = true;
         return null;
       default:
         return reject(`unknown command ${cmd}`);

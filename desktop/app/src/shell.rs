@@ -20,6 +20,7 @@ use tauri_plugin_clipboard_manager::ClipboardExt as _;
 use tauri_plugin_notification::NotificationExt as _;
 
 use crate::core::{AppSettings, AppSnapshot, ChannelInput, ChannelSettings, Core};
+use crate::launch::{self, NoTray, OnClose};
 pub use crate::menu::View;
 use crate::menu::{self, Effect, MenuAction, MenuItem};
 use crate::refresh::Refresher;
@@ -43,6 +44,8 @@ struct ShellState {
     relaunching: bool,
     /// The window was asked for during the restart: the next image opens it.
     open_after_relaunch: bool,
+    /// The user was told that the desktop has no tray (once per process).
+    told_no_tray: bool,
 }
 
 /// Managed state.
@@ -204,6 +207,13 @@ async fn close_window<R: Runtime>(app: AppHandle<R>) -> Cmd<()> {
     Ok(())
 }
 
+/// Quits like the tray's Quit (where there is no tray, the window's only way out).
+#[tauri::command(rename_all = "snake_case")]
+async fn quit_app<R: Runtime>(app: AppHandle<R>) -> Cmd<()> {
+    apply_effect(&app, Effect::Exit);
+    Ok(())
+}
+
 // ---- window -----------------------------------------------------------------------------
 
 /// Shows the window, creating it (and its webview) when it does not exist; then asks the UI to
@@ -245,18 +255,48 @@ fn on_window_event<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
         return;
     }
     if let WindowEvent::CloseRequested { api, .. } = event {
-        let light = window
-            .app_handle()
-            .state::<AppState>()
-            .core
-            .app_table()
-            .light_mode;
-        if !light {
-            // Keep the webview loaded: hide instead of close.
-            api.prevent_close();
-            let _ = window.hide();
+        let app = window.app_handle();
+        let state = app.state::<AppState>();
+        let table = state.core.app_table();
+        let told = state.shell.lock().told_no_tray;
+        // Asked at every close: a tray host can come and go while the app runs (an extension
+        // turned on, a panel restarted).
+        let tray_host = tray_host_present();
+        let decided = launch::on_close(&table, tray_host, told);
+        tracing::info!(tray_host, ?decided, "window close asked for");
+        match decided {
+            // Light mode: the window and its WebKit processes go away; the tray keeps
+            // forwarding (the hand-over follows on `Destroyed`).
+            OnClose::LightMode => {}
+            OnClose::Hide => {
+                // Keep the webview loaded: hide instead of close.
+                api.prevent_close();
+                let _ = window.hide();
+            }
+            OnClose::Minimize { tell } => {
+                api.prevent_close();
+                let _ = window.minimize();
+                tracing::info!(
+                    "window closed with no tray host on the session bus: minimized instead (no_tray = keep_window)"
+                );
+                if tell {
+                    state.shell.lock().told_no_tray = true;
+                    let m = launch::no_tray_message(NoTray::KeepWindow);
+                    state.core.add_notice(m.body.to_owned());
+                    notify(app, m.title, m.body);
+                }
+            }
+            OnClose::Quit => {
+                api.prevent_close();
+                let _ = window.hide();
+                // Not light mode's hand-over when the window goes.
+                state.shell.lock().quitting = true;
+                tracing::info!(
+                    "window closed with no tray host on the session bus: quitting (no_tray = quit)"
+                );
+                tell_then_quit(app);
+            }
         }
-        // Light mode: the window and its WebKit processes go away; the tray keeps forwarding.
     }
     if let WindowEvent::Destroyed = event {
         let app = window.app_handle();
@@ -266,6 +306,64 @@ fn on_window_event<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
             relaunch_light(app);
         }
     }
+}
+
+/// Whether the session bus has a tray host now ([`launch::TRAY_WATCHER`]). Asked through GDBus
+/// on the GTK thread (the session connection GTK and WebKit already hold; at most a second). No
+/// session bus means no tray.
+#[cfg(all(unix, not(target_os = "macos")))]
+fn tray_host_present() -> bool {
+    use gio::prelude::ToVariant as _;
+    let asked =
+        gio::bus_get_sync(gio::BusType::Session, None::<&gio::Cancellable>).and_then(|bus| {
+            bus.call_sync(
+                Some("org.freedesktop.DBus"),
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "NameHasOwner",
+                Some(&(launch::TRAY_WATCHER,).to_variant()),
+                gio::glib::VariantTy::new("(b)").ok(),
+                gio::DBusCallFlags::NONE,
+                1000,
+                None::<&gio::Cancellable>,
+            )
+        });
+    match asked.map(|reply| reply.get::<(bool,)>()) {
+        Ok(Some((present,))) => present,
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot ask the session bus for a tray host; assuming none");
+            false
+        }
+    }
+}
+
+/// Windows and macOS always have a tray (notification area, menu bar).
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+fn tray_host_present() -> bool {
+    true
+}
+
+/// No tray: tells the user that the app quits (the notification is sent before the process
+/// ends), then quits.
+fn tell_then_quit<R: Runtime>(app: &AppHandle<R>) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let m = launch::no_tray_message(NoTray::Quit);
+        #[cfg(all(unix, not(target_os = "macos")))]
+        {
+            let sent = tauri::async_runtime::spawn_blocking(move || {
+                connect_appcore::notify::show(m.title, m.body)
+            })
+            .await;
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "the no-tray notification");
+            }
+        }
+        #[cfg(not(all(unix, not(target_os = "macos"))))]
+        notify(&app, m.title, m.body);
+        apply_effect(&app, Effect::Exit);
+    });
 }
 
 /// Light mode on Linux: once the window is gone, replace this process with the light image
@@ -498,10 +596,7 @@ fn apply_effect<R: Runtime>(app: &AppHandle<R>, effect: Effect) {
     }
 }
 
-fn setup<R: Runtime>(
-    app: &mut tauri::App<R>,
-    minimized: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn setup<R: Runtime>(app: &mut tauri::App<R>) -> Result<(), Box<dyn std::error::Error>> {
     let handle = app.handle().clone();
     let path = app.path().app_config_dir()?.join(settings::FILE_NAME);
     let store = KeyringStore::new();
@@ -550,7 +645,8 @@ fn setup<R: Runtime>(
     if handle.autolaunch().is_enabled().unwrap_or(false) != app_table.autostart {
         apply_autostart(&handle, app_table.autostart);
     }
-    if view.is_some() || !(minimized || app_table.start_minimized) {
+    // A start by hand always shows the window; `start_minimized` is for the start at login.
+    if launch::opens_window(args.get(1..).unwrap_or_default(), &app_table) {
         show_window(&handle, view);
     }
     let ticker = handle.clone();
@@ -567,7 +663,6 @@ fn setup<R: Runtime>(
 
 /// Builds and runs the app until Quit.
 pub fn run() -> Result<(), tauri::Error> {
-    let minimized = std::env::args().any(|a| a == MINIMIZED_FLAG);
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
             show_window(app, None);
@@ -596,9 +691,10 @@ pub fn run() -> Result<(), tauri::Error> {
             save_settings,
             take_pending_view,
             close_window,
+            quit_app,
         ])
         .on_window_event(on_window_event)
-        .setup(move |app| setup(app, minimized))
+        .setup(setup)
         .build(tauri::generate_context!())?;
     app.run(|_app, event| {
         // Closing the last window must not end the app: the tray keeps forwarding. Quit calls

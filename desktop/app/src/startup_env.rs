@@ -108,16 +108,14 @@ fn with_defaults(cmd: &mut std::process::Command, add: Vec<EnvDefault>) {
 pub fn apply() {}
 
 /// Whether a start with `args` (without the program name) and these `[app]` settings has no
-/// window to show in light mode: then the light image runs instead (no WebKit loaded at all). A
-/// `--view` (the light image handing back for the window) always starts the app.
+/// window to show in light mode: then the light image runs instead (no WebKit loaded at all).
+/// The decision is [`connect_appcore::launch::wants_light_image`]'s.
 pub fn wants_light_image(args: &[OsString], app: &connect_appcore::settings::AppTable) -> bool {
-    use connect_appcore::relaunch::{MINIMIZED_FLAG, VIEW_FLAG};
-    let has = |f: &str| args.iter().any(|a| a == f);
-    app.light_mode && !has(VIEW_FLAG) && (has(MINIMIZED_FLAG) || app.start_minimized)
+    connect_appcore::launch::wants_light_image(args, app)
 }
 
-/// Linux: a start without a window in light mode (autostart's `--minimized`, or
-/// `start_minimized`) goes straight to the light image next to this binary, with the start-up
+/// Linux: a start without a window in light mode (autostart's `--minimized` with
+/// `start_minimized`, or a hand-over) goes straight to the light image next to this binary, with the start-up
 /// defaults added to its environment (GDK's GL matters there too). Returns when the app is to
 /// start instead: a window to show, not light mode, no light image installed, or `exec` failed.
 #[cfg(target_os = "linux")]
@@ -206,11 +204,11 @@ mod tests {
             start_minimized,
             ..AppTable::default()
         };
-        // Defaults: light mode, start minimized.
-        assert!(wants_light_image(&args(&[]), &AppTable::default()));
+        // Defaults: light mode, start minimized at login; a start by hand shows the window.
+        assert!(!wants_light_image(&args(&[]), &AppTable::default()));
         assert!(wants_light_image(
             &args(&["--minimized"]),
-            &table(true, false)
+            &AppTable::default()
         ));
         assert!(wants_light_image(
             &args(&["--minimized", "--carried"]),
@@ -218,6 +216,10 @@ mod tests {
         ));
         // A window to show.
         assert!(!wants_light_image(&args(&[]), &table(true, false)));
+        assert!(!wants_light_image(
+            &args(&["--minimized"]),
+            &table(true, false)
+        ));
         assert!(!wants_light_image(
             &args(&["--view", r#"{"name":"overview"}"#, "--carried"]),
             &table(true, true)

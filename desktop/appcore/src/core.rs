@@ -16,6 +16,7 @@ use connect_protocol::admin::DeadLetterList;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::launch::NoTray;
 use crate::secrets::{self, SecretStore};
 use crate::settings::{self, ChannelEntry, NotificationLevel, SettingsFile, TargetEntry};
 
@@ -93,6 +94,9 @@ pub struct AppSettings {
     /// Closing the window destroys the webview instead of hiding it (default true).
     #[serde(default = "yes")]
     pub light_mode: bool,
+    /// What closing the window does when the desktop has no tray (default: keep the window).
+    #[serde(default)]
+    pub no_tray: NoTray,
 }
 
 fn yes() -> bool {
@@ -597,6 +601,7 @@ impl Core {
             notifications: a.notifications,
             history_size: a.history_size,
             light_mode: a.light_mode,
+            no_tray: a.no_tray,
         }
     }
 
@@ -615,6 +620,7 @@ impl Core {
             f.app.notifications = new.notifications;
             f.app.history_size = new.history_size;
             f.app.light_mode = new.light_mode;
+            f.app.no_tray = new.no_tray;
         })?;
         self.engine.set_history_size(new.history_size);
         Ok(self.settings())
@@ -739,6 +745,7 @@ mod tests {
                 notifications: NotificationLevel::All,
                 history_size: 50,
                 light_mode: false,
+                no_tray: NoTray::Quit,
             })
             .unwrap();
         c.shutdown().await;

@@ -3,6 +3,7 @@
 //! WebKit), between which light mode hands over (see [`relaunch`]).
 //!
 //! Layout:
+//! - [`launch`]: whether a start opens the window, and what closing it does without a tray.
 //! - [`settings`]: `settings.toml` (CONFIG.md §8.1): TOML model, secrets moved out, atomic 0600 writes.
 //! - [`secrets`]: the OS keyring behind [`secrets::SecretStore`] (account names of §8.2), with an
 //!   in-memory fake.
@@ -15,6 +16,7 @@
 //! - [`relaunch`]: light mode's hand-over (Linux): the carried file, the images' arguments.
 
 pub mod core;
+pub mod launch;
 pub mod menu;
 pub mod notify;
 pub mod refresh;

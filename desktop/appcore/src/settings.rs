@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::launch::NoTray;
 use crate::secrets::{self, SecretStore};
 
 /// File name inside the app's config directory.
@@ -44,6 +45,8 @@ pub enum NotificationLevel {
 #[serde(default)]
 pub struct AppTable {
     pub autostart: bool,
+    /// The start at login (autostart's `--minimized`) shows the tray only; a start by hand
+    /// always opens the window (see [`crate::launch`]).
     pub start_minimized: bool,
     pub notifications: NotificationLevel,
     pub theme: String,
@@ -53,6 +56,8 @@ pub struct AppTable {
     pub light_mode: bool,
     /// Seconds a channel may stay disconnected before a notification.
     pub disconnect_notify_after_seconds: u64,
+    /// What closing the window does when the desktop has no tray (see [`crate::launch`]).
+    pub no_tray: NoTray,
 }
 
 impl Default for AppTable {
@@ -66,6 +71,7 @@ impl Default for AppTable {
             log_level: "info".into(),
             light_mode: true,
             disconnect_notify_after_seconds: 60,
+            no_tray: NoTray::KeepWindow,
         }
     }
 }

@@ -1,7 +1,8 @@
-// App settings: notifications, autostart, start minimized, history size; explains light mode.
+// App settings: notifications, autostart, start minimized (at login), history size; explains light
+// mode and what closing the window does on a desktop without a tray.
 import { useEffect, useState } from "preact/hooks";
 import { attempt } from "../actions";
-import type { AppSettings } from "../generated/app";
+import type { AppSettings, NoTray } from "../generated/app";
 import { ipc } from "../ipc";
 import { store, useStore } from "../store";
 
@@ -72,7 +73,7 @@ export function Settings() {
           </label>
           <label class="check">
             <input type="checkbox" checked={v.start_minimized} onChange={(e) => setV({ ...v, start_minimized: e.currentTarget.checked })} data-testid="start-minimized" />
-            <span>Start minimized to the tray</span>
+            <span>When started at login, start minimized to the tray</span>
           </label>
           {v.light_mode !== undefined && (
             <label class="check">
@@ -82,15 +83,38 @@ export function Settings() {
           )}
           <div class="info" data-testid="light-mode-info">
             <p>
-              <strong>Closing this window never stops forwarding:</strong> Webhook Connect keeps running in the tray.
+              <strong>With a tray, closing this window never stops forwarding:</strong> Webhook Connect keeps running in the tray.
               With light mode on, the window's memory is freed as well. Open the window again from the tray menu; use{" "}
-              <em>Quit</em> there to stop forwarding.
+              <em>Quit</em> there, or the button below, to stop forwarding. On a desktop without a tray, closing
+              the window does what you choose under <em>Without a system tray</em>.
             </p>
-            <button type="button" class="btn small" onClick={() => void attempt(ipc.closeWindow())} data-testid="close-window">
-              Close window, keep forwarding
-            </button>
+            <div class="actions">
+              <button type="button" class="btn small" onClick={() => void attempt(ipc.closeWindow())} data-testid="close-window">
+                Close window, keep forwarding
+              </button>
+              <button type="button" class="btn small" onClick={() => void attempt(ipc.quitApp())} data-testid="quit-app">
+                Quit Webhook Connect
+              </button>
+            </div>
           </div>
         </fieldset>
+        {v.no_tray !== undefined && (
+          <fieldset>
+            <legend>Without a system tray</legend>
+            <p class="muted">Some desktops (GNOME without the AppIndicator extension) show no tray icons. There, closing the window:</p>
+            {(
+              [
+                ["keep_window", "Keeps the window", "It is minimized instead, and forwarding goes on."],
+                ["quit", "Quits", "Forwarding stops until you start Webhook Connect again."],
+              ] as const satisfies readonly (readonly [NoTray, string, string])[]
+            ).map(([value, label, help]) => (
+              <label class="radio" key={value}>
+                <input type="radio" name="no_tray" value={value} checked={v.no_tray === value} onChange={() => setV({ ...v, no_tray: value })} data-testid={`no-tray-${value.replace("_", "-")}`} />
+                <span><strong>{label}</strong> <span class="muted">— {help}</span></span>
+              </label>
+            ))}
+          </fieldset>
+        )}
         <fieldset>
           <legend>Inspector</legend>
           <label class="field">

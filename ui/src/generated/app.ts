@@ -12,8 +12,12 @@ export interface ChannelInput { key: string | null; cloud_url: string; channel: 
 
 export type NotificationLevel = "all" | "errors" | "none";
 
-/** `light_mode`: closing the window destroys the webview (default true). */
-export interface AppSettings { autostart: boolean; start_minimized: boolean; notifications: NotificationLevel; history_size: number; light_mode?: boolean; }
+/** What closing the window does when the desktop has no tray (desktop/appcore/src/launch.rs). */
+export type NoTray = "keep_window" | "quit";
+
+/** `light_mode`: closing the window destroys the webview (default true). `start_minimized`: the
+ * start at login only. `no_tray`: default `keep_window`. */
+export interface AppSettings { autostart: boolean; start_minimized: boolean; notifications: NotificationLevel; history_size: number; light_mode?: boolean; no_tray?: NoTray; }
 
 /** Also the payload of the `snapshot` event. `notices`: things to tell the user once. */
 export interface AppSnapshot { paused: boolean; channels: ChannelStatus[]; notices?: string[]; }

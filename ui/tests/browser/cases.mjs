@@ -289,13 +289,18 @@ export const tests = [
       await byId(page, "save-settings").click();
       await byId(page, "notice").first().waitFor();
       const s = (await lastCall(page, "save_settings")).settings;
-      assert.deepEqual(s, { autostart: true, start_minimized: true, notifications: "all", history_size: 500, light_mode: true });
+      assert.deepEqual(s, { autostart: true, start_minimized: true, notifications: "all", history_size: 500, light_mode: true, no_tray: "keep_window" });
       assert.match(await text(page, "light-mode-info"), /never stops forwarding/);
       await byId(page, "light-mode").uncheck();
       await byId(page, "save-settings").click();
       await until(async () => (await lastCall(page, "save_settings")).settings.light_mode === false, "light_mode saved");
       await byId(page, "close-window").click();
       await until(() => fake(page, () => window.__fakeBackend.closed), "close_window called");
+      await byId(page, "no-tray-quit").check();
+      await byId(page, "save-settings").click();
+      await until(async () => (await lastCall(page, "save_settings")).settings.no_tray === "quit", "no_tray saved");
+      await byId(page, "quit-app").click();
+      await until(() => fake(page, () => window.__fakeBackend.quit), "quit_app called");
     },
   },
   {

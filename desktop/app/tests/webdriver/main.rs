@@ -5,6 +5,7 @@
 
 // The `it` tests' cloud; the rest of that harness (the core's world) is not used here.
 mod bus;
+mod first_launch;
 #[path = "../it/harness.rs"]
 #[allow(dead_code)]
 mod harness;

@@ -63,6 +63,37 @@ pub fn clipboard_text() -> Result<Option<String>> {
     }
 }
 
+/// The mapped toplevels of process `pid` (`_NET_WM_PID`): what is on the screen.
+fn mapped_windows(conn: &RustConnection, root: u32, pid: u32) -> Result<Vec<u32>> {
+    let net_wm_pid = conn.intern_atom(false, b"_NET_WM_PID")?.reply()?.atom;
+    let mut out = Vec::new();
+    for w in conn.query_tree(root)?.reply()?.children {
+        // A window can go away between the listing and these requests (BadWindow): skip it.
+        let Ok(owner) = conn
+            .get_property(false, w, net_wm_pid, AtomEnum::CARDINAL, 0, 1)?
+            .reply()
+        else {
+            continue;
+        };
+        if owner.value32().and_then(|mut v| v.next()) == Some(pid)
+            && conn
+                .get_window_attributes(w)?
+                .reply()
+                .is_ok_and(|a| a.map_state == MapState::VIEWABLE)
+        {
+            out.push(w);
+        }
+    }
+    Ok(out)
+}
+
+/// How many toplevels of process `pid` are mapped.
+pub fn mapped_windows_of(pid: u32) -> Result<usize> {
+    let (conn, screen) = RustConnection::connect(None).context("connecting to $DISPLAY")?;
+    let root = conn.setup().roots[screen].root;
+    Ok(mapped_windows(&conn, root, pid)?.len())
+}
+
 /// Asks every mapped toplevel of process `pid` (`_NET_WM_PID`) to close; returns how many.
 pub fn close_windows_of(pid: u32) -> Result<usize> {
     let (conn, screen) = RustConnection::connect(None).context("connecting to $DISPLAY")?;
