@@ -635,7 +635,10 @@ mod tests {
                 let _ = decode_state(head);
                 let _ = decode_settle(head);
             }
-            if let Some(f) = rec.get(..FRAME).and_then(|b| <&[u8; FRAME]>::try_from(b).ok()) {
+            if let Some(f) = rec
+                .get(..FRAME)
+                .and_then(|b| <&[u8; FRAME]>::try_from(b).ok())
+            {
                 let _ = Frame::parse(f);
             }
             // The heads alone, as the start-up scan hands them over.

@@ -204,3 +204,77 @@ async fn a_full_disk_refuses_drains_and_recovers_without_a_restart() -> anyhow::
     .await?;
     Ok(())
 }
+
+/// The queue itself fills the disk (nothing else to free): draining it frees the space, and
+/// webhooks are taken again without anyone touching the disk.
+#[tokio::test]
+async fn a_queue_that_filled_the_disk_frees_it_by_being_drained() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some(fs) = Tmpfs::mount(&tmp.path().join("disk"), "4m") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "mount -t tmpfs failed: this test needs root (CI runs as root)"
+        );
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        return Ok(());
+    };
+    let data = fs.0.join("data");
+    let data_env = data.to_str().unwrap().to_owned();
+    let cloud = Cloud::start_with(
+        json!({"hook": connect_hook("full", TOKEN, json!({"max_queue_size": 100000}))}),
+        &[
+            ("WEBHOOK_CONNECT_DATA_DIR", &data_env),
+            ("WEBHOOK_CONNECT_SEGMENT_BYTES", "262144"),
+        ],
+    )
+    .await?;
+    let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(4000));
+    let mut accepted = Vec::new();
+    for _ in 0..5000 {
+        let (status, v) = cloud.post("hook", &body).await?;
+        if status != 200 {
+            assert_eq!(
+                (status, &v["code"]),
+                (503, &json!("buffer_unavailable")),
+                "{v}"
+            );
+            break;
+        }
+        accepted.push(v["message_id"].as_str().unwrap().to_owned());
+    }
+    assert!(accepted.len() > 300, "only {} stored", accepted.len());
+    let (status, _) = cloud.post("hook", &body).await?;
+    assert_eq!(status, 503, "the disk is full");
+
+    let target = RecordingTarget::start().await?;
+    let conn = TestConnector::start(Transport::Ws, &cloud.base, "full", TOKEN, &target.url);
+    let want: HashSet<String> = accepted.iter().cloned().collect();
+    wait_until(
+        Duration::from_secs(60),
+        "the whole queue delivered",
+        || async {
+            let got: HashSet<String> = conn.message_ids().into_iter().collect();
+            want.is_subset(&got)
+        },
+    )
+    .await?;
+    // Nothing was freed by hand: the drained segments are deleted and webhooks come back.
+    let drained = Instant::now();
+    let mut back = false;
+    while drained.elapsed() < Duration::from_secs(10) {
+        if cloud.post("hook", r#"{"after":true}"#).await?.0 == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        back,
+        "no webhook taken within 10 s of draining the queue that filled the disk"
+    );
+    eprintln!(
+        "taking webhooks again {:?} after the drain",
+        drained.elapsed()
+    );
+    Ok(())
+}
