@@ -18,7 +18,8 @@
 //! Environment: `BENCH_BACKLOG` (default 1000000), `BENCH_BODY_BYTES` (default 1024),
 //! `BENCH_SECONDS` (default 5), `BENCH_CONCURRENCY` (default 50), `BENCH_CLOUD_BIN`
 //! (default `target/release/webhook-connect-cloud`), `BENCH_KEEP_DIR` (keep the data
-//! directory there instead of a temporary one).
+//! directory there instead of a temporary one), `BENCH_ADDR` + `BENCH_PID` (measure a cloud
+//! started elsewhere, e.g. in a container: phases 1–4 only).
 
 #![allow(clippy::unwrap_used)]
 
@@ -191,6 +192,43 @@ fn main() {
         .build()
         .unwrap();
     let http = reqwest::Client::new();
+    // `BENCH_ADDR` + `BENCH_PID`: a cloud started elsewhere (a container); only phases 1–4.
+    if let (Ok(addr), Ok(pid)) = (std::env::var("BENCH_ADDR"), std::env::var("BENCH_PID")) {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let pid: u32 = pid.parse().unwrap();
+        rt.block_on(wait_healthy(&http, addr));
+        let empty = run_load_body(&[addr], &path, cfg, &body);
+        let io_before = written(pid);
+        let mut received = 0;
+        while received < backlog {
+            run_load_body(
+                &[addr],
+                &path,
+                Config {
+                    seconds: 5.0,
+                    warmup: 0.0,
+                    ..cfg
+                },
+                &body,
+            );
+            received = rt.block_on(stats(&http, addr))["messages_received"]
+                .as_u64()
+                .unwrap_or(0);
+        }
+        let full = run_load_body(&[addr], &path, cfg, &body);
+        let s = rt.block_on(stats(&http, addr));
+        let rate = |r: &load::LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
+        println!(
+            "external cloud {addr} (pid {pid}): empty {:.0} req/s, with {} queued {:.0} req/s ({:.1} %), {:.0} B written per message, RSS {:.1} MB",
+            rate(&empty),
+            s["messages_queued"],
+            rate(&full),
+            rate(&full) / rate(&empty) * 100.0,
+            (written(pid) - io_before) as f64 / received.max(1) as f64,
+            rss_mb(pid)
+        );
+        return;
+    }
     let port = free_port();
     let mut cloud = spawn(&bin, &dir, port, body_bytes);
     let pid = cloud.child.id();
