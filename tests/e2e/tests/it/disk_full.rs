@@ -60,25 +60,39 @@ fn fill_up(path: &Path) {
     let _ = f.sync_all();
 }
 
-#[tokio::test]
-async fn a_full_disk_refuses_drains_and_recovers_without_a_restart() -> anyhow::Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let Some(fs) = Tmpfs::mount(&tmp.path().join("disk"), "4m") else {
+/// A cloud whose data directory is on a fresh 4 MiB tmpfs (the guard unmounts it), with
+/// `extra` environment; `None` (told on stderr) where mounting needs root and this is not CI.
+async fn cloud_on_tmpfs(
+    tmp: &Path,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<Option<(Tmpfs, Cloud)>> {
+    let Some(fs) = Tmpfs::mount(&tmp.join("disk"), "4m") else {
         // CI runs as root; a developer without root is told, not silently passed.
         assert!(
             std::env::var_os("CI").is_none(),
             "mount -t tmpfs failed: this test needs root (CI runs as root)"
         );
         eprintln!("SKIPPED: mounting a tmpfs needs root");
-        return Ok(());
+        return Ok(None);
     };
     let data = fs.0.join("data");
     let data_env = data.to_str().unwrap().to_owned();
+    let mut env = vec![("WEBHOOK_CONNECT_DATA_DIR", data_env.as_str())];
+    env.extend_from_slice(extra);
     let cloud = Cloud::start_with(
         json!({"hook": connect_hook("full", TOKEN, json!({"max_queue_size": 100000}))}),
-        &[("WEBHOOK_CONNECT_DATA_DIR", &data_env)],
+        &env,
     )
     .await?;
+    Ok(Some((fs, cloud)))
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_drains_and_recovers_without_a_restart() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some((fs, cloud)) = cloud_on_tmpfs(tmp.path(), &[]).await? else {
+        return Ok(());
+    };
     // Leave about 1.5 MiB for the store, the rest taken by another file on the same disk.
     let filler = fs.0.join("filler");
     let room = free_bytes(&fs.0).saturating_sub(1536 * 1024);
@@ -210,24 +224,11 @@ async fn a_full_disk_refuses_drains_and_recovers_without_a_restart() -> anyhow::
 #[tokio::test]
 async fn a_queue_that_filled_the_disk_frees_it_by_being_drained() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let Some(fs) = Tmpfs::mount(&tmp.path().join("disk"), "4m") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "mount -t tmpfs failed: this test needs root (CI runs as root)"
-        );
-        eprintln!("SKIPPED: mounting a tmpfs needs root");
+    let Some((_fs, cloud)) =
+        cloud_on_tmpfs(tmp.path(), &[("WEBHOOK_CONNECT_SEGMENT_BYTES", "262144")]).await?
+    else {
         return Ok(());
     };
-    let data = fs.0.join("data");
-    let data_env = data.to_str().unwrap().to_owned();
-    let cloud = Cloud::start_with(
-        json!({"hook": connect_hook("full", TOKEN, json!({"max_queue_size": 100000}))}),
-        &[
-            ("WEBHOOK_CONNECT_DATA_DIR", &data_env),
-            ("WEBHOOK_CONNECT_SEGMENT_BYTES", "262144"),
-        ],
-    )
-    .await?;
     let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(4000));
     let mut accepted = Vec::new();
     for _ in 0..5000 {
