@@ -168,6 +168,12 @@ impl EmbeddedBuffer {
             segments,
             segment_bytes: options.segment_bytes.max(1),
         });
+        if !writer::reserve::ensure(&dir.join(DB_FILE)) {
+            tracing::warn!(
+                dir = %dir.display(),
+                "no room for the 1 MiB reserve file: a disk filled by the queue may then need space freed by hand"
+            );
+        }
         let writer = Writer::spawn(db, dir.join(DB_FILE), shared.clone())?;
         Ok(Self {
             channels: RwLock::new(map),

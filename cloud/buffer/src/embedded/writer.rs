@@ -344,15 +344,59 @@ impl Thread {
             return;
         }
         // The counters (with each channel's sequence) must be durable before the records
-        // that also prove a sequence number was used disappear.
+        // that also prove a sequence number was used disappear. On a full disk that write
+        // can fail (when redb must grow), and only deleting segments would free space: the
+        // reserve file gives the room for it, so a queue that filled the disk frees it by
+        // being drained.
         if let Err(e) = self.flush_counters() {
-            tracing::debug!(error = %e, "not deleting log segments until the counters are written");
-            return;
+            if !reserve::release(&self.db_path) {
+                tracing::debug!(error = %e, "not deleting log segments until the counters are written");
+                return;
+            }
+            tracing::warn!(error = %e, "disk full: released the reserve to delete drained log segments");
+            self.reopen_after = Instant::now();
+            if let Err(e) = self.flush_counters() {
+                tracing::debug!(error = %e, "not deleting log segments until the counters are written");
+                return;
+            }
         }
         for seg in plan.delete {
             if let Err(e) = segments.delete(seg) {
                 tracing::warn!(segment = seg, error = %e, "deleting a log segment failed");
             }
         }
+        reserve::ensure(&self.db_path);
+    }
+}
+
+/// A small file of zeros beside the store, given up when the disk is full so that drained
+/// segments can still be deleted (their deletion needs one small redb commit first), and
+/// made again once there is room.
+pub(super) mod reserve {
+    use std::path::{Path, PathBuf};
+
+    pub const BYTES: usize = 1024 * 1024;
+
+    fn path(db: &Path) -> PathBuf {
+        db.with_file_name("RESERVE")
+    }
+
+    /// Makes the reserve if it is missing; false when there is no room for it (yet).
+    pub fn ensure(db: &Path) -> bool {
+        let p = path(db);
+        if std::fs::metadata(&p).is_ok_and(|m| m.len() as usize == BYTES) {
+            return true;
+        }
+        let made =
+            std::fs::write(&p, vec![0u8; BYTES]).and_then(|()| std::fs::File::open(&p)?.sync_all());
+        if made.is_err() {
+            let _ = std::fs::remove_file(&p);
+        }
+        made.is_ok()
+    }
+
+    /// Gives the reserve up; false when there was none.
+    pub fn release(db: &Path) -> bool {
+        std::fs::remove_file(path(db)).is_ok()
     }
 }
