@@ -162,18 +162,13 @@ fn load(db: &Database) -> Result<(Vec<LoadedChannel>, u64)> {
 /// Applies channel writes (and the latest counters of each channel) in one transaction.
 pub(super) fn commit(
     db: &Database,
-    writes: &[MetaWrite],
+    writes: &[&MetaWrite],
     counters: &HashMap<String, Vec<u8>>,
     next_id: u64,
-    durable: bool,
 ) -> Result<(), String> {
     let s = |e: &dyn std::fmt::Display| e.to_string();
     let mut txn = db.begin_write().map_err(|e| s(&e))?;
-    txn.set_durability(if durable {
-        Durability::Immediate
-    } else {
-        Durability::None
-    });
+    txn.set_durability(Durability::Immediate);
     {
         let mut channels = txn.open_table(CHANNELS).map_err(|e| s(&e))?;
         let mut counters_t = txn.open_table(COUNTERS).map_err(|e| s(&e))?;

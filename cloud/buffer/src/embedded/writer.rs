@@ -284,22 +284,8 @@ impl Thread {
         let Some(db) = &self.db else {
             return Err("buffer store closed".into());
         };
-        let owned: Vec<MetaWrite> = writes
-            .iter()
-            .map(|w| match w {
-                MetaWrite::Channel { name, bytes } => MetaWrite::Channel {
-                    name: name.clone(),
-                    bytes: bytes.clone(),
-                },
-                MetaWrite::Counters { name, bytes } => MetaWrite::Counters {
-                    name: name.clone(),
-                    bytes: bytes.clone(),
-                },
-                MetaWrite::Drop { name } => MetaWrite::Drop { name: name.clone() },
-            })
-            .collect();
         let next_id = self.shared.next_channel_id.load(Ordering::SeqCst);
-        match meta::commit(db, &owned, &self.counters, next_id, true) {
+        match meta::commit(db, writes, &self.counters, next_id) {
             Ok(()) => {
                 self.counters.clear();
                 self.counters_flushed = Instant::now();
