@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! frame  0  u16  magic 0x5743
-//!        2  u8   kind (1 message, 2 state, 3 settle)
+//!        2  u8   kind (1 message, 2 state, 3 settle, 4 padding)
 //!        3  u8   reserved (0)
 //!        4  u32  head length
 //!        8  u32  body length
@@ -16,6 +16,11 @@
 //! ids), so start-up decodes only that prefix and never reads a body; the body has its own
 //! CRC in the head, checked whenever the body is read. A frame that does not check out ends
 //! the log: it can only be the torn tail of a batch that was never acknowledged.
+//!
+//! A batch the writer syncs ends on a page boundary, made up with a padding record (zeros for
+//! a head), when that padding is at most a quarter of the batch. The next batch then starts on
+//! a fresh page instead of writing the previous batch's last page again: with batches of a few
+//! dozen small messages, that page was about a tenth of what reached the disk.
 
 use connect_protocol::message::{Attempts, DeadLetterReason, StoredMessage};
 use connect_protocol::time::Timestamp;
@@ -26,6 +31,10 @@ const MAGIC: u16 = 0x5743;
 pub(super) const KIND_MESSAGE: u8 = 1;
 pub(super) const KIND_STATE: u8 = 2;
 pub(super) const KIND_SETTLE: u8 = 3;
+pub(super) const KIND_PAD: u8 = 4;
+
+/// The page size the writer aligns the end of each batch to.
+pub(super) const PAGE: u64 = 4096;
 
 /// Heads longer than this are refused as corrupt (a message head holds ids, path, query and
 /// headers, all bounded far below this by the ingress limits).
@@ -60,7 +69,7 @@ impl Frame {
             return Err(Corrupt("bad magic"));
         }
         let kind = b[2];
-        if !(KIND_MESSAGE..=KIND_SETTLE).contains(&kind) || b[3] != 0 {
+        if !(KIND_MESSAGE..=KIND_PAD).contains(&kind) || b[3] != 0 {
             return Err(Corrupt("unknown kind"));
         }
         let head_len = u32::from_le_bytes(b[4..8].try_into().unwrap_or_default());
@@ -110,6 +119,23 @@ pub(super) fn frame(out: &mut Vec<u8>, kind: u8, head: &[u8], body: &[u8]) {
 }
 
 // --- writing --------------------------------------------------------------------------------
+
+/// How many bytes of padding take a log that ends at `end` to the next page boundary: 0, or
+/// enough for a padding record (a frame and a head of at least one byte).
+pub(super) fn pad_after(end: u64) -> usize {
+    match (PAGE - end % PAGE) % PAGE {
+        0 => 0,
+        n if n > FRAME as u64 => n as usize,
+        n => (n + PAGE) as usize,
+    }
+}
+
+/// A padding record of exactly `len` bytes (`len > FRAME`), skipped by every reader.
+pub(super) fn pad_record(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    frame(&mut out, KIND_PAD, &vec![0; len - FRAME], &[]);
+    out
+}
 
 struct Enc(Vec<u8>);
 

@@ -394,6 +394,7 @@ fn scan_record(by_id: &mut HashMap<u64, Chan>, r: log::Scanned<'_>) {
                 c.scan_state(s, r.loc);
             }
         }),
+        codec::KIND_PAD => Ok(()),
         _ => codec::decode_settle(r.head).map(|(chan_id, seq)| {
             if let Some(c) = by_id.get_mut(&chan_id) {
                 c.scan_settle(seq);

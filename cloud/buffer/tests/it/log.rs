@@ -254,6 +254,62 @@ async fn a_torn_tail_is_cut_at_every_byte_and_the_prefix_survives() {
     assert_eq!(*record_ends.last().unwrap(), len);
 }
 
+/// A batch that ends near a page boundary is padded to it: the next batch starts on a fresh
+/// page, readers skip the padding, and a tail torn anywhere in the padding loses nothing.
+#[tokio::test]
+async fn a_batch_is_padded_to_a_page_and_the_padding_is_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    let clock = clock();
+    let body = vec![b'p'; 16_000];
+    let id = {
+        let b = EmbeddedBuffer::open(&base, clock.clone()).unwrap();
+        b.register_channel(registration(CH, settings()))
+            .await
+            .unwrap();
+        let mut m = message(&clock, CH, "hook-a", 3600);
+        m.body = Some(body.clone());
+        let id = b.enqueue(m).await.unwrap().0;
+        b.close().await.unwrap();
+        id
+    };
+    // One record of ~16.3 KB in a fresh segment: padded to 16 KiB, the padding a few dozen
+    // bytes (well under a quarter of the batch).
+    let tail = segments(&base)
+        .into_iter()
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .collect::<Vec<_>>();
+    assert_eq!(tail.len(), 1, "{tail:?}");
+    let len = std::fs::metadata(&tail[0]).unwrap().len();
+    assert_eq!(len, 16 * 1024, "the batch ends on a page boundary");
+    let name = tail[0].file_name().unwrap().to_owned();
+    // Every cut from the end of the message record on (inside the padding) keeps it.
+    for cut in (len - 120..=len).rev() {
+        let dir = tmp.path().join(format!("cut{cut}"));
+        copy_dir(&base, &dir);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("log").join(&name))
+            .unwrap();
+        f.set_len(cut).unwrap();
+        drop(f);
+        let b = EmbeddedBuffer::open(&dir, clock.clone()).unwrap();
+        let got = b.peek(CH, PeekFilter::All, 10).await.unwrap();
+        if got.is_empty() {
+            // Cut into the message record itself: it was never acknowledged.
+            assert!(cut < len - 16, "lost at a cut in the padding: {cut}");
+            b.close().await.unwrap();
+            break;
+        }
+        assert_eq!(got.len(), 1, "cut at {cut}");
+        assert_eq!(got[0].message.message_id, id);
+        assert_eq!(got[0].message.body.as_deref(), Some(&body[..]));
+        b.enqueue(message(&clock, CH, "hook-a", 60)).await.unwrap();
+        assert_eq!(b.stats(CH).await.unwrap().ready, 2, "cut at {cut}");
+        b.close().await.unwrap();
+    }
+}
+
 /// A dead letter pins the head segment; compaction copies it forward and the head goes.
 #[tokio::test]
 async fn a_pinned_head_segment_is_compacted_away() {
