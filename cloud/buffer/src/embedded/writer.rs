@@ -214,7 +214,10 @@ impl Thread {
                     match rec {
                         Rec::New(bytes) => gathered.extend_from_slice(bytes),
                         Rec::Copy(from) => match segments.read(*from) {
-                            Ok(bytes) => gathered.extend_from_slice(&bytes),
+                            Ok(bytes) => {
+                                gathered.extend_from_slice(&bytes);
+                                segments.count_copied();
+                            }
                             Err(e) => tracing::debug!(error = %e, "compaction source gone"),
                         },
                     }

@@ -88,15 +88,20 @@ impl Chan {
         Some(v)
     }
 
-    /// Queues a copy of every message whose record is in segment `seg` (with its current
-    /// state) to the end of the log, so that segment can be deleted.
-    pub fn compact(&mut self, seg: u32) -> usize {
-        let seqs: Vec<u64> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.loc.seg == seg)
-            .map(|(s, _)| s)
-            .collect();
+    /// Queues a copy of the messages whose record is in segment `seg` (with their current
+    /// state) to the end of the log, so that segment can be deleted — as many as fit in
+    /// `budget` bytes, which it spends.
+    pub fn compact(&mut self, seg: u32, budget: &mut u64) -> usize {
+        let mut seqs = Vec::new();
+        for (s, e) in self.entries.iter().filter(|(_, e)| e.loc.seg == seg) {
+            let len = u64::from(e.loc.len);
+            if len > *budget && !seqs.is_empty() {
+                *budget = 0;
+                break;
+            }
+            *budget = budget.saturating_sub(len);
+            seqs.push(s);
+        }
         for &seq in &seqs {
             let Some(e) = self.entries.get(seq) else {
                 continue;
