@@ -23,7 +23,7 @@ impl Chan {
             return;
         }
         let webhook = self.webhook_of(i.namespace, i.webhook_id);
-        let id = self.ids.insert(i.message_id, i.seq);
+        let id = self.ids.insert(&i.message_id, i.seq);
         self.entries.insert(
             i.seq,
             Entry {
