@@ -275,6 +275,6 @@ impl AppState {
     }
 
     pub fn router(&self) -> Router {
-        crate::routes::router(self.clone())
+        crate::http::router(self.clone())
     }
 }

@@ -13,17 +13,12 @@
 //! - [`server`]: serving with graceful shutdown.
 //! - [`error`]: the one HTTP error type.
 
-pub mod admin;
 pub mod app;
 pub mod config_source;
-pub mod connect;
-pub mod error;
+pub mod http;
 pub mod hub;
-pub mod ingress;
 pub mod metrics;
 pub mod modules;
-pub mod ops;
-pub mod routes;
 pub mod server;
 pub mod settings;
 

@@ -13,9 +13,7 @@
 //! - `file`: file watching (directory events + content hash + safety poll, debounced).
 //! - `etcd`: initial read, watch with resume from the last revision, reconnect backoff.
 //! - [`vault`]: KV reader, cache with TTL, background refresh (live rotation).
-//! - [`admin`]: `POST /admin/reload-config` and `GET /admin/config-status` (§6.3–6.4).
 
-pub mod admin;
 mod etcd;
 mod file;
 pub mod settings;

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use super::{authenticate, connector_id, remote_ip, version_header};
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult};
 use crate::hub::{AddConn, Batch, Conn};
 
 struct PollParams {

@@ -22,7 +22,7 @@ use connect_protocol::time::Timestamp;
 use http_body_util::BodyExt;
 
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult};
 
 /// Longest time the buffer may take to confirm a write before the sender gets 503 (§2.7).
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);

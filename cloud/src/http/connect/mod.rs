@@ -18,7 +18,7 @@ use connect_protocol::ids::Protocol;
 use connect_protocol::time::Timestamp;
 
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult};
 use crate::hub::{ChannelRt, Conn, NewConn};
 
 /// Extracts the bearer token (§1.4): `Bearer` case-insensitive with any spaces, or a single

@@ -11,8 +11,8 @@ use connect_protocol::ids::token_digest;
 use connect_protocol::time::Timestamp;
 use serde_json::{Value, json};
 
-use super::{ApplyError, ReloadDetails};
 use crate::app::AppState;
+use crate::config_source::{ApplyError, ReloadDetails};
 use crate::hub::ct_eq;
 use crate::settings::ConfigBackend;
 

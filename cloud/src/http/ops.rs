@@ -7,8 +7,8 @@ use connect_protocol::admin::{Health, HealthComponents};
 use connect_protocol::time::Timestamp;
 
 use crate::app::AppState;
-use crate::connect::bearer_token;
-use crate::error::ApiError;
+use crate::http::connect::bearer_token;
+use crate::http::error::ApiError;
 use crate::hub::ct_eq;
 
 pub async fn root() -> Response {
@@ -192,7 +192,7 @@ pub async fn openapi(State(st): State<AppState>) -> Response {
         return ApiError::not_found(connect_protocol::error::ErrorCode::NotFound, "Not Found")
             .into_response();
     }
-    let mut res = include_str!("../openapi.json").into_response();
+    let mut res = include_str!("../../openapi.json").into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -10,9 +10,9 @@ use connect_protocol::headers as h;
 use connect_protocol::time::Timestamp;
 
 use super::{authenticate, bearer_token, check_service, percent_decode, version_header};
-use crate::admin::channel_stats;
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::http::admin::channel_stats;
+use crate::http::error::{ApiError, ApiResult};
 
 fn with_version(mut res: Response) -> Response {
     let (k, v) = version_header();

@@ -18,9 +18,11 @@ use connect_protocol::ids::{new_channel_token, token_digest};
 use connect_protocol::time::Timestamp;
 use serde::Deserialize;
 
+pub mod config;
+
 use crate::app::AppState;
-use crate::connect::bearer_token;
-use crate::error::{ApiError, ApiResult};
+use crate::http::connect::bearer_token;
+use crate::http::error::{ApiError, ApiResult};
 use crate::hub::{CloseReason, ct_eq};
 
 /// The admin routes. Every route but `/health` sits behind [`require_admin`], so
