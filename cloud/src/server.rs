@@ -6,7 +6,6 @@
 //! release leases, flush the buffer.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
@@ -17,7 +16,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::app::AppState;
-use crate::hub::CloseReason;
+use crate::hub::conn::CloseReason;
 
 pub async fn run(
     listener: TcpListener,
@@ -96,10 +95,9 @@ fn outstanding(st: &AppState) -> usize {
         .iter()
         .filter_map(|n| st.hub.channel(n))
         .map(|rt| {
-            rt.conns
-                .read()
+            rt.connections()
                 .iter()
-                .map(|c| c.in_flight.load(Ordering::Acquire))
+                .map(|c| c.in_flight())
                 .sum::<usize>()
         })
         .sum()

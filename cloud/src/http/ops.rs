@@ -9,7 +9,7 @@ use connect_protocol::time::Timestamp;
 use crate::app::AppState;
 use crate::http::connect::bearer_token;
 use crate::http::error::ApiError;
-use crate::hub::ct_eq;
+use crate::hub::channel::ct_eq;
 
 pub async fn root() -> Response {
     axum::Json(serde_json::json!({"message": "200 OK"})).into_response()

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::config_source::{ApplyError, ReloadDetails};
-use crate::hub::ct_eq;
+use crate::hub::channel::ct_eq;
 use crate::settings::ConfigBackend;
 
 pub fn routes() -> Router<AppState> {

@@ -23,7 +23,7 @@ pub mod config;
 use crate::app::AppState;
 use crate::http::connect::bearer_token;
 use crate::http::error::{ApiError, ApiResult};
-use crate::hub::{CloseReason, ct_eq};
+use crate::hub::channel::ct_eq;
 
 /// The admin routes. Every route but `/health` sits behind [`require_admin`], so
 /// authentication is decided before any path lookup or body parsing (§8.1).
@@ -101,7 +101,7 @@ async fn record(st: &AppState, c: &str) -> ApiResult<ChannelRecord> {
 fn live_count(st: &AppState, c: &str) -> u64 {
     st.hub
         .channel(c)
-        .map(|rt| rt.conns.read().len() as u64)
+        .map(|rt| rt.connection_count() as u64)
         .unwrap_or(0)
 }
 
@@ -183,8 +183,11 @@ async fn get_channel(State(st): State<AppState>, Path(c): Path<String>) -> ApiRe
         .hub
         .channel(&c)
         .map(|rt| {
-            let cur = rt.token.read().current_digest.clone();
-            rt.conns.read().iter().map(|conn| conn.info(&cur)).collect()
+            let cur = rt.current_token_digest();
+            rt.connections()
+                .iter()
+                .map(|conn| conn.info(&cur))
+                .collect()
         })
         .unwrap_or_default();
     let s = &r.settings;
@@ -551,19 +554,13 @@ async fn disconnect(
             "Connection not found",
         ));
     };
-    if conn.channel != c {
+    if conn.channel() != c {
         return Err(ApiError::bad_request(
             ErrorCode::ConnectionNotOnChannel,
             "Connection not on this channel",
         ));
     }
-    conn.close(CloseReason::Admin);
-    if conn.protocol == connect_protocol::ids::Protocol::LongPoll {
-        if let Some((_, cancel)) = conn.poll_cancel.lock().take() {
-            let _ = cancel.send(());
-        }
-        st.hub.remove_conn(&conn).await;
-    }
+    st.hub.disconnect(&conn).await;
     Ok(axum::Json(DisconnectResponse {
         status: "disconnected".into(),
         connection_id: id,

@@ -167,11 +167,11 @@ pub async fn channel_status(
 ) -> Response {
     let res = async {
         let authed = authenticate(&st, &channel, &headers, query.as_deref())?;
-        let stats = channel_stats(&st, &authed.rt.name).await?;
-        let connected = !authed.rt.conns.read().is_empty();
+        let stats = channel_stats(&st, authed.rt.name()).await?;
+        let connected = authed.rt.connection_count() > 0;
         Ok::<_, ApiError>(
             axum::Json(StatusResponse {
-                channel: authed.rt.name.clone(),
+                channel: authed.rt.name().to_owned(),
                 connected,
                 stats,
                 server_time: Timestamp::now(),

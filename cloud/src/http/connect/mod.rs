@@ -19,7 +19,8 @@ use connect_protocol::time::Timestamp;
 
 use crate::app::AppState;
 use crate::http::error::{ApiError, ApiResult};
-use crate::hub::{ChannelRt, Conn, NewConn};
+use crate::hub::channel::ChannelRt;
+use crate::hub::conn::{Conn, NewConn};
 
 /// Extracts the bearer token (§1.4): `Bearer` case-insensitive with any spaces, or a single
 /// bare token; any other scheme is an invalid credential (empty string).
@@ -185,7 +186,7 @@ impl Authed {
         poll_affinity: Option<String>,
     ) -> NewConn {
         NewConn {
-            channel: self.rt.name.clone(),
+            channel: self.rt.name().to_owned(),
             protocol,
             connector_id: connector_id(headers),
             remote_ip: remote_ip(st, peer, headers),
@@ -197,10 +198,10 @@ impl Authed {
 
     /// The `connected` frame / event for a registered connection (v2 fields included).
     pub fn connected(&self, st: &AppState, conn: &Conn) -> Connected {
-        let settings = self.rt.settings.read();
+        let settings = self.rt.settings();
         Connected {
-            connection_id: conn.id.clone(),
-            channel: conn.channel.clone(),
+            connection_id: conn.id().to_owned(),
+            channel: conn.channel().to_owned(),
             timestamp: Some(Timestamp::now()),
             protocol_version: Some(connect_protocol::PROTOCOL_VERSION),
             heartbeat_interval_seconds: Some(st.settings.heartbeat_interval_seconds),

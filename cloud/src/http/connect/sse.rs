@@ -19,7 +19,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Authed, authenticate, version_header};
 use crate::app::AppState;
-use crate::hub::{AddConn, NewConn};
+use crate::hub::AddConn;
+use crate::hub::conn::NewConn;
 
 /// A keep-alive comment is written whenever nothing was written for this long.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
@@ -96,14 +97,14 @@ async fn run(st: AppState, authed: Authed, params: NewConn, tx: mpsc::Sender<Byt
         .send(event("connected", None, &to_ascii_json(&connected)))
         .await
         .is_ok();
-    let mut rx = conn.rx.lock().await;
+    let mut rx = conn.receiver().await;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
     let mut last_write = tokio::time::Instant::now();
     while alive {
         let keep_alive_at = last_write + KEEP_ALIVE;
         tokio::select! {
             _ = tx.closed() => break,
-            _ = conn.closing.cancelled() => {
+            _ = conn.closed() => {
                 let reason = conn.close_reason().map(|r| r.sse_error()).unwrap_or(sse_error::SERVER_SHUTDOWN);
                 let _ = tx.send(event("error", None, &to_ascii_json(&SseError { error: reason.into() }))).await;
                 break;

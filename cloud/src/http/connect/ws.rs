@@ -19,7 +19,8 @@ use futures::{SinkExt, StreamExt};
 
 use super::{Authed, authenticate, version_header};
 use crate::app::AppState;
-use crate::hub::{AddConn, Conn, NewConn};
+use crate::hub::AddConn;
+use crate::hub::conn::{Conn, NewConn};
 
 /// Client frames above this size close the connection with 1009.
 const MAX_CLIENT_FRAME: usize = 64 * 1024;
@@ -79,13 +80,13 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
         st.hub.remove_conn(&conn).await;
         return;
     }
-    let mut rx = conn.rx.lock().await;
+    let mut rx = conn.receiver().await;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
     let mut last_seen = Instant::now();
     let mut guard = InvalidFrameGuard::default();
     let close_code = loop {
         tokio::select! {
-            _ = conn.closing.cancelled() => {
+            _ = conn.closed() => {
                 break conn.close_reason().map(|r| r.ws_code()).unwrap_or(close::GOING_AWAY);
             }
             batch = rx.recv() => {
@@ -166,7 +167,7 @@ async fn handle_frame(st: &AppState, conn: &Arc<Conn>, frame: ClientFrame) {
     let res = match frame {
         ClientFrame::Ack { message_id } => st
             .hub
-            .ack(&conn.channel, &message_id, &conn.id, Some(conn))
+            .ack(conn.channel(), &message_id, conn.id(), Some(conn))
             .await
             .map(|_| ()),
         ClientFrame::Nack {
@@ -182,7 +183,7 @@ async fn handle_frame(st: &AppState, conn: &Arc<Conn>, frame: ClientFrame) {
         ClientFrame::Heartbeat { .. } => Ok(()),
     };
     if let Err(e) = res {
-        tracing::warn!(connection = %conn.id, error = %e, "settling a message failed");
+        tracing::warn!(connection = %conn.id(), error = %e, "settling a message failed");
     }
 }
 
