@@ -10,9 +10,9 @@ use etcd_client::{
 };
 use serde_json::Value;
 
-use super::settings::{SourceSettings, is_namespace};
 use super::{Applied, RawConfig};
 use crate::app::AppState;
+use crate::settings::source::{SourceSettings, is_namespace};
 
 /// Timeout of one unary request (range read, status).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

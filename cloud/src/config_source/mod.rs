@@ -9,14 +9,12 @@
 //! reload, an etcd event, a Vault rotation and an admin reload never interleave.
 //!
 //! Layout:
-//! - [`settings`]: the flags and variables of this area.
 //! - `file`: file watching (directory events + content hash + safety poll, debounced).
 //! - `etcd`: initial read, watch with resume from the last revision, reconnect backoff.
 //! - [`vault`]: KV reader, cache with TTL, background refresh (live rotation).
 
 mod etcd;
 mod file;
-pub mod settings;
 pub mod vault;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -17,7 +17,7 @@ use tokio::sync::RwLock;
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use super::settings::{SourceSettings, VaultVerify};
+use crate::settings::source::{SourceSettings, VaultVerify};
 
 type Secret = Arc<Map<String, Value>>;
 
