@@ -19,8 +19,11 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod modules;
+pub mod runtime;
 pub mod server;
 pub mod settings;
+pub mod stats;
+pub mod sweeper;
 
 pub use app::AppState;
 pub use settings::Settings;

@@ -55,10 +55,10 @@ pub struct Hub {
     channels: RwLock<HashMap<String, Arc<ChannelRt>>>,
     conns: RwLock<HashMap<String, Arc<Conn>>>,
     closed: Mutex<HashMap<String, Closed>>,
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     tracker: TaskTracker,
     /// Stops dispatching (shutdown).
-    pub dispatch_stop: CancellationToken,
+    dispatch_stop: CancellationToken,
 }
 
 impl Hub {
@@ -76,6 +76,11 @@ impl Hub {
 
     pub fn buffer(&self) -> &Arc<dyn Buffer> {
         &self.buffer
+    }
+
+    /// Cancelled when dispatching stops (shutdown).
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.dispatch_stop
     }
 
     pub fn channel(&self, name: &str) -> Option<Arc<ChannelRt>> {

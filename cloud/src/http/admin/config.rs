@@ -12,7 +12,8 @@ use connect_protocol::time::Timestamp;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::config_source::{ApplyError, ReloadDetails};
+use crate::config_source::error::ApplyError;
+use crate::config_source::raw::ReloadDetails;
 use crate::hub::channel::ct_eq;
 use crate::settings::ConfigBackend;
 
@@ -28,7 +29,7 @@ fn detail(status: StatusCode, text: &str) -> Response {
 
 /// §6.3 auth: token unset → 403; missing → 401; CR/LF/NUL → 401; wrong → 401 (constant time).
 fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
-    let Some(expected) = st.settings.config_reload_admin_token.as_deref() else {
+    let Some(expected) = st.settings().config_reload_admin_token.as_deref() else {
         return Err((
             StatusCode::FORBIDDEN,
             "Configuration reload API disabled. Set CONFIG_RELOAD_ADMIN_TOKEN environment variable.",
@@ -101,7 +102,7 @@ async fn reload_config(State(st): State<AppState>, headers: HeaderMap, body: Byt
         )
             .into_response();
     }
-    if !st.sources.begin_reload() {
+    if !st.sources().begin_reload() {
         return (
             StatusCode::CONFLICT,
             axum::Json(json!({"status": "error", "error": "Reload already in progress"})),
@@ -109,12 +110,12 @@ async fn reload_config(State(st): State<AppState>, headers: HeaderMap, body: Byt
             .into_response();
     }
     let result = st
-        .sources
-        .reload(&st, webhooks, connections, validate_only)
+        .sources()
+        .reload(webhooks, connections, validate_only)
         .await;
-    st.sources.end_reload();
+    st.sources().end_reload();
     if !validate_only {
-        st.metrics.config_reload(
+        st.metrics().config_reload(
             "admin",
             match &result {
                 Ok(d) if d.errors.is_empty() => "success",
@@ -148,7 +149,7 @@ async fn reload_config(State(st): State<AppState>, headers: HeaderMap, body: Byt
         }
         Err(ApplyError::Source(e)) => (
             StatusCode::BAD_REQUEST,
-            axum::Json(json!({"status": "error", "error": e, "details": null, "timestamp": now()})),
+            axum::Json(json!({"status": "error", "error": e.to_string(), "details": null, "timestamp": now()})),
         )
             .into_response(),
         Err(ApplyError::Buffer(e)) => {
@@ -166,7 +167,7 @@ async fn config_status(State(st): State<AppState>, headers: HeaderMap) -> Respon
     if let Err((status, text)) = authorize(&st, &headers) {
         return detail(status, text);
     }
-    let m = &st.sources;
+    let m = &st.sources();
     let cfg = st.config();
     let (count, disabled, mut errors, mut warnings) = match &cfg {
         Some(c) => (

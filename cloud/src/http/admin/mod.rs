@@ -11,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use base64::Engine as _;
-use connect_buffer::{BufferStats, ChannelRecord, MessageRecord, PeekFilter, ReplayOutcome};
+use connect_buffer::{ChannelRecord, MessageRecord, PeekFilter, ReplayOutcome};
 use connect_protocol::admin::*;
 use connect_protocol::error::ErrorCode;
 use connect_protocol::ids::{new_channel_token, token_digest};
@@ -24,6 +24,7 @@ use crate::app::AppState;
 use crate::http::connect::bearer_token;
 use crate::http::error::{ApiError, ApiResult};
 use crate::hub::channel::ct_eq;
+use crate::stats::{channel_stats, live_count, stats_view};
 
 /// The admin routes. Every route but `/health` sits behind [`require_admin`], so
 /// authentication is decided before any path lookup or body parsing (§8.1).
@@ -66,7 +67,7 @@ async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> 
 
 /// §8.1: 403 when disabled, 401 missing/wrong, then service state.
 fn authorize(st: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let Some(expected) = st.settings.admin_token.as_deref() else {
+    let Some(expected) = st.settings().admin_token.as_deref() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
@@ -79,13 +80,13 @@ fn authorize(st: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     if !ct_eq(&token_digest(&given), &token_digest(expected)) {
         return Err(ApiError::unauthorized("Invalid admin token"));
     }
-    if !st.settings.enabled {
-        return Err(ApiError::not_initialized(st.settings.retry_after_seconds));
+    if !st.settings().enabled {
+        return Err(ApiError::not_initialized(st.settings().retry_after_seconds));
     }
     // Views, settling and deletes work on a store that only fails writes (a full disk).
     if !st.buffer().health().readable {
         return Err(ApiError::buffer_unavailable(
-            st.settings.retry_after_seconds,
+            st.settings().retry_after_seconds,
         ));
     }
     Ok(())
@@ -98,54 +99,14 @@ async fn record(st: &AppState, c: &str) -> ApiResult<ChannelRecord> {
         .ok_or_else(ApiError::channel_not_found)
 }
 
-fn live_count(st: &AppState, c: &str) -> u64 {
-    st.hub
-        .channel(c)
-        .map(|rt| rt.connection_count() as u64)
-        .unwrap_or(0)
-}
-
-fn stats_view(st: &AppState, name: &str, b: &BufferStats) -> ChannelStats {
-    let now = Timestamp::now();
-    ChannelStats {
-        channel: name.to_owned(),
-        messages_queued: b.ready,
-        messages_in_flight: b.in_flight,
-        messages_delivered: b.counters.acked,
-        messages_dispatched: b.counters.dispatched,
-        messages_expired: b.counters.expired,
-        messages_dead_lettered: b.counters.dead_lettered,
-        connected_clients: live_count(st, name),
-        messages_acked: b.counters.acked,
-        messages_nacked: b.counters.nacked,
-        messages_delayed: b.delayed,
-        messages_received: b.counters.received,
-        dead_letters: b.dead_letters,
-        oldest_message_age_seconds: b
-            .oldest_unsettled_at
-            .map(|t| ((now.micros() - t.micros()).max(0) as f64) / 1e6),
-    }
-}
-
-/// Stats of a channel in the admin and `/connect/status` shape.
-pub async fn channel_stats(st: &AppState, name: &str) -> ApiResult<ChannelStats> {
-    let b = st.buffer().stats(name).await?;
-    let mut view = stats_view(st, name, &b);
-    if st.buffer().is_shared() {
-        // Connections of every replica sharing the buffer.
-        view.connected_clients = st.buffer().connection_count(name).await?;
-    }
-    Ok(view)
-}
-
 async fn admin_health(State(st): State<AppState>) -> Response {
     let h = st.buffer().health();
-    let ok = h.ok && st.settings.enabled;
+    let ok = h.ok && st.settings().enabled;
     let body = AdminHealth {
         status: if ok { "healthy" } else { "unhealthy" }.into(),
         buffer: h.ok,
-        channels_count: st.hub.channel_names().len() as u64,
-        connections_count: st.hub.connections_count() as u64,
+        channels_count: st.hub().channel_names().len() as u64,
+        connections_count: st.hub().connections_count() as u64,
         timestamp: Timestamp::now(),
         backend: st.buffer().backend_name().into(),
     };
@@ -165,7 +126,7 @@ fn info(st: &AppState, r: &ChannelRecord) -> ChannelInfo {
         ttl_seconds: r.settings.ttl_seconds,
         max_queue_size: r.settings.max_queue_size,
         max_connections: r.settings.max_connections,
-        connected_clients: live_count(st, &r.name),
+        connected_clients: live_count(st.hub(), &r.name),
         webhook_ids: r.webhook_ids.clone(),
         state: r.state,
     }
@@ -180,7 +141,7 @@ async fn get_channel(State(st): State<AppState>, Path(c): Path<String>) -> ApiRe
     let r = record(&st, &c).await?;
     let b = st.buffer().stats(&c).await?;
     let conns = st
-        .hub
+        .hub()
         .channel(&c)
         .map(|rt| {
             let cur = rt.current_token_digest();
@@ -196,11 +157,11 @@ async fn get_channel(State(st): State<AppState>, Path(c): Path<String>) -> ApiRe
         webhook_id: r.owner.clone(),
         ttl_seconds: s.ttl_seconds,
         max_queue_size: s.max_queue_size,
-        max_message_size: st.settings.max_body_bytes,
+        max_message_size: st.settings().max_body_bytes,
         max_in_flight: s.max_in_flight,
         ack_timeout_seconds: s.ack_timeout_seconds,
         max_connections: s.max_connections,
-        heartbeat_interval_seconds: st.settings.heartbeat_interval_seconds,
+        heartbeat_interval_seconds: st.settings().heartbeat_interval_seconds,
         allowed_ips: None,
         rate_limit_per_second: None,
         created_at: r.created_at,
@@ -234,7 +195,7 @@ async fn get_channel(State(st): State<AppState>, Path(c): Path<String>) -> ApiRe
         created_at: r.created_at,
         config,
         stats: ChannelDetailStats {
-            stats: stats_view(&st, &c, &b),
+            stats: stats_view(st.hub(), &c, &b),
             webhook_stats: b.webhook_pending.clone(),
         },
         connected_clients: conns,
@@ -245,7 +206,7 @@ async fn get_channel(State(st): State<AppState>, Path(c): Path<String>) -> ApiRe
 
 async fn get_stats(State(st): State<AppState>, Path(c): Path<String>) -> ApiResult<Response> {
     record(&st, &c).await?;
-    Ok(axum::Json(channel_stats(&st, &c).await?).into_response())
+    Ok(axum::Json(channel_stats(st.hub(), &c).await?).into_response())
 }
 
 async fn get_webhook_stats(
@@ -392,7 +353,7 @@ async fn replay_dead_letter(
             ErrorCode::QueueFull,
             "Channel queue full",
         )
-        .retry_after(st.settings.retry_after_seconds)),
+        .retry_after(st.settings().retry_after_seconds)),
     }
 }
 
@@ -432,7 +393,7 @@ async fn delete_dead_letter(
             "Dead letter not found",
         ));
     }
-    st.metrics.discarded(&c, "admin_delete", 1);
+    st.metrics().discarded(&c, "admin_delete", 1);
     Ok(axum::Json(DeadLetterActionResponse {
         status: "deleted".into(),
         channel: c,
@@ -447,7 +408,7 @@ async fn purge_dead_letters(
 ) -> ApiResult<Response> {
     record(&st, &c).await?;
     let n = st.buffer().purge_dead_letters(&c).await?;
-    st.metrics.discarded(&c, "admin_delete", n);
+    st.metrics().discarded(&c, "admin_delete", n);
     Ok(axum::Json(PurgeResponse {
         channel: c,
         deleted: n,
@@ -522,7 +483,7 @@ async fn rotate_token(
         .rotate_token(&c, token_digest(&token), grace as u64)
         .await?;
     if let Some(r) = st.buffer().channel(&c).await? {
-        st.hub.upsert_channel(&r);
+        st.hub().upsert_channel(&r);
     }
     let expires = state.previous_expires_at.unwrap_or_else(Timestamp::now);
     tracing::info!(channel = %c, grace_seconds = grace, "channel token rotated");
@@ -540,7 +501,7 @@ async fn disconnect(
     Path((c, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     record(&st, &c).await?;
-    let Some(conn) = st.hub.connection(&id) else {
+    let Some(conn) = st.hub().connection(&id) else {
         // With a shared buffer the connection may live on another replica, which closes it.
         if st.buffer().request_close(&c, &id).await? {
             return Ok(axum::Json(DisconnectResponse {
@@ -560,7 +521,7 @@ async fn disconnect(
             "Connection not on this channel",
         ));
     }
-    st.hub.disconnect(&conn).await;
+    st.hub().disconnect(&conn).await;
     Ok(axum::Json(DisconnectResponse {
         status: "disconnected".into(),
         connection_id: id,
@@ -577,7 +538,7 @@ async fn overview(State(st): State<AppState>) -> ApiResult<Response> {
             r.name.clone(),
             OverviewChannel {
                 webhook_id: r.owner.clone(),
-                connected_clients: live_count(&st, &r.name),
+                connected_clients: live_count(st.hub(), &r.name),
                 max_connections: r.settings.max_connections,
                 ttl_seconds: r.settings.ttl_seconds,
                 messages_queued: b.ready,
@@ -587,7 +548,7 @@ async fn overview(State(st): State<AppState>) -> ApiResult<Response> {
             },
         );
     }
-    let conns = st.hub.connections_count() as u64;
+    let conns = st.hub().connections_count() as u64;
     Ok(axum::Json(Overview {
         timestamp: Timestamp::now(),
         health: OverviewHealth {

@@ -11,8 +11,8 @@ use connect_protocol::time::Timestamp;
 
 use super::{authenticate, bearer_token, check_service, percent_decode, version_header};
 use crate::app::AppState;
-use crate::http::admin::channel_stats;
 use crate::http::error::{ApiError, ApiResult};
+use crate::stats::channel_stats;
 
 fn with_version(mut res: Response) -> Response {
     let (k, v) = version_header();
@@ -48,7 +48,7 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
             "Missing authorization token",
         ));
     };
-    if !st.hub.token_valid_anywhere(&token) {
+    if !st.hub().token_valid_anywhere(&token) {
         return Err(ApiError::plain(StatusCode::UNAUTHORIZED, "Invalid token"));
     }
     // 3: inputs.
@@ -91,15 +91,15 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
         .to_owned();
     // 4: the connection exists and the token is valid for its channel.
     let not_found = || ApiError::not_found(ErrorCode::ConnectionNotFound, "Connection not found");
-    let (channel, live, remote) = match st.hub.connection_channel(&conn_id) {
+    let (channel, live, remote) = match st.hub().connection_channel(&conn_id) {
         Some((channel, live)) => (channel, live, false),
         // With a shared buffer the connection may live on another replica (§10.3): the
         // buffer checks lease ownership itself.
-        None => match st.hub.remote_connection_channel(&conn_id, &token).await? {
+        None => match st.hub().remote_connection_channel(&conn_id, &token).await? {
             Some(channel) => (channel, None, true),
             None if status == "ack" => {
                 return match st
-                    .hub
+                    .hub()
                     .late_remote_ack(&conn_id, &token, &message_id)
                     .await?
                 {
@@ -114,7 +114,7 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
             None => return Err(not_found()),
         },
     };
-    if st.hub.authenticate(&channel, &token).is_none() {
+    if st.hub().authenticate(&channel, &token).is_none() {
         return Err(not_found());
     }
     if let Some(c) = &live {
@@ -125,18 +125,18 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
         || ApiError::not_found(ErrorCode::MessageNotInFlight, "Message not in flight");
     let ok = match status.as_str() {
         "ack" => matches!(
-            st.hub
+            st.hub()
                 .ack(&channel, &message_id, &conn_id, live.as_ref())
                 .await?,
             AckOutcome::Settled { .. }
         ),
         "nack" => match &live {
             Some(c) => !matches!(
-                st.hub.nack(c, &message_id, retry, error).await?,
+                st.hub().nack(c, &message_id, retry, error).await?,
                 NackOutcome::NotHeld
             ),
             None if remote => !matches!(
-                st.hub
+                st.hub()
                     .nack_remote(&channel, &conn_id, &message_id, retry, error)
                     .await?,
                 NackOutcome::NotHeld
@@ -144,7 +144,7 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
             None => false,
         },
         _ => match &live {
-            Some(c) => st.hub.extend(c, &message_id).await?,
+            Some(c) => st.hub().extend(c, &message_id).await?,
             None if remote => st.buffer().extend(&channel, &message_id, &conn_id).await?,
             None => false,
         },
@@ -167,7 +167,7 @@ pub async fn channel_status(
 ) -> Response {
     let res = async {
         let authed = authenticate(&st, &channel, &headers, query.as_deref())?;
-        let stats = channel_stats(&st, authed.rt.name()).await?;
+        let stats = channel_stats(st.hub(), authed.rt.name()).await?;
         let connected = authed.rt.connection_count() > 0;
         Ok::<_, ApiError>(
             axum::Json(StatusResponse {

@@ -41,7 +41,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
 /// The token of a connector request: the header, else `?token=` when the operator allows it.
 pub fn connector_token(st: &AppState, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     bearer_token(headers).or_else(|| {
-        if !st.settings.allow_query_tokens {
+        if !st.settings().allow_query_tokens {
             return None;
         }
         query?.split('&').find_map(|kv| {
@@ -75,26 +75,26 @@ pub fn percent_decode(s: &str) -> String {
 
 /// Service-state checks shared by every connector endpoint.
 pub fn check_service(st: &AppState) -> ApiResult<()> {
-    if !st.settings.enabled {
+    if !st.settings().enabled {
         return Err(ApiError::plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "Webhook Connect not initialized",
         )
-        .retry_after(st.settings.retry_after_seconds));
+        .retry_after(st.settings().retry_after_seconds));
     }
     // A store that only fails writes (a full disk) still lets connectors drain it.
     if !st.buffer().health().readable {
         return Err(ApiError::buffer_unavailable(
-            st.settings.retry_after_seconds,
+            st.settings().retry_after_seconds,
         ));
     }
-    if st.shutdown.is_cancelled() {
+    if st.shutdown().is_cancelled() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::BufferUnavailable,
             "Server shutting down",
         )
-        .retry_after(st.settings.retry_after_seconds));
+        .retry_after(st.settings().retry_after_seconds));
     }
     Ok(())
 }
@@ -117,20 +117,20 @@ pub fn authenticate(
 ) -> ApiResult<Authed> {
     check_service(st)?;
     let Some(token) = connector_token(st, headers, query) else {
-        st.metrics.connection_rejected("auth");
+        st.metrics().connection_rejected("auth");
         return Err(ApiError::plain(
             StatusCode::UNAUTHORIZED,
             "Missing authorization token",
         ));
     };
-    match st.hub.authenticate(channel, &token) {
+    match st.hub().authenticate(channel, &token) {
         Some((rt, digest, generation)) => Ok(Authed {
             rt,
             digest,
             generation,
         }),
         None => {
-            st.metrics.connection_rejected("auth");
+            st.metrics().connection_rejected("auth");
             Err(ApiError::plain(
                 StatusCode::UNAUTHORIZED,
                 "Invalid channel token",
@@ -165,7 +165,7 @@ pub fn connector_id(headers: &HeaderMap) -> Option<String> {
 
 /// The client IP under the trusted-proxy rule.
 pub fn remote_ip(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    connect_config::client_ip(peer.ip(), headers, st.settings.trusted())
+    connect_config::client_ip(peer.ip(), headers, st.settings().trusted())
 }
 
 pub fn version_header() -> (header::HeaderName, HeaderValue) {
@@ -204,7 +204,7 @@ impl Authed {
             channel: conn.channel().to_owned(),
             timestamp: Some(Timestamp::now()),
             protocol_version: Some(connect_protocol::PROTOCOL_VERSION),
-            heartbeat_interval_seconds: Some(st.settings.heartbeat_interval_seconds),
+            heartbeat_interval_seconds: Some(st.settings().heartbeat_interval_seconds),
             ack_timeout_seconds: Some(settings.ack_timeout_seconds),
             max_in_flight: Some(settings.max_in_flight as u32),
         }

@@ -93,7 +93,7 @@ async fn poll(
     let affinity = format!("{}|{}", authed.digest, ip);
     let wanted_id = headers.get(h::CONNECTION_ID).and_then(|v| v.to_str().ok());
     let conn = match st
-        .hub
+        .hub()
         .find_poll_conn(authed.rt.name(), wanted_id, cid.as_deref(), &affinity)
     {
         Some(c) => {
@@ -101,7 +101,7 @@ async fn poll(
             c
         }
         None => match st
-            .hub
+            .hub()
             .add_conn(authed.new_conn(&st, Protocol::LongPoll, peer, &headers, Some(affinity)))
             .await?
         {
@@ -112,7 +112,7 @@ async fn poll(
                     connect_protocol::error::ErrorCode::MaxConnections,
                     "Max connections reached",
                 )
-                .retry_after(st.settings.retry_after_seconds));
+                .retry_after(st.settings().retry_after_seconds));
             }
             AddConn::NoChannel => {
                 return Err(ApiError::plain(
@@ -145,7 +145,7 @@ async fn poll(
                 _ = &mut deadline => break,
                 _ = &mut ticket.cancelled => break,
                 _ = conn.closed() => break,
-                _ = st.shutdown.cancelled() => break,
+                _ = st.shutdown().cancelled() => break,
                 b = rx.recv() => {
                     if let Some(b) = b { messages.extend(b); }
                     break;
@@ -169,7 +169,7 @@ async fn poll(
     conn.poll_end(&ticket);
     drop(rx);
     if conn.is_closing() {
-        st.hub.remove_conn(&conn).await;
+        st.hub().remove_conn(&conn).await;
     }
     if messages.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -235,8 +235,8 @@ impl Drop for ReleaseOnAbort {
         if let Some((st, conn)) = self.abort.take() {
             tracing::debug!(connection = %conn.id(), "poll answer not delivered; releasing its leases");
             let st2 = st.clone();
-            st.tracker
-                .spawn(async move { st2.hub.remove_conn(&conn).await });
+            st.tracker()
+                .spawn(async move { st2.hub().remove_conn(&conn).await });
         }
     }
 }

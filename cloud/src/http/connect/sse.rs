@@ -39,7 +39,7 @@ pub async fn stream_sse(
     let params = authed.new_conn(&st, Protocol::Sse, peer, &headers, None);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let st2 = st.clone();
-    st.tracker.spawn(run(st2, authed, params, tx));
+    st.tracker().spawn(run(st2, authed, params, tx));
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     let mut res = (StatusCode::OK, body).into_response();
     let h = res.headers_mut();
@@ -74,7 +74,7 @@ fn event(name: &str, id: Option<&str>, data: &str) -> Bytes {
 }
 
 async fn run(st: AppState, authed: Authed, params: NewConn, tx: mpsc::Sender<Bytes>) {
-    let conn = match st.hub.add_conn(params).await {
+    let conn = match st.hub().add_conn(params).await {
         Ok(AddConn::Added(c)) => c,
         Ok(AddConn::Full) => {
             let data = to_ascii_json(&SseError {
@@ -91,7 +91,7 @@ async fn run(st: AppState, authed: Authed, params: NewConn, tx: mpsc::Sender<Byt
             return;
         }
     };
-    let hb = st.settings.heartbeat();
+    let hb = st.settings().heartbeat();
     let connected = authed.connected(&st, &conn);
     let mut alive = tx
         .send(event("connected", None, &to_ascii_json(&connected)))
@@ -134,5 +134,5 @@ async fn run(st: AppState, authed: Authed, params: NewConn, tx: mpsc::Sender<Byt
         }
     }
     drop(rx);
-    st.hub.remove_conn(&conn).await;
+    st.hub().remove_conn(&conn).await;
 }

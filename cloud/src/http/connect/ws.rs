@@ -62,7 +62,7 @@ fn close_msg(code: u16) -> Message {
 
 async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocket) {
     let version = params.protocol_version;
-    let conn = match st.hub.add_conn(params).await {
+    let conn = match st.hub().add_conn(params).await {
         Ok(AddConn::Added(c)) => c,
         Ok(AddConn::Full) => {
             let _ = socket.send(close_msg(close::MAX_CONNECTIONS)).await;
@@ -73,11 +73,11 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
             return;
         }
     };
-    let hb = st.settings.heartbeat();
+    let hb = st.settings().heartbeat();
     let connected = ServerFrame::Connected(authed.connected(&st, &conn));
     let (mut sink, mut stream) = socket.split();
     if sink.send(text(&connected)).await.is_err() {
-        st.hub.remove_conn(&conn).await;
+        st.hub().remove_conn(&conn).await;
         return;
     }
     let mut rx = conn.receiver().await;
@@ -156,7 +156,7 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
         let _ = sink.send(close_msg(close_code)).await;
     }
     let _ = sink.close().await;
-    st.hub.remove_conn(&conn).await;
+    st.hub().remove_conn(&conn).await;
 }
 
 fn text(frame: &ServerFrame) -> Message {
@@ -166,7 +166,7 @@ fn text(frame: &ServerFrame) -> Message {
 async fn handle_frame(st: &AppState, conn: &Arc<Conn>, frame: ClientFrame) {
     let res = match frame {
         ClientFrame::Ack { message_id } => st
-            .hub
+            .hub()
             .ack(conn.channel(), &message_id, conn.id(), Some(conn))
             .await
             .map(|_| ()),
@@ -175,11 +175,11 @@ async fn handle_frame(st: &AppState, conn: &Arc<Conn>, frame: ClientFrame) {
             retry,
             error,
         } => st
-            .hub
+            .hub()
             .nack(conn, &message_id, retry, error)
             .await
             .map(|_| ()),
-        ClientFrame::Extend { message_id } => st.hub.extend(conn, &message_id).await.map(|_| ()),
+        ClientFrame::Extend { message_id } => st.hub().extend(conn, &message_id).await.map(|_| ()),
         ClientFrame::Heartbeat { .. } => Ok(()),
     };
     if let Err(e) = res {
