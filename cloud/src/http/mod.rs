@@ -2,6 +2,7 @@
 //! answer carries (§1.4), and the fallback 404.
 
 pub mod admin;
+pub mod auth;
 pub mod connect;
 pub mod error;
 pub mod ingress;

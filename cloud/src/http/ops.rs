@@ -7,7 +7,7 @@ use connect_protocol::admin::{Health, HealthComponents};
 use connect_protocol::time::Timestamp;
 
 use crate::app::AppState;
-use crate::http::connect::bearer_token;
+use crate::http::auth::bearer_token;
 use crate::http::error::ApiError;
 use crate::hub::channel::ct_eq;
 

@@ -4,17 +4,16 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use connect_protocol::ids::token_digest;
 use connect_protocol::time::Timestamp;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::config_source::error::ApplyError;
 use crate::config_source::raw::ReloadDetails;
-use crate::hub::channel::ct_eq;
+use crate::http::auth::{ReloadAuthError, reload_token, same_secret};
 use crate::settings::ConfigBackend;
 
 pub fn routes() -> Router<AppState> {
@@ -36,23 +35,12 @@ fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, &'st
         ));
     };
     let unauthorized = |text| Err((StatusCode::UNAUTHORIZED, text));
-    let Some(raw) = headers.get(header::AUTHORIZATION) else {
-        return unauthorized("Authentication required");
+    let token = match reload_token(headers) {
+        Ok(t) => t,
+        Err(ReloadAuthError::Missing) => return unauthorized("Authentication required"),
+        Err(ReloadAuthError::Malformed) => return unauthorized("Invalid authentication header"),
     };
-    let bytes = raw.as_bytes();
-    if bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-        return unauthorized("Invalid authentication header");
-    }
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
-    if text.is_empty() {
-        return unauthorized("Authentication required");
-    }
-    let token = match text.split_once(char::is_whitespace) {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-        _ => text,
-    };
-    if !ct_eq(&token_digest(token), &token_digest(expected)) {
+    if !same_secret(&token, expected) {
         return unauthorized("Invalid authentication token");
     }
     Ok(())

@@ -21,9 +21,8 @@ use serde::Deserialize;
 pub mod config;
 
 use crate::app::AppState;
-use crate::http::connect::bearer_token;
+use crate::http::auth::{bearer_token, same_secret};
 use crate::http::error::{ApiError, ApiResult};
-use crate::hub::channel::ct_eq;
 use crate::stats::{channel_stats, live_count, stats_view};
 
 /// The admin routes. Every route but `/health` sits behind [`require_admin`], so
@@ -77,7 +76,7 @@ fn authorize(st: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let Some(given) = bearer_token(headers) else {
         return Err(ApiError::unauthorized("Missing authorization header"));
     };
-    if !ct_eq(&token_digest(&given), &token_digest(expected)) {
+    if !same_secret(&given, expected) {
         return Err(ApiError::unauthorized("Invalid admin token"));
     }
     if !st.settings().enabled {

@@ -9,8 +9,9 @@ use connect_protocol::frames::{AckResponse, MAX_ERROR_TEXT, StatusResponse, trun
 use connect_protocol::headers as h;
 use connect_protocol::time::Timestamp;
 
-use super::{authenticate, bearer_token, check_service, percent_decode, version_header};
 use crate::app::AppState;
+use crate::http::auth::{bearer_token, percent_decode};
+use crate::http::connect::common::{authenticate, check_service, version_header};
 use crate::http::error::{ApiError, ApiResult};
 use crate::stats::channel_stats;
 

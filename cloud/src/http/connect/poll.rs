@@ -16,8 +16,8 @@ use connect_protocol::headers as h;
 use connect_protocol::ids::Protocol;
 use connect_protocol::time::Timestamp;
 
-use super::{authenticate, connector_id, remote_ip, version_header};
 use crate::app::AppState;
+use crate::http::connect::common::{authenticate, connector_id, remote_ip, version_header};
 use crate::http::error::{ApiError, ApiResult};
 use crate::hub::AddConn;
 use crate::hub::conn::{Batch, Conn};

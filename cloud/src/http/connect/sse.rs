@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Authed, authenticate, version_header};
 use crate::app::AppState;
+use crate::http::connect::common::{Authed, authenticate, version_header};
 use crate::hub::AddConn;
 use crate::hub::conn::NewConn;
 

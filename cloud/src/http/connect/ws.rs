@@ -17,8 +17,8 @@ use connect_protocol::ids::Protocol;
 use connect_protocol::time::Timestamp;
 use futures::{SinkExt, StreamExt};
 
-use super::{Authed, authenticate, version_header};
 use crate::app::AppState;
+use crate::http::connect::common::{Authed, authenticate, version_header};
 use crate::hub::AddConn;
 use crate::hub::conn::{Conn, NewConn};
 
