@@ -56,38 +56,44 @@ pub fn connector_token(
     settings: &Settings,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Option<String> {
-    bearer_token(headers).or_else(|| {
-        if !settings.allow_query_tokens {
-            return None;
-        }
-        query?.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == "token").then(|| percent_decode(v))
-        })
-    })
+) -> Result<Option<String>, MalformedEscape> {
+    if let Some(t) = bearer_token(headers) {
+        return Ok(Some(t));
+    }
+    if !settings.allow_query_tokens {
+        return Ok(None);
+    }
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, v)| decode_query_value(v))
+        .transpose()
 }
 
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
+/// A `%` whose two-character escape is cut by a non-ASCII character (`%aé`): answered 400
+/// `invalid_request` (it used to panic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid percent-encoding in query string")]
+pub struct MalformedEscape;
+
+/// Decodes a query-string value: `+` is a space and `%XX` a byte (invalid UTF-8 is replaced).
+/// An ASCII `%` that starts no escape (`100%`, `%zz`) stays literal; a `%` followed by a
+/// non-ASCII character within its two escape characters is [`MalformedEscape`].
+pub fn decode_query_value(s: &str) -> Result<String, MalformedEscape> {
+    let bytes = s.as_bytes();
+    for (i, _) in s.match_indices('%') {
+        if bytes.iter().skip(i + 1).take(2).any(|b| !b.is_ascii()) {
+            return Err(MalformedEscape);
         }
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let spaced = s.replace('+', " ");
+    Ok(percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned())
 }
 
 /// Why the reload API refuses a request's credentials (CONFIG.md §6.3).
@@ -157,8 +163,16 @@ mod tests {
 
     #[test]
     fn percent_decoding_handles_truncated_escapes() {
-        assert_eq!(percent_decode("a%20b+c"), "a b c");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(decode_query_value("a%20b+c").as_deref(), Ok("a b c"));
+        assert_eq!(decode_query_value("100%").as_deref(), Ok("100%"));
+        assert_eq!(decode_query_value("%zz").as_deref(), Ok("%zz"));
+    }
+
+    #[test]
+    fn an_escape_cut_by_a_non_ascii_character_is_malformed() {
+        assert_eq!(decode_query_value("%a\u{e9}"), Err(MalformedEscape));
+        assert_eq!(decode_query_value("%\u{e9}"), Err(MalformedEscape));
+        assert_eq!(decode_query_value("\u{e9}%41").as_deref(), Ok("\u{e9}A"));
+        assert_eq!(decode_query_value("%2B+").as_deref(), Ok("+ "));
     }
 }

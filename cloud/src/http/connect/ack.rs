@@ -10,7 +10,7 @@ use connect_protocol::headers as h;
 use connect_protocol::time::Timestamp;
 
 use crate::app::AppState;
-use crate::http::auth::{bearer_token, percent_decode};
+use crate::http::auth::{bearer_token, decode_query_value};
 use crate::http::connect::common::{authenticate, check_service, version_header};
 use crate::http::error::{ApiError, ApiResult};
 use crate::stats::channel_stats;
@@ -63,7 +63,8 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
         .filter(|s| !s.is_empty())
     {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        let v = percent_decode(v);
+        let v = decode_query_value(v)
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRequest, e.to_string()))?;
         match k {
             "message_id" => message_id = Some(v),
             "status" => status = v,

@@ -61,7 +61,9 @@ pub fn authenticate(
     query: Option<&str>,
 ) -> ApiResult<Authed> {
     check_service(st)?;
-    let Some(token) = connector_token(st.settings(), headers, query) else {
+    let token = connector_token(st.settings(), headers, query)
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRequest, e.to_string()))?;
+    let Some(token) = token else {
         st.metrics().connection_rejected("auth");
         return Err(ApiError::plain(
             StatusCode::UNAUTHORIZED,
