@@ -18,6 +18,8 @@
 pub mod channel;
 pub mod conn;
 mod dispatch;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
