@@ -1,5 +1,10 @@
 //! The HTTP edge: the router with every area module's routes, the response headers every
-//! answer carries (§1.4), and the fallback 404.
+//! answer carries (§1.4), and the fallback 404. Handlers get the [`AppState`] and reach the
+//! runtime through its accessors.
+//!
+//! Layout: [`error`] (the one error type), [`auth`] (credentials, parsed once), [`ingress`]
+//! (`POST /webhook/…`), [`connect`] (connector streams, ACK, status), [`admin`] (§8 and the
+//! reload API), [`ops`] (`/health`, `/metrics`, `/openapi.json`).
 
 pub mod admin;
 pub mod auth;

@@ -1,5 +1,6 @@
 //! Admin API under `/admin/webhook-connect` (§8). Authentication is checked before path
-//! lookups and body parsing, so 401/403 precede 404 and 422.
+//! lookups and body parsing, so 401/403 precede 404 and 422. [`config`]: the reload API
+//! (`/admin/reload-config`, `/admin/config-status`, CONFIG.md §6.3–6.4), behind its own token.
 
 use std::collections::BTreeMap;
 
