@@ -3,6 +3,8 @@
 
 use connect_buffer::BufferError;
 
+use crate::config_source::vault::VaultConfigError;
+
 /// A source could not be read or parsed: nothing of it applies.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
@@ -18,8 +20,8 @@ pub enum SourceError {
     #[error("{0}")]
     EtcdSettings(String),
     /// Vault settings do not build a client.
-    #[error("{0}")]
-    Vault(String),
+    #[error(transparent)]
+    Vault(#[from] VaultConfigError),
 }
 
 /// Why nothing could be applied.

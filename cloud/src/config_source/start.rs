@@ -19,7 +19,7 @@ pub fn precheck(settings: &Settings) -> Result<(), SourceError> {
         file::read_all(settings, Some((true, false)))?;
     }
     if settings.source.vault_on() {
-        VaultSecrets::new(&settings.source).map_err(SourceError::Vault)?;
+        VaultSecrets::new(&settings.source)?;
     }
     Ok(())
 }
@@ -42,7 +42,7 @@ pub async fn start(m: &Arc<ConfigManager>) -> Result<(), StartError> {
     let rt = m.runtime().clone();
     let settings = rt.settings();
     if settings.source.vault_on() {
-        let v = VaultSecrets::new(&settings.source).map_err(SourceError::Vault)?;
+        let v = VaultSecrets::new(&settings.source).map_err(SourceError::from)?;
         v.set_metrics(rt.metrics().clone());
         m.set_vault(v.clone());
         let m2 = m.clone();

@@ -296,7 +296,7 @@ async fn pipeline(
                         ErrorCode::ProcessingError,
                         "Processing error",
                     )
-                    .tap_log(&e)
+                    .tap_log(&e.to_string())
                 })?;
             Ok(axum::Json(IngressAccepted {
                 message: "200 OK".into(),

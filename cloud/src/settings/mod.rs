@@ -11,6 +11,11 @@ use ipnet::IpNet;
 pub mod source;
 pub mod values;
 
+/// Settings that clap accepted but that are invalid together or out of range (exit 64).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSettings(pub String);
+
 use crate::settings::values::parse_bool;
 
 fn parse_nets(s: &str) -> Result<Vec<IpNet>, String> {
@@ -223,7 +228,14 @@ pub struct Settings {
 
 impl Settings {
     /// Checks what clap cannot: cross-field rules and ranges. `Err` text goes to stderr, exit 64.
-    pub fn validate(&mut self, alias_trusted_proxies: Option<String>) -> Result<(), String> {
+    pub fn validate(
+        &mut self,
+        alias_trusted_proxies: Option<String>,
+    ) -> Result<(), InvalidSettings> {
+        self.check(alias_trusted_proxies).map_err(InvalidSettings)
+    }
+
+    fn check(&mut self, alias_trusted_proxies: Option<String>) -> Result<(), String> {
         if self.trusted_proxies.is_none()
             && let Some(alias) = alias_trusted_proxies.filter(|s| !s.trim().is_empty())
         {

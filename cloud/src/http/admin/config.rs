@@ -46,11 +46,12 @@ fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, &'st
     Ok(())
 }
 
-fn flag(body: &Value, name: &str, default: bool) -> Result<bool, String> {
+/// A boolean flag of the reload body; `Err(name)` when it is present and not a boolean.
+fn flag<'a>(body: &Value, name: &'a str, default: bool) -> Result<bool, &'a str> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(name.to_string()),
+        Some(_) => Err(name),
     }
 }
 
@@ -66,7 +67,7 @@ async fn reload_config(State(st): State<AppState>, headers: HeaderMap, body: Byt
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let body = if body.is_object() { body } else { json!({}) };
     let flags = (|| {
-        Ok::<_, String>((
+        Ok::<_, &str>((
             flag(&body, "reload_webhooks", true)?,
             flag(&body, "reload_connections", true)?,
             flag(&body, "validate_only", false)?,
