@@ -4,7 +4,7 @@
 //! method here: `in_flight` (messages leased to it and not yet settled, bounded by the channel's
 //! `max_in_flight`) and, for long-poll connections only, `poll_want` (how many more messages the
 //! pending poll request may take; 0 = no request waiting). The dispatcher reserves with
-//! [`Conn::reserve`] and gives back what the buffer did not lease with [`Conn::unreserve`]; the
+//! `Conn::reserve` and gives back what the buffer did not lease with `Conn::unreserve`; the
 //! poll handler opens and closes its window with [`Conn::poll_begin`], [`Conn::poll_want`],
 //! [`Conn::poll_stop`] and [`Conn::poll_end`]; admin disconnects, revocations and shutdown end a
 //! waiting request with [`Conn::cancel_poll`].

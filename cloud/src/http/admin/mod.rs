@@ -26,7 +26,7 @@ use crate::http::auth::{bearer_token, same_secret};
 use crate::http::error::{ApiError, ApiResult};
 use crate::stats::{channel_stats, live_count, stats_view};
 
-/// The admin routes. Every route but `/health` sits behind [`require_admin`], so
+/// The admin routes. Every route but `/health` sits behind `require_admin`, so
 /// authentication is decided before any path lookup or body parsing (§8.1).
 pub fn routes(st: AppState) -> Router<AppState> {
     Router::new()
