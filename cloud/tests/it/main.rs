@@ -6,4 +6,5 @@
 mod admin;
 mod connect;
 mod ingress;
+mod layout;
 mod support;
