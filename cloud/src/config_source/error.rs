@@ -3,6 +3,7 @@
 
 use connect_buffer::BufferError;
 
+use crate::config_source::etcd::ReadError;
 use crate::config_source::vault::VaultConfigError;
 
 /// A source could not be read or parsed: nothing of it applies.
@@ -15,7 +16,7 @@ pub enum SourceError {
     #[error("etcd is not connected")]
     EtcdNotConnected,
     #[error("etcd unreachable: {0}")]
-    EtcdUnreachable(String),
+    EtcdUnreachable(ReadError),
     /// etcd connection settings (TLS files) are unusable.
     #[error("{0}")]
     EtcdSettings(String),

@@ -85,15 +85,25 @@ pub(crate) fn apply_kv(raw: &mut RawConfig, prefix: &str, key: &[u8], value: Opt
     }
 }
 
+/// Why reading the prefix failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("range read timed out")]
+    TimedOut,
+    /// The client's error, with its causes and the setting to check.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Reads the whole prefix at one revision.
-pub async fn read_prefix(mut client: Client, prefix: &str) -> Result<(RawConfig, i64), String> {
+pub async fn read_prefix(mut client: Client, prefix: &str) -> Result<(RawConfig, i64), ReadError> {
     let resp = tokio::time::timeout(
         REQUEST_TIMEOUT,
         client.get(prefix, Some(GetOptions::new().with_prefix())),
     )
     .await
-    .map_err(|_| "range read timed out".to_string())?
-    .map_err(|e| describe(&e))?;
+    .map_err(|_| ReadError::TimedOut)?
+    .map_err(|e| ReadError::Failed(describe(&e)))?;
     let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
     let mut raw = RawConfig::default();
     for kv in resp.kvs() {

@@ -107,7 +107,7 @@ async fn run(m: Arc<ConfigManager>, opts: ConnectOptions) {
                         }
                     }
                 }
-                Err(e) => link_failed(&m, "reading the etcd prefix failed", e),
+                Err(e) => link_failed(&m, "reading the etcd prefix failed", e.to_string()),
             }
             if need_full {
                 member = (member + 1) % endpoints.len();

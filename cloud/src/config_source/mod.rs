@@ -22,7 +22,7 @@
 //!   [`error::StartError`] with its exit code).
 
 pub mod error;
-mod etcd;
+pub mod etcd;
 mod etcd_watch;
 mod file;
 mod file_watch;
