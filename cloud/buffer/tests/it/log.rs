@@ -44,15 +44,48 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 /// `tests/fixtures/format-v1` was written by the format-1 code (see its README).
 #[tokio::test]
 async fn a_format_1_store_is_upgraded_and_keeps_every_message() {
+    // Round 0 upgrades; round 1 opens the upgraded store again.
+    upgrade_fixture("format-v1", 0..2).await;
+}
+
+/// `tests/fixtures/format-v2` is the format-1 fixture as the format-2 code left it after
+/// upgrading it and taking one more message (fixed-layout heads, no padding).
+#[tokio::test]
+async fn a_format_2_store_is_upgraded_and_keeps_every_message() {
+    upgrade_fixture("format-v2", 1..3).await;
+    // A build of format 2 would take a padding record for a torn tail: the store now says 3.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v2"),
+        &dir,
+    );
+    EmbeddedBuffer::open(&dir, clock())
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    let db = redb::Database::open(dir.join("buffer.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn
+        .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+        .unwrap();
+    assert_eq!(meta.get("format_version").unwrap().unwrap().value(), 3);
+}
+
+/// Opens a copy of a fixture once per round (the first upgrades it) and checks every
+/// message and channel of the format-1 scenario; each round adds one message.
+async fn upgrade_fixture(name: &str, rounds: std::ops::Range<u64>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
         &dir,
     );
     let clock = clock();
-    for round in 0..2u64 {
-        // Round 0 upgrades; round 1 opens the upgraded store again.
+    for round in rounds {
         let b = EmbeddedBuffer::open(&dir, clock.clone()).expect("open");
         let alpha = b.stats("alpha").await.unwrap();
         assert_eq!(
