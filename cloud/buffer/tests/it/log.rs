@@ -76,7 +76,7 @@ async fn a_format_2_store_is_upgraded_and_keeps_every_message() {
 /// Opens a copy of a fixture once per round (the first upgrades it) and checks every
 /// message and channel of the format-1 scenario; each round adds one message.
 async fn upgrade_fixture(name: &str, rounds: std::ops::Range<u64>) {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().expect("fixture");
     let dir = tmp.path().join("data");
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -87,7 +87,7 @@ async fn upgrade_fixture(name: &str, rounds: std::ops::Range<u64>) {
     let clock = clock();
     for round in rounds {
         let b = EmbeddedBuffer::open(&dir, clock.clone()).expect("open");
-        let alpha = b.stats("alpha").await.unwrap();
+        let alpha = b.stats("alpha").await.expect("fixture");
         assert_eq!(
             (
                 alpha.ready,
@@ -102,11 +102,11 @@ async fn upgrade_fixture(name: &str, rounds: std::ops::Range<u64>) {
             (alpha.counters.received, alpha.counters.acked),
             (6 + round, 1)
         );
-        let beta = b.channel("beta").await.unwrap().expect("beta");
+        let beta = b.channel("beta").await.expect("fixture").expect("beta");
         assert_eq!(beta.token.current_digest, "rotated-digest");
         assert_eq!(beta.webhook_ids, vec!["hook-a", "ns1/hook-b"]);
 
-        let (dead, _) = b.dead_letters("alpha", 10).await.unwrap();
+        let (dead, _) = b.dead_letters("alpha", 10).await.expect("fixture");
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].reason, Some(DeadLetterReason::Rejected));
         assert_eq!(
@@ -118,21 +118,27 @@ async fn upgrade_fixture(name: &str, rounds: std::ops::Range<u64>) {
             Some("{\"n\":3,\"bin\":\"\u{e9}\"}".as_bytes())
         );
 
-        let delayed = b.peek("alpha", PeekFilter::Delayed, 10).await.unwrap();
+        let delayed = b
+            .peek("alpha", PeekFilter::Delayed, 10)
+            .await
+            .expect("fixture");
         assert_eq!(
             delayed[0].attempts.last_error.as_deref(),
             Some("target said 503")
         );
         assert_eq!(delayed[0].state, MessageState::Delayed);
 
-        let ready = b.peek("alpha", PeekFilter::Ready, 10).await.unwrap();
+        let ready = b
+            .peek("alpha", PeekFilter::Ready, 10)
+            .await
+            .expect("fixture");
         let got: Vec<(u64, u32, Vec<u8>, String)> = ready
             .iter()
             .map(|r| {
                 (
                     r.message.sequence,
                     r.attempts.delivery_count,
-                    r.message.body.clone().unwrap(),
+                    r.message.body.clone().expect("fixture"),
                     r.message.query.clone(),
                 )
             })
@@ -147,11 +153,11 @@ async fn upgrade_fixture(name: &str, rounds: std::ops::Range<u64>) {
             ]
         );
         assert_eq!(
-            ready[0].message.raw_headers.as_ref().unwrap()[0],
+            ready[0].message.raw_headers.as_ref().expect("fixture")[0],
             ("X-Sig".to_owned(), "sha256=1".to_owned())
         );
 
-        let beta_msgs = b.peek("beta", PeekFilter::All, 10).await.unwrap();
+        let beta_msgs = b.peek("beta", PeekFilter::All, 10).await.expect("fixture");
         assert_eq!(beta_msgs.len(), 2);
         let masked = &beta_msgs[0].message;
         assert_eq!(masked.namespace.as_deref(), Some("ns1"));
@@ -164,7 +170,7 @@ async fn upgrade_fixture(name: &str, rounds: std::ops::Range<u64>) {
             Some(serde_json::json!({"masked": "***", "n": 1}))
         );
         assert_eq!(
-            masked.masked_headers.as_ref().unwrap()["authorization"],
+            masked.masked_headers.as_ref().expect("fixture")["authorization"],
             "***"
         );
         assert_eq!(
@@ -181,9 +187,9 @@ async fn upgrade_fixture(name: &str, rounds: std::ops::Range<u64>) {
         let (_, seq) = b
             .enqueue(message(&clock, "alpha", "hook-a", 60))
             .await
-            .unwrap();
+            .expect("fixture");
         assert_eq!(seq, 7 + round);
-        b.close().await.unwrap();
+        b.close().await.expect("fixture");
     }
     assert!(!segments(&dir).is_empty());
 }
