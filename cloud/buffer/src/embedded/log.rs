@@ -135,9 +135,9 @@ impl Segments {
         Ok(buf)
     }
 
-    /// Appends `bytes` to the active segment (one `pwrite`); on failure the segment is cut
-    /// back to where it was, so a later append starts on a record boundary.
-    pub fn append(&self, bytes: &[u8]) -> std::io::Result<(u32, u64)> {
+    /// Appends `parts` one after another to the active segment (a `pwrite` each); on failure
+    /// the segment is cut back to where it was, so a later append starts on a record boundary.
+    pub fn append(&self, parts: &[&[u8]]) -> std::io::Result<(u32, u64)> {
         let (seg, file, at) = {
             let inner = self.inner.lock();
             let (k, s) = inner
@@ -145,12 +145,16 @@ impl Segments {
                 .ok_or_else(|| std::io::Error::other("no active segment"))?;
             (*k, s.file.clone(), s.size)
         };
-        if let Err(e) = file.write_all_at(bytes, at) {
-            let _ = file.set_len(at);
-            return Err(e);
+        let mut end = at;
+        for bytes in parts {
+            if let Err(e) = file.write_all_at(bytes, end) {
+                let _ = file.set_len(at);
+                return Err(e);
+            }
+            end += bytes.len() as u64;
         }
         if let Some(s) = self.inner.lock().get_mut(&seg) {
-            s.size = at + bytes.len() as u64;
+            s.size = end;
         }
         Ok((seg, at))
     }

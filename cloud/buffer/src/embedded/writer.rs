@@ -203,12 +203,11 @@ impl Thread {
         };
         let mut gathered = Vec::new();
         let buf: &[u8] = match single {
-            // Padded batches are gathered (the padding goes in the same write).
-            Some(bytes) if self.pad_for(bytes.len()) == 0 => {
+            Some(bytes) => {
                 spans.push((0, bytes.len()));
                 bytes
             }
-            _ => {
+            None => {
                 for rec in batch.iter().flat_map(|j| j.recs.iter()) {
                     let start = gathered.len();
                     match rec {
@@ -223,25 +222,25 @@ impl Thread {
                     }
                     spans.push((start, gathered.len() - start));
                 }
-                let pad = self.pad_for(gathered.len());
-                if pad > 0 {
-                    gathered.extend_from_slice(&codec::pad_record(pad));
-                }
                 &gathered
             }
+        };
+        // A second write, not a copy of a large single record into a padded buffer.
+        let pad = match self.pad_for(buf.len()) {
+            0 => Vec::new(),
+            n => codec::pad_record(n),
         };
         let mut locs = Vec::with_capacity(spans.len());
         if !buf.is_empty() {
             let (_, size) = segments.active();
-            // The same decision `pad_for` made, on the records without their padding.
-            let records = spans.last().map_or(0, |(start, len)| start + len);
-            if self.rolls(size, records) {
+            // The same decision `pad_for` made.
+            if self.rolls(size, buf.len()) {
                 segments
                     .roll()
                     .map_err(|e| format!("starting a log segment: {e}"))?;
             }
             let (seg, at) = segments
-                .append(buf)
+                .append(&[buf, &pad])
                 .map_err(|e| format!("writing the message log: {e}"))?;
             segments
                 .sync(Some((seg, at)))
