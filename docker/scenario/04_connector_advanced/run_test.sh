@@ -17,7 +17,7 @@ ALPHA=alpha-channel-token-0001
 trap on_exit EXIT
 
 echo "== build images"
-compose --profile multi --profile retry --profile module build
+build_images --profile multi --profile retry --profile module
 compose down -v --remove-orphans >/dev/null 2>&1 || true
 check "cloud healthy (embedded store on a volume)" compose up -d --wait cloud
 

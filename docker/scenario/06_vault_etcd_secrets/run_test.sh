@@ -32,7 +32,7 @@ seed_etcd() {
 }
 
 echo "== build image"
-compose --profile cloud build
+build_images --profile cloud
 compose down -v --remove-orphans >/dev/null 2>&1 || true
 check "etcd + vault + redis healthy" compose up -d --wait etcd vault redis
 check "KV v2 enabled at webhooks/" vault secrets enable -path=webhooks -version=2 kv
