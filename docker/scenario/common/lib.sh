@@ -134,12 +134,12 @@ status() {
 # post_status ID [curl args...]: POSTs {} (or the body of a -d among the args) to /webhook/ID.
 # (curl joins several -d with '&': the default body is left out when the caller gives one.)
 post_status() {
-  local id=$1 a body=(-d '{}')
+  local id=$1 a data=(-d '{}')
   shift
   for a in "$@"; do
-    case "$a" in -d | --data | --data-raw | --data-binary) body=() ;; esac
+    case "$a" in -d | --data | --data-raw | --data-binary) data=() ;; esac
   done
-  status POST "$CLOUD/webhook/$id" -H 'content-type: application/json' "${body[@]}" "$@"
+  status POST "$CLOUD/webhook/$id" -H 'content-type: application/json' "${data[@]}" "$@"
 }
 
 admin() { curl -s --max-time 30 -H "Authorization: Bearer $ADMIN_TOKEN" "$@"; }
