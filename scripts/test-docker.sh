@@ -116,33 +116,10 @@ echo "test-docker: all static checks passed"
 [ "$static_only" = 0 ] || exit 0
 
 # ---- 2. real containers
-started_dockerd=""
-stop_dockerd() {
-  if [ -n "$started_dockerd" ] && kill -0 "$started_dockerd" 2>/dev/null; then
-    echo "test-docker: stopping the Docker engine started here (pid $started_dockerd)"
-    kill "$started_dockerd"
-    for _ in $(seq 1 60); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 0.5; done
-  fi
-}
-trap stop_dockerd EXIT
-if ! docker info >/dev/null 2>&1; then
-  if [ "$(id -u)" -ne 0 ] || ! command -v dockerd >/dev/null 2>&1; then
-    msg="no Docker engine reachable (docker info failed) and not root with dockerd to start one"
-    if [ "${CI:-}" = true ]; then
-      echo "test-docker: FAIL: $msg; CI must run the containers" >&2
-      exit 1
-    fi
-    echo "test-docker: SKIPPED the real containers: $msg."
-    echo "test-docker: only the static checks above ran. Run as root (or start dockerd) to run them."
-    exit 0
-  fi
-  echo "test-docker: starting dockerd --iptables=false (log: $log_dir/dockerd.log)"
-  dockerd --iptables=false >"$log_dir/dockerd.log" 2>&1 &
-  started_dockerd=$!
-  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-  docker info >/dev/null 2>&1 || { tail -20 "$log_dir/dockerd.log"; echo "test-docker: FAIL: dockerd did not start" >&2; exit 1; }
-fi
 source scripts/docker-lib.sh
+trap docker_engine_down EXIT
+docker_engine_up "$log_dir" test-docker || exit $?
+[ "$DOCKER_ENGINE_UP" = 1 ] || exit 0
 t_stage=$SECONDS
 
 echo "== docker: base images from Debian packages"

@@ -35,4 +35,8 @@ disk_report "app done"
 echo "== Docker: static checks, images, scenarios in real containers"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" bash scripts/test-docker.sh
 disk_report "docker done"
+echo "== desktop packages (.deb, .rpm of the debug build) and the .deb installed in a fresh container"
+bash scripts/package-desktop.sh --debug
+bash scripts/test-desktop-package.sh
+disk_report "packages done"
 echo "== all checks passed"
