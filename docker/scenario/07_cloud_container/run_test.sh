@@ -36,7 +36,7 @@ healthy() { [ "$(health_state)" = healthy ]; }
 docker rm -f "$NAME" >/dev/null 2>&1 || true
 docker volume rm "$VOLUME" >/dev/null 2>&1 || true
 echo "== start ($IMAGE, embedded store on volume $VOLUME)"
-check "container started" docker run -d --name "$NAME" -p "$PORT:8000" --stop-timeout 30 \
+check "container started" quiet docker run -d --name "$NAME" -p "$PORT:8000" --stop-timeout 30 \
   -e WEBHOOK_CONNECT_ADMIN_TOKEN="$ADMIN_TOKEN" -e WEBHOOK_CONNECT_LOG_FORMAT=text \
   -e WEBHOOK_CONNECT_SHUTDOWN_GRACE_SECONDS="$GRACE" \
   -v "$SCENARIO_DIR/webhooks.json:/etc/webhook-connect/webhooks.json:ro" \
@@ -65,7 +65,7 @@ echo "== docker kill in the middle of a stream of webhooks"
 poster=$!
 answered_so_far() { [ "$(grep -c '^200 ' "$work/posts" 2>/dev/null)" -ge "$1" ]; }
 wait_until 30 answered_so_far 100 || true
-check "SIGKILL while webhooks arrive" docker kill "$NAME"
+check "SIGKILL while webhooks arrive" quiet docker kill "$NAME"
 sleep 1
 touch "$work/stop"
 wait "$poster" || true
@@ -73,7 +73,7 @@ answered=$(grep -cE '^2[0-9][0-9] msg_' "$work/posts" || true)
 unanswered=$(grep -cvE '^2[0-9][0-9] ' "$work/posts" || true)
 echo "   $answered webhooks answered 2xx before the kill, $unanswered without an answer after it"
 check "at least 100 answered 2xx before the kill" test "$answered" -ge 100
-check "docker start on the same volume" docker start "$NAME"
+check "docker start on the same volume" quiet docker start "$NAME"
 check "healthy again" wait_until 60 healthy
 check "stats: at least the answered webhooks queued" test "$(stat channel-life messages_queued)" -ge "$answered"
 # Every stored message, polled and ACKed batch by batch.
@@ -114,7 +114,7 @@ check_eq "exit code 0 (SIGTERM handled, not killed)" "0 false" \
   "$(docker inspect -f '{{.State.ExitCode}} {{.State.OOMKilled}}' "$NAME")"
 check "the SSE client's stream ended" wait_until 10 bash -c "! kill -0 $sse 2>/dev/null"
 wait "$sse" 2>/dev/null || true
-check "started again after the stop" docker start "$NAME"
+check "started again after the stop" quiet docker start "$NAME"
 check "healthy after the stop" wait_until 60 healthy
 check_eq "the 5 unacknowledged webhooks are queued again" 5 "$(stat channel-life messages_queued)"
 

@@ -114,6 +114,9 @@ check() {
   if "$@"; then pass "$name"; else fail "$name"; fi
 }
 
+# quiet COMMAND...: the command with its standard output dropped.
+quiet() { "$@" >/dev/null; }
+
 # wait_until SECONDS COMMAND...: retries every half second; non-zero after the deadline.
 wait_until() {
   local deadline=$((SECONDS + $1))
