@@ -3,7 +3,8 @@
 #   dist/webhook-connect_<version>_amd64.deb and dist/webhook-connect-<version>-1.x86_64.rpm
 # Each holds /usr/bin/webhook-connect-app (the app), /usr/bin/webhook-connect-light (the light
 # image, which light mode hands over to: it must sit next to the app), a .desktop entry and
-# icons (32, 128, 256 px), and declares the libraries the two binaries need (the bundler adds
+# icons (32, 128, 256 px: desktop/app/icons/, the larger ones the 32 px icon scaled up without
+# smoothing), and declares the libraries the two binaries need (the bundler adds
 # WebKitGTK 4.1, GTK 3 and the Ayatana AppIndicator library, which the tray loads at run time;
 # the light image needs only GTK 3, GLib and the AppIndicator library, already among them).
 #   bash scripts/package-desktop.sh           the binaries of the `desktop` profile (fat LTO; ~10 min)
@@ -48,31 +49,17 @@ trap 'rm -rf "$stage"' EXIT
 kind=release
 bundle_flags=()
 if [ "$profile" = debug ]; then kind=debug; bundle_flags+=(--debug); fi
-mkdir -p "$stage/$kind" "$stage/icons"
+mkdir -p "$stage/$kind"
 cp "$bin_dir/webhook-connect-app" "$bin_dir/webhook-connect-light" "$stage/$kind/"
-# Icons: the 32 px source scaled up without smoothing (pixel art stays sharp).
-src_icon=desktop/app/icons/icon.png
-cp "$src_icon" "$stage/icons/32x32.png"
-convert "$src_icon" -filter point -resize 128x128 "$stage/icons/128x128.png"
-convert "$src_icon" -filter point -resize 256x256 "$stage/icons/256x256.png"
+# desktop/app/tauri.conf.json holds the package's settings (bundle: targets, icons, category,
+# descriptions); this adds what depends on the build: the light image's path.
 cat >"$stage/bundle.json" <<JSON
 {
   "mainBinaryName": "webhook-connect-app",
   "bundle": {
-    "active": true,
-    "targets": ["deb", "rpm"],
-    "icon": ["$stage/icons/32x32.png", "$stage/icons/128x128.png", "$stage/icons/256x256.png"],
-    "category": "DeveloperTool",
-    "shortDescription": "Receive webhooks on this computer through the Webhook Connect cloud",
-    "longDescription": "Webhook Connect desktop: a tray app that connects to a Webhook Connect cloud and forwards its webhooks to local targets. Includes the light image (tray only, without WebKit).",
     "linux": {
-      "deb": {
-        "recommends": ["gnome-keyring"],
-        "files": {"/usr/bin/webhook-connect-light": "$stage/$kind/webhook-connect-light"}
-      },
-      "rpm": {
-        "files": {"/usr/bin/webhook-connect-light": "$stage/$kind/webhook-connect-light"}
-      }
+      "deb": {"files": {"/usr/bin/webhook-connect-light": "$stage/$kind/webhook-connect-light"}},
+      "rpm": {"files": {"/usr/bin/webhook-connect-light": "$stage/$kind/webhook-connect-light"}}
     }
   }
 }
