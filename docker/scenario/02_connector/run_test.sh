@@ -13,7 +13,7 @@ TARGET="http://127.0.0.1:${S02_TARGET_PORT:-19002}"
 trap on_exit EXIT
 
 echo "== build images"
-compose --profile connector --profile ordered build
+build_images --profile connector --profile ordered
 
 basic_flow() {
   local proto=$1

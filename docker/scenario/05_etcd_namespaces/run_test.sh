@@ -15,7 +15,7 @@ trap on_exit EXIT
 etcdctl() { compose exec -T etcd /usr/local/bin/etcdctl --endpoints=http://127.0.0.1:2379 "$@"; }
 
 echo "== build image"
-compose --profile cloud build
+build_images --profile cloud
 compose down -v --remove-orphans >/dev/null 2>&1 || true
 check "etcd + redis healthy" compose up -d --wait etcd redis
 

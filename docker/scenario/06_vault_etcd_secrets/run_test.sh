@@ -32,11 +32,11 @@ seed_etcd() {
 }
 
 echo "== build image"
-compose --profile cloud build
+build_images --profile cloud
 compose down -v --remove-orphans >/dev/null 2>&1 || true
 check "etcd + vault + redis healthy" compose up -d --wait etcd vault redis
 check "KV v2 enabled at webhooks/" vault secrets enable -path=webhooks -version=2 kv
-check "secret app/auth written" vault kv put -mount=webhooks app/auth webhook_token=tok-1 hmac_secret=hmac-1
+check "secret app/auth written" quiet vault kv put -mount=webhooks app/auth webhook_token=tok-1 hmac_secret=hmac-1
 check "etcd seeded (vault_auth, vault_hmac, legacy_env)" seed_etcd
 check "cloud healthy (etcd + Vault)" compose --profile cloud up -d --wait cloud
 

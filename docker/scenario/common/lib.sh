@@ -2,8 +2,12 @@
 # Shared helpers for docker/scenario/*/run_test.sh: one PASS/FAIL line per check, a summary,
 # and a non-zero exit status when any check failed.
 #
-# Needs on the host: docker with Compose v2 (`docker compose`), curl, jq (and openssl for 06).
-# Environment: KEEP=1 leaves the containers running; COMPOSE overrides the compose command.
+# Needs on the host: docker with Compose v2 (`docker compose`) or Compose v1 (`docker-compose`
+# 1.29, Debian's: `up --wait` and `cp` are emulated below), curl, jq (and openssl for 06).
+# Environment: KEEP=1 leaves the containers running; COMPOSE overrides the compose command
+# (default: `docker compose`, or `docker-compose` when the v2 plugin is missing);
+# WHC_SKIP_BUILD=1 uses the images already built (scripts/test-docker.sh builds them once);
+# REDIS_IMAGE, PYTHON_IMAGE, ETCD_IMAGE, VAULT_IMAGE name the third-party images.
 
 set -euo pipefail
 
@@ -18,9 +22,81 @@ need() {
   done
 }
 
-compose() {
+if [ -z "${COMPOSE:-}" ]; then
+  if docker compose version >/dev/null 2>&1; then
+    COMPOSE="docker compose"
+  else
+    COMPOSE=docker-compose
+  fi
+fi
+COMPOSE_V1=0
+case "$COMPOSE" in *docker-compose*) COMPOSE_V1=1 ;; esac
+
+compose_raw() {
   # shellcheck disable=SC2086 # COMPOSE may hold several words ("docker compose").
-  ${COMPOSE:-docker compose} -f "$SCENARIO_DIR/docker-compose.yaml" -p "$PROJECT" "$@"
+  $COMPOSE -f "$SCENARIO_DIR/docker-compose.yaml" -p "$PROJECT" "$@"
+}
+
+# compose ARGS...: Compose v2's command line. With v1, `up --wait` becomes `up -d` and a wait
+# for every named service to be healthy (or running, without a healthcheck), and
+# `cp SERVICE:PATH DEST` becomes `docker cp`.
+compose() {
+  if [ "$COMPOSE_V1" = 1 ]; then
+    local pre=() args=("$@") i=0
+    while [ "$i" -lt "${#args[@]}" ] && [ "${args[$i]}" = --profile ]; do
+      pre+=(--profile "${args[$((i + 1))]}")
+      i=$((i + 2))
+    done
+    local sub=${args[$i]:-}
+    local rest=("${args[@]:$((i + 1))}")
+    if [ "$sub" = up ] && [[ " ${rest[*]} " == *" --wait "* ]]; then
+      local opts=() services=() a
+      for a in "${rest[@]}"; do
+        case "$a" in
+          --wait | -d) ;;
+          -*) opts+=("$a") ;;
+          *) services+=("$a") ;;
+        esac
+      done
+      compose_raw "${pre[@]}" up -d "${opts[@]}" "${services[@]}" >/dev/null 2>&1 || {
+        compose_raw "${pre[@]}" up -d "${opts[@]}" "${services[@]}"
+        return 1
+      }
+      [ "${#services[@]}" -gt 0 ] || mapfile -t services < <(compose_raw "${pre[@]}" config --services)
+      local s
+      for s in "${services[@]}"; do
+        wait_until 120 service_ready "$s" || {
+          echo "compose: $s not healthy after 120 s" >&2
+          return 1
+        }
+      done
+      return 0
+    fi
+    if [ "$sub" = cp ]; then
+      local src=${rest[0]} dest=${rest[1]}
+      docker cp "$(compose_raw ps -q "${src%%:*}")":"${src#*:}" "$dest"
+      return
+    fi
+  fi
+  compose_raw "$@"
+}
+
+# service_ready SERVICE: its container is healthy, or running when it has no healthcheck.
+service_ready() {
+  local id state
+  id=$(compose_raw ps -q "$1" 2>/dev/null) || return 1
+  [ -n "$id" ] || return 1
+  state=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null)
+  [ "$state" = healthy ] || [ "$state" = running ]
+}
+
+# build_images ARGS...: `compose ARGS... build`, unless WHC_SKIP_BUILD=1.
+build_images() {
+  if [ "${WHC_SKIP_BUILD:-0}" = 1 ]; then
+    echo "(images built by the caller: WHC_SKIP_BUILD=1)"
+  else
+    compose "$@" build
+  fi
 }
 
 pass() { PASSED=$((PASSED + 1)); printf 'PASS %s\n' "$*"; }
@@ -37,6 +113,9 @@ check() {
   shift
   if "$@"; then pass "$name"; else fail "$name"; fi
 }
+
+# quiet COMMAND...: the command with its standard output dropped.
+quiet() { "$@" >/dev/null; }
 
 # wait_until SECONDS COMMAND...: retries every half second; non-zero after the deadline.
 wait_until() {
@@ -55,11 +134,15 @@ status() {
   curl -s -o /dev/null -w '%{http_code}' -X "$method" --max-time 30 "$@" "$url" || true
 }
 
-# post_status ID [curl args...]: POSTs {} (or -d given later) to /webhook/ID.
+# post_status ID [curl args...]: POSTs {} (or the body of a -d among the args) to /webhook/ID.
+# (curl joins several -d with '&': the default body is left out when the caller gives one.)
 post_status() {
-  local id=$1
+  local id=$1 a data=(-d '{}')
   shift
-  status POST "$CLOUD/webhook/$id" -H 'content-type: application/json' -d '{}' "$@"
+  for a in "$@"; do
+    case "$a" in -d | --data | --data-raw | --data-binary) data=() ;; esac
+  done
+  status POST "$CLOUD/webhook/$id" -H 'content-type: application/json' "${data[@]}" "$@"
 }
 
 admin() { curl -s --max-time 30 -H "Authorization: Bearer $ADMIN_TOKEN" "$@"; }
