@@ -307,7 +307,9 @@ fn main() {
     let hwm_restart = hwm_mb(pid2);
 
     // 6. Drain through the real connector.
+    let cloud_cpu = cpu_seconds(pid2);
     let drained = cli_binary(&bin).map(|cli| drain(&rt, &http, &cli, &dir, cloud.addr, depth2));
+    let cloud_cpu = cpu_seconds(pid2) - cloud_cpu;
     let hwm_drain = hwm_mb(pid2);
     cloud.child.kill().unwrap();
     cloud.child.wait().unwrap();
@@ -347,10 +349,15 @@ fn main() {
     println!("| RSS after the restart (peak) | {rss_restart:.1} MB ({hwm_restart:.1} MB) |");
     println!("| ready after the restart | {depth2} (before: {depth}) |");
     match drained {
-        Some((n, secs)) => {
+        Some(Drained { n, secs, cli_cpu }) => {
             println!(
                 "| drain through `webhook-connect` (WebSocket) to a local target | {n} in {secs:.1} s = {:.0} msg/s |",
                 n as f64 / secs
+            );
+            println!(
+                "| CPU per drained message: cloud, connector | {:.1} µs, {:.1} µs |",
+                cloud_cpu / n as f64 * 1e6,
+                cli_cpu / n as f64 * 1e6
             );
             println!("| cloud peak RSS over restart and drain | {hwm_drain:.1} MB |");
         }
@@ -361,9 +368,27 @@ fn main() {
         empty.non_2xx, full.non_2xx, empty.errors, full.errors
     );
     assert!(depth2 >= depth, "messages lost across the restart");
-    if let Some((n, _)) = drained {
-        assert_eq!(n, depth2, "the drain did not deliver every message");
+    if let Some(d) = drained {
+        assert_eq!(d.n, depth2, "the drain did not deliver every message");
     }
+}
+
+/// User + system CPU seconds a process has used so far (`/proc/<pid>/stat`).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+struct Drained {
+    n: u64,
+    secs: f64,
+    /// CPU seconds the connector used.
+    cli_cpu: f64,
 }
 
 fn cli_binary(cloud_bin: &Path) -> Option<PathBuf> {
@@ -401,7 +426,8 @@ fn spawn_target() -> (SocketAddr, Arc<AtomicU64>) {
 }
 
 /// Runs the connector CLI against the cloud until `expect` messages reached the target and
-/// the channel is empty; returns what the target counted and the seconds it took.
+/// the channel is empty; returns what the target counted, the seconds it took and the
+/// connector's CPU time.
 fn drain(
     rt: &tokio::runtime::Runtime,
     http: &reqwest::Client,
@@ -409,7 +435,7 @@ fn drain(
     dir: &Path,
     cloud: SocketAddr,
     expect: u64,
-) -> (u64, f64) {
+) -> Drained {
     let (target, count) = spawn_target();
     let in_flight: u64 = env_num("BENCH_DRAIN_IN_FLIGHT", 1000);
     let config = dir.join("connector.json");
@@ -448,7 +474,12 @@ fn drain(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
+    let cli_cpu = cpu_seconds(child.id());
     let _ = child.kill();
     let _ = child.wait();
-    (count.load(Ordering::Relaxed), done.as_secs_f64())
+    Drained {
+        n: count.load(Ordering::Relaxed),
+        secs: done.as_secs_f64(),
+        cli_cpu,
+    }
 }
