@@ -22,7 +22,8 @@
 //! `BENCH_SECONDS` (default 5), `BENCH_CONCURRENCY` (default 50), `BENCH_CLOUD_BIN`
 //! (default `target/release/webhook-connect-cloud`), `BENCH_KEEP_DIR` (keep the data
 //! directory there instead of a temporary one), `BENCH_ADDR` + `BENCH_PID` (measure a cloud
-//! started elsewhere, e.g. in a container: phases 1–4 only), `BENCH_CLI_BIN` (default
+//! started elsewhere, e.g. in a container: phases 1–4, then 5 and 6 when `BENCH_RESTART` is a
+//! shell command that restarts it on the same data and prints the new pid), `BENCH_CLI_BIN` (default
 //! `webhook-connect` beside the cloud binary; phase 6 is skipped when it is missing),
 //! `BENCH_DRAIN_IN_FLIGHT` (the channel's `max_in_flight` and the connector's concurrency,
 //! default 1000).
@@ -236,6 +237,39 @@ fn main() {
             (written(pid) - io_before) as f64 / received.max(1) as f64,
             rss_mb(pid)
         );
+        // `BENCH_RESTART`: a shell command that kills the cloud, starts it again on the same
+        // data and prints its new pid; then phases 5 and 6 as below.
+        if let Ok(cmd) = std::env::var("BENCH_RESTART") {
+            let depth = s["messages_queued"].as_u64().unwrap_or(0);
+            let out = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+            assert!(out.status.success(), "BENCH_RESTART failed: {out:?}");
+            let pid2: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+            let healthy_after = rt.block_on(wait_healthy(&http, addr));
+            let rss_restart = rss_mb(pid2);
+            let depth2 = rt.block_on(stats(&http, addr))["messages_queued"]
+                .as_u64()
+                .unwrap_or(0);
+            println!(
+                "restart: /health 200 after {:.2} s, RSS {rss_restart:.1} MB (peak {:.1} MB), {depth2} queued (before: {depth})",
+                healthy_after.as_secs_f64(),
+                hwm_mb(pid2)
+            );
+            assert!(depth2 >= depth, "messages lost across the restart");
+            if let Some(cli) = cli_binary(&bin) {
+                let cpu = cpu_seconds(pid2);
+                let d = drain(&rt, &http, &cli, &dir, addr, depth2);
+                println!(
+                    "drain: {} in {:.1} s = {:.0} msg/s; CPU per message: cloud {:.1} µs, connector {:.1} µs; cloud peak RSS {:.1} MB",
+                    d.n,
+                    d.secs,
+                    d.n as f64 / d.secs,
+                    (cpu_seconds(pid2) - cpu) / d.n as f64 * 1e6,
+                    d.cli_cpu / d.n as f64 * 1e6,
+                    hwm_mb(pid2)
+                );
+                assert_eq!(d.n, depth2, "the drain did not deliver every message");
+            }
+        }
         return;
     }
     let port = free_port();
