@@ -14,23 +14,36 @@
 //!   long-polling it.
 //! - [`admin`]: a client of the cloud's admin API (dead letters) for the app.
 //! - [`keyring`]: `token_ref = "keyring"`.
-//! - [`engine`]: reconnect loops, the three transports, settlement, [`Engine`] / [`EngineHandle`].
+//! - [`handle`]: [`Engine`] / [`EngineHandle`], the public API (channels, pause, history,
+//!   replay, shutdown) and the state [`Carried`] between processes; [`error`]: [`EngineError`].
+//! - `channel`: one channel's context (clients, limits, live status, history), its cancellation
+//!   tokens and settlement (ACK / NACK / extend).
+//! - `delivery`: a message from arrival to settlement (targets, modules, ordered workers, lease
+//!   extension) and replays.
+//! - `session`: the reconnect ladder of each channel (backoff, `auto` fallback, close codes).
+//! - `transport`: one session of `ws`, `sse` or `poll`, and their `tls` and `proxy`.
 
 pub mod admin;
 pub mod api;
+mod channel;
 mod cloud_status;
 pub mod config;
-pub mod engine;
+mod delivery;
+pub mod error;
 mod etcd_modules;
 pub mod forward;
+pub mod handle;
 pub mod history;
 pub mod keyring;
 pub mod modules;
 mod outcome_log;
+mod session;
 pub mod sse;
 pub mod stats;
 mod status;
+mod transport;
 
 pub use api::{ChannelState, ChannelStatus, Counters, EventDetail, EventSummary, ReplayRequest};
 pub use config::{ConfigError, ConnectorConfig, Overrides, Sources};
-pub use engine::{Carried, CarriedChannel, DEFAULT_GRACE, Engine, EngineError, EngineHandle};
+pub use error::EngineError;
+pub use handle::{Carried, CarriedChannel, DEFAULT_GRACE, Engine, EngineHandle};
