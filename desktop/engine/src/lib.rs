@@ -5,7 +5,6 @@
 //! Layout:
 //! - [`config`]: the connector configuration from file, `CONNECTOR_*` env and flags.
 //! - [`forward`]: target choice, exact body and headers, local retries, the ACK/NACK decision.
-//! - [`sse`]: a small Server-Sent Events parser.
 //! - [`api`]: the view types (status, history, replay) shared with the CLI and the app UI.
 //! - [`history`] / [`stats`]: the bounded history and the latency window.
 //! - `outcome_log`: the log line of each retry, hand-back and dead letter.
@@ -38,7 +37,6 @@ pub mod keyring;
 pub mod modules;
 mod outcome_log;
 mod session;
-pub mod sse;
 pub mod stats;
 mod status;
 mod transport;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use connect_protocol::close;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ChannelState, Transport};
@@ -157,18 +158,19 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
                 delay = backoff.initial;
                 continue;
             }
-            Ok(End::Closed(Some(4005), reason)) => {
+            Ok(End::Closed(Some(close::TOKEN_REVOKED), reason)) => {
                 if reload_token(&ctx) {
                     tracing::warn!(channel = %ctx.cfg.channel, "token revoked; reloaded it from token_ref");
                     wait = jitter(backoff.initial);
                 } else if ctx.cfg.token_ref.is_some() {
                     // Never reconnect with the revoked token; switch over once its source
                     // holds another one (a rotation typed in after the close, CONFIG.md §8.2).
-                    tracing::error!(channel = %ctx.cfg.channel, "token revoked (4005): waiting for a new token in token_ref");
+                    tracing::error!(channel = %ctx.cfg.channel, "token revoked ({}): waiting for a new token in token_ref", close::TOKEN_REVOKED);
                     ctx.set_state(
                         ChannelState::AuthFailed,
                         Some(format!(
-                            "token revoked (4005 {reason}): waiting for a new token in token_ref"
+                            "token revoked ({} {reason}): waiting for a new token in token_ref",
+                            close::TOKEN_REVOKED
                         )),
                     );
                     loop {
@@ -183,19 +185,20 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
                     tracing::info!(channel = %ctx.cfg.channel, "token_ref holds a new token; reconnecting");
                     wait = jitter(backoff.initial);
                 } else {
-                    tracing::error!(channel = %ctx.cfg.channel, "token revoked (4005): stopping this channel");
+                    tracing::error!(channel = %ctx.cfg.channel, "token revoked ({}): stopping this channel", close::TOKEN_REVOKED);
                     ctx.set_state(
                         ChannelState::AuthFailed,
                         Some(format!(
-                            "token revoked (4005 {reason}): the channel is stopped until it is given the new token"
+                            "token revoked ({} {reason}): the channel is stopped until it is given the new token",
+                            close::TOKEN_REVOKED
                         )),
                     );
                     ctx.tokens.intake.cancelled().await;
                     return;
                 }
             }
-            Ok(End::Closed(Some(4006), reason)) => {
-                tracing::error!(channel = %ctx.cfg.channel, "channel removed (4006): stopping this channel");
+            Ok(End::Closed(Some(close::CHANNEL_REMOVED), reason)) => {
+                tracing::error!(channel = %ctx.cfg.channel, "channel removed ({}): stopping this channel", close::CHANNEL_REMOVED);
                 ctx.set_state(
                     ChannelState::Stopped,
                     Some(format!("channel removed: {reason}")),
@@ -209,7 +212,7 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
                     ChannelState::Connecting,
                     Some(format!("closed {code:?}: {reason}")),
                 );
-                if code == Some(1001) {
+                if code == Some(close::GOING_AWAY) {
                     wait = jitter(backoff.initial.min(Duration::from_secs(2)));
                 }
             }

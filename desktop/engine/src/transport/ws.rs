@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use connect_protocol::close;
 use connect_protocol::frames::{ClientFrame, ParsedServerFrame, ServerFrame};
 use connect_protocol::headers as h;
 use futures::{SinkExt, StreamExt};
@@ -168,8 +169,8 @@ pub(crate) async fn run_ws(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> S
     if matches!(end, End::Draining) {
         ctx.settled().await;
         let _ = tx.send(Message::Close(Some(CloseFrame {
-            code: 1000.into(),
-            reason: "normal".into(),
+            code: close::NORMAL.into(),
+            reason: close::reason(close::NORMAL).into(),
         })));
         drop(stream);
         drop(tx);
