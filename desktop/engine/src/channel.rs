@@ -24,7 +24,7 @@ use crate::history::{Entry, History};
 use crate::modules::Modules;
 use crate::outcome_log::Subject;
 use crate::status::Live;
-use crate::transport::proxy::cloud_proxy;
+use crate::transport::proxy::CloudProxy;
 use crate::transport::tls::ws_tls_config;
 
 /// How long a pause or disconnect waits for running deliveries before closing the link.
@@ -159,9 +159,10 @@ impl ChannelCtx {
         // The proxy is chosen here (from the injected environment first) rather than by reqwest
         // from the process environment, so that WebSocket links use the same one.
         b = b.no_proxy();
-        if let Some(p) = cloud_proxy(&cfg.cloud_url, &inner.env) {
-            let proxy =
-                reqwest::Proxy::all(&p).map_err(|e| EngineError(format!("proxy {p:?}: {e}")))?;
+        if let Some(p) = CloudProxy::for_cloud(&cfg.cloud_url, &inner.env) {
+            let proxy = p
+                .reqwest()
+                .map_err(|e| EngineError(format!("proxy {:?}: {e}", p.to_string())))?;
             b = b.proxy(proxy);
         }
         let cloud = b

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-use super::proxy::{cloud_proxy, connect_tunnel};
+use super::proxy::CloudProxy;
 use super::{MAX_MESSAGE, is_v2};
 use crate::channel::{ChannelCtx, Link, error_chain};
 use crate::config::Protocol;
@@ -51,7 +51,7 @@ pub(crate) async fn run_ws(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> S
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
     let tls = ctx.ws_tls.clone().map(tokio_tungstenite::Connector::Rustls);
-    let proxy = cloud_proxy(&ctx.cfg.cloud_url, &ctx.env);
+    let proxy = CloudProxy::for_cloud(&ctx.cfg.cloud_url, &ctx.env);
     let connect = async {
         match proxy {
             None => {
@@ -61,7 +61,7 @@ pub(crate) async fn run_ws(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> S
                 let host = req.uri().host().unwrap_or_default().to_owned();
                 let https = req.uri().scheme_str() == Some("wss");
                 let port = req.uri().port_u16().unwrap_or(if https { 443 } else { 80 });
-                let stream = connect_tunnel(&proxy, &host, port).await.map_err(|e| {
+                let stream = proxy.tunnel(&host, port).await.map_err(|e| {
                     tokio_tungstenite::tungstenite::Error::Io(std::io::Error::other(e))
                 })?;
                 tokio_tungstenite::client_async_tls_with_config(req, stream, Some(config), tls)
