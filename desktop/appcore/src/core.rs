@@ -10,7 +10,7 @@ use connect_engine::admin::AdminClient;
 use connect_engine::api::{
     ChannelState, ChannelStatus, EventDetail, EventSummary, ReplayRequest, TargetSettings,
 };
-use connect_engine::config::{ChannelConfig, ConnectorConfig, Protocol};
+use connect_engine::config::{ChannelConfig, ConnectorConfig, TransportChoice};
 use connect_engine::{Carried, Engine, EngineHandle};
 use connect_protocol::admin::DeadLetterList;
 use parking_lot::Mutex;
@@ -213,7 +213,7 @@ impl Core {
         let Some(token) = self.secrets.get(&account).map_err(s)? else {
             return Ok(None);
         };
-        let protocol = Protocol::parse(&e.protocol).map_err(s)?;
+        let protocol = TransportChoice::parse(&e.protocol).map_err(s)?;
         let targets: BTreeMap<String, String> = e
             .targets
             .iter()
@@ -344,7 +344,7 @@ impl Core {
                 "invalid channel name {channel:?}: letters, digits, '.', '_' and '-', starting with a letter or digit"
             ));
         }
-        let protocol = Protocol::parse(&input.protocol).map_err(s)?;
+        let protocol = TransportChoice::parse(&input.protocol).map_err(s)?;
         let account = secrets::channel_account(&cloud_url, &channel).map_err(s)?;
         let admin_account = secrets::admin_account(&cloud_url).map_err(s)?;
         let previous = match input.key.as_deref().filter(|k| !k.is_empty()) {

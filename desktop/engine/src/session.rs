@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ChannelState, Transport};
 use crate::channel::{ChannelCtx, Link};
-use crate::config::Protocol;
+use crate::config::TransportChoice;
 use crate::transport::{poll::run_poll, sse::run_sse, ws::run_ws};
 
 /// Connection failures before `auto` falls back to the next transport.
@@ -46,14 +46,6 @@ pub(crate) struct Session {
 
 pub(crate) fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::random_range(0.8..1.2))
-}
-
-pub(crate) fn name(p: Protocol) -> Transport {
-    match p {
-        Protocol::WebSocket | Protocol::Auto => Transport::Websocket,
-        Protocol::Sse => Transport::Sse,
-        Protocol::LongPoll => Transport::LongPoll,
-    }
 }
 
 /// Waits while the channel is paused or disconnected; false when the channel is ending.
@@ -107,8 +99,8 @@ pub(crate) fn session_stop(ctx: &ChannelCtx) -> (CancellationToken, tokio::task:
 pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
     let backoff = ctx.cfg.backoff.clone();
     let mut delay = backoff.initial;
-    let auto = ctx.cfg.protocol == Protocol::Auto;
-    let ladder = [Protocol::WebSocket, Protocol::Sse, Protocol::LongPoll];
+    let auto = ctx.cfg.protocol == TransportChoice::Auto;
+    let ladder = [Transport::Websocket, Transport::Sse, Transport::LongPoll];
     let mut rung = 0usize;
     let mut rung_failures = 0u32;
     let mut fell_back_at: Option<Instant> = None;
@@ -123,11 +115,14 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
             rung_failures = 0;
             fell_back_at = None;
         }
-        let proto = if auto { ladder[rung] } else { ctx.cfg.protocol };
+        let transport = match ctx.cfg.protocol {
+            TransportChoice::Auto => ladder[rung],
+            TransportChoice::Only(t) => t,
+        };
         {
             let mut l = ctx.live.lock();
             l.status.connection_attempts += 1;
-            l.status.transport = Some(name(proto));
+            l.status.transport = Some(transport);
             if l.status.state != ChannelState::AuthFailed {
                 l.status.state = if failures >= 3 || rung > 0 {
                     ChannelState::Degraded
@@ -137,10 +132,10 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
             }
         }
         let (stop, watcher) = session_stop(&ctx);
-        let session = match proto {
-            Protocol::WebSocket | Protocol::Auto => run_ws(&ctx, &stop).await,
-            Protocol::Sse => run_sse(&ctx, &stop).await,
-            Protocol::LongPoll => run_poll(&ctx, &stop).await,
+        let session = match transport {
+            Transport::Websocket => run_ws(&ctx, &stop).await,
+            Transport::Sse => run_sse(&ctx, &stop).await,
+            Transport::LongPoll => run_poll(&ctx, &stop).await,
         };
         watcher.abort();
         if session.connected {
@@ -269,7 +264,7 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
                         rung += 1;
                         rung_failures = 0;
                         fell_back_at = Some(Instant::now());
-                        tracing::warn!(channel = %ctx.cfg.channel, transport = ?name(ladder[rung]), "falling back");
+                        tracing::warn!(channel = %ctx.cfg.channel, transport = ?ladder[rung], "falling back");
                     }
                 }
             }

@@ -19,8 +19,8 @@ use serde_json::{Map, Value, json};
 
 pub use sources::{CONFIG_FILE_ENV, parse_bool};
 pub use types::{
-    Backoff, ChannelConfig, ConnectorConfig, LogFormat, Overrides, PathRewrite, Protocol, Sources,
-    Target,
+    Backoff, ChannelConfig, ConnectorConfig, LogFormat, Overrides, PathRewrite, Sources, Target,
+    TransportChoice,
 };
 pub use validate::resolve_token_ref;
 
@@ -80,7 +80,7 @@ pub fn load(sources: &Sources) -> Result<ConnectorConfig, ConfigError> {
 
     // Checked first so that a bad flag is reported even when other keys are missing.
     if let Some(Value::String(p)) = top.get("protocol") {
-        Protocol::parse(p)?;
+        TransportChoice::parse(p)?;
     }
     let max_concurrent_requests = match top.get("max_concurrent_requests") {
         None | Some(Value::Null) => 10,

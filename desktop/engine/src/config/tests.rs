@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
+use crate::api::Transport;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -39,7 +40,7 @@ fn flags_beat_env_beat_file_beat_defaults() {
     let c = load(&sources).unwrap();
     let ch = &c.channels[0];
     assert_eq!(ch.channel, "flag-ch");
-    assert_eq!(ch.protocol, Protocol::LongPoll);
+    assert_eq!(ch.protocol, TransportChoice::Only(Transport::LongPoll));
     assert_eq!(ch.cloud_url, "http://file.example");
     assert_eq!(ch.heartbeat_timeout, Duration::from_secs(60));
     assert_eq!(c.log_level, "INFO");
@@ -50,7 +51,10 @@ fn flags_beat_env_beat_file_beat_defaults() {
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(c.channels[0].protocol, Protocol::Sse);
+    assert_eq!(
+        c.channels[0].protocol,
+        TransportChoice::Only(Transport::Sse)
+    );
 }
 
 #[test]
@@ -166,8 +170,14 @@ fn channels_inherit_top_level_and_env() {
     })
     .unwrap();
     assert_eq!(c.channels.len(), 2);
-    assert_eq!(c.channels[0].protocol, Protocol::LongPoll);
-    assert_eq!(c.channels[1].protocol, Protocol::Sse);
+    assert_eq!(
+        c.channels[0].protocol,
+        TransportChoice::Only(Transport::LongPoll)
+    );
+    assert_eq!(
+        c.channels[1].protocol,
+        TransportChoice::Only(Transport::Sse)
+    );
     assert_eq!(c.channels[1].token, "tb");
     assert_eq!(c.channels[0].token, "t");
 }

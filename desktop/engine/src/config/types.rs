@@ -8,31 +8,29 @@ use serde_json::{Map, Value, json};
 
 use super::validate::{channel_from, target_from};
 use super::{ConfigError, err};
+use crate::api::Transport;
 
-/// Transport selection (`protocol`).
+/// Transport selection (`protocol`): one transport of the wire contract, or `auto` (WebSocket,
+/// falling back to SSE, then long-poll).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    WebSocket,
-    Sse,
-    LongPoll,
+pub enum TransportChoice {
     Auto,
+    Only(Transport),
 }
 
-impl Protocol {
+impl TransportChoice {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::WebSocket => "websocket",
-            Self::Sse => "sse",
-            Self::LongPoll => "long_poll",
+            Self::Only(t) => t.as_str(),
             Self::Auto => "auto",
         }
     }
 
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
         match s.trim().to_ascii_lowercase().as_str() {
-            "websocket" | "ws" => Ok(Self::WebSocket),
-            "sse" => Ok(Self::Sse),
-            "long_poll" | "long-poll" | "longpoll" | "poll" => Ok(Self::LongPoll),
+            "websocket" | "ws" => Ok(Self::Only(Transport::Websocket)),
+            "sse" => Ok(Self::Only(Transport::Sse)),
+            "long_poll" | "long-poll" | "longpoll" | "poll" => Ok(Self::Only(Transport::LongPoll)),
             "auto" => Ok(Self::Auto),
             other => err(format!(
                 "invalid protocol {other:?}: expected websocket, sse, long_poll or auto"
@@ -110,7 +108,7 @@ pub struct ChannelConfig {
     pub cloud_url: String,
     pub token: String,
     pub token_ref: Option<String>,
-    pub protocol: Protocol,
+    pub protocol: TransportChoice,
     pub connector_id: Option<String>,
     pub backoff: Backoff,
     pub heartbeat_timeout: Duration,
@@ -133,7 +131,7 @@ impl ChannelConfig {
         cloud_url: &str,
         channel: &str,
         token: &str,
-        protocol: Protocol,
+        protocol: TransportChoice,
         default_target: Option<&str>,
         targets: &BTreeMap<String, String>,
     ) -> Result<ChannelConfig, ConfigError> {

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::sources::{TARGET_KEYS, non_empty, parse_bool};
 use super::types::*;
 use super::{ConfigError, err};
+use crate::api::Transport;
 
 pub(super) fn get_str(
     m: &Map<String, Value>,
@@ -158,8 +159,8 @@ pub(super) fn channel_from(
         (None, None) => return err(format!("{ctx}token (or token_ref) is required")),
     };
     let protocol = match get_str(m, "protocol", ctx)? {
-        None => Protocol::WebSocket,
-        Some(p) => Protocol::parse(&p).map_err(|e| ConfigError(format!("{ctx}{e}")))?,
+        None => TransportChoice::Only(Transport::Websocket),
+        Some(p) => TransportChoice::parse(&p).map_err(|e| ConfigError(format!("{ctx}{e}")))?,
     };
     let initial = get_f64(m, "reconnect_delay", 1.0, ctx)?;
     let max = get_f64(m, "max_reconnect_delay", 60.0, ctx)?;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::is_v2;
 use crate::channel::{ChannelCtx, Link, error_chain};
-use crate::config::Protocol;
+use crate::config::TransportChoice;
 use crate::session::{ConnError, End, Session, connected};
 
 pub(crate) async fn run_sse(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
@@ -39,7 +39,7 @@ pub(crate) async fn run_sse(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> 
     let s = resp.status().as_u16();
     // The cloud answers a bad token with 401; a 403 under `auto` may be a proxy refusing event
     // streams, so it falls back to long-poll like any transport failure.
-    if s == 401 || (s == 403 && ctx.cfg.protocol != Protocol::Auto) {
+    if s == 401 || (s == 403 && ctx.cfg.protocol != TransportChoice::Auto) {
         return fail(ConnError::Auth(format!("HTTP {s}: invalid channel token")));
     }
     if !resp.status().is_success() {

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::proxy::CloudProxy;
 use super::{MAX_MESSAGE, is_v2};
 use crate::channel::{ChannelCtx, Link, error_chain};
-use crate::config::Protocol;
+use crate::config::TransportChoice;
 use crate::session::{ConnError, End, Session, connected};
 
 pub(crate) async fn run_ws(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> Session {
@@ -78,7 +78,7 @@ pub(crate) async fn run_ws(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> S
                 // 403 is how a v1 server reports a bad token on the upgrade, but also how proxies
                 // refuse WebSocket: under `auto` it is a transport failure (fall back to SSE, whose
                 // answer then tells a bad token apart).
-                let forbidden_by_proxy = s == 403 && ctx.cfg.protocol == Protocol::Auto;
+                let forbidden_by_proxy = s == 403 && ctx.cfg.protocol == TransportChoice::Auto;
                 return fail(if s == 401 || (s == 403 && !forbidden_by_proxy) {
                     ConnError::Auth(format!("HTTP {s}: invalid channel token"))
                 } else if forbidden_by_proxy {
