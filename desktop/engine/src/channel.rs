@@ -128,7 +128,7 @@ pub(crate) fn target_client(verify_tls: bool) -> Result<reqwest::Client, EngineE
         .no_proxy()
         .danger_accept_invalid_certs(!verify_tls)
         .build()
-        .map_err(|e| EngineError(format!("HTTP client: {e}")))
+        .map_err(|e| EngineError::Setup(format!("HTTP client: {e}")))
 }
 
 impl ChannelCtx {
@@ -143,17 +143,20 @@ impl ChannelCtx {
             .danger_accept_invalid_certs(!cfg.verify_ssl);
         if let Some(ca) = &cfg.ca_cert_path {
             let pem = std::fs::read(ca)
-                .map_err(|e| EngineError(format!("ca_cert_path {}: {e}", ca.display())))?;
+                .map_err(|e| EngineError::Setup(format!("ca_cert_path {}: {e}", ca.display())))?;
             let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| EngineError(format!("ca_cert_path {}: {e}", ca.display())))?;
+                .map_err(|e| EngineError::Setup(format!("ca_cert_path {}: {e}", ca.display())))?;
             b = b.add_root_certificate(cert);
         }
         if let (Some(c), Some(k)) = (&cfg.client_cert_path, &cfg.client_key_path) {
-            let mut pem =
-                std::fs::read(c).map_err(|e| EngineError(format!("{}: {e}", c.display())))?;
-            pem.extend(std::fs::read(k).map_err(|e| EngineError(format!("{}: {e}", k.display())))?);
+            let mut pem = std::fs::read(c)
+                .map_err(|e| EngineError::Setup(format!("{}: {e}", c.display())))?;
+            pem.extend(
+                std::fs::read(k)
+                    .map_err(|e| EngineError::Setup(format!("{}: {e}", k.display())))?,
+            );
             let id = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| EngineError(format!("client certificate: {e}")))?;
+                .map_err(|e| EngineError::Setup(format!("client certificate: {e}")))?;
             b = b.identity(id);
         }
         // The proxy is chosen here (from the injected environment first) rather than by reqwest
@@ -162,12 +165,12 @@ impl ChannelCtx {
         if let Some(p) = CloudProxy::for_cloud(&cfg.cloud_url, &inner.env) {
             let proxy = p
                 .reqwest()
-                .map_err(|e| EngineError(format!("proxy {:?}: {e}", p.to_string())))?;
+                .map_err(|e| EngineError::Setup(format!("proxy {:?}: {e}", p.to_string())))?;
             b = b.proxy(proxy);
         }
         let cloud = b
             .build()
-            .map_err(|e| EngineError(format!("HTTP client: {e}")))?;
+            .map_err(|e| EngineError::Setup(format!("HTTP client: {e}")))?;
         let mut target_clients = HashMap::new();
         let mut target_limits = HashMap::new();
         let all = cfg.targets.iter().map(|(k, t)| (k.clone(), t)).chain(
@@ -186,7 +189,7 @@ impl ChannelCtx {
         let modules = match &cfg.module {
             None => None,
             Some(mode) => {
-                let (m, warnings) = Modules::load(mode, &inner.env).map_err(EngineError)?;
+                let (m, warnings) = Modules::load(mode, &inner.env).map_err(EngineError::Setup)?;
                 for w in warnings {
                     tracing::warn!(channel = %cfg.channel, "{w}");
                 }

@@ -333,9 +333,9 @@ impl ChannelCtx {
     pub(crate) async fn replay(&self, req: ReplayRequest) -> Result<EventDetail, EngineError> {
         let (mut msg, body, target_key, truncated) = {
             let h = self.history.lock();
-            let e = h.get(&req.message_id).ok_or_else(|| {
-                EngineError(format!("no event {:?} in the history", req.message_id))
-            })?;
+            let e = h
+                .get(&req.message_id)
+                .ok_or_else(|| EngineError::UnknownEvent(req.message_id.clone()))?;
             (
                 e.wire.clone(),
                 e.body.clone(),
@@ -346,9 +346,9 @@ impl ChannelCtx {
         let body = match &req.body_base64 {
             Some(b) => base64::engine::general_purpose::STANDARD
                 .decode(b)
-                .map_err(|e| EngineError(format!("body_base64: {e}")))?,
+                .map_err(|e| EngineError::Replay(format!("body_base64: {e}")))?,
             None if truncated => {
-                return Err(EngineError(
+                return Err(EngineError::Replay(
                     "the history kept only the first MiB of this body: replay it with an edited body".into(),
                 ));
             }
@@ -369,7 +369,7 @@ impl ChannelCtx {
             (Some(url), base) => {
                 let mut t = match base {
                     Some(b) => b.clone(),
-                    None => Target::from_url(url).map_err(|e| EngineError(e.0))?,
+                    None => Target::from_url(url).map_err(|e| EngineError::Replay(e.0))?,
                 };
                 t.url = url.clone();
                 t.append_path = false;
@@ -386,7 +386,7 @@ impl ChannelCtx {
                 (t.clone(), c)
             }
             (None, None) => {
-                return Err(EngineError(
+                return Err(EngineError::Replay(
                     "this event had no target: give a target URL to replay it to".into(),
                 ));
             }
@@ -423,9 +423,9 @@ impl ChannelCtx {
             e.summary.attempts = d.attempts;
             e.push_attempts(d.log);
         });
-        h.get(&replay_id)
-            .map(Entry::detail)
-            .ok_or_else(|| EngineError("the history is too small to keep the replay".into()))
+        h.get(&replay_id).map(Entry::detail).ok_or_else(|| {
+            EngineError::Replay("the history is too small to keep the replay".into())
+        })
     }
 }
 

@@ -101,7 +101,7 @@ impl EngineHandle {
             .iter()
             .find(|c| c.cfg.key == key)
             .cloned()
-            .ok_or_else(|| EngineError(format!("unknown channel {key:?}")))
+            .ok_or_else(|| EngineError::UnknownChannel(key.to_owned()))
     }
 
     /// A snapshot of every channel.
@@ -117,7 +117,7 @@ impl EngineHandle {
     /// Starts a channel; one with the same key is replaced (its history is kept).
     pub fn add_channel(&self, cfg: ChannelConfig) -> Result<(), EngineError> {
         if self.inner.tokens.intake.is_cancelled() {
-            return Err(EngineError("the engine is shutting down".into()));
+            return Err(EngineError::ShuttingDown);
         }
         let previous = {
             let list = self.inner.channels.lock();
@@ -249,7 +249,7 @@ impl EngineHandle {
             .lock()
             .get(message_id)
             .map(Entry::detail)
-            .ok_or_else(|| EngineError(format!("no event {message_id:?} in the history")))
+            .ok_or_else(|| EngineError::UnknownEvent(message_id.to_owned()))
     }
 
     /// Every channel key with its events, newest first (for lookups across channels).

@@ -15,12 +15,12 @@ pub(crate) fn ws_tls_config(cfg: &ChannelConfig) -> Result<Arc<rustls::ClientCon
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| EngineError(format!("TLS: {e}")))?;
+        .map_err(|e| EngineError::Setup(format!("TLS: {e}")))?;
     let builder = if cfg.verify_ssl {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(ca) = &cfg.ca_cert_path {
-            let err = |e: String| EngineError(format!("ca_cert_path {}: {e}", ca.display()));
+            let err = |e: String| EngineError::Setup(format!("ca_cert_path {}: {e}", ca.display()));
             let certs = CertificateDer::pem_file_iter(ca)
                 .map_err(|e| err(e.to_string()))?
                 .collect::<Result<Vec<_>, _>>()
@@ -42,12 +42,12 @@ pub(crate) fn ws_tls_config(cfg: &ChannelConfig) -> Result<Arc<rustls::ClientCon
         (Some(c), Some(k)) => {
             let chain = CertificateDer::pem_file_iter(c)
                 .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| EngineError(format!("{}: {e}", c.display())))?;
+                .map_err(|e| EngineError::Setup(format!("{}: {e}", c.display())))?;
             let key = PrivateKeyDer::from_pem_file(k)
-                .map_err(|e| EngineError(format!("{}: {e}", k.display())))?;
+                .map_err(|e| EngineError::Setup(format!("{}: {e}", k.display())))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| EngineError(format!("client certificate: {e}")))?
+                .map_err(|e| EngineError::Setup(format!("client certificate: {e}")))?
         }
         _ => builder.with_no_client_auth(),
     };
