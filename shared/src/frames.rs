@@ -216,6 +216,14 @@ pub struct SseError {
     pub error: String,
 }
 
+/// SSE event names (§5.2): the `event:` field of each event the server sends.
+pub mod sse_event {
+    pub const CONNECTED: &str = "connected";
+    pub const WEBHOOK: &str = "webhook";
+    pub const HEARTBEAT: &str = "heartbeat";
+    pub const ERROR: &str = "error";
+}
+
 /// Terminal SSE error codes.
 pub mod sse_error {
     pub const MAX_CONNECTIONS: &str = "max_connections_reached";

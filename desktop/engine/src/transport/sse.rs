@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use connect_protocol::frames::{SseError, SseErrorCode};
+use connect_protocol::frames::{SseError, SseErrorCode, sse_event};
 use connect_protocol::message::WireMessage;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
@@ -72,7 +72,7 @@ pub(crate) async fn run_sse(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> 
             Some(Ok(ev)) => ev,
         };
         match ev.event.as_str() {
-            "connected" => {
+            sse_event::CONNECTED => {
                 let c: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
                 let pv = c["protocol_version"].as_u64().map(|v| v as u32);
                 v2 = v2 || pv.is_some_and(|v| v >= 2);
@@ -88,13 +88,13 @@ pub(crate) async fn run_sse(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> 
                 connected(ctx, &link, pv);
                 tracing::info!(channel = %ctx.cfg.channel, connection_id = %link.connection_id, "connected (sse)");
             }
-            "webhook" => match serde_json::from_str::<WireMessage>(&ev.data) {
+            sse_event::WEBHOOK => match serde_json::from_str::<WireMessage>(&ev.data) {
                 Ok(m) => ctx.accept(&link, m),
                 Err(e) => {
                     tracing::warn!(channel = %ctx.cfg.channel, error = %e, "unparsable webhook event")
                 }
             },
-            "error" => {
+            sse_event::ERROR => {
                 let code = serde_json::from_str::<SseError>(&ev.data)
                     .map(|e| e.error)
                     .unwrap_or_default();
