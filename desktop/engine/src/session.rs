@@ -96,35 +96,112 @@ pub(crate) fn session_stop(ctx: &ChannelCtx) -> (CancellationToken, tokio::task:
     (stop, watcher)
 }
 
+/// Which transport the next session uses: the configured one, or under `auto` a rung of
+/// WebSocket → SSE → long-poll. `auto` moves down a rung after [`AUTO_FALLBACK_AFTER`]
+/// connection failures in a row, never down to long-poll against a v1 cloud (§11.1), and goes
+/// back to WebSocket after [`AUTO_RETRY_BETTER`] on a fallback, or at once when long-poll
+/// finds a v1 cloud.
+#[derive(Debug)]
+pub(crate) struct Ladder {
+    choice: TransportChoice,
+    rung: usize,
+    /// Connection failures in a row on this rung.
+    rung_failures: u32,
+    fell_back_at: Option<Instant>,
+    /// The last connection found a protocol v1 cloud.
+    server_v1: bool,
+}
+
+impl Ladder {
+    const RUNGS: [Transport; 3] = [Transport::Websocket, Transport::Sse, Transport::LongPoll];
+
+    pub(crate) fn new(choice: TransportChoice) -> Self {
+        Self {
+            choice,
+            rung: 0,
+            rung_failures: 0,
+            fell_back_at: None,
+            server_v1: false,
+        }
+    }
+
+    /// The transport of the next session (at `now`).
+    pub(crate) fn transport(&mut self, now: Instant) -> Transport {
+        match self.choice {
+            TransportChoice::Only(t) => t,
+            TransportChoice::Auto => {
+                if self.rung > 0
+                    && self
+                        .fell_back_at
+                        .is_some_and(|t| now.duration_since(t) >= AUTO_RETRY_BETTER)
+                {
+                    self.reset();
+                }
+                Self::RUNGS[self.rung]
+            }
+        }
+    }
+
+    /// On a fallback rung (shown as degraded).
+    pub(crate) fn fallen_back(&self) -> bool {
+        self.rung > 0
+    }
+
+    /// A session connected; `server_v1`: the cloud named no protocol version.
+    pub(crate) fn connected(&mut self, server_v1: bool) {
+        self.rung_failures = 0;
+        self.server_v1 = server_v1;
+    }
+
+    /// Long-poll found a v1 cloud before polling: back to WebSocket.
+    pub(crate) fn v1_long_poll(&mut self) {
+        self.server_v1 = true;
+        if self.choice == TransportChoice::Auto {
+            self.reset();
+        }
+    }
+
+    /// A connection failed (at `now`); the transport fallen back to, if this failure moved
+    /// `auto` down a rung.
+    pub(crate) fn failed(&mut self, now: Instant) -> Option<Transport> {
+        self.rung_failures += 1;
+        if self.choice != TransportChoice::Auto || self.rung_failures < AUTO_FALLBACK_AFTER {
+            return None;
+        }
+        let lowest = if self.server_v1 { 1 } else { 2 };
+        if self.rung >= lowest {
+            return None;
+        }
+        self.rung += 1;
+        self.rung_failures = 0;
+        self.fell_back_at = Some(now);
+        Some(Self::RUNGS[self.rung])
+    }
+
+    fn reset(&mut self) {
+        self.rung = 0;
+        self.rung_failures = 0;
+        self.fell_back_at = None;
+    }
+}
+
 pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
     let backoff = ctx.cfg.backoff.clone();
     let mut delay = backoff.initial;
     let auto = ctx.cfg.protocol == TransportChoice::Auto;
-    let ladder = [Transport::Websocket, Transport::Sse, Transport::LongPoll];
-    let mut rung = 0usize;
-    let mut rung_failures = 0u32;
-    let mut fell_back_at: Option<Instant> = None;
-    let mut server_v1 = false;
+    let mut ladder = Ladder::new(ctx.cfg.protocol);
     let mut failures = 0u32;
     loop {
         if !wait_until_running(&ctx).await {
             return;
         }
-        if auto && rung > 0 && fell_back_at.is_some_and(|t| t.elapsed() >= AUTO_RETRY_BETTER) {
-            rung = 0;
-            rung_failures = 0;
-            fell_back_at = None;
-        }
-        let transport = match ctx.cfg.protocol {
-            TransportChoice::Auto => ladder[rung],
-            TransportChoice::Only(t) => t,
-        };
+        let transport = ladder.transport(Instant::now());
         {
             let mut l = ctx.live.lock();
             l.status.connection_attempts += 1;
             l.status.transport = Some(transport);
             if l.status.state != ChannelState::AuthFailed {
-                l.status.state = if failures >= 3 || rung > 0 {
+                l.status.state = if failures >= 3 || ladder.fallen_back() {
                     ChannelState::Degraded
                 } else {
                     ChannelState::Connecting
@@ -141,9 +218,7 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
         if session.connected {
             delay = backoff.initial;
             failures = 0;
-            rung_failures = 0;
-            // `auto` never falls back to long-poll against a v1 server (§11.1).
-            server_v1 = ctx.live.lock().status.server_protocol_version.is_none();
+            ladder.connected(ctx.live.lock().status.server_protocol_version.is_none());
         }
         ctx.live.lock().status.connection_id = None;
         let mut wait = jitter(delay);
@@ -230,7 +305,7 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
                 wait = jitter(backoff.max);
             }
             Err(ConnError::V1LongPoll) => {
-                server_v1 = true;
+                ladder.v1_long_poll();
                 failures += 1;
                 let e = "long-poll refused: the cloud speaks protocol v1 (its /connect/status \
                          names no protocol version), whose long-poll cannot settle messages \
@@ -238,9 +313,6 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
                 ctx.set_state(ChannelState::Degraded, Some(e.into()));
                 if auto {
                     tracing::warn!(channel = %ctx.cfg.channel, "protocol v1 cloud: long-poll skipped, back to WebSocket");
-                    rung = 0;
-                    rung_failures = 0;
-                    fell_back_at = None;
                 } else {
                     tracing::error!(channel = %ctx.cfg.channel, "{e}");
                     wait = jitter(backoff.max);
@@ -249,7 +321,6 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
             Err(ConnError::Other(e)) => {
                 tracing::warn!(channel = %ctx.cfg.channel, error = %e, "connection failed");
                 failures += 1;
-                rung_failures += 1;
                 ctx.set_state(
                     if failures >= 3 {
                         ChannelState::Degraded
@@ -258,14 +329,8 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
                     },
                     Some(e),
                 );
-                if auto && rung_failures >= AUTO_FALLBACK_AFTER {
-                    let max_rung = if server_v1 { 1 } else { 2 };
-                    if rung < max_rung {
-                        rung += 1;
-                        rung_failures = 0;
-                        fell_back_at = Some(Instant::now());
-                        tracing::warn!(channel = %ctx.cfg.channel, transport = ?ladder[rung], "falling back");
-                    }
+                if let Some(next) = ladder.failed(Instant::now()) {
+                    tracing::warn!(channel = %ctx.cfg.channel, transport = ?next, "falling back");
                 }
             }
         }
@@ -306,4 +371,89 @@ pub(crate) fn connected(ctx: &ChannelCtx, link: &Link, version: Option<u32>) {
         l.status.server_protocol_version = version.or(link.v2.then_some(2));
     }
     ctx.queue_wake.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{AUTO_RETRY_BETTER, Ladder};
+    use crate::api::Transport;
+    use crate::config::TransportChoice;
+
+    fn fail(l: &mut Ladder, now: Instant, n: u32) -> Vec<Option<Transport>> {
+        (0..n).map(|_| l.failed(now)).collect()
+    }
+
+    #[test]
+    fn auto_falls_back_after_three_failures_per_rung_down_to_long_poll() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(TransportChoice::Auto);
+        assert_eq!(l.transport(t0), Transport::Websocket);
+        assert_eq!(
+            fail(&mut l, t0, 3),
+            [None, None, Some(Transport::Sse)],
+            "the third failure moves down"
+        );
+        assert!(l.fallen_back());
+        assert_eq!(l.transport(t0), Transport::Sse);
+        assert_eq!(fail(&mut l, t0, 3), [None, None, Some(Transport::LongPoll)]);
+        assert_eq!(fail(&mut l, t0, 5), [None; 5], "no rung below long-poll");
+        assert_eq!(l.transport(t0), Transport::LongPoll);
+    }
+
+    #[test]
+    fn a_connection_resets_the_failures_of_the_rung() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(TransportChoice::Auto);
+        fail(&mut l, t0, 2);
+        l.connected(false);
+        assert_eq!(fail(&mut l, t0, 2), [None, None]);
+        assert_eq!(l.transport(t0), Transport::Websocket);
+    }
+
+    #[test]
+    fn auto_never_falls_back_to_long_poll_against_a_v1_cloud() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(TransportChoice::Auto);
+        l.connected(true);
+        assert_eq!(fail(&mut l, t0, 3), [None, None, Some(Transport::Sse)]);
+        assert_eq!(fail(&mut l, t0, 6), [None; 6]);
+        assert_eq!(l.transport(t0), Transport::Sse);
+    }
+
+    #[test]
+    fn long_poll_finding_a_v1_cloud_goes_back_to_websocket() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(TransportChoice::Auto);
+        fail(&mut l, t0, 6);
+        assert_eq!(l.transport(t0), Transport::LongPoll);
+        l.v1_long_poll();
+        assert_eq!(l.transport(t0), Transport::Websocket);
+        assert!(!l.fallen_back());
+        assert_eq!(
+            fail(&mut l, t0, 6).into_iter().flatten().last(),
+            Some(Transport::Sse)
+        );
+    }
+
+    #[test]
+    fn auto_tries_websocket_again_after_a_while_on_a_fallback() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(TransportChoice::Auto);
+        fail(&mut l, t0, 3);
+        let almost = t0 + AUTO_RETRY_BETTER - Duration::from_secs(1);
+        assert_eq!(l.transport(almost), Transport::Sse);
+        assert_eq!(l.transport(t0 + AUTO_RETRY_BETTER), Transport::Websocket);
+    }
+
+    #[test]
+    fn a_configured_transport_is_kept_whatever_happens() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(TransportChoice::Only(Transport::Sse));
+        assert_eq!(fail(&mut l, t0, 10), [None; 10]);
+        l.v1_long_poll();
+        assert_eq!(l.transport(t0 + AUTO_RETRY_BETTER), Transport::Sse);
+        assert!(!l.fallen_back());
+    }
 }
