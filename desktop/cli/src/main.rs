@@ -352,9 +352,9 @@ fn init_logging(level: &str, format: LogFormat) {
 fn store_token(cloud: &str, channel: Option<&str>, admin: bool, delete: bool) -> ExitCode {
     use connect_engine::keyring;
     let account = match (admin, channel) {
-        (true, _) => keyring::admin_account(cloud),
-        (false, Some(c)) => keyring::channel_account(cloud, c),
-        (false, None) => Err("--for-channel is required".into()),
+        (true, _) => keyring::admin_account(cloud).map_err(|e| e.to_string()),
+        (false, Some(c)) => keyring::channel_account(cloud, c).map_err(|e| e.to_string()),
+        (false, None) => Err("--for-channel is required".to_owned()),
     };
     let account = match account {
         Ok(a) => a,
