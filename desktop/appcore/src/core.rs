@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::error::CoreError;
+use crate::error::{CoreError, CoreResult};
 use crate::launch::NoTray;
 use crate::secrets::{self, SecretStore};
 use crate::settings::{self, ChannelEntry, NotificationLevel, SettingsFile, TargetEntry};
@@ -144,12 +144,10 @@ impl std::fmt::Debug for Core {
     }
 }
 
-type R<T> = Result<T, CoreError>;
-
 impl Core {
     /// Loads `settings.toml` (moving secrets to the keyring) and starts the engine with every
     /// channel. Must run inside a tokio runtime.
-    pub fn start(path: PathBuf, store: Arc<dyn SecretStore>) -> R<Self> {
+    pub fn start(path: PathBuf, store: Arc<dyn SecretStore>) -> CoreResult<Self> {
         Self::start_with(path, store, None)
     }
 
@@ -159,7 +157,7 @@ impl Core {
         path: PathBuf,
         store: Arc<dyn SecretStore>,
         carried: Option<Carried>,
-    ) -> R<Self> {
+    ) -> CoreResult<Self> {
         let loaded = settings::load(&path, store.as_ref())?;
         let mut notices = Vec::new();
         if loaded.moved > 0 {
@@ -211,7 +209,7 @@ impl Core {
     }
 
     /// Builds the engine's channel (None when no token is stored).
-    fn channel_config(&self, e: &ChannelEntry) -> R<Option<ChannelConfig>> {
+    fn channel_config(&self, e: &ChannelEntry) -> CoreResult<Option<ChannelConfig>> {
         let account = secrets::channel_account(&e.cloud_url, &e.channel)?;
         let Some(token) = self.secrets.get(&account)? else {
             return Ok(None);
@@ -237,7 +235,7 @@ impl Core {
     }
 
     /// (Re)starts a channel in the engine; a channel without a token is removed from it.
-    fn start_channel(&self, e: &ChannelEntry) -> R<()> {
+    fn start_channel(&self, e: &ChannelEntry) -> CoreResult<()> {
         match self.channel_config(e)? {
             Some(cfg) => Ok(self.engine.add_channel(cfg)?),
             None => Err(CoreError::NoToken(e.channel.clone())),
@@ -309,7 +307,7 @@ impl Core {
         entries.iter().map(|e| self.to_settings(e)).collect()
     }
 
-    fn entry(&self, key: &str) -> R<ChannelEntry> {
+    fn entry(&self, key: &str) -> CoreResult<ChannelEntry> {
         self.file
             .lock()
             .channels
@@ -319,12 +317,12 @@ impl Core {
             .ok_or_else(|| CoreError::UnknownChannel(key.to_owned()))
     }
 
-    pub fn webhook_url_of(&self, key: &str) -> R<String> {
+    pub fn webhook_url_of(&self, key: &str) -> CoreResult<String> {
         Ok(self.to_settings(&self.entry(key)?).webhook_url)
     }
 
     /// Writes the file; on failure nothing in memory changes.
-    fn persist(&self, f: impl FnOnce(&mut SettingsFile)) -> R<()> {
+    fn persist(&self, f: impl FnOnce(&mut SettingsFile)) -> CoreResult<()> {
         let mut file = self.file.lock();
         let mut next = file.clone();
         f(&mut next);
@@ -335,7 +333,7 @@ impl Core {
 
     /// Adds or edits a channel: tokens go to the keyring, the rest to settings.toml, and the
     /// engine restarts the channel.
-    pub fn save_channel(&self, input: ChannelInput) -> R<ChannelSettings> {
+    pub fn save_channel(&self, input: ChannelInput) -> CoreResult<ChannelSettings> {
         let cloud_url = input.cloud_url.trim().trim_end_matches('/').to_owned();
         let channel = input.channel.trim().to_owned();
         if !valid_channel_name(&channel) {
@@ -465,7 +463,7 @@ impl Core {
 
     /// Stops the channel, drops it from settings.toml and deletes its tokens unless another
     /// channel uses them.
-    pub async fn remove_channel(&self, key: &str) -> R<()> {
+    pub async fn remove_channel(&self, key: &str) -> CoreResult<()> {
         let entry = self.entry(key)?;
         self.persist(|f| f.channels.retain(|c| c.key != key))?;
         self.engine.remove_channel(key, GRACE).await;
@@ -488,7 +486,7 @@ impl Core {
     }
 
     /// Connect / disconnect one channel (kept in settings.toml).
-    pub fn set_channel_enabled(&self, key: &str, enabled: bool) -> R<()> {
+    pub fn set_channel_enabled(&self, key: &str, enabled: bool) -> CoreResult<()> {
         let mut entry = self.entry(key)?;
         entry.enabled = enabled;
         let saved = entry.clone();
@@ -512,7 +510,7 @@ impl Core {
         self.engine.set_paused(paused);
     }
 
-    pub fn list_events(&self, key: &str) -> R<Vec<EventSummary>> {
+    pub fn list_events(&self, key: &str) -> CoreResult<Vec<EventSummary>> {
         if !self.in_engine(key) {
             self.entry(key)?;
             return Ok(Vec::new());
@@ -520,16 +518,16 @@ impl Core {
         self.engine.events(key).map_err(CoreError::from)
     }
 
-    pub fn get_event(&self, key: &str, message_id: &str) -> R<EventDetail> {
+    pub fn get_event(&self, key: &str, message_id: &str) -> CoreResult<EventDetail> {
         self.engine.event(key, message_id).map_err(CoreError::from)
     }
 
-    pub async fn replay_event(&self, request: ReplayRequest) -> R<EventDetail> {
+    pub async fn replay_event(&self, request: ReplayRequest) -> CoreResult<EventDetail> {
         self.engine.replay(request).await.map_err(CoreError::from)
     }
 
     /// Replays the newest event of a channel (tray action).
-    pub async fn replay_last(&self, key: &str) -> R<EventDetail> {
+    pub async fn replay_last(&self, key: &str) -> CoreResult<EventDetail> {
         let last = self
             .list_events(key)?
             .into_iter()
@@ -544,7 +542,7 @@ impl Core {
     }
 
     /// The admin client for a channel's cloud (admin token from `admin:<origin>`).
-    fn admin(&self, key: &str) -> R<(AdminClient, String)> {
+    fn admin(&self, key: &str) -> CoreResult<(AdminClient, String)> {
         let e = self.entry(key)?;
         let account = secrets::admin_account(&e.cloud_url)?;
         let token = self.secrets.get(&account)?.ok_or_else(|| {
@@ -553,28 +551,33 @@ impl Core {
         Ok((AdminClient::new(&e.cloud_url, &token)?, e.channel))
     }
 
-    pub async fn list_dead_letters(&self, key: &str, limit: u32, offset: u32) -> R<DeadLetterList> {
+    pub async fn list_dead_letters(
+        &self,
+        key: &str,
+        limit: u32,
+        offset: u32,
+    ) -> CoreResult<DeadLetterList> {
         let (c, ch) = self.admin(key)?;
         c.list_dead_letters(&ch, limit, offset)
             .await
             .map_err(CoreError::from)
     }
 
-    pub async fn replay_dead_letter(&self, key: &str, message_id: &str) -> R<()> {
+    pub async fn replay_dead_letter(&self, key: &str, message_id: &str) -> CoreResult<()> {
         let (c, ch) = self.admin(key)?;
         c.replay_dead_letter(&ch, message_id).await?;
         self.dead_letters_changed(key);
         Ok(())
     }
 
-    pub async fn delete_dead_letter(&self, key: &str, message_id: &str) -> R<()> {
+    pub async fn delete_dead_letter(&self, key: &str, message_id: &str) -> CoreResult<()> {
         let (c, ch) = self.admin(key)?;
         c.delete_dead_letter(&ch, message_id).await?;
         self.dead_letters_changed(key);
         Ok(())
     }
 
-    pub async fn purge_dead_letters(&self, key: &str) -> R<u64> {
+    pub async fn purge_dead_letters(&self, key: &str) -> CoreResult<u64> {
         let (c, ch) = self.admin(key)?;
         let n = c.purge_dead_letters(&ch).await?;
         self.dead_letters_changed(key);
@@ -604,7 +607,7 @@ impl Core {
     }
 
     /// Stores the `[app]` settings (other `[app]` keys are kept) and applies the history size.
-    pub fn save_settings(&self, new: AppSettings) -> R<AppSettings> {
+    pub fn save_settings(&self, new: AppSettings) -> CoreResult<AppSettings> {
         if new.history_size == 0 || new.history_size > 100_000 {
             return Err(CoreError::Invalid(
                 "history_size must be between 1 and 100000".into(),

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::secrets::SecretError;
 use crate::settings::SettingsError;
 
+/// What the app core's actions return.
+pub type CoreResult<T> = Result<T, CoreError>;
+
 /// Why an action of the app core failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
