@@ -4,7 +4,7 @@
 //! WebSocket links through it (reqwest tunnels the HTTP transports itself).
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::{fmt, io};
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
@@ -56,16 +56,13 @@ impl CloudProxy {
     }
 
     /// Opens a `CONNECT` tunnel to `host:port` through this proxy, which must be `http://`.
-    pub(crate) async fn tunnel(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> Result<tokio::net::TcpStream, String> {
+    /// The error names the proxy (never its credentials) and every cause.
+    pub(crate) async fn tunnel(&self, host: &str, port: u16) -> io::Result<tokio::net::TcpStream> {
         let proxy = self.intercept.uri();
         if proxy.scheme_str() != Some("http") {
-            return Err(format!(
+            return Err(io::Error::other(format!(
                 "proxy {self}: only http:// proxies carry WebSocket links"
-            ));
+            )));
         }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -75,11 +72,10 @@ impl CloudProxy {
         }
         let dst: http::Uri = format!("http://{host}:{port}")
             .parse()
-            .map_err(|e| format!("proxy {self}: tunnel to {host}:{port}: {e}"))?;
-        let io = tunnel
-            .oneshot(dst)
-            .await
-            .map_err(|e| format!("proxy {self}: {}", crate::channel::error_chain(&e)))?;
+            .map_err(|e| io::Error::other(format!("proxy {self}: tunnel to {host}:{port}: {e}")))?;
+        let io = tunnel.oneshot(dst).await.map_err(|e| {
+            io::Error::other(format!("proxy {self}: {}", crate::channel::error_chain(&e)))
+        })?;
         Ok(io.into_inner())
     }
 }

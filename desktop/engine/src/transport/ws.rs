@@ -61,9 +61,10 @@ pub(crate) async fn run_ws(ctx: &Arc<ChannelCtx>, stop: &CancellationToken) -> S
                 let host = req.uri().host().unwrap_or_default().to_owned();
                 let https = req.uri().scheme_str() == Some("wss");
                 let port = req.uri().port_u16().unwrap_or(if https { 443 } else { 80 });
-                let stream = proxy.tunnel(&host, port).await.map_err(|e| {
-                    tokio_tungstenite::tungstenite::Error::Io(std::io::Error::other(e))
-                })?;
+                let stream = proxy
+                    .tunnel(&host, port)
+                    .await
+                    .map_err(tokio_tungstenite::tungstenite::Error::Io)?;
                 tokio_tungstenite::client_async_tls_with_config(req, stream, Some(config), tls)
                     .await
             }
