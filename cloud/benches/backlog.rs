@@ -13,13 +13,19 @@
 //! 3. durable ingest with that backlog, as a share of (1);
 //! 4. RSS with the backlog;
 //! 5. `kill -9`, restart on the same data: time until `/health` answers 200, RSS then, and
-//!    that every message is still there.
+//!    that every message is still there;
+//! 6. the restarted cloud drained through the real connector (the release `webhook-connect`
+//!    CLI, a separate process, WebSocket) to a local target that answers 200: messages per
+//!    second until the channel is empty, and the cloud's peak RSS over start-up and drain.
 //!
 //! Environment: `BENCH_BACKLOG` (default 1000000), `BENCH_BODY_BYTES` (default 1024),
 //! `BENCH_SECONDS` (default 5), `BENCH_CONCURRENCY` (default 50), `BENCH_CLOUD_BIN`
 //! (default `target/release/webhook-connect-cloud`), `BENCH_KEEP_DIR` (keep the data
 //! directory there instead of a temporary one), `BENCH_ADDR` + `BENCH_PID` (measure a cloud
-//! started elsewhere, e.g. in a container: phases 1–4 only).
+//! started elsewhere, e.g. in a container: phases 1–4 only), `BENCH_CLI_BIN` (default
+//! `webhook-connect` beside the cloud binary; phase 6 is skipped when it is missing),
+//! `BENCH_DRAIN_IN_FLIGHT` (the channel's `max_in_flight` and the connector's concurrency,
+//! default 1000).
 
 #![allow(clippy::unwrap_used)]
 
@@ -29,6 +35,8 @@ mod load;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use load::{Config, EPOCH, env_num, pct, run_load_body};
@@ -175,6 +183,7 @@ fn main() {
                 "channel": CHANNEL,
                 "channel_token": TOKEN,
                 "max_queue_size": 10_000_000,
+                "max_in_flight": env_num("BENCH_DRAIN_IN_FLIGHT", 1000u64),
                 "max_queue_bytes": 1u64 << 40,
                 "ttl_seconds": 604_800
             }
@@ -296,6 +305,10 @@ fn main() {
     let depth2 = s2["messages_queued"].as_u64().unwrap_or(0);
     let _ = restart_at;
     let hwm_restart = hwm_mb(pid2);
+
+    // 6. Drain through the real connector.
+    let drained = cli_binary(&bin).map(|cli| drain(&rt, &http, &cli, &dir, cloud.addr, depth2));
+    let hwm_drain = hwm_mb(pid2);
     cloud.child.kill().unwrap();
     cloud.child.wait().unwrap();
 
@@ -333,9 +346,109 @@ fn main() {
     );
     println!("| RSS after the restart (peak) | {rss_restart:.1} MB ({hwm_restart:.1} MB) |");
     println!("| ready after the restart | {depth2} (before: {depth}) |");
+    match drained {
+        Some((n, secs)) => {
+            println!(
+                "| drain through `webhook-connect` (WebSocket) to a local target | {n} in {secs:.1} s = {:.0} msg/s |",
+                n as f64 / secs
+            );
+            println!("| cloud peak RSS over restart and drain | {hwm_drain:.1} MB |");
+        }
+        None => println!("| drain | skipped: no webhook-connect binary (BENCH_CLI_BIN) |"),
+    }
     println!(
         "non-2xx: empty {}, full {}; connection errors: empty {}, full {}",
         empty.non_2xx, full.non_2xx, empty.errors, full.errors
     );
     assert!(depth2 >= depth, "messages lost across the restart");
+    if let Some((n, _)) = drained {
+        assert_eq!(n, depth2, "the drain did not deliver every message");
+    }
+}
+
+fn cli_binary(cloud_bin: &Path) -> Option<PathBuf> {
+    let p = std::env::var("BENCH_CLI_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| cloud_bin.with_file_name("webhook-connect"));
+    p.exists().then_some(p)
+}
+
+/// A target that answers 200 to everything and counts what it got, on its own thread.
+fn spawn_target() -> (SocketAddr, Arc<AtomicU64>) {
+    let count = Arc::new(AtomicU64::new(0));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let c = count.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().fallback(move || {
+                let c = c.clone();
+                async move {
+                    c.fetch_add(1, Ordering::Relaxed);
+                    axum::http::StatusCode::OK
+                }
+            });
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    (addr, count)
+}
+
+/// Runs the connector CLI against the cloud until `expect` messages reached the target and
+/// the channel is empty; returns what the target counted and the seconds it took.
+fn drain(
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    cli: &Path,
+    dir: &Path,
+    cloud: SocketAddr,
+    expect: u64,
+) -> (u64, f64) {
+    let (target, count) = spawn_target();
+    let in_flight: u64 = env_num("BENCH_DRAIN_IN_FLIGHT", 1000);
+    let config = dir.join("connector.json");
+    let doc = serde_json::json!({
+        "cloud_url": format!("http://{cloud}"),
+        "channel": CHANNEL,
+        "token": TOKEN,
+        "protocol": "websocket",
+        "max_concurrent_requests": in_flight,
+        "log_level": "WARNING",
+        "default_target": { "url": format!("http://{target}/hook") }
+    });
+    std::fs::write(&config, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let start = Instant::now();
+    let mut child = Command::new(cli)
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let done = rt.block_on(async {
+        loop {
+            if count.load(Ordering::Relaxed) >= expect {
+                let s = stats(http, cloud).await;
+                if s["messages_queued"].as_u64() == Some(0) {
+                    return start.elapsed();
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(900),
+                "drain stuck at {} of {expect}",
+                count.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    (count.load(Ordering::Relaxed), done.as_secs_f64())
 }

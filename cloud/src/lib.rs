@@ -1,31 +1,36 @@
 //! Webhook Connect cloud service: receives webhooks, stores each one durably in its
 //! channel's buffer, streams them to connectors and settles them on ACK/NACK.
 //!
-//! Layout (in the order a webhook travels):
+//! Layout, from the bottom layer up (each module imports only from the ones above it in
+//! this list, never back):
 //! - [`settings`]: flags and environment (CONFIG.md §1), validated before anything binds.
-//! - [`app`]: shared state, configuration in force, channel registration, background sweeps.
-//! - [`config_source`]: file / etcd sources, Vault secrets, live reload and the reload endpoints.
-//! - [`ingress`]: `POST /webhook/…`, the §2.3 pipeline up to the durable enqueue.
-//! - [`hub`]: live connections and the fair dispatcher on top of the buffer.
-//! - [`connect`]: WebSocket, SSE and long-poll streams, `/connect/ack`, `/connect/status`.
-//! - [`admin`]: the admin API (§8).
-//! - [`ops`]: `/health`, `/metrics`, `/openapi.json`.
-//! - [`server`]: serving with graceful shutdown.
-//! - [`error`]: the one HTTP error type.
+//! - [`metrics`]: counters and histograms, rendered at scrape time.
+//! - [`hub`]: this replica's channels and live connections, the fair dispatcher on top of the
+//!   buffer, and the lease accounting of each connection.
+//! - [`runtime`]: hub + buffer + the configuration in force (`apply_config`); no HTTP.
+//! - [`config_source`]: file / etcd sources, Vault secrets, live reload, built on the runtime.
+//! - [`sweeper`]: background sweeps and housekeeping.
+//! - [`stats`]: channel statistics for the admin API and `/connect/status`.
+//! - [`modules`]: the local `log` / `save_to_disk` modules ingress may run.
+//! - [`app`]: [`app::AppState`], what every handler gets (private fields).
+//! - [`http`]: the edge, in the order a webhook travels: `http::ingress` (`POST /webhook/…`,
+//!   the §2.3 pipeline up to the durable enqueue), `http::connect` (WebSocket, SSE and
+//!   long-poll streams, `/connect/ack`, `/connect/status`), `http::admin` (§8 and the reload
+//!   API), `http::ops` (`/health`, `/metrics`, `/openapi.json`), with `http::auth` and the one
+//!   error type `http::error`.
+//! - [`server`]: serving a bound listener with graceful shutdown.
 
-pub mod admin;
 pub mod app;
 pub mod config_source;
-pub mod connect;
-pub mod error;
+pub mod http;
 pub mod hub;
-pub mod ingress;
 pub mod metrics;
 pub mod modules;
-pub mod ops;
-pub mod routes;
+pub mod runtime;
 pub mod server;
 pub mod settings;
+pub mod stats;
+pub mod sweeper;
 
 pub use app::AppState;
 pub use settings::Settings;

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     init_tracing(&settings);
-    if let Err(e) = connect_cloud::config_source::precheck(&settings) {
+    if let Err(e) = connect_cloud::config_source::start::precheck(&settings) {
         eprintln!("invalid configuration: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -95,12 +95,17 @@ fn main() -> ExitCode {
             }
         };
         let listen = settings.listen;
-        let st = AppState::new(settings, buffer);
+        let st = AppState::with_environment(
+            settings,
+            buffer,
+            Arc::new(connect_config::ProcessEnv),
+            std::env::args().collect(),
+        );
         // File backend: the first load is complete (or fatal) here. etcd: loads in the
         // background; until then ingress answers 503 `Configuration not loaded`.
-        if let Err((code, e)) = st.sources.start(&st).await {
+        if let Err(e) = st.start_sources().await {
             eprintln!("invalid configuration: {e}");
-            return ExitCode::from(code);
+            return ExitCode::from(e.exit_code());
         }
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use connect_protocol::ids::Protocol;
 use parking_lot::Mutex;
 
-use crate::hub::Batch;
+use connect_buffer::Leased;
 
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -93,7 +93,7 @@ impl Metrics {
         );
     }
 
-    pub fn delivered(&self, channel: &str, protocol: Protocol, batch: &Batch) {
+    pub fn delivered(&self, channel: &str, protocol: Protocol, batch: &[Leased]) {
         self.inc(
             "webhook_connect_deliveries_total",
             vec![

@@ -3,6 +3,15 @@
 use axum::http::HeaderMap;
 use connect_config::{Module, Webhook};
 
+/// Why a local module failed (logged; the sender gets 500 `processing_error`).
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("not a local module")]
+    NotLocal,
+    #[error(transparent)]
+    Save(#[from] connect_config::modules::SaveError),
+}
+
 /// Runs `log` or `save_to_disk` to completion (the file is written and synced).
 pub fn run_local(
     webhook: &Webhook,
@@ -10,7 +19,7 @@ pub fn run_local(
     body: &[u8],
     parsed: Option<serde_json::Value>,
     content_type: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), ModuleError> {
     let header_map: serde_json::Map<String, serde_json::Value> = {
         let mut m = serde_json::Map::new();
         for (k, v) in headers {
@@ -48,10 +57,9 @@ pub fn run_local(
         Module::SaveToDisk(cfg) => {
             let doc = connect_config::modules::disk_document(body, parsed.as_ref());
             let stem = uuid::Uuid::new_v4().to_string();
-            cfg.write(&webhook.cleanup, &doc, &stem)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            cfg.write(&webhook.cleanup, &doc, &stem)?;
+            Ok(())
         }
-        Module::WebhookConnect(_) => Err("not a local module".into()),
+        Module::WebhookConnect(_) => Err(ModuleError::NotLocal),
     }
 }

@@ -6,7 +6,6 @@
 //! release leases, flush the buffer.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
@@ -17,7 +16,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::app::AppState;
-use crate::hub::CloseReason;
+use crate::hub::conn::CloseReason;
 
 pub async fn run(
     listener: TcpListener,
@@ -25,21 +24,21 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     st.spawn_background();
-    let router = st.router();
+    let router = crate::http::router(st.clone());
     let st2 = st.clone();
     let drained = async move {
         shutdown.await;
         tracing::info!("shutdown requested: refusing new work, waiting for outstanding ACKs");
-        st2.shutdown.cancel();
-        st2.hub.dispatch_stop.cancel();
-        let deadline = Instant::now() + st2.settings.shutdown_grace();
+        st2.shutdown().cancel();
+        st2.hub().stop_token().cancel();
+        let deadline = Instant::now() + st2.settings().shutdown_grace();
         while Instant::now() < deadline && outstanding(&st2) > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        st2.hub.close_all(CloseReason::Shutdown);
+        st2.hub().close_all(CloseReason::Shutdown);
         // Give streams a moment to write their close frames and release their leases.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline && st2.hub.connections_count() > 0 {
+        while Instant::now() < deadline && st2.hub().connections_count() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
@@ -51,7 +50,7 @@ pub async fn run(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
-        .max_headers(st.settings.max_headers.saturating_mul(2).max(200));
+        .max_headers(st.settings().max_headers.saturating_mul(2).max(200));
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -82,8 +81,8 @@ pub async fn run(
     }
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
-    st.tracker.close();
-    let _ = tokio::time::timeout(Duration::from_secs(3), st.tracker.wait()).await;
+    st.tracker().close();
+    let _ = tokio::time::timeout(Duration::from_secs(3), st.tracker().wait()).await;
     if let Err(e) = st.buffer().close().await {
         tracing::warn!(error = %e, "closing the buffer failed");
     }
@@ -91,15 +90,14 @@ pub async fn run(
 }
 
 fn outstanding(st: &AppState) -> usize {
-    st.hub
+    st.hub()
         .channel_names()
         .iter()
-        .filter_map(|n| st.hub.channel(n))
+        .filter_map(|n| st.hub().channel(n))
         .map(|rt| {
-            rt.conns
-                .read()
+            rt.connections()
                 .iter()
-                .map(|c| c.in_flight.load(Ordering::Acquire))
+                .map(|c| c.in_flight())
                 .sum::<usize>()
         })
         .sum()

@@ -20,8 +20,8 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const N: usize = 100_000;
-/// The bound docs/OPERATIONS.md gives ops ("about 200 bytes per stored message") with room.
-const MAX_BYTES_PER_MESSAGE: f64 = 220.0;
+/// The bound docs/OPERATIONS.md gives ops ("about 100 bytes per stored message").
+const MAX_BYTES_PER_MESSAGE: f64 = 100.0;
 
 /// Heap bytes held by the whole process now.
 fn live() -> isize {

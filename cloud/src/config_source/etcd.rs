@@ -2,22 +2,21 @@
 //! next revision. After a disconnect the watch resumes from the last applied revision + 1, so no
 //! event is missed; a compacted revision forces a full re-read (atomic swap). While etcd is
 //! unreachable the last good configuration keeps serving.
+//!
+//! Reading, keys and the client here; the loader/watcher task in `etcd_watch`.
 
 use std::time::Duration;
 
-use etcd_client::{
-    Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, TlsOptions, WatchOptions,
-};
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use serde_json::Value;
 
-use super::settings::{SourceSettings, is_namespace};
-use super::{Applied, RawConfig};
-use crate::app::AppState;
+use crate::config_source::raw::RawConfig;
+use crate::settings::source::{SourceSettings, is_namespace};
 
 /// Timeout of one unary request (range read, status).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval of the status check that backs `etcd: "healthy"`.
-const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What a key under the prefix names.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,7 +55,7 @@ fn parse_value(value: &[u8]) -> Result<Value, String> {
 }
 
 /// Applies one put (`Some(value)`) or delete (`None`) to `raw`.
-fn apply_kv(raw: &mut RawConfig, prefix: &str, key: &[u8], value: Option<&[u8]>) {
+pub(crate) fn apply_kv(raw: &mut RawConfig, prefix: &str, key: &[u8], value: Option<&[u8]>) {
     match parse_key(prefix, key) {
         Key::Webhook { namespace, id } => {
             let k = (Some(namespace), id);
@@ -86,15 +85,25 @@ fn apply_kv(raw: &mut RawConfig, prefix: &str, key: &[u8], value: Option<&[u8]>)
     }
 }
 
+/// Why reading the prefix failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("range read timed out")]
+    TimedOut,
+    /// The client's error, with its causes and the setting to check.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Reads the whole prefix at one revision.
-pub async fn read_prefix(mut client: Client, prefix: &str) -> Result<(RawConfig, i64), String> {
+pub async fn read_prefix(mut client: Client, prefix: &str) -> Result<(RawConfig, i64), ReadError> {
     let resp = tokio::time::timeout(
         REQUEST_TIMEOUT,
         client.get(prefix, Some(GetOptions::new().with_prefix())),
     )
     .await
-    .map_err(|_| "range read timed out".to_string())?
-    .map_err(|e| describe(&e))?;
+    .map_err(|_| ReadError::TimedOut)?
+    .map_err(|e| ReadError::Failed(describe(&e)))?;
     let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
     let mut raw = RawConfig::default();
     for kv in resp.kvs() {
@@ -109,7 +118,7 @@ pub async fn read_prefix(mut client: Client, prefix: &str) -> Result<(RawConfig,
     Ok((raw, revision))
 }
 
-fn connect_options(s: &SourceSettings) -> Result<ConnectOptions, String> {
+pub(crate) fn connect_options(s: &SourceSettings) -> Result<ConnectOptions, String> {
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs_f64(s.etcd_dial_timeout_seconds))
         .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
@@ -143,22 +152,22 @@ fn connect_options(s: &SourceSettings) -> Result<ConnectOptions, String> {
 }
 
 /// Reconnect backoff: 1 s doubling to 60 s, ±10 % jitter.
-struct Backoff(Duration);
+pub(crate) struct Backoff(pub(crate) Duration);
 
 impl Backoff {
-    fn next(&mut self) -> Duration {
+    pub(crate) fn next(&mut self) -> Duration {
         let d = self.0.mul_f64(rand::random_range(0.9..1.1));
         self.0 = (self.0 * 2).min(Duration::from_secs(60));
         d
     }
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.0 = Duration::from_secs(1);
     }
 }
 
 /// Explains an etcd client error with its causes (a transport error's own text is only
 /// "transport error"), naming the setting to check where the cause is clear.
-fn describe(e: &etcd_client::Error) -> String {
+pub(crate) fn describe(e: &etcd_client::Error) -> String {
     let mut text = match e {
         etcd_client::Error::GRpcStatus(status) => status.message().to_string(),
         other => other.to_string(),
@@ -186,46 +195,6 @@ fn describe(e: &etcd_client::Error) -> String {
     }
 }
 
-/// Validates the connection settings (TLS files) and spawns the loader/watcher.
-pub fn spawn(st: &AppState) -> Result<(), String> {
-    let opts = connect_options(&st.settings.source)?;
-    for e in st.settings.source.etcd_upgraded_endpoints() {
-        tracing::warn!(endpoint = %e, "etcd TLS is configured: dialling this endpoint over https://");
-    }
-    let st = st.clone();
-    st.tracker.clone().spawn(async move { run(st, opts).await });
-    Ok(())
-}
-
-fn set_link(st: &AppState, connected: bool) {
-    let mut l = st.sources.etcd.lock();
-    if l.connected != connected {
-        if connected {
-            tracing::info!("etcd watch established");
-        } else {
-            tracing::warn!("etcd disconnected; the last good configuration keeps serving");
-        }
-    }
-    l.connected = connected;
-    if connected {
-        l.last_error = None;
-    }
-}
-
-/// Marks the link down with the reason, for the config status and the log.
-fn link_failed(st: &AppState, what: &str, reason: String) {
-    tracing::warn!(error = %reason, "{what}");
-    set_link(st, false);
-    st.sources.etcd.lock().last_error = Some(format!("{what}: {reason}"));
-}
-
-async fn sleep_or_stop(st: &AppState, d: Duration) -> bool {
-    tokio::select! {
-        _ = st.hub.dispatch_stop.cancelled() => false,
-        _ = tokio::time::sleep(d) => true,
-    }
-}
-
 /// Dials the members in turn, starting at `start`, and returns the first one that answers a
 /// status request, with its index.
 ///
@@ -234,7 +203,7 @@ async fn sleep_or_stop(st: &AppState, d: Duration) -> bool {
 /// ready), so the watch and the status checks would fail at random and reconnect with growing
 /// backoff. Here a dead member costs one refused probe per reconnect, and the watch fails over
 /// to the next member.
-async fn connect_member(
+pub(crate) async fn connect_member(
     endpoints: &[String],
     opts: &ConnectOptions,
     start: usize,
@@ -265,206 +234,6 @@ async fn connect_member(
         }
     }
     Err(errors.join("; "))
-}
-
-async fn run(st: AppState, opts: ConnectOptions) {
-    let endpoints = st.settings.source.etcd_endpoint_list();
-    let prefix = st.settings.source.etcd_prefix.clone();
-    let probe_timeout =
-        Duration::from_secs_f64(st.settings.source.etcd_dial_timeout_seconds) + REQUEST_TIMEOUT;
-    let mut backoff = Backoff(Duration::from_secs(1));
-    let mut need_full = true;
-    // The member to try first: after a failure, the next one.
-    let mut member = 0usize;
-    loop {
-        if st.hub.dispatch_stop.is_cancelled() {
-            return;
-        }
-        let client = match connect_member(&endpoints, &opts, member, probe_timeout).await {
-            Ok((c, i)) => {
-                if endpoints.len() > 1 {
-                    tracing::info!(endpoint = %endpoints[i], "using etcd member");
-                }
-                member = i;
-                c
-            }
-            Err(e) => {
-                link_failed(&st, "cannot connect to etcd", e);
-                if !sleep_or_stop(&st, backoff.next()).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        *st.sources.etcd_client.lock() = Some(client.clone());
-        if need_full {
-            match read_prefix(client.clone(), &prefix).await {
-                Ok((raw, rev)) => {
-                    let mut applied = st.sources.applied.lock().await;
-                    match st
-                        .sources
-                        .apply_locked(&st, &mut applied, raw, false, false)
-                        .await
-                    {
-                        Ok(d) => {
-                            applied.revision = rev;
-                            st.sources.etcd.lock().revision = Some(rev);
-                            need_full = false;
-                            tracing::info!(
-                                revision = rev,
-                                webhooks = d.total_webhooks,
-                                disabled = d.webhooks_disabled,
-                                "configuration loaded from etcd"
-                            );
-                        }
-                        Err(e) => link_failed(
-                            &st,
-                            "applying the etcd configuration failed",
-                            e.to_string(),
-                        ),
-                    }
-                }
-                Err(e) => link_failed(&st, "reading the etcd prefix failed", e),
-            }
-            if need_full {
-                member = (member + 1) % endpoints.len();
-                if !sleep_or_stop(&st, backoff.next()).await {
-                    return;
-                }
-                continue;
-            }
-        }
-        let start = st.sources.applied.lock().await.revision + 1;
-        let mut watch_client = client.clone();
-        let watch = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            watch_client.watch(
-                prefix.as_str(),
-                Some(WatchOptions::new().with_prefix().with_start_revision(start)),
-            ),
-        )
-        .await;
-        let mut stream = match watch {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                link_failed(&st, "etcd watch failed", describe(&e));
-                member = (member + 1) % endpoints.len();
-                if !sleep_or_stop(&st, backoff.next()).await {
-                    return;
-                }
-                continue;
-            }
-            Err(_) => {
-                link_failed(&st, "etcd watch failed", "timed out".into());
-                member = (member + 1) % endpoints.len();
-                if !sleep_or_stop(&st, backoff.next()).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
-        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut established = false;
-        loop {
-            tokio::select! {
-                _ = st.hub.dispatch_stop.cancelled() => return,
-                msg = stream.message() => match msg {
-                    Ok(Some(resp)) => {
-                        if resp.compact_revision() > 0 {
-                            tracing::warn!(compacted = resp.compact_revision(), "etcd revision compacted; re-reading the whole prefix");
-                            need_full = true;
-                            break;
-                        }
-                        if resp.canceled() {
-                            link_failed(&st, "etcd watch canceled", resp.cancel_reason().to_string());
-                            break;
-                        }
-                        if resp.created() && !established {
-                            established = true;
-                            backoff.reset();
-                            set_link(&st, true);
-                        }
-                        if !resp.events().is_empty() {
-                            apply_events(&st, &prefix, resp.events()).await;
-                        }
-                    }
-                    Ok(None) => {
-                        link_failed(&st, "etcd watch stream ended", "closed by the server".into());
-                        break;
-                    }
-                    Err(e) => {
-                        link_failed(&st, "etcd watch stream failed", describe(&e));
-                        break;
-                    }
-                },
-                _ = status_tick.tick() => {
-                    let mut c = client.clone();
-                    let failure = match tokio::time::timeout(REQUEST_TIMEOUT, c.status()).await {
-                        Ok(Ok(_)) => None,
-                        Ok(Err(e)) => Some(describe(&e)),
-                        Err(_) => Some("timed out".to_string()),
-                    };
-                    if let Some(reason) = failure {
-                        link_failed(&st, "etcd status check failed", reason);
-                        break;
-                    }
-                    if established {
-                        set_link(&st, true);
-                    }
-                }
-            }
-        }
-        set_link(&st, false);
-        member = (member + 1) % endpoints.len();
-        if !sleep_or_stop(&st, backoff.next()).await {
-            return;
-        }
-    }
-}
-
-/// Applies one watch response's events (in order) and records the revision.
-async fn apply_events(st: &AppState, prefix: &str, events: &[etcd_client::Event]) {
-    let mut applied: tokio::sync::MutexGuard<'_, Applied> = st.sources.applied.lock().await;
-    let mut raw = applied.raw.clone();
-    let mut rev = applied.revision;
-    let mut any = false;
-    for ev in events {
-        let Some(kv) = ev.kv() else { continue };
-        // Already reflected by a full read at a later revision (admin reload).
-        if kv.mod_revision() <= applied.revision {
-            continue;
-        }
-        rev = rev.max(kv.mod_revision());
-        any = true;
-        match ev.event_type() {
-            EventType::Put => apply_kv(&mut raw, prefix, kv.key(), Some(kv.value())),
-            EventType::Delete => apply_kv(&mut raw, prefix, kv.key(), None),
-        }
-    }
-    if !any {
-        return;
-    }
-    match st
-        .sources
-        .apply_locked(st, &mut applied, raw, false, false)
-        .await
-    {
-        Ok(d) => st.metrics.config_reload(
-            "etcd",
-            if d.errors.is_empty() {
-                "success"
-            } else {
-                "partial"
-            },
-        ),
-        Err(e) => {
-            st.metrics.config_reload("etcd", "error");
-            tracing::warn!(error = %e, "applying an etcd change failed");
-        }
-    }
-    applied.revision = rev;
-    st.sources.etcd.lock().revision = Some(rev);
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use tokio::sync::RwLock;
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use super::settings::{SourceSettings, VaultVerify};
+use crate::settings::source::{SourceSettings, VaultVerify};
 
 type Secret = Arc<Map<String, Value>>;
 
@@ -109,10 +109,25 @@ fn field_text(v: &Value) -> String {
     }
 }
 
+/// Why the Vault settings build no client (a start-up error, exit 64).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VaultConfigError {
+    #[error("VAULT_ADDR is not set")]
+    NoAddress,
+    #[error("VAULT_VERIFY: CA bundle {0} not found")]
+    CaBundleMissing(String),
+    #[error("Vault settings: {0}")]
+    Settings(String),
+    #[error("Vault client: {0}")]
+    Client(String),
+    #[error("Vault needs VAULT_TOKEN or VAULT_ROLE_ID + VAULT_SECRET_ID")]
+    NoAuthMethod,
+}
+
 impl VaultSecrets {
     /// Builds the client (no network I/O). Errors are start-up errors (exit 64).
-    pub fn new(s: &SourceSettings) -> Result<Arc<Self>, String> {
-        let addr = s.vault_addr.clone().ok_or("VAULT_ADDR is not set")?;
+    pub fn new(s: &SourceSettings) -> Result<Arc<Self>, VaultConfigError> {
+        let addr = s.vault_addr.clone().ok_or(VaultConfigError::NoAddress)?;
         let mut b = VaultClientSettingsBuilder::default();
         b.address(&addr)
             .token(s.vault_token.clone().unwrap_or_default())
@@ -126,7 +141,7 @@ impl VaultSecrets {
             }
             VaultVerify::CaFile(p) => {
                 if !p.is_file() {
-                    return Err(format!("VAULT_VERIFY: CA bundle {} not found", p.display()));
+                    return Err(VaultConfigError::CaBundleMissing(p.display().to_string()));
                 }
                 b.verify(true)
                     .ca_certs(vec![p.to_string_lossy().into_owned()]);
@@ -135,8 +150,11 @@ impl VaultSecrets {
         if let Some(ns) = &s.vault_namespace {
             b.set_namespace(ns.clone());
         }
-        let settings = b.build().map_err(|e| format!("Vault settings: {e}"))?;
-        let client = VaultClient::new(settings).map_err(|e| format!("Vault client: {e}"))?;
+        let settings = b
+            .build()
+            .map_err(|e| VaultConfigError::Settings(e.to_string()))?;
+        let client =
+            VaultClient::new(settings).map_err(|e| VaultConfigError::Client(e.to_string()))?;
         let auth = match (&s.vault_token, &s.vault_role_id, &s.vault_secret_id) {
             (Some(_), _, _) => Auth::Token,
             (None, Some(r), Some(sec)) => Auth::AppRole {
@@ -144,7 +162,7 @@ impl VaultSecrets {
                 role_id: r.clone(),
                 secret_id: sec.clone(),
             },
-            _ => return Err("Vault needs VAULT_TOKEN or VAULT_ROLE_ID + VAULT_SECRET_ID".into()),
+            _ => return Err(VaultConfigError::NoAuthMethod),
         };
         Ok(Arc::new(VaultSecrets {
             client: RwLock::new(client),

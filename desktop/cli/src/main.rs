@@ -16,6 +16,11 @@ use clap::{Parser, Subcommand};
 use connect_engine::config::{self, LogFormat, Overrides, Sources};
 use connect_engine::{DEFAULT_GRACE, Engine};
 
+/// mimalloc instead of glibc's malloc, as in the cloud: a `perf record` of a drain had glibc's
+/// allocator (malloc, free, chunk consolidation) at about a third of the connector's CPU.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "webhook-connect", version, about = "Webhook Connect connector")]
 struct Cli {

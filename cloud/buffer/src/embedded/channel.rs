@@ -12,7 +12,7 @@
 //!
 //! Messages are keyed by sequence internally (unique per channel, replays keep it).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use connect_protocol::admin::{ChannelState, TokenSource};
@@ -34,39 +34,38 @@ use crate::{
 mod dead;
 mod delivery;
 mod scan;
+mod slots;
 mod views;
 
 pub(super) use self::read_attempts as attempts_in_log;
 pub(super) use dead::Replayed;
 pub(super) use scan::ScanMessage;
+use slots::Slots;
 
 /// NACK error texts are kept up to this many characters (§5.4).
 const MAX_ERROR_CHARS: usize = 1024;
 
+/// Where a message is. A delayed message's due time is in `Chan::delayed_until`, a dead
+/// letter's reason and time in `Chan::dead_info` (few messages have either).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Place {
     Ready,
     /// Holder and deadline in `Chan::leases`.
     Leased,
-    Delayed {
-        until: i64,
-    },
-    Dead {
-        reason: DeadLetterReason,
-        at: i64,
-    },
+    Delayed,
+    Dead,
 }
 
+/// What memory holds per message (48 bytes). The latest state record's place is in
+/// `Chan::state_locs`; attempt times and the NACK error text live there (or in
+/// `Chan::pending` until it is written).
 struct Entry {
-    /// The message record in the log.
-    loc: Loc,
-    /// The latest state record (`len == 0`: none written yet). Attempt times and the NACK
-    /// error text live there (or in `Chan::pending` until it is written), not in memory.
-    state_loc: Loc,
     expires_at: i64,
     received_at: i64,
     /// The packed id (`ids`), when `id_packed`.
     id: u64,
+    /// The message record in the log (`len == 0`: an empty slot, see `slots`).
+    loc: Loc,
     delivery_count: u32,
     /// Index into `Chan::webhooks`.
     webhook: u32,
@@ -75,20 +74,29 @@ struct Entry {
 }
 
 impl Entry {
+    const EMPTY: Entry = Entry {
+        expires_at: 0,
+        received_at: 0,
+        id: 0,
+        loc: Loc {
+            seg: 0,
+            off: 0,
+            len: 0,
+        },
+        delivery_count: 0,
+        webhook: 0,
+        place: Place::Ready,
+        id_packed: false,
+    };
+
+    fn is_empty(&self) -> bool {
+        self.loc.len == 0
+    }
+
     fn id_key(&self) -> IdKey {
         self.id_packed.then_some(self.id)
     }
-
-    fn state_at(&self) -> Option<Loc> {
-        (self.state_loc.len > 0).then_some(self.state_loc)
-    }
 }
-
-const NO_LOC: Loc = Loc {
-    seg: 0,
-    off: 0,
-    len: 0,
-};
 
 /// A state not yet in the log (or being written), with the generation of its record.
 struct Pending {
@@ -155,7 +163,13 @@ pub(super) struct Chan {
     pub deleted: bool,
     segments: Arc<Segments>,
     max_dead_letters: u64,
-    entries: BTreeMap<u64, Entry>,
+    entries: Slots,
+    /// The latest state record of each message that has one.
+    state_locs: HashMap<u64, Loc>,
+    /// When each delayed message is due (`Place::Delayed`).
+    delayed_until: HashMap<u64, i64>,
+    /// Why and when each dead letter died (`Place::Dead`).
+    dead_info: HashMap<u64, (DeadLetterReason, i64)>,
     /// Message id → sequence, including ids reserved by enqueues awaiting their commit.
     ids: Ids,
     /// Dispatch order: requeued leases at the head, new/promoted/replayed at the tail.
@@ -204,7 +218,10 @@ impl Chan {
             deleted: false,
             segments: env.segments.clone(),
             max_dead_letters: env.max_dead_letters,
-            entries: BTreeMap::new(),
+            entries: Slots::default(),
+            state_locs: HashMap::new(),
+            delayed_until: HashMap::new(),
+            dead_info: HashMap::new(),
             ids: Ids::default(),
             ready: VecDeque::new(),
             in_flight: BTreeSet::new(),
@@ -333,7 +350,7 @@ impl Chan {
                     published |= self.publish(*seq, loc);
                 }
                 (Tag::Enqueue(seq), None) => self.unreserve(*seq),
-                (Tag::Msg(seq), Some(loc)) => match self.entries.get_mut(seq) {
+                (Tag::Msg(seq), Some(loc)) => match self.entries.get_mut(*seq) {
                     Some(e) => {
                         let old = std::mem::replace(&mut e.loc, loc);
                         self.segments.drop_live(old);
@@ -341,7 +358,7 @@ impl Chan {
                     None => self.segments.drop_live(loc),
                 },
                 (Tag::Copy { seq, from }, Some(loc)) if loc.len > 0 => {
-                    match self.entries.get_mut(seq) {
+                    match self.entries.get_mut(*seq) {
                         Some(e) if e.loc == *from => {
                             e.loc = loc;
                             self.segments.drop_live(*from);
@@ -350,8 +367,8 @@ impl Chan {
                     }
                 }
                 (Tag::State { seq, generation }, Some(loc)) => {
-                    if let Some(e) = self.entries.get_mut(seq) {
-                        e.state_loc = loc;
+                    if self.entries.contains(*seq) {
+                        self.state_locs.insert(*seq, loc);
                     }
                     if self
                         .pending
@@ -522,7 +539,6 @@ impl Chan {
             seq,
             Entry {
                 loc,
-                state_loc: NO_LOC,
                 expires_at: r.expires_at,
                 received_at: r.received_at,
                 id: r.id.unwrap_or_default(),
@@ -585,13 +601,16 @@ impl Chan {
 
     /// Drops an entry for good (settled, discarded or deleted): index, id, liveness.
     fn forget(&mut self, seq: u64) -> Option<Entry> {
-        let e = self.entries.remove(&seq)?;
+        let e = self.entries.remove(seq)?;
         self.ids.remove(e.id_key(), seq);
         self.holders.remove(&seq);
         self.leases.remove(&seq);
         self.pending.remove(&seq);
+        self.state_locs.remove(&seq);
+        self.delayed_until.remove(&seq);
+        self.dead_info.remove(&seq);
         self.segments.drop_live(e.loc);
-        if !matches!(e.place, Place::Dead { .. }) {
+        if e.place != Place::Dead {
             self.queued_bytes = self.queued_bytes.saturating_sub(u64::from(e.loc.len));
         }
         Some(e)
@@ -604,12 +623,13 @@ impl Chan {
         if let Some(p) = self.pending.get(&seq) {
             return p.attempts.clone();
         }
-        let Some(e) = self.entries.get(&seq) else {
+        let Some(e) = self.entries.get(seq) else {
             return Attempts::default();
         };
-        let mut a = e
-            .state_at()
-            .and_then(|loc| self.read_attempts(loc))
+        let mut a = self
+            .state_locs
+            .get(&seq)
+            .and_then(|loc| self.read_attempts(*loc))
             .unwrap_or_default();
         a.delivery_count = e.delivery_count;
         a
@@ -618,19 +638,25 @@ impl Chan {
     /// Queues a state record with the entry's place and `attempts`, kept in `pending` until
     /// it is written.
     fn persist_state(&mut self, seq: u64, attempts: Attempts) {
-        let Some(e) = self.entries.get(&seq) else {
+        let Some(e) = self.entries.get(seq) else {
             return;
         };
         let place = match e.place {
             // Leases are not persisted: after a restart the message is ready again.
             Place::Ready | Place::Leased => PlaceDisk::Ready,
-            Place::Delayed { until } => PlaceDisk::Delayed {
-                until: Timestamp::from_micros(until),
+            Place::Delayed => PlaceDisk::Delayed {
+                until: Timestamp::from_micros(self.delayed_until.get(&seq).copied().unwrap_or(0)),
             },
-            Place::Dead { reason, at } => PlaceDisk::Dead {
-                reason,
-                at: Timestamp::from_micros(at),
-            },
+            Place::Dead => {
+                // Always present for a dead letter (set together with the place).
+                let Some(&(reason, at)) = self.dead_info.get(&seq) else {
+                    return;
+                };
+                PlaceDisk::Dead {
+                    reason,
+                    at: Timestamp::from_micros(at),
+                }
+            }
         };
         self.generation = self.generation.wrapping_add(1);
         self.out.push(Rec::New(codec::state_record(
@@ -663,7 +689,7 @@ impl Chan {
         self.tags.clear();
         self.meta.clear();
         self.counters_dirty = false;
-        let seqs: Vec<u64> = self.entries.keys().copied().collect();
+        let seqs: Vec<u64> = self.entries.keys().collect();
         for seq in seqs {
             self.forget(seq);
         }
@@ -680,7 +706,7 @@ impl Chan {
 }
 
 // What a message costs in memory beyond its id (see docs/OPERATIONS.md, "Sizing").
-const _: () = assert!(std::mem::size_of::<Entry>() <= 80);
+const _: () = assert!(std::mem::size_of::<Entry>() <= 48);
 
 /// The attempts of a state record in the log.
 pub(super) fn read_attempts(segments: &Segments, loc: Loc) -> Option<Attempts> {

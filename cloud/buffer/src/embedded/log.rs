@@ -15,6 +15,7 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -39,6 +40,8 @@ struct Seg {
 pub(super) struct Segments {
     dir: PathBuf,
     inner: Mutex<BTreeMap<u32, Seg>>,
+    /// Records copied forward by compaction since the store was opened.
+    copied: AtomicU64,
 }
 
 /// What [`Segments::housekeep`] decided; the writer acts on it.
@@ -56,6 +59,8 @@ pub struct LogStats {
     pub bytes: u64,
     pub live_messages: u64,
     pub live_bytes: u64,
+    /// Records copied forward by compaction since the store was opened.
+    pub copied_records: u64,
 }
 
 fn name(seg: u32) -> String {
@@ -88,6 +93,7 @@ impl Segments {
         let inner = self.inner.lock();
         let mut s = LogStats {
             segments: inner.len() as u64,
+            copied_records: self.copied.load(Ordering::Relaxed),
             ..LogStats::default()
         };
         for seg in inner.values() {
@@ -96,6 +102,10 @@ impl Segments {
             s.live_bytes += seg.live_bytes;
         }
         s
+    }
+
+    pub fn count_copied(&self) {
+        self.copied.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn add_live(&self, loc: Loc) {
@@ -235,6 +245,7 @@ impl Segments {
         Arc::new(Self {
             dir: dir.to_owned(),
             inner: Mutex::new(BTreeMap::new()),
+            copied: AtomicU64::new(0),
         })
     }
 }

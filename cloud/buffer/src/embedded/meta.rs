@@ -8,7 +8,10 @@
 //! - `counters[name]`: [`CountersDisk`] as JSON (the sequence counter lives here).
 //!
 //! Format 1 kept every message in redb as JSON (`messages`, `states`); [`open`] moves such a
-//! store into the log once (`migrate`).
+//! store into the log once (`migrate`). Format 2 is format 3 without padding records and
+//! compact message heads, both of which format 3 still reads: its version number is simply
+//! raised, so that a format-2 build refuses the store instead of taking a padding record for a
+//! torn tail.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use super::migrate;
 use crate::{BufferError, ChannelSettings, Counters, Result, TokenState};
 
-/// The on-disk format this build writes. Format 1 is migrated at open; newer ones are refused.
-pub(super) const FORMAT_VERSION: u64 = 2;
+/// The on-disk format this build writes. Formats 1 and 2 are upgraded at open; newer ones are
+/// refused.
+pub(super) const FORMAT_VERSION: u64 = 3;
 
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(super) const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
@@ -106,11 +110,27 @@ pub(super) fn open(path: &Path, log_dir: &Path) -> Result<(Database, Vec<LoadedC
             )));
         }
         Some(FORMAT_VERSION) => {}
+        Some(2) => set_version(&db)?,
         Some(1) => migrate::from_v1(&mut db, log_dir)?,
         _ => init(&db)?,
     }
     let (channels, next_id) = load(&db)?;
     Ok((db, channels, next_id))
+}
+
+/// Records this build's format version (a format-2 store needs nothing else).
+fn set_version(db: &Database) -> Result<()> {
+    let ctx = "upgrading the buffer store to format 3";
+    let mut txn = db.begin_write().map_err(|e| io(ctx, e))?;
+    txn.set_durability(Durability::Immediate);
+    {
+        let mut meta = txn.open_table(META).map_err(|e| io(ctx, e))?;
+        meta.insert(FORMAT_KEY, FORMAT_VERSION)
+            .map_err(|e| io(ctx, e))?;
+    }
+    txn.commit().map_err(|e| io(ctx, e))?;
+    tracing::info!("buffer store upgraded from format 2 to format {FORMAT_VERSION}");
+    Ok(())
 }
 
 fn init(db: &Database) -> Result<()> {

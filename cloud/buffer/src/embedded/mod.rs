@@ -56,8 +56,14 @@ const DB_FILE: &str = "buffer.redb";
 const LOG_DIR: &str = "log";
 /// A head segment with less than this share of live bytes is copied forward and deleted.
 const COMPACT_BELOW: f64 = 0.5;
-/// A compaction that did not free its segment is asked for again after this long.
-const COMPACT_RETRY: Duration = Duration::from_secs(30);
+/// The head segment is compacted only once its live bytes have not changed for this long:
+/// a head that is being drained (live bytes falling) is left to the consumer instead of
+/// being copied forward — copying it cost a third of a drain's disk writes and a
+/// segment-sized buffer.
+const COMPACT_STALL: Duration = Duration::from_secs(5);
+/// At most this many bytes of records are copied forward per round (one writer batch), so
+/// compaction never needs more memory than this; the next round follows a stall later.
+const COMPACT_ROUND_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Tunables of the embedded backend.
 #[derive(Clone, Debug)]
@@ -90,8 +96,10 @@ pub struct EmbeddedBuffer {
     closed: AtomicBool,
     /// Held (and locked) until the backend is closed or dropped.
     lock: Mutex<Option<File>>,
-    /// The head segment last asked to be compacted, and when.
-    compacting: Mutex<Option<(u32, Instant)>>,
+    /// The head segment and its live bytes when the sweep last saw them change, and when.
+    head_seen: Mutex<Option<(u32, u64, Instant)>>,
+    /// `COMPACT_STALL`, shorter in tests.
+    compact_stall: Mutex<Duration>,
 }
 
 impl std::fmt::Debug for EmbeddedBuffer {
@@ -185,11 +193,18 @@ impl EmbeddedBuffer {
             writer: RwLock::new(Some(writer)),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
-            compacting: Mutex::new(None),
+            head_seen: Mutex::new(None),
+            compact_stall: Mutex::new(COMPACT_STALL),
         })
     }
 
     /// Fault injection for tests: while on, every write fails as an I/O error would.
+    /// Test hook: how long the head segment must stay unchanged before it is compacted.
+    #[cfg(any(test, feature = "test-suite"))]
+    pub fn set_compact_stall(&self, stall: Duration) {
+        *self.compact_stall.lock() = stall;
+    }
+
     #[cfg(any(test, feature = "test-suite"))]
     pub fn fail_commits(&self, on: bool) {
         self.shared.fail_commits.store(on, Ordering::SeqCst);
@@ -353,19 +368,34 @@ impl EmbeddedBuffer {
             return Ok(());
         }
         {
-            let mut last = self.compacting.lock();
-            if let Some((seg, at)) = *last
-                && seg == head
-                && at.elapsed() < COMPACT_RETRY
-            {
-                return Ok(());
+            let stall = *self.compact_stall.lock();
+            let mut seen = self.head_seen.lock();
+            match *seen {
+                Some((seg, live, since)) if seg == head && live == live_bytes => {
+                    if since.elapsed() < stall {
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    *seen = Some((head, live_bytes, Instant::now()));
+                    if !stall.is_zero() {
+                        return Ok(());
+                    }
+                }
             }
-            *last = Some((head, Instant::now()));
+            *seen = Some((head, live_bytes, Instant::now()));
         }
         let names: Vec<String> = self.channels.read().keys().cloned().collect();
         let mut copied = 0;
+        let mut budget = COMPACT_ROUND_BYTES;
         for name in names {
-            match self.with_chan(&name, false, |c| c.compact(head)).await {
+            if budget == 0 {
+                break;
+            }
+            match self
+                .with_chan(&name, false, |c| c.compact(head, &mut budget))
+                .await
+            {
                 Ok(n) => copied += n,
                 Err(BufferError::ChannelNotFound) => {}
                 Err(e) => return Err(e),
@@ -394,6 +424,7 @@ fn scan_record(by_id: &mut HashMap<u64, Chan>, r: log::Scanned<'_>) {
                 c.scan_state(s, r.loc);
             }
         }),
+        codec::KIND_PAD => Ok(()),
         _ => codec::decode_settle(r.head).map(|(chan_id, seq)| {
             if let Some(c) = by_id.get_mut(&chan_id) {
                 c.scan_settle(seq);

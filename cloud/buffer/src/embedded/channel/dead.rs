@@ -22,29 +22,24 @@ impl Chan {
 
     pub fn dead_letter_view(&self, message_id: &str) -> Option<View> {
         let seq = self.ids.get(message_id)?;
-        let e = self.entries.get(&seq)?;
-        matches!(e.place, Place::Dead { .. })
-            .then(|| self.view(seq))
-            .flatten()
+        let e = self.entries.get(seq)?;
+        (e.place == Place::Dead).then(|| self.view(seq)).flatten()
     }
 
     /// Is `message_id` a dead letter that a replay could take right now? (Checked before the
     /// record is read, outside the lock, for a replay.)
     pub fn replay_candidate(&self, message_id: &str) -> Option<(u64, super::Loc)> {
         let seq = self.ids.get(message_id)?;
-        let e = self.entries.get(&seq)?;
-        matches!(e.place, Place::Dead { .. }).then_some((seq, e.loc))
+        let e = self.entries.get(seq)?;
+        (e.place == Place::Dead).then_some((seq, e.loc))
     }
 
     /// Replays a dead letter: a fresh TTL from now, attempts reset, at the tail. `record`
     /// is the message re-encoded with its new expiry (the caller read it from the log).
     pub fn replay_seq(&mut self, seq: u64, record: Option<(Vec<u8>, i64)>) -> ReplayOutcome {
-        let (dead_at, len) = match self.entries.get(&seq) {
-            Some(e) => match e.place {
-                Place::Dead { at, .. } => (at, e.loc.len),
-                _ => return ReplayOutcome::NotFound,
-            },
-            None => return ReplayOutcome::NotFound,
+        let (dead_at, len) = match (self.entries.get(seq), self.dead_info.get(&seq)) {
+            (Some(e), Some(&(_, at))) if e.place == Place::Dead => (at, e.loc.len),
+            _ => return ReplayOutcome::NotFound,
         };
         let Some((record, expires_at)) = record else {
             return ReplayOutcome::NotFound;
@@ -55,7 +50,8 @@ impl Chan {
             return ReplayOutcome::QueueFull;
         }
         self.dead.remove(&(dead_at, seq));
-        let Some(e) = self.entries.get_mut(&seq) else {
+        self.dead_info.remove(&seq);
+        let Some(e) = self.entries.get_mut(seq) else {
             return ReplayOutcome::NotFound;
         };
         e.expires_at = expires_at;
@@ -82,7 +78,7 @@ impl Chan {
         self.dead
             .iter()
             .take(want)
-            .filter_map(|(_, s)| self.entries.get(s).map(|e| (*s, e.loc)))
+            .filter_map(|(_, s)| self.entries.get(*s).map(|e| (*s, e.loc)))
             .collect()
     }
 
@@ -111,10 +107,13 @@ impl Chan {
         let Some(seq) = self.ids.get(message_id) else {
             return false;
         };
-        let Some(at) = self.entries.get(&seq).and_then(|e| match e.place {
-            Place::Dead { at, .. } => Some(at),
-            _ => None,
-        }) else {
+        let Some(at) = self
+            .entries
+            .get(seq)
+            .filter(|e| e.place == Place::Dead)
+            .and_then(|_| self.dead_info.get(&seq))
+            .map(|&(_, at)| at)
+        else {
             return false;
         };
         self.dead.remove(&(at, seq));

@@ -26,7 +26,7 @@ impl Chan {
             let Some(seq) = self.ready.pop_front() else {
                 break;
             };
-            let Some(e) = self.entries.get_mut(&seq) else {
+            let Some(e) = self.entries.get_mut(seq) else {
                 continue;
             };
             if e.expires_at <= now_us {
@@ -71,12 +71,10 @@ impl Chan {
         let Some(seq) = self.ids.get(message_id) else {
             return AckOutcome::NotInFlight;
         };
-        let Some(e) = self.entries.get(&seq) else {
+        let Some(e) = self.entries.get(seq) else {
             return AckOutcome::NotInFlight;
         };
-        if matches!(e.place, Place::Dead { .. })
-            || !self.holders_of(seq).iter().any(|h| &**h == conn)
-        {
+        if e.place == Place::Dead || !self.holders_of(seq).iter().any(|h| &**h == conn) {
             return AckOutcome::NotInFlight;
         }
         let held_lease =
@@ -117,7 +115,7 @@ impl Chan {
         if let Some(err) = error {
             attempts.last_error = Some(err.chars().take(MAX_ERROR_CHARS).collect());
         }
-        let Some(e) = self.entries.get_mut(&seq) else {
+        let Some(e) = self.entries.get_mut(seq) else {
             return NackOutcome::NotHeld;
         };
         let reason = if !retry {
@@ -134,9 +132,8 @@ impl Chan {
             return NackOutcome::DeadLettered(reason);
         }
         let until = now.plus_seconds(backoff_seconds(e.delivery_count, backoff_max));
-        e.place = Place::Delayed {
-            until: until.micros(),
-        };
+        e.place = Place::Delayed;
+        self.delayed_until.insert(seq, until.micros());
         self.delayed.insert((until.micros(), seq));
         self.persist_state(seq, attempts);
         NackOutcome::Delayed { until }
@@ -171,7 +168,7 @@ impl Chan {
         for &seq in seqs {
             self.in_flight.remove(&seq);
             self.leases.remove(&seq);
-            if let Some(e) = self.entries.get_mut(&seq) {
+            if let Some(e) = self.entries.get_mut(seq) {
                 e.place = Place::Ready;
                 ids.push(self.ids.name(e.id_key(), seq));
             }
@@ -184,14 +181,14 @@ impl Chan {
 
     fn held_by(&self, message_id: &str, conn: &str) -> Option<u64> {
         let seq = self.ids.get(message_id)?;
-        let e = self.entries.get(&seq)?;
+        let e = self.entries.get(seq)?;
         (e.place == Place::Leased && self.leases.get(&seq).is_some_and(|l| &*l.conn == conn))
             .then_some(seq)
     }
 
     /// Removes the message from whichever index holds it (not from `entries`).
     pub(super) fn unlink(&mut self, seq: u64) {
-        let Some(e) = self.entries.get(&seq) else {
+        let Some(e) = self.entries.get(seq) else {
             return;
         };
         match e.place {
@@ -204,11 +201,15 @@ impl Chan {
                 self.in_flight.remove(&seq);
                 self.leases.remove(&seq);
             }
-            Place::Delayed { until } => {
-                self.delayed.remove(&(until, seq));
+            Place::Delayed => {
+                if let Some(until) = self.delayed_until.remove(&seq) {
+                    self.delayed.remove(&(until, seq));
+                }
             }
-            Place::Dead { at, .. } => {
-                self.dead.remove(&(at, seq));
+            Place::Dead => {
+                if let Some(&(_, at)) = self.dead_info.get(&seq) {
+                    self.dead.remove(&(at, seq));
+                }
             }
         }
     }
@@ -227,11 +228,15 @@ impl Chan {
         attempts: connect_protocol::message::Attempts,
     ) {
         let at = now.micros();
-        let Some(e) = self.entries.get_mut(&seq) else {
+        let Some(e) = self.entries.get_mut(seq) else {
             return;
         };
-        e.place = Place::Dead { reason, at };
+        e.place = Place::Dead;
         let (webhook, len) = (e.webhook, e.loc.len);
+        // A dead letter may wait long for an operator: out of the dense chunks.
+        self.entries.set_aside(seq);
+        self.dead_info.insert(seq, (reason, at));
+        self.delayed_until.remove(&seq);
         self.leases.remove(&seq);
         self.queued_bytes = self.queued_bytes.saturating_sub(u64::from(len));
         self.dead.insert((at, seq));
@@ -257,7 +262,7 @@ impl Chan {
             .filter(|s| self.leases.get(s).is_some_and(|l| l.deadline <= now_us))
             .collect();
         for &seq in &lost {
-            if let (Some(l), Some(e)) = (self.leases.get(&seq), self.entries.get(&seq)) {
+            if let (Some(l), Some(e)) = (self.leases.get(&seq), self.entries.get(seq)) {
                 report.expired_leases.push(LostLease {
                     channel: self.record.name.clone(),
                     connection_id: l.conn.to_string(),
@@ -273,7 +278,8 @@ impl Chan {
                 break;
             }
             self.delayed.pop_first();
-            if let Some(e) = self.entries.get_mut(&seq) {
+            self.delayed_until.remove(&seq);
+            if let Some(e) = self.entries.get_mut(seq) {
                 e.place = Place::Ready;
                 self.ready.push_back(seq);
                 let attempts = self.attempts(seq);
@@ -313,7 +319,7 @@ impl Chan {
     /// interrupted) and recomputes the expiry bound. One pass over the backlog, run only when
     /// the bound says something is due. Returns them ready ones first, in sequence order.
     fn take_expired(&mut self, now: i64) -> Vec<u64> {
-        let expired = |c: &Self, s: u64| c.entries.get(&s).is_some_and(|e| e.expires_at <= now);
+        let expired = |c: &Self, s: u64| c.entries.get(s).is_some_and(|e| e.expires_at <= now);
         let ready: HashSet<u64> = self
             .ready
             .iter()
@@ -335,7 +341,7 @@ impl Chan {
         self.next_expiry = self
             .entries
             .values()
-            .filter(|e| !matches!(e.place, Place::Dead { .. }))
+            .filter(|e| e.place != Place::Dead)
             .map(|e| e.expires_at)
             .filter(|t| *t > now)
             .min();

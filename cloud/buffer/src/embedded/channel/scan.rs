@@ -2,7 +2,7 @@
 //! applied in log order, then the dispatch queues are laid out in sequence order. Formerly
 //! leased messages are simply ready again, with their persisted delivery count.
 
-use super::{Chan, Entry, NO_LOC, Place};
+use super::{Chan, Entry, Place};
 use crate::embedded::codec::{MessageIndex, PlaceDisk, StateRec};
 use crate::embedded::log::Loc;
 
@@ -17,18 +17,17 @@ impl Chan {
     /// which moves it and keeps its state (a replay writes a fresh state right after).
     pub fn scan_message(&mut self, m: ScanMessage<'_>) {
         let i = &m.index;
-        if let Some(e) = self.entries.get_mut(&i.seq) {
+        if let Some(e) = self.entries.get_mut(i.seq) {
             e.loc = m.loc;
             e.expires_at = i.expires_at.micros();
             return;
         }
         let webhook = self.webhook_of(i.namespace, i.webhook_id);
-        let id = self.ids.insert(i.message_id, i.seq);
+        let id = self.ids.insert(&i.message_id, i.seq);
         self.entries.insert(
             i.seq,
             Entry {
                 loc: m.loc,
-                state_loc: NO_LOC,
                 expires_at: i.expires_at.micros(),
                 received_at: i.received_at.micros(),
                 id: id.unwrap_or_default(),
@@ -41,55 +40,54 @@ impl Chan {
     }
 
     pub fn scan_state(&mut self, s: StateRec, loc: Loc) {
-        let Some(e) = self.entries.get_mut(&s.seq) else {
+        let Some(e) = self.entries.get_mut(s.seq) else {
             return;
         };
         e.delivery_count = s.attempts.delivery_count;
-        e.state_loc = loc;
+        self.state_locs.insert(s.seq, loc);
+        self.delayed_until.remove(&s.seq);
+        self.dead_info.remove(&s.seq);
         e.place = match s.place {
             PlaceDisk::Ready => Place::Ready,
-            PlaceDisk::Delayed { until } => Place::Delayed {
-                until: until.micros(),
-            },
-            PlaceDisk::Dead { reason, at } => Place::Dead {
-                reason,
-                at: at.micros(),
-            },
+            PlaceDisk::Delayed { until } => {
+                self.delayed_until.insert(s.seq, until.micros());
+                Place::Delayed
+            }
+            PlaceDisk::Dead { reason, at } => {
+                self.dead_info.insert(s.seq, (reason, at.micros()));
+                Place::Dead
+            }
         };
     }
 
     pub fn scan_settle(&mut self, seq: u64) {
-        if let Some(e) = self.entries.remove(&seq) {
+        if let Some(e) = self.entries.remove(seq) {
             self.ids.remove(e.id_key(), seq);
+            self.state_locs.remove(&seq);
+            self.delayed_until.remove(&seq);
+            self.dead_info.remove(&seq);
         }
     }
 
     /// After the scan: queues in sequence order, counts, liveness and the expiry bound.
     pub fn finish_scan(&mut self) {
-        // Entries inserted one by one in ascending order leave the tree's nodes about half
-        // full; `append` rebuilds it with full nodes (~40 % less memory per message), freeing
-        // the old nodes as it goes (collecting into a new map would hold both at once). With
-        // an empty map `append` would only swap, hence the first entry goes in by hand.
-        let mut old = std::mem::take(&mut self.entries);
-        if let Some((seq, e)) = old.pop_first() {
-            self.entries.insert(seq, e);
-            self.entries.append(&mut old);
-        }
-        let mut dead_over = 0;
-        for (&seq, e) in &self.entries {
+        let mut dead = Vec::new();
+        for (seq, e) in self.entries.iter() {
             self.seq = self.seq.max(seq);
             self.segments.add_live(e.loc);
             match e.place {
                 Place::Ready | Place::Leased => self.ready.push_back(seq),
-                Place::Delayed { until } => {
+                Place::Delayed => {
+                    let until = self.delayed_until.get(&seq).copied().unwrap_or(0);
                     self.delayed.insert((until, seq));
                 }
-                Place::Dead { at, .. } => {
+                Place::Dead => {
+                    let at = self.dead_info.get(&seq).map_or(0, |d| d.1);
                     self.dead.insert((at, seq));
-                    dead_over += 1;
+                    dead.push(seq);
                 }
             }
-            if !matches!(e.place, Place::Dead { .. }) {
+            if e.place != Place::Dead {
                 self.queued_bytes += u64::from(e.loc.len);
                 self.webhook_pending[e.webhook as usize] += 1;
                 if self.next_expiry.is_none_or(|t| e.expires_at < t) {
@@ -97,12 +95,10 @@ impl Chan {
                 }
             }
         }
-        for e in self.entries.values_mut() {
-            if e.place == Place::Leased {
-                e.place = Place::Ready;
-            }
+        for &seq in &dead {
+            self.entries.set_aside(seq);
         }
-        if dead_over as u64 > self.max_dead_letters {
+        if dead.len() as u64 > self.max_dead_letters {
             self.cap_dead_letters();
         }
     }

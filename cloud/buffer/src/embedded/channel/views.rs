@@ -19,7 +19,7 @@ impl Chan {
             oldest_unsettled_at: self
                 .entries
                 .values()
-                .find(|e| !matches!(e.place, Place::Dead { .. }))
+                .find(|e| e.place != Place::Dead)
                 .map(|e| Timestamp::from_micros(e.received_at)),
             webhook_pending: self
                 .webhook_pending
@@ -45,13 +45,13 @@ impl Chan {
     }
 
     pub(super) fn view(&self, seq: u64) -> Option<View> {
-        let e = self.entries.get(&seq)?;
+        let e = self.entries.get(seq)?;
         let time = |t: i64| Timestamp::from_micros(t);
         let mut v = View {
             loc: e.loc,
-            attempts: match (self.pending.get(&seq), e.state_at()) {
+            attempts: match (self.pending.get(&seq), self.state_locs.get(&seq)) {
                 (Some(p), _) => AttemptsAt::Known(p.attempts.clone()),
-                (None, Some(loc)) => AttemptsAt::InLog(loc, e.delivery_count),
+                (None, Some(loc)) => AttemptsAt::InLog(*loc, e.delivery_count),
                 (None, None) => AttemptsAt::Known(Attempts {
                     delivery_count: e.delivery_count,
                     ..Attempts::default()
@@ -73,35 +73,43 @@ impl Chan {
                     v.lease_expires_at = Some(time(l.deadline));
                 }
             }
-            Place::Delayed { until } => {
+            Place::Delayed => {
                 v.state = MessageState::Delayed;
-                v.next_attempt_at = Some(time(until));
+                v.next_attempt_at = self.delayed_until.get(&seq).map(|t| time(*t));
             }
-            Place::Dead { reason, at } => {
+            Place::Dead => {
                 v.state = MessageState::DeadLettered;
-                v.reason = Some(reason);
-                v.dead_lettered_at = Some(time(at));
+                if let Some(&(reason, at)) = self.dead_info.get(&seq) {
+                    v.reason = Some(reason);
+                    v.dead_lettered_at = Some(time(at));
+                }
             }
         }
         Some(v)
     }
 
-    /// Queues a copy of every message whose record is in segment `seg` (with its current
-    /// state) to the end of the log, so that segment can be deleted.
-    pub fn compact(&mut self, seg: u32) -> usize {
-        let seqs: Vec<u64> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.loc.seg == seg)
-            .map(|(s, _)| *s)
-            .collect();
+    /// Queues a copy of the messages whose record is in segment `seg` (with their current
+    /// state) to the end of the log, so that segment can be deleted — as many as fit in
+    /// `budget` bytes, which it spends.
+    pub fn compact(&mut self, seg: u32, budget: &mut u64) -> usize {
+        let mut seqs = Vec::new();
+        for (s, e) in self.entries.iter().filter(|(_, e)| e.loc.seg == seg) {
+            let len = u64::from(e.loc.len);
+            if len > *budget && !seqs.is_empty() {
+                *budget = 0;
+                break;
+            }
+            *budget = budget.saturating_sub(len);
+            seqs.push(s);
+        }
         for &seq in &seqs {
-            let Some(e) = self.entries.get(&seq) else {
+            let Some(e) = self.entries.get(seq) else {
                 continue;
             };
             let from = e.loc;
-            let stateful =
-                e.state_at().is_some() || e.delivery_count > 0 || e.place != Place::Ready;
+            let stateful = self.state_locs.contains_key(&seq)
+                || e.delivery_count > 0
+                || e.place != Place::Ready;
             self.out.push(Rec::Copy(from));
             self.tags.push(Tag::Copy { seq, from });
             if stateful {

@@ -9,10 +9,11 @@ use connect_protocol::frames::{AckResponse, MAX_ERROR_TEXT, StatusResponse, trun
 use connect_protocol::headers as h;
 use connect_protocol::time::Timestamp;
 
-use super::{authenticate, bearer_token, check_service, percent_decode, version_header};
-use crate::admin::channel_stats;
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::http::auth::{bearer_token, decode_query_value};
+use crate::http::connect::common::{authenticate, check_service, version_header};
+use crate::http::error::{ApiError, ApiResult};
+use crate::stats::channel_stats;
 
 fn with_version(mut res: Response) -> Response {
     let (k, v) = version_header();
@@ -48,7 +49,7 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
             "Missing authorization token",
         ));
     };
-    if !st.hub.token_valid_anywhere(&token) {
+    if !st.hub().token_valid_anywhere(&token) {
         return Err(ApiError::plain(StatusCode::UNAUTHORIZED, "Invalid token"));
     }
     // 3: inputs.
@@ -62,7 +63,8 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
         .filter(|s| !s.is_empty())
     {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        let v = percent_decode(v);
+        let v = decode_query_value(v)
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRequest, e.to_string()))?;
         match k {
             "message_id" => message_id = Some(v),
             "status" => status = v,
@@ -91,15 +93,15 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
         .to_owned();
     // 4: the connection exists and the token is valid for its channel.
     let not_found = || ApiError::not_found(ErrorCode::ConnectionNotFound, "Connection not found");
-    let (channel, live, remote) = match st.hub.connection_channel(&conn_id) {
+    let (channel, live, remote) = match st.hub().connection_channel(&conn_id) {
         Some((channel, live)) => (channel, live, false),
         // With a shared buffer the connection may live on another replica (§10.3): the
         // buffer checks lease ownership itself.
-        None => match st.hub.remote_connection_channel(&conn_id, &token).await? {
+        None => match st.hub().remote_connection_channel(&conn_id, &token).await? {
             Some(channel) => (channel, None, true),
             None if status == "ack" => {
                 return match st
-                    .hub
+                    .hub()
                     .late_remote_ack(&conn_id, &token, &message_id)
                     .await?
                 {
@@ -114,7 +116,7 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
             None => return Err(not_found()),
         },
     };
-    if st.hub.authenticate(&channel, &token).is_none() {
+    if st.hub().authenticate(&channel, &token).is_none() {
         return Err(not_found());
     }
     if let Some(c) = &live {
@@ -125,18 +127,18 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
         || ApiError::not_found(ErrorCode::MessageNotInFlight, "Message not in flight");
     let ok = match status.as_str() {
         "ack" => matches!(
-            st.hub
+            st.hub()
                 .ack(&channel, &message_id, &conn_id, live.as_ref())
                 .await?,
             AckOutcome::Settled { .. }
         ),
         "nack" => match &live {
             Some(c) => !matches!(
-                st.hub.nack(c, &message_id, retry, error).await?,
+                st.hub().nack(c, &message_id, retry, error).await?,
                 NackOutcome::NotHeld
             ),
             None if remote => !matches!(
-                st.hub
+                st.hub()
                     .nack_remote(&channel, &conn_id, &message_id, retry, error)
                     .await?,
                 NackOutcome::NotHeld
@@ -144,7 +146,7 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
             None => false,
         },
         _ => match &live {
-            Some(c) => st.hub.extend(c, &message_id).await?,
+            Some(c) => st.hub().extend(c, &message_id).await?,
             None if remote => st.buffer().extend(&channel, &message_id, &conn_id).await?,
             None => false,
         },
@@ -167,11 +169,11 @@ pub async fn channel_status(
 ) -> Response {
     let res = async {
         let authed = authenticate(&st, &channel, &headers, query.as_deref())?;
-        let stats = channel_stats(&st, &authed.rt.name).await?;
-        let connected = !authed.rt.conns.read().is_empty();
+        let stats = channel_stats(st.hub(), authed.rt.name()).await?;
+        let connected = authed.rt.connection_count() > 0;
         Ok::<_, ApiError>(
             axum::Json(StatusResponse {
-                channel: authed.rt.name.clone(),
+                channel: authed.rt.name().to_owned(),
                 connected,
                 stats,
                 server_time: Timestamp::now(),

@@ -17,9 +17,10 @@ use connect_protocol::ids::Protocol;
 use connect_protocol::time::Timestamp;
 use futures::{SinkExt, StreamExt};
 
-use super::{Authed, authenticate, version_header};
 use crate::app::AppState;
-use crate::hub::{AddConn, Conn, NewConn};
+use crate::http::connect::common::{Authed, authenticate, version_header};
+use crate::hub::AddConn;
+use crate::hub::conn::{Conn, NewConn};
 
 /// Client frames above this size close the connection with 1009.
 const MAX_CLIENT_FRAME: usize = 64 * 1024;
@@ -61,7 +62,7 @@ fn close_msg(code: u16) -> Message {
 
 async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocket) {
     let version = params.protocol_version;
-    let conn = match st.hub.add_conn(params).await {
+    let conn = match st.hub().add_conn(params).await {
         Ok(AddConn::Added(c)) => c,
         Ok(AddConn::Full) => {
             let _ = socket.send(close_msg(close::MAX_CONNECTIONS)).await;
@@ -72,20 +73,20 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
             return;
         }
     };
-    let hb = st.settings.heartbeat();
+    let hb = st.settings().heartbeat();
     let connected = ServerFrame::Connected(authed.connected(&st, &conn));
     let (mut sink, mut stream) = socket.split();
     if sink.send(text(&connected)).await.is_err() {
-        st.hub.remove_conn(&conn).await;
+        st.hub().remove_conn(&conn).await;
         return;
     }
-    let mut rx = conn.rx.lock().await;
+    let mut rx = conn.receiver().await;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
     let mut last_seen = Instant::now();
     let mut guard = InvalidFrameGuard::default();
     let close_code = loop {
         tokio::select! {
-            _ = conn.closing.cancelled() => {
+            _ = conn.closed() => {
                 break conn.close_reason().map(|r| r.ws_code()).unwrap_or(close::GOING_AWAY);
             }
             batch = rx.recv() => {
@@ -155,7 +156,7 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
         let _ = sink.send(close_msg(close_code)).await;
     }
     let _ = sink.close().await;
-    st.hub.remove_conn(&conn).await;
+    st.hub().remove_conn(&conn).await;
 }
 
 fn text(frame: &ServerFrame) -> Message {
@@ -165,8 +166,8 @@ fn text(frame: &ServerFrame) -> Message {
 async fn handle_frame(st: &AppState, conn: &Arc<Conn>, frame: ClientFrame) {
     let res = match frame {
         ClientFrame::Ack { message_id } => st
-            .hub
-            .ack(&conn.channel, &message_id, &conn.id, Some(conn))
+            .hub()
+            .ack(conn.channel(), &message_id, conn.id(), Some(conn))
             .await
             .map(|_| ()),
         ClientFrame::Nack {
@@ -174,15 +175,15 @@ async fn handle_frame(st: &AppState, conn: &Arc<Conn>, frame: ClientFrame) {
             retry,
             error,
         } => st
-            .hub
+            .hub()
             .nack(conn, &message_id, retry, error)
             .await
             .map(|_| ()),
-        ClientFrame::Extend { message_id } => st.hub.extend(conn, &message_id).await.map(|_| ()),
+        ClientFrame::Extend { message_id } => st.hub().extend(conn, &message_id).await.map(|_| ()),
         ClientFrame::Heartbeat { .. } => Ok(()),
     };
     if let Err(e) = res {
-        tracing::warn!(connection = %conn.id, error = %e, "settling a message failed");
+        tracing::warn!(connection = %conn.id(), error = %e, "settling a message failed");
     }
 }
 

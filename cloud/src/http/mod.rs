@@ -1,5 +1,17 @@
-//! The router: every area module's routes, the response headers every answer carries
-//! (§1.4), and the fallback 404.
+//! The HTTP edge: the router with every area module's routes, the response headers every
+//! answer carries (§1.4), and the fallback 404. Handlers get the [`AppState`] and reach the
+//! runtime through its accessors.
+//!
+//! Layout: [`error`] (the one error type), [`auth`] (credentials, parsed once), [`ingress`]
+//! (`POST /webhook/…`), [`connect`] (connector streams, ACK, status), [`admin`] (§8 and the
+//! reload API), [`ops`] (`/health`, `/metrics`, `/openapi.json`).
+
+pub mod admin;
+pub mod auth;
+pub mod connect;
+pub mod error;
+pub mod ingress;
+pub mod ops;
 
 use axum::Router;
 use axum::extract::Request;
@@ -10,9 +22,8 @@ use axum::routing::{any, get, post};
 use connect_protocol::error::ErrorCode;
 
 use crate::app::AppState;
-use crate::connect;
-use crate::error::ApiError;
-use crate::{admin, ingress, ops};
+
+use crate::http::error::ApiError;
 
 pub fn router(st: AppState) -> Router {
     Router::new()
@@ -41,7 +52,7 @@ pub fn router(st: AppState) -> Router {
             get(connect::ack::channel_status),
         )
         .nest("/admin/webhook-connect", admin::routes(st.clone()))
-        .merge(crate::config_source::admin::routes())
+        .merge(admin::config::routes())
         .fallback(not_found)
         .layer(middleware::from_fn(security_headers))
         .with_state(st)

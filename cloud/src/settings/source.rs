@@ -1,10 +1,10 @@
 //! Settings of the configuration sources (CONFIG.md §1.2–1.3, §4.1, §5.1, §6.1): file reload,
-//! etcd and Vault. Flattened into [`crate::Settings`]; validated with it before anything binds.
+//! etcd and Vault. Flattened into the operator `Settings`; validated with it before anything binds.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::settings::parse_bool;
+use crate::settings::values::parse_bool;
 
 /// `VAULT_VERIFY`: `true`, `false`, or a CA bundle path.
 #[derive(Clone, Debug, PartialEq, Eq)]

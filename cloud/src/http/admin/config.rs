@@ -4,16 +4,16 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use connect_protocol::ids::token_digest;
 use connect_protocol::time::Timestamp;
 use serde_json::{Value, json};
 
-use super::{ApplyError, ReloadDetails};
 use crate::app::AppState;
-use crate::hub::ct_eq;
+use crate::config_source::error::ApplyError;
+use crate::config_source::raw::ReloadDetails;
+use crate::http::auth::{ReloadAuthError, reload_token, same_secret};
 use crate::settings::ConfigBackend;
 
 pub fn routes() -> Router<AppState> {
@@ -28,40 +28,30 @@ fn detail(status: StatusCode, text: &str) -> Response {
 
 /// §6.3 auth: token unset → 403; missing → 401; CR/LF/NUL → 401; wrong → 401 (constant time).
 fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
-    let Some(expected) = st.settings.config_reload_admin_token.as_deref() else {
+    let Some(expected) = st.settings().config_reload_admin_token.as_deref() else {
         return Err((
             StatusCode::FORBIDDEN,
             "Configuration reload API disabled. Set CONFIG_RELOAD_ADMIN_TOKEN environment variable.",
         ));
     };
     let unauthorized = |text| Err((StatusCode::UNAUTHORIZED, text));
-    let Some(raw) = headers.get(header::AUTHORIZATION) else {
-        return unauthorized("Authentication required");
+    let token = match reload_token(headers) {
+        Ok(t) => t,
+        Err(ReloadAuthError::Missing) => return unauthorized("Authentication required"),
+        Err(ReloadAuthError::Malformed) => return unauthorized("Invalid authentication header"),
     };
-    let bytes = raw.as_bytes();
-    if bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-        return unauthorized("Invalid authentication header");
-    }
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
-    if text.is_empty() {
-        return unauthorized("Authentication required");
-    }
-    let token = match text.split_once(char::is_whitespace) {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-        _ => text,
-    };
-    if !ct_eq(&token_digest(token), &token_digest(expected)) {
+    if !same_secret(&token, expected) {
         return unauthorized("Invalid authentication token");
     }
     Ok(())
 }
 
-fn flag(body: &Value, name: &str, default: bool) -> Result<bool, String> {
+/// A boolean flag of the reload body; `Err(name)` when it is present and not a boolean.
+fn flag<'a>(body: &Value, name: &'a str, default: bool) -> Result<bool, &'a str> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(name.to_string()),
+        Some(_) => Err(name),
     }
 }
 
@@ -77,7 +67,7 @@ async fn reload_config(State(st): State<AppState>, headers: HeaderMap, body: Byt
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let body = if body.is_object() { body } else { json!({}) };
     let flags = (|| {
-        Ok::<_, String>((
+        Ok::<_, &str>((
             flag(&body, "reload_webhooks", true)?,
             flag(&body, "reload_connections", true)?,
             flag(&body, "validate_only", false)?,
@@ -101,7 +91,7 @@ async fn reload_config(State(st): State<AppState>, headers: HeaderMap, body: Byt
         )
             .into_response();
     }
-    if !st.sources.begin_reload() {
+    if !st.sources().begin_reload() {
         return (
             StatusCode::CONFLICT,
             axum::Json(json!({"status": "error", "error": "Reload already in progress"})),
@@ -109,12 +99,12 @@ async fn reload_config(State(st): State<AppState>, headers: HeaderMap, body: Byt
             .into_response();
     }
     let result = st
-        .sources
-        .reload(&st, webhooks, connections, validate_only)
+        .sources()
+        .reload(webhooks, connections, validate_only)
         .await;
-    st.sources.end_reload();
+    st.sources().end_reload();
     if !validate_only {
-        st.metrics.config_reload(
+        st.metrics().config_reload(
             "admin",
             match &result {
                 Ok(d) if d.errors.is_empty() => "success",
@@ -148,7 +138,7 @@ async fn reload_config(State(st): State<AppState>, headers: HeaderMap, body: Byt
         }
         Err(ApplyError::Source(e)) => (
             StatusCode::BAD_REQUEST,
-            axum::Json(json!({"status": "error", "error": e, "details": null, "timestamp": now()})),
+            axum::Json(json!({"status": "error", "error": e.to_string(), "details": null, "timestamp": now()})),
         )
             .into_response(),
         Err(ApplyError::Buffer(e)) => {
@@ -166,7 +156,7 @@ async fn config_status(State(st): State<AppState>, headers: HeaderMap) -> Respon
     if let Err((status, text)) = authorize(&st, &headers) {
         return detail(status, text);
     }
-    let m = &st.sources;
+    let m = &st.sources();
     let cfg = st.config();
     let (count, disabled, mut errors, mut warnings) = match &cfg {
         Some(c) => (

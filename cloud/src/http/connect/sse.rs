@@ -17,9 +17,10 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Authed, authenticate, version_header};
 use crate::app::AppState;
-use crate::hub::{AddConn, NewConn};
+use crate::http::connect::common::{Authed, authenticate, version_header};
+use crate::hub::AddConn;
+use crate::hub::conn::NewConn;
 
 /// A keep-alive comment is written whenever nothing was written for this long.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
@@ -38,7 +39,7 @@ pub async fn stream_sse(
     let params = authed.new_conn(&st, Protocol::Sse, peer, &headers, None);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let st2 = st.clone();
-    st.tracker.spawn(run(st2, authed, params, tx));
+    st.tracker().spawn(run(st2, authed, params, tx));
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     let mut res = (StatusCode::OK, body).into_response();
     let h = res.headers_mut();
@@ -73,7 +74,7 @@ fn event(name: &str, id: Option<&str>, data: &str) -> Bytes {
 }
 
 async fn run(st: AppState, authed: Authed, params: NewConn, tx: mpsc::Sender<Bytes>) {
-    let conn = match st.hub.add_conn(params).await {
+    let conn = match st.hub().add_conn(params).await {
         Ok(AddConn::Added(c)) => c,
         Ok(AddConn::Full) => {
             let data = to_ascii_json(&SseError {
@@ -90,20 +91,20 @@ async fn run(st: AppState, authed: Authed, params: NewConn, tx: mpsc::Sender<Byt
             return;
         }
     };
-    let hb = st.settings.heartbeat();
+    let hb = st.settings().heartbeat();
     let connected = authed.connected(&st, &conn);
     let mut alive = tx
         .send(event("connected", None, &to_ascii_json(&connected)))
         .await
         .is_ok();
-    let mut rx = conn.rx.lock().await;
+    let mut rx = conn.receiver().await;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
     let mut last_write = tokio::time::Instant::now();
     while alive {
         let keep_alive_at = last_write + KEEP_ALIVE;
         tokio::select! {
             _ = tx.closed() => break,
-            _ = conn.closing.cancelled() => {
+            _ = conn.closed() => {
                 let reason = conn.close_reason().map(|r| r.sse_error()).unwrap_or(sse_error::SERVER_SHUTDOWN);
                 let _ = tx.send(event("error", None, &to_ascii_json(&SseError { error: reason.into() }))).await;
                 break;
@@ -133,5 +134,5 @@ async fn run(st: AppState, authed: Authed, params: NewConn, tx: mpsc::Sender<Byt
         }
     }
     drop(rx);
-    st.hub.remove_conn(&conn).await;
+    st.hub().remove_conn(&conn).await;
 }

@@ -1,10 +1,5 @@
-//! Connector endpoints (PROTOCOL §4–5): WebSocket, SSE and long-poll streams, `/connect/ack`
-//! and `/connect/status`. Authentication happens before any upgrade or stream starts.
-
-pub mod ack;
-pub mod poll;
-pub mod sse;
-pub mod ws;
+//! What every connector request shares: service-state checks, channel authentication (§4.3),
+//! the connection parameters of a request and the `connected` frame.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,82 +13,33 @@ use connect_protocol::ids::Protocol;
 use connect_protocol::time::Timestamp;
 
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::hub::{ChannelRt, Conn, NewConn};
-
-/// Extracts the bearer token (§1.4): `Bearer` case-insensitive with any spaces, or a single
-/// bare token; any other scheme is an invalid credential (empty string).
-pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    let raw = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    if raw.is_empty() {
-        return None;
-    }
-    match raw.split_once(char::is_whitespace) {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
-            Some(rest.trim().to_owned())
-        }
-        Some(_) => Some(String::new()),
-        None => Some(raw.to_owned()),
-    }
-}
-
-/// The token of a connector request: the header, else `?token=` when the operator allows it.
-pub fn connector_token(st: &AppState, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-    bearer_token(headers).or_else(|| {
-        if !st.settings.allow_query_tokens {
-            return None;
-        }
-        query?.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == "token").then(|| percent_decode(v))
-        })
-    })
-}
-
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+use crate::http::auth::connector_token;
+use crate::http::error::{ApiError, ApiResult};
+use crate::hub::channel::ChannelRt;
+use crate::hub::conn::{Conn, NewConn};
 
 /// Service-state checks shared by every connector endpoint.
 pub fn check_service(st: &AppState) -> ApiResult<()> {
-    if !st.settings.enabled {
+    if !st.settings().enabled {
         return Err(ApiError::plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "Webhook Connect not initialized",
         )
-        .retry_after(st.settings.retry_after_seconds));
+        .retry_after(st.settings().retry_after_seconds));
     }
     // A store that only fails writes (a full disk) still lets connectors drain it.
     if !st.buffer().health().readable {
         return Err(ApiError::buffer_unavailable(
-            st.settings.retry_after_seconds,
+            st.settings().retry_after_seconds,
         ));
     }
-    if st.shutdown.is_cancelled() {
+    if st.shutdown().is_cancelled() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::BufferUnavailable,
             "Server shutting down",
         )
-        .retry_after(st.settings.retry_after_seconds));
+        .retry_after(st.settings().retry_after_seconds));
     }
     Ok(())
 }
@@ -115,21 +61,23 @@ pub fn authenticate(
     query: Option<&str>,
 ) -> ApiResult<Authed> {
     check_service(st)?;
-    let Some(token) = connector_token(st, headers, query) else {
-        st.metrics.connection_rejected("auth");
+    let token = connector_token(st.settings(), headers, query)
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRequest, e.to_string()))?;
+    let Some(token) = token else {
+        st.metrics().connection_rejected("auth");
         return Err(ApiError::plain(
             StatusCode::UNAUTHORIZED,
             "Missing authorization token",
         ));
     };
-    match st.hub.authenticate(channel, &token) {
+    match st.hub().authenticate(channel, &token) {
         Some((rt, digest, generation)) => Ok(Authed {
             rt,
             digest,
             generation,
         }),
         None => {
-            st.metrics.connection_rejected("auth");
+            st.metrics().connection_rejected("auth");
             Err(ApiError::plain(
                 StatusCode::UNAUTHORIZED,
                 "Invalid channel token",
@@ -164,7 +112,7 @@ pub fn connector_id(headers: &HeaderMap) -> Option<String> {
 
 /// The client IP under the trusted-proxy rule.
 pub fn remote_ip(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    connect_config::client_ip(peer.ip(), headers, st.settings.trusted())
+    connect_config::client_ip(peer.ip(), headers, st.settings().trusted())
 }
 
 pub fn version_header() -> (header::HeaderName, HeaderValue) {
@@ -185,7 +133,7 @@ impl Authed {
         poll_affinity: Option<String>,
     ) -> NewConn {
         NewConn {
-            channel: self.rt.name.clone(),
+            channel: self.rt.name().to_owned(),
             protocol,
             connector_id: connector_id(headers),
             remote_ip: remote_ip(st, peer, headers),
@@ -197,50 +145,15 @@ impl Authed {
 
     /// The `connected` frame / event for a registered connection (v2 fields included).
     pub fn connected(&self, st: &AppState, conn: &Conn) -> Connected {
-        let settings = self.rt.settings.read();
+        let settings = self.rt.settings();
         Connected {
-            connection_id: conn.id.clone(),
-            channel: conn.channel.clone(),
+            connection_id: conn.id().to_owned(),
+            channel: conn.channel().to_owned(),
             timestamp: Some(Timestamp::now()),
             protocol_version: Some(connect_protocol::PROTOCOL_VERSION),
-            heartbeat_interval_seconds: Some(st.settings.heartbeat_interval_seconds),
+            heartbeat_interval_seconds: Some(st.settings().heartbeat_interval_seconds),
             ack_timeout_seconds: Some(settings.ack_timeout_seconds),
             max_in_flight: Some(settings.max_in_flight as u32),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(v: &str) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
-        m
-    }
-
-    #[test]
-    fn bearer_parsing_follows_the_protocol() {
-        assert_eq!(bearer_token(&h("Bearer abc")).as_deref(), Some("abc"));
-        assert_eq!(bearer_token(&h("bEaReR    abc  ")).as_deref(), Some("abc"));
-        assert_eq!(
-            bearer_token(&h("abc")).as_deref(),
-            Some("abc"),
-            "a bare token is accepted"
-        );
-        assert_eq!(
-            bearer_token(&h("Basic abc")).as_deref(),
-            Some(""),
-            "other schemes are invalid"
-        );
-        assert_eq!(bearer_token(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn percent_decoding_handles_truncated_escapes() {
-        assert_eq!(percent_decode("a%20b+c"), "a b c");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }

@@ -8,16 +8,15 @@ use std::time::Duration;
 use clap::Parser;
 use ipnet::IpNet;
 
-/// Boolean values accepted everywhere: true/false, 1/0, yes/no, on/off (case-insensitive).
-pub fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        other => Err(format!(
-            "invalid boolean {other:?} (use true/false, 1/0, yes/no, on/off)"
-        )),
-    }
-}
+pub mod source;
+pub mod values;
+
+/// Settings that clap accepted but that are invalid together or out of range (exit 64).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSettings(pub String);
+
+use crate::settings::values::parse_bool;
 
 fn parse_nets(s: &str) -> Result<Vec<IpNet>, String> {
     s.split(',')
@@ -214,7 +213,7 @@ pub struct Settings {
     pub config_file_watching_enabled: bool,
     /// File reload, etcd and Vault settings (CONFIG.md §4–6).
     #[command(flatten)]
-    pub source: crate::config_source::settings::SourceSettings,
+    pub source: crate::settings::source::SourceSettings,
     #[arg(long, env = "WEBHOOK_CONNECT_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     #[arg(
@@ -229,7 +228,14 @@ pub struct Settings {
 
 impl Settings {
     /// Checks what clap cannot: cross-field rules and ranges. `Err` text goes to stderr, exit 64.
-    pub fn validate(&mut self, alias_trusted_proxies: Option<String>) -> Result<(), String> {
+    pub fn validate(
+        &mut self,
+        alias_trusted_proxies: Option<String>,
+    ) -> Result<(), InvalidSettings> {
+        self.check(alias_trusted_proxies).map_err(InvalidSettings)
+    }
+
+    fn check(&mut self, alias_trusted_proxies: Option<String>) -> Result<(), String> {
         if self.trusted_proxies.is_none()
             && let Some(alias) = alias_trusted_proxies.filter(|s| !s.trim().is_empty())
         {

@@ -7,9 +7,9 @@ use connect_protocol::admin::{Health, HealthComponents};
 use connect_protocol::time::Timestamp;
 
 use crate::app::AppState;
-use crate::connect::bearer_token;
-use crate::error::ApiError;
-use crate::hub::ct_eq;
+use crate::http::auth::bearer_token;
+use crate::http::error::ApiError;
+use crate::hub::channel::ct_eq;
 
 pub async fn root() -> Response {
     axum::Json(serde_json::json!({"message": "200 OK"})).into_response()
@@ -32,13 +32,13 @@ pub async fn health(State(st): State<AppState>) -> Response {
             )
         })
         .unwrap_or((0, 0, 0));
-    let buffer_ok = buffer.ok || !st.settings.enabled;
-    let etcd = match st.sources.etcd_link() {
+    let buffer_ok = buffer.ok || !st.settings().enabled;
+    let etcd = match st.sources().etcd_link() {
         None => "not_configured",
         Some(l) if l.connected => "healthy",
         Some(_) => "disconnected",
     };
-    let vault = match st.sources.vault_status() {
+    let vault = match st.sources().vault_status() {
         None => "not_configured",
         Some(v) if v.degraded => "degraded",
         Some(_) => "healthy",
@@ -62,7 +62,7 @@ pub async fn health(State(st): State<AppState>) -> Response {
                 _ => "degraded",
             }
             .into(),
-            config_backend: match st.settings.config_backend {
+            config_backend: match st.settings().config_backend {
                 crate::settings::ConfigBackend::File => "file",
                 crate::settings::ConfigBackend::Etcd => "etcd",
             }
@@ -76,7 +76,7 @@ pub async fn health(State(st): State<AppState>) -> Response {
             }
             .into(),
             buffer_backend: st.buffer().backend_name().into(),
-            webhook_connect: if st.settings.enabled {
+            webhook_connect: if st.settings().enabled {
                 "healthy"
             } else {
                 "not_configured"
@@ -102,7 +102,7 @@ pub async fn health(State(st): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(expected) = &st.settings.metrics_token {
+    if let Some(expected) = &st.settings().metrics_token {
         let ok = bearer_token(&headers).is_some_and(|t| ct_eq(&t, expected));
         if !ok {
             return ApiError::unauthorized("Invalid metrics token").into_response();
@@ -110,7 +110,7 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
     }
     let mut gauges = Vec::new();
     let mut counters = Vec::new();
-    for name in st.hub.channel_names() {
+    for name in st.hub().channel_names() {
         if let Ok(s) = st.buffer().stats(&name).await {
             for (state, v) in [
                 ("ready", s.ready),
@@ -178,7 +178,7 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
             cfg.webhooks.errors().len() as f64,
         ));
     }
-    let text = st.metrics.render(&gauges, &counters);
+    let text = st.metrics().render(&gauges, &counters);
     let mut res = text.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -188,11 +188,11 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
 }
 
 pub async fn openapi(State(st): State<AppState>) -> Response {
-    if st.settings.disable_openapi_docs {
+    if st.settings().disable_openapi_docs {
         return ApiError::not_found(connect_protocol::error::ErrorCode::NotFound, "Not Found")
             .into_response();
     }
-    let mut res = include_str!("../openapi.json").into_response();
+    let mut res = include_str!("../../openapi.json").into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

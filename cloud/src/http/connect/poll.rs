@@ -4,9 +4,8 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
@@ -16,12 +15,12 @@ use connect_protocol::frames::PollResponse;
 use connect_protocol::headers as h;
 use connect_protocol::ids::Protocol;
 use connect_protocol::time::Timestamp;
-use tokio::sync::oneshot;
 
-use super::{authenticate, connector_id, remote_ip, version_header};
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::hub::{AddConn, Batch, Conn};
+use crate::http::connect::common::{authenticate, connector_id, remote_ip, version_header};
+use crate::http::error::{ApiError, ApiResult};
+use crate::hub::AddConn;
+use crate::hub::conn::{Batch, Conn};
 
 struct PollParams {
     timeout: u64,
@@ -94,15 +93,15 @@ async fn poll(
     let affinity = format!("{}|{}", authed.digest, ip);
     let wanted_id = headers.get(h::CONNECTION_ID).and_then(|v| v.to_str().ok());
     let conn = match st
-        .hub
-        .find_poll_conn(&authed.rt.name, wanted_id, cid.as_deref(), &affinity)
+        .hub()
+        .find_poll_conn(authed.rt.name(), wanted_id, cid.as_deref(), &affinity)
     {
         Some(c) => {
-            *c.token_digest.lock() = authed.digest.clone();
+            c.set_token_digest(authed.digest.clone());
             c
         }
         None => match st
-            .hub
+            .hub()
             .add_conn(authed.new_conn(&st, Protocol::LongPoll, peer, &headers, Some(affinity)))
             .await?
         {
@@ -113,7 +112,7 @@ async fn poll(
                     connect_protocol::error::ErrorCode::MaxConnections,
                     "Max connections reached",
                 )
-                .retry_after(st.settings.retry_after_seconds));
+                .retry_after(st.settings().retry_after_seconds));
             }
             AddConn::NoChannel => {
                 return Err(ApiError::plain(
@@ -124,13 +123,10 @@ async fn poll(
         },
     };
     // A newer request for the same poll connection answers the older one 204 at once.
-    let (cancel_tx, mut cancel_rx) = oneshot::channel();
-    let generation = conn.poll_generation.fetch_add(1, Ordering::AcqRel) + 1;
-    if let Some((_, old)) = conn.poll_cancel.lock().replace((generation, cancel_tx)) {
-        let _ = old.send(());
-    }
-    let mut rx = conn.rx.lock().await;
-    let settings = authed.rt.settings.read().clone();
+    let mut ticket = conn.poll_begin();
+    let mut rx = conn.receiver().await;
+    let settings = authed.rt.settings();
+    let max_in_flight = settings.max_in_flight as usize;
     let mut messages: Batch = Vec::new();
     // Messages leased to this poll connection after its previous answer went out come first.
     while messages.len() < params.max_messages {
@@ -140,36 +136,29 @@ async fn poll(
         }
     }
     if messages.is_empty() {
-        let free = (settings.max_in_flight as usize)
-            .saturating_sub(conn.in_flight.load(Ordering::Acquire));
-        conn.poll_want
-            .store(params.max_messages.min(free), Ordering::Release);
-        authed.rt.wake.notify_one();
+        conn.poll_want(params.max_messages, max_in_flight);
+        authed.rt.wake();
         let deadline = tokio::time::sleep(Duration::from_secs(params.timeout));
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 _ = &mut deadline => break,
-                _ = &mut cancel_rx => break,
-                _ = conn.closing.cancelled() => break,
-                _ = st.shutdown.cancelled() => break,
+                _ = &mut ticket.cancelled => break,
+                _ = conn.closed() => break,
+                _ = st.shutdown().cancelled() => break,
                 b = rx.recv() => {
                     if let Some(b) = b { messages.extend(b); }
                     break;
                 }
                 // Capacity can free up while waiting (ACKs of earlier polls).
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                    if conn.poll_want.load(Ordering::Acquire) == 0 {
-                        let free = (settings.max_in_flight as usize).saturating_sub(conn.in_flight.load(Ordering::Acquire));
-                        if free > 0 {
-                            conn.poll_want.store(params.max_messages.min(free), Ordering::Release);
-                            authed.rt.wake.notify_one();
-                        }
+                    if conn.poll_refill(params.max_messages, max_in_flight) {
+                        authed.rt.wake();
                     }
                 }
             }
         }
-        conn.poll_want.store(0, Ordering::Release);
+        conn.poll_stop();
         while messages.len() < params.max_messages {
             match rx.try_recv() {
                 Ok(b) => messages.extend(b),
@@ -177,17 +166,10 @@ async fn poll(
             }
         }
     }
-    *conn.poll_last_active.lock() = Instant::now();
-    {
-        let mut slot = conn.poll_cancel.lock();
-        // Clear only our own slot; a newer request may already have replaced it.
-        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
-            *slot = None;
-        }
-    }
+    conn.poll_end(&ticket);
     drop(rx);
-    if conn.closing.is_cancelled() {
-        st.hub.remove_conn(&conn).await;
+    if conn.is_closing() {
+        st.hub().remove_conn(&conn).await;
     }
     if messages.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -198,8 +180,8 @@ async fn poll(
         .collect();
     let body = PollResponse {
         messages: wire,
-        connection_id: conn.id.clone(),
-        channel: conn.channel.clone(),
+        connection_id: conn.id().to_owned(),
+        channel: conn.channel().to_owned(),
         timestamp: Timestamp::now(),
         protocol_version: Some(connect_protocol::PROTOCOL_VERSION),
         ack_timeout_seconds: Some(settings.ack_timeout_seconds),
@@ -251,10 +233,10 @@ impl Drop for ReleaseOnAbort {
             return;
         }
         if let Some((st, conn)) = self.abort.take() {
-            tracing::debug!(connection = %conn.id, "poll answer not delivered; releasing its leases");
+            tracing::debug!(connection = %conn.id(), "poll answer not delivered; releasing its leases");
             let st2 = st.clone();
-            st.tracker
-                .spawn(async move { st2.hub.remove_conn(&conn).await });
+            st.tracker()
+                .spawn(async move { st2.hub().remove_conn(&conn).await });
         }
     }
 }

@@ -22,7 +22,7 @@ use connect_protocol::time::Timestamp;
 use http_body_util::BodyExt;
 
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult};
 
 /// Longest time the buffer may take to confirm a write before the sender gets 503 (§2.7).
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,7 +88,7 @@ async fn handle(
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    st.metrics.ingress(
+    st.metrics().ingress(
         &label.0,
         &label.1,
         res.status().as_u16(),
@@ -131,13 +131,13 @@ async fn pipeline(
     check_headers(st, &headers)?;
     // 4. Configuration lookup (the file backend ignores the namespace after its syntax check;
     //    etcd maps `/webhook/{id}` to ETCD_NAMESPACE).
-    if st.shutdown.is_cancelled() {
+    if st.shutdown().is_cancelled() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::BufferUnavailable,
             "Server shutting down",
         )
-        .retry_after(st.settings.retry_after_seconds));
+        .retry_after(st.settings().retry_after_seconds));
     }
     let Some(cfg) = st.config() else {
         return Err(ApiError::new(
@@ -145,7 +145,7 @@ async fn pipeline(
             ErrorCode::ConfigNotLoaded,
             "Configuration not loaded",
         )
-        .retry_after(st.settings.retry_after_seconds));
+        .retry_after(st.settings().retry_after_seconds));
     };
     let webhook = match cfg.webhooks.lookup(cfg.namespace_for(ns.as_deref()), &id) {
         Lookup::Found(w) => w.clone(),
@@ -155,7 +155,7 @@ async fn pipeline(
                 ErrorCode::WebhookUnavailable,
                 "Webhook unavailable",
             )
-            .retry_after(st.settings.retry_after_seconds));
+            .retry_after(st.settings().retry_after_seconds));
         }
         Lookup::NotFound => {
             return Err(ApiError::not_found(
@@ -180,7 +180,7 @@ async fn pipeline(
             query: &query,
             peer: peer.ip(),
             body: &bytes,
-            global_trusted_proxies: st.settings.trusted(),
+            global_trusted_proxies: st.settings().trusted(),
             now_unix,
         })
         .map_err(ApiError::unauthorized)?;
@@ -198,7 +198,7 @@ async fn pipeline(
                 None
             });
         let verdict = shared.unwrap_or_else(|| {
-            let mut limits = st.rate_limits.lock();
+            let mut limits = st.rate_limits().lock();
             limits
                 .entry(webhook.key.clone())
                 .or_insert_with(|| connect_config::SlidingWindow::new(rl.max_requests, window))
@@ -248,8 +248,8 @@ async fn pipeline(
     // 11. Module.
     match &webhook.module {
         Module::WebhookConnect(cs) => {
-            if !st.settings.enabled {
-                return Err(ApiError::not_initialized(st.settings.retry_after_seconds));
+            if !st.settings().enabled {
+                return Err(ApiError::not_initialized(st.settings().retry_after_seconds));
             }
             let msg = build_message(
                 &webhook,
@@ -269,15 +269,15 @@ async fn pipeline(
             let (message_id, _seq) = match enq {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
-                    return Err(ApiError::from(e).retry_after(st.settings.retry_after_seconds));
+                    return Err(ApiError::from(e).retry_after(st.settings().retry_after_seconds));
                 }
                 Err(_) => {
                     return Err(ApiError::buffer_unavailable(
-                        st.settings.retry_after_seconds,
+                        st.settings().retry_after_seconds,
                     ));
                 }
             };
-            st.metrics.enqueued(
+            st.metrics().enqueued(
                 st.buffer().backend_name(),
                 &cs.channel,
                 started.elapsed().as_secs_f64(),
@@ -296,7 +296,7 @@ async fn pipeline(
                         ErrorCode::ProcessingError,
                         "Processing error",
                     )
-                    .tap_log(&e)
+                    .tap_log(&e.to_string())
                 })?;
             Ok(axum::Json(IngressAccepted {
                 message: "200 OK".into(),
@@ -330,10 +330,10 @@ fn json_error(e: JsonError) -> ApiError {
 
 fn check_headers(st: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let n = headers.len();
-    if n > st.settings.max_headers {
+    if n > st.settings().max_headers {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidHeaders,
-            format!("Too many headers: {n} (max: {})", st.settings.max_headers),
+            format!("Too many headers: {n} (max: {})", st.settings().max_headers),
         ));
     }
     let mut total = 0usize;
@@ -347,12 +347,12 @@ fn check_headers(st: &AppState, headers: &HeaderMap) -> ApiResult<()> {
         }
         total += k.as_str().len() + vb.len();
     }
-    if total > st.settings.max_header_bytes {
+    if total > st.settings().max_header_bytes {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidHeaders,
             format!(
                 "Headers too large: {total} bytes (max: {})",
-                st.settings.max_header_bytes
+                st.settings().max_header_bytes
             ),
         ));
     }
@@ -370,7 +370,7 @@ fn too_large(n: u64, max: u64) -> ApiError {
 
 /// Reads the body as a stream, aborting as soon as it passes the limit or the timeout.
 async fn read_body(st: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Vec<u8>> {
-    let max = st.settings.max_body_bytes;
+    let max = st.settings().max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -396,7 +396,7 @@ async fn read_body(st: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<
         }
         Ok(buf)
     };
-    match tokio::time::timeout(st.settings.body_read_timeout(), read).await {
+    match tokio::time::timeout(st.settings().body_read_timeout(), read).await {
         Ok(r) => r,
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,

@@ -1,0 +1,226 @@
+//! What every source produces and how it is built: [`RawConfig`] (unresolved definitions keyed
+//! by namespace and id), the per-entry [`build`] that keeps the previous valid definition of an
+//! entry that became invalid, and the [`ReloadDetails`] diff a reload reports.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use connect_config::{EnvSource, SecretSource, Webhook, WebhookSet, entry_key};
+use connect_protocol::admin::ConfigError;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+/// `(namespace, id)`: `None` for the file backend.
+pub type EntryKey = (Option<String>, String);
+
+/// Unresolved definitions as read from a source. An `Err` value is a definition that could not
+/// even be read as a JSON object (an etcd value that is not JSON): treated like an invalid entry.
+#[derive(Clone, Debug, Default)]
+pub struct RawConfig {
+    pub webhooks: BTreeMap<EntryKey, Result<Value, String>>,
+    pub connections: BTreeMap<String, Result<Value, String>>,
+    /// Source-level warnings (etcd keys outside the layout).
+    pub warnings: Vec<String>,
+}
+
+impl RawConfig {
+    /// A `webhooks.json` document (file backend). Not an object → `Err` (nothing applies).
+    pub fn webhooks_from_doc(
+        doc: &Value,
+    ) -> Result<BTreeMap<EntryKey, Result<Value, String>>, String> {
+        let map = doc.as_object().ok_or_else(|| {
+            "webhooks configuration must be a JSON object mapping webhook ids to definitions"
+                .to_string()
+        })?;
+        Ok(map
+            .iter()
+            .map(|(id, v)| ((None, id.clone()), Ok(v.clone())))
+            .collect())
+    }
+}
+
+/// Result of one build: the set to put in force and what to report.
+pub struct Built {
+    pub set: WebhookSet,
+    /// Entries whose new definition is invalid and that keep their previous one.
+    pub stale: Vec<ConfigError>,
+    pub warnings: Vec<String>,
+    pub connections_count: usize,
+    pub(crate) refs: BTreeSet<(String, String)>,
+}
+
+/// What a reload changed (the `details` of §6.3).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ReloadDetails {
+    pub webhooks_added: usize,
+    pub webhooks_removed: usize,
+    pub webhooks_modified: usize,
+    pub total_webhooks: usize,
+    pub webhooks_disabled: usize,
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<String>,
+}
+
+/// A [`SecretSource`] that only records references (to learn what a build will need).
+#[derive(Default)]
+pub(crate) struct Discovery(pub(crate) Mutex<BTreeSet<(String, String)>>);
+
+impl SecretSource for Discovery {
+    fn get(&self, path: &str, field: &str) -> connect_config::SecretLookup {
+        self.0.lock().insert((path.to_string(), field.to_string()));
+        connect_config::SecretLookup::Value(String::new())
+    }
+}
+
+/// Per-entry build: a valid definition replaces the previous one; an invalid one keeps the
+/// previous valid definition (reported as stale) or, for a new entry, is disabled.
+pub fn build(
+    raw: &RawConfig,
+    prev: Option<&WebhookSet>,
+    env: &dyn EnvSource,
+    secrets: Option<&dyn SecretSource>,
+) -> Built {
+    let mut stale = Vec::new();
+    let mut parsed = Vec::with_capacity(raw.webhooks.len());
+    for ((ns, id), def) in &raw.webhooks {
+        let r = def
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|v| Webhook::parse(id, ns.as_deref(), v, env, secrets));
+        let entry = match r {
+            Ok(w) => connect_config::Entry::Enabled(Arc::new(w)),
+            Err(e) => match prev.and_then(|p| p.entry(ns.as_deref(), id)) {
+                Some(connect_config::Entry::Enabled(old)) => {
+                    stale.push(ConfigError {
+                        webhook: entry_key(ns.as_deref(), id),
+                        error: format!("{e} (previous definition kept)"),
+                    });
+                    connect_config::Entry::Enabled(old.clone())
+                }
+                _ => connect_config::Entry::Disabled(e),
+            },
+        };
+        parsed.push((ns.clone(), id.clone(), entry));
+    }
+    let set = WebhookSet::from_parsed(parsed);
+    let mut warnings = raw.warnings.clone();
+    let mut connections_count = 0;
+    for (name, def) in &raw.connections {
+        match def {
+            Err(e) => warnings.push(format!("connection {name}: {e}")),
+            Ok(v) => match connect_config::resolve(v, env, secrets) {
+                Err(e) => warnings.push(format!("connection {name}: {e}")),
+                Ok(v) if v.get("type").and_then(Value::as_str).is_none() => {
+                    warnings.push(format!("connection {name}: missing string key 'type'"));
+                }
+                Ok(_) => connections_count += 1,
+            },
+        }
+    }
+    Built {
+        set,
+        stale,
+        warnings,
+        connections_count,
+        refs: BTreeSet::new(),
+    }
+}
+
+pub(crate) fn diff(prev: Option<&WebhookSet>, built: &Built) -> ReloadDetails {
+    let mut d = ReloadDetails {
+        total_webhooks: built.set.len(),
+        webhooks_disabled: built.set.errors().len(),
+        errors: built
+            .set
+            .errors()
+            .iter()
+            .chain(built.stale.iter())
+            .cloned()
+            .collect(),
+        warnings: built
+            .set
+            .warnings()
+            .iter()
+            .chain(built.warnings.iter())
+            .cloned()
+            .collect(),
+        ..Default::default()
+    };
+    let resolved = |e: &connect_config::Entry| match e {
+        connect_config::Entry::Enabled(w) => Ok(w.resolved.clone()),
+        connect_config::Entry::Disabled(err) => Err(err.clone()),
+    };
+    for (ns, id, e) in built.set.entries() {
+        match prev.and_then(|p| p.entry(ns, id)) {
+            None => d.webhooks_added += 1,
+            Some(old) if resolved(old) != resolved(e) => d.webhooks_modified += 1,
+            Some(_) => {}
+        }
+    }
+    if let Some(p) = prev {
+        d.webhooks_removed = p
+            .entries()
+            .filter(|(ns, id, _)| built.set.entry(*ns, id).is_none())
+            .count();
+    }
+    d
+}
+
+/// Reads a file as JSON (used by the file source and by start-up).
+pub(crate) fn read_json(path: &Path) -> Result<(Value, [u8; 32]), String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let hash: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+    let doc = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+    Ok((doc, hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use connect_config::MapEnv;
+    use serde_json::json;
+
+    fn raw(defs: Value) -> RawConfig {
+        RawConfig {
+            webhooks: RawConfig::webhooks_from_doc(&defs).unwrap(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_entry_that_becomes_invalid_keeps_its_previous_definition() {
+        let env = MapEnv::default();
+        let first = build(
+            &raw(json!({"a": {"module": "log"}, "b": {"module": "log"}})),
+            None,
+            &env,
+            None,
+        );
+        assert!(first.stale.is_empty());
+        let second = build(
+            &raw(json!({"a": {"module": "nope"}, "b": {"module": "log"}, "c": {"module": "nope"}})),
+            Some(&first.set),
+            &env,
+            None,
+        );
+        assert_eq!(second.stale.len(), 1);
+        assert_eq!(second.stale[0].webhook, "a");
+        assert!(matches!(
+            second.set.entry(None, "a"),
+            Some(connect_config::Entry::Enabled(_))
+        ));
+        assert!(matches!(
+            second.set.entry(None, "c"),
+            Some(connect_config::Entry::Disabled(_))
+        ));
+        let d = diff(Some(&first.set), &second);
+        assert_eq!(
+            (d.webhooks_added, d.webhooks_removed, d.webhooks_modified),
+            (1, 0, 0)
+        );
+        assert_eq!(d.errors.len(), 2);
+    }
+}

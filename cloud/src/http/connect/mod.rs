@@ -1,0 +1,12 @@
+//! Connector endpoints (PROTOCOL §4–5): WebSocket, SSE and long-poll streams, `/connect/ack`
+//! and `/connect/status`. Authentication happens before any upgrade or stream starts.
+//!
+//! Layout: [`common`] (service checks, channel authentication, connection parameters), then one
+//! module per endpoint: [`ws`], [`sse`], [`poll`], [`ack`] (`/connect/ack` and
+//! `/connect/status`).
+
+pub mod ack;
+pub mod common;
+pub mod poll;
+pub mod sse;
+pub mod ws;

@@ -1,0 +1,148 @@
+//! Per-channel runtime state on this replica: settings and token state as last read from the
+//! buffer, the live connections, and the wake-up of the channel's dispatcher.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use connect_buffer::{ChannelSettings, TokenState};
+use connect_protocol::admin::TokenGeneration;
+use connect_protocol::time::Timestamp;
+use parking_lot::RwLock;
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::conn::Conn;
+
+/// Per-channel runtime state on this replica.
+pub struct ChannelRt {
+    name: String,
+    settings: RwLock<ChannelSettings>,
+    token: RwLock<TokenState>,
+    conns: RwLock<Vec<Arc<Conn>>>,
+    wake: Arc<Notify>,
+    serve_tick: AtomicU64,
+    stop: CancellationToken,
+}
+
+impl ChannelRt {
+    pub(crate) fn new(
+        name: String,
+        settings: ChannelSettings,
+        token: TokenState,
+        wake: Arc<Notify>,
+        stop: CancellationToken,
+    ) -> Self {
+        ChannelRt {
+            name,
+            settings: RwLock::new(settings),
+            token: RwLock::new(token),
+            conns: RwLock::new(Vec::new()),
+            wake,
+            serve_tick: AtomicU64::new(0),
+            stop,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn settings(&self) -> ChannelSettings {
+        self.settings.read().clone()
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.settings.read().max_in_flight as usize
+    }
+
+    pub fn ack_timeout_seconds(&self) -> u64 {
+        self.settings.read().ack_timeout_seconds
+    }
+
+    pub(crate) fn max_connections(&self) -> u64 {
+        self.settings.read().max_connections
+    }
+
+    /// Takes new settings; `true` if they differ from the ones held.
+    pub(crate) fn set_settings(&self, s: &ChannelSettings) -> bool {
+        if *self.settings.read() == *s {
+            return false;
+        }
+        *self.settings.write() = s.clone();
+        true
+    }
+
+    /// Takes a new token state; `true` if it differs from the one held.
+    pub(crate) fn set_token(&self, t: &TokenState) -> bool {
+        if *self.token.read() == *t {
+            return false;
+        }
+        *self.token.write() = t.clone();
+        true
+    }
+
+    pub fn current_token_digest(&self) -> String {
+        self.token.read().current_digest.clone()
+    }
+
+    /// This replica's live connections of the channel.
+    pub fn connections(&self) -> Vec<Arc<Conn>> {
+        self.conns.read().clone()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.read().len()
+    }
+
+    pub(crate) fn with_connections<R>(&self, f: impl FnOnce(&[Arc<Conn>]) -> R) -> R {
+        f(&self.conns.read())
+    }
+
+    pub(crate) fn add_connection(&self, c: Arc<Conn>) {
+        self.conns.write().push(c);
+    }
+
+    pub(crate) fn remove_connection(&self, id: &str) {
+        self.conns.write().retain(|c| c.id() != id);
+    }
+
+    /// Wakes the channel's dispatcher (a message, a free slot or a new connection).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn notifier(&self) -> &Notify {
+        &self.wake
+    }
+
+    pub(crate) fn next_serve_tick(&self) -> u64 {
+        self.serve_tick.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    pub(crate) fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    /// Which generation `digest` authenticates for, or `None` (§4.3).
+    pub fn token_matches(&self, digest: &str, now: Timestamp) -> Option<TokenGeneration> {
+        let t = self.token.read();
+        let cur = ct_eq(&t.current_digest, digest);
+        let prev = match (&t.previous_digest, t.previous_expires_at) {
+            (Some(p), Some(exp)) if exp > now => ct_eq(p, digest),
+            _ => false,
+        };
+        if cur {
+            Some(TokenGeneration::Current)
+        } else if prev {
+            Some(TokenGeneration::Previous)
+        } else {
+            None
+        }
+    }
+}
+
+/// Constant-time comparison of two digests.
+pub fn ct_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}

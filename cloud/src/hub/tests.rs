@@ -1,0 +1,230 @@
+//! Unit tests of the dispatcher and the long-poll accounting, against an embedded buffer with
+//! a manual clock. The dispatcher is driven by hand (`dispatch_once`), so no task races them.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use connect_buffer::embedded::EmbeddedBuffer;
+use connect_buffer::suite::{message, registration, settings};
+use connect_buffer::{Buffer, ChannelSettings, ManualClock};
+use connect_protocol::ids::Protocol;
+use connect_protocol::time::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::channel::ChannelRt;
+use crate::hub::conn::{Conn, NewConn};
+use crate::hub::dispatch::dispatch_once;
+use crate::metrics::Metrics;
+
+const CH: &str = "orders";
+
+struct Fixture {
+    buffer: Arc<dyn Buffer>,
+    clock: Arc<ManualClock>,
+    metrics: Metrics,
+    rt: ChannelRt,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(s: ChannelSettings) -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let buffer: Arc<dyn Buffer> =
+        Arc::new(EmbeddedBuffer::open(dir.path(), clock.clone()).expect("buffer"));
+    let rec = buffer
+        .register_channel(registration(CH, s.clone()))
+        .await
+        .expect("register")
+        .record;
+    let rt = ChannelRt::new(
+        CH.into(),
+        rec.settings.clone(),
+        rec.token.clone(),
+        buffer.notifier(CH),
+        CancellationToken::new(),
+    );
+    Fixture {
+        buffer,
+        clock,
+        metrics: Metrics::default(),
+        rt,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    async fn enqueue(&self, n: usize) {
+        for _ in 0..n {
+            self.buffer
+                .enqueue(message(&self.clock, CH, "hook-a", 3600))
+                .await
+                .expect("enqueue");
+        }
+    }
+
+    async fn connect(&self, id: &str, protocol: Protocol) -> Arc<Conn> {
+        assert!(
+            self.buffer
+                .add_connection(CH, id, 10)
+                .await
+                .expect("add connection")
+        );
+        let c = Arc::new(Conn::new(
+            id.into(),
+            NewConn {
+                channel: CH.into(),
+                protocol,
+                connector_id: None,
+                remote_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                protocol_version: 2,
+                token_digest: String::new(),
+                poll_affinity: None,
+            },
+        ));
+        self.rt.add_connection(c.clone());
+        c
+    }
+
+    async fn dispatch(&self) {
+        dispatch_once(self.buffer.as_ref(), &self.metrics, &self.rt)
+            .await
+            .expect("dispatch");
+    }
+
+    async fn ready(&self) -> u64 {
+        self.buffer.stats(CH).await.expect("stats").ready
+    }
+}
+
+/// What a connection was handed so far.
+async fn received(c: &Conn) -> usize {
+    let mut rx = c.receiver().await;
+    let mut n = 0;
+    while let Ok(b) = rx.try_recv() {
+        n += b.len();
+    }
+    n
+}
+
+#[tokio::test]
+async fn dispatch_shares_messages_evenly_between_connections() {
+    let f = fixture(settings()).await;
+    let a = f.connect("ws_a", Protocol::Websocket).await;
+    let b = f.connect("ws_b", Protocol::Websocket).await;
+    f.enqueue(6).await;
+    f.dispatch().await;
+    assert_eq!((a.in_flight(), b.in_flight()), (3, 3));
+    assert_eq!((received(&a).await, received(&b).await), (3, 3));
+    assert_eq!(f.ready().await, 0);
+}
+
+#[tokio::test]
+async fn dispatch_prefers_the_connection_with_fewer_leases() {
+    let f = fixture(settings()).await;
+    let a = f.connect("ws_a", Protocol::Websocket).await;
+    f.enqueue(4).await;
+    f.dispatch().await;
+    assert_eq!(a.in_flight(), 4, "a lone connection takes a batch");
+    let b = f.connect("ws_b", Protocol::Websocket).await;
+    f.enqueue(3).await;
+    f.dispatch().await;
+    // b has no lease, so it is served first until it catches up with a.
+    assert_eq!((a.in_flight(), b.in_flight()), (4, 3));
+}
+
+#[tokio::test]
+async fn dispatch_stays_within_max_in_flight() {
+    let f = fixture(ChannelSettings {
+        max_in_flight: 2,
+        ..settings()
+    })
+    .await;
+    let a = f.connect("ws_a", Protocol::Websocket).await;
+    f.enqueue(5).await;
+    f.dispatch().await;
+    assert_eq!(a.in_flight(), 2);
+    assert_eq!(f.ready().await, 3);
+    // Settling one frees exactly one slot.
+    a.record_ack(true);
+    f.dispatch().await;
+    assert_eq!(a.in_flight(), 2);
+    assert_eq!(f.ready().await, 2);
+}
+
+#[tokio::test]
+async fn a_poll_connection_takes_only_what_its_request_wants() {
+    let f = fixture(settings()).await;
+    let p = f.connect("lp_a", Protocol::LongPoll).await;
+    f.enqueue(5).await;
+    f.dispatch().await;
+    assert_eq!(p.in_flight(), 0, "no request waiting: nothing is leased");
+    p.poll_want(2, 100);
+    f.dispatch().await;
+    assert_eq!(p.in_flight(), 2);
+    assert_eq!(received(&p).await, 2);
+    assert_eq!(p.capacity(100), 0, "the request's window is used up");
+    assert_eq!(f.ready().await, 3);
+}
+
+#[tokio::test]
+async fn a_poll_window_the_buffer_cannot_fill_is_given_back() {
+    let f = fixture(settings()).await;
+    let p = f.connect("lp_a", Protocol::LongPoll).await;
+    f.enqueue(1).await;
+    p.poll_want(3, 100);
+    f.dispatch().await;
+    assert_eq!(p.in_flight(), 1);
+    // Two slots of the window were reserved and not leased: they stay open for the request.
+    assert_eq!(p.capacity(100), 2);
+    f.enqueue(1).await;
+    f.dispatch().await;
+    assert_eq!(p.in_flight(), 2);
+    assert_eq!(p.capacity(100), 1);
+    p.poll_stop();
+    assert_eq!(p.capacity(100), 0);
+}
+
+#[tokio::test]
+async fn a_poll_window_is_bounded_by_max_in_flight() {
+    let f = fixture(settings()).await;
+    let p = f.connect("lp_a", Protocol::LongPoll).await;
+    f.enqueue(3).await;
+    p.poll_want(10, 2);
+    assert_eq!(p.capacity(2), 2);
+    assert!(!p.poll_refill(10, 2), "an open window is not refilled");
+    p.poll_stop();
+    assert!(
+        p.poll_refill(10, 2),
+        "an empty window with free slots is reopened"
+    );
+}
+
+#[tokio::test]
+async fn a_newer_poll_request_answers_the_older_one() {
+    let f = fixture(settings()).await;
+    let p = f.connect("lp_a", Protocol::LongPoll).await;
+    let mut first = p.poll_begin();
+    let mut second = p.poll_begin();
+    assert!(
+        first.cancelled.try_recv().is_ok(),
+        "the older request is answered"
+    );
+    // The older request ending must not clear the newer one's slot.
+    p.poll_end(&first);
+    p.cancel_poll();
+    assert!(
+        second.cancelled.try_recv().is_ok(),
+        "cancel_poll still reaches the newer request"
+    );
+}
+
+#[tokio::test]
+async fn a_closing_connection_gets_nothing() {
+    let f = fixture(settings()).await;
+    let a = f.connect("ws_a", Protocol::Websocket).await;
+    a.close(crate::hub::conn::CloseReason::Admin);
+    f.enqueue(2).await;
+    f.dispatch().await;
+    assert_eq!(a.in_flight(), 0);
+    assert_eq!(f.ready().await, 2);
+}

@@ -1,0 +1,241 @@
+//! The service's runtime without HTTP: the buffer, the hub of channels and connections, and the
+//! configuration in force. [`Runtime::apply_config`] puts a configuration in force (channel
+//! registration, orphaning, the snapshot swap); configuration sources depend on this, not on the
+//! HTTP application state.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use connect_buffer::{Buffer, BufferError, ChannelRegistration, ChannelSettings};
+use connect_config::{ChannelSpec, ConnectSettings, EnvSource, WebhookSet};
+use connect_protocol::admin::{ChannelState, ConfigError};
+use connect_protocol::ids::token_digest;
+use connect_protocol::time::Timestamp;
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::settings::{OrphanPolicy, Settings};
+
+/// The configuration in force.
+pub struct ConfigSnapshot {
+    pub webhooks: WebhookSet,
+    pub loaded_at: Timestamp,
+    /// Entries whose latest definition is invalid and that keep serving their previous one
+    /// (reported like disabled entries, but still answering).
+    pub stale: Vec<ConfigError>,
+    /// etcd: the namespace `/webhook/{id}` serves. `None` for the file backend, whose single
+    /// map ignores the namespace of `/webhook/{ns}/{id}`.
+    pub default_namespace: Option<String>,
+}
+
+impl ConfigSnapshot {
+    /// The namespace to look a request up in (CONFIG.md §4.2 URL mapping).
+    pub fn namespace_for<'a>(&'a self, requested: Option<&'a str>) -> Option<&'a str> {
+        let default = self.default_namespace.as_deref()?;
+        Some(requested.unwrap_or(default))
+    }
+}
+
+/// Why the webhooks file could not be used at start-up (exit 64).
+#[derive(Debug, thiserror::Error)]
+pub enum WebhooksFileError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid JSON: {source}")]
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// Reads and parses the webhooks file; any failure is fatal at start-up (exit 64).
+pub fn read_webhooks(path: &Path, env: &dyn EnvSource) -> Result<WebhookSet, WebhooksFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| WebhooksFileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| WebhooksFileError::Json {
+            path: shown.clone(),
+            source,
+        })?;
+    WebhookSet::from_json(&doc, None, env, None).map_err(|reason| WebhooksFileError::Invalid {
+        path: shown,
+        reason,
+    })
+}
+
+fn channel_settings(s: &ConnectSettings, default_queue_bytes: u64) -> ChannelSettings {
+    ChannelSettings {
+        max_queue_size: s.max_queue_size,
+        max_queue_bytes: s.max_queue_bytes.unwrap_or(default_queue_bytes),
+        max_connections: s.max_connections,
+        max_in_flight: s.max_in_flight,
+        ack_timeout_seconds: s.ack_timeout_seconds,
+        max_delivery_attempts: s.max_delivery_attempts,
+        retry_backoff_max_seconds: s.retry_backoff_max_seconds,
+        dlq_retention_seconds: s.dlq_retention_seconds,
+        ttl_seconds: s.ttl_seconds,
+    }
+}
+
+/// Channels, hub, buffer and the configuration in force.
+pub struct Runtime {
+    settings: Arc<Settings>,
+    config: RwLock<Option<Arc<ConfigSnapshot>>>,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    /// Cancelled when shutdown starts: ingress and new connections are refused.
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Runtime {
+    pub fn new(settings: Arc<Settings>, buffer: Arc<dyn Buffer>, metrics: Arc<Metrics>) -> Self {
+        let tracker = TaskTracker::new();
+        let hub = Hub::new(buffer, metrics.clone(), tracker.clone());
+        Runtime {
+            settings,
+            config: RwLock::new(None),
+            hub,
+            metrics,
+            shutdown: CancellationToken::new(),
+            tracker,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    pub fn buffer(&self) -> &Arc<dyn Buffer> {
+        self.hub.buffer()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Every background task of the service, waited for at shutdown.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    /// Cancelled when shutdown starts: ingress and new connections are refused.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Cancelled when dispatching stops (shutdown): background loops end.
+    pub fn stopping(&self) -> &CancellationToken {
+        self.hub.stop_token()
+    }
+
+    pub fn config(&self) -> Option<Arc<ConfigSnapshot>> {
+        self.config.read().clone()
+    }
+
+    /// Puts a configuration in force: registers every channel it names (§8.4), orphans or
+    /// deletes the ones it no longer names, then swaps the snapshot.
+    pub async fn apply_config(&self, webhooks: WebhookSet) -> Result<(), BufferError> {
+        self.apply_config_with(webhooks, Vec::new(), None).await
+    }
+
+    /// [`Self::apply_config`] with the entries kept at a previous definition and the etcd
+    /// default namespace (`None`: file backend).
+    pub async fn apply_config_with(
+        &self,
+        webhooks: WebhookSet,
+        stale: Vec<ConfigError>,
+        default_namespace: Option<String>,
+    ) -> Result<(), BufferError> {
+        for e in webhooks.errors() {
+            tracing::warn!(webhook = %e.webhook, error = %e.error, "webhook disabled by a configuration error");
+        }
+        for w in webhooks.warnings() {
+            tracing::warn!(warning = %w, "configuration warning");
+        }
+        if self.settings.enabled {
+            let specs = self.register_channels(&webhooks).await?;
+            for rec in self.buffer().channels().await? {
+                if specs.contains_key(&rec.name) {
+                    continue;
+                }
+                match self.settings.orphan_channel_policy {
+                    OrphanPolicy::Drain => {
+                        if rec.state != ChannelState::Orphaned {
+                            tracing::info!(channel = %rec.name, "channel no longer configured: orphaned (drain)");
+                            self.buffer().orphan_channel(&rec.name).await?;
+                        }
+                        if let Some(r) = self.buffer().channel(&rec.name).await? {
+                            self.hub.upsert_channel(&r);
+                        }
+                    }
+                    OrphanPolicy::Delete => {
+                        let n = self.buffer().delete_channel(&rec.name).await?;
+                        self.metrics.discarded(&rec.name, "channel_deleted", n);
+                        self.hub.remove_channel(&rec.name);
+                        tracing::info!(channel = %rec.name, discarded = n, "channel no longer configured: deleted");
+                    }
+                }
+            }
+        }
+        *self.config.write() = Some(Arc::new(ConfigSnapshot {
+            webhooks,
+            loaded_at: Timestamp::now(),
+            stale,
+            default_namespace,
+        }));
+        Ok(())
+    }
+
+    /// Registers every channel `webhooks` names (§8.4) and updates the hub's view of them.
+    /// Returns the channel specs.
+    async fn register_channels(
+        &self,
+        webhooks: &WebhookSet,
+    ) -> Result<BTreeMap<String, ChannelSpec>, BufferError> {
+        let specs = webhooks.channels();
+        for (name, spec) in &specs {
+            let reg = ChannelRegistration {
+                name: name.clone(),
+                settings: channel_settings(&spec.settings, self.settings.max_queue_bytes),
+                configured_token_digest: token_digest(&spec.settings.channel_token),
+                owner: spec.owner.clone(),
+                webhook_ids: spec.webhook_keys.clone(),
+            };
+            let r = self.buffer().register_channel(reg).await?;
+            if r.configured_token_changed {
+                tracing::info!(channel = %name, "configured channel token changed; old-token connections are closed");
+            }
+            self.hub.upsert_channel(&r.record);
+        }
+        Ok(specs)
+    }
+
+    /// Registers the channels of the configuration in force again, after the buffer lost its
+    /// state ([`Buffer::state_epoch`]). Returns how many channels were registered.
+    pub async fn register_configured_channels(&self) -> Result<usize, BufferError> {
+        if !self.settings.enabled {
+            return Ok(0);
+        }
+        match self.config() {
+            Some(cfg) => Ok(self.register_channels(&cfg.webhooks).await?.len()),
+            None => Ok(0),
+        }
+    }
+}

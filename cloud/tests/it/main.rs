@@ -1,0 +1,10 @@
+//! Router tests: requests through the real router with `tower::ServiceExt::oneshot` (axum's
+//! `examples/testing`), against an embedded buffer in a temporary directory. No socket, no
+//! child process: each test names one edge case of ingress, the connector endpoints or the
+//! admin API.
+
+mod admin;
+mod connect;
+mod ingress;
+mod layout;
+mod support;

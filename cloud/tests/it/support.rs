@@ -1,0 +1,93 @@
+//! One application per test: settings for tests, an embedded buffer in a temporary directory,
+//! the given webhooks in force, and the router.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use connect_buffer::SystemClock;
+use connect_buffer::embedded::EmbeddedBuffer;
+use connect_cloud::app::{AppState, read_webhooks};
+use connect_cloud::settings::Settings;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const CHANNEL: &str = "orders";
+pub const TOKEN: &str = "ch_token_for_router_tests_0123456789";
+pub const ADMIN: &str = "admin_token_for_router_tests";
+
+pub struct TestApp {
+    pub st: AppState,
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+/// One `webhook_connect` webhook `hook` on channel [`CHANNEL`] and one `log` webhook `logged`.
+pub fn default_webhooks() -> Value {
+    json!({
+        "hook": {
+            "module": "webhook_connect",
+            "module-config": {"channel": CHANNEL, "channel_token": TOKEN}
+        },
+        "logged": {"module": "log"}
+    })
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with(default_webhooks(), |_| {}).await
+    }
+
+    pub async fn with(webhooks: Value, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hooks = dir.path().join("webhooks.json");
+        std::fs::write(&hooks, serde_json::to_vec(&webhooks).expect("json")).expect("write");
+        let mut settings = Settings::for_tests(dir.path().join("data"), hooks.clone());
+        settings.admin_token = Some(ADMIN.into());
+        tweak(&mut settings);
+        let buffer = EmbeddedBuffer::open(&dir.path().join("data"), Arc::new(SystemClock))
+            .expect("embedded buffer");
+        let st = AppState::new(settings, Arc::new(buffer));
+        let set = read_webhooks(&hooks, &connect_config::MapEnv::default()).expect("webhooks");
+        st.apply_config(set).await.expect("apply");
+        let router = connect_cloud::http::router(st.clone());
+        TestApp {
+            st,
+            router,
+            _dir: dir,
+        }
+    }
+
+    /// Sends one request through the router, as from 127.0.0.1.
+    pub async fn send(&self, mut req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let peer: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let res = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, headers, body)
+    }
+}
+
+pub fn get(uri: &str) -> axum::http::request::Builder {
+    Request::builder().method("GET").uri(uri)
+}
+
+pub fn post(uri: &str) -> axum::http::request::Builder {
+    Request::builder().method("POST").uri(uri)
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
