@@ -216,6 +216,14 @@ pub struct SseError {
     pub error: String,
 }
 
+/// SSE event names (§5.2): the `event:` field of each event the server sends.
+pub mod sse_event {
+    pub const CONNECTED: &str = "connected";
+    pub const WEBHOOK: &str = "webhook";
+    pub const HEARTBEAT: &str = "heartbeat";
+    pub const ERROR: &str = "error";
+}
+
 /// Terminal SSE error codes.
 pub mod sse_error {
     pub const MAX_CONNECTIONS: &str = "max_connections_reached";
@@ -224,6 +232,60 @@ pub mod sse_error {
     pub const CHANNEL_REMOVED: &str = "channel_removed";
     pub const SERVER_SHUTDOWN: &str = "server_shutdown";
     pub const INTERNAL: &str = "internal_error";
+}
+
+/// A terminal SSE error code (§5.2), as a connector reads it. Each but `internal_error` stands
+/// for the WebSocket close code that ends a WebSocket link for the same reason, so a connector
+/// ends an SSE session exactly as it would a WebSocket one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SseErrorCode {
+    MaxConnections,
+    DisconnectedByAdmin,
+    TokenRevoked,
+    ChannelRemoved,
+    ServerShutdown,
+    Internal,
+}
+
+impl SseErrorCode {
+    const ALL: [Self; 6] = [
+        Self::MaxConnections,
+        Self::DisconnectedByAdmin,
+        Self::TokenRevoked,
+        Self::ChannelRemoved,
+        Self::ServerShutdown,
+        Self::Internal,
+    ];
+
+    /// The code's name on the wire (the `error` of the event's data).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxConnections => sse_error::MAX_CONNECTIONS,
+            Self::DisconnectedByAdmin => sse_error::DISCONNECTED_BY_ADMIN,
+            Self::TokenRevoked => sse_error::TOKEN_REVOKED,
+            Self::ChannelRemoved => sse_error::CHANNEL_REMOVED,
+            Self::ServerShutdown => sse_error::SERVER_SHUTDOWN,
+            Self::Internal => sse_error::INTERNAL,
+        }
+    }
+
+    /// The code named `name`; `None` for a name this crate does not know.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// The WebSocket close code (`crate::close`) with the same meaning, if there is one.
+    pub fn close_code(self) -> Option<u16> {
+        use crate::close;
+        match self {
+            Self::MaxConnections => Some(close::MAX_CONNECTIONS),
+            Self::DisconnectedByAdmin => Some(close::DISCONNECTED_BY_ADMIN),
+            Self::TokenRevoked => Some(close::TOKEN_REVOKED),
+            Self::ChannelRemoved => Some(close::CHANNEL_REMOVED),
+            Self::ServerShutdown => Some(close::GOING_AWAY),
+            Self::Internal => None,
+        }
+    }
 }
 
 /// `200` body of `GET /connect/stream/{channel}/poll` (§5.3).
@@ -278,6 +340,21 @@ pub struct IngressAccepted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sse_error_codes_name_their_close_codes() {
+        let close = |name: &str| SseErrorCode::parse(name).and_then(SseErrorCode::close_code);
+        assert_eq!(close("token_revoked"), Some(4005));
+        assert_eq!(close("channel_removed"), Some(4006));
+        assert_eq!(close("max_connections_reached"), Some(4003));
+        assert_eq!(close("disconnected_by_admin"), Some(4004));
+        assert_eq!(close("server_shutdown"), Some(1001));
+        assert_eq!(close("internal_error"), None);
+        assert_eq!(SseErrorCode::parse("something_else"), None);
+        for c in SseErrorCode::ALL {
+            assert_eq!(SseErrorCode::parse(c.as_str()), Some(c));
+        }
+    }
 
     #[test]
     fn client_frames_get_documented_error_codes() {

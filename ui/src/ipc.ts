@@ -1,11 +1,37 @@
 // Every call to the Rust backend goes through this module, so tests can mock one place.
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
-import type { AppSettings, AppSnapshot, ChannelInput, ChannelSettings, NavigateView } from "./generated/app";
+import type { AppSettings, AppSnapshot, ChannelInput, ChannelSettings, CommandError, NavigateView } from "./generated/app";
 import type { EventDetail, EventSummary, ReplayRequest } from "./generated/engine";
 import type { DeadLetterList } from "./generated/protocol";
 
-/** Commands reject with a string; anything else is turned into one so the UI can show it. */
+/**
+ * A failed command. `code` tells the kind of failure (`admin_auth`: the admin token was refused,
+ * `network`: the cloud could not be reached, `no_token`, `invalid_input`...; see
+ * desktop/appcore/src/error.rs), `message` is for the user. `unknown` when the rejection carried
+ * no code.
+ */
+export class IpcError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "IpcError";
+    this.code = code;
+  }
+}
+
+/** Commands reject with a `CommandError` `{ code, message }`. */
+export function isCommandError(e: unknown): e is CommandError {
+  return !!e && typeof e === "object" && "code" in e && typeof e.code === "string" && "message" in e && typeof e.message === "string";
+}
+
+/** The machine code of a failed call (`unknown` when it has none). */
+export function errorCode(e: unknown): string {
+  if (e instanceof IpcError || isCommandError(e)) return e.code;
+  return "unknown";
+}
+
+/** The text of any rejection, so the UI can show it. */
 export function errorMessage(e: unknown): string {
   if (typeof e === "string") return e;
   if (e instanceof Error) return e.message;
@@ -21,7 +47,7 @@ async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> 
   try {
     return await invoke<T>(cmd, args);
   } catch (e) {
-    throw new Error(errorMessage(e));
+    throw isCommandError(e) ? new IpcError(e.code, e.message) : new IpcError("unknown", errorMessage(e));
   }
 }
 

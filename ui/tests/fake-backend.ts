@@ -2,7 +2,7 @@
 // browser tests (bundled and injected before the app loads) and `npm run dev` in a plain browser.
 import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
-import type { AppSettings, AppSnapshot, ChannelInput, ChannelSettings } from "../src/generated/app";
+import type { AppSettings, AppSnapshot, ChannelInput, ChannelSettings, CommandError } from "../src/generated/app";
 import type {
   Attempt,
   ChannelState,
@@ -56,10 +56,11 @@ function iso(ms: number): string {
   return new Date(ms).toISOString().replace("Z", "+00:00");
 }
 
-/** Commands reject with a plain string, as Tauri does with a command's `Err(String)`. */
-function reject(message: string): Promise<never> {
+/** Commands reject with a `CommandError`, as Tauri does with a command's `Err(CommandError)`. */
+function reject(message: string, code = "internal"): Promise<never> {
+  const error: CommandError = { code, message };
   // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
-  return Promise.reject(message);
+  return Promise.reject(error);
 }
 
 export class FakeBackend {
@@ -70,7 +71,7 @@ export class FakeBackend {
   quit = false;
   channels = new Map<string, ChannelRecord>();
   calls: { cmd: string; args: Record<string, unknown> }[] = [];
-  private failures = new Map<string, string>();
+  private failures = new Map<string, CommandError>();
   private rand = mulberry32(42);
   private seq = 1000;
   readonly now: () => number;
@@ -82,7 +83,12 @@ export class FakeBackend {
 
   /** The next call of `cmd` rejects with `message`. */
   failNext(cmd: string, message: string): void {
-    this.failures.set(cmd, message);
+    this.failNextWith(cmd, { code: "internal", message });
+  }
+
+  /** The next call of `cmd` rejects with `error`. */
+  failNextWith(cmd: string, error: CommandError): void {
+    this.failures.set(cmd, error);
   }
 
   handle(cmd: string, rawArgs: unknown): unknown {
@@ -91,7 +97,7 @@ export class FakeBackend {
     const failure = this.failures.get(cmd);
     if (failure !== undefined) {
       this.failures.delete(cmd);
-      return reject(failure);
+      return reject(failure.message, failure.code);
     }
     const key = args.key as string;
     const messageId = args.message_id as string;
@@ -103,7 +109,7 @@ export class FakeBackend {
       case "save_channel":
         return this.save(args.input as ChannelInput);
       case "remove_channel":
-        if (!this.channels.delete(key)) return reject(`unknown channel ${key}`);
+        if (!this.channels.delete(key)) return reject(`unknown channel ${key}`, "unknown_channel");
         return null;
       case "set_channel_enabled":
         return this.setEnabled(key, args.enabled as boolean);
@@ -111,10 +117,10 @@ export class FakeBackend {
         this.setPaused(args.paused as boolean);
         return null;
       case "list_events":
-        return this.get(key)?.events.map((e) => e.summary) ?? reject(`unknown channel ${key}`);
+        return this.get(key)?.events.map((e) => e.summary) ?? reject(`unknown channel ${key}`, "unknown_channel");
       case "get_event": {
         const e = this.get(key)?.events.find((x) => x.summary.message_id === messageId);
-        return e ?? reject(`webhook ${messageId} is no longer in the history`);
+        return e ?? reject(`webhook ${messageId} is no longer in the history`, "unknown_event");
       }
       case "replay_event":
         return this.replay(args.request as ReplayRequest);
@@ -123,7 +129,7 @@ export class FakeBackend {
       case "replay_dead_letter":
       case "delete_dead_letter": {
         const c = this.get(key);
-        if (!c?.adminToken) return reject("This channel has no admin token.");
+        if (!c?.adminToken) return reject("This channel has no admin token.", "no_admin_token");
         const i = c.deadLetters.findIndex((m) => m.message_id === messageId);
         if (i < 0) return reject(`Dead letter not found: ${messageId}`);
         c.deadLetters.splice(i, 1);
@@ -135,7 +141,7 @@ export class FakeBackend {
       }
       case "purge_dead_letters": {
         const c = this.get(key);
-        if (!c?.adminToken) return reject("This channel has no admin token.");
+        if (!c?.adminToken) return reject("This channel has no admin token.", "no_admin_token");
         const n = c.deadLetters.length;
         c.deadLetters = [];
         if (c.status.queue) c.status.queue.dead_letters = 0;
@@ -249,7 +255,7 @@ export class FakeBackend {
 
   private setEnabled(key: string, enabled: boolean): unknown {
     const c = this.get(key);
-    if (!c) return reject(`unknown channel ${key}`);
+    if (!c) return reject(`unknown channel ${key}`, "unknown_channel");
     c.settings.enabled = enabled;
     if (enabled) this.startConnect(c);
     else Object.assign(c.status, { state: "stopped", transport: null, connection_id: null, last_error: null });
@@ -414,8 +420,8 @@ export class FakeBackend {
 
   private listDead(key: string, limit: number, offset: number): unknown {
     const c = this.get(key);
-    if (!c) return reject(`unknown channel ${key}`);
-    if (!c.adminToken) return reject("This channel has no admin token: add one to read dead letters.");
+    if (!c) return reject(`unknown channel ${key}`, "unknown_channel");
+    if (!c.adminToken) return reject("This channel has no admin token: add one to read dead letters.", "no_admin_token");
     const list: DeadLetterList = {
       channel: c.settings.channel,
       total: c.deadLetters.length,

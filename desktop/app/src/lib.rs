@@ -7,7 +7,9 @@
 //!   the start straight into the light image.
 //! - [`shell`]: Tauri: plugins, IPC commands, tray, window / light mode, the one-second ticker.
 
-pub use connect_appcore::{core, launch, menu, notify, refresh, relaunch, secrets, settings, tray};
+pub use connect_appcore::{
+    core, error, launch, menu, notify, refresh, relaunch, secrets, settings, tray,
+};
 
 pub mod shell;
 pub mod startup_env;

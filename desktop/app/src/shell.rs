@@ -20,6 +20,7 @@ use tauri_plugin_clipboard_manager::ClipboardExt as _;
 use tauri_plugin_notification::NotificationExt as _;
 
 use crate::core::{AppSettings, AppSnapshot, ChannelInput, ChannelSettings, Core};
+use crate::error::CommandError;
 use crate::launch::{self, NoTray, OnClose};
 pub use crate::menu::View;
 use crate::menu::{self, Effect, MenuAction, MenuItem};
@@ -55,7 +56,8 @@ pub struct AppState {
     keyring: Arc<KeyringStore>,
 }
 
-type Cmd<T> = Result<T, String>;
+/// Every command answers a serialisable `{ code, message }` error (`ui/src/ipc.ts` reads it).
+type Cmd<T> = Result<T, CommandError>;
 
 fn core<'a>(s: &'a State<'_, AppState>) -> &'a Core {
     &s.core
@@ -120,7 +122,7 @@ async fn set_paused<R: Runtime>(
 
 #[tauri::command(rename_all = "snake_case")]
 async fn list_events(state: State<'_, AppState>, key: String) -> Cmd<Vec<EventSummary>> {
-    core(&state).list_events(&key)
+    Ok(core(&state).list_events(&key)?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -129,12 +131,12 @@ async fn get_event(
     key: String,
     message_id: String,
 ) -> Cmd<EventDetail> {
-    core(&state).get_event(&key, &message_id)
+    Ok(core(&state).get_event(&key, &message_id)?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 async fn replay_event(state: State<'_, AppState>, request: ReplayRequest) -> Cmd<EventDetail> {
-    core(&state).replay_event(request).await
+    Ok(core(&state).replay_event(request).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -144,7 +146,7 @@ async fn list_dead_letters(
     limit: u32,
     offset: u32,
 ) -> Cmd<DeadLetterList> {
-    core(&state).list_dead_letters(&key, limit, offset).await
+    Ok(core(&state).list_dead_letters(&key, limit, offset).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -153,7 +155,7 @@ async fn replay_dead_letter(
     key: String,
     message_id: String,
 ) -> Cmd<()> {
-    core(&state).replay_dead_letter(&key, &message_id).await
+    Ok(core(&state).replay_dead_letter(&key, &message_id).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -162,12 +164,12 @@ async fn delete_dead_letter(
     key: String,
     message_id: String,
 ) -> Cmd<()> {
-    core(&state).delete_dead_letter(&key, &message_id).await
+    Ok(core(&state).delete_dead_letter(&key, &message_id).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 async fn purge_dead_letters(state: State<'_, AppState>, key: String) -> Cmd<u64> {
-    core(&state).purge_dead_letters(&key).await
+    Ok(core(&state).purge_dead_letters(&key).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -202,7 +204,8 @@ async fn take_pending_view(state: State<'_, AppState>) -> Cmd<Option<View>> {
 #[tauri::command(rename_all = "snake_case")]
 async fn close_window<R: Runtime>(app: AppHandle<R>) -> Cmd<()> {
     if let Some(w) = app.get_webview_window(MAIN) {
-        w.close().map_err(|e| e.to_string())?;
+        w.close()
+            .map_err(|e| CommandError::new("internal", e.to_string()))?;
     }
     Ok(())
 }

@@ -10,12 +10,14 @@ use connect_engine::admin::AdminClient;
 use connect_engine::api::{
     ChannelState, ChannelStatus, EventDetail, EventSummary, ReplayRequest, TargetSettings,
 };
-use connect_engine::config::{ChannelConfig, ConnectorConfig, Protocol};
+use connect_engine::config::{ChannelConfig, ConnectorConfig, TransportChoice};
 use connect_engine::{Carried, Engine, EngineHandle};
 use connect_protocol::admin::DeadLetterList;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
+use crate::error::{CoreError, CoreResult};
 use crate::launch::NoTray;
 use crate::secrets::{self, SecretStore};
 use crate::settings::{self, ChannelEntry, NotificationLevel, SettingsFile, TargetEntry};
@@ -24,22 +26,25 @@ use crate::settings::{self, ChannelEntry, NotificationLevel, SettingsFile, Targe
 pub const GRACE: Duration = Duration::from_secs(5);
 
 /// What the UI shows on every tick (also the `snapshot` event).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS)]
 pub struct AppSnapshot {
     pub paused: bool,
     pub channels: Vec<ChannelStatus>,
     /// Things the user must be told once (secrets moved out of settings.toml, no keyring...).
+    #[serde(default)]
     pub notices: Vec<String>,
 }
 
 /// A channel as the UI edits it. Tokens are never sent: only whether they are stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS)]
 pub struct ChannelSettings {
     pub key: String,
     pub cloud_url: String,
     pub channel: String,
+    #[ts(type = "Protocol")]
     pub protocol: String,
     pub default_target: Option<String>,
+    #[ts(type = "Record<string, TargetSettings>")]
     pub targets: BTreeMap<String, TargetSettings>,
     pub enabled: bool,
     pub has_token: bool,
@@ -49,17 +54,19 @@ pub struct ChannelSettings {
 
 /// `save_channel` input. `token: None` keeps the stored token; `admin_token: Some("")` removes
 /// the stored admin token.
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 pub struct ChannelInput {
     #[serde(default)]
     pub key: Option<String>,
     pub cloud_url: String,
     pub channel: String,
     #[serde(default = "auto")]
+    #[ts(type = "Protocol")]
     pub protocol: String,
     #[serde(default)]
     pub default_target: Option<String>,
     #[serde(default)]
+    #[ts(type = "Record<string, TargetSettings>")]
     pub targets: BTreeMap<String, TargetSettings>,
     #[serde(default)]
     pub token: Option<String>,
@@ -85,7 +92,7 @@ impl std::fmt::Debug for ChannelInput {
 }
 
 /// The `[app]` settings the UI edits.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS)]
 pub struct AppSettings {
     pub autostart: bool,
     pub start_minimized: bool,
@@ -137,16 +144,10 @@ impl std::fmt::Debug for Core {
     }
 }
 
-type R<T> = Result<T, String>;
-
-fn s<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
 impl Core {
     /// Loads `settings.toml` (moving secrets to the keyring) and starts the engine with every
     /// channel. Must run inside a tokio runtime.
-    pub fn start(path: PathBuf, store: Arc<dyn SecretStore>) -> R<Self> {
+    pub fn start(path: PathBuf, store: Arc<dyn SecretStore>) -> CoreResult<Self> {
         Self::start_with(path, store, None)
     }
 
@@ -156,8 +157,8 @@ impl Core {
         path: PathBuf,
         store: Arc<dyn SecretStore>,
         carried: Option<Carried>,
-    ) -> R<Self> {
-        let loaded = settings::load(&path, store.as_ref()).map_err(s)?;
+    ) -> CoreResult<Self> {
+        let loaded = settings::load(&path, store.as_ref())?;
         let mut notices = Vec::new();
         if loaded.moved > 0 {
             notices.push(format!(
@@ -169,7 +170,7 @@ impl Core {
         }
         let mut cfg = ConnectorConfig::new(Vec::new());
         cfg.history_size = loaded.file.app.history_size;
-        let engine = Engine::start(cfg).map_err(s)?;
+        let engine = Engine::start(cfg)?;
         if let Some(c) = carried {
             let events: usize = c.channels.iter().map(|ch| ch.entries.len()).sum();
             tracing::info!(
@@ -208,12 +209,12 @@ impl Core {
     }
 
     /// Builds the engine's channel (None when no token is stored).
-    fn channel_config(&self, e: &ChannelEntry) -> R<Option<ChannelConfig>> {
-        let account = secrets::channel_account(&e.cloud_url, &e.channel).map_err(s)?;
-        let Some(token) = self.secrets.get(&account).map_err(s)? else {
+    fn channel_config(&self, e: &ChannelEntry) -> CoreResult<Option<ChannelConfig>> {
+        let account = secrets::channel_account(&e.cloud_url, &e.channel)?;
+        let Some(token) = self.secrets.get(&account)? else {
             return Ok(None);
         };
-        let protocol = Protocol::parse(&e.protocol).map_err(s)?;
+        let protocol = TransportChoice::parse(&e.protocol)?;
         let targets: BTreeMap<String, String> = e
             .targets
             .iter()
@@ -227,21 +228,17 @@ impl Core {
             protocol,
             e.default_target.as_ref().map(|t| t.url.as_str()),
             &targets,
-        )
-        .map_err(s)?;
+        )?;
         cfg.enabled = e.enabled;
         cfg.token_ref = Some("keyring".into());
         Ok(Some(cfg))
     }
 
     /// (Re)starts a channel in the engine; a channel without a token is removed from it.
-    fn start_channel(&self, e: &ChannelEntry) -> R<()> {
+    fn start_channel(&self, e: &ChannelEntry) -> CoreResult<()> {
         match self.channel_config(e)? {
-            Some(cfg) => self.engine.add_channel(cfg).map_err(s),
-            None => Err(format!(
-                "no token stored for {}: edit the channel to enter it",
-                e.channel
-            )),
+            Some(cfg) => Ok(self.engine.add_channel(cfg)?),
+            None => Err(CoreError::NoToken(e.channel.clone())),
         }
     }
 
@@ -310,43 +307,43 @@ impl Core {
         entries.iter().map(|e| self.to_settings(e)).collect()
     }
 
-    fn entry(&self, key: &str) -> R<ChannelEntry> {
+    fn entry(&self, key: &str) -> CoreResult<ChannelEntry> {
         self.file
             .lock()
             .channels
             .iter()
             .find(|c| c.key == key)
             .cloned()
-            .ok_or_else(|| format!("unknown channel {key:?}"))
+            .ok_or_else(|| CoreError::UnknownChannel(key.to_owned()))
     }
 
-    pub fn webhook_url_of(&self, key: &str) -> R<String> {
+    pub fn webhook_url_of(&self, key: &str) -> CoreResult<String> {
         Ok(self.to_settings(&self.entry(key)?).webhook_url)
     }
 
     /// Writes the file; on failure nothing in memory changes.
-    fn persist(&self, f: impl FnOnce(&mut SettingsFile)) -> R<()> {
+    fn persist(&self, f: impl FnOnce(&mut SettingsFile)) -> CoreResult<()> {
         let mut file = self.file.lock();
         let mut next = file.clone();
         f(&mut next);
-        settings::save(&self.path, &next).map_err(s)?;
+        settings::save(&self.path, &next)?;
         *file = next;
         Ok(())
     }
 
     /// Adds or edits a channel: tokens go to the keyring, the rest to settings.toml, and the
     /// engine restarts the channel.
-    pub fn save_channel(&self, input: ChannelInput) -> R<ChannelSettings> {
+    pub fn save_channel(&self, input: ChannelInput) -> CoreResult<ChannelSettings> {
         let cloud_url = input.cloud_url.trim().trim_end_matches('/').to_owned();
         let channel = input.channel.trim().to_owned();
         if !valid_channel_name(&channel) {
-            return Err(format!(
+            return Err(CoreError::Invalid(format!(
                 "invalid channel name {channel:?}: letters, digits, '.', '_' and '-', starting with a letter or digit"
-            ));
+            )));
         }
-        let protocol = Protocol::parse(&input.protocol).map_err(s)?;
-        let account = secrets::channel_account(&cloud_url, &channel).map_err(s)?;
-        let admin_account = secrets::admin_account(&cloud_url).map_err(s)?;
+        let protocol = TransportChoice::parse(&input.protocol)?;
+        let account = secrets::channel_account(&cloud_url, &channel)?;
+        let admin_account = secrets::admin_account(&cloud_url)?;
         let previous = match input.key.as_deref().filter(|k| !k.is_empty()) {
             Some(k) => Some(self.entry(k)?),
             None => None,
@@ -368,14 +365,12 @@ impl Core {
         let token = match new_token {
             Some(t) => t.to_owned(),
             None => {
-                let stored = self.secrets.get(&account).map_err(s)?;
+                let stored = self.secrets.get(&account)?;
                 let moved = match (&stored, &old_account) {
-                    (None, Some(old)) if old != &account => self.secrets.get(old).map_err(s)?,
+                    (None, Some(old)) if old != &account => self.secrets.get(old)?,
                     _ => None,
                 };
-                stored.or(moved).ok_or_else(|| {
-                    "a channel token is required (it is stored in the OS keyring only)".to_owned()
-                })?
+                stored.or(moved).ok_or(CoreError::TokenRequired)?
             }
         };
         let default_target = input
@@ -399,8 +394,7 @@ impl Core {
             protocol,
             default_target.as_deref(),
             &targets,
-        )
-        .map_err(s)?;
+        )?;
         cfg.token_ref = Some("keyring".into());
         let mut entry = previous.clone().unwrap_or_else(|| ChannelEntry {
             key: key.clone(),
@@ -437,10 +431,10 @@ impl Core {
             })
             .collect();
         cfg.enabled = entry.enabled;
-        self.secrets.set(&account, &token).map_err(s)?;
+        self.secrets.set(&account, &token)?;
         match input.admin_token.as_deref().map(str::trim) {
-            Some("") => self.secrets.delete(&admin_account).map_err(s)?,
-            Some(a) => self.secrets.set(&admin_account, a).map_err(s)?,
+            Some("") => self.secrets.delete(&admin_account)?,
+            Some(a) => self.secrets.set(&admin_account, a)?,
             None => {}
         }
         let saved = entry.clone();
@@ -451,7 +445,7 @@ impl Core {
         if let Some(old) = old_account.filter(|o| o != &account) {
             self.forget_token_if_unused(&old);
         }
-        self.engine.add_channel(cfg).map_err(s)?;
+        self.engine.add_channel(cfg)?;
         Ok(self.to_settings(&entry))
     }
 
@@ -469,7 +463,7 @@ impl Core {
 
     /// Stops the channel, drops it from settings.toml and deletes its tokens unless another
     /// channel uses them.
-    pub async fn remove_channel(&self, key: &str) -> R<()> {
+    pub async fn remove_channel(&self, key: &str) -> CoreResult<()> {
         let entry = self.entry(key)?;
         self.persist(|f| f.channels.retain(|c| c.key != key))?;
         self.engine.remove_channel(key, GRACE).await;
@@ -492,7 +486,7 @@ impl Core {
     }
 
     /// Connect / disconnect one channel (kept in settings.toml).
-    pub fn set_channel_enabled(&self, key: &str, enabled: bool) -> R<()> {
+    pub fn set_channel_enabled(&self, key: &str, enabled: bool) -> CoreResult<()> {
         let mut entry = self.entry(key)?;
         entry.enabled = enabled;
         let saved = entry.clone();
@@ -502,7 +496,9 @@ impl Core {
             }
         })?;
         if self.in_engine(key) {
-            self.engine.set_channel_enabled(key, enabled).map_err(s)
+            self.engine
+                .set_channel_enabled(key, enabled)
+                .map_err(CoreError::from)
         } else if enabled {
             self.start_channel(&entry)
         } else {
@@ -514,29 +510,29 @@ impl Core {
         self.engine.set_paused(paused);
     }
 
-    pub fn list_events(&self, key: &str) -> R<Vec<EventSummary>> {
+    pub fn list_events(&self, key: &str) -> CoreResult<Vec<EventSummary>> {
         if !self.in_engine(key) {
             self.entry(key)?;
             return Ok(Vec::new());
         }
-        self.engine.events(key).map_err(s)
+        self.engine.events(key).map_err(CoreError::from)
     }
 
-    pub fn get_event(&self, key: &str, message_id: &str) -> R<EventDetail> {
-        self.engine.event(key, message_id).map_err(s)
+    pub fn get_event(&self, key: &str, message_id: &str) -> CoreResult<EventDetail> {
+        self.engine.event(key, message_id).map_err(CoreError::from)
     }
 
-    pub async fn replay_event(&self, request: ReplayRequest) -> R<EventDetail> {
-        self.engine.replay(request).await.map_err(s)
+    pub async fn replay_event(&self, request: ReplayRequest) -> CoreResult<EventDetail> {
+        self.engine.replay(request).await.map_err(CoreError::from)
     }
 
     /// Replays the newest event of a channel (tray action).
-    pub async fn replay_last(&self, key: &str) -> R<EventDetail> {
+    pub async fn replay_last(&self, key: &str) -> CoreResult<EventDetail> {
         let last = self
             .list_events(key)?
             .into_iter()
             .find(|e| e.replay_of.is_none())
-            .ok_or_else(|| "no event to replay yet".to_owned())?;
+            .ok_or(CoreError::NothingToReplay)?;
         self.replay_event(ReplayRequest {
             key: key.to_owned(),
             message_id: last.message_id,
@@ -546,43 +542,44 @@ impl Core {
     }
 
     /// The admin client for a channel's cloud (admin token from `admin:<origin>`).
-    fn admin(&self, key: &str) -> R<(AdminClient, String)> {
+    fn admin(&self, key: &str) -> CoreResult<(AdminClient, String)> {
         let e = self.entry(key)?;
-        let account = secrets::admin_account(&e.cloud_url).map_err(s)?;
-        let token = self.secrets.get(&account).map_err(s)?.ok_or_else(|| {
-            format!(
-                "no admin token for {}: edit the channel and enter one to manage dead letters",
-                secrets::origin(&e.cloud_url).unwrap_or_default()
-            )
+        let account = secrets::admin_account(&e.cloud_url)?;
+        let token = self.secrets.get(&account)?.ok_or_else(|| {
+            CoreError::NoAdminToken(secrets::origin(&e.cloud_url).unwrap_or_default())
         })?;
-        Ok((
-            AdminClient::new(&e.cloud_url, &token).map_err(s)?,
-            e.channel,
-        ))
+        Ok((AdminClient::new(&e.cloud_url, &token)?, e.channel))
     }
 
-    pub async fn list_dead_letters(&self, key: &str, limit: u32, offset: u32) -> R<DeadLetterList> {
+    pub async fn list_dead_letters(
+        &self,
+        key: &str,
+        limit: u32,
+        offset: u32,
+    ) -> CoreResult<DeadLetterList> {
         let (c, ch) = self.admin(key)?;
-        c.list_dead_letters(&ch, limit, offset).await.map_err(s)
+        c.list_dead_letters(&ch, limit, offset)
+            .await
+            .map_err(CoreError::from)
     }
 
-    pub async fn replay_dead_letter(&self, key: &str, message_id: &str) -> R<()> {
+    pub async fn replay_dead_letter(&self, key: &str, message_id: &str) -> CoreResult<()> {
         let (c, ch) = self.admin(key)?;
-        c.replay_dead_letter(&ch, message_id).await.map_err(s)?;
+        c.replay_dead_letter(&ch, message_id).await?;
         self.dead_letters_changed(key);
         Ok(())
     }
 
-    pub async fn delete_dead_letter(&self, key: &str, message_id: &str) -> R<()> {
+    pub async fn delete_dead_letter(&self, key: &str, message_id: &str) -> CoreResult<()> {
         let (c, ch) = self.admin(key)?;
-        c.delete_dead_letter(&ch, message_id).await.map_err(s)?;
+        c.delete_dead_letter(&ch, message_id).await?;
         self.dead_letters_changed(key);
         Ok(())
     }
 
-    pub async fn purge_dead_letters(&self, key: &str) -> R<u64> {
+    pub async fn purge_dead_letters(&self, key: &str) -> CoreResult<u64> {
         let (c, ch) = self.admin(key)?;
-        let n = c.purge_dead_letters(&ch).await.map_err(s)?;
+        let n = c.purge_dead_letters(&ch).await?;
         self.dead_letters_changed(key);
         Ok(n)
     }
@@ -610,9 +607,11 @@ impl Core {
     }
 
     /// Stores the `[app]` settings (other `[app]` keys are kept) and applies the history size.
-    pub fn save_settings(&self, new: AppSettings) -> R<AppSettings> {
+    pub fn save_settings(&self, new: AppSettings) -> CoreResult<AppSettings> {
         if new.history_size == 0 || new.history_size > 100_000 {
-            return Err("history_size must be between 1 and 100000".into());
+            return Err(CoreError::Invalid(
+                "history_size must be between 1 and 100000".into(),
+            ));
         }
         self.persist(|f| {
             f.app.autostart = new.autostart;

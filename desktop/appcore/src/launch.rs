@@ -24,7 +24,7 @@ use crate::settings::AppTable;
 pub const TRAY_WATCHER: &str = "org.kde.StatusNotifierWatcher";
 
 /// `no_tray` of the `[app]` table: what closing the window does when the desktop has no tray.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum NoTray {
     /// The window is minimized instead of closed: forwarding goes on and the app stays in the

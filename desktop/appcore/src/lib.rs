@@ -8,14 +8,17 @@
 //! - [`secrets`]: the OS keyring behind [`secrets::SecretStore`] (account names of §8.2), with an
 //!   in-memory fake.
 //! - [`core`]: channels, events, dead letters, settings over the connector engine.
+//! - [`error`]: [`error::CoreError`] and its IPC form [`error::CommandError`] `{ code, message }`.
 //! - [`tray`]: the aggregate tray state, icons, tooltip and status line (pure).
 //! - [`menu`]: the tray menu's items, and what each item does to the core ([`menu::dispatch`]
 //!   returns the desktop-side effects).
 //! - [`notify`]: which notifications to show, rate-limited (pure).
 //! - [`refresh`]: the once-a-second refresh of tray and notifications both images run.
 //! - [`relaunch`]: light mode's hand-over (Linux): the carried file, the images' arguments.
+//! - [`ts`]: `ui/src/generated/app.ts`, the IPC types generated from these (drift-tested).
 
 pub mod core;
+pub mod error;
 pub mod launch;
 pub mod menu;
 pub mod notify;
@@ -24,6 +27,7 @@ pub mod relaunch;
 pub mod secrets;
 pub mod settings;
 pub mod tray;
+pub mod ts;
 
 /// First thing in either image's `main` (after any re-exec): after a hand-over (`--carried`),
 /// ends and reaps the previous image's helpers (Linux); then logs to stderr, filtered by

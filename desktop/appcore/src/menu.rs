@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::core::{AppSnapshot, Core};
 use crate::tray;
 
-/// A view for the UI to show, same shape as the UI store's `View`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// A view for the UI to show, same shape as the UI store's `View`: the payload of the `navigate`
+/// event and of `take_pending_view`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, ts_rs::TS)]
 #[serde(tag = "name", rename_all = "kebab-case")]
+#[ts(rename = "NavigateView")]
 pub enum View {
     Overview,
     Inspector {
@@ -269,13 +271,13 @@ pub async fn dispatch(core: &Core, action: MenuAction) -> Vec<Effect> {
                             .unwrap_or_else(|| "no answer".into())
                     ),
                 ),
-                Err(e) => ("Replay failed".to_owned(), e),
+                Err(e) => ("Replay failed".to_owned(), e.to_string()),
             };
             vec![Effect::Notify { title, body }]
         }
         MenuAction::CopyWebhookUrl(k) => match core.webhook_url_of(&k) {
             Ok(url) => vec![Effect::CopyToClipboard(url)],
-            Err(e) => vec![notify_error(e)],
+            Err(e) => vec![notify_error(e.to_string())],
         },
         MenuAction::DeadLetters => {
             // The channel with the most dead letters (at the cloud when known, else ours).
@@ -298,7 +300,7 @@ pub async fn dispatch(core: &Core, action: MenuAction) -> Vec<Effect> {
             s.autostart = !s.autostart;
             match core.save_settings(s) {
                 Ok(saved) => vec![Effect::SetAutostart(saved.autostart), Effect::Refresh],
-                Err(e) => vec![notify_error(e), Effect::Refresh],
+                Err(e) => vec![notify_error(e.to_string()), Effect::Refresh],
             }
         }
         MenuAction::Quit => {
@@ -311,7 +313,7 @@ pub async fn dispatch(core: &Core, action: MenuAction) -> Vec<Effect> {
 fn set_enabled(core: &Core, key: &str, enabled: bool) -> Vec<Effect> {
     match core.set_channel_enabled(key, enabled) {
         Ok(()) => vec![Effect::Refresh],
-        Err(e) => vec![notify_error(e), Effect::Refresh],
+        Err(e) => vec![notify_error(e.to_string()), Effect::Refresh],
     }
 }
 

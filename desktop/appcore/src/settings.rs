@@ -31,7 +31,7 @@ pub enum SettingsError {
 }
 
 /// `notifications` of the `[app]` table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationLevel {
     All,

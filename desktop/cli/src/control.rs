@@ -85,7 +85,7 @@ async fn events(
     for key in keys {
         match ctl.engine.events(&key) {
             Ok(events) => out.push(ChannelEvents { key, events }),
-            Err(e) => return error(StatusCode::NOT_FOUND, e.0),
+            Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
         }
     }
     Json(out).into_response()
@@ -129,7 +129,7 @@ async fn replay(
     }
     match ctl.engine.replay(req).await {
         Ok(d) => Json(d).into_response(),
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.0),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     }
 }
 

@@ -257,7 +257,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(
-    cfg: connect_engine::ConnectorConfig,
+    mut cfg: connect_engine::ConnectorConfig,
     control_listen: String,
     control_file: Option<PathBuf>,
 ) -> ExitCode {
@@ -269,7 +269,9 @@ async fn run(
             return ExitCode::from(1);
         }
     };
-    // Unreadable TLS files and the like are configuration errors too.
+    // The control endpoint (and its file) comes before the channels: once a webhook was
+    // delivered, `webhook-connect status` must find the running connector.
+    let channels = std::mem::take(&mut cfg.channels);
     let handle = match Engine::start(cfg) {
         Ok(h) => h,
         Err(e) => {
@@ -277,7 +279,6 @@ async fn run(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    tracing::info!("webhook-connect started");
     let _control = if control_listen.eq_ignore_ascii_case("off") {
         None
     } else {
@@ -290,6 +291,15 @@ async fn run(
             }
         }
     };
+    // Unreadable TLS files and the like are configuration errors too.
+    for channel in channels {
+        if let Err(e) = handle.add_channel(channel) {
+            eprintln!("webhook-connect: invalid configuration: {e}");
+            handle.shutdown(DEFAULT_GRACE).await;
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
+    tracing::info!("webhook-connect started");
     signals.recv().await;
     tracing::info!("stopping: finishing in-flight deliveries");
     handle.shutdown(DEFAULT_GRACE).await;
@@ -357,9 +367,9 @@ fn init_logging(level: &str, format: LogFormat) {
 fn store_token(cloud: &str, channel: Option<&str>, admin: bool, delete: bool) -> ExitCode {
     use connect_engine::keyring;
     let account = match (admin, channel) {
-        (true, _) => keyring::admin_account(cloud),
-        (false, Some(c)) => keyring::channel_account(cloud, c),
-        (false, None) => Err("--for-channel is required".into()),
+        (true, _) => keyring::admin_account(cloud).map_err(|e| e.to_string()),
+        (false, Some(c)) => keyring::channel_account(cloud, c).map_err(|e| e.to_string()),
+        (false, None) => Err("--for-channel is required".to_owned()),
     };
     let account = match account {
         Ok(a) => a,

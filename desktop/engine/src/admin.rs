@@ -25,7 +25,7 @@ impl AdminClient {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .build()
-            .map_err(|e| EngineError(format!("HTTP client: {e}")))?;
+            .map_err(|e| EngineError::Setup(format!("HTTP client: {e}")))?;
         Ok(Self {
             base: format!("{}/admin/webhook-connect", cloud_url.trim_end_matches('/')),
             token: admin_token.to_owned(),
@@ -44,12 +44,12 @@ impl AdminClient {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| EngineError(format!("admin API: {e}")))?;
+            .map_err(|e| EngineError::AdminUnreachable(e.to_string()))?;
         let status = resp.status();
         let text = resp
             .text()
             .await
-            .map_err(|e| EngineError(format!("admin API: {e}")))?;
+            .map_err(|e| EngineError::AdminUnreachable(e.to_string()))?;
         if !status.is_success() {
             let detail = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
@@ -60,13 +60,13 @@ impl AdminClient {
                         .map(str::to_owned)
                 })
                 .unwrap_or(text);
-            return Err(EngineError(match status.as_u16() {
-                401 | 403 => format!("admin token rejected (HTTP {status}): {detail}"),
-                _ => format!("admin API answered HTTP {status}: {detail}"),
-            }));
+            return Err(match status.as_u16() {
+                401 | 403 => EngineError::AdminAuth { status, detail },
+                _ => EngineError::AdminStatus { status, detail },
+            });
         }
         serde_json::from_str(&text)
-            .map_err(|e| EngineError(format!("admin API: unexpected answer: {e}")))
+            .map_err(|e| EngineError::AdminUnreachable(format!("unexpected answer: {e}")))
     }
 
     /// Newest first, bodies included. The API has no offset: the first `offset + limit`

@@ -25,14 +25,8 @@ pub enum ChannelState {
     Disconnected,
 }
 
-/// The transport a channel is on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
-#[serde(rename_all = "snake_case")]
-pub enum Transport {
-    Websocket,
-    Sse,
-    LongPoll,
-}
+/// The transport a channel is on: the wire contract's kind of connection.
+pub use connect_protocol::ids::Protocol as Transport;
 
 /// What became of a delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -230,7 +224,6 @@ macro_rules! decls {
 pub fn bindings() -> String {
     let decls: Vec<String> = decls![
         ChannelState,
-        Transport,
         Outcome,
         Counters,
         Latency,
@@ -246,7 +239,10 @@ pub fn bindings() -> String {
     ];
     let mut out = String::from(
         "// Generated from the Rust crate connect-engine (desktop/engine/src/api.rs). Do not edit.\n\
-         // Regenerate: UPDATE_TS_BINDINGS=1 cargo test -p connect-engine ts_bindings_are_fresh\n\n",
+         // Regenerate: UPDATE_TS_BINDINGS=1 cargo test -p connect-engine ts_bindings_are_fresh\n\n\
+         import type { Protocol } from \"./protocol\";\n\n\
+         /** The transport a channel is on (the wire contract's `Protocol`). */\n\
+         export type Transport = Protocol;\n\n",
     );
     for d in decls {
         out.push_str("export ");

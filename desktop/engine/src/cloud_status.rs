@@ -38,7 +38,7 @@ pub(crate) async fn read(req: reqwest::RequestBuilder) -> Result<CloudStatus, St
     let resp = req
         .send()
         .await
-        .map_err(|e| StatusError::Request(crate::engine::error_chain(&e)))?;
+        .map_err(|e| StatusError::Request(crate::channel::error_chain(&e)))?;
     let s = resp.status().as_u16();
     if s == 401 || s == 403 {
         return Err(StatusError::Auth(s));
@@ -46,7 +46,7 @@ pub(crate) async fn read(req: reqwest::RequestBuilder) -> Result<CloudStatus, St
     if !resp.status().is_success() {
         return Err(StatusError::Status(s));
     }
-    let header_v2 = crate::engine::is_v2(resp.headers());
+    let header_v2 = crate::transport::is_v2(resp.headers());
     let reading: StatusReading = resp
         .json()
         .await

@@ -20,7 +20,7 @@ pub const ATTEMPTS_CAP: usize = 20;
 pub const DEFAULT_HISTORY: usize = 1000;
 
 /// One event. Serialisable so that a restarted app can take its history over
-/// ([`crate::engine::Carried`]); the body is base64 there.
+/// ([`crate::handle::Carried`]); the body is base64 there.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     pub seq: u64,

@@ -5,16 +5,32 @@
 /// The keyring service name.
 pub const SERVICE: &str = "webhook-connect";
 
+/// Why a token could not be named, read or stored.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    /// The cloud URL gives no origin to name the account after.
+    #[error("{0}")]
+    CloudUrl(String),
+    #[error("no such entry in the OS keyring")]
+    NoEntry,
+    /// The platform's keyring failed (locked, absent, refused).
+    #[error("keyring: {0}")]
+    Platform(#[source] keyring::Error),
+}
+
 /// `scheme://host[:port]` of a cloud URL: lower-cased, default ports omitted, no path.
-pub fn origin(cloud_url: &str) -> Result<String, String> {
-    let u = reqwest::Url::parse(cloud_url.trim()).map_err(|e| format!("cloud_url: {e}"))?;
+pub fn origin(cloud_url: &str) -> Result<String, KeyringError> {
+    let u = reqwest::Url::parse(cloud_url.trim())
+        .map_err(|e| KeyringError::CloudUrl(format!("cloud_url: {e}")))?;
     let scheme = u.scheme().to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(format!("cloud_url must be http(s), got {scheme}"));
+        return Err(KeyringError::CloudUrl(format!(
+            "cloud_url must be http(s), got {scheme}"
+        )));
     }
     let host = u
         .host_str()
-        .ok_or_else(|| "cloud_url has no host".to_owned())?
+        .ok_or_else(|| KeyringError::CloudUrl("cloud_url has no host".to_owned()))?
         .to_ascii_lowercase();
     // `Url::port` is already `None` for the scheme's default port.
     Ok(match u.port() {
@@ -24,17 +40,17 @@ pub fn origin(cloud_url: &str) -> Result<String, String> {
 }
 
 /// The account of a channel token.
-pub fn channel_account(cloud_url: &str, channel: &str) -> Result<String, String> {
+pub fn channel_account(cloud_url: &str, channel: &str) -> Result<String, KeyringError> {
     Ok(format!("channel:{}/{channel}", origin(cloud_url)?))
 }
 
 /// The account of an admin token.
-pub fn admin_account(cloud_url: &str) -> Result<String, String> {
+pub fn admin_account(cloud_url: &str) -> Result<String, KeyringError> {
     Ok(format!("admin:{}", origin(cloud_url)?))
 }
 
-fn entry(account: &str) -> Result<keyring::Entry, String> {
-    keyring::Entry::new(SERVICE, account).map_err(|e| format!("keyring: {e}"))
+fn entry(account: &str) -> Result<keyring::Entry, KeyringError> {
+    keyring::Entry::new(SERVICE, account).map_err(KeyringError::Platform)
 }
 
 /// Runs a blocking keyring call off the async runtime when called from inside one.
@@ -50,29 +66,29 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 }
 
 /// Reads a secret.
-pub fn read(account: &str) -> Result<String, String> {
+pub fn read(account: &str) -> Result<String, KeyringError> {
     off_runtime(|| {
         entry(account)?.get_password().map_err(|e| match e {
-            keyring::Error::NoEntry => "no such entry in the OS keyring".to_owned(),
-            e => format!("keyring: {e}"),
+            keyring::Error::NoEntry => KeyringError::NoEntry,
+            e => KeyringError::Platform(e),
         })
     })
 }
 
 /// Stores (or replaces) a secret.
-pub fn write(account: &str, secret: &str) -> Result<(), String> {
+pub fn write(account: &str, secret: &str) -> Result<(), KeyringError> {
     off_runtime(|| {
         entry(account)?
             .set_password(secret)
-            .map_err(|e| format!("keyring: {e}"))
+            .map_err(KeyringError::Platform)
     })
 }
 
 /// Removes a secret; a missing one is not an error.
-pub fn delete(account: &str) -> Result<(), String> {
+pub fn delete(account: &str) -> Result<(), KeyringError> {
     off_runtime(|| match entry(account)?.delete_credential() {
         Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-        Err(e) => Err(format!("keyring: {e}")),
+        Err(e) => Err(KeyringError::Platform(e)),
     })
 }
 

@@ -71,7 +71,7 @@ impl std::fmt::Debug for Modules {
 impl Modules {
     /// A file: loads `webhooks_config` with placeholders resolved from `env`. Bad entries are
     /// disabled (their messages are NACKed without retry) and returned as warnings. etcd: an
-    /// empty set until [`crate::etcd_modules::spawn`] has read the prefix.
+    /// empty set until `crate::etcd_modules::spawn` has read the prefix.
     pub fn load(
         mode: &ModuleMode,
         env: &BTreeMap<String, String>,

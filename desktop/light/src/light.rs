@@ -84,7 +84,9 @@ pub fn run() -> Result<(), String> {
     } else {
         None
     };
-    let core = rt.block_on(async move { Core::start_with(path, secrets, carried) })?;
+    let core = rt
+        .block_on(async move { Core::start_with(path, secrets, carried) })
+        .map_err(|e| e.to_string())?;
     if let Some(why) = store.unavailable() {
         let msg = format!(
             "The OS keyring is unavailable ({why}): tokens are kept in memory until the app exits."

@@ -1,9 +1,12 @@
 // Generated from the Rust crate connect-engine (desktop/engine/src/api.rs). Do not edit.
 // Regenerate: UPDATE_TS_BINDINGS=1 cargo test -p connect-engine ts_bindings_are_fresh
 
-export type ChannelState = "connecting" | "connected" | "auth_failed" | "degraded" | "paused" | "stopped" | "disconnected";
+import type { Protocol } from "./protocol";
 
-export type Transport = "websocket" | "sse" | "long_poll";
+/** The transport a channel is on (the wire contract's `Protocol`). */
+export type Transport = Protocol;
+
+export type ChannelState = "connecting" | "connected" | "auth_failed" | "degraded" | "paused" | "stopped" | "disconnected";
 
 export type Outcome = "delivered" | "retry" | "dead_letter" | "failed" | "in_flight";
 
@@ -27,7 +30,7 @@ export type ChannelStatus = {
 /**
  * Engine-unique key (the channel name unless the app gave its own).
  */
-key: string, channel: string, state: ChannelState, transport: Transport | null, connection_id: string | null, 
+key: string, channel: string, state: ChannelState, transport: Protocol | null, connection_id: string | null, 
 /**
  * Why the channel is not (fully) connected. Cleared when a connection is established and
  * when the channel is paused or disconnected: it is shown only while it describes the

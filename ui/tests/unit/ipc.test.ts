@@ -1,7 +1,7 @@
 import { clearMocks } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { errorMessage, ipc } from "../../src/ipc";
+import { errorCode, errorMessage, ipc, IpcError } from "../../src/ipc";
 import { textToBase64 } from "../../src/lib/base64";
 import { FakeBackend, installFakeBackend } from "../fake-backend";
 
@@ -33,6 +33,18 @@ describe("ipc against the fake backend", () => {
     await expect(ipc.listDeadLetters("ci-events", 50, 0)).rejects.toThrow(/no admin token/);
     expect(errorMessage({ message: "m" })).toBe("m");
     expect(errorMessage(42)).toBe("42");
+  });
+
+  it("keeps the code of a CommandError so a bad token is told from a network failure", async () => {
+    fake.failNextWith("list_dead_letters", { code: "admin_auth", message: "admin token rejected (HTTP 401 Unauthorized): bad token" });
+    const auth = await ipc.listDeadLetters("team-alpha", 50, 0).catch((e: unknown) => e);
+    expect(auth).toBeInstanceOf(IpcError);
+    expect(errorCode(auth)).toBe("admin_auth");
+    expect(errorMessage(auth)).toBe("admin token rejected (HTTP 401 Unauthorized): bad token");
+    fake.failNextWith("list_dead_letters", { code: "network", message: "admin API: connection refused" });
+    expect(errorCode(await ipc.listDeadLetters("team-alpha", 50, 0).catch((e: unknown) => e))).toBe("network");
+    expect(errorCode(await ipc.listDeadLetters("ci-events", 50, 0).catch((e: unknown) => e))).toBe("no_admin_token");
+    expect(errorCode("a plain string")).toBe("unknown");
   });
 
   it("adds a channel: it connects, never exposes its token, and can be removed", async () => {

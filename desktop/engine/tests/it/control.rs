@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use connect_engine::api::Outcome;
-use connect_engine::config::{ChannelConfig, ConnectorConfig, Protocol};
+use connect_engine::api::Transport;
+use connect_engine::config::{ChannelConfig, ConnectorConfig, TransportChoice};
 use connect_engine::{ChannelState, Engine, ReplayRequest};
 use connect_testkit::{RecordingTarget, wait_until, within};
 use serde_json::json;
@@ -335,7 +336,7 @@ async fn channels_are_added_replaced_and_removed_at_runtime_and_queue_depth_is_r
         &cloud.base,
         "ch",
         TOKEN,
-        Protocol::Sse,
+        TransportChoice::Only(Transport::Sse),
         Some(&target.url),
         &BTreeMap::new(),
     )

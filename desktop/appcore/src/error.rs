@@ -1,0 +1,108 @@
+//! The app core's errors ([`CoreError`]) and their IPC form ([`CommandError`]): a stable
+//! machine `code` and the message shown to the user, so that the UI can tell a bad token from
+//! an unreachable cloud (GitButler's `but-error` shape).
+
+use connect_engine::{ConfigError, EngineError};
+use serde::{Deserialize, Serialize};
+
+use crate::secrets::SecretError;
+use crate::settings::SettingsError;
+
+/// What the app core's actions return.
+pub type CoreResult<T> = Result<T, CoreError>;
+
+/// Why an action of the app core failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A channel the engine's rules refuse (bad URL, protocol, target).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("unknown channel {0:?}")]
+    UnknownChannel(String),
+    /// Input the UI should not have let through (a channel name, a history size...).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no token stored for {0}: edit the channel to enter it")]
+    NoToken(String),
+    #[error("a channel token is required (it is stored in the OS keyring only)")]
+    TokenRequired,
+    #[error("no admin token for {0}: edit the channel and enter one to manage dead letters")]
+    NoAdminToken(String),
+    #[error("no event to replay yet")]
+    NothingToReplay,
+}
+
+impl CoreError {
+    /// The stable machine code of [`CommandError::code`].
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Engine(e) => e.code(),
+            Self::Config(_) => "invalid_config",
+            Self::Settings(_) => "settings_file",
+            Self::Secret(_) => "keyring",
+            Self::UnknownChannel(_) => "unknown_channel",
+            Self::Invalid(_) => "invalid_input",
+            Self::NoToken(_) => "no_token",
+            Self::TokenRequired => "token_required",
+            Self::NoAdminToken(_) => "no_admin_token",
+            Self::NothingToReplay => "nothing_to_replay",
+        }
+    }
+}
+
+/// The error every IPC command answers with. `code` is one of [`CoreError::code`]'s (the
+/// engine's included: `admin_auth` for a refused admin token, `network` for an unreachable
+/// cloud) or a shell's own (`internal`); `message` is for the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandError {
+    pub code: String,
+    pub message: String,
+}
+
+impl CommandError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CoreError> for CommandError {
+    fn from(e: CoreError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_admin_token_and_an_unreachable_cloud_have_different_codes() {
+        let auth: CommandError = CoreError::from(EngineError::AdminAuth {
+            status: http::StatusCode::UNAUTHORIZED,
+            detail: "bad token".into(),
+        })
+        .into();
+        let down: CommandError =
+            CoreError::from(EngineError::AdminUnreachable("connection refused".into())).into();
+        assert_eq!(auth.code, "admin_auth");
+        assert_eq!(
+            auth.message,
+            "admin token rejected (HTTP 401 Unauthorized): bad token"
+        );
+        assert_eq!(down.code, "network");
+        assert_eq!(
+            serde_json::to_value(&down).expect("json"),
+            serde_json::json!({"code": "network", "message": "admin API: connection refused"})
+        );
+    }
+}
