@@ -18,10 +18,12 @@
 //!   long-poll streams, `/connect/ack`, `/connect/status`), `http::admin` (§8 and the reload
 //!   API), `http::ops` (`/health`, `/metrics`, `/openapi.json`), with `http::auth` and the one
 //!   error type `http::error`.
-//! - [`server`]: serving a bound listener with graceful shutdown.
+//! - [`server`]: serving a bound listener with graceful shutdown; [`edge`]: the bounds it
+//!   puts on sockets before HTTP (descriptor limit, connection cap, first-byte deadline).
 
 pub mod app;
 pub mod config_source;
+pub mod edge;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -43,6 +43,15 @@ pub async fn run(
         }
     };
     tokio::pin!(drained);
+    let nofile = crate::edge::raise_nofile();
+    let cap = crate::edge::connection_cap(st.settings().max_http_connections, nofile);
+    tracing::info!(
+        max_http_connections = cap,
+        open_files_limit = nofile,
+        "connection bounds"
+    );
+    let gate = crate::edge::Gate::new(cap);
+    let first_byte = Duration::from_secs_f64(st.settings().first_byte_timeout_seconds);
     // hyper's own header cap (100) would answer 431 before the ingress pipeline can give its
     // documented 400; ours is enforced in the pipeline, so hyper gets a looser one.
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -51,6 +60,14 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .max_headers(st.settings().max_headers.saturating_mul(2).max(200));
+    // HTTP/2: pings find a peer that stopped answering (or never spoke HTTP/2 past the preface).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(
+            st.settings().heartbeat_interval_seconds,
+        )))
+        .keep_alive_timeout(Duration::from_secs(20));
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -65,16 +82,25 @@ pub async fn run(
                         continue;
                     }
                 };
+                let Some(permit) = gate.admit() else {
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let router = router.clone();
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(ConnectInfo(peer));
                     router.clone().oneshot(req.map(axum::body::Body::new))
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    let _permit = permit;
+                    if !crate::edge::first_byte(&stream, first_byte).await {
+                        return;
+                    }
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
                 });
             }
         }

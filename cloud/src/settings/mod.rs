@@ -164,6 +164,23 @@ pub struct Settings {
         default_value_t = 30.0
     )]
     pub body_read_timeout_seconds: f64,
+    /// A connection that sends nothing for this long after it is accepted is closed (before
+    /// HTTP/1 or HTTP/2 is even told apart).
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_FIRST_BYTE_TIMEOUT_SECONDS",
+        default_value_t = 10.0
+    )]
+    pub first_byte_timeout_seconds: f64,
+    /// Open HTTP connections beyond which new sockets are closed at once; 0: the
+    /// file-descriptor limit (raised to its hard limit at start) minus 256 kept for the store,
+    /// the configuration sources and the listener.
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_MAX_HTTP_CONNECTIONS",
+        default_value_t = 0
+    )]
+    pub max_http_connections: usize,
     /// Heartbeat and WebSocket ping interval (5..60).
     #[arg(long, env = "WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", value_parser = parse_heartbeat, default_value = "15")]
     pub heartbeat_interval_seconds: u64,
@@ -285,6 +302,11 @@ impl Settings {
         }
         if self.body_read_timeout_seconds.is_nan() || self.body_read_timeout_seconds <= 0.0 {
             return Err("WEBHOOK_CONNECT_BODY_READ_TIMEOUT_SECONDS must be positive".into());
+        }
+        if !(self.first_byte_timeout_seconds > 0.0 && self.first_byte_timeout_seconds <= 3600.0) {
+            return Err(
+                "WEBHOOK_CONNECT_FIRST_BYTE_TIMEOUT_SECONDS must be between 0 and 3600".into(),
+            );
         }
         if self.shutdown_grace_seconds.is_nan() || self.shutdown_grace_seconds < 0.0 {
             return Err("WEBHOOK_CONNECT_SHUTDOWN_GRACE_SECONDS must not be negative".into());

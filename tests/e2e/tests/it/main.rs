@@ -11,6 +11,7 @@ mod connector_control;
 mod connector_honesty;
 mod disk_full;
 mod dispatch;
+mod edge;
 mod etcd;
 mod harness;
 mod ops;
