@@ -4,6 +4,8 @@
 //! down on drop: children get SIGKILL, spawned tasks are aborted.
 //!
 //! Layout:
+//! - [`cloud`]: [`Cloud`], the cloud binary as a child process (webhooks, env, restart, admin
+//!   helpers), shared by the e2e suite and the engine's and the app's integration tests.
 //! - [`wait`]: `wait_until` / `wait_for` (poll every 20 ms up to a deadline), `within`, `free_port`.
 //! - [`process`]: [`ChildProcess`] (killed on drop, output captured to files) and [`workspace_bin`].
 //! - [`redis`], [`etcd`]: [`RedisServer`] and [`EtcdServer`] on free ports with their own data dirs.
@@ -20,6 +22,7 @@
 //!   description of the reference implementation.
 
 pub mod certs;
+pub mod cloud;
 pub mod connect_proxy;
 pub mod etcd;
 pub mod etcd_cluster;
@@ -34,6 +37,7 @@ pub mod vault;
 pub mod wait;
 
 pub use certs::TestPki;
+pub use cloud::{Cloud, CloudBuilder, connect_hook};
 pub use connect_proxy::ConnectProxy;
 pub use etcd::EtcdServer;
 pub use etcd_cluster::{EtcdCluster, EtcdOptions, EtcdTls};
