@@ -1,23 +1,38 @@
-//! The closed-loop HTTP/1.1 load generator the cloud's benches share (`ingest`, `backlog`):
-//! keep-alive connections, one request at a time each, latencies and per-second counts.
-
-#![allow(dead_code)] // each bench uses a different part
+//! What the bench binaries share (the cloud's `ingest` and `backlog`, the engine's `drain`):
+//! a closed-loop HTTP/1.1 load generator (keep-alive connections, one request at a time each,
+//! latencies and per-second counts), its minimal client, JSON bodies carrying their send time,
+//! a target that counts what it got and the latency of those bodies, a raw WebSocket connector,
+//! `/proc` readers and `BENCH_*` environment numbers.
+//!
+//! Benches are not tests: a failure here is a broken bench, so this module panics with a
+//! message instead of returning errors.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use base64::Engine as _;
+use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 pub const BODY_TARGET_LEN: usize = 1024;
 
 pub static EPOCH: OnceLock<Instant> = OnceLock::new();
 
+/// Nanoseconds since [`EPOCH`] (set on first use; a bench sets it first thing in `main`).
 pub fn now_ns() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// The number in environment variable `name`, or `default` when unset or not a number.
 pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -116,7 +131,7 @@ pub fn post_request(addr: SocketAddr, path: &str, body: &[u8]) -> Vec<u8> {
     r
 }
 
-/// A JSON body of about `BODY_TARGET_LEN` bytes.
+/// A JSON body of about `BODY_TARGET_LEN` bytes; `t_ns` first so the target finds it cheaply.
 pub fn json_body(t_ns: Option<u64>, seq: u64) -> Vec<u8> {
     let head = match t_ns {
         Some(t) => format!("{{\"t_ns\":{t},\"seq\":{seq},\"event\":\"bench.ping\",\"pad\":\""),
@@ -166,10 +181,7 @@ pub fn run_load_body(addrs: &[SocketAddr], path: &str, cfg: Config, body: &[u8])
     // The load generator gets its own OS thread and single-threaded runtime.
     std::thread::scope(|s| {
         s.spawn(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = current_thread_runtime();
             rt.block_on(async move {
                 let start = Instant::now();
                 let measure_from = start + Duration::from_secs_f64(cfg.warmup);
@@ -198,7 +210,7 @@ pub fn run_load_body(addrs: &[SocketAddr], path: &str, cfg: Config, body: &[u8])
                                     }
                                 }
                             }
-                            let c = conn.as_mut().unwrap();
+                            let c = conn.as_mut().expect("connected above");
                             match c.round_trip(&request).await {
                                 Ok(status) => {
                                     let t1 = Instant::now();
@@ -229,7 +241,7 @@ pub fn run_load_body(addrs: &[SocketAddr], path: &str, cfg: Config, body: &[u8])
                 }
                 let mut total = LoadResult::default();
                 for t in tasks {
-                    let r = t.await.unwrap();
+                    let r = t.await.expect("load task");
                     total.ok += r.ok;
                     total.ok_total += r.ok_total;
                     total.non_2xx += r.non_2xx;
@@ -248,7 +260,7 @@ pub fn run_load_body(addrs: &[SocketAddr], path: &str, cfg: Config, body: &[u8])
             })
         })
         .join()
-        .unwrap()
+        .expect("load thread")
     })
 }
 
@@ -258,4 +270,198 @@ pub fn pct(sorted: &[u64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i] as f64 / 1e6
+}
+
+/// A current_thread runtime for a helper's own OS thread.
+pub fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+// ---------------------------------------------------------------------------------------
+// Target: answers 200 to everything, counts, records the latency of bodies carrying `t_ns`.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Default)]
+pub struct TargetState {
+    pub received: AtomicU64,
+    /// (send time, receive - send), ns.
+    pub lat: Mutex<Vec<(u64, u64)>>,
+}
+
+impl TargetState {
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Latencies (ns) of bodies sent at or after `from_ns`, sorted.
+    pub fn latencies_since(&self, from_ns: u64) -> Vec<u64> {
+        let mut lat: Vec<u64> = self
+            .lat
+            .lock()
+            .expect("latency lock")
+            .iter()
+            .filter(|(t, _)| *t >= from_ns)
+            .map(|(_, l)| *l)
+            .collect();
+        lat.sort_unstable();
+        lat
+    }
+}
+
+/// The `t_ns` a [`json_body`] starts with.
+pub fn leading_t_ns(body: &[u8]) -> Option<u64> {
+    let rest = body.strip_prefix(b"{\"t_ns\":")?;
+    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+/// Serves the target on `listener` (on the caller's runtime) until the task is dropped.
+pub async fn serve_target(listener: TcpListener, state: Arc<TargetState>) {
+    let app = Router::new().fallback(move |body: Bytes| {
+        let ts = state.clone();
+        async move {
+            let now = now_ns();
+            if let Some(t) = leading_t_ns(&body) {
+                ts.lat
+                    .lock()
+                    .expect("latency lock")
+                    .push((t, now.saturating_sub(t)));
+            }
+            ts.received.fetch_add(1, Ordering::Relaxed);
+            StatusCode::OK
+        }
+    });
+    let _ = axum::serve(listener, app).await;
+}
+
+/// Starts the target on its own OS thread and current_thread runtime.
+pub fn start_target() -> (SocketAddr, Arc<TargetState>) {
+    let state = Arc::new(TargetState::default());
+    let ts = state.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        current_thread_runtime().block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind the target");
+            tx.send(listener.local_addr().expect("target address"))
+                .expect("target address receiver");
+            serve_target(listener, ts).await;
+        });
+    });
+    (rx.recv().expect("target started"), state)
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw connector: the smallest WebSocket v2 client that forwards and ACKs.
+// ---------------------------------------------------------------------------------------
+
+/// Reads one frame at a time from `channel`'s stream, POSTs its body to `target`'s `/hook`,
+/// ACKs it; `connected` fires on the `connected` frame. Returns when the stream ends.
+pub async fn raw_connector(
+    cloud: SocketAddr,
+    channel: &str,
+    token: &str,
+    target: SocketAddr,
+    connected: oneshot::Sender<()>,
+) {
+    let mut req = format!("ws://{cloud}/connect/stream/{channel}")
+        .into_client_request()
+        .expect("stream request");
+    req.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {token}").parse().expect("token header"),
+    );
+    req.headers_mut().insert(
+        "X-Webhook-Connect-Version",
+        "2".parse().expect("version header"),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect the stream");
+    let (mut ws_tx, mut ws_rx) = ws.split();
+    let mut connected = Some(connected);
+    let mut http = HttpConn::connect(target).await.expect("connect the target");
+    while let Some(msg) = ws_rx.next().await {
+        let text = match msg {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
+            continue;
+        };
+        match v.get("type").and_then(|t| t.as_str()) {
+            Some("connected") => {
+                if let Some(tx) = connected.take() {
+                    let _ = tx.send(());
+                }
+            }
+            Some("webhook") => {
+                let id = v["message_id"].as_str().unwrap_or_default().to_owned();
+                let body = v["body_b64"]
+                    .as_str()
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .unwrap_or_default();
+                let request = post_request(target, "/hook", &body);
+                if http.round_trip(&request).await.is_err() {
+                    http = HttpConn::connect(target)
+                        .await
+                        .expect("reconnect the target");
+                }
+                let ack = serde_json::json!({"type": "ack", "message_id": id}).to_string();
+                if ws_tx.send(Message::Text(ack.into())).await.is_err() {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// /proc readers (Linux).
+// ---------------------------------------------------------------------------------------
+
+/// The first number after `key` in `/proc/<pid>/<file>` (e.g. `status` `VmRSS` in KiB, `io`
+/// `write_bytes`), if the process and the line exist.
+pub fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .strip_prefix(':')?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+}
+
+/// The process's resident set (`VmRSS`), KiB.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    proc_field(pid, "status", "VmRSS")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leading_t_ns_reads_the_send_time_of_a_json_body() {
+        assert_eq!(leading_t_ns(&json_body(Some(123_456), 7)), Some(123_456));
+        assert_eq!(leading_t_ns(&json_body(None, 7)), None);
+        assert_eq!(json_body(Some(1), 2).len(), BODY_TARGET_LEN);
+    }
+
+    #[test]
+    fn proc_field_reads_this_process() {
+        let pid = std::process::id();
+        assert!(vm_rss_kib(pid).is_some_and(|kib| kib > 0));
+        assert_eq!(proc_field(pid, "status", "NoSuchKey"), None);
+    }
 }
