@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 
 use connect_testkit::free_port;
 use connect_testkit::load::{
-    Config, EPOCH, LoadResult, env_num, pct, proc_field, run_load_body, start_target,
+    Config, EPOCH, LoadResult, env_num, pct, proc_field, run_load_body, spawn_cli, start_target,
+    write_connector_config,
 };
 
 const CHANNEL: &str = "backlog";
@@ -360,26 +361,9 @@ fn drain(
 ) -> (u64, f64) {
     let (target, count) = start_target();
     let in_flight: u64 = env_num("BENCH_DRAIN_IN_FLIGHT", 1000);
-    let config = dir.join("connector.json");
-    let doc = serde_json::json!({
-        "cloud_url": format!("http://{cloud}"),
-        "channel": CHANNEL,
-        "token": TOKEN,
-        "protocol": "websocket",
-        "max_concurrent_requests": in_flight,
-        "log_level": "WARNING",
-        "default_target": { "url": format!("http://{target}/hook") }
-    });
-    std::fs::write(&config, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let config = write_connector_config(dir, cloud, CHANNEL, TOKEN, target, in_flight);
     let start = Instant::now();
-    let mut child = Command::new(cli)
-        .arg("--config")
-        .arg(&config)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cli(cli, &config);
     let done = rt.block_on(async {
         loop {
             if count.received() >= expect {

@@ -26,7 +26,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -157,58 +156,20 @@ async fn e2e(cloud: SocketAddr, cfg: Config) -> E2eResult {
     });
     let _ = tokio::time::timeout(Duration::from_secs(5), connected_rx).await;
 
-    // Sender: `senders` connections, each paced at rate/senders with staggered start, so
-    // one slow answer does not hold back the others (the send time is taken at write).
-    let senders: u64 = 10;
-    let per_sender = Duration::from_secs_f64(senders as f64 / cfg.e2e_rate as f64);
+    // Sender: 10 connections, each paced at rate/10 with staggered start.
     let total = Duration::from_secs_f64(cfg.warmup + cfg.seconds);
     let measure_from_ns = now_ns() + (cfg.warmup * 1e9) as u64;
-    let seq = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..senders {
-        let seq = seq.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut http = HttpConn::connect(cloud).await.unwrap();
-            let first = tokio::time::Instant::from_std(start)
-                + per_sender.mul_f64(i as f64 / senders as f64);
-            let mut tick = tokio::time::interval_at(first, per_sender);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let (mut sent, mut errors) = (0u64, 0u64);
-            let mut post_lat = Vec::new();
-            loop {
-                tick.tick().await;
-                if start.elapsed() >= total {
-                    break;
-                }
-                let t = now_ns();
-                let body = json_body(Some(t), seq.fetch_add(1, Ordering::Relaxed));
-                let request = post_request(cloud, &format!("/webhook/{CHANNEL}"), &body);
-                match http.round_trip(&request).await {
-                    Ok(s) if (200..300).contains(&s) => {
-                        sent += 1;
-                        if t >= measure_from_ns {
-                            post_lat.push(now_ns() - t);
-                        }
-                    }
-                    Ok(_) => errors += 1,
-                    Err(_) => {
-                        errors += 1;
-                        http = HttpConn::connect(cloud).await.unwrap();
-                    }
-                }
-            }
-            (sent, errors, post_lat)
-        }));
-    }
-    let (mut sent, mut send_errors, mut post_lat) = (0, 0, Vec::new());
-    for t in tasks {
-        let (s, e, l) = t.await.unwrap();
-        sent += s;
-        send_errors += e;
-        post_lat.extend(l);
-    }
-    let send_elapsed = start.elapsed();
+    let paced = paced_send(
+        cloud,
+        &format!("/webhook/{CHANNEL}"),
+        10,
+        cfg.e2e_rate,
+        total,
+        measure_from_ns,
+    )
+    .await;
+    let (sent, send_errors, post_lat) = (paced.sent, paced.errors, paced.post_lat);
+    let send_elapsed = paced.elapsed;
     // Let the tail drain.
     let drain_deadline = Instant::now() + Duration::from_secs(5);
     while target_state.received() < sent && Instant::now() < drain_deadline {
@@ -218,7 +179,6 @@ async fn e2e(cloud: SocketAddr, cfg: Config) -> E2eResult {
     let delivered = target_state.received();
     // Only messages sent after the warm-up count towards latency.
     let lat = target_state.latencies_since(measure_from_ns);
-    post_lat.sort_unstable();
     E2eResult {
         sent,
         send_errors,

@@ -29,7 +29,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use connect_cloud::AppState;
@@ -37,8 +36,8 @@ use connect_protocol::message::StoredMessage;
 use connect_protocol::time::Timestamp;
 use connect_testkit::in_process::TestCloud;
 use connect_testkit::load::{
-    EPOCH, HttpConn, TargetState, env_num, json_body, now_ns, pct, post_request, raw_connector,
-    start_target, vm_rss_kib,
+    self, EPOCH, TargetState, current_thread_runtime, env_num, json_body, now_ns, pct,
+    raw_connector, spawn_cli, start_target, vm_rss_kib,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
@@ -118,18 +117,7 @@ async fn enqueue_backlog(st: &AppState, n: u64, tasks: u64) -> Duration {
 // ---------------------------------------------------------------------------------------
 
 fn write_connector_config(dir: &Path, cloud: SocketAddr, target: SocketAddr, mcr: u64) -> PathBuf {
-    let doc = serde_json::json!({
-        "cloud_url": format!("http://{cloud}"),
-        "channel": CHANNEL,
-        "token": TOKEN,
-        "protocol": "websocket",
-        "max_concurrent_requests": mcr,
-        "log_level": "WARNING",
-        "default_target": { "url": format!("http://{target}/hook") }
-    });
-    let path = dir.join("connector.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
-    path
+    load::write_connector_config(dir, cloud, CHANNEL, TOKEN, target, mcr)
 }
 
 fn engine_config(path: &Path) -> connect_engine::ConnectorConfig {
@@ -241,48 +229,12 @@ struct LatResult {
 fn paced_send(cloud: SocketAddr, rate: u64, seconds: f64, warmup: f64) -> (u64, u64) {
     std::thread::scope(|s| {
         s.spawn(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let senders: u64 = 5;
-                let per_sender = Duration::from_secs_f64(senders as f64 / rate as f64);
+            current_thread_runtime().block_on(async move {
                 let total = Duration::from_secs_f64(warmup + seconds);
                 let measure_from = now_ns() + (warmup * 1e9) as u64;
-                let seq = Arc::new(AtomicU64::new(0));
-                let start = Instant::now();
-                let mut tasks = Vec::new();
-                for i in 0..senders {
-                    let seq = seq.clone();
-                    tasks.push(tokio::spawn(async move {
-                        let mut http = HttpConn::connect(cloud).await.unwrap();
-                        let first = tokio::time::Instant::from_std(start)
-                            + per_sender.mul_f64(i as f64 / senders as f64);
-                        let mut tick = tokio::time::interval_at(first, per_sender);
-                        let mut sent = 0u64;
-                        loop {
-                            tick.tick().await;
-                            if start.elapsed() >= total {
-                                break;
-                            }
-                            let body =
-                                json_body(Some(now_ns()), seq.fetch_add(1, Ordering::Relaxed));
-                            let req = post_request(cloud, &format!("/webhook/{CHANNEL}"), &body);
-                            if let Ok(s) = http.round_trip(&req).await
-                                && (200..300).contains(&s)
-                            {
-                                sent += 1;
-                            }
-                        }
-                        sent
-                    }));
-                }
-                let mut sent = 0;
-                for t in tasks {
-                    sent += t.await.unwrap();
-                }
-                (sent, measure_from)
+                let path = format!("/webhook/{CHANNEL}");
+                let paced = load::paced_send(cloud, &path, 5, rate, total, measure_from).await;
+                (paced.sent, measure_from)
             })
         })
         .join()
@@ -362,18 +314,6 @@ fn cli_binary() -> Option<PathBuf> {
     let release = exe.parent()?.parent()?;
     let p = release.join("webhook-connect");
     p.exists().then_some(p)
-}
-
-fn spawn_cli(bin: &Path, config: &Path) -> std::process::Child {
-    std::process::Command::new(bin)
-        .arg("--config")
-        .arg(config)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap()
 }
 
 fn stop_cli(mut child: std::process::Child) {

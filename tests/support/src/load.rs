@@ -1,8 +1,9 @@
 //! What the bench binaries share (the cloud's `ingest` and `backlog`, the engine's `drain`):
 //! a closed-loop HTTP/1.1 load generator (keep-alive connections, one request at a time each,
 //! latencies and per-second counts), its minimal client, JSON bodies carrying their send time,
-//! a target that counts what it got and the latency of those bodies, a raw WebSocket connector,
-//! `/proc` readers and `BENCH_*` environment numbers.
+//! a paced sender, a target that counts what it got and the latency of those bodies, a raw
+//! WebSocket connector, the real connector's configuration and CLI, `/proc` readers and
+//! `BENCH_*` environment numbers.
 //!
 //! Benches are not tests: a failure here is a broken bench, so this module panics with a
 //! message instead of returning errors.
@@ -278,6 +279,128 @@ pub fn current_thread_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+// ---------------------------------------------------------------------------------------
+// Paced (open-loop) sender: bodies stamped with their send time, at a fixed rate.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Default)]
+pub struct Paced {
+    /// 2xx answers.
+    pub sent: u64,
+    /// Non-2xx answers and failed round trips (each failure reconnects).
+    pub errors: u64,
+    /// Ingress (POST → 2xx) latencies (ns) of bodies sent at or after `measure_from_ns`, sorted.
+    pub post_lat: Vec<u64>,
+    pub elapsed: Duration,
+}
+
+/// POSTs [`json_body`]s (with `t_ns`) to `path` for `total`: `senders` keep-alive connections,
+/// each paced at `rate / senders` with staggered starts, so that one slow answer does not hold
+/// back the others (the send time is taken at write). Runs on the caller's runtime.
+pub async fn paced_send(
+    addr: SocketAddr,
+    path: &str,
+    senders: u64,
+    rate: u64,
+    total: Duration,
+    measure_from_ns: u64,
+) -> Paced {
+    let per_sender = Duration::from_secs_f64(senders as f64 / rate as f64);
+    let seq = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..senders {
+        let seq = seq.clone();
+        let path = path.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut http = HttpConn::connect(addr).await.expect("connect the sender");
+            let first = tokio::time::Instant::from_std(start)
+                + per_sender.mul_f64(i as f64 / senders as f64);
+            let mut tick = tokio::time::interval_at(first, per_sender);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut r = Paced::default();
+            loop {
+                tick.tick().await;
+                if start.elapsed() >= total {
+                    break;
+                }
+                let t = now_ns();
+                let body = json_body(Some(t), seq.fetch_add(1, Ordering::Relaxed));
+                let request = post_request(addr, &path, &body);
+                match http.round_trip(&request).await {
+                    Ok(s) if (200..300).contains(&s) => {
+                        r.sent += 1;
+                        if t >= measure_from_ns {
+                            r.post_lat.push(now_ns() - t);
+                        }
+                    }
+                    Ok(_) => r.errors += 1,
+                    Err(_) => {
+                        r.errors += 1;
+                        http = HttpConn::connect(addr).await.expect("reconnect the sender");
+                    }
+                }
+            }
+            r
+        }));
+    }
+    let mut total_r = Paced::default();
+    for t in tasks {
+        let r = t.await.expect("sender task");
+        total_r.sent += r.sent;
+        total_r.errors += r.errors;
+        total_r.post_lat.extend(r.post_lat);
+    }
+    total_r.elapsed = start.elapsed();
+    total_r.post_lat.sort_unstable();
+    total_r
+}
+
+// ---------------------------------------------------------------------------------------
+// The real connector: its configuration and the CLI as a child process.
+// ---------------------------------------------------------------------------------------
+
+/// Writes `dir/connector.json`: `channel` over WebSocket to `target`'s `/hook`, at most
+/// `max_concurrent_requests` at once, warnings only.
+pub fn write_connector_config(
+    dir: &std::path::Path,
+    cloud: SocketAddr,
+    channel: &str,
+    token: &str,
+    target: SocketAddr,
+    max_concurrent_requests: u64,
+) -> std::path::PathBuf {
+    let doc = serde_json::json!({
+        "cloud_url": format!("http://{cloud}"),
+        "channel": channel,
+        "token": token,
+        "protocol": "websocket",
+        "max_concurrent_requests": max_concurrent_requests,
+        "log_level": "WARNING",
+        "default_target": { "url": format!("http://{target}/hook") }
+    });
+    let path = dir.join("connector.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&doc).expect("connector.json"),
+    )
+    .expect("write connector.json");
+    path
+}
+
+/// Spawns the `webhook-connect` CLI on `config` with an empty environment but `PATH`, stdout
+/// discarded.
+pub fn spawn_cli(bin: &std::path::Path, config: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the connector CLI")
 }
 
 // ---------------------------------------------------------------------------------------
