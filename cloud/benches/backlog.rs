@@ -6,7 +6,7 @@
 //! ```
 //!
 //! One run measures, against the same process and with the same load generator
-//! (`support/load.rs`, closed loop, keep-alive HTTP/1.1):
+//! (`connect_testkit::load`, closed loop, keep-alive HTTP/1.1):
 //! 1. durable ingest on an empty queue (the baseline);
 //! 2. filling the channel to `BENCH_BACKLOG` unsettled messages, with the bytes the process
 //!    wrote to storage per message (`/proc/<pid>/io` `write_bytes`);
@@ -30,17 +30,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/load.rs"]
-mod load;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use load::{Config, EPOCH, env_num, pct, run_load_body};
+use connect_testkit::free_port;
+use connect_testkit::load::{
+    Config, EPOCH, LoadResult, env_num, pct, proc_field, run_load_body, spawn_cli, start_target,
+    write_connector_config,
+};
 
 const CHANNEL: &str = "backlog";
 const TOKEN: &str = "backlog-bench-token-0123456789";
@@ -71,39 +70,16 @@ fn spawn(bin: &Path, dir: &Path, port: u16, body_bytes: usize) -> Cloud {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)?
-                .trim_start_matches(':')
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
 fn rss_mb(pid: u32) -> f64 {
-    proc_field(pid, "status", "VmRSS") as f64 / 1024.0
+    proc_field(pid, "status", "VmRSS").unwrap_or(0) as f64 / 1024.0
 }
 
 fn hwm_mb(pid: u32) -> f64 {
-    proc_field(pid, "status", "VmHWM") as f64 / 1024.0
+    proc_field(pid, "status", "VmHWM").unwrap_or(0) as f64 / 1024.0
 }
 
 fn written(pid: u32) -> u64 {
-    proc_field(pid, "io", "write_bytes")
+    proc_field(pid, "io", "write_bytes").unwrap_or(0)
 }
 
 /// A JSON body of `len` bytes: one padding string, or an array of 64 KiB strings for
@@ -227,7 +203,7 @@ fn main() {
         }
         let full = run_load_body(&[addr], &path, cfg, &body);
         let s = rt.block_on(stats(&http, addr));
-        let rate = |r: &load::LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
+        let rate = |r: &LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
         println!(
             "external cloud {addr} (pid {pid}): empty {:.0} req/s, with {} queued {:.0} req/s ({:.1} %), {:.0} B written per message, RSS {:.1} MB",
             rate(&empty),
@@ -287,7 +263,7 @@ fn main() {
 
     // 1. Empty queue (after a longer warm-up: a fresh process and a cold disk).
     let empty = run_load_body(&[cloud.addr], &path, Config { warmup: 3.0, ..cfg }, &body);
-    let rate = |r: &load::LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
+    let rate = |r: &LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
 
     // 2. Fill.
     let fill_start = Instant::now();
@@ -432,33 +408,6 @@ fn cli_binary(cloud_bin: &Path) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-/// A target that answers 200 to everything and counts what it got, on its own thread.
-fn spawn_target() -> (SocketAddr, Arc<AtomicU64>) {
-    let count = Arc::new(AtomicU64::new(0));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let c = count.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().fallback(move || {
-                let c = c.clone();
-                async move {
-                    c.fetch_add(1, Ordering::Relaxed);
-                    axum::http::StatusCode::OK
-                }
-            });
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    (addr, count)
-}
-
 /// Runs the connector CLI against the cloud until `expect` messages reached the target and
 /// the channel is empty; returns what the target counted, the seconds it took and the
 /// connector's CPU time.
@@ -470,31 +419,14 @@ fn drain(
     cloud: SocketAddr,
     expect: u64,
 ) -> Drained {
-    let (target, count) = spawn_target();
+    let (target, count) = start_target();
     let in_flight: u64 = env_num("BENCH_DRAIN_IN_FLIGHT", 1000);
-    let config = dir.join("connector.json");
-    let doc = serde_json::json!({
-        "cloud_url": format!("http://{cloud}"),
-        "channel": CHANNEL,
-        "token": TOKEN,
-        "protocol": "websocket",
-        "max_concurrent_requests": in_flight,
-        "log_level": "WARNING",
-        "default_target": { "url": format!("http://{target}/hook") }
-    });
-    std::fs::write(&config, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let config = write_connector_config(dir, cloud, CHANNEL, TOKEN, target, in_flight);
     let start = Instant::now();
-    let mut child = Command::new(cli)
-        .arg("--config")
-        .arg(&config)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_cli(cli, &config);
     let done = rt.block_on(async {
         loop {
-            if count.load(Ordering::Relaxed) >= expect {
+            if count.received() >= expect {
                 let s = stats(http, cloud).await;
                 if s["messages_queued"].as_u64() == Some(0) {
                     return start.elapsed();
@@ -503,7 +435,7 @@ fn drain(
             assert!(
                 start.elapsed() < Duration::from_secs(900),
                 "drain stuck at {} of {expect}",
-                count.load(Ordering::Relaxed)
+                count.received()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -512,7 +444,7 @@ fn drain(
     let _ = child.kill();
     let _ = child.wait();
     Drained {
-        n: count.load(Ordering::Relaxed),
+        n: count.received(),
         secs: done.as_secs_f64(),
         cli_cpu,
     }

@@ -25,9 +25,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -35,27 +33,18 @@ use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use base64::Engine as _;
-use connect_buffer::redis::{RedisBuffer, RedisOptions};
-use connect_buffer::{Buffer, SystemClock, embedded::EmbeddedBuffer};
-use connect_cloud::{AppState, Settings};
-use futures::{SinkExt, StreamExt};
+use connect_testkit::in_process::TestCloud;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const CHANNEL: &str = "bench";
 const TOKEN: &str = "bench-token-0123456789";
-
-#[path = "support/load.rs"]
-mod load;
 
 /// The same allocator as the shipped binary (cloud/src/main.rs).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use load::*;
+use connect_testkit::load::*;
 
 // ---------------------------------------------------------------------------------------
 // Servers.
@@ -92,8 +81,8 @@ async fn start_bare() -> Running {
     Running { addr, stop, done }
 }
 
-fn write_webhooks(path: &Path) {
-    let doc = serde_json::json!({
+fn webhooks() -> serde_json::Value {
+    serde_json::json!({
         CHANNEL: {
             "data_type": "json",
             "module": "webhook_connect",
@@ -103,50 +92,20 @@ fn write_webhooks(path: &Path) {
                 "max_queue_size": 10_000_000
             }
         }
-    });
-    std::fs::write(path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    })
 }
 
-async fn start_cloud(dir: &Path) -> (Running, AppState) {
-    start_cloud_on(dir, None).await
+async fn start_cloud() -> TestCloud {
+    TestCloud::start(webhooks()).await.unwrap()
 }
 
-/// A cloud on the embedded buffer, or on the Redis buffer at `redis` (a URL).
-async fn start_cloud_on(dir: &Path, redis: Option<&str>) -> (Running, AppState) {
-    let data = dir.join("data");
-    let hooks = dir.join("webhooks.json");
-    write_webhooks(&hooks);
-    let mut settings = Settings::for_tests(data.clone(), hooks.clone());
-    settings.log_level = "warn".into();
-    let buffer: Arc<dyn Buffer> = match redis {
-        Some(url) => {
-            settings.redis_url = Some(url.to_owned());
-            Arc::new(
-                RedisBuffer::open(RedisOptions::new(url, "bench"), Arc::new(SystemClock))
-                    .await
-                    .unwrap(),
-            )
-        }
-        None => Arc::new(EmbeddedBuffer::open(&data, Arc::new(SystemClock)).unwrap()),
-    };
-    let st = AppState::new(settings, buffer);
-    st.apply_config(
-        connect_cloud::app::read_webhooks(&hooks, &connect_config::ProcessEnv).unwrap(),
-    )
-    .await
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, rx) = oneshot::channel::<()>();
-    let st2 = st.clone();
-    let done = tokio::spawn(async move {
-        connect_cloud::server::run(listener, st2, async move {
-            let _ = rx.await;
-        })
+/// A cloud on the Redis buffer at `url`.
+async fn start_cloud_on_redis(url: &str) -> TestCloud {
+    TestCloud::builder(webhooks())
+        .redis(url, "bench")
+        .start()
         .await
-        .unwrap();
-    });
-    (Running { addr, stop, done }, st)
+        .unwrap()
 }
 
 async fn stop(r: Running) {
@@ -169,13 +128,6 @@ struct E2eResult {
     post_lat: Vec<u64>,
 }
 
-#[derive(Default)]
-struct TargetState {
-    /// (send time, receive - send), ns.
-    lat: Mutex<Vec<(u64, u64)>>,
-    received: AtomicU64,
-}
-
 fn run_e2e(cloud: SocketAddr, cfg: Config) -> E2eResult {
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -193,149 +145,40 @@ fn run_e2e(cloud: SocketAddr, cfg: Config) -> E2eResult {
 async fn e2e(cloud: SocketAddr, cfg: Config) -> E2eResult {
     // Target: records receive time minus the embedded send time.
     let target_state = Arc::new(TargetState::default());
-    let ts = target_state.clone();
-    let app = Router::new().route(
-        "/hook",
-        post(move |body: Bytes| {
-            let ts = ts.clone();
-            async move {
-                let now = now_ns();
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                if let Some(t) = v.get("t_ns").and_then(|t| t.as_u64()) {
-                    ts.lat.lock().unwrap().push((t, now.saturating_sub(t)));
-                }
-                ts.received.fetch_add(1, Ordering::Relaxed);
-                StatusCode::OK
-            }
-        }),
-    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    tokio::spawn(serve_target(listener, target_state.clone()));
 
     // Connector: WebSocket v2, forwards each webhook to the target, then ACKs.
-    let mut req = format!("ws://{cloud}/connect/stream/{CHANNEL}")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
-    req.headers_mut()
-        .insert("X-Webhook-Connect-Version", "2".parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let (mut ws_tx, mut ws_rx) = ws.split();
     let (connected_tx, connected_rx) = oneshot::channel::<()>();
     let connector = tokio::spawn(async move {
-        let mut connected_tx = Some(connected_tx);
-        let mut http = HttpConn::connect(target).await.unwrap();
-        while let Some(msg) = ws_rx.next().await {
-            let text = match msg {
-                Ok(Message::Text(t)) => t,
-                Ok(Message::Close(_)) | Err(_) => break,
-                Ok(_) => continue,
-            };
-            let v: serde_json::Value = match serde_json::from_str(text.as_str()) {
-                Ok(v) => v,
-                Err(_) => continue,
-            };
-            match v.get("type").and_then(|t| t.as_str()) {
-                Some("connected") => {
-                    if let Some(tx) = connected_tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Some("webhook") => {
-                    let id = v["message_id"].as_str().unwrap_or_default().to_owned();
-                    let body = v["body_b64"]
-                        .as_str()
-                        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                        .unwrap_or_default();
-                    let request = post_request(target, "/hook", &body);
-                    if http.round_trip(&request).await.is_err() {
-                        http = HttpConn::connect(target).await.unwrap();
-                    }
-                    let ack = serde_json::json!({"type": "ack", "message_id": id}).to_string();
-                    if ws_tx.send(Message::Text(ack.into())).await.is_err() {
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
+        raw_connector(cloud, CHANNEL, TOKEN, target, connected_tx).await;
     });
     let _ = tokio::time::timeout(Duration::from_secs(5), connected_rx).await;
 
-    // Sender: `senders` connections, each paced at rate/senders with staggered start, so
-    // one slow answer does not hold back the others (the send time is taken at write).
-    let senders: u64 = 10;
-    let per_sender = Duration::from_secs_f64(senders as f64 / cfg.e2e_rate as f64);
+    // Sender: 10 connections, each paced at rate/10 with staggered start.
     let total = Duration::from_secs_f64(cfg.warmup + cfg.seconds);
     let measure_from_ns = now_ns() + (cfg.warmup * 1e9) as u64;
-    let seq = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..senders {
-        let seq = seq.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut http = HttpConn::connect(cloud).await.unwrap();
-            let first = tokio::time::Instant::from_std(start)
-                + per_sender.mul_f64(i as f64 / senders as f64);
-            let mut tick = tokio::time::interval_at(first, per_sender);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let (mut sent, mut errors) = (0u64, 0u64);
-            let mut post_lat = Vec::new();
-            loop {
-                tick.tick().await;
-                if start.elapsed() >= total {
-                    break;
-                }
-                let t = now_ns();
-                let body = json_body(Some(t), seq.fetch_add(1, Ordering::Relaxed));
-                let request = post_request(cloud, &format!("/webhook/{CHANNEL}"), &body);
-                match http.round_trip(&request).await {
-                    Ok(s) if (200..300).contains(&s) => {
-                        sent += 1;
-                        if t >= measure_from_ns {
-                            post_lat.push(now_ns() - t);
-                        }
-                    }
-                    Ok(_) => errors += 1,
-                    Err(_) => {
-                        errors += 1;
-                        http = HttpConn::connect(cloud).await.unwrap();
-                    }
-                }
-            }
-            (sent, errors, post_lat)
-        }));
-    }
-    let (mut sent, mut send_errors, mut post_lat) = (0, 0, Vec::new());
-    for t in tasks {
-        let (s, e, l) = t.await.unwrap();
-        sent += s;
-        send_errors += e;
-        post_lat.extend(l);
-    }
-    let send_elapsed = start.elapsed();
+    let paced = paced_send(
+        cloud,
+        &format!("/webhook/{CHANNEL}"),
+        10,
+        cfg.e2e_rate,
+        total,
+        measure_from_ns,
+    )
+    .await;
+    let (sent, send_errors, post_lat) = (paced.sent, paced.errors, paced.post_lat);
+    let send_elapsed = paced.elapsed;
     // Let the tail drain.
     let drain_deadline = Instant::now() + Duration::from_secs(5);
-    while target_state.received.load(Ordering::Relaxed) < sent && Instant::now() < drain_deadline {
+    while target_state.received() < sent && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     connector.abort();
-    let delivered = target_state.received.load(Ordering::Relaxed);
+    let delivered = target_state.received();
     // Only messages sent after the warm-up count towards latency.
-    let mut lat: Vec<u64> = target_state
-        .lat
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(t, _)| *t >= measure_from_ns)
-        .map(|(_, l)| *l)
-        .collect();
-    lat.sort_unstable();
-    post_lat.sort_unstable();
+    let lat = target_state.latencies_since(measure_from_ns);
     E2eResult {
         sent,
         send_errors,
@@ -397,21 +240,23 @@ fn main() {
 
     // 2. Durable ingest.
     let durable = want("durable").then(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let (cloud, st) = server_rt.block_on(start_cloud(dir.path()));
+        let cloud = server_rt.block_on(start_cloud());
         let r = run_load(cloud.addr, &format!("/webhook/{CHANNEL}"), cfg);
-        let stats = server_rt.block_on(st.buffer().stats(CHANNEL)).unwrap();
-        server_rt.block_on(stop(cloud));
+        let stats = server_rt
+            .block_on(cloud.state().buffer().stats(CHANNEL))
+            .unwrap();
+        server_rt.block_on(cloud.stop());
         (r, stats)
     });
 
     // 3. End to end at a paced rate, on a fresh cloud.
     let e2e_res = want("e2e").then(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let (cloud, st) = server_rt.block_on(start_cloud(dir.path()));
+        let cloud = server_rt.block_on(start_cloud());
         let r = run_e2e(cloud.addr, cfg);
-        let stats = server_rt.block_on(st.buffer().stats(CHANNEL)).unwrap();
-        server_rt.block_on(stop(cloud));
+        let stats = server_rt
+            .block_on(cloud.state().buffer().stats(CHANNEL))
+            .unwrap();
+        server_rt.block_on(cloud.stop());
         (r, stats)
     });
 
@@ -436,23 +281,25 @@ fn main() {
     let redis_one = (want("redis") && redis_url.is_some()).then(|| {
         let url = redis_url.clone().unwrap();
         flush(&url);
-        let dir = tempfile::tempdir().unwrap();
-        let (cloud, st) = server_rt.block_on(start_cloud_on(dir.path(), Some(&url)));
+        let cloud = server_rt.block_on(start_cloud_on_redis(&url));
         let r = run_load(cloud.addr, &format!("/webhook/{CHANNEL}"), cfg);
-        let stats = server_rt.block_on(st.buffer().stats(CHANNEL)).unwrap();
-        server_rt.block_on(stop(cloud));
+        let stats = server_rt
+            .block_on(cloud.state().buffer().stats(CHANNEL))
+            .unwrap();
+        server_rt.block_on(cloud.stop());
         (r, stats)
     });
     let redis_two = (want("redis2") && redis_url.is_some()).then(|| {
         let url = redis_url.clone().unwrap();
         flush(&url);
-        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (c1, st) = server_rt.block_on(start_cloud_on(d1.path(), Some(&url)));
-        let (c2, _) = server_rt.block_on(start_cloud_on(d2.path(), Some(&url)));
+        let c1 = server_rt.block_on(start_cloud_on_redis(&url));
+        let c2 = server_rt.block_on(start_cloud_on_redis(&url));
         let r = run_load_spread(&[c1.addr, c2.addr], &format!("/webhook/{CHANNEL}"), cfg);
-        let stats = server_rt.block_on(st.buffer().stats(CHANNEL)).unwrap();
-        server_rt.block_on(stop(c1));
-        server_rt.block_on(stop(c2));
+        let stats = server_rt
+            .block_on(c1.state().buffer().stats(CHANNEL))
+            .unwrap();
+        server_rt.block_on(c1.stop());
+        server_rt.block_on(c2.stop());
         (r, stats)
     });
 

@@ -125,6 +125,23 @@ fn main() -> ExitCode {
     })
 }
 
+/// Why the healthcheck could not get an answer (printed after `healthcheck: `).
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("{listen}: {source}")]
+    Listen {
+        listen: String,
+        source: std::net::AddrParseError,
+    },
+    #[error("{addr}: {source}")]
+    Connect {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// `webhook-connect-cloud healthcheck [PATH]`: GETs `PATH` (default `/health`) from the
 /// address in `WEBHOOK_CONNECT_LISTEN` and exits 0 on a 2xx answer, 1 otherwise. For container
 /// HEALTHCHECKs: the runtime image has neither a shell nor curl.
@@ -135,11 +152,12 @@ fn healthcheck(path: Option<String>) -> ExitCode {
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "127.0.0.1:8000".into());
     let path = path.unwrap_or_else(|| "/health".into());
-    let probe = || -> Result<String, String> {
-        let mut addr: std::net::SocketAddr = listen
-            .trim()
-            .parse()
-            .map_err(|e| format!("{listen}: {e}"))?;
+    let probe = || -> Result<String, ProbeError> {
+        let mut addr: std::net::SocketAddr =
+            listen.trim().parse().map_err(|source| ProbeError::Listen {
+                listen: listen.clone(),
+                source,
+            })?;
         if addr.ip().is_unspecified() {
             addr.set_ip(if addr.is_ipv4() {
                 std::net::Ipv4Addr::LOCALHOST.into()
@@ -149,14 +167,11 @@ fn healthcheck(path: Option<String>) -> ExitCode {
         }
         let timeout = std::time::Duration::from_secs(5);
         let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| format!("{addr}: {e}"))?;
-        s.set_read_timeout(Some(timeout))
-            .map_err(|e| e.to_string())?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
+            .map_err(|source| ProbeError::Connect { addr, source })?;
+        s.set_read_timeout(Some(timeout))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
         let mut head = Vec::new();
-        s.take(64 * 1024)
-            .read_to_end(&mut head)
-            .map_err(|e| e.to_string())?;
+        s.take(64 * 1024).read_to_end(&mut head)?;
         let text = String::from_utf8_lossy(&head);
         Ok(text.lines().next().unwrap_or_default().to_owned())
     };

@@ -3,7 +3,7 @@
 
 use connect_buffer::BufferError;
 
-use crate::config_source::etcd::ReadError;
+use crate::config_source::etcd::{ReadError, TlsFileError};
 use crate::config_source::vault::VaultConfigError;
 
 /// A source could not be read or parsed: nothing of it applies.
@@ -19,7 +19,7 @@ pub enum SourceError {
     EtcdUnreachable(ReadError),
     /// etcd connection settings (TLS files) are unusable.
     #[error("{0}")]
-    EtcdSettings(String),
+    EtcdSettings(TlsFileError),
     /// Vault settings do not build a client.
     #[error(transparent)]
     Vault(#[from] VaultConfigError),

@@ -44,13 +44,21 @@ fn parse_key(prefix: &str, key: &[u8]) -> Key {
     }
 }
 
-fn parse_value(value: &[u8]) -> Result<Value, String> {
-    let v: Value =
-        serde_json::from_slice(value).map_err(|e| format!("etcd value is not valid JSON: {e}"))?;
+/// Why an etcd value is not a webhook or connection definition.
+#[derive(Debug, thiserror::Error)]
+enum ValueError {
+    #[error("etcd value is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("etcd value must be a JSON object")]
+    NotObject,
+}
+
+fn parse_value(value: &[u8]) -> Result<Value, ValueError> {
+    let v: Value = serde_json::from_slice(value)?;
     if v.is_object() {
         Ok(v)
     } else {
-        Err("etcd value must be a JSON object".into())
+        Err(ValueError::NotObject)
     }
 }
 
@@ -61,7 +69,8 @@ pub(crate) fn apply_kv(raw: &mut RawConfig, prefix: &str, key: &[u8], value: Opt
             let k = (Some(namespace), id);
             match value {
                 Some(v) => {
-                    raw.webhooks.insert(k, parse_value(v));
+                    raw.webhooks
+                        .insert(k, parse_value(v).map_err(|e| e.to_string()));
                 }
                 None => {
                     raw.webhooks.remove(&k);
@@ -70,7 +79,8 @@ pub(crate) fn apply_kv(raw: &mut RawConfig, prefix: &str, key: &[u8], value: Opt
         }
         Key::Connection(name) => match value {
             Some(v) => {
-                raw.connections.insert(name, parse_value(v));
+                raw.connections
+                    .insert(name, parse_value(v).map_err(|e| e.to_string()));
             }
             None => {
                 raw.connections.remove(&name);
@@ -118,7 +128,30 @@ pub async fn read_prefix(mut client: Client, prefix: &str) -> Result<(RawConfig,
     Ok((raw, revision))
 }
 
-pub(crate) fn connect_options(s: &SourceSettings) -> Result<ConnectOptions, String> {
+/// An etcd TLS file named in the settings could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} {}: {reason}", path.display())]
+pub struct TlsFileError {
+    /// `ETCD_CA_FILE`, `ETCD_CERT_FILE` or `ETCD_KEY_FILE`.
+    pub setting: &'static str,
+    pub path: std::path::PathBuf,
+    pub reason: String,
+}
+
+fn read_tls_file(setting: &'static str, path: &std::path::Path) -> Result<Vec<u8>, TlsFileError> {
+    std::fs::read(path).map_err(|e| TlsFileError {
+        setting,
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Every member [`connect_member`] tried, each with why it was unusable (`; `-separated).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub(crate) struct NoMemberError(Vec<String>);
+
+pub(crate) fn connect_options(s: &SourceSettings) -> Result<ConnectOptions, TlsFileError> {
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs_f64(s.etcd_dial_timeout_seconds))
         .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
@@ -135,15 +168,12 @@ pub(crate) fn connect_options(s: &SourceSettings) -> Result<ConnectOptions, Stri
     if s.etcd_tls() {
         let mut tls = TlsOptions::new();
         if let Some(ca) = &s.etcd_ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("ETCD_CA_FILE {}: {e}", ca.display()))?;
+            let pem = read_tls_file("ETCD_CA_FILE", ca)?;
             tls = tls.ca_certificate(Certificate::from_pem(pem));
         }
         if let (Some(c), Some(k)) = (&s.etcd_cert_file, &s.etcd_key_file) {
-            let cert =
-                std::fs::read(c).map_err(|e| format!("ETCD_CERT_FILE {}: {e}", c.display()))?;
-            let key =
-                std::fs::read(k).map_err(|e| format!("ETCD_KEY_FILE {}: {e}", k.display()))?;
+            let cert = read_tls_file("ETCD_CERT_FILE", c)?;
+            let key = read_tls_file("ETCD_KEY_FILE", k)?;
             tls = tls.identity(Identity::from_pem(cert, key));
         }
         opts = opts.with_tls(tls);
@@ -208,7 +238,7 @@ pub(crate) async fn connect_member(
     opts: &ConnectOptions,
     start: usize,
     probe_timeout: Duration,
-) -> Result<(Client, usize), String> {
+) -> Result<(Client, usize), NoMemberError> {
     let mut errors = Vec::new();
     for k in 0..endpoints.len() {
         let i = (start + k) % endpoints.len();
@@ -233,7 +263,7 @@ pub(crate) async fn connect_member(
             }
         }
     }
-    Err(errors.join("; "))
+    Err(NoMemberError(errors))
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ async fn run(m: Arc<ConfigManager>, opts: ConnectOptions) {
                 c
             }
             Err(e) => {
-                link_failed(&m, "cannot connect to etcd", e);
+                link_failed(&m, "cannot connect to etcd", e.to_string());
                 if !sleep_or_stop(&m, backoff.next()).await {
                     return;
                 }

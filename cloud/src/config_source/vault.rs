@@ -86,6 +86,27 @@ struct ReadError {
     message: String,
 }
 
+/// Why logging in or renewing the token failed.
+#[derive(Debug, Clone, thiserror::Error)]
+enum AuthError {
+    #[error("AppRole login: {0}")]
+    Login(String),
+    #[error("token renewal: {0}")]
+    Renewal(String),
+}
+
+/// Why [`VaultSecrets::read`] failed: the read's own error (`ReadError::message`), or the login
+/// before it, or the login before its retry.
+#[derive(Debug, Clone, thiserror::Error)]
+enum SecretError {
+    #[error(transparent)]
+    Auth(AuthError),
+    #[error("{0}")]
+    Read(String),
+    #[error("{read}; {auth}")]
+    ReadThenAuth { read: String, auth: AuthError },
+}
+
 fn classify(e: &ClientError) -> ReadError {
     match e {
         ClientError::APIError { code, .. } => ReadError {
@@ -197,7 +218,7 @@ impl VaultSecrets {
     }
 
     /// Logs in (AppRole) or looks the token up to learn when to renew it.
-    async fn authenticate(&self) -> Result<(), String> {
+    async fn authenticate(&self) -> Result<(), AuthError> {
         match &self.auth {
             Auth::Token => {
                 let client = self.client.read().await;
@@ -230,7 +251,7 @@ impl VaultSecrets {
                         tracing::info!("Vault AppRole login succeeded");
                         Ok(())
                     }
-                    Err(e) => Err(format!("AppRole login: {}", classify(&e).message)),
+                    Err(e) => Err(AuthError::Login(classify(&e).message)),
                 }
             }
         }
@@ -253,7 +274,7 @@ impl VaultSecrets {
                         self.schedule(info.lease_duration, info.renewable);
                         Ok(())
                     }
-                    Err(e) => Err(format!("token renewal: {}", classify(&e).message)),
+                    Err(e) => Err(AuthError::Renewal(classify(&e).message)),
                 }
             }
             _ => self.authenticate().await,
@@ -305,21 +326,26 @@ impl VaultSecrets {
 
     /// One read with one retry on transient errors (re-authenticating first). A 403 under
     /// AppRole logs in again and retries once.
-    async fn read(&self, path: &str) -> Result<Option<Secret>, String> {
+    async fn read(&self, path: &str) -> Result<Option<Secret>, SecretError> {
         if !*self.logged_in.lock()
             && let Err(e) = self.authenticate().await
         {
-            return Err(e);
+            return Err(SecretError::Auth(e));
         }
         match self.read_once(path).await {
             Ok(v) => Ok(v),
             Err(e) if e.transient || (e.forbidden && matches!(self.auth, Auth::AppRole { .. })) => {
-                if let Err(a) = self.authenticate().await {
-                    return Err(format!("{}; {a}", e.message));
+                if let Err(auth) = self.authenticate().await {
+                    return Err(SecretError::ReadThenAuth {
+                        read: e.message,
+                        auth,
+                    });
                 }
-                self.read_once(path).await.map_err(|e| e.message)
+                self.read_once(path)
+                    .await
+                    .map_err(|e| SecretError::Read(e.message))
             }
-            Err(e) => Err(e.message),
+            Err(e) => Err(SecretError::Read(e.message)),
         }
     }
 
@@ -364,6 +390,7 @@ impl VaultSecrets {
                     *self.last_refresh.lock() = Some(Timestamp::now());
                 }
                 Err(e) => {
+                    let e = e.to_string();
                     tracing::warn!(path = %path, error = %e, "Vault secret read failed; last good value kept");
                     if c.fetched_at.is_none() {
                         c.known = Known::Failed(e.clone());

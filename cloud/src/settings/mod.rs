@@ -16,29 +16,29 @@ pub mod values;
 #[error("{0}")]
 pub struct InvalidSettings(pub String);
 
-use crate::settings::values::parse_bool;
+use crate::settings::values::{ValueError, parse_bool};
 
-fn parse_nets(s: &str) -> Result<Vec<IpNet>, String> {
+fn parse_nets(s: &str) -> Result<Vec<IpNet>, ValueError> {
     s.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| {
             p.parse::<IpNet>()
                 .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("invalid IP or CIDR {p:?}"))
+                .map_err(|_| ValueError::Net(p.to_owned()))
         })
         .collect()
 }
 
-fn parse_heartbeat(s: &str) -> Result<u64, String> {
+fn parse_heartbeat(s: &str) -> Result<u64, ValueError> {
     let v: u64 = s
         .trim()
         .parse()
-        .map_err(|_| format!("invalid number {s:?}"))?;
+        .map_err(|_| ValueError::Number(s.to_owned()))?;
     if (5..=60).contains(&v) {
         Ok(v)
     } else {
-        Err("must be between 5 and 60".into())
+        Err(ValueError::OutOfRange { min: 5, max: 60 })
     }
 }
 
@@ -337,7 +337,7 @@ impl Settings {
         {
             self.replica_id = None;
         }
-        self.source.validate()?;
+        self.source.validate().map_err(|e| e.to_string())?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::settings::values::parse_bool;
+use crate::settings::values::{ValueError, parse_bool};
 
 /// `VAULT_VERIFY`: `true`, `false`, or a CA bundle path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,7 +14,7 @@ pub enum VaultVerify {
     CaFile(PathBuf),
 }
 
-fn parse_verify(s: &str) -> Result<VaultVerify, String> {
+fn parse_verify(s: &str) -> Result<VaultVerify, ValueError> {
     match parse_bool(s) {
         Ok(true) => Ok(VaultVerify::Yes),
         Ok(false) => Ok(VaultVerify::No),
@@ -22,15 +22,15 @@ fn parse_verify(s: &str) -> Result<VaultVerify, String> {
     }
 }
 
-fn parse_secs(s: &str) -> Result<f64, String> {
+fn parse_secs(s: &str) -> Result<f64, ValueError> {
     let v: f64 = s
         .trim()
         .parse()
-        .map_err(|_| format!("invalid number {s:?}"))?;
+        .map_err(|_| ValueError::Number(s.to_owned()))?;
     if v.is_finite() && v >= 0.0 {
         Ok(v)
     } else {
-        Err(format!("invalid number of seconds {s:?}"))
+        Err(ValueError::Seconds(s.to_owned()))
     }
 }
 
@@ -114,9 +114,40 @@ fn blank_path_to_none(v: &mut Option<PathBuf>) {
     }
 }
 
+/// A cross-field rule of the configuration-source settings is broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceSettingsError {
+    #[error("ETCD_NAMESPACE: invalid namespace {0:?} (^[A-Za-z0-9_-]{{1,64}}$)")]
+    Namespace(String),
+    #[error("ETCD_USERNAME and ETCD_PASSWORD must be set together")]
+    EtcdCredentialsApart,
+    #[error("ETCD_CERT_FILE and ETCD_KEY_FILE must be set together")]
+    EtcdCertKeyApart,
+    #[error("ETCD_ENDPOINTS: no endpoint given")]
+    NoEndpoint,
+    #[error("ETCD_ENDPOINTS: invalid endpoint {0:?} (use http(s)://host:port)")]
+    Endpoint(String),
+    #[error("ETCD_DIAL_TIMEOUT_SECONDS must be positive")]
+    DialTimeout,
+    #[error("SECRETS_BACKEND: unknown backend {0:?} (use none or vault)")]
+    SecretsBackend(String),
+    #[error("VAULT_ADDR is required when SECRETS_BACKEND=vault")]
+    VaultAddrMissing,
+    #[error("VAULT_ADDR: invalid URL {0:?}")]
+    VaultAddr(String),
+    #[error("Vault needs VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID (AppRole)")]
+    VaultAuth,
+    #[error("VAULT_KV_VERSION must be 1 or 2")]
+    VaultKvVersion,
+    #[error("VAULT_CACHE_MAX_SIZE must be positive")]
+    VaultCacheSize,
+    #[error("VAULT_MOUNT_POINT and VAULT_APPROLE_MOUNT must not be empty")]
+    VaultMounts,
+}
+
 impl SourceSettings {
     /// Cross-field rules; `Err` text goes to stderr, exit 64.
-    pub fn validate(&mut self) -> Result<(), String> {
+    pub fn validate(&mut self) -> Result<(), SourceSettingsError> {
         for v in [
             &mut self.etcd_endpoints,
             &mut self.etcd_username,
@@ -142,70 +173,60 @@ impl SourceSettings {
         self.config_reload_debounce_seconds = self.config_reload_debounce_seconds.min(3600.0);
         self.etcd_prefix = normalize_prefix(&self.etcd_prefix);
         if !is_namespace(&self.etcd_namespace) {
-            return Err(format!(
-                "ETCD_NAMESPACE: invalid namespace {:?} (^[A-Za-z0-9_-]{{1,64}}$)",
-                self.etcd_namespace
-            ));
+            return Err(SourceSettingsError::Namespace(self.etcd_namespace.clone()));
         }
         if self.etcd_username.is_some() != self.etcd_password.is_some() {
-            return Err("ETCD_USERNAME and ETCD_PASSWORD must be set together".into());
+            return Err(SourceSettingsError::EtcdCredentialsApart);
         }
         if self.etcd_cert_file.is_some() != self.etcd_key_file.is_some() {
-            return Err("ETCD_CERT_FILE and ETCD_KEY_FILE must be set together".into());
+            return Err(SourceSettingsError::EtcdCertKeyApart);
         }
         if self.etcd_endpoints_configured().is_empty() {
-            return Err("ETCD_ENDPOINTS: no endpoint given".into());
+            return Err(SourceSettingsError::NoEndpoint);
         }
         for e in self.etcd_endpoints_configured() {
             if !(e.starts_with("http://") || e.starts_with("https://"))
                 || e.parse::<http::Uri>().is_err()
             {
-                return Err(format!(
-                    "ETCD_ENDPOINTS: invalid endpoint {e:?} (use http(s)://host:port)"
-                ));
+                return Err(SourceSettingsError::Endpoint(e.to_owned()));
             }
         }
         if self.etcd_dial_timeout_seconds <= 0.0 {
-            return Err("ETCD_DIAL_TIMEOUT_SECONDS must be positive".into());
+            return Err(SourceSettingsError::DialTimeout);
         }
         let backend = self.secrets_backend.trim().to_ascii_lowercase();
         match backend.as_str() {
             "" | "none" => {}
             "vault" => self.vault_enabled = Some(true),
             other => {
-                return Err(format!(
-                    "SECRETS_BACKEND: unknown backend {other:?} (use none or vault)"
-                ));
+                return Err(SourceSettingsError::SecretsBackend(other.to_owned()));
             }
         }
         if self.vault_on() {
             let addr = self
                 .vault_addr
                 .as_deref()
-                .ok_or("VAULT_ADDR is required when SECRETS_BACKEND=vault")?;
+                .ok_or(SourceSettingsError::VaultAddrMissing)?;
             if !(addr.starts_with("http://") || addr.starts_with("https://"))
                 || addr.parse::<http::Uri>().is_err()
             {
-                return Err(format!("VAULT_ADDR: invalid URL {addr:?}"));
+                return Err(SourceSettingsError::VaultAddr(addr.to_owned()));
             }
             if self.vault_token.is_none()
                 && (self.vault_role_id.is_none() || self.vault_secret_id.is_none())
             {
-                return Err(
-                    "Vault needs VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID (AppRole)"
-                        .into(),
-                );
+                return Err(SourceSettingsError::VaultAuth);
             }
             if !matches!(self.vault_kv_version, 1 | 2) {
-                return Err("VAULT_KV_VERSION must be 1 or 2".into());
+                return Err(SourceSettingsError::VaultKvVersion);
             }
             if self.vault_cache_max_size == 0 {
-                return Err("VAULT_CACHE_MAX_SIZE must be positive".into());
+                return Err(SourceSettingsError::VaultCacheSize);
             }
             self.vault_mount_point = self.vault_mount_point.trim_matches('/').to_string();
             self.vault_approle_mount = self.vault_approle_mount.trim_matches('/').to_string();
             if self.vault_mount_point.is_empty() || self.vault_approle_mount.is_empty() {
-                return Err("VAULT_MOUNT_POINT and VAULT_APPROLE_MOUNT must not be empty".into());
+                return Err(SourceSettingsError::VaultMounts);
             }
         }
         self.vault_timeout_seconds = self.vault_timeout_seconds.clamp(1.0, 300.0);

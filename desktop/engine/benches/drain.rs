@@ -28,209 +28,29 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::http::StatusCode;
-use axum::routing::post;
-use base64::Engine as _;
-use connect_buffer::{SystemClock, embedded::EmbeddedBuffer};
-use connect_cloud::{AppState, Settings};
+use connect_cloud::AppState;
 use connect_protocol::message::StoredMessage;
 use connect_protocol::time::Timestamp;
-use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use connect_testkit::in_process::TestCloud;
+use connect_testkit::load::{
+    self, EPOCH, TargetState, current_thread_runtime, env_num, json_body, now_ns, pct,
+    raw_connector, spawn_cli, start_target, vm_rss_kib,
+};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const CHANNEL: &str = "bench";
 const TOKEN: &str = "bench-token-0123456789";
-const BODY_TARGET_LEN: usize = 1024;
-
-static EPOCH: OnceLock<Instant> = OnceLock::new();
-
-fn now_ns() -> u64 {
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-
-fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
-
-/// A JSON body of about `BODY_TARGET_LEN` bytes; `t_ns` first so the target finds it cheaply.
-fn json_body(t_ns: Option<u64>, seq: u64) -> Vec<u8> {
-    let head = match t_ns {
-        Some(t) => format!("{{\"t_ns\":{t},\"seq\":{seq},\"event\":\"bench.ping\",\"pad\":\""),
-        None => format!("{{\"seq\":{seq},\"event\":\"bench.ping\",\"pad\":\""),
-    };
-    let pad = BODY_TARGET_LEN.saturating_sub(head.len() + 2);
-    let mut s = head;
-    s.extend(std::iter::repeat_n('x', pad));
-    s.push_str("\"}");
-    s.into_bytes()
-}
-
-fn pct(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i] as f64 / 1e6
-}
-
-// ---------------------------------------------------------------------------------------
-// Minimal HTTP/1.1 keep-alive client (used by the paced sender and the raw connector).
-// ---------------------------------------------------------------------------------------
-
-struct HttpConn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl HttpConn {
-    async fn connect(addr: SocketAddr) -> std::io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            buf: Vec::with_capacity(8192),
-        })
-    }
-
-    async fn round_trip(&mut self, request: &[u8]) -> std::io::Result<u16> {
-        self.stream.write_all(request).await?;
-        loop {
-            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
-                let head = &self.buf[..end];
-                let status = head
-                    .get(9..12)
-                    .and_then(|s| std::str::from_utf8(s).ok())
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| std::io::Error::other("bad status line"))?;
-                let len = content_length(head)
-                    .ok_or_else(|| std::io::Error::other("response without Content-Length"))?;
-                let total = end + 4 + len;
-                while self.buf.len() < total {
-                    self.fill().await?;
-                }
-                self.buf.drain(..total);
-                return Ok(status);
-            }
-            self.fill().await?;
-        }
-    }
-
-    async fn fill(&mut self) -> std::io::Result<()> {
-        self.buf.reserve(8192);
-        let n = self.stream.read_buf(&mut self.buf).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        Ok(())
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn content_length(head: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(head).ok()?;
-    text.split("\r\n").skip(1).find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse().ok())
-            .flatten()
-    })
-}
-
-fn post_request(addr: SocketAddr, path: &str, body: &[u8]) -> Vec<u8> {
-    let mut r = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    r.extend_from_slice(body);
-    r
-}
-
-// ---------------------------------------------------------------------------------------
-// Target: answers 200 immediately, counts, records latency of bodies carrying `t_ns`.
-// ---------------------------------------------------------------------------------------
-
-#[derive(Default)]
-struct TargetState {
-    received: AtomicU64,
-    /// (send time, receive - send), ns.
-    lat: Mutex<Vec<(u64, u64)>>,
-}
-
-fn leading_t_ns(body: &[u8]) -> Option<u64> {
-    let rest = body.strip_prefix(b"{\"t_ns\":")?;
-    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
-    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
-}
-
-/// Starts the target on its own OS thread and current_thread runtime.
-fn start_target() -> (SocketAddr, Arc<TargetState>) {
-    let state = Arc::new(TargetState::default());
-    let ts = state.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = Router::new().route(
-                "/hook",
-                post(move |body: Bytes| {
-                    let ts = ts.clone();
-                    async move {
-                        let now = now_ns();
-                        if let Some(t) = leading_t_ns(&body) {
-                            ts.lat.lock().unwrap().push((t, now.saturating_sub(t)));
-                        }
-                        ts.received.fetch_add(1, Ordering::Relaxed);
-                        StatusCode::OK
-                    }
-                }),
-            );
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    (rx.recv().unwrap(), state)
-}
 
 // ---------------------------------------------------------------------------------------
 // Cloud.
 // ---------------------------------------------------------------------------------------
 
-struct Cloud {
-    addr: SocketAddr,
-    st: AppState,
-    stop: oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_cloud(max_in_flight: u64) -> Cloud {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let hooks = dir.path().join("webhooks.json");
-    let doc = serde_json::json!({
+async fn start_cloud(max_in_flight: u64) -> TestCloud {
+    TestCloud::start(serde_json::json!({
         CHANNEL: {
             "data_type": "json",
             "module": "webhook_connect",
@@ -242,40 +62,9 @@ async fn start_cloud(max_in_flight: u64) -> Cloud {
                 "max_in_flight": max_in_flight
             }
         }
-    });
-    std::fs::write(&hooks, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
-    let mut settings = Settings::for_tests(data.clone(), hooks.clone());
-    settings.log_level = "warn".into();
-    let buffer = EmbeddedBuffer::open(&data, Arc::new(SystemClock)).unwrap();
-    let st = AppState::new(settings, Arc::new(buffer));
-    st.apply_config(
-        connect_cloud::app::read_webhooks(&hooks, &connect_config::ProcessEnv).unwrap(),
-    )
+    }))
     .await
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, rx) = oneshot::channel::<()>();
-    let st2 = st.clone();
-    let done = tokio::spawn(async move {
-        connect_cloud::server::run(listener, st2, async move {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    Cloud {
-        addr,
-        st,
-        stop,
-        done,
-        _dir: dir,
-    }
-}
-
-async fn stop_cloud(c: Cloud) {
-    let _ = c.stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(15), c.done).await;
+    .unwrap()
 }
 
 async fn acked(st: &AppState) -> u64 {
@@ -328,18 +117,7 @@ async fn enqueue_backlog(st: &AppState, n: u64, tasks: u64) -> Duration {
 // ---------------------------------------------------------------------------------------
 
 fn write_connector_config(dir: &Path, cloud: SocketAddr, target: SocketAddr, mcr: u64) -> PathBuf {
-    let doc = serde_json::json!({
-        "cloud_url": format!("http://{cloud}"),
-        "channel": CHANNEL,
-        "token": TOKEN,
-        "protocol": "websocket",
-        "max_concurrent_requests": mcr,
-        "log_level": "WARNING",
-        "default_target": { "url": format!("http://{target}/hook") }
-    });
-    let path = dir.join("connector.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
-    path
+    load::write_connector_config(dir, cloud, CHANNEL, TOKEN, target, mcr)
 }
 
 fn engine_config(path: &Path) -> connect_engine::ConnectorConfig {
@@ -391,7 +169,7 @@ fn run_drain(
     mcr: u64,
 ) -> DrainResult {
     let cloud = server_rt.block_on(start_cloud(max_in_flight));
-    let enqueue = server_rt.block_on(enqueue_backlog(&cloud.st, backlog, 64));
+    let enqueue = server_rt.block_on(enqueue_backlog(cloud.state(), backlog, 64));
     let dir = tempfile::tempdir().unwrap();
     let cfg = engine_config(&write_connector_config(
         dir.path(),
@@ -399,7 +177,7 @@ fn run_drain(
         target.0,
         mcr,
     ));
-    let base = target.1.received.load(Ordering::Relaxed);
+    let base = target.1.received();
     let engine_rt = engine_runtime();
     let t0 = Instant::now();
     let handle = {
@@ -407,7 +185,7 @@ fn run_drain(
         connect_engine::Engine::start(cfg).unwrap()
     };
     let mut connect = Duration::ZERO;
-    let st = cloud.st.clone();
+    let st = cloud.state().clone();
     let complete = server_rt.block_on(wait_until(Duration::from_secs(300), async || {
         if connect.is_zero()
             && handle
@@ -417,14 +195,14 @@ fn run_drain(
         {
             connect = t0.elapsed();
         }
-        target.1.received.load(Ordering::Relaxed) - base >= backlog && acked(&st).await >= backlog
+        target.1.received() - base >= backlog && acked(&st).await >= backlog
     }));
     let drain = t0.elapsed();
-    let delivered = target.1.received.load(Ordering::Relaxed) - base;
-    let acked = server_rt.block_on(acked(&cloud.st));
+    let delivered = target.1.received() - base;
+    let acked = server_rt.block_on(acked(cloud.state()));
     engine_rt.block_on(handle.shutdown(Duration::from_secs(5)));
     drop(engine_rt);
-    server_rt.block_on(stop_cloud(cloud));
+    server_rt.block_on(cloud.stop());
     DrainResult {
         max_in_flight,
         enqueue,
@@ -451,101 +229,17 @@ struct LatResult {
 fn paced_send(cloud: SocketAddr, rate: u64, seconds: f64, warmup: f64) -> (u64, u64) {
     std::thread::scope(|s| {
         s.spawn(|| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let senders: u64 = 5;
-                let per_sender = Duration::from_secs_f64(senders as f64 / rate as f64);
+            current_thread_runtime().block_on(async move {
                 let total = Duration::from_secs_f64(warmup + seconds);
                 let measure_from = now_ns() + (warmup * 1e9) as u64;
-                let seq = Arc::new(AtomicU64::new(0));
-                let start = Instant::now();
-                let mut tasks = Vec::new();
-                for i in 0..senders {
-                    let seq = seq.clone();
-                    tasks.push(tokio::spawn(async move {
-                        let mut http = HttpConn::connect(cloud).await.unwrap();
-                        let first = tokio::time::Instant::from_std(start)
-                            + per_sender.mul_f64(i as f64 / senders as f64);
-                        let mut tick = tokio::time::interval_at(first, per_sender);
-                        let mut sent = 0u64;
-                        loop {
-                            tick.tick().await;
-                            if start.elapsed() >= total {
-                                break;
-                            }
-                            let body =
-                                json_body(Some(now_ns()), seq.fetch_add(1, Ordering::Relaxed));
-                            let req = post_request(cloud, &format!("/webhook/{CHANNEL}"), &body);
-                            if let Ok(s) = http.round_trip(&req).await
-                                && (200..300).contains(&s)
-                            {
-                                sent += 1;
-                            }
-                        }
-                        sent
-                    }));
-                }
-                let mut sent = 0;
-                for t in tasks {
-                    sent += t.await.unwrap();
-                }
-                (sent, measure_from)
+                let path = format!("/webhook/{CHANNEL}");
+                let paced = load::paced_send(cloud, &path, 5, rate, total, measure_from).await;
+                (paced.sent, measure_from)
             })
         })
         .join()
         .unwrap()
     })
-}
-
-/// A raw connector: reads one frame at a time, POSTs the body to the target, ACKs.
-async fn raw_connector(cloud: SocketAddr, target: SocketAddr, connected: oneshot::Sender<()>) {
-    let mut req = format!("ws://{cloud}/connect/stream/{CHANNEL}")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
-    req.headers_mut()
-        .insert("X-Webhook-Connect-Version", "2".parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let (mut ws_tx, mut ws_rx) = ws.split();
-    let mut connected = Some(connected);
-    let mut http = HttpConn::connect(target).await.unwrap();
-    while let Some(msg) = ws_rx.next().await {
-        let text = match msg {
-            Ok(Message::Text(t)) => t,
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => continue,
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
-            continue;
-        };
-        match v.get("type").and_then(|t| t.as_str()) {
-            Some("connected") => {
-                if let Some(tx) = connected.take() {
-                    let _ = tx.send(());
-                }
-            }
-            Some("webhook") => {
-                let id = v["message_id"].as_str().unwrap_or_default().to_owned();
-                let body = v["body_b64"]
-                    .as_str()
-                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                    .unwrap_or_default();
-                let request = post_request(target, "/hook", &body);
-                if http.round_trip(&request).await.is_err() {
-                    http = HttpConn::connect(target).await.unwrap();
-                }
-                let ack = serde_json::json!({"type": "ack", "message_id": id}).to_string();
-                if ws_tx.send(Message::Text(ack.into())).await.is_err() {
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 fn run_latency(
@@ -557,7 +251,7 @@ fn run_latency(
     mcr: u64,
 ) -> LatResult {
     let cloud = server_rt.block_on(start_cloud(1000));
-    let base = target.1.received.load(Ordering::Relaxed);
+    let base = target.1.received();
     target.1.lat.lock().unwrap().clear();
     let engine_rt = engine_runtime();
     let dir = tempfile::tempdir().unwrap();
@@ -565,7 +259,7 @@ fn run_latency(
     if raw {
         let (tx, rx) = oneshot::channel();
         let (c, t) = (cloud.addr, target.0);
-        engine_rt.spawn(raw_connector(c, t, tx));
+        engine_rt.spawn(raw_connector(c, CHANNEL, TOKEN, t, tx));
         let _ =
             engine_rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), rx).await });
     } else {
@@ -587,27 +281,18 @@ fn run_latency(
         handle = Some(h);
     }
     let (sent, measure_from) = paced_send(cloud.addr, rate, seconds, 1.0);
-    let st = cloud.st.clone();
+    let st = cloud.state().clone();
     server_rt.block_on(wait_until(Duration::from_secs(10), async || {
-        target.1.received.load(Ordering::Relaxed) - base >= sent && acked(&st).await >= sent
+        target.1.received() - base >= sent && acked(&st).await >= sent
     }));
-    let delivered = target.1.received.load(Ordering::Relaxed) - base;
-    let acked = server_rt.block_on(acked(&cloud.st));
+    let delivered = target.1.received() - base;
+    let acked = server_rt.block_on(acked(cloud.state()));
     if let Some(h) = handle {
         engine_rt.block_on(h.shutdown(Duration::from_secs(5)));
     }
     drop(engine_rt);
-    server_rt.block_on(stop_cloud(cloud));
-    let mut lat: Vec<u64> = target
-        .1
-        .lat
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(t, _)| *t >= measure_from)
-        .map(|(_, l)| *l)
-        .collect();
-    lat.sort_unstable();
+    server_rt.block_on(cloud.stop());
+    let lat = target.1.latencies_since(measure_from);
     LatResult {
         sent,
         delivered,
@@ -629,28 +314,6 @@ fn cli_binary() -> Option<PathBuf> {
     let release = exe.parent()?.parent()?;
     let p = release.join("webhook-connect");
     p.exists().then_some(p)
-}
-
-fn vm_rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn spawn_cli(bin: &Path, config: &Path) -> std::process::Child {
-    std::process::Command::new(bin)
-        .arg("--config")
-        .arg(config)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap()
 }
 
 fn stop_cli(mut child: std::process::Child) {
@@ -690,11 +353,11 @@ fn run_rss(
     let config = write_connector_config(dir.path(), cloud.addr, target.0, mcr);
 
     // Idle: connect, prove it with one message, then sample 5 s with no traffic.
-    let base = target.1.received.load(Ordering::Relaxed);
+    let base = target.1.received();
     let child = spawn_cli(bin, &config);
-    server_rt.block_on(enqueue_backlog(&cloud.st, 1, 1));
+    server_rt.block_on(enqueue_backlog(cloud.state(), 1, 1));
     let ok = server_rt.block_on(wait_until(Duration::from_secs(15), async || {
-        target.1.received.load(Ordering::Relaxed) > base
+        target.1.received() > base
     }));
     assert!(ok, "the CLI did not deliver the probe message");
     std::thread::sleep(Duration::from_millis(500));
@@ -708,9 +371,9 @@ fn run_rss(
     stop_cli(child);
 
     // Drain: build the backlog while no connector is attached, then start a fresh CLI.
-    server_rt.block_on(enqueue_backlog(&cloud.st, backlog, 64));
-    let base = target.1.received.load(Ordering::Relaxed);
-    let acked0 = server_rt.block_on(acked(&cloud.st));
+    server_rt.block_on(enqueue_backlog(cloud.state(), backlog, 64));
+    let base = target.1.received();
+    let acked0 = server_rt.block_on(acked(cloud.state()));
     let t0 = Instant::now();
     let child = spawn_cli(bin, &config);
     let mut drain = Vec::new();
@@ -718,13 +381,13 @@ fn run_rss(
     let mut complete = false;
     while Instant::now() < end {
         // Sampled once the CLI delivers (skips the fork/exec and start-up moments).
-        if target.1.received.load(Ordering::Relaxed) > base
+        if target.1.received() > base
             && let Some(r) = vm_rss_kib(child.id())
         {
             drain.push(r);
         }
-        if target.1.received.load(Ordering::Relaxed) - base >= backlog
-            && server_rt.block_on(acked(&cloud.st)) - acked0 >= backlog
+        if target.1.received() - base >= backlog
+            && server_rt.block_on(acked(cloud.state())) - acked0 >= backlog
         {
             complete = true;
             break;
@@ -732,9 +395,9 @@ fn run_rss(
         std::thread::sleep(Duration::from_millis(100));
     }
     let drain_time = t0.elapsed();
-    let delivered = target.1.received.load(Ordering::Relaxed) - base;
+    let delivered = target.1.received() - base;
     stop_cli(child);
-    server_rt.block_on(stop_cloud(cloud));
+    server_rt.block_on(cloud.stop());
     RssResult {
         idle,
         drain,

@@ -4,6 +4,12 @@
 //! down on drop: children get SIGKILL, spawned tasks are aborted.
 //!
 //! Layout:
+//! - [`cloud`]: [`Cloud`], the cloud binary as a child process (webhooks, env, restart, admin
+//!   helpers), shared by the e2e suite and the engine's and the app's integration tests.
+//! - [`in_process`] (feature `in-process-cloud`): [`TestCloud`](in_process::TestCloud), the cloud
+//!   library served on `127.0.0.1:0` in the test's process.
+//! - [`load`]: what the bench binaries share: the closed-loop HTTP/1.1 load generator, JSON
+//!   bodies with their send time, a counting latency target, a raw connector, `/proc` readers.
 //! - [`wait`]: `wait_until` / `wait_for` (poll every 20 ms up to a deadline), `within`, `free_port`.
 //! - [`process`]: [`ChildProcess`] (killed on drop, output captured to files) and [`workspace_bin`].
 //! - [`redis`], [`etcd`]: [`RedisServer`] and [`EtcdServer`] on free ports with their own data dirs.
@@ -20,10 +26,14 @@
 //!   description of the reference implementation.
 
 pub mod certs;
+pub mod cloud;
 pub mod connect_proxy;
 pub mod etcd;
 pub mod etcd_cluster;
 pub mod filter;
+#[cfg(feature = "in-process-cloud")]
+pub mod in_process;
+pub mod load;
 pub mod process;
 pub mod proxy;
 pub mod redis;
@@ -34,6 +44,7 @@ pub mod vault;
 pub mod wait;
 
 pub use certs::TestPki;
+pub use cloud::{Cloud, CloudBuilder, connect_hook};
 pub use connect_proxy::ConnectProxy;
 pub use etcd::EtcdServer;
 pub use etcd_cluster::{EtcdCluster, EtcdOptions, EtcdTls};

@@ -80,7 +80,8 @@ fn parse_limit(v: Option<&str>, default: usize, max: usize) -> ApiResult<usize> 
 fn parse_flag(v: Option<&str>) -> ApiResult<bool> {
     match v {
         None => Ok(false),
-        Some(s) => crate::settings::values::parse_bool(s).map_err(ApiError::unprocessable),
+        Some(s) => crate::settings::values::parse_bool(s)
+            .map_err(|e| ApiError::unprocessable(e.to_string())),
     }
 }
 

@@ -117,7 +117,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
     std::fs::create_dir_all(&config_home)?;
     start_keyring(&home)?;
 
-    let mut cloud = Cloud::start(tmp.path()).await?;
+    let mut cloud = Cloud::start().await?;
     let base = cloud.base.clone();
     let target = RecordingTarget::start().await?;
     let http = reqwest::Client::new();

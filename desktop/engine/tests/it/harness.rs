@@ -1,27 +1,30 @@
-//! The cloud as a child process (copied from the e2e suite's harness, minimal) and engine helpers.
+//! The test kit's cloud child process, set up for one channel, and engine helpers.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use connect_engine::api::Transport;
 use connect_engine::config::{self, Sources};
 use connect_engine::{ChannelState, ChannelStatus, Engine, EngineHandle};
-use connect_testkit::{ChildProcess, free_port, wait_for, wait_until, workspace_bin};
+use connect_testkit::wait_for;
 use serde_json::{Value, json};
 
 /// Per wait in the health and v1 tests; every test stays well under 20 s when things work.
 pub const T: Duration = Duration::from_secs(15);
 
-pub const ADMIN: &str = "admin-token-for-tests";
+pub use connect_testkit::cloud::ADMIN;
 pub const TOKEN: &str = "engine-test-token";
 
-pub struct Cloud {
-    pub _proc: ChildProcess,
-    pub base: String,
-    pub port: u16,
-    pub _dir: tempfile::TempDir,
-    pub http: reqwest::Client,
+/// The test kit's cloud with `hook` (json) and `blobhook` (blob) webhooks feeding one channel.
+pub struct Cloud(connect_testkit::Cloud);
+
+impl std::ops::Deref for Cloud {
+    type Target = connect_testkit::Cloud;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Cloud {
@@ -51,66 +54,12 @@ impl Cloud {
             "hook": {"data_type": "json", "module": "webhook_connect", "module-config": mc},
             "blobhook": {"data_type": "blob", "module": "webhook_connect", "module-config": mc},
         });
-        let dir = tempfile::tempdir()?;
-        let cfg = dir.path().join("webhooks.json");
-        std::fs::write(&cfg, serde_json::to_vec_pretty(&webhooks)?)?;
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let data = dir.path().join("data");
-        let env: Vec<(&str, &str)> = vec![
-            ("WEBHOOK_CONNECT_LISTEN", &listen),
-            (
-                "WEBHOOK_CONNECT_DATA_DIR",
-                data.to_str().unwrap_or_default(),
-            ),
-            ("WEBHOOKS_CONFIG_FILE", cfg.to_str().unwrap_or_default()),
-            ("WEBHOOK_CONNECT_ADMIN_TOKEN", ADMIN),
-            ("WEBHOOK_CONNECT_LOG_FORMAT", "text"),
-            ("WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", "5"),
-        ];
-        let env: Vec<(&str, &str)> = env.into_iter().chain(extra_env.iter().copied()).collect();
-        let proc =
-            ChildProcess::spawn(workspace_bin("webhook-connect-cloud")?, &[], &env, "cloud")?;
-        let c = Cloud {
-            _proc: proc,
-            base: format!("http://127.0.0.1:{port}"),
-            port,
-            _dir: dir,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
-        };
-        let url = format!("{}/health/live", c.base);
-        let http = c.http.clone();
-        wait_until(
-            Duration::from_secs(20),
-            "cloud to answer /health/live",
-            || {
-                let (http, url) = (http.clone(), url.clone());
-                async move {
-                    http.get(&url)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success())
-                }
-            },
-        )
-        .await
-        .with_context(|| format!("cloud stderr:\n{}", c._proc.stderr_text()))?;
-        Ok(c)
+        Ok(Self(
+            connect_testkit::Cloud::start_with(webhooks, extra_env).await?,
+        ))
     }
 
-    pub async fn post_raw(&self, id: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Result<u16> {
-        let mut req = self
-            .http
-            .post(format!("{}/webhook/{id}", self.base))
-            .body(body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        Ok(req.send().await?.status().as_u16())
-    }
-
+    /// POSTs a JSON body to `hook`; fails unless the ingress answers 200.
     pub async fn post(&self, body: &str) -> Result<()> {
         let s = self
             .post_raw(
@@ -121,16 +70,6 @@ impl Cloud {
             .await?;
         anyhow::ensure!(s == 200, "ingress answered {s}");
         Ok(())
-    }
-
-    pub async fn admin_get(&self, path: &str) -> Result<Value> {
-        let r = self
-            .http
-            .get(format!("{}/admin/webhook-connect{path}", self.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await?;
-        Ok(r.json().await?)
     }
 }
 

@@ -500,7 +500,7 @@ async fn removed_channel_stops(protocol: &str, transport: Transport) {
     let mc = json!({"channel": "other", "channel_token": "other-token"});
     let webhooks = json!({"otherhook": {"data_type": "json", "module": "webhook_connect", "module-config": mc}});
     std::fs::write(
-        cloud._dir.path().join("webhooks.json"),
+        cloud.dir.path().join("webhooks.json"),
         serde_json::to_vec_pretty(&webhooks).unwrap(),
     )
     .unwrap();

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
-use crate::harness::{Cloud, connect_hook};
+use connect_testkit::cloud::{Cloud, connect_hook};
 
 const TOKEN: &str = "bad-input-channel-token";
 

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use connect_testkit::{ChildProcess, RecordedRequest, RecordingTarget, wait_until, workspace_bin};
 use serde_json::{Value, json};
 
-use crate::harness::{Cloud, connect_hook};
+use connect_testkit::cloud::{Cloud, connect_hook};
 
 const TOKEN: &str = "connector-e2e-channel-token";
 const ALPHA: &str = "alpha-channel-token-0001";

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, ensure};
 use connect_testkit::{ChildProcess, RecordingTarget, wait_until, workspace_bin};
 use serde_json::{Value, json};
 
-use crate::harness::{Cloud, connect_hook};
+use connect_testkit::cloud::{Cloud, connect_hook};
 
 const TOKEN: &str = "control-e2e-channel-token";
 const WAIT: Duration = Duration::from_secs(20);

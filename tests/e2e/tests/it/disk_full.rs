@@ -13,7 +13,7 @@ use connect_testkit::{RecordingTarget, wait_until};
 use serde_json::json;
 
 use crate::client::{TestConnector, Transport};
-use crate::harness::{Cloud, connect_hook};
+use connect_testkit::cloud::{Cloud, connect_hook};
 
 const TOKEN: &str = "disk-full-channel-token";
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
-use crate::harness::{Cloud, connect_hook};
+use connect_testkit::cloud::{Cloud, connect_hook};
 
 const TOKEN: &str = "dispatch-channel-token";
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::harness::{Cloud, connect_hook};
+use connect_testkit::cloud::{Cloud, connect_hook};
 
 const SILENT: usize = 2000;
 

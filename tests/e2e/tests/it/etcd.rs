@@ -14,7 +14,7 @@ use etcd_client::{
 };
 use serde_json::{Value, json};
 
-use crate::harness::Cloud;
+use connect_testkit::cloud::Cloud;
 
 const RELOAD_TOKEN: &str = "reload-token-for-tests";
 

@@ -1,5 +1,5 @@
-//! End-to-end scenario suite: the real cloud binary on loopback, real WebSocket, SSE and
-//! long-poll clients, a recording local target. Build the binaries first
+//! End-to-end scenario suite: the real cloud binary on loopback (`connect_testkit::cloud`), real
+//! WebSocket, SSE and long-poll clients, a recording local target. Build the binaries first
 //! (`cargo build --workspace --bins`); `scripts/test.sh` does.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure with its message
@@ -13,7 +13,6 @@ mod disk_full;
 mod dispatch;
 mod edge;
 mod etcd;
-mod harness;
 mod ops;
 mod redis;
 mod reload;

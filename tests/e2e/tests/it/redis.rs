@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::{TestConnector, Transport};
-use crate::harness::{ADMIN, Cloud, connect_hook};
+use connect_testkit::cloud::{ADMIN, Cloud, connect_hook};
 
 const TOKEN: &str = "redis-e2e-channel-token";
 const CH: &str = "shared";

@@ -12,7 +12,7 @@ use std::time::Duration;
 use connect_testkit::wait_until;
 use serde_json::{Value, json};
 
-use crate::harness::Cloud;
+use connect_testkit::cloud::Cloud;
 
 const RELOAD_TOKEN: &str = "reload-token-for-tests";
 

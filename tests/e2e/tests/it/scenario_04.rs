@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::client::{TestConnector, Transport};
-use crate::harness::{Cloud, connect_hook};
+use connect_testkit::cloud::{Cloud, connect_hook};
 
 const ALPHA: &str = "alpha-channel-token-0001";
 const BETA: &str = "beta-channel-token-00002";
@@ -176,7 +176,7 @@ async fn token_rotation_with_grace_and_revocation() -> anyhow::Result<()> {
             "{}/admin/webhook-connect/channels/channel-alpha/rotate-token",
             cloud.base
         ))
-        .bearer_auth(crate::harness::ADMIN)
+        .bearer_auth(connect_testkit::cloud::ADMIN)
         .json(&json!({"grace_period_seconds": 0}))
         .send()
         .await?;
@@ -198,7 +198,7 @@ async fn token_rotation_with_grace_and_revocation() -> anyhow::Result<()> {
             "{}/admin/webhook-connect/channels/channel-alpha/rotate-token",
             cloud.base
         ))
-        .bearer_auth(crate::harness::ADMIN)
+        .bearer_auth(connect_testkit::cloud::ADMIN)
         .json(&json!({"grace_period_seconds": -1}))
         .send()
         .await?;
@@ -222,7 +222,7 @@ async fn rotation_closes_old_token_websocket_with_4005() -> anyhow::Result<()> {
             "{}/admin/webhook-connect/channels/channel-alpha/rotate-token",
             cloud.base
         ))
-        .bearer_auth(crate::harness::ADMIN)
+        .bearer_auth(connect_testkit::cloud::ADMIN)
         .json(&json!({"grace_period_seconds": 1}))
         .send()
         .await?;

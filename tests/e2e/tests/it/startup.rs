@@ -6,7 +6,7 @@ use std::time::Duration;
 use connect_testkit::{ChildProcess, free_port, workspace_bin};
 use serde_json::json;
 
-use crate::harness::{Cloud, connect_hook};
+use connect_testkit::cloud::{Cloud, connect_hook};
 
 fn run(env: &[(&str, &str)]) -> anyhow::Result<(Option<i32>, String)> {
     let mut p = ChildProcess::spawn(workspace_bin("webhook-connect-cloud")?, &[], env, "cloud")?;

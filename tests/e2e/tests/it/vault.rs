@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::harness::Cloud;
+use connect_testkit::cloud::Cloud;
 
 const RELOAD_TOKEN: &str = "reload-token-for-tests";
 

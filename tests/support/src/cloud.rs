@@ -1,0 +1,227 @@
+//! The cloud as a real child process on loopback (`webhook-connect-cloud` from the target dir),
+//! with helpers to talk to it: the one harness the e2e suite, the engine's and the desktop app's
+//! integration tests share.
+//!
+//! The process gets its own temporary directory holding `webhooks.json` (the given document) and
+//! `data/` (the embedded buffer), a free port, the admin token [`ADMIN`] and a 5 s heartbeat.
+//! [`Cloud::restart`] starts it again on the same port, directory and environment.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::{ChildProcess, free_port, wait_until, workspace_bin};
+
+/// The admin token every harness cloud is started with.
+pub const ADMIN: &str = "admin-token-for-tests";
+
+/// How long the cloud may take to answer `/health/live` after being spawned.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running `webhook-connect-cloud` child process (killed on drop).
+pub struct Cloud {
+    pub proc: ChildProcess,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    pub port: u16,
+    /// Holds `webhooks.json` and `data/`.
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    extra_env: Vec<(String, String)>,
+}
+
+/// How to start a [`Cloud`]: its webhooks document, more environment, the client's timeout.
+pub struct CloudBuilder {
+    webhooks: Value,
+    env: Vec<(String, String)>,
+    http_timeout: Duration,
+}
+
+impl CloudBuilder {
+    /// Adds environment variables for the cloud (after the harness's own, so they win).
+    pub fn envs(mut self, env: &[(&str, &str)]) -> Self {
+        self.env
+            .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        self
+    }
+
+    /// The timeout of [`Cloud::http`] (30 s unless set).
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// Writes the webhooks, spawns the cloud and waits until `/health/live` answers 2xx.
+    pub async fn start(self) -> Result<Cloud> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(
+            dir.path().join("webhooks.json"),
+            serde_json::to_vec_pretty(&self.webhooks)?,
+        )?;
+        let port = free_port();
+        let proc = spawn(dir.path(), port, &self.env)?;
+        let cloud = Cloud {
+            proc,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            dir,
+            http: reqwest::Client::builder()
+                .timeout(self.http_timeout)
+                .build()?,
+            extra_env: self.env,
+        };
+        cloud.wait_ready().await?;
+        Ok(cloud)
+    }
+}
+
+impl Cloud {
+    /// A cloud serving the `webhooks` document (see [`connect_hook`]).
+    pub async fn start(webhooks: Value) -> Result<Self> {
+        Self::builder(webhooks).start().await
+    }
+
+    /// [`start`](Self::start) with more environment for the cloud.
+    pub async fn start_with(webhooks: Value, env: &[(&str, &str)]) -> Result<Self> {
+        Self::builder(webhooks).envs(env).start().await
+    }
+
+    pub fn builder(webhooks: Value) -> CloudBuilder {
+        CloudBuilder {
+            webhooks,
+            env: Vec::new(),
+            http_timeout: Duration::from_secs(30),
+        }
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
+        let url = format!("{}/health/live", self.base);
+        let http = self.http.clone();
+        wait_until(READY_TIMEOUT, "cloud to answer /health/live", || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await
+        .with_context(|| format!("cloud stderr:\n{}", self.logs()))
+    }
+
+    /// What the cloud wrote to stderr so far (its log).
+    pub fn logs(&self) -> String {
+        self.proc.stderr_text()
+    }
+
+    pub fn kill9(&mut self) {
+        self.proc.kill9();
+    }
+
+    /// Starts the process again on the same port and data directory.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.proc.kill9();
+        self.proc = spawn(self.dir.path(), self.port, &self.extra_env)?;
+        self.wait_ready().await
+    }
+
+    pub fn ws_base(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// POSTs a JSON `body` to webhook `id`; the status and the JSON answer (`Null` if none).
+    pub async fn post(&self, id: &str, body: &str) -> Result<(u16, Value)> {
+        let r = self
+            .http
+            .post(format!("{}/webhook/{id}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await?;
+        let s = r.status().as_u16();
+        Ok((s, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// POSTs `body` with `headers` to webhook `id`; the status.
+    pub async fn post_raw(&self, id: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Result<u16> {
+        let mut req = self
+            .http
+            .post(format!("{}/webhook/{id}", self.base))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Ok(req.send().await?.status().as_u16())
+    }
+
+    /// Calls the admin API (`/admin/webhook-connect{path}`) with the admin token; the status and
+    /// the JSON answer (`Null` if none).
+    pub async fn admin(&self, method: reqwest::Method, path: &str) -> Result<(u16, Value)> {
+        let r = self
+            .http
+            .request(method, format!("{}/admin/webhook-connect{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await?;
+        let s = r.status().as_u16();
+        Ok((s, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// GETs an admin path; fails unless the answer is JSON (whatever the status).
+    pub async fn admin_get(&self, path: &str) -> Result<Value> {
+        let r = self
+            .http
+            .get(format!("{}/admin/webhook-connect{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await?;
+        Ok(r.json().await?)
+    }
+
+    /// A channel's admin stats; fails unless they answer 200.
+    pub async fn stats(&self, channel: &str) -> Result<Value> {
+        let (s, v) = self
+            .admin(reqwest::Method::GET, &format!("/channels/{channel}/stats"))
+            .await?;
+        anyhow::ensure!(s == 200, "stats answered {s}: {v}");
+        Ok(v)
+    }
+}
+
+fn spawn(dir: &Path, port: u16, extra: &[(String, String)]) -> Result<ChildProcess> {
+    let bin = workspace_bin("webhook-connect-cloud")?;
+    let listen = format!("127.0.0.1:{port}");
+    let data = dir.join("data");
+    let cfg = dir.join("webhooks.json");
+    let mut env: Vec<(&str, &str)> = vec![
+        ("WEBHOOK_CONNECT_LISTEN", &listen),
+        (
+            "WEBHOOK_CONNECT_DATA_DIR",
+            data.to_str().context("data dir path is not UTF-8")?,
+        ),
+        (
+            "WEBHOOKS_CONFIG_FILE",
+            cfg.to_str().context("config path is not UTF-8")?,
+        ),
+        ("WEBHOOK_CONNECT_ADMIN_TOKEN", ADMIN),
+        ("WEBHOOK_CONNECT_LOG_FORMAT", "text"),
+        ("WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", "5"),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    ChildProcess::spawn(bin, &[], &env, "cloud")
+}
+
+/// A `webhook_connect` webhook definition (JSON data) for `channel`, with `extra` module-config
+/// keys (an object; anything else adds nothing).
+pub fn connect_hook(channel: &str, token: &str, extra: Value) -> Value {
+    let mut mc = serde_json::json!({"channel": channel, "channel_token": token});
+    if let (Some(m), Some(e)) = (mc.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::json!({"data_type": "json", "module": "webhook_connect", "module-config": mc})
+}
