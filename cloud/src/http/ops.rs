@@ -7,9 +7,8 @@ use connect_protocol::admin::{Health, HealthComponents};
 use connect_protocol::time::Timestamp;
 
 use crate::app::AppState;
-use crate::http::auth::bearer_token;
+use crate::http::auth::{bearer_token, same_secret};
 use crate::http::error::ApiError;
-use crate::hub::channel::ct_eq;
 
 pub async fn root() -> Response {
     axum::Json(serde_json::json!({"message": "200 OK"})).into_response()
@@ -103,7 +102,9 @@ pub async fn health(State(st): State<AppState>) -> Response {
 
 pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(expected) = &st.settings().metrics_token {
-        let ok = bearer_token(&headers).is_some_and(|t| ct_eq(&t, expected));
+        // As digests, like every other secret: a plain comparison returns early on a length
+        // mismatch and so leaks the token's length through timing.
+        let ok = bearer_token(&headers).is_some_and(|t| same_secret(&t, expected));
         if !ok {
             return ApiError::unauthorized("Invalid metrics token").into_response();
         }
