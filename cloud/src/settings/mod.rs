@@ -164,6 +164,15 @@ pub struct Settings {
         default_value_t = 30.0
     )]
     pub body_read_timeout_seconds: f64,
+    /// A frame or event that a connector does not take within this long closes its connection
+    /// (its leases go back to the queue); also bounds how long an admin disconnect or a token
+    /// revocation waits for a connector that stopped reading.
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_WRITE_TIMEOUT_SECONDS",
+        default_value_t = 5.0
+    )]
+    pub write_timeout_seconds: f64,
     /// A connection that sends nothing for this long after it is accepted is closed (before
     /// HTTP/1 or HTTP/2 is even told apart).
     #[arg(
@@ -303,6 +312,9 @@ impl Settings {
         if self.body_read_timeout_seconds.is_nan() || self.body_read_timeout_seconds <= 0.0 {
             return Err("WEBHOOK_CONNECT_BODY_READ_TIMEOUT_SECONDS must be positive".into());
         }
+        if !(self.write_timeout_seconds > 0.0 && self.write_timeout_seconds <= 3600.0) {
+            return Err("WEBHOOK_CONNECT_WRITE_TIMEOUT_SECONDS must be between 0 and 3600".into());
+        }
         if !(self.first_byte_timeout_seconds > 0.0 && self.first_byte_timeout_seconds <= 3600.0) {
             return Err(
                 "WEBHOOK_CONNECT_FIRST_BYTE_TIMEOUT_SECONDS must be between 0 and 3600".into(),
@@ -351,6 +363,11 @@ impl Settings {
 
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_interval_seconds)
+    }
+
+    /// How long a send to a connector may take (`write_timeout_seconds`).
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.write_timeout_seconds)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -92,11 +92,14 @@ async fn run(st: AppState, authed: Authed, params: NewConn, tx: mpsc::Sender<Byt
         }
     };
     let hb = st.settings().heartbeat();
+    let wt = st.settings().write_timeout();
     let connected = authed.connected(&st, &conn);
-    let mut alive = tx
-        .send(event("connected", None, &to_ascii_json(&connected)))
-        .await
-        .is_ok();
+    let mut alive = send_within(
+        &tx,
+        event("connected", None, &to_ascii_json(&connected)),
+        wt,
+    )
+    .await;
     let mut rx = conn.receiver().await;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
     let mut last_write = tokio::time::Instant::now();
@@ -106,7 +109,7 @@ async fn run(st: AppState, authed: Authed, params: NewConn, tx: mpsc::Sender<Byt
             _ = tx.closed() => break,
             _ = conn.closed() => {
                 let reason = conn.close_reason().map(|r| r.sse_error()).unwrap_or(sse_error::SERVER_SHUTDOWN);
-                let _ = tx.send(event("error", None, &to_ascii_json(&SseError { error: reason.into() }))).await;
+                send_within(&tx, event("error", None, &to_ascii_json(&SseError { error: reason.into() })), wt).await;
                 break;
             }
             batch = rx.recv() => {
@@ -114,7 +117,7 @@ async fn run(st: AppState, authed: Authed, params: NewConn, tx: mpsc::Sender<Byt
                 for leased in batch {
                     let wire = leased.message.to_wire(leased.delivery_count);
                     let ev = event("webhook", Some(&wire.message_id), &to_ascii_json(&wire));
-                    if tx.send(ev).await.is_err() {
+                    if !send_within(&tx, ev, wt).await {
                         alive = false;
                         break;
                     }
@@ -124,15 +127,24 @@ async fn run(st: AppState, authed: Authed, params: NewConn, tx: mpsc::Sender<Byt
             _ = ticker.tick() => {
                 let now = Timestamp::now();
                 let data = to_ascii_json(&Heartbeat { timestamp: now, server_time: Some(now) });
-                alive = tx.send(event("heartbeat", None, &data)).await.is_ok();
+                alive = send_within(&tx, event("heartbeat", None, &data), wt).await;
                 last_write = tokio::time::Instant::now();
             }
             _ = tokio::time::sleep_until(keep_alive_at) => {
-                alive = tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_ok();
+                alive = send_within(&tx, Bytes::from_static(b": keep-alive\n\n"), wt).await;
                 last_write = tokio::time::Instant::now();
             }
         }
     }
     drop(rx);
     st.hub().remove_conn(&conn).await;
+}
+
+/// Queues one event for the response body within `deadline`; false when the body is gone or
+/// the connector has not taken the events before it in time (it stopped reading).
+async fn send_within(tx: &mpsc::Sender<Bytes>, ev: Bytes, deadline: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(deadline, tx.send(ev)).await,
+        Ok(Ok(()))
+    )
 }

@@ -62,21 +62,22 @@ fn close_msg(code: u16) -> Message {
 
 async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocket) {
     let version = params.protocol_version;
+    let wt = st.settings().write_timeout();
     let conn = match st.hub().add_conn(params).await {
         Ok(AddConn::Added(c)) => c,
         Ok(AddConn::Full) => {
-            let _ = socket.send(close_msg(close::MAX_CONNECTIONS)).await;
+            send_within(&mut socket, close_msg(close::MAX_CONNECTIONS), wt).await;
             return;
         }
         Ok(AddConn::NoChannel) | Err(_) => {
-            let _ = socket.send(close_msg(close::GOING_AWAY)).await;
+            send_within(&mut socket, close_msg(close::GOING_AWAY), wt).await;
             return;
         }
     };
     let hb = st.settings().heartbeat();
     let connected = ServerFrame::Connected(authed.connected(&st, &conn));
     let (mut sink, mut stream) = socket.split();
-    if sink.send(text(&connected)).await.is_err() {
+    if !send_within(&mut sink, text(&connected), wt).await {
         st.hub().remove_conn(&conn).await;
         return;
     }
@@ -98,7 +99,7 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
                     if version < 2 && json.len() > V1_FRAME_BUDGET {
                         json = serde_json::to_string(&wire.without_raw()).unwrap_or_default();
                     }
-                    if sink.send(Message::Text(json.into())).await.is_err() {
+                    if !send_within(&mut sink, Message::Text(json.into()), wt).await {
                         failed = true;
                         break;
                     }
@@ -111,7 +112,7 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
                 }
                 let now = Timestamp::now();
                 let beat = ServerFrame::Heartbeat(Heartbeat { timestamp: now, server_time: Some(now) });
-                if sink.send(text(&beat)).await.is_err() || sink.send(Message::Ping(Default::default())).await.is_err() {
+                if !send_within(&mut sink, text(&beat), wt).await || !send_within(&mut sink, Message::Ping(Default::default()), wt).await {
                     break 0;
                 }
             }
@@ -131,7 +132,7 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
                     }
                     Some(Ok(Message::Binary(_))) => {
                         last_seen = Instant::now();
-                        if let Some(code) = guard.invalid(&mut sink, FrameErrorCode::BinaryFrame, "Binary frames are not supported").await {
+                        if let Some(code) = guard.invalid(&mut sink, wt, FrameErrorCode::BinaryFrame, "Binary frames are not supported").await {
                             break code;
                         }
                     }
@@ -141,7 +142,7 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
                         match ClientFrame::parse(t.as_str()) {
                             Ok(frame) => handle_frame(&st, &conn, frame).await,
                             Err(e) => {
-                                if let Some(code) = guard.invalid(&mut sink, e.code, &e.error).await {
+                                if let Some(code) = guard.invalid(&mut sink, wt, e.code, &e.error).await {
                                     break code;
                                 }
                             }
@@ -152,11 +153,25 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
         }
     };
     drop(rx);
+    // A connector that stopped reading takes neither the close frame nor the close: the
+    // connection is released (and its leases requeued) all the same.
     if close_code != 0 {
-        let _ = sink.send(close_msg(close_code)).await;
+        send_within(&mut sink, close_msg(close_code), wt).await;
     }
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(wt, sink.close()).await;
     st.hub().remove_conn(&conn).await;
+}
+
+/// Sends one message within `deadline`; false when it failed or did not go out in time
+/// (a connector that stopped reading must not hold the connection, or its slot, for good).
+async fn send_within<S>(sink: &mut S, msg: Message, deadline: Duration) -> bool
+where
+    S: futures::Sink<Message> + Unpin,
+{
+    matches!(
+        tokio::time::timeout(deadline, sink.send(msg)).await,
+        Ok(Ok(()))
+    )
 }
 
 fn text(frame: &ServerFrame) -> Message {
@@ -195,7 +210,13 @@ struct InvalidFrameGuard {
 }
 
 impl InvalidFrameGuard {
-    async fn invalid<S>(&mut self, sink: &mut S, code: FrameErrorCode, error: &str) -> Option<u16>
+    async fn invalid<S>(
+        &mut self,
+        sink: &mut S,
+        deadline: Duration,
+        code: FrameErrorCode,
+        error: &str,
+    ) -> Option<u16>
     where
         S: futures::Sink<Message> + Unpin,
     {
@@ -220,7 +241,7 @@ impl InvalidFrameGuard {
                 error: error.to_owned(),
                 code,
             };
-            if sink.send(text(&frame)).await.is_err() {
+            if !send_within(sink, text(&frame), deadline).await {
                 return Some(0);
             }
         }

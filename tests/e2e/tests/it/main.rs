@@ -19,5 +19,6 @@ mod reload;
 mod resilience;
 mod scenario_02;
 mod scenario_04;
+mod stalled;
 mod startup;
 mod vault;
