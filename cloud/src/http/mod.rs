@@ -15,7 +15,7 @@ pub mod ops;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -54,12 +54,67 @@ pub fn router(st: AppState) -> Router {
         .nest("/admin/webhook-connect", admin::routes(st.clone()))
         .merge(admin::config::routes())
         .fallback(not_found)
+        .layer(middleware::from_fn(error_shape))
         .layer(middleware::from_fn(security_headers))
         .with_state(st)
 }
 
 async fn not_found() -> Response {
     ApiError::not_found(ErrorCode::NotFound, "Not Found").into_response()
+}
+
+/// The most a rejection's plain-text reason may add to the error body.
+const MAX_REJECTION_DETAIL: usize = 256;
+
+/// Puts an error answer that did not come from [`ApiError`] (axum's extractor and body-limit
+/// rejections, the WebSocket handshake's) into the documented JSON shape, keeping its status
+/// and its reason; connector endpoints always carry the protocol version header.
+async fn error_shape(req: Request, next: Next) -> Response {
+    let connector = req.uri().path().starts_with("/connect/");
+    let mut res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let reason = axum::body::to_bytes(std::mem::take(res.body_mut()), 64 * 1024)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+            .unwrap_or_default();
+        let code = match status.as_u16() {
+            401 => ErrorCode::Unauthorized,
+            404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            413 => ErrorCode::PayloadTooLarge,
+            422 => ErrorCode::ValidationError,
+            431 => ErrorCode::InvalidHeaders,
+            500..=599 => ErrorCode::InternalError,
+            _ => ErrorCode::InvalidRequest,
+        };
+        let detail = match reason.as_str() {
+            "" => status.canonical_reason().unwrap_or("Error").to_owned(),
+            r => r.chars().take(MAX_REJECTION_DETAIL).collect(),
+        };
+        let keep: Vec<_> = res
+            .headers()
+            .iter()
+            .filter(|(k, _)| *k == header::ALLOW || *k == header::RETRY_AFTER)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut err = ApiError::new(status, code, detail);
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The body was not read to its end.
+            err = err.closing();
+        }
+        res = err.into_response();
+        res.headers_mut().extend(keep);
+    }
+    if connector {
+        let (k, v) = connect::common::version_header();
+        res.headers_mut().entry(k).or_insert(v);
+    }
+    res
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {

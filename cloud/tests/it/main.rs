@@ -7,4 +7,5 @@ mod admin;
 mod connect;
 mod ingress;
 mod layout;
+mod shape;
 mod support;
