@@ -443,20 +443,23 @@ pub fn leading_t_ns(body: &[u8]) -> Option<u64> {
 
 /// Serves the target on `listener` (on the caller's runtime) until the task is dropped.
 pub async fn serve_target(listener: TcpListener, state: Arc<TargetState>) {
-    let app = Router::new().fallback(move |body: Bytes| {
-        let ts = state.clone();
-        async move {
-            let now = now_ns();
-            if let Some(t) = leading_t_ns(&body) {
-                ts.lat
-                    .lock()
-                    .expect("latency lock")
-                    .push((t, now.saturating_sub(t)));
+    let app = Router::new()
+        .fallback(move |body: Bytes| {
+            let ts = state.clone();
+            async move {
+                let now = now_ns();
+                if let Some(t) = leading_t_ns(&body) {
+                    ts.lat
+                        .lock()
+                        .expect("latency lock")
+                        .push((t, now.saturating_sub(t)));
+                }
+                ts.received.fetch_add(1, Ordering::Relaxed);
+                StatusCode::OK
             }
-            ts.received.fetch_add(1, Ordering::Relaxed);
-            StatusCode::OK
-        }
-    });
+        })
+        // Whatever the bench sends is taken (axum's default 2 MB limit answered 10 MB bodies 413).
+        .layer(axum::extract::DefaultBodyLimit::disable());
     let _ = axum::serve(listener, app).await;
 }
 
