@@ -26,6 +26,7 @@ mod ids;
 mod log;
 mod meta;
 mod migrate;
+mod reserve;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
@@ -176,7 +177,7 @@ impl EmbeddedBuffer {
             segments,
             segment_bytes: options.segment_bytes.max(1),
         });
-        if !writer::reserve::ensure(&dir.join(DB_FILE)) {
+        if !reserve::ensure(&dir.join(DB_FILE)) {
             tracing::warn!(
                 dir = %dir.display(),
                 "no room for the 1 MiB reserve file: a disk filled by the queue may then need space freed by hand"
