@@ -19,7 +19,9 @@
 //! Environment: `BENCH_SECONDS` (measured duration per phase, default 5),
 //! `BENCH_WARMUP_SECONDS` (default 1), `BENCH_CONCURRENCY` (default 50),
 //! `BENCH_E2E_RATE` (default 1000), `BENCH_SERVER_THREADS` (default: number of CPUs),
-//! `BENCH_PHASES` (comma list of `bare`, `durable`, `e2e`, `redis`, `redis2`; default
+//! `BENCH_SYNCS_IN_FLIGHT` (the durable phase's pipeline depth; default the store's),
+//! `BENCH_PHASES` (comma list of `bare`, `durable`, `durable1` (durable with one sync in
+//! flight, the plain group commit), `e2e`, `redis`, `redis2`; default
 //! `bare,durable,e2e`).
 
 #![allow(clippy::unwrap_used)]
@@ -33,6 +35,7 @@ use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
+use connect_buffer::embedded::EmbeddedOptions;
 use connect_testkit::in_process::TestCloud;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -97,6 +100,19 @@ fn webhooks() -> serde_json::Value {
 
 async fn start_cloud() -> TestCloud {
     TestCloud::start(webhooks()).await.unwrap()
+}
+
+/// A cloud whose embedded buffer lets `syncs` batches be synced at once.
+async fn start_cloud_syncing(syncs: usize) -> TestCloud {
+    let options = EmbeddedOptions {
+        syncs_in_flight: syncs,
+        ..EmbeddedOptions::default()
+    };
+    TestCloud::builder(webhooks())
+        .embedded_options(options)
+        .start()
+        .await
+        .unwrap()
 }
 
 /// A cloud on the Redis buffer at `url`.
@@ -240,13 +256,27 @@ fn main() {
 
     // 2. Durable ingest.
     let durable = want("durable").then(|| {
-        let cloud = server_rt.block_on(start_cloud());
+        let cloud = match std::env::var("BENCH_SYNCS_IN_FLIGHT") {
+            Ok(n) => server_rt.block_on(start_cloud_syncing(
+                n.parse().expect("BENCH_SYNCS_IN_FLIGHT is a number"),
+            )),
+            Err(_) => server_rt.block_on(start_cloud()),
+        };
         let r = run_load(cloud.addr, &format!("/webhook/{CHANNEL}"), cfg);
         let stats = server_rt
             .block_on(cloud.state().buffer().stats(CHANNEL))
             .unwrap();
         server_rt.block_on(cloud.stop());
         (r, stats)
+    });
+
+    // 2b. Durable ingest with one sync at a time (the plain group commit), the baseline of
+    //     the pipelined commit.
+    let durable1 = want("durable1").then(|| {
+        let cloud = server_rt.block_on(start_cloud_syncing(1));
+        let r = run_load(cloud.addr, &format!("/webhook/{CHANNEL}"), cfg);
+        server_rt.block_on(cloud.stop());
+        r
     });
 
     // 3. End to end at a paced rate, on a fresh cloud.
@@ -335,6 +365,10 @@ fn main() {
     }
     if let Some((r, _)) = &durable {
         let name = format!("durable ingest (embedded buffer), c={}", cfg.concurrency);
+        row(&name, rps(r), &r.lat, bare_rps.map(|b| rps(r) / b));
+    }
+    if let Some(r) = &durable1 {
+        let name = format!("durable, one sync at a time, c={}", cfg.concurrency);
         row(&name, rps(r), &r.lat, bare_rps.map(|b| rps(r) / b));
     }
     if let Some((r, _)) = &redis_one {

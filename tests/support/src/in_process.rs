@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use connect_buffer::embedded::{EmbeddedBuffer, EmbeddedOptions};
 use connect_buffer::redis::{RedisBuffer, RedisOptions};
-use connect_buffer::{Buffer, SystemClock, embedded::EmbeddedBuffer};
+use connect_buffer::{Buffer, SystemClock};
 use connect_cloud::{AppState, Settings};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -34,6 +35,7 @@ pub struct TestCloud {
 pub struct TestCloudBuilder {
     webhooks: Value,
     redis: Option<(String, String)>,
+    embedded: EmbeddedOptions,
     log_level: String,
 }
 
@@ -41,6 +43,12 @@ impl TestCloudBuilder {
     /// The Redis buffer at `url` under key `prefix` instead of the embedded one.
     pub fn redis(mut self, url: &str, prefix: &str) -> Self {
         self.redis = Some((url.to_owned(), prefix.to_owned()));
+        self
+    }
+
+    /// Options of the embedded buffer (ignored with [`redis`](Self::redis)).
+    pub fn embedded_options(mut self, options: EmbeddedOptions) -> Self {
+        self.embedded = options;
         self
     }
 
@@ -68,7 +76,7 @@ impl TestCloudBuilder {
                 )
             }
             None => Arc::new(
-                EmbeddedBuffer::open(&data, Arc::new(SystemClock))
+                EmbeddedBuffer::open_with(&data, Arc::new(SystemClock), self.embedded)
                     .context("opening the embedded buffer")?,
             ),
         };
@@ -111,6 +119,7 @@ impl TestCloud {
         TestCloudBuilder {
             webhooks,
             redis: None,
+            embedded: EmbeddedOptions::default(),
             log_level: "warn".into(),
         }
     }

@@ -181,6 +181,28 @@ impl Segments {
         r
     }
 
+    /// `fdatasync` of segment `seg` (a syncer thread's share of a pipelined commit); a
+    /// segment deleted meanwhile has nothing left to sync.
+    pub fn sync_segment(&self, seg: u32) -> std::io::Result<()> {
+        let file = self.inner.lock().get(&seg).map(|s| s.file.clone());
+        match file {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        }
+    }
+
+    /// Cuts segment `seg` back to `at` bytes after a failed sync, so the next append
+    /// starts where the last durable batch ended.
+    pub fn cut_back(&self, seg: u32, at: u64) -> std::io::Result<()> {
+        let file = self.inner.lock().get(&seg).map(|s| s.file.clone());
+        let Some(file) = file else { return Ok(()) };
+        file.set_len(at)?;
+        if let Some(s) = self.inner.lock().get_mut(&seg) {
+            s.size = s.size.min(at);
+        }
+        Ok(())
+    }
+
     /// Starts a new active segment.
     pub fn roll(&self) -> std::io::Result<u32> {
         let next = self.active().0 + 1;

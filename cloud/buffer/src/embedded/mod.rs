@@ -26,6 +26,7 @@ mod ids;
 mod log;
 mod meta;
 mod migrate;
+mod pipeline;
 mod reserve;
 mod writer;
 
@@ -74,6 +75,9 @@ pub struct EmbeddedOptions {
     /// Dead letters kept per channel; the oldest beyond this are dropped and counted
     /// (`Counters::dead_letters_dropped`).
     pub max_dead_letters: u64,
+    /// Batches whose `fdatasync` may be in the device at once (pipelined group commit;
+    /// 1 is the plain group commit).
+    pub syncs_in_flight: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -81,6 +85,7 @@ impl Default for EmbeddedOptions {
         Self {
             segment_bytes: 64 * 1024 * 1024,
             max_dead_letters: 10_000,
+            syncs_in_flight: 2,
         }
     }
 }
@@ -173,6 +178,7 @@ impl EmbeddedBuffer {
         let shared = Arc::new(Shared {
             failure: Mutex::new(None),
             fail_commits: AtomicBool::new(false),
+            fail_syncs: AtomicBool::new(false),
             next_channel_id: AtomicU64::new(next_id),
             segments,
             segment_bytes: options.segment_bytes.max(1),
@@ -183,7 +189,12 @@ impl EmbeddedBuffer {
                 "no room for the 1 MiB reserve file: a disk filled by the queue may then need space freed by hand"
             );
         }
-        let writer = Writer::spawn(db, dir.join(DB_FILE), shared.clone())?;
+        let writer = Writer::spawn(
+            db,
+            dir.join(DB_FILE),
+            shared.clone(),
+            options.syncs_in_flight,
+        )?;
         Ok(Self {
             channels: RwLock::new(map),
             notifiers,
@@ -209,6 +220,13 @@ impl EmbeddedBuffer {
     #[cfg(any(test, feature = "test-suite"))]
     pub fn fail_commits(&self, on: bool) {
         self.shared.fail_commits.store(on, Ordering::SeqCst);
+    }
+
+    /// Fault injection for tests: while on, every `fdatasync` of an appended batch fails
+    /// (the records are in the file, as after a real failed sync, but not durable).
+    #[cfg(any(test, feature = "test-suite"))]
+    pub fn fail_syncs(&self, on: bool) {
+        self.shared.fail_syncs.store(on, Ordering::SeqCst);
     }
 
     fn ensure_open(&self) -> Result<()> {

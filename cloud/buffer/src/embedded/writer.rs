@@ -27,6 +27,7 @@ use redb::Database;
 use super::codec::{self, KIND_MESSAGE};
 use super::log::{Loc, Segments};
 use super::meta::{self, MetaWrite};
+use super::pipeline::{Batch, Pipeline};
 use super::reserve;
 use crate::Result;
 
@@ -71,6 +72,8 @@ pub(super) struct Shared {
     pub failure: Mutex<Option<String>>,
     /// Fault injection: every write fails while set.
     pub fail_commits: AtomicBool,
+    /// Fault injection: every pipelined sync fails (after its batch was appended) while set.
+    pub fail_syncs: AtomicBool,
     /// The next channel id (persisted with every redb commit).
     pub next_channel_id: AtomicU64,
     pub segments: Arc<Segments>,
@@ -85,8 +88,16 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(db: Database, db_path: PathBuf, shared: Arc<Shared>) -> Result<Self> {
+    /// Starts the writer with `syncs_in_flight` batches allowed in the device at once.
+    pub fn spawn(
+        db: Database,
+        db_path: PathBuf,
+        shared: Arc<Shared>,
+        syncs_in_flight: usize,
+    ) -> Result<Self> {
         let (tx, rx) = mpsc::channel();
+        let pipeline = Pipeline::start(shared.clone(), syncs_in_flight)
+            .map_err(|e| meta::io("starting the sync threads", e))?;
         let thread = std::thread::Builder::new()
             .name("buffer-writer".into())
             .spawn(move || {
@@ -97,6 +108,7 @@ impl Writer {
                     counters: HashMap::new(),
                     counters_flushed: Instant::now(),
                     reopen_after: Instant::now(),
+                    pipeline,
                 }
                 .run(rx)
             })
@@ -128,6 +140,19 @@ struct Thread {
     counters: HashMap<String, Vec<u8>>,
     counters_flushed: Instant,
     reopen_after: Instant,
+    pipeline: Arc<Pipeline>,
+}
+
+/// Where a batch's records went.
+struct Appended {
+    /// Segment and offset of the write; `None` when there was nothing to write.
+    start: Option<(u32, u64)>,
+    locs: Vec<Loc>,
+    live: Vec<Loc>,
+}
+
+fn batch(jobs: Vec<Job>, locs: Vec<Loc>, live: Vec<Loc>) -> Batch {
+    Batch { jobs, locs, live }
 }
 
 impl Thread {
@@ -157,48 +182,83 @@ impl Thread {
                 }
                 batch.extend(rx.try_iter());
             }
-            self.write_batch(&mut batch);
+            // While every sync slot is busy, more jobs queue up and join this batch.
+            self.pipeline.wait_for_slot();
+            batch.extend(rx.try_iter());
+            self.write_batch(std::mem::take(&mut batch));
         }
+        self.pipeline.shutdown();
         if let Err(e) = self.flush_counters() {
             tracing::error!(error = %e, "writing the buffer counters at close failed");
         }
     }
 
-    fn write_batch(&mut self, batch: &mut Vec<Job>) {
-        let result = self.commit(batch);
-        match &result {
-            Ok(_) => *self.shared.failure.lock() = None,
+    /// Appends the batch and hands its sync to the pipeline; a batch that changes channels
+    /// in redb is synced here, after every earlier batch, and then committed to redb.
+    fn write_batch(&mut self, jobs: Vec<Job>) {
+        if let Some((seg, at)) = self.pipeline.take_cut()
+            && let Err(e) = self.shared.segments.cut_back(seg, at)
+        {
+            tracing::error!(segment = seg, error = %e, "cutting the log back after a failed sync failed");
+        }
+        let appended = if self.shared.fail_commits.load(Ordering::SeqCst) {
+            Err("injected I/O failure".to_owned())
+        } else {
+            self.append(&jobs)
+        };
+        let appended = match appended {
+            Ok(a) => a,
             Err(e) => {
-                let mut failure = self.shared.failure.lock();
-                if failure.as_deref() != Some(e.as_str()) {
-                    tracing::error!(error = %e, "buffer write failed");
+                self.pipeline
+                    .done(batch(jobs, Vec::new(), Vec::new()), Err(e));
+                self.housekeep();
+                return;
+            }
+        };
+        let mut writes = Vec::new();
+        for w in jobs.iter().flat_map(|j| j.meta.iter()) {
+            match w {
+                MetaWrite::Counters { name, bytes } => {
+                    self.counters.insert(name.clone(), bytes.clone());
                 }
-                *failure = Some(e.clone());
+                MetaWrite::Drop { name } => {
+                    self.counters.remove(name);
+                    writes.push(w);
+                }
+                MetaWrite::Channel { .. } => writes.push(w),
             }
         }
-        let mut at = 0;
-        for job in batch.drain(..) {
-            let n = job.recs.len();
-            if let Some(done) = job.on_commit {
-                match &result {
-                    Ok(locs) => done(Ok(&locs[at..at + n])),
-                    Err(e) => done(Err(e.clone())),
-                }
+        if writes.is_empty()
+            && let Some(start) = appended.start
+        {
+            self.pipeline
+                .submit(batch(jobs, appended.locs, appended.live), start);
+        } else {
+            let mut result = Ok(());
+            if appended.start.is_some() {
+                self.pipeline.drain();
+                result = self
+                    .shared
+                    .segments
+                    .sync(appended.start)
+                    .map_err(|e| format!("syncing the message log: {e}"));
             }
-            at += n;
+            if result.is_ok() && !writes.is_empty() {
+                result = self.meta_commit(&writes);
+            }
+            self.pipeline
+                .done(batch(jobs, appended.locs, appended.live), result);
         }
         self.housekeep();
     }
 
-    fn commit(&mut self, batch: &[Job]) -> Result<Vec<Loc>, String> {
-        if self.shared.fail_commits.load(Ordering::SeqCst) {
-            return Err("injected I/O failure".into());
-        }
-        let segments = &self.shared.segments;
+    /// Appends every record of `jobs` with one write (plus padding to a page boundary).
+    fn append(&mut self, jobs: &[Job]) -> Result<Appended, String> {
+        let segments = self.shared.segments.clone();
         let mut spans = Vec::new();
         // One record (a large body, or a quiet moment) is written as it is; several are
         // gathered into one buffer for a single write.
-        let single = match batch.iter().flat_map(|j| j.recs.iter()).collect::<Vec<_>>()[..] {
+        let single = match jobs.iter().flat_map(|j| j.recs.iter()).collect::<Vec<_>>()[..] {
             [Rec::New(bytes)] => Some(bytes.as_slice()),
             _ => None,
         };
@@ -209,7 +269,7 @@ impl Thread {
                 bytes
             }
             None => {
-                for rec in batch.iter().flat_map(|j| j.recs.iter()) {
+                for rec in jobs.iter().flat_map(|j| j.recs.iter()) {
                     let start = gathered.len();
                     match rec {
                         Rec::New(bytes) => gathered.extend_from_slice(bytes),
@@ -226,65 +286,66 @@ impl Thread {
                 &gathered
             }
         };
+        if buf.is_empty() {
+            // Nothing to write (no records, or only copies whose source is gone).
+            let gone = Loc {
+                seg: 0,
+                off: 0,
+                len: 0,
+            };
+            return Ok(Appended {
+                start: None,
+                locs: vec![gone; spans.len()],
+                live: Vec::new(),
+            });
+        }
+        let (_, size) = segments.active();
+        // The same decision `pad_for` makes.
+        let rolls = self.rolls(size, buf.len());
         // A second write, not a copy of a large single record into a padded buffer.
-        let pad = match self.pad_for(buf.len()) {
+        let pad = match self.pad_for(size, buf.len()) {
             0 => Vec::new(),
             n => codec::pad_record(n),
         };
-        let mut locs = Vec::with_capacity(spans.len());
-        if !buf.is_empty() {
-            let (_, size) = segments.active();
-            // The same decision `pad_for` made.
-            if self.rolls(size, buf.len()) {
-                segments
-                    .roll()
-                    .map_err(|e| format!("starting a log segment: {e}"))?;
-            }
-            let (seg, at) = segments
-                .append(&[buf, &pad])
-                .map_err(|e| format!("writing the message log: {e}"))?;
+        if rolls {
+            // Every batch in flight belongs to the old segment: let its syncs finish first,
+            // so a failed one only ever cuts the active segment.
+            self.pipeline.drain();
             segments
-                .sync(Some((seg, at)))
-                .map_err(|e| format!("syncing the message log: {e}"))?;
-            for (start, len) in spans {
-                let loc = Loc {
-                    seg,
-                    off: (at + start as u64) as u32,
-                    len: len as u32,
-                };
-                if len > 0 && buf[start + 2] == KIND_MESSAGE {
-                    segments.add_live(loc);
-                }
-                locs.push(loc);
+                .roll()
+                .map_err(|e| format!("starting a log segment: {e}"))?;
+        }
+        let (seg, at) = segments
+            .append(&[buf, &pad])
+            .map_err(|e| format!("writing the message log: {e}"))?;
+        let mut locs = Vec::with_capacity(spans.len());
+        let mut live = Vec::new();
+        for (start, len) in spans {
+            let loc = Loc {
+                seg,
+                off: (at + start as u64) as u32,
+                len: len as u32,
+            };
+            if len > 0 && buf[start + 2] == KIND_MESSAGE {
+                segments.add_live(loc);
+                live.push(loc);
             }
+            locs.push(loc);
         }
-        let mut writes = Vec::new();
-        for w in batch.iter().flat_map(|j| j.meta.iter()) {
-            match w {
-                MetaWrite::Counters { name, bytes } => {
-                    self.counters.insert(name.clone(), bytes.clone());
-                }
-                MetaWrite::Drop { name } => {
-                    self.counters.remove(name);
-                    writes.push(w);
-                }
-                MetaWrite::Channel { .. } => writes.push(w),
-            }
-        }
-        if !writes.is_empty() {
-            self.meta_commit(&writes)?;
-        }
-        Ok(locs)
+        Ok(Appended {
+            start: Some((seg, at)),
+            locs,
+            live,
+        })
     }
 
-    /// The padding that ends a batch of `len` bytes on a page boundary, wherever it will be
-    /// appended (at the end of the active segment, or at the start of a new one); 0 when
+    /// The padding that ends a batch of `len` bytes on a page boundary (the active segment
+    /// holding `size`), wherever it will be appended (at the end of the active segment, or at the start of a new one); 0 when
     /// it would be large beside the batch.
-    fn pad_for(&self, len: usize) -> usize {
+    fn pad_for(&self, size: u64, len: usize) -> usize {
         if len == 0 {
             return 0;
         }
-        let (_, size) = self.shared.segments.active();
         let at = if self.rolls(size, len) { 0 } else { size };
         let pad = codec::pad_after(at + len as u64);
         // Padding costs disk space (not writes: that page is written anyway), so only where
@@ -350,15 +411,19 @@ impl Thread {
         self.flush_counters_if_due();
         let segments = self.shared.segments.clone();
         let plan = segments.housekeep(self.shared.segment_bytes);
-        if plan.roll
-            && let Err(e) = segments.roll()
-        {
-            tracing::debug!(error = %e, "starting a log segment failed; will retry");
+        if plan.roll {
+            // As in `append`: no batch of the old segment may still be syncing.
+            self.pipeline.drain();
+            if let Err(e) = segments.roll() {
+                tracing::debug!(error = %e, "starting a log segment failed; will retry");
+            }
         }
         let plan = segments.housekeep(self.shared.segment_bytes);
         if plan.delete.is_empty() {
             return;
         }
+        // Records copied forward out of these segments must be durable first.
+        self.pipeline.drain();
         // The counters (with each channel's sequence) must be durable before the records
         // that also prove a sequence number was used disappear. On a full disk that write
         // can fail (when redb must grow), and only deleting segments would free space: the

@@ -99,6 +99,63 @@ async fn commit_failures_make_enqueue_unavailable_and_health_bad() {
     assert_eq!(with_timeout(b.lease(CH, "c1", 10)).await.unwrap().len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_fails_its_batch_and_every_later_one_and_cuts_them_from_the_log() {
+    let h = EmbeddedHarness::new();
+    let b = Arc::new(h.open_embedded());
+    with_timeout(b.register_channel(registration(CH, settings())))
+        .await
+        .unwrap();
+    let mut stored = Vec::new();
+    for _ in 0..5 {
+        let (id, _) = with_timeout(b.enqueue(message(&h.clock, CH, "hook-a", 600)))
+            .await
+            .unwrap();
+        stored.push(id);
+    }
+
+    // Concurrent enqueues land in several batches, some synced at the same time; the
+    // records reach the file but no sync succeeds.
+    b.fail_syncs(true);
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (b, m) = (b.clone(), message(&h.clock, CH, "hook-a", 600));
+            tokio::spawn(async move { b.enqueue(m).await })
+        })
+        .collect();
+    for t in tasks {
+        let r = with_timeout(t).await.unwrap();
+        assert!(matches!(r, Err(BufferError::Unavailable(_))), "{r:?}");
+    }
+    let health = b.health();
+    assert!(!health.ok);
+    assert!(health.reason.unwrap().contains("injected sync failure"));
+
+    b.fail_syncs(false);
+    for _ in 0..5 {
+        let (id, _) = with_timeout(b.enqueue(message(&h.clock, CH, "hook-a", 600)))
+            .await
+            .unwrap();
+        stored.push(id);
+    }
+    assert!(b.health().ok);
+    assert_eq!(with_timeout(b.stats(CH)).await.unwrap().ready, 10);
+
+    // After a restart exactly the acknowledged messages are there: the failed batches
+    // were cut from the log, not left to come back.
+    with_timeout(b.close()).await.unwrap();
+    drop(b);
+    let b = h.open_embedded();
+    assert_eq!(with_timeout(b.stats(CH)).await.unwrap().ready, 10);
+    let leased: Vec<String> = with_timeout(b.lease(CH, "c1", 100))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.message.message_id.clone())
+        .collect();
+    assert_eq!(leased, stored);
+}
+
 #[tokio::test]
 async fn oversized_messages_are_refused() {
     let h = EmbeddedHarness::new();

@@ -1,0 +1,285 @@
+//! Pipelined group commit: the writer appends a batch and hands its `fdatasync` to a syncer
+//! thread, so the next batch is written and synced while the previous sync is still in the
+//! device. A disk with a volatile write cache serves two flushes at once in not much more
+//! time than one (measured here: ~1.6× the flushes per second), and a request waits for the
+//! sync of its own batch instead of first waiting for the one in progress.
+//!
+//! Batches still complete in submission order: a batch's callbacks run only after every
+//! earlier batch's. When a sync fails, that batch and every later one fail (their records
+//! may sit after a hole that the failed sync left), and the writer cuts the segment back to
+//! where the failed batch began before it appends again; nothing appended after that point
+//! is ever reported written.
+//!
+//! With a depth of 1 this is the plain group commit: one batch in the device at a time.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::log::Loc;
+use super::writer::{Job, Shared};
+
+/// A batch handed to the pipeline.
+pub(super) struct Batch {
+    pub jobs: Vec<Job>,
+    /// Where each record of `jobs` landed, in order.
+    pub locs: Vec<Loc>,
+    /// Message records counted live by the append, uncounted again if the batch fails.
+    pub live: Vec<Loc>,
+}
+
+struct Pending {
+    id: u64,
+    batch: Batch,
+    /// Segment and offset where an appended batch began (for a cut after a failed sync).
+    start: Option<(u32, u64)>,
+    /// `None` while its sync runs.
+    outcome: Option<Result<(), String>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Batches not yet completed, in submission order.
+    pending: VecDeque<Pending>,
+    next_id: u64,
+    in_flight: usize,
+    /// A thread is running callbacks; others leave the completion to it.
+    completing: bool,
+    /// Where to cut the log back to after a failed sync; taken by the writer.
+    cut: Option<(u32, u64)>,
+}
+
+struct Work {
+    id: u64,
+    seg: u32,
+}
+
+pub(super) struct Pipeline {
+    state: Mutex<State>,
+    changed: Condvar,
+    depth: usize,
+    shared: Arc<Shared>,
+    work: Mutex<Option<Sender<Work>>>,
+    syncers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pipeline {
+    /// Starts `depth` syncer threads (at least one).
+    pub fn start(shared: Arc<Shared>, depth: usize) -> std::io::Result<Arc<Self>> {
+        let depth = depth.max(1);
+        let (tx, rx) = mpsc::channel::<Work>();
+        let p = Arc::new(Self {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            depth,
+            shared,
+            work: Mutex::new(Some(tx)),
+            syncers: Mutex::new(Vec::new()),
+        });
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..depth {
+            let (p2, rx) = (p.clone(), rx.clone());
+            let h = std::thread::Builder::new()
+                .name(format!("buffer-sync-{i}"))
+                .spawn(move || p2.sync_loop(&rx))?;
+            p.syncers.lock().push(h);
+        }
+        Ok(p)
+    }
+
+    fn sync_loop(&self, rx: &Mutex<Receiver<Work>>) {
+        loop {
+            let work = rx.lock().recv();
+            let Ok(work) = work else { return };
+            let r = if self.shared.fail_syncs.load(Ordering::SeqCst) {
+                Err("injected sync failure".to_owned())
+            } else {
+                self.shared
+                    .segments
+                    .sync_segment(work.seg)
+                    .map_err(|e| format!("syncing the message log: {e}"))
+            };
+            self.synced(work.id, r);
+        }
+    }
+
+    /// Blocks until fewer than `depth` syncs are in flight.
+    pub fn wait_for_slot(&self) {
+        let mut s = self.state.lock();
+        while s.in_flight >= self.depth {
+            self.changed.wait(&mut s);
+        }
+    }
+
+    /// Blocks until no sync is in flight: everything appended so far is durable or failed.
+    pub fn drain(&self) {
+        let mut s = self.state.lock();
+        while s.in_flight > 0 {
+            self.changed.wait(&mut s);
+        }
+    }
+
+    /// After a failed sync: waits for the other syncs and gives where the log must be cut
+    /// back to before the next append.
+    pub fn take_cut(&self) -> Option<(u32, u64)> {
+        let mut s = self.state.lock();
+        s.cut?;
+        while s.in_flight > 0 {
+            self.changed.wait(&mut s);
+        }
+        s.cut.take()
+    }
+
+    /// A batch appended at `start` whose sync is to run on a syncer thread.
+    pub fn submit(&self, batch: Batch, start: (u32, u64)) {
+        let id = {
+            let mut s = self.state.lock();
+            let id = s.next_id;
+            s.next_id += 1;
+            // Appended after a failed sync and before the writer cut the log back: these
+            // records are about to be cut, so the batch fails.
+            let outcome = s
+                .cut
+                .map(|_| Err("an earlier write to the message log failed".to_owned()));
+            let queued = outcome.is_none();
+            s.pending.push_back(Pending {
+                id,
+                batch,
+                start: Some(start),
+                outcome,
+            });
+            if !queued {
+                drop(s);
+                self.complete_ready();
+                return;
+            }
+            s.in_flight += 1;
+            id
+        };
+        let sent = self
+            .work
+            .lock()
+            .as_ref()
+            .map(|tx| tx.send(Work { id, seg: start.0 }).is_ok());
+        if sent != Some(true) {
+            self.synced(id, Err("buffer writer stopped".into()));
+        }
+    }
+
+    /// A batch that is already durable (synced by the writer itself) or failed.
+    pub fn done(&self, batch: Batch, outcome: Result<(), String>) {
+        {
+            let mut s = self.state.lock();
+            let id = s.next_id;
+            s.next_id += 1;
+            s.pending.push_back(Pending {
+                id,
+                batch,
+                start: None,
+                outcome: Some(outcome),
+            });
+        }
+        self.complete_ready();
+    }
+
+    /// A syncer finished batch `id`.
+    fn synced(&self, id: u64, result: Result<(), String>) {
+        {
+            let mut s = self.state.lock();
+            s.in_flight -= 1;
+            let front = s.pending.front().map_or(id, |p| p.id);
+            let at = (id - front) as usize;
+            match result {
+                Ok(()) => {
+                    if let Some(p) = s.pending.get_mut(at)
+                        && p.outcome.is_none()
+                    {
+                        p.outcome = Some(Ok(()));
+                    }
+                }
+                Err(e) => {
+                    let mut cut = None;
+                    for p in s.pending.iter_mut().skip(at) {
+                        if p.outcome.as_ref().is_some_and(Result::is_err) {
+                            continue;
+                        }
+                        cut = cut.or(p.start);
+                        p.outcome = Some(Err(e.clone()));
+                    }
+                    if let Some(c) = cut {
+                        s.cut = Some(s.cut.map_or(c, |old| old.min(c)));
+                    }
+                }
+            }
+            self.changed.notify_all();
+        }
+        self.complete_ready();
+    }
+
+    /// Runs the callbacks of every finished batch at the front, in order, on this thread
+    /// unless another thread is already doing it (it will see these too).
+    fn complete_ready(&self) {
+        loop {
+            let p = {
+                let mut s = self.state.lock();
+                if s.completing || s.pending.front().is_none_or(|p| p.outcome.is_none()) {
+                    return;
+                }
+                s.completing = true;
+                s.pending.pop_front()
+            };
+            if let Some(p) = p {
+                self.complete(p);
+            }
+            self.state.lock().completing = false;
+        }
+    }
+
+    fn complete(&self, p: Pending) {
+        let outcome = p.outcome.unwrap_or_else(|| Err("not synced".into()));
+        {
+            let mut failure = self.shared.failure.lock();
+            match &outcome {
+                Ok(()) => *failure = None,
+                Err(e) => {
+                    if failure.as_deref() != Some(e.as_str()) {
+                        tracing::error!(error = %e, "buffer write failed");
+                    }
+                    *failure = Some(e.clone());
+                }
+            }
+        }
+        let Batch { jobs, locs, live } = p.batch;
+        if outcome.is_err() {
+            for loc in live {
+                self.shared.segments.drop_live(loc);
+            }
+        }
+        let mut at = 0;
+        for job in jobs {
+            let n = job.recs.len();
+            if let Some(done) = job.on_commit {
+                match &outcome {
+                    Ok(()) => done(Ok(&locs[at..at + n])),
+                    Err(e) => done(Err(e.clone())),
+                }
+            }
+            at += n;
+        }
+    }
+
+    /// Finishes every sync in flight and stops the syncer threads.
+    pub fn shutdown(&self) {
+        self.drain();
+        self.work.lock().take();
+        for h in self.syncers.lock().drain(..) {
+            if h.join().is_err() {
+                tracing::error!("buffer sync thread panicked");
+            }
+        }
+    }
+}
