@@ -317,7 +317,21 @@ pub trait Buffer: Send + Sync + 'static {
 
     /// Leases up to `max` messages to `connection`: requeued ones (head) first, then new
     /// ones, in order; expired and exhausted messages are dead-lettered on the way.
-    async fn lease(&self, channel: &str, connection: &str, max: usize) -> Result<Vec<Leased>>;
+    async fn lease(&self, channel: &str, connection: &str, max: usize) -> Result<Vec<Leased>> {
+        self.lease_within(channel, connection, max, u64::MAX).await
+    }
+
+    /// [`lease`](Self::lease) that also stops once the leased messages' stored size (the
+    /// backend's record of each, body included) reaches `max_bytes` — always at least one
+    /// message, so a message larger than the budget is still delivered alone. Bounds the
+    /// memory one lease (and the connection it feeds) holds when bodies are large.
+    async fn lease_within(
+        &self,
+        channel: &str,
+        connection: &str,
+        max: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<Leased>>;
 
     async fn ack(&self, channel: &str, message_id: &str, connection: &str) -> Result<AckOutcome>;
 

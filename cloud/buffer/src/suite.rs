@@ -53,6 +53,7 @@ macro_rules! buffer_suite {
             queue_full_counts_unsettled_but_not_dead_letters,
             ids_are_unique_and_sequence_survives_reopen,
             lease_is_exclusive_between_connections,
+            lease_within_stops_at_the_byte_budget,
             ack_settles_once_and_accepts_late_acks,
             redelivers_after_nack,
             nack_without_retry_dead_letters_as_rejected,
@@ -271,6 +272,31 @@ pub async fn ids_are_unique_and_sequence_survives_reopen(h: &dyn Harness) {
 }
 
 // --- leases, ACK, NACK --------------------------------------------------------------------
+
+pub async fn lease_within_stops_at_the_byte_budget(h: &dyn Harness) {
+    let b = setup(h, settings()).await;
+    let mut sent = Vec::new();
+    for _ in 0..8 {
+        let mut m = message(h.clock(), CH, "hook-a", 3600);
+        m.body = Some(vec![b'x'; 10_000]);
+        sent.push(b.enqueue(m).await.unwrap().0);
+    }
+    // A budget smaller than one message still leases one.
+    let one = b.lease_within(CH, "c1", 10, 1).await.unwrap();
+    assert_eq!(ids(&one), sent[..1]);
+    // Three bodies' worth stops after the message that reaches it (stored size counts
+    // the body and its envelope): two or three messages, never more.
+    let some = b.lease_within(CH, "c1", 10, 25_000).await.unwrap();
+    assert!((2..=3).contains(&some.len()), "{}", some.len());
+    assert_eq!(ids(&some), sent[1..1 + some.len()]);
+    // `max` still bounds, and no budget takes the rest in order.
+    let rest = b.lease(CH, "c1", 10).await.unwrap();
+    assert_eq!(ids(&rest), sent[1 + some.len()..]);
+    // Requeued (head) messages obey the budget too.
+    b.release(CH, "c1").await.unwrap();
+    let again = b.lease_within(CH, "c2", 10, 1).await.unwrap();
+    assert_eq!(again.len(), 1);
+}
 
 pub async fn lease_is_exclusive_between_connections(h: &dyn Harness) {
     let b = setup(h, settings()).await;

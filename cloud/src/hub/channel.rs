@@ -116,6 +116,11 @@ impl ChannelRt {
         &self.wake
     }
 
+    /// The dispatcher's wake-up, for a connection to signal that its outbox has room.
+    pub(crate) fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
     pub(crate) fn next_serve_tick(&self) -> u64 {
         self.serve_tick.fetch_add(1, Ordering::AcqRel) + 1
     }

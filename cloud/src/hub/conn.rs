@@ -10,6 +10,7 @@
 //! waiting request with [`Conn::cancel_poll`].
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,11 +19,80 @@ use connect_protocol::admin::{ConnectionInfo, ConnectionState, TokenGeneration};
 use connect_protocol::ids::Protocol;
 use connect_protocol::time::Timestamp;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// A batch of messages leased to one connection.
-pub type Batch = Vec<Leased>;
+/// Bytes of leased messages a connection may hold in this process before they are written
+/// to its socket (queued batches plus the one being written); the dispatcher leases no more
+/// to it until it is below, and a lease stops once it would fill the room left (always at
+/// least one message). Bounds a connection's memory whatever the message sizes, e.g. when a
+/// connector with `max_in_flight` 1000 drains a backlog of 10 MB bodies.
+pub const OUTBOX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// What a leased message is counted as in the outbox: its body and an envelope.
+fn outbox_size(l: &Leased) -> u64 {
+    l.message.body.as_ref().map_or(0, Vec::len) as u64 + 512
+}
+
+/// A batch of messages leased to one connection. Until it is dropped — consumed by the
+/// transport and its messages written — its size counts toward the connection's outbox.
+pub struct Batch {
+    items: Vec<Leased>,
+    held: Option<Held>,
+}
+
+/// A batch's share of its connection's outbox, given back on drop.
+struct Held {
+    bytes: u64,
+    outbox: Arc<AtomicU64>,
+    wake: Arc<Notify>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let before = self.outbox.fetch_sub(self.bytes, Ordering::AcqRel);
+        // The connection was full and now has room: its dispatcher may lease again.
+        if before >= OUTBOX_BYTES && before - self.bytes < OUTBOX_BYTES {
+            self.wake.notify_one();
+        }
+    }
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl IntoIterator for Batch {
+    type Item = Leased;
+    type IntoIter = BatchIter;
+
+    fn into_iter(self) -> BatchIter {
+        BatchIter {
+            items: self.items.into_iter(),
+            _held: self.held,
+        }
+    }
+}
+
+/// Iterates a batch; the outbox share is given back when the iteration is dropped.
+pub struct BatchIter {
+    items: std::vec::IntoIter<Leased>,
+    _held: Option<Held>,
+}
+
+impl Iterator for BatchIter {
+    type Item = Leased;
+
+    fn next(&mut self) -> Option<Leased> {
+        self.items.next()
+    }
+}
 
 /// Why the server closes a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +168,8 @@ pub struct Conn {
     poll_want: AtomicUsize,
     poll_last_active: Mutex<Instant>,
     poll_affinity: Option<String>,
+    /// Bytes of the batches handed to the transport and not yet dropped by it.
+    outbox: Arc<AtomicU64>,
     tx: mpsc::UnboundedSender<Batch>,
     rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Batch>>,
     poll_cancel: Mutex<Option<(u64, oneshot::Sender<()>)>>,
@@ -128,6 +200,7 @@ impl Conn {
             last_served: AtomicU64::new(0),
             poll_want: AtomicUsize::new(0),
             poll_last_active: Mutex::new(Instant::now()),
+            outbox: Arc::new(AtomicU64::new(0)),
             poll_affinity: p.poll_affinity,
             tx,
             rx: tokio::sync::Mutex::new(rx),
@@ -216,11 +289,19 @@ impl Conn {
         if self.closing.is_cancelled() {
             return 0;
         }
+        if self.outbox_room() == 0 {
+            return 0;
+        }
         let free = max_in_flight.saturating_sub(self.in_flight());
         match self.protocol {
             Protocol::LongPoll => free.min(self.poll_want.load(Ordering::Acquire)),
             _ => free,
         }
+    }
+
+    /// Bytes the dispatcher may still lease to it before its outbox is full.
+    pub(crate) fn outbox_room(&self) -> u64 {
+        OUTBOX_BYTES.saturating_sub(self.outbox.load(Ordering::Acquire))
     }
 
     /// Fairness key of the dispatcher: fewest leases, then served least recently.
@@ -279,12 +360,25 @@ impl Conn {
     }
 
     /// Hands a leased batch to the connection's reader; `false` if the reader is gone.
-    pub(crate) fn deliver(&self, batch: Batch, serve_tick: u64) -> bool {
+    /// `wake` is the channel dispatcher's, woken once the outbox has room again.
+    pub(crate) fn deliver(&self, batch: Vec<Leased>, serve_tick: u64, wake: Arc<Notify>) -> bool {
         self.last_served.store(serve_tick, Ordering::Release);
         self.received
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         *self.last_message_at.lock() = Some(Timestamp::now());
-        self.tx.send(batch).is_ok()
+        let bytes = batch.iter().map(outbox_size).sum();
+        self.outbox.fetch_add(bytes, Ordering::AcqRel);
+        let held = Held {
+            bytes,
+            outbox: self.outbox.clone(),
+            wake,
+        };
+        self.tx
+            .send(Batch {
+                items: batch,
+                held: Some(held),
+            })
+            .is_ok()
     }
 
     /// Starts a poll request: a newer request for the same connection answers the older one

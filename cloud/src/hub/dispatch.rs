@@ -77,7 +77,10 @@ pub(crate) async fn dispatch_once(
         if !conn.reserve(n) {
             continue;
         }
-        let leased = match buffer.lease(rt.name(), conn.id(), n).await {
+        let leased = match buffer
+            .lease_within(rt.name(), conn.id(), n, conn.outbox_room().max(1))
+            .await
+        {
             Ok(l) => l,
             Err(e) => {
                 conn.unreserve(n);
@@ -94,7 +97,7 @@ pub(crate) async fn dispatch_once(
             continue;
         }
         metrics.delivered(rt.name(), conn.protocol(), &leased);
-        if !conn.deliver(leased, rt.next_serve_tick()) {
+        if !conn.deliver(leased, rt.next_serve_tick(), rt.waker()) {
             // The connection is going away; its deregistration releases the leases.
             tracing::debug!(connection = %conn.id(), "dispatch to a closing connection");
         }

@@ -228,3 +228,53 @@ async fn a_closing_connection_gets_nothing() {
     assert_eq!(a.in_flight(), 0);
     assert_eq!(f.ready().await, 2);
 }
+
+#[tokio::test]
+async fn a_connection_holds_at_most_its_outbox_of_large_messages() {
+    let mut s = settings();
+    s.max_in_flight = 100;
+    let f = fixture(s).await;
+    let c = f.connect("ws_big", Protocol::Websocket).await;
+    for _ in 0..30 {
+        let mut m = message(&f.clock, CH, "hook-a", 3600);
+        m.body = Some(vec![b'x'; 1024 * 1024]);
+        f.buffer.enqueue(m).await.expect("enqueue");
+    }
+    f.dispatch().await;
+    // 8 MiB of outbox: 8 of the 1 MiB messages (with their envelopes: 7 fill it, the 8th is
+    // the one that reaches it), not all 30 that max_in_flight would allow.
+    let mut rx = c.receiver().await;
+    let mut held = Vec::new();
+    while let Ok(b) = rx.try_recv() {
+        held.push(b);
+    }
+    let first: usize = held.iter().map(|b| b.len()).sum();
+    assert!((1..=9).contains(&first), "{first} messages held at once");
+    assert_eq!(c.outbox_room(), 0);
+    f.dispatch().await;
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing more while the outbox is full"
+    );
+
+    // The transport wrote them (dropped the batches): room again, and the rest follows.
+    held.clear();
+    assert_eq!(c.outbox_room(), crate::hub::conn::OUTBOX_BYTES);
+    f.dispatch().await;
+    let mut next = 0;
+    while let Ok(b) = rx.try_recv() {
+        next += b.len();
+    }
+    assert!((1..=9).contains(&next), "{next}");
+}
+
+#[tokio::test]
+async fn one_message_larger_than_the_outbox_is_still_delivered() {
+    let f = fixture(settings()).await;
+    let c = f.connect("ws_huge", Protocol::Websocket).await;
+    let mut m = message(&f.clock, CH, "hook-a", 3600);
+    m.body = Some(vec![b'x'; 9 * 1024 * 1024]);
+    f.buffer.enqueue(m).await.expect("enqueue");
+    f.dispatch().await;
+    assert_eq!(received(&c).await, 1);
+}

@@ -155,10 +155,16 @@ impl Buffer for EmbeddedBuffer {
             .unwrap_or_else(|_| Err(BufferError::Unavailable("buffer writer stopped".into())))
     }
 
-    async fn lease(&self, channel: &str, connection: &str, max: usize) -> Result<Vec<Leased>> {
+    async fn lease_within(
+        &self,
+        channel: &str,
+        connection: &str,
+        max: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<Leased>> {
         let now = self.clock.now();
         let picked = self
-            .with_chan(channel, false, |c| c.lease(connection, max, now))
+            .with_chan(channel, false, |c| c.lease(connection, max, max_bytes, now))
             .await?;
         let mut out = Vec::with_capacity(picked.len());
         for p in picked {

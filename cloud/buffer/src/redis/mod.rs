@@ -956,17 +956,34 @@ impl Buffer for RedisBuffer {
         ))
     }
 
-    async fn lease(&self, channel: &str, connection: &str, max: usize) -> Result<Vec<Leased>> {
+    async fn lease_within(
+        &self,
+        channel: &str,
+        connection: &str,
+        max: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<Leased>> {
         if max == 0 {
             return Ok(Vec::new());
         }
         let i = &self.inner;
         let now = i.clock.now().micros().to_string();
+        // 0: no byte budget (Lua numbers cannot hold u64::MAX exactly).
+        let budget = if max_bytes >= 1 << 52 {
+            0
+        } else {
+            max_bytes.max(1)
+        };
         let (_, rest) = i
             .run(
                 &i.scripts.lease,
                 channel,
-                &[connection.to_owned(), max.to_string(), now],
+                &[
+                    connection.to_owned(),
+                    max.to_string(),
+                    now,
+                    budget.to_string(),
+                ],
             )
             .await?;
         let mut out = Vec::with_capacity(rest.len() / 3);

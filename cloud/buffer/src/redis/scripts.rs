@@ -157,11 +157,15 @@ return {'ok', seq}
 pub const LEASE: &str = r#"
 if redis.call('EXISTS', K_STATE) == 0 then return {'nf'} end
 local conn, n, now_s = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+-- Byte budget (0: none): stop once the taken messages' stored size reaches it.
+local budget = tonumber(ARGV[4] or '0')
 local now = tonumber(now_s)
 local deadline = now + num('ack_us')
 local max_att = num('max_att')
 local out = {'ok'}
 local got = 0
+local bytes = 0
+local function room() return got < n and (budget == 0 or bytes < budget) end
 local function take(eid, mid, parked)
   if mid == nil then
     drop_entry(eid)
@@ -192,19 +196,27 @@ local function take(eid, mid, parked)
   att_put(mid, a)
   redis.call('ZADD', K_LEASE, deadline, mid)
   redis.call('HINCRBY', K_STATS, 'delivered', 1)
+  local json = redis.call('HGET', K_MSG, mid)
   out[#out + 1] = mid
-  out[#out + 1] = redis.call('HGET', K_MSG, mid)
+  out[#out + 1] = json
   out[#out + 1] = a.dc
   got = got + 1
+  bytes = bytes + #json
 end
 -- Head first: released leases parked on the _requeue consumer, in stream order.
-while got < n do
+while room() do
   local p = redis.call('XPENDING', K_Q, GROUP, '-', '+', n - got, PARK)
   if #p == 0 then break end
-  for _, e in ipairs(p) do take(e[1], entry_mid(e[1]), true) end
+  for _, e in ipairs(p) do
+    if not room() then break end
+    take(e[1], entry_mid(e[1]), true)
+  end
 end
-while got < n do
-  local r = redis.call('XREADGROUP', 'GROUP', GROUP, conn, 'COUNT', n - got, 'STREAMS', K_Q, '>')
+while room() do
+  -- With a byte budget, one entry at a time: an entry read is this connection's.
+  local count = n - got
+  if budget > 0 then count = 1 end
+  local r = redis.call('XREADGROUP', 'GROUP', GROUP, conn, 'COUNT', count, 'STREAMS', K_Q, '>')
   if not r or #r[1][2] == 0 then break end
   for _, e in ipairs(r[1][2]) do
     if e[2] then take(e[1], e[2][2], false) else drop_entry(e[1]) end

@@ -20,7 +20,9 @@ use crate::app::AppState;
 use crate::http::connect::common::{authenticate, connector_id, remote_ip, version_header};
 use crate::http::error::{ApiError, ApiResult};
 use crate::hub::AddConn;
-use crate::hub::conn::{Batch, Conn};
+use connect_buffer::Leased;
+
+use crate::hub::conn::Conn;
 
 struct PollParams {
     timeout: u64,
@@ -127,7 +129,7 @@ async fn poll(
     let mut rx = conn.receiver().await;
     let settings = authed.rt.settings();
     let max_in_flight = settings.max_in_flight as usize;
-    let mut messages: Batch = Vec::new();
+    let mut messages: Vec<Leased> = Vec::new();
     // Messages leased to this poll connection after its previous answer went out come first.
     while messages.len() < params.max_messages {
         match rx.try_recv() {

@@ -14,7 +14,9 @@ use crate::{AckOutcome, LostLease, NackOutcome, SweepReport};
 
 impl Chan {
     /// Leases up to `max` ready messages to `conn`; the caller reads them from the log.
-    pub fn lease(&mut self, conn: &str, max: usize, now: Timestamp) -> Vec<ToRead> {
+    /// Leases up to `max` messages, stopping once their records reach `max_bytes` (at
+    /// least one).
+    pub fn lease(&mut self, conn: &str, max: usize, max_bytes: u64, now: Timestamp) -> Vec<ToRead> {
         let now_us = now.micros();
         let max_attempts = self.record.settings.max_delivery_attempts;
         let deadline = now
@@ -22,7 +24,8 @@ impl Chan {
             .micros();
         let conn: Arc<str> = conn.into();
         let mut out = Vec::new();
-        while out.len() < max {
+        let mut bytes = 0u64;
+        while out.len() < max && bytes < max_bytes {
             let Some(seq) = self.ready.pop_front() else {
                 break;
             };
@@ -40,6 +43,7 @@ impl Chan {
             e.delivery_count += 1;
             e.place = Place::Leased;
             let (loc, delivery_count) = (e.loc, e.delivery_count);
+            bytes += u64::from(loc.len);
             out.push(ToRead {
                 loc,
                 delivery_count,
