@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
 
-pub use sources::{CONFIG_FILE_ENV, parse_bool};
+pub use sources::CONFIG_FILE_ENV;
 pub use types::{
     Backoff, ChannelConfig, ConnectorConfig, LogFormat, Overrides, PathRewrite, Sources, Target,
     TransportChoice,

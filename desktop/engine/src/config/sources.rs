@@ -122,22 +122,13 @@ pub(super) enum Kind {
     Bool,
 }
 
-/// Parses the boolean spellings of §7.5.
-pub fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
 pub(super) fn env_value(name: &str, raw: &str, kind: Kind) -> Result<Value, ConfigError> {
     let bad = || ConfigError(format!("{name}={raw:?} is not a valid value"));
     Ok(match kind {
         Kind::Str => Value::String(raw.to_owned()),
         Kind::Num => json!(raw.trim().parse::<f64>().map_err(|_| bad())?),
         Kind::Int => json!(raw.trim().parse::<u64>().map_err(|_| bad())?),
-        Kind::Bool => Value::Bool(parse_bool(raw).ok_or_else(bad)?),
+        Kind::Bool => Value::Bool(connect_config::bool_from_text(raw).ok_or_else(bad)?),
     })
 }
 

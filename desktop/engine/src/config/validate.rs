@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::sources::{TARGET_KEYS, non_empty, parse_bool};
+use super::sources::{TARGET_KEYS, non_empty};
 use super::types::*;
 use super::{ConfigError, err};
 use crate::api::Transport;
@@ -109,7 +109,7 @@ pub(super) fn get_bool(
     match m.get(k) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) => parse_bool(s)
+        Some(Value::String(s)) => connect_config::bool_from_text(s)
             .ok_or_else(|| ConfigError(format!("{ctx}{k} must be a boolean, got {s:?}"))),
         Some(v) => err(format!("{ctx}{k} must be a boolean, got {v}")),
     }
