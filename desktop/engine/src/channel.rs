@@ -189,7 +189,7 @@ impl ChannelCtx {
         let modules = match &cfg.module {
             None => None,
             Some(mode) => {
-                let (m, warnings) = Modules::load(mode, &inner.env).map_err(EngineError::Setup)?;
+                let (m, warnings) = Modules::load(mode, &inner.env)?;
                 for w in warnings {
                     tracing::warn!(channel = %cfg.channel, "{w}");
                 }

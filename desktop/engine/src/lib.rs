@@ -47,6 +47,6 @@ mod transport;
 pub use api::{
     ChannelStatus, DeliveryCounters, EventDetail, EventSummary, LinkState, ReplayRequest,
 };
-pub use config::{ConfigError, ConnectorConfig, Overrides, Sources};
+pub use config::{ConnectorConfig, ConnectorConfigError, Overrides, Sources};
 pub use error::EngineError;
 pub use handle::{Carried, CarriedChannel, DEFAULT_GRACE, Engine, EngineHandle};
