@@ -18,6 +18,9 @@ pub enum ClientError {
     /// The connector or its control endpoint refused or failed.
     #[error("{0}")]
     Failed(String),
+    /// The control endpoint could not be asked, or refused.
+    #[error(transparent)]
+    Request(#[from] crate::control::RequestError),
     /// Whoever read our stdout went away (EPIPE).
     #[error("stdout closed")]
     StdoutClosed,
