@@ -36,7 +36,9 @@ pub use model::{
     entry_key,
 };
 pub use modules::{LogSettings, SaveToDiskSettings};
-pub use placeholders::{EnvSource, MapEnv, ProcessEnv, SecretLookup, SecretSource, resolve};
+pub use placeholders::{
+    EnvSource, MapEnv, PlaceholderError, ProcessEnv, SecretLookup, SecretSource, resolve,
+};
 pub use ratelimit::SlidingWindow;
 pub use schema::Schema;
 pub use webhooks::{ChannelSpec, Entry, Lookup, WebhookSet};
