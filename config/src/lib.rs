@@ -35,10 +35,10 @@ pub use model::{
     ConnectSettings, DataType, MAX_QUEUE_BYTES, MIN_QUEUE_BYTES, Module, RateLimitSpec, Webhook,
     entry_key,
 };
-pub use modules::{LogSettings, SaveToDiskSettings};
+pub use modules::{LogSettings, SaveToDiskSettings, TargetError, UnsafePath};
 pub use placeholders::{
     EnvSource, MapEnv, PlaceholderError, ProcessEnv, SecretLookup, SecretSource, resolve,
 };
 pub use ratelimit::SlidingWindow;
-pub use schema::Schema;
+pub use schema::{InvalidSchema, Schema};
 pub use webhooks::{ChannelSpec, Entry, Lookup, WebhookSet};
