@@ -50,15 +50,22 @@ pub(crate) fn object<'v>(v: &'v Value, key: &str) -> Result<&'v Map<String, Valu
         .ok_or_else(|| format!("{key}: must be an object, got {}", type_name(v)))
 }
 
+/// The boolean spellings accepted everywhere (CONFIG §1.1, §7.5): `true/false`, `1/0`,
+/// `yes/no`, `on/off`, case-insensitive, surrounding blanks ignored. `None` for anything else.
+/// Shared by this crate's readers, the cloud's flags and the connector's environment.
+pub fn bool_from_text(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 /// `true/false/1/0/yes/no/on/off` (case-insensitive) as strings, or a JSON boolean (§1.1).
 pub(crate) fn boolean(v: &Value, key: &str) -> Result<bool, String> {
     match v {
         Value::Bool(b) => Ok(*b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(format!("{key}: must be a boolean")),
-        },
+        Value::String(s) => bool_from_text(s).ok_or_else(|| format!("{key}: must be a boolean")),
         other => Err(format!(
             "{key}: must be a boolean, got {}",
             type_name(other)

@@ -15,7 +15,8 @@
 //! - [`schema`]: compiled `json_schema` without remote references (§2.6).
 //! - [`cleanup`]: credential masking of payloads, headers and query strings (§2.7).
 //! - [`modules`]: the local modules `log` and `save_to_disk` (§2.3).
-//! - `fields` (private): typed readers that accept numbers and booleans given as strings.
+//! - `fields` (private): typed readers that accept numbers and booleans given as strings
+//!   ([`bool_from_text`], the one table of boolean spellings, is public).
 
 pub mod auth;
 pub mod cleanup;
@@ -29,12 +30,15 @@ pub mod webhooks;
 
 pub use auth::{Auth, AuthRequest, client_ip};
 pub use cleanup::{Cleanup, CleanupMode, mask_headers, mask_query, mask_value};
+pub use fields::bool_from_text;
 pub use model::{
     ConnectSettings, DataType, MAX_QUEUE_BYTES, MIN_QUEUE_BYTES, Module, RateLimitSpec, Webhook,
     entry_key,
 };
-pub use modules::{LogSettings, SaveToDiskSettings};
-pub use placeholders::{EnvSource, MapEnv, ProcessEnv, SecretLookup, SecretSource, resolve};
+pub use modules::{LogSettings, SaveToDiskSettings, TargetError, UnsafePath};
+pub use placeholders::{
+    EnvSource, MapEnv, PlaceholderError, ProcessEnv, SecretLookup, SecretSource, resolve,
+};
 pub use ratelimit::SlidingWindow;
-pub use schema::Schema;
+pub use schema::{InvalidSchema, Schema};
 pub use webhooks::{ChannelSpec, Entry, Lookup, WebhookSet};

@@ -270,7 +270,7 @@ impl Webhook {
                 fields::type_name(raw)
             ));
         }
-        let resolved = placeholders::resolve(raw, env, secrets)?;
+        let resolved = placeholders::resolve(raw, env, secrets).map_err(|e| e.to_string())?;
         let m = resolved
             .as_object()
             .ok_or_else(|| "webhook definition must be a JSON object".to_string())?;

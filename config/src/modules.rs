@@ -223,6 +223,34 @@ fn is_system_dir(p: &Path) -> bool {
         .any(|d| p.starts_with(d) || p.starts_with(format!("/private{d}")))
 }
 
+/// Why a `save_to_disk` `path` / `base_dir` is refused (§2.3).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafePath {
+    #[error("{key}: contains a NUL character")]
+    Nul { key: &'static str },
+    #[error("{key}: contains a '..' segment")]
+    DotDot { key: &'static str },
+    #[error("module-config.base_dir: working directory unavailable")]
+    NoWorkingDir,
+    #[error("module-config.base_dir: cannot be resolved")]
+    BaseUnresolvable,
+    #[error("module-config.base_dir: lies inside a system directory")]
+    SystemDir,
+    #[error("module-config.path: {0}")]
+    Target(TargetError),
+}
+
+/// Why the target directory cannot be written into (checked at load and before each write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("cannot be resolved")]
+    Unresolvable,
+    #[error("escapes base_dir")]
+    EscapesBase,
+    #[error("exists and is not a directory")]
+    NotADirectory,
+}
+
 /// `%XX` decoding of raw text (no `+` rule: these are paths).
 fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
@@ -232,15 +260,15 @@ fn percent_decode(s: &str) -> String {
 
 /// No `..` segment and no NUL, in the text itself and after one and two rounds of
 /// percent-decoding (`%2e%2e`, `%252e%252e`, `%00`).
-fn check_path_text(s: &str, key: &str) -> Result<(), String> {
+fn check_path_text(s: &str, key: &'static str) -> Result<(), UnsafePath> {
     let once = percent_decode(s);
     let twice = percent_decode(&once);
     for form in [s, once.as_str(), twice.as_str()] {
         if form.contains('\0') {
-            return Err(format!("{key}: contains a NUL character"));
+            return Err(UnsafePath::Nul { key });
         }
         if form.split(['/', '\\']).any(|seg| seg == "..") {
-            return Err(format!("{key}: contains a '..' segment"));
+            return Err(UnsafePath::DotDot { key });
         }
     }
     Ok(())
@@ -300,24 +328,23 @@ impl SaveToDiskSettings {
             None | Some(Value::Null) => None,
             Some(v) => Some(fields::nonempty(v, "module-config.base_dir")?.to_string()),
         };
-        Self::new(&path, base.as_deref())
+        Self::new(&path, base.as_deref()).map_err(|e| e.to_string())
     }
 
     /// Validates `path` and `base_dir` (default: the working directory) per §2.3.
-    pub fn new(path: &str, base_dir: Option<&str>) -> Result<Self, String> {
+    pub fn new(path: &str, base_dir: Option<&str>) -> Result<Self, UnsafePath> {
         check_path_text(path, "module-config.path")?;
         let base_raw = match base_dir {
             Some(b) => {
                 check_path_text(b, "module-config.base_dir")?;
                 PathBuf::from(b)
             }
-            None => std::env::current_dir()
-                .map_err(|_| "module-config.base_dir: working directory unavailable".to_string())?,
+            None => std::env::current_dir().map_err(|_| UnsafePath::NoWorkingDir)?,
         };
         let base = resolve_existing(&clean_components(&base_raw))
-            .map_err(|_| "module-config.base_dir: cannot be resolved".to_string())?;
+            .map_err(|_| UnsafePath::BaseUnresolvable)?;
         if is_system_dir(&base) {
-            return Err("module-config.base_dir: lies inside a system directory".into());
+            return Err(UnsafePath::SystemDir);
         }
         let p = Path::new(path);
         let target = if p.is_absolute() {
@@ -330,22 +357,21 @@ impl SaveToDiskSettings {
             base_dir: base,
             target,
         };
-        s.resolved_target()
-            .map_err(|e| format!("module-config.path: {e}"))?;
+        s.resolved_target().map_err(UnsafePath::Target)?;
         Ok(s)
     }
 
     /// The target directory after resolving symlinks, checked to stay inside `base_dir` and not
     /// to be an existing non-directory.
-    pub fn resolved_target(&self) -> Result<PathBuf, String> {
-        let dir = resolve_existing(&self.target).map_err(|_| "cannot be resolved".to_string())?;
+    pub fn resolved_target(&self) -> Result<PathBuf, TargetError> {
+        let dir = resolve_existing(&self.target).map_err(|_| TargetError::Unresolvable)?;
         if !dir.starts_with(&self.base_dir) {
-            return Err("escapes base_dir".into());
+            return Err(TargetError::EscapesBase);
         }
         if let Ok(md) = fs::metadata(&dir)
             && !md.is_dir()
         {
-            return Err("exists and is not a directory".into());
+            return Err(TargetError::NotADirectory);
         }
         Ok(dir)
     }
@@ -371,10 +397,14 @@ impl SaveToDiskSettings {
         let doc = cleanup::mask_value(document, cleanup);
         let bytes = serde_json::to_vec(&doc).map_err(io::Error::other)?;
 
-        let dir = self.resolved_target().map_err(SaveError::Unsafe)?;
+        let dir = self
+            .resolved_target()
+            .map_err(|e| SaveError::Unsafe(e.to_string()))?;
         create_dirs(&self.base_dir, &dir)?;
         // Re-resolve after creating: a symlink planted meanwhile must not lead outside.
-        let dir = self.resolved_target().map_err(SaveError::Unsafe)?;
+        let dir = self
+            .resolved_target()
+            .map_err(|e| SaveError::Unsafe(e.to_string()))?;
         if !dir.is_dir() {
             return Err(SaveError::Unsafe("target is not a directory".into()));
         }

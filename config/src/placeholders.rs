@@ -66,6 +66,38 @@ pub enum SecretLookup {
     Unavailable(String),
 }
 
+/// Why a placeholder cannot be resolved: an entry error. The text names the variable or
+/// `path#field` (and, from [`resolve`], the key path), never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceholderError {
+    #[error("malformed {{$vault:…}} reference")]
+    MalformedVault,
+    #[error("environment variable {0} is not set")]
+    EnvUnset(String),
+    #[error("vault reference {path}#{field} cannot be resolved: no secrets backend configured")]
+    NoSecretsBackend { path: String, field: String },
+    #[error("vault reference {path}#{field}: secret or field does not exist")]
+    SecretMissing { path: String, field: String },
+    /// Vault unreachable, forbidden or failing (never falls back to a default, §5.2).
+    #[error("vault reference {path}#{field} cannot be resolved: {reason}")]
+    SecretUnavailable {
+        path: String,
+        field: String,
+        reason: String,
+    },
+    /// `what` is the variable name or `path#field`.
+    #[error("value of {what} is longer than {max} bytes")]
+    TooLong { what: String, max: usize },
+    #[error("{at}: nesting deeper than {max} levels")]
+    TooDeep { at: String, max: usize },
+    /// A string value at key path `at` (dot-separated) holds an unresolvable placeholder.
+    #[error("{at}: {source}")]
+    At {
+        at: String,
+        source: Box<PlaceholderError>,
+    },
+}
+
 /// Resolves every placeholder in every string value (not keys) of `value`.
 ///
 /// `secrets: None` means Vault is not configured. The error names the variable or `path#field`
@@ -74,7 +106,7 @@ pub fn resolve(
     value: &Value,
     env: &dyn EnvSource,
     secrets: Option<&dyn SecretSource>,
-) -> Result<Value, String> {
+) -> Result<Value, PlaceholderError> {
     let mut path = Vec::new();
     walk(value, env, secrets, 0, &mut path)
 }
@@ -85,17 +117,22 @@ fn walk(
     secrets: Option<&dyn SecretSource>,
     depth: usize,
     path: &mut Vec<String>,
-) -> Result<Value, String> {
+) -> Result<Value, PlaceholderError> {
     if depth > MAX_DEPTH {
-        return Err(format!(
-            "{}: nesting deeper than {MAX_DEPTH} levels",
-            display_path(path)
-        ));
+        return Err(PlaceholderError::TooDeep {
+            at: display_path(path),
+            max: MAX_DEPTH,
+        });
     }
     Ok(match value {
-        Value::String(s) => Value::String(
-            resolve_str(s, env, secrets).map_err(|e| format!("{}: {e}", display_path(path)))?,
-        ),
+        Value::String(s) => {
+            Value::String(
+                resolve_str(s, env, secrets).map_err(|e| PlaceholderError::At {
+                    at: display_path(path),
+                    source: Box::new(e),
+                })?,
+            )
+        }
         Value::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
@@ -176,11 +213,11 @@ fn parse_vault(rest: &str) -> Option<Ref<'_>> {
 
 /// Parses a placeholder body. `Ok(None)`: not a placeholder, left as text.
 /// `Err`: a malformed `{$vault:` reference, which is an entry error.
-fn parse_body(body: &str) -> Result<Option<Ref<'_>>, String> {
+fn parse_body(body: &str) -> Result<Option<Ref<'_>>, PlaceholderError> {
     if let Some(rest) = body.strip_prefix("vault:") {
         return parse_vault(rest)
             .map(Some)
-            .ok_or_else(|| "malformed {$vault:…} reference".to_string());
+            .ok_or(PlaceholderError::MalformedVault);
     }
     let (name, default) = match body.split_once(':') {
         Some((n, d)) => (n, Some(d)),
@@ -193,13 +230,13 @@ fn lookup(
     r: &Ref<'_>,
     env: &dyn EnvSource,
     secrets: Option<&dyn SecretSource>,
-) -> Result<String, String> {
+) -> Result<String, PlaceholderError> {
     let value = match *r {
         Ref::Env { name, default } => match env.var(name) {
             Some(v) => v,
             None => match default {
                 Some(d) => d.to_string(),
-                None => return Err(format!("environment variable {name} is not set")),
+                None => return Err(PlaceholderError::EnvUnset(name.to_string())),
             },
         },
         Ref::Vault {
@@ -210,9 +247,10 @@ fn lookup(
             None => match default {
                 Some(d) => d.to_string(),
                 None => {
-                    return Err(format!(
-                        "vault reference {path}#{field} cannot be resolved: no secrets backend configured"
-                    ));
+                    return Err(PlaceholderError::NoSecretsBackend {
+                        path: path.to_string(),
+                        field: field.to_string(),
+                    });
                 }
             },
             Some(s) => match s.get(path, field) {
@@ -220,15 +258,18 @@ fn lookup(
                 SecretLookup::Missing => match default {
                     Some(d) => d.to_string(),
                     None => {
-                        return Err(format!(
-                            "vault reference {path}#{field}: secret or field does not exist"
-                        ));
+                        return Err(PlaceholderError::SecretMissing {
+                            path: path.to_string(),
+                            field: field.to_string(),
+                        });
                     }
                 },
                 SecretLookup::Unavailable(why) => {
-                    return Err(format!(
-                        "vault reference {path}#{field} cannot be resolved: {why}"
-                    ));
+                    return Err(PlaceholderError::SecretUnavailable {
+                        path: path.to_string(),
+                        field: field.to_string(),
+                        reason: why,
+                    });
                 }
             },
         },
@@ -238,9 +279,10 @@ fn lookup(
             Ref::Env { name, .. } => name.to_string(),
             Ref::Vault { path, field, .. } => format!("{path}#{field}"),
         };
-        return Err(format!(
-            "value of {what} is longer than {MAX_VALUE_BYTES} bytes"
-        ));
+        return Err(PlaceholderError::TooLong {
+            what,
+            max: MAX_VALUE_BYTES,
+        });
     }
     Ok(value)
 }
@@ -250,7 +292,7 @@ pub fn resolve_str(
     s: &str,
     env: &dyn EnvSource,
     secrets: Option<&dyn SecretSource>,
-) -> Result<String, String> {
+) -> Result<String, PlaceholderError> {
     if !s.contains("{$") {
         return Ok(s.to_string());
     }
@@ -269,7 +311,7 @@ pub fn resolve_str(
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
             if after.starts_with("vault:") {
-                return Err("malformed {$vault:…} reference".into());
+                return Err(PlaceholderError::MalformedVault);
             }
             out.push_str(&rest[start..]);
             rest = "";
@@ -330,7 +372,7 @@ mod tests {
 
     fn r(s: &str) -> Result<String, String> {
         let v = vault();
-        resolve_str(s, &env(), Some(&v))
+        resolve_str(s, &env(), Some(&v)).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -410,7 +452,7 @@ mod tests {
     #[test]
     fn oversized_values_are_rejected() {
         let big = MapEnv::new([("BIG", "x".repeat(MAX_VALUE_BYTES + 1))]);
-        let e = resolve_str("{$BIG}", &big, None).unwrap_err();
+        let e = resolve_str("{$BIG}", &big, None).unwrap_err().to_string();
         assert!(e.contains("BIG") && !e.contains("xxx"), "{e}");
     }
 
@@ -419,7 +461,9 @@ mod tests {
         let doc = json!({"{$HOST}": {"a": ["{$HOST}", 1, true]}});
         let out = resolve(&doc, &env(), None).unwrap();
         assert_eq!(out, json!({"{$HOST}": {"a": ["example.com", 1, true]}}));
-        let e = resolve(&json!({"m": {"k": "{$NOPE}"}}), &env(), None).unwrap_err();
+        let e = resolve(&json!({"m": {"k": "{$NOPE}"}}), &env(), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("m.k: ") && e.contains("NOPE"), "{e}");
     }
 

@@ -35,9 +35,14 @@ impl fmt::Debug for Schema {
     }
 }
 
+/// A `json_schema` that does not compile; the reason is cut to 300 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid JSON Schema: {0}")]
+pub struct InvalidSchema(pub String);
+
 impl Schema {
     /// Compiles `schema` (draft from `$schema`, default 2020-12). `Err` = invalid schema.
-    pub fn compile(schema: &Value) -> Result<Schema, String> {
+    pub fn compile(schema: &Value) -> Result<Schema, InvalidSchema> {
         let mut opts = jsonschema::options().with_retriever(NoRemote);
         if schema.get("$schema").is_none() {
             opts = opts.with_draft(jsonschema::Draft::Draft202012);
@@ -53,7 +58,7 @@ impl Schema {
                 msg.truncate(cut);
                 msg.push('…');
             }
-            format!("invalid JSON Schema: {msg}")
+            InvalidSchema(msg)
         })?;
         Ok(Schema {
             validator,
@@ -127,7 +132,9 @@ mod tests {
         .unwrap();
         assert!(s.validate(&json!({"n": 0})).is_err());
         assert!(s.validate(&json!({"n": 3})).is_ok());
-        let e = Schema::compile(&json!({"$ref": "https://example.com/schema.json"})).unwrap_err();
+        let e = Schema::compile(&json!({"$ref": "https://example.com/schema.json"}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid JSON Schema"), "{e}");
         assert!(Schema::compile(&json!({"$ref": "file:///etc/passwd"})).is_err());
     }

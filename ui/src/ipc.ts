@@ -1,7 +1,7 @@
 // Every call to the Rust backend goes through this module, so tests can mock one place.
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
-import type { AppSettings, AppSnapshot, ChannelInput, ChannelSettings, CommandError, NavigateView } from "./generated/app";
+import type { AppSettings, AppSnapshot, ChannelInput, SavedChannel, CommandError, NavigateView } from "./generated/app";
 import type { EventDetail, EventSummary, ReplayRequest } from "./generated/engine";
 import type { DeadLetterList } from "./generated/protocol";
 
@@ -56,8 +56,8 @@ export const ipc = {
   onSnapshot: (handler: (s: AppSnapshot) => void): Promise<UnlistenFn> =>
     listen<AppSnapshot>("snapshot", (event) => handler(event.payload)),
 
-  listChannels: () => call<ChannelSettings[]>("list_channels"),
-  saveChannel: (input: ChannelInput) => call<ChannelSettings>("save_channel", { input }),
+  listChannels: () => call<SavedChannel[]>("list_channels"),
+  saveChannel: (input: ChannelInput) => call<SavedChannel>("save_channel", { input }),
   removeChannel: (key: string) => call<null>("remove_channel", { key }),
   setChannelEnabled: (key: string, enabled: boolean) => call<null>("set_channel_enabled", { key, enabled }),
   setPaused: (paused: boolean) => call<null>("set_paused", { paused }),

@@ -1,6 +1,6 @@
 // The one app store: a pure reducer plus a tiny subscribe/dispatch container and a Preact hook.
 import { useEffect, useState } from "preact/hooks";
-import type { AppSettings, AppSnapshot, ChannelSettings } from "./generated/app";
+import type { AppSettings, AppSnapshot, SavedChannel } from "./generated/app";
 import type { ChannelStatus } from "./generated/engine";
 
 export type View =
@@ -21,7 +21,7 @@ export interface State {
   snapshot: AppSnapshot | null;
   /** Local time of the last snapshot, to tell a stale view. */
   snapshotAt: number | null;
-  channels: ChannelSettings[] | null;
+  channels: SavedChannel[] | null;
   settings: AppSettings | null;
   toasts: Toast[];
   nextToastId: number;
@@ -31,8 +31,8 @@ export interface State {
 
 export type Action =
   | { type: "snapshot"; snapshot: AppSnapshot; at: number }
-  | { type: "channels"; channels: ChannelSettings[] }
-  | { type: "channel-saved"; channel: ChannelSettings }
+  | { type: "channels"; channels: SavedChannel[] }
+  | { type: "channel-saved"; channel: SavedChannel }
   | { type: "channel-removed"; key: string }
   | { type: "settings"; settings: AppSettings }
   | { type: "navigate"; view: View }
@@ -135,7 +135,7 @@ export function useStore<T>(select: (s: State) => T, s: Store = store): T {
 /** A channel's live status merged with its settings, in settings order (then unknown statuses). */
 export interface ChannelView {
   key: string;
-  settings: ChannelSettings | null;
+  settings: SavedChannel | null;
   status: ChannelStatus | null;
 }
 

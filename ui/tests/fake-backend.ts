@@ -2,10 +2,10 @@
 // browser tests (bundled and injected before the app loads) and `npm run dev` in a plain browser.
 import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
-import type { AppSettings, AppSnapshot, ChannelInput, ChannelSettings, CommandError } from "../src/generated/app";
+import type { AppSettings, AppSnapshot, ChannelInput, SavedChannel, CommandError } from "../src/generated/app";
 import type {
   Attempt,
-  ChannelState,
+  LinkState,
   ChannelStatus,
   EventDetail,
   ReplayRequest,
@@ -15,7 +15,7 @@ import type {
 import type { DeadLetterList, MessageView } from "../src/generated/protocol";
 
 interface ChannelRecord {
-  settings: Omit<ChannelSettings, "has_token" | "has_admin_token" | "webhook_url">;
+  settings: Omit<SavedChannel, "has_token" | "has_admin_token" | "webhook_url">;
   token: string | null;
   adminToken: string | null;
   status: ChannelStatus;
@@ -205,7 +205,7 @@ export class FakeBackend {
     return xs[Math.floor(this.rand() * xs.length)] ?? xs[0];
   }
 
-  private view(c: ChannelRecord): ChannelSettings {
+  private view(c: ChannelRecord): SavedChannel {
     const firstId = Object.keys(c.settings.targets)[0] ?? c.settings.channel;
     return {
       ...structuredClone(c.settings),
@@ -290,7 +290,7 @@ export class FakeBackend {
     if (c.status.queue) c.status.queue.connected = true;
   }
 
-  private newStatus(key: string, channel: string, state: ChannelState, series: SeriesPoint[] = []): ChannelStatus {
+  private newStatus(key: string, channel: string, state: LinkState, series: SeriesPoint[] = []): ChannelStatus {
     const now = this.now();
     if (series.length === 0) {
       const bucket = Math.floor(now / 10_000) * 10_000;

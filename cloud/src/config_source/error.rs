@@ -4,6 +4,7 @@
 use connect_buffer::BufferError;
 
 use crate::config_source::etcd::{ReadError, TlsFileError};
+use crate::config_source::raw::FileError;
 use crate::config_source::vault::VaultConfigError;
 
 /// A source could not be read or parsed: nothing of it applies.
@@ -11,8 +12,8 @@ use crate::config_source::vault::VaultConfigError;
 pub enum SourceError {
     /// The webhooks file is missing, unreadable, not JSON or not an object (the text names
     /// the file).
-    #[error("{0}")]
-    File(String),
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("etcd is not connected")]
     EtcdNotConnected,
     #[error("etcd unreachable: {0}")]

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::config_source::error::SourceError;
-use crate::config_source::raw::{RawConfig, read_json};
+use crate::config_source::raw::{FileError, RawConfig, read_json};
 use crate::settings::Settings;
 
 /// Content hashes of the two files (`None`: missing or unreadable).
@@ -35,8 +35,11 @@ pub fn read_all(settings: &Settings, which: Option<(bool, bool)>) -> Result<File
     let mut hashes = Hashes::default();
     if want_hooks {
         let (doc, h) = read_json(&settings.webhooks_config_file).map_err(SourceError::File)?;
-        raw.webhooks = RawConfig::webhooks_from_doc(&doc).map_err(|e| {
-            SourceError::File(format!("{}: {e}", settings.webhooks_config_file.display()))
+        raw.webhooks = RawConfig::webhooks_from_doc(&doc).map_err(|source| {
+            SourceError::File(FileError::NotAnObject {
+                path: settings.webhooks_config_file.clone(),
+                source,
+            })
         })?;
         hashes.webhooks = Some(h);
     }

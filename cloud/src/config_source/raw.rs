@@ -3,13 +3,29 @@
 //! entry that became invalid, and the [`ReloadDetails`] diff a reload reports.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use connect_config::{EnvSource, SecretSource, Webhook, WebhookSet, entry_key};
 use connect_protocol::admin::ConfigError;
 use parking_lot::Mutex;
 use serde_json::Value;
+
+/// Why a configuration file cannot be used as a document (the text names the file).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read {}: {reason}", path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{} is not valid JSON: {reason}", path.display())]
+    NotJson { path: PathBuf, reason: String },
+    #[error("{}: {source}", path.display())]
+    NotAnObject { path: PathBuf, source: NotAnObject },
+}
+
+/// A webhooks document whose top level is not a JSON object: nothing of it applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("webhooks configuration must be a JSON object mapping webhook ids to definitions")]
+pub struct NotAnObject;
 
 /// `(namespace, id)`: `None` for the file backend.
 pub type EntryKey = (Option<String>, String);
@@ -28,11 +44,8 @@ impl RawConfig {
     /// A `webhooks.json` document (file backend). Not an object → `Err` (nothing applies).
     pub fn webhooks_from_doc(
         doc: &Value,
-    ) -> Result<BTreeMap<EntryKey, Result<Value, String>>, String> {
-        let map = doc.as_object().ok_or_else(|| {
-            "webhooks configuration must be a JSON object mapping webhook ids to definitions"
-                .to_string()
-        })?;
+    ) -> Result<BTreeMap<EntryKey, Result<Value, String>>, NotAnObject> {
+        let map = doc.as_object().ok_or(NotAnObject)?;
         Ok(map
             .iter()
             .map(|(id, v)| ((None, id.clone()), Ok(v.clone())))
@@ -168,12 +181,17 @@ pub(crate) fn diff(prev: Option<&WebhookSet>, built: &Built) -> ReloadDetails {
 }
 
 /// Reads a file as JSON (used by the file source and by start-up).
-pub(crate) fn read_json(path: &Path) -> Result<(Value, [u8; 32]), String> {
+pub(crate) fn read_json(path: &Path) -> Result<(Value, [u8; 32]), FileError> {
     use sha2::Digest;
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| FileError::Unreadable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
     let hash: [u8; 32] = sha2::Sha256::digest(&bytes).into();
-    let doc = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+    let doc = serde_json::from_slice(&bytes).map_err(|e| FileError::NotJson {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
     Ok((doc, hash))
 }
 

@@ -11,11 +11,40 @@ use ipnet::IpNet;
 pub mod source;
 pub mod values;
 
-/// Settings that clap accepted but that are invalid together or out of range (exit 64).
+/// Settings that clap accepted but that are invalid together or out of range (exit 64). The
+/// text names the environment variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidSettings(pub String);
+pub enum InvalidSettings {
+    /// `TRUSTED_PROXY_IPS` (the alias) is not a list of IPs and CIDRs.
+    #[error("TRUSTED_PROXY_IPS: {0}")]
+    TrustedProxies(ValueError),
+    /// A size or duration that must be above zero.
+    #[error("{0} must be positive")]
+    NotPositive(&'static str),
+    #[error("WEBHOOK_CONNECT_MAX_QUEUE_BYTES must be within {min}..={max}")]
+    QueueBytes { min: u64, max: u64 },
+    #[error("WEBHOOK_CONNECT_SEGMENT_BYTES must be at least {0}")]
+    SegmentBytes(u64),
+    /// `WEBHOOK_CONNECT_MAX_HEADERS` or `WEBHOOK_CONNECT_MAX_HEADER_BYTES` is 0.
+    #[error("header limits must be positive")]
+    HeaderLimits,
+    /// A timeout outside (0, 3600] seconds.
+    #[error("{0} must be between 0 and 3600")]
+    Timeout(&'static str),
+    #[error("WEBHOOK_CONNECT_SHUTDOWN_GRACE_SECONDS must not be negative")]
+    ShutdownGrace,
+    #[error("WEBHOOK_CONNECT_LOG_LEVEL: invalid level {0:?}")]
+    LogLevel(String),
+    #[error("WEBHOOK_CONNECT_REDIS_URL must start with redis:// or rediss://")]
+    RedisScheme,
+    #[error("WEBHOOK_CONNECT_REDIS_PREFIX: {0:?} does not match ^[A-Za-z0-9_.-]{{1,32}}$")]
+    RedisPrefix(String),
+    /// A rule of the configuration-source settings (etcd, Vault).
+    #[error(transparent)]
+    Source(#[from] SourceSettingsError),
+}
 
+use crate::settings::source::SourceSettingsError;
 use crate::settings::values::{ValueError, parse_bool};
 
 fn parse_nets(s: &str) -> Result<Vec<IpNet>, ValueError> {
@@ -258,15 +287,15 @@ impl Settings {
         &mut self,
         alias_trusted_proxies: Option<String>,
     ) -> Result<(), InvalidSettings> {
-        self.check(alias_trusted_proxies).map_err(InvalidSettings)
+        self.check(alias_trusted_proxies)
     }
 
-    fn check(&mut self, alias_trusted_proxies: Option<String>) -> Result<(), String> {
+    fn check(&mut self, alias_trusted_proxies: Option<String>) -> Result<(), InvalidSettings> {
         if self.trusted_proxies.is_none()
             && let Some(alias) = alias_trusted_proxies.filter(|s| !s.trim().is_empty())
         {
             self.trusted_proxies =
-                Some(parse_nets(&alias).map_err(|e| format!("{}: {e}", env::TRUSTED_PROXY_IPS))?);
+                Some(parse_nets(&alias).map_err(InvalidSettings::TrustedProxies)?);
         }
         for (name, v) in [
             ("--admin-token", &mut self.admin_token),
@@ -289,58 +318,59 @@ impl Settings {
             self.redis_url = None;
         }
         if self.max_body_bytes == 0 {
-            return Err("WEBHOOK_CONNECT_MAX_BODY_BYTES must be positive".into());
+            return Err(InvalidSettings::NotPositive(
+                "WEBHOOK_CONNECT_MAX_BODY_BYTES",
+            ));
         }
         if !(connect_config::MIN_QUEUE_BYTES..=connect_config::MAX_QUEUE_BYTES)
             .contains(&self.max_queue_bytes)
         {
-            return Err(format!(
-                "WEBHOOK_CONNECT_MAX_QUEUE_BYTES must be within {}..={}",
-                connect_config::MIN_QUEUE_BYTES,
-                connect_config::MAX_QUEUE_BYTES
-            ));
+            return Err(InvalidSettings::QueueBytes {
+                min: connect_config::MIN_QUEUE_BYTES,
+                max: connect_config::MAX_QUEUE_BYTES,
+            });
         }
         if self.max_dead_letters == 0 {
-            return Err("WEBHOOK_CONNECT_MAX_DEAD_LETTERS must be positive".into());
+            return Err(InvalidSettings::NotPositive(
+                "WEBHOOK_CONNECT_MAX_DEAD_LETTERS",
+            ));
         }
         if self.segment_bytes < 65_536 {
-            return Err("WEBHOOK_CONNECT_SEGMENT_BYTES must be at least 65536".into());
+            return Err(InvalidSettings::SegmentBytes(65_536));
         }
         if self.max_headers == 0 || self.max_header_bytes == 0 {
-            return Err("header limits must be positive".into());
+            return Err(InvalidSettings::HeaderLimits);
         }
         if self.body_read_timeout_seconds.is_nan() || self.body_read_timeout_seconds <= 0.0 {
-            return Err("WEBHOOK_CONNECT_BODY_READ_TIMEOUT_SECONDS must be positive".into());
+            return Err(InvalidSettings::NotPositive(
+                "WEBHOOK_CONNECT_BODY_READ_TIMEOUT_SECONDS",
+            ));
         }
         if !(self.write_timeout_seconds > 0.0 && self.write_timeout_seconds <= 3600.0) {
-            return Err("WEBHOOK_CONNECT_WRITE_TIMEOUT_SECONDS must be between 0 and 3600".into());
+            return Err(InvalidSettings::Timeout(
+                "WEBHOOK_CONNECT_WRITE_TIMEOUT_SECONDS",
+            ));
         }
         if !(self.first_byte_timeout_seconds > 0.0 && self.first_byte_timeout_seconds <= 3600.0) {
-            return Err(
-                "WEBHOOK_CONNECT_FIRST_BYTE_TIMEOUT_SECONDS must be between 0 and 3600".into(),
-            );
+            return Err(InvalidSettings::Timeout(
+                "WEBHOOK_CONNECT_FIRST_BYTE_TIMEOUT_SECONDS",
+            ));
         }
         if self.shutdown_grace_seconds.is_nan() || self.shutdown_grace_seconds < 0.0 {
-            return Err("WEBHOOK_CONNECT_SHUTDOWN_GRACE_SECONDS must not be negative".into());
+            return Err(InvalidSettings::ShutdownGrace);
         }
         if !["error", "warn", "info", "debug", "trace"]
             .contains(&self.log_level.to_ascii_lowercase().as_str())
         {
-            return Err(format!(
-                "WEBHOOK_CONNECT_LOG_LEVEL: invalid level {:?}",
-                self.log_level
-            ));
+            return Err(InvalidSettings::LogLevel(self.log_level.clone()));
         }
         if let Some(url) = &self.redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
-            return Err("WEBHOOK_CONNECT_REDIS_URL must start with redis:// or rediss://".into());
+            return Err(InvalidSettings::RedisScheme);
         }
         if !connect_buffer::redis::valid_prefix(&self.redis_prefix) {
-            return Err(format!(
-                "WEBHOOK_CONNECT_REDIS_PREFIX: {:?} does not match ^[A-Za-z0-9_.-]{{1,32}}$",
-                self.redis_prefix
-            ));
+            return Err(InvalidSettings::RedisPrefix(self.redis_prefix.clone()));
         }
         if self
             .replica_id
@@ -349,7 +379,7 @@ impl Settings {
         {
             self.replica_id = None;
         }
-        self.source.validate().map_err(|e| e.to_string())?;
+        self.source.validate()?;
         Ok(())
     }
 

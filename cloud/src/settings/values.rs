@@ -18,9 +18,5 @@ pub enum ValueError {
 
 /// Boolean values accepted everywhere: true/false, 1/0, yes/no, on/off (case-insensitive).
 pub fn parse_bool(s: &str) -> Result<bool, ValueError> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        other => Err(ValueError::Bool(other.to_owned())),
-    }
+    connect_config::bool_from_text(s).ok_or_else(|| ValueError::Bool(s.trim().to_ascii_lowercase()))
 }

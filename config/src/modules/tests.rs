@@ -106,7 +106,7 @@ fn base() -> tempfile::TempDir {
 }
 
 fn s(path: &str, base: &Path) -> Result<SaveToDiskSettings, String> {
-    SaveToDiskSettings::new(path, Some(base.to_str().unwrap()))
+    SaveToDiskSettings::new(path, Some(base.to_str().unwrap())).map_err(|e| e.to_string())
 }
 
 #[test]

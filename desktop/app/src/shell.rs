@@ -19,7 +19,7 @@ use tauri_plugin_clipboard_manager::ClipboardExt as _;
 #[cfg(not(all(unix, not(target_os = "macos"))))]
 use tauri_plugin_notification::NotificationExt as _;
 
-use crate::core::{AppSettings, AppSnapshot, ChannelInput, ChannelSettings, Core};
+use crate::core::{AppSettings, AppSnapshot, ChannelInput, Core, SavedChannel};
 use crate::error::CommandError;
 use crate::launch::{self, NoTray, OnClose};
 pub use crate::menu::View;
@@ -49,8 +49,8 @@ struct ShellState {
     told_no_tray: bool,
 }
 
-/// Managed state.
-pub struct AppState {
+/// The state Tauri manages (`app.manage`): the core, the shell's own state and the keyring.
+pub struct ManagedState {
     pub core: Arc<Core>,
     shell: Mutex<ShellState>,
     keyring: Arc<KeyringStore>,
@@ -59,28 +59,28 @@ pub struct AppState {
 /// Every command answers a serialisable `{ code, message }` error (`ui/src/ipc.ts` reads it).
 type Cmd<T> = Result<T, CommandError>;
 
-fn core<'a>(s: &'a State<'_, AppState>) -> &'a Core {
+fn core<'a>(s: &'a State<'_, ManagedState>) -> &'a Core {
     &s.core
 }
 
 // ---- IPC commands (names and arguments: see the UI's ipc.ts) -------------------------------
 
 #[tauri::command(rename_all = "snake_case")]
-async fn get_snapshot(state: State<'_, AppState>) -> Cmd<AppSnapshot> {
+async fn get_snapshot(state: State<'_, ManagedState>) -> Cmd<AppSnapshot> {
     Ok(core(&state).snapshot())
 }
 
 #[tauri::command(rename_all = "snake_case")]
-async fn list_channels(state: State<'_, AppState>) -> Cmd<Vec<ChannelSettings>> {
+async fn list_channels(state: State<'_, ManagedState>) -> Cmd<Vec<SavedChannel>> {
     Ok(core(&state).list_channels())
 }
 
 #[tauri::command(rename_all = "snake_case")]
 async fn save_channel<R: Runtime>(
     app: AppHandle<R>,
-    state: State<'_, AppState>,
+    state: State<'_, ManagedState>,
     input: ChannelInput,
-) -> Cmd<ChannelSettings> {
+) -> Cmd<SavedChannel> {
     let saved = core(&state).save_channel(input)?;
     refresh_now(&app);
     Ok(saved)
@@ -89,7 +89,7 @@ async fn save_channel<R: Runtime>(
 #[tauri::command(rename_all = "snake_case")]
 async fn remove_channel<R: Runtime>(
     app: AppHandle<R>,
-    state: State<'_, AppState>,
+    state: State<'_, ManagedState>,
     key: String,
 ) -> Cmd<()> {
     core(&state).remove_channel(&key).await?;
@@ -100,7 +100,7 @@ async fn remove_channel<R: Runtime>(
 #[tauri::command(rename_all = "snake_case")]
 async fn set_channel_enabled<R: Runtime>(
     app: AppHandle<R>,
-    state: State<'_, AppState>,
+    state: State<'_, ManagedState>,
     key: String,
     enabled: bool,
 ) -> Cmd<()> {
@@ -112,7 +112,7 @@ async fn set_channel_enabled<R: Runtime>(
 #[tauri::command(rename_all = "snake_case")]
 async fn set_paused<R: Runtime>(
     app: AppHandle<R>,
-    state: State<'_, AppState>,
+    state: State<'_, ManagedState>,
     paused: bool,
 ) -> Cmd<()> {
     core(&state).set_paused(paused);
@@ -121,13 +121,13 @@ async fn set_paused<R: Runtime>(
 }
 
 #[tauri::command(rename_all = "snake_case")]
-async fn list_events(state: State<'_, AppState>, key: String) -> Cmd<Vec<EventSummary>> {
+async fn list_events(state: State<'_, ManagedState>, key: String) -> Cmd<Vec<EventSummary>> {
     Ok(core(&state).list_events(&key)?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 async fn get_event(
-    state: State<'_, AppState>,
+    state: State<'_, ManagedState>,
     key: String,
     message_id: String,
 ) -> Cmd<EventDetail> {
@@ -135,13 +135,13 @@ async fn get_event(
 }
 
 #[tauri::command(rename_all = "snake_case")]
-async fn replay_event(state: State<'_, AppState>, request: ReplayRequest) -> Cmd<EventDetail> {
+async fn replay_event(state: State<'_, ManagedState>, request: ReplayRequest) -> Cmd<EventDetail> {
     Ok(core(&state).replay_event(request).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 async fn list_dead_letters(
-    state: State<'_, AppState>,
+    state: State<'_, ManagedState>,
     key: String,
     limit: u32,
     offset: u32,
@@ -151,7 +151,7 @@ async fn list_dead_letters(
 
 #[tauri::command(rename_all = "snake_case")]
 async fn replay_dead_letter(
-    state: State<'_, AppState>,
+    state: State<'_, ManagedState>,
     key: String,
     message_id: String,
 ) -> Cmd<()> {
@@ -160,7 +160,7 @@ async fn replay_dead_letter(
 
 #[tauri::command(rename_all = "snake_case")]
 async fn delete_dead_letter(
-    state: State<'_, AppState>,
+    state: State<'_, ManagedState>,
     key: String,
     message_id: String,
 ) -> Cmd<()> {
@@ -168,19 +168,19 @@ async fn delete_dead_letter(
 }
 
 #[tauri::command(rename_all = "snake_case")]
-async fn purge_dead_letters(state: State<'_, AppState>, key: String) -> Cmd<u64> {
+async fn purge_dead_letters(state: State<'_, ManagedState>, key: String) -> Cmd<u64> {
     Ok(core(&state).purge_dead_letters(&key).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
-async fn get_settings(state: State<'_, AppState>) -> Cmd<AppSettings> {
+async fn get_settings(state: State<'_, ManagedState>) -> Cmd<AppSettings> {
     Ok(core(&state).settings())
 }
 
 #[tauri::command(rename_all = "snake_case")]
 async fn save_settings<R: Runtime>(
     app: AppHandle<R>,
-    state: State<'_, AppState>,
+    state: State<'_, ManagedState>,
     settings: AppSettings,
 ) -> Cmd<AppSettings> {
     let saved = core(&state).save_settings(settings)?;
@@ -196,7 +196,7 @@ async fn save_settings<R: Runtime>(
 
 /// The view the tray asked for before the window existed (the UI calls it once at start).
 #[tauri::command(rename_all = "snake_case")]
-async fn take_pending_view(state: State<'_, AppState>) -> Cmd<Option<View>> {
+async fn take_pending_view(state: State<'_, ManagedState>) -> Cmd<Option<View>> {
     Ok(state.shell.lock().pending_view.take())
 }
 
@@ -223,7 +223,7 @@ async fn quit_app<R: Runtime>(app: AppHandle<R>) -> Cmd<()> {
 /// show `view`.
 pub fn show_window<R: Runtime>(app: &AppHandle<R>, view: Option<View>) {
     {
-        let state = app.state::<AppState>();
+        let state = app.state::<ManagedState>();
         let mut shell = state.shell.lock();
         if shell.relaunching {
             // This image is about to be replaced; the next one opens the window.
@@ -241,7 +241,7 @@ pub fn show_window<R: Runtime>(app: &AppHandle<R>, view: Option<View>) {
         return;
     }
     if let Some(v) = view {
-        app.state::<AppState>().shell.lock().pending_view = Some(v);
+        app.state::<ManagedState>().shell.lock().pending_view = Some(v);
     }
     let built = tauri::WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
         .title("Webhook Connect")
@@ -259,7 +259,7 @@ fn on_window_event<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
     }
     if let WindowEvent::CloseRequested { api, .. } = event {
         let app = window.app_handle();
-        let state = app.state::<AppState>();
+        let state = app.state::<ManagedState>();
         let table = state.core.app_table();
         let told = state.shell.lock().told_no_tray;
         // Asked at every close: a tray host can come and go while the app runs (an extension
@@ -303,7 +303,7 @@ fn on_window_event<R: Runtime>(window: &tauri::Window<R>, event: &WindowEvent) {
     }
     if let WindowEvent::Destroyed = event {
         let app = window.app_handle();
-        let state = app.state::<AppState>();
+        let state = app.state::<ManagedState>();
         let light = state.core.app_table().light_mode;
         if light && !state.shell.lock().quitting && cfg!(target_os = "linux") {
             relaunch_light(app);
@@ -377,7 +377,7 @@ fn tell_then_quit<R: Runtime>(app: &AppHandle<R>) {
 fn relaunch_light<R: Runtime>(app: &AppHandle<R>) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        let state = app.state::<AppState>();
+        let state = app.state::<ManagedState>();
         {
             let mut shell = state.shell.lock();
             if shell.quitting || shell.relaunching {
@@ -515,7 +515,7 @@ fn refresh_now<R: Runtime>(app: &AppHandle<R>) {
 
 /// One refresh: tray icon, tooltip and menu, notifications, and the `snapshot` event.
 fn tick<R: Runtime>(app: &AppHandle<R>, now: Instant, force_menu: bool) {
-    let st = app.state::<AppState>();
+    let st = app.state::<ManagedState>();
     let r = st.shell.lock().refresher.refresh(&st.core, now, force_menu);
     if let Some(t) = tray_icon(app) {
         if let Some(state) = r.icon {
@@ -574,7 +574,7 @@ fn apply_autostart<R: Runtime>(app: &AppHandle<R>, on: bool) {
 pub fn handle_menu<R: Runtime>(app: &AppHandle<R>, action: MenuAction) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        let core = app.state::<AppState>().core.clone();
+        let core = app.state::<ManagedState>().core.clone();
         for effect in menu::dispatch(&core, action).await {
             apply_effect(&app, effect);
         }
@@ -593,7 +593,7 @@ fn apply_effect<R: Runtime>(app: &AppHandle<R>, effect: Effect) {
         Effect::Notify { title, body } => notify(app, &title, &body),
         Effect::SetAutostart(on) => apply_autostart(app, on),
         Effect::Exit => {
-            app.state::<AppState>().shell.lock().quitting = true;
+            app.state::<ManagedState>().shell.lock().quitting = true;
             app.exit(0);
         }
     }
@@ -622,7 +622,7 @@ fn setup<R: Runtime>(app: &mut tauri::App<R>) -> Result<(), Box<dyn std::error::
         ));
     }
     let app_table = core.app_table();
-    app.manage(AppState {
+    app.manage(ManagedState {
         core: Arc::new(core),
         shell: Mutex::new(ShellState::default()),
         keyring: store,

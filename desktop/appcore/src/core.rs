@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use connect_engine::admin::AdminClient;
 use connect_engine::api::{
-    ChannelState, ChannelStatus, EventDetail, EventSummary, ReplayRequest, TargetSettings,
+    ChannelStatus, EventDetail, EventSummary, LinkState, ReplayRequest, TargetSettings,
 };
 use connect_engine::config::{ChannelConfig, ConnectorConfig, TransportChoice};
 use connect_engine::{Carried, Engine, EngineHandle};
@@ -35,9 +35,10 @@ pub struct AppSnapshot {
     pub notices: Vec<String>,
 }
 
-/// A channel as the UI edits it. Tokens are never sent: only whether they are stored.
+/// A saved channel as the UI shows and edits it. Tokens are never sent: only whether they are
+/// stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS)]
-pub struct ChannelSettings {
+pub struct SavedChannel {
     pub key: String,
     pub cloud_url: String,
     pub channel: String,
@@ -265,7 +266,7 @@ impl Core {
             .map(|e| {
                 live.remove(&e.key).unwrap_or_else(|| ChannelStatus {
                     last_error: Some("No token in the OS keyring: edit the channel.".into()),
-                    ..ChannelStatus::idle(&e.key, &e.channel, ChannelState::Disconnected)
+                    ..ChannelStatus::idle(&e.key, &e.channel, LinkState::Disconnected)
                 })
             })
             .collect();
@@ -276,7 +277,7 @@ impl Core {
         }
     }
 
-    fn to_settings(&self, e: &ChannelEntry) -> ChannelSettings {
+    fn to_settings(&self, e: &ChannelEntry) -> SavedChannel {
         let has = |account: Result<String, secrets::SecretError>| {
             account
                 .ok()
@@ -284,7 +285,7 @@ impl Core {
                 .is_some()
         };
         let ids: Vec<&str> = e.targets.keys().map(String::as_str).collect();
-        ChannelSettings {
+        SavedChannel {
             key: e.key.clone(),
             cloud_url: e.cloud_url.clone(),
             channel: e.channel.clone(),
@@ -302,7 +303,7 @@ impl Core {
         }
     }
 
-    pub fn list_channels(&self) -> Vec<ChannelSettings> {
+    pub fn list_channels(&self) -> Vec<SavedChannel> {
         let entries = self.file.lock().channels.clone();
         entries.iter().map(|e| self.to_settings(e)).collect()
     }
@@ -333,7 +334,7 @@ impl Core {
 
     /// Adds or edits a channel: tokens go to the keyring, the rest to settings.toml, and the
     /// engine restarts the channel.
-    pub fn save_channel(&self, input: ChannelInput) -> CoreResult<ChannelSettings> {
+    pub fn save_channel(&self, input: ChannelInput) -> CoreResult<SavedChannel> {
         let cloud_url = input.cloud_url.trim().trim_end_matches('/').to_owned();
         let channel = input.channel.trim().to_owned();
         if !valid_channel_name(&channel) {
@@ -766,7 +767,7 @@ mod tests {
         .unwrap();
         let (c, _) = core(&dir);
         let snap = c.snapshot();
-        assert_eq!(snap.channels[0].state, ChannelState::Disconnected);
+        assert_eq!(snap.channels[0].state, LinkState::Disconnected);
         assert!(snap.channels[0].last_error.is_some());
         assert!(!c.list_channels()[0].has_token);
         assert!(c.list_events("k1").unwrap().is_empty());

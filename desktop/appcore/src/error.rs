@@ -2,7 +2,7 @@
 //! machine `code` and the message shown to the user, so that the UI can tell a bad token from
 //! an unreachable cloud (GitButler's `but-error` shape).
 
-use connect_engine::{ConfigError, EngineError};
+use connect_engine::{ConnectorConfigError, EngineError};
 use serde::{Deserialize, Serialize};
 
 use crate::secrets::SecretError;
@@ -18,7 +18,7 @@ pub enum CoreError {
     Engine(#[from] EngineError),
     /// A channel the engine's rules refuse (bad URL, protocol, target).
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] ConnectorConfigError),
     #[error(transparent)]
     Settings(#[from] SettingsError),
     #[error(transparent)]

@@ -5,7 +5,7 @@
 //! menu cannot be clicked without a tray host (headless CI has none), so the tests drive
 //! [`model`] and [`dispatch`] against a real engine and cloud instead.
 
-use connect_engine::api::ChannelState;
+use connect_engine::api::LinkState;
 use serde::{Deserialize, Serialize};
 
 use crate::core::{AppSnapshot, Core};
@@ -136,7 +136,7 @@ pub fn channel_lines(core: &Core, snap: &AppSnapshot) -> Vec<ChannelLine> {
             connected: snap
                 .channels
                 .iter()
-                .any(|c| c.key == e.key && c.state == ChannelState::Connected),
+                .any(|c| c.key == e.key && c.state == LinkState::Connected),
             key: e.key,
             name: e.channel,
             enabled: e.enabled,

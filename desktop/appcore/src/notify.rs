@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use connect_engine::api::{ChannelState, ChannelStatus};
+use connect_engine::api::{ChannelStatus, LinkState};
 
 use crate::settings::NotificationLevel;
 
@@ -161,12 +161,12 @@ impl Notifier {
         for c in channels {
             let m = self.channels.entry(c.key.clone()).or_default();
             let should_be_up =
-                !paused && !matches!(c.state, ChannelState::Disconnected | ChannelState::Paused);
-            let up = c.state == ChannelState::Connected || c.state == ChannelState::Degraded;
+                !paused && !matches!(c.state, LinkState::Disconnected | LinkState::Paused);
+            let up = c.state == LinkState::Connected || c.state == LinkState::Degraded;
             if should_be_up && !up {
                 let since = *m.down_since.get_or_insert(now);
                 if !m.told_down
-                    && c.state != ChannelState::AuthFailed
+                    && c.state != LinkState::AuthFailed
                     && now.duration_since(since) >= self.disconnect_threshold
                 {
                     m.told_down = true;
@@ -192,7 +192,7 @@ impl Notifier {
                 m.down_since = None;
                 m.told_down = false;
             }
-            let auth_failed = c.state == ChannelState::AuthFailed;
+            let auth_failed = c.state == LinkState::AuthFailed;
             if auth_failed && !m.was_auth_failed {
                 out.push(Notice {
                     kind: NoticeKind::AuthFailed,
@@ -266,7 +266,7 @@ mod tests {
     use super::*;
     use connect_engine::api::QueueDepth;
 
-    fn ch(key: &str, state: ChannelState) -> ChannelStatus {
+    fn ch(key: &str, state: LinkState) -> ChannelStatus {
         ChannelStatus::idle(key, &format!("chan-{key}"), state)
     }
 
@@ -296,7 +296,7 @@ mod tests {
     fn disconnected_is_told_once_after_the_threshold() {
         let t0 = Instant::now();
         let mut n = Notifier::new(NotificationLevel::All, 30 * S);
-        let down = [ch("a", ChannelState::Connecting)];
+        let down = [ch("a", LinkState::Connecting)];
         assert!(n.observe(t0, false, &down, &[]).is_empty());
         assert!(n.observe(t0 + 29 * S, false, &down, &[]).is_empty());
         assert_eq!(
@@ -304,7 +304,7 @@ mod tests {
             vec![NoticeKind::Disconnected]
         );
         assert!(n.observe(t0 + 31 * S, false, &down, &[]).is_empty());
-        let up = [ch("a", ChannelState::Connected)];
+        let up = [ch("a", LinkState::Connected)];
         assert_eq!(
             kinds(&n.observe(t0 + 40 * S, false, &up, &[])),
             vec![NoticeKind::Reconnected]
@@ -316,10 +316,10 @@ mod tests {
     fn paused_or_user_disconnected_channels_are_not_reported() {
         let t0 = Instant::now();
         let mut n = Notifier::new(NotificationLevel::All, S);
-        let off = [ch("a", ChannelState::Disconnected)];
+        let off = [ch("a", LinkState::Disconnected)];
         n.observe(t0, false, &off, &[]);
         assert!(n.observe(t0 + 10 * S, false, &off, &[]).is_empty());
-        let paused = [ch("a", ChannelState::Connecting)];
+        let paused = [ch("a", LinkState::Connecting)];
         n.observe(t0, true, &paused, &[]);
         assert!(n.observe(t0 + 10 * S, true, &paused, &[]).is_empty());
     }
@@ -329,7 +329,7 @@ mod tests {
         let t0 = Instant::now();
         let mut n = Notifier::new(NotificationLevel::Errors, 600 * S)
             .with_limiter(RateLimiter::new(S, 100, S));
-        let a = [ch("a", ChannelState::Connected)];
+        let a = [ch("a", LinkState::Connected)];
         let old = ("a".to_owned(), "http://localhost:1/old".to_owned());
         let new = ("a".to_owned(), "http://localhost:1/new".to_owned());
         assert!(
@@ -350,15 +350,15 @@ mod tests {
         let t0 = Instant::now();
         let mut n = Notifier::new(NotificationLevel::Errors, 600 * S)
             .with_limiter(RateLimiter::new(S, 100, S));
-        let mut a = ch("a", ChannelState::Connected);
+        let mut a = ch("a", LinkState::Connected);
         assert!(n.observe(t0, false, &[a.clone()], &[]).is_empty());
-        a.state = ChannelState::AuthFailed;
+        a.state = LinkState::AuthFailed;
         assert_eq!(
             kinds(&n.observe(t0 + 2 * S, false, &[a.clone()], &[])),
             vec![NoticeKind::AuthFailed]
         );
         assert!(n.observe(t0 + 4 * S, false, &[a.clone()], &[]).is_empty());
-        a.state = ChannelState::Connected;
+        a.state = LinkState::Connected;
         // `Reconnected` is informational: filtered at level `errors`.
         assert!(n.observe(t0 + 6 * S, false, &[a.clone()], &[]).is_empty());
         let fail = vec![("a".to_owned(), "http://localhost:1/x".to_owned())];
@@ -395,9 +395,9 @@ mod tests {
     fn level_none_shows_nothing() {
         let t0 = Instant::now();
         let mut n = Notifier::new(NotificationLevel::None, S);
-        n.observe(t0, false, &[ch("a", ChannelState::Connected)], &[]);
+        n.observe(t0, false, &[ch("a", LinkState::Connected)], &[]);
         assert!(
-            n.observe(t0 + S, false, &[ch("a", ChannelState::AuthFailed)], &[])
+            n.observe(t0 + S, false, &[ch("a", LinkState::AuthFailed)], &[])
                 .is_empty()
         );
     }
@@ -407,11 +407,11 @@ mod tests {
         let t0 = Instant::now();
         let mut n = Notifier::new(NotificationLevel::Errors, S);
         let chans: Vec<_> = (0..6)
-            .map(|i| ch(&i.to_string(), ChannelState::Connected))
+            .map(|i| ch(&i.to_string(), LinkState::Connected))
             .collect();
         n.observe(t0, false, &chans, &[]);
         let failed: Vec<_> = (0..6)
-            .map(|i| ch(&i.to_string(), ChannelState::AuthFailed))
+            .map(|i| ch(&i.to_string(), LinkState::AuthFailed))
             .collect();
         assert_eq!(n.observe(t0 + S, false, &failed, &[]).len(), 3);
     }

@@ -336,7 +336,7 @@ mod tests {
             paused: true,
             channels: vec![CarriedChannel {
                 key: "cloud|ch".into(),
-                counters: connect_engine::Counters {
+                counters: connect_engine::DeliveryCounters {
                     received: 7,
                     delivered: 6,
                     ..Default::default()

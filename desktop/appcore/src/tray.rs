@@ -2,7 +2,7 @@
 //! Pure functions here; the menu itself is in [`crate::menu`], and `shell.rs` builds the Tauri
 //! tray from both.
 
-use connect_engine::api::{ChannelState, ChannelStatus};
+use connect_engine::api::{ChannelStatus, LinkState};
 
 /// The tray's state at a glance, most urgent first in [`aggregate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,30 +60,30 @@ pub fn aggregate(paused: bool, channels: &[ChannelStatus], active: bool) -> Tray
     if paused {
         return TrayState::Paused;
     }
-    let live: Vec<ChannelState> = channels
+    let live: Vec<LinkState> = channels
         .iter()
         .map(|c| c.state)
-        .filter(|s| *s != ChannelState::Disconnected)
+        .filter(|s| *s != LinkState::Disconnected)
         .collect();
     if live.is_empty() {
         return TrayState::Disconnected;
     }
-    let any = |s: ChannelState| live.contains(&s);
-    if any(ChannelState::AuthFailed) || any(ChannelState::Stopped) {
+    let any = |s: LinkState| live.contains(&s);
+    if any(LinkState::AuthFailed) || any(LinkState::Stopped) {
         return TrayState::Error;
     }
-    if any(ChannelState::Degraded) {
+    if any(LinkState::Degraded) {
         return TrayState::Degraded;
     }
-    if any(ChannelState::Connecting) {
+    if any(LinkState::Connecting) {
         // Some up and some still trying is a degraded whole.
-        return if any(ChannelState::Connected) {
+        return if any(LinkState::Connected) {
             TrayState::Degraded
         } else {
             TrayState::Connecting
         };
     }
-    if any(ChannelState::Paused) {
+    if any(LinkState::Paused) {
         return TrayState::Paused;
     }
     if active || channels.iter().any(|c| c.in_flight > 0) {
@@ -112,7 +112,7 @@ pub fn totals(channels: &[ChannelStatus]) -> Totals {
         ..Totals::default()
     };
     for c in channels {
-        if c.state == ChannelState::Connected {
+        if c.state == LinkState::Connected {
             t.connected += 1;
         }
         match &c.queue {
@@ -177,11 +177,11 @@ mod tests {
     use super::*;
     use connect_engine::api::QueueDepth;
 
-    fn ch(key: &str, state: ChannelState) -> ChannelStatus {
+    fn ch(key: &str, state: LinkState) -> ChannelStatus {
         ChannelStatus::idle(key, key, state)
     }
 
-    use ChannelState as S;
+    use LinkState as S;
 
     #[test]
     fn aggregate_picks_the_most_urgent_state() {

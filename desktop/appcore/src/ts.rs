@@ -6,7 +6,7 @@
 
 use ts_rs::TS;
 
-use crate::core::{AppSettings, AppSnapshot, ChannelInput, ChannelSettings};
+use crate::core::{AppSettings, AppSnapshot, ChannelInput, SavedChannel};
 use crate::error::CommandError;
 use crate::launch::NoTray;
 use crate::menu::View;
@@ -28,7 +28,7 @@ const OPTIONAL: &[(&str, &str)] = &[
 /// `ui/src/generated/app.ts`.
 pub fn bindings() -> String {
     let decls: Vec<String> = decls![
-        ChannelSettings,
+        SavedChannel,
         ChannelInput,
         NotificationLevel,
         NoTray,

@@ -18,6 +18,9 @@ pub enum ClientError {
     /// The connector or its control endpoint refused or failed.
     #[error("{0}")]
     Failed(String),
+    /// The control endpoint could not be asked, or refused.
+    #[error(transparent)]
+    Request(#[from] crate::control::RequestError),
     /// Whoever read our stdout went away (EPIPE).
     #[error("stdout closed")]
     StdoutClosed,
@@ -276,16 +279,16 @@ fn print_replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use connect_engine::{ChannelState, ChannelStatus};
+    use connect_engine::{ChannelStatus, LinkState};
 
     #[test]
     fn the_headline_gives_the_error_with_its_time_and_nothing_without_one() {
-        let connected = ChannelStatus::idle("demo", "demo", ChannelState::Connected);
+        let connected = ChannelStatus::idle("demo", "demo", LinkState::Connected);
         assert_eq!(headline(&connected), "demo  Connected  transport=-");
         let failing = ChannelStatus {
             last_error: Some("connection refused".into()),
             last_error_at: Some("2026-12-06T04:01:09.512Z".into()),
-            ..ChannelStatus::idle("demo", "demo", ChannelState::Connecting)
+            ..ChannelStatus::idle("demo", "demo", LinkState::Connecting)
         };
         assert_eq!(
             headline(&failing),

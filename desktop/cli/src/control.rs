@@ -13,6 +13,66 @@ use connect_engine::EngineHandle;
 use connect_engine::api::{ChannelStatus, EventDetail, EventSummary, ReplayRequest};
 use serde::{Deserialize, Serialize};
 
+/// Why the control endpoint could not start (the CLI exits 64: it is configuration).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("control address {listen:?}: {source}")]
+    Address {
+        listen: String,
+        source: std::net::AddrParseError,
+    },
+    #[error("control address {0:?} must be a loopback address")]
+    NotLoopback(String),
+    #[error("control address {listen}: {source}")]
+    Bind {
+        listen: String,
+        source: std::io::Error,
+    },
+    #[error("control address: {0}")]
+    LocalAddr(std::io::Error),
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    #[error("control file {}: {source}", path.display())]
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Why the client cannot read the state file of a running connector.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadInfoError {
+    #[error("cannot read {}: {source} (is a connector running? use --control-file)", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Invalid {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Why a request to a running connector's control endpoint failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("connector at {url} is not answering: {source}")]
+    NotAnswering { url: String, source: reqwest::Error },
+    /// The answer's body could not be read.
+    #[error("{0}")]
+    Body(reqwest::Error),
+    /// An error status; the text is the answer's `error` field, else its body.
+    #[error("{message}")]
+    Refused {
+        status: reqwest::StatusCode,
+        message: String,
+    },
+    /// A success whose body is not what was asked for.
+    #[error("{0}")]
+    Decode(serde_json::Error),
+}
+
 /// What the state file holds.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ControlInfo {
@@ -167,21 +227,21 @@ pub async fn start(
     engine: EngineHandle,
     listen: &str,
     file: Option<PathBuf>,
-) -> Result<Control, String> {
-    let addr: std::net::SocketAddr = listen
-        .parse()
-        .map_err(|e| format!("control address {listen:?}: {e}"))?;
+) -> Result<Control, StartError> {
+    let addr: std::net::SocketAddr = listen.parse().map_err(|source| StartError::Address {
+        listen: listen.to_owned(),
+        source,
+    })?;
     if !addr.ip().is_loopback() {
-        return Err(format!(
-            "control address {listen:?} must be a loopback address"
-        ));
+        return Err(StartError::NotLoopback(listen.to_owned()));
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("control address {listen}: {e}"))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| format!("control address: {e}"))?;
+        .map_err(|source| StartError::Bind {
+            listen: listen.to_owned(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(StartError::LocalAddr)?;
     let token: String = (0..32)
         .map(|_| format!("{:02x}", rand::random::<u8>()))
         .collect();
@@ -204,22 +264,26 @@ pub async fn start(
         pid: std::process::id(),
     };
     if let Some(f) = &file {
-        let bytes = serde_json::to_vec_pretty(&info).map_err(|e| e.to_string())?;
-        write_private(f, &bytes).map_err(|e| format!("control file {}: {e}", f.display()))?;
+        let bytes = serde_json::to_vec_pretty(&info).map_err(StartError::Encode)?;
+        write_private(f, &bytes).map_err(|source| StartError::WriteFile {
+            path: f.clone(),
+            source,
+        })?;
     }
     tracing::info!(url = %info.url, file = ?file, "control endpoint listening");
     Ok(Control { file })
 }
 
 /// Client side: reads the state file.
-pub fn read_info(file: &Path) -> Result<ControlInfo, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        format!(
-            "cannot read {}: {e} (is a connector running? use --control-file)",
-            file.display()
-        )
+pub fn read_info(file: &Path) -> Result<ControlInfo, ReadInfoError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ReadInfoError::Unreadable {
+        path: file.to_owned(),
+        source,
     })?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))
+    serde_json::from_str(&text).map_err(|source| ReadInfoError::Invalid {
+        path: file.to_owned(),
+        source,
+    })
 }
 
 pub struct Client {
@@ -241,30 +305,33 @@ impl Client {
     async fn send<T: serde::de::DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
-    ) -> Result<T, String> {
+    ) -> Result<T, RequestError> {
         let r = req
             .bearer_auth(&self.info.token)
             .send()
             .await
-            .map_err(|e| format!("connector at {} is not answering: {e}", self.info.url))?;
+            .map_err(|source| RequestError::NotAnswering {
+                url: self.info.url.clone(),
+                source,
+            })?;
         let status = r.status();
-        let text = r.text().await.map_err(|e| e.to_string())?;
+        let text = r.text().await.map_err(RequestError::Body)?;
         if !status.is_success() {
-            let msg = serde_json::from_str::<serde_json::Value>(&text)
+            let message = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_owned))
                 .unwrap_or(text);
-            return Err(msg);
+            return Err(RequestError::Refused { status, message });
         }
-        serde_json::from_str(&text).map_err(|e| e.to_string())
+        serde_json::from_str(&text).map_err(RequestError::Decode)
     }
 
-    pub async fn status(&self) -> Result<Vec<ChannelStatus>, String> {
+    pub async fn status(&self) -> Result<Vec<ChannelStatus>, RequestError> {
         self.send(self.http.get(format!("{}/status", self.info.url)))
             .await
     }
 
-    pub async fn events(&self, channel: Option<&str>) -> Result<Vec<ChannelEvents>, String> {
+    pub async fn events(&self, channel: Option<&str>) -> Result<Vec<ChannelEvents>, RequestError> {
         let mut req = self.http.get(format!("{}/events", self.info.url));
         if let Some(c) = channel {
             req = req.query(&[("channel", c)]);
@@ -272,7 +339,7 @@ impl Client {
         self.send(req).await
     }
 
-    pub async fn event(&self, id: &str) -> Result<EventDetail, String> {
+    pub async fn event(&self, id: &str) -> Result<EventDetail, RequestError> {
         let url = format!(
             "{}/events/{}",
             self.info.url,
@@ -281,7 +348,7 @@ impl Client {
         self.send(self.http.get(url)).await
     }
 
-    pub async fn replay(&self, req: &ReplayRequest) -> Result<EventDetail, String> {
+    pub async fn replay(&self, req: &ReplayRequest) -> Result<EventDetail, RequestError> {
         self.send(
             self.http
                 .post(format!("{}/replay", self.info.url))

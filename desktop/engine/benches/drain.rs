@@ -191,7 +191,7 @@ fn run_drain(
             && handle
                 .status()
                 .iter()
-                .any(|s| s.state == connect_engine::ChannelState::Connected)
+                .any(|s| s.state == connect_engine::LinkState::Connected)
         {
             connect = t0.elapsed();
         }
@@ -276,7 +276,7 @@ fn run_latency(
         server_rt.block_on(wait_until(Duration::from_secs(5), async || {
             h.status()
                 .iter()
-                .any(|s| s.state == connect_engine::ChannelState::Connected)
+                .any(|s| s.state == connect_engine::LinkState::Connected)
         }));
         handle = Some(h);
     }

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-/// Connection state of one channel.
+/// State of one channel's link to the cloud.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
-pub enum ChannelState {
+pub enum LinkState {
     Connecting,
     Connected,
     /// The cloud rejected the token; retried slowly.
@@ -46,7 +46,7 @@ pub enum Outcome {
 
 /// Per-channel counters since start.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
-pub struct Counters {
+pub struct DeliveryCounters {
     pub received: u64,
     pub delivered: u64,
     pub failed: u64,
@@ -92,7 +92,7 @@ pub struct ChannelStatus {
     /// Engine-unique key (the channel name unless the app gave its own).
     pub key: String,
     pub channel: String,
-    pub state: ChannelState,
+    pub state: LinkState,
     pub transport: Option<Transport>,
     pub connection_id: Option<String>,
     /// Why the channel is not (fully) connected. Cleared when a connection is established and
@@ -104,7 +104,7 @@ pub struct ChannelStatus {
     #[ts(optional)]
     pub last_error_at: Option<String>,
     pub connection_attempts: u64,
-    pub counters: Counters,
+    pub counters: DeliveryCounters,
     pub in_flight: u64,
     pub latency: Latency,
     pub series: Vec<SeriesPoint>,
@@ -115,7 +115,7 @@ pub struct ChannelStatus {
 
 impl ChannelStatus {
     /// A channel in `state` with nothing recorded yet: no link, no counters, no reading.
-    pub fn idle(key: &str, channel: &str, state: ChannelState) -> Self {
+    pub fn idle(key: &str, channel: &str, state: LinkState) -> Self {
         Self {
             key: key.into(),
             channel: channel.into(),
@@ -125,7 +125,7 @@ impl ChannelStatus {
             last_error: None,
             last_error_at: None,
             connection_attempts: 0,
-            counters: Counters::default(),
+            counters: DeliveryCounters::default(),
             in_flight: 0,
             latency: Latency::default(),
             series: Vec::new(),
@@ -223,9 +223,9 @@ macro_rules! decls {
 /// `ui/src/generated/engine.ts`.
 pub fn bindings() -> String {
     let decls: Vec<String> = decls![
-        ChannelState,
+        LinkState,
         Outcome,
-        Counters,
+        DeliveryCounters,
         Latency,
         SeriesPoint,
         QueueDepth,

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{ChannelState, ChannelStatus};
+use crate::api::{ChannelStatus, LinkState};
 use crate::config::ChannelConfig;
 use crate::error::EngineError;
 use crate::forward;
@@ -189,7 +189,7 @@ impl ChannelCtx {
         let modules = match &cfg.module {
             None => None,
             Some(mode) => {
-                let (m, warnings) = Modules::load(mode, &inner.env).map_err(EngineError::Setup)?;
+                let (m, warnings) = Modules::load(mode, &inner.env)?;
                 for w in warnings {
                     tracing::warn!(channel = %cfg.channel, "{w}");
                 }
@@ -256,7 +256,7 @@ impl ChannelCtx {
         }
         self.tokens.drained.cancel();
         self.tokens.hard.cancel();
-        self.live.lock().status.state = ChannelState::Stopped;
+        self.live.lock().status.state = LinkState::Stopped;
     }
 
     /// Waits until running deliveries are settled (bounded), before a link is closed.
@@ -270,7 +270,7 @@ impl ChannelCtx {
         }
     }
 
-    pub(crate) fn set_state(&self, state: ChannelState, error: Option<String>) {
+    pub(crate) fn set_state(&self, state: LinkState, error: Option<String>) {
         let mut l = self.live.lock();
         match error {
             Some(e) => l.status.fail(state, e),
@@ -395,7 +395,7 @@ pub(crate) async fn queue_poller(ctx: Arc<ChannelCtx>) {
             _ = ctx.queue_wake.notified() => {}
         }
         let state = ctx.live.lock().status.state;
-        if !matches!(state, ChannelState::Connected | ChannelState::Degraded) {
+        if !matches!(state, LinkState::Connected | LinkState::Degraded) {
             continue;
         }
         let Ok(status) = crate::cloud_status::read(ctx.status_request()).await else {

@@ -369,7 +369,9 @@ impl ChannelCtx {
             (Some(url), base) => {
                 let mut t = match base {
                     Some(b) => b.clone(),
-                    None => Target::from_url(url).map_err(|e| EngineError::Replay(e.0))?,
+                    None => {
+                        Target::from_url(url).map_err(|e| EngineError::Replay(e.to_string()))?
+                    }
                 };
                 t.url = url.clone();
                 t.append_path = false;

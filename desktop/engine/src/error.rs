@@ -14,9 +14,12 @@ pub enum EngineError {
     /// A channel was added while the engine shuts down.
     #[error("the engine is shutting down")]
     ShuttingDown,
-    /// A channel cannot be set up: TLS files, client certificate, proxy, HTTP client, modules.
+    /// A channel cannot be set up: TLS files, client certificate, proxy, HTTP client.
     #[error("{0}")]
     Setup(String),
+    /// Module mode's local `webhooks_config` cannot be loaded.
+    #[error(transparent)]
+    Modules(#[from] crate::modules::ModulesLoadError),
     /// A replay that cannot be made as asked (bad body, no target, truncated body).
     #[error("{0}")]
     Replay(String),
@@ -44,7 +47,7 @@ impl EngineError {
             Self::UnknownChannel(_) => "unknown_channel",
             Self::UnknownEvent(_) => "unknown_event",
             Self::ShuttingDown => "shutting_down",
-            Self::Setup(_) => "setup",
+            Self::Setup(_) | Self::Modules(_) => "setup",
             Self::Replay(_) => "invalid_replay",
             Self::AdminAuth { .. } => "admin_auth",
             Self::AdminStatus { .. } => "admin_status",

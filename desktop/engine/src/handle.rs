@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
-use crate::api::{ChannelState, ChannelStatus, EventDetail, EventSummary, ReplayRequest};
+use crate::api::{ChannelStatus, EventDetail, EventSummary, LinkState, ReplayRequest};
 use crate::channel::{ChannelCtx, Tokens, queue_poller};
 use crate::config::{ChannelConfig, ConnectorConfig};
 use crate::error::EngineError;
@@ -77,7 +77,7 @@ pub struct Carried {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CarriedChannel {
     pub key: String,
-    pub counters: crate::api::Counters,
+    pub counters: crate::api::DeliveryCounters,
     pub next_seq: u64,
     /// Oldest first.
     pub entries: Vec<Entry>,
@@ -289,7 +289,7 @@ impl EngineHandle {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.loops.wait()).await;
         tokens.hard.cancel();
         for c in &channels {
-            c.live.lock().status.state = ChannelState::Stopped;
+            c.live.lock().status.state = LinkState::Stopped;
         }
     }
 }

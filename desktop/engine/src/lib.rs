@@ -44,7 +44,9 @@ pub mod stats;
 mod status;
 mod transport;
 
-pub use api::{ChannelState, ChannelStatus, Counters, EventDetail, EventSummary, ReplayRequest};
-pub use config::{ConfigError, ConnectorConfig, Overrides, Sources};
+pub use api::{
+    ChannelStatus, DeliveryCounters, EventDetail, EventSummary, LinkState, ReplayRequest,
+};
+pub use config::{ConnectorConfig, ConnectorConfigError, Overrides, Sources};
 pub use error::EngineError;
 pub use handle::{Carried, CarriedChannel, DEFAULT_GRACE, Engine, EngineHandle};

@@ -23,6 +23,24 @@ pub enum ModuleError {
     Transient(String),
 }
 
+/// Why [`Modules::load`] could not read the local `webhooks_config` file (the text names it).
+#[derive(Debug, thiserror::Error)]
+pub enum ModulesLoadError {
+    #[error("webhooks_config {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("webhooks_config {}: {source}", path.display())]
+    NotJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// Not a set of webhook definitions (`connect_config::WebhookSet::from_json` refused it).
+    #[error("webhooks_config {}: {reason}", path.display())]
+    NotDefinitions { path: PathBuf, reason: String },
+}
+
 /// Where module mode reads its definitions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModuleMode {
@@ -75,7 +93,7 @@ impl Modules {
     pub fn load(
         mode: &ModuleMode,
         env: &BTreeMap<String, String>,
-    ) -> Result<(Self, Vec<String>), String> {
+    ) -> Result<(Self, Vec<String>), ModulesLoadError> {
         let (webhooks_config, connections_config) = match mode {
             ModuleMode::File {
                 webhooks_config,
@@ -97,13 +115,25 @@ impl Modules {
                 ));
             }
         };
-        let text = std::fs::read_to_string(webhooks_config)
-            .map_err(|e| format!("webhooks_config {}: {e}", webhooks_config.display()))?;
-        let doc: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("webhooks_config {}: {e}", webhooks_config.display()))?;
+        let path = || webhooks_config.clone();
+        let text = std::fs::read_to_string(webhooks_config).map_err(|source| {
+            ModulesLoadError::Unreadable {
+                path: path(),
+                source,
+            }
+        })?;
+        let doc: Value =
+            serde_json::from_str(&text).map_err(|source| ModulesLoadError::NotJson {
+                path: path(),
+                source,
+            })?;
         let env = MapEnv::new(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let set = WebhookSet::from_json(&doc, None, &env, None)
-            .map_err(|e| format!("webhooks_config {}: {e}", webhooks_config.display()))?;
+        let set = WebhookSet::from_json(&doc, None, &env, None).map_err(|reason| {
+            ModulesLoadError::NotDefinitions {
+                path: path(),
+                reason,
+            }
+        })?;
         let mut warnings = describe_problems(&set, "webhooks_config");
         if let Some(c) = connections_config {
             warnings.push(format!(

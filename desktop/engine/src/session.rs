@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use connect_protocol::close;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ChannelState, Transport};
+use crate::api::{LinkState, Transport};
 use crate::channel::{ChannelCtx, Link};
 use crate::config::TransportChoice;
 use crate::transport::{poll::run_poll, sse::run_sse, ws::run_ws};
@@ -60,9 +60,9 @@ pub(crate) async fn wait_until_running(ctx: &ChannelCtx) -> bool {
             return true;
         }
         let state = if *enabled.borrow_and_update() {
-            ChannelState::Paused
+            LinkState::Paused
         } else {
-            ChannelState::Disconnected
+            LinkState::Disconnected
         };
         paused.borrow_and_update();
         ctx.live.lock().status.idle(state);
@@ -200,11 +200,11 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
             let mut l = ctx.live.lock();
             l.status.connection_attempts += 1;
             l.status.transport = Some(transport);
-            if l.status.state != ChannelState::AuthFailed {
+            if l.status.state != LinkState::AuthFailed {
                 l.status.state = if failures >= 3 || ladder.fallen_back() {
-                    ChannelState::Degraded
+                    LinkState::Degraded
                 } else {
-                    ChannelState::Connecting
+                    LinkState::Connecting
                 };
             }
         }
@@ -237,7 +237,7 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
                     // holds another one (a rotation typed in after the close, CONFIG.md §8.2).
                     tracing::error!(channel = %ctx.cfg.channel, "token revoked ({}): waiting for a new token in token_ref", close::TOKEN_REVOKED);
                     ctx.set_state(
-                        ChannelState::AuthFailed,
+                        LinkState::AuthFailed,
                         Some(format!(
                             "token revoked ({} {reason}): waiting for a new token in token_ref",
                             close::TOKEN_REVOKED
@@ -257,7 +257,7 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
                 } else {
                     tracing::error!(channel = %ctx.cfg.channel, "token revoked ({}): stopping this channel", close::TOKEN_REVOKED);
                     ctx.set_state(
-                        ChannelState::AuthFailed,
+                        LinkState::AuthFailed,
                         Some(format!(
                             "token revoked ({} {reason}): the channel is stopped until it is given the new token",
                             close::TOKEN_REVOKED
@@ -270,7 +270,7 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
             Ok(End::Closed(Some(close::CHANNEL_REMOVED), reason)) => {
                 tracing::error!(channel = %ctx.cfg.channel, "channel removed ({}): stopping this channel", close::CHANNEL_REMOVED);
                 ctx.set_state(
-                    ChannelState::Stopped,
+                    LinkState::Stopped,
                     Some(format!("channel removed: {reason}")),
                 );
                 ctx.tokens.intake.cancelled().await;
@@ -279,7 +279,7 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
             Ok(End::Closed(code, reason)) => {
                 tracing::info!(channel = %ctx.cfg.channel, ?code, %reason, "connection closed; reconnecting");
                 ctx.set_state(
-                    ChannelState::Connecting,
+                    LinkState::Connecting,
                     Some(format!("closed {code:?}: {reason}")),
                 );
                 if code == Some(close::GOING_AWAY) {
@@ -288,20 +288,20 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
             }
             Ok(End::HeartbeatTimeout) => {
                 tracing::warn!(channel = %ctx.cfg.channel, "nothing from the cloud for heartbeat_timeout; reconnecting");
-                ctx.set_state(ChannelState::Connecting, Some("heartbeat timeout".into()));
+                ctx.set_state(LinkState::Connecting, Some("heartbeat timeout".into()));
             }
             Err(ConnError::Auth(e)) if reload_token(&ctx) => {
                 // Rotated while the link was down (no 4005 arrived): the new token is in the source.
                 tracing::warn!(channel = %ctx.cfg.channel, error = %e, "token rejected; reloaded it from token_ref");
                 ctx.set_state(
-                    ChannelState::Connecting,
+                    LinkState::Connecting,
                     Some(format!("{e}; reloaded the token from token_ref")),
                 );
                 wait = jitter(backoff.initial);
             }
             Err(ConnError::Auth(e)) => {
                 tracing::error!(channel = %ctx.cfg.channel, error = %e, "authentication failed; retrying slowly");
-                ctx.set_state(ChannelState::AuthFailed, Some(e));
+                ctx.set_state(LinkState::AuthFailed, Some(e));
                 wait = jitter(backoff.max);
             }
             Err(ConnError::V1LongPoll) => {
@@ -310,7 +310,7 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
                 let e = "long-poll refused: the cloud speaks protocol v1 (its /connect/status \
                          names no protocol version), whose long-poll cannot settle messages \
                          (ACKs answer 404); nothing was polled; use websocket, sse or auto";
-                ctx.set_state(ChannelState::Degraded, Some(e.into()));
+                ctx.set_state(LinkState::Degraded, Some(e.into()));
                 if auto {
                     tracing::warn!(channel = %ctx.cfg.channel, "protocol v1 cloud: long-poll skipped, back to WebSocket");
                 } else {
@@ -323,9 +323,9 @@ pub(crate) async fn channel_loop(ctx: Arc<ChannelCtx>) {
                 failures += 1;
                 ctx.set_state(
                     if failures >= 3 {
-                        ChannelState::Degraded
+                        LinkState::Degraded
                     } else {
-                        ChannelState::Connecting
+                        LinkState::Connecting
                     },
                     Some(e),
                 );

@@ -2,14 +2,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::api::{ChannelState, ChannelStatus, Counters, QueueDepth, Transport};
+use crate::api::{ChannelStatus, DeliveryCounters, LinkState, QueueDepth, Transport};
 use crate::history::rfc3339;
 use crate::stats::Window;
 
 /// The mutable state of one channel.
 #[derive(Debug)]
 pub(crate) struct LiveStatus {
-    pub state: ChannelState,
+    pub state: LinkState,
     pub transport: Option<Transport>,
     pub connection_id: Option<String>,
     pub server_protocol_version: Option<u32>,
@@ -17,7 +17,7 @@ pub(crate) struct LiveStatus {
     /// [`LiveStatus::idle`], so that an error never outlives the state it explains.
     last_error: Option<(String, SystemTime)>,
     pub connection_attempts: u64,
-    pub counters: Counters,
+    pub counters: DeliveryCounters,
     pub in_flight: u64,
     pub queue: Option<QueueDepth>,
     pub last_event_at: Option<SystemTime>,
@@ -27,19 +27,19 @@ pub(crate) struct LiveStatus {
 
 impl LiveStatus {
     /// Enters `state` because of `error`, noting when.
-    pub fn fail(&mut self, state: ChannelState, error: String) {
+    pub fn fail(&mut self, state: LinkState, error: String) {
         self.state = state;
         self.last_error = Some((error, SystemTime::now()));
     }
 
     /// A connection is established: earlier errors no longer describe the channel.
     pub fn connected(&mut self) {
-        self.state = ChannelState::Connected;
+        self.state = LinkState::Connected;
         self.last_error = None;
     }
 
     /// Paused or disconnected by the user: no link, nothing failing.
-    pub fn idle(&mut self, state: ChannelState) {
+    pub fn idle(&mut self, state: LinkState) {
         self.state = state;
         self.connection_id = None;
         self.last_error = None;
@@ -56,13 +56,13 @@ impl Live {
     pub fn new() -> Self {
         Self {
             status: LiveStatus {
-                state: ChannelState::Connecting,
+                state: LinkState::Connecting,
                 transport: None,
                 connection_id: None,
                 server_protocol_version: None,
                 last_error: None,
                 connection_attempts: 0,
-                counters: Counters::default(),
+                counters: DeliveryCounters::default(),
                 in_flight: 0,
                 queue: None,
                 last_event_at: None,
@@ -81,8 +81,8 @@ impl Live {
     pub fn snapshot(&self, key: &str, channel: &str) -> ChannelStatus {
         let s = &self.status;
         let now = SystemTime::now();
-        let state = if s.state == ChannelState::Connected && s.target_failing {
-            ChannelState::Degraded
+        let state = if s.state == LinkState::Connected && s.target_failing {
+            LinkState::Degraded
         } else {
             s.state
         };
@@ -112,12 +112,12 @@ mod tests {
     #[test]
     fn a_failing_target_shows_as_degraded_while_connected() {
         let mut live = Live::new();
-        live.status.state = ChannelState::Connected;
+        live.status.state = LinkState::Connected;
         live.finished(Duration::from_millis(3), false);
-        assert_eq!(live.snapshot("k", "c").state, ChannelState::Degraded);
+        assert_eq!(live.snapshot("k", "c").state, LinkState::Degraded);
         live.finished(Duration::from_millis(3), true);
         let snap = live.snapshot("k", "c");
-        assert_eq!(snap.state, ChannelState::Connected);
+        assert_eq!(snap.state, LinkState::Connected);
         assert_eq!(snap.latency.samples, 2);
     }
 
@@ -125,7 +125,7 @@ mod tests {
     fn an_error_is_shown_with_its_time_until_the_next_connection() {
         let mut live = Live::new();
         live.status
-            .fail(ChannelState::Connecting, "connection refused".into());
+            .fail(LinkState::Connecting, "connection refused".into());
         let snap = live.snapshot("k", "c");
         assert_eq!(snap.last_error.as_deref(), Some("connection refused"));
         assert!(snap.last_error_at.is_some());
@@ -133,8 +133,8 @@ mod tests {
         let snap = live.snapshot("k", "c");
         assert_eq!((snap.last_error, snap.last_error_at), (None, None));
         live.status
-            .fail(ChannelState::Degraded, "heartbeat timeout".into());
-        live.status.idle(ChannelState::Paused);
+            .fail(LinkState::Degraded, "heartbeat timeout".into());
+        live.status.idle(LinkState::Paused);
         assert_eq!(live.snapshot("k", "c").last_error, None);
     }
 }

@@ -46,19 +46,36 @@ fn with_light<T>(f: impl FnOnce(&mut Light) -> T) -> Option<T> {
     LIGHT.with(|l| l.borrow_mut().as_mut().map(f))
 }
 
+/// Why the light image could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Neither `--app` nor a `webhook-connect-app` next to this binary.
+    #[error("cannot tell where webhook-connect-app is (pass --app <path>)")]
+    NoApp,
+    #[error("tokio runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("GTK: {0}")]
+    Gtk(glib::BoolError),
+    #[error("neither XDG_CONFIG_HOME nor HOME is set")]
+    NoConfigDir,
+    /// The app core (settings file, engine) did not start.
+    #[error(transparent)]
+    Core(#[from] connect_appcore::error::CoreError),
+}
+
 /// Runs the light image until Quit (or the hand-back, which does not return).
-pub fn run() -> Result<(), String> {
+pub fn run() -> Result<(), StartError> {
     let args: Vec<OsString> = std::env::args_os().collect();
     let app_exe = relaunch::flag_value(&args, relaunch::APP_FLAG)
         .map(PathBuf::from)
         .or_else(|| Some(std::env::current_exe().ok()?.parent()?.join(APP_BIN)))
-        .ok_or("cannot tell where webhook-connect-app is (pass --app <path>)")?;
+        .ok_or(StartError::NoApp)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("light-rt")
         .enable_all()
         .build()
-        .map_err(|e| format!("tokio runtime: {e}"))?;
+        .map_err(StartError::Runtime)?;
     let instance = {
         let _in_rt = rt.enter();
         match single_instance::claim() {
@@ -73,9 +90,9 @@ pub fn run() -> Result<(), String> {
             }
         }
     };
-    gtk::init().map_err(|e| format!("GTK: {e}"))?;
+    gtk::init().map_err(StartError::Gtk)?;
     let path = relaunch::config_dir()
-        .ok_or("neither XDG_CONFIG_HOME nor HOME is set")?
+        .ok_or(StartError::NoConfigDir)?
         .join(settings::FILE_NAME);
     let store = KeyringStore::new();
     let secrets: Arc<dyn SecretStore> = store.clone();
@@ -84,9 +101,7 @@ pub fn run() -> Result<(), String> {
     } else {
         None
     };
-    let core = rt
-        .block_on(async move { Core::start_with(path, secrets, carried) })
-        .map_err(|e| e.to_string())?;
+    let core = rt.block_on(async move { Core::start_with(path, secrets, carried) })?;
     if let Some(why) = store.unavailable() {
         let msg = format!(
             "The OS keyring is unavailable ({why}): tokens are kept in memory until the app exits."

@@ -1,7 +1,7 @@
 // Add or edit a channel. Tokens are write-only: the UI only learns whether one is stored.
 import { useMemo, useState } from "preact/hooks";
 import { attempt } from "../actions";
-import type { ChannelSettings } from "../generated/app";
+import type { SavedChannel } from "../generated/app";
 import { ipc } from "../ipc";
 import {
   formToInput,
@@ -29,7 +29,7 @@ export function ChannelForm(props: { channelKey: string | null; refresh: () => v
   return <Form key={props.channelKey ?? "new"} existing={existing} all={channels ?? []} refresh={props.refresh} />;
 }
 
-function Form(props: { existing: ChannelSettings | null; all: ChannelSettings[]; refresh: () => void }) {
+function Form(props: { existing: SavedChannel | null; all: SavedChannel[]; refresh: () => void }) {
   const { existing } = props;
   const [v, setV] = useState<ChannelFormValues>(() => settingsToForm(existing));
   const [errors, setErrors] = useState<FormErrors>({});

@@ -1,7 +1,7 @@
 // Small shared pieces: badges, copy button, channel picker, headers table, body viewer.
 import type { ComponentChildren } from "preact";
 import { useState } from "preact/hooks";
-import type { ChannelState } from "../generated/engine";
+import type { LinkState } from "../generated/engine";
 import { base64ToText } from "../lib/base64";
 import { copyText } from "../lib/clipboard";
 import { formatBytes, prettyJson } from "../lib/format";
@@ -16,7 +16,7 @@ export function Badge(props: { tone: string; children: ComponentChildren; testid
   );
 }
 
-export function StateBadge(props: { state: ChannelState | null; testid?: string }) {
+export function StateBadge(props: { state: LinkState | null; testid?: string }) {
   const info = props.state ? STATE_INFO[props.state] : { label: "Unknown", tone: "idle", help: "No status yet." };
   return (
     <span class={`state tone-${info.tone}`} data-testid={props.testid} data-state={props.state ?? "unknown"} title={info.help}>

@@ -6,7 +6,7 @@ import type { ChannelStatus, TargetSettings, Transport } from "./engine";
 /** A channel's `protocol`: one transport, or `auto` (the engine's `TransportChoice`). */
 export type Protocol = "auto" | Transport;
 
-export type ChannelSettings = { key: string, cloud_url: string, channel: string, protocol: Protocol, default_target: string | null, targets: Record<string, TargetSettings>, enabled: boolean, has_token: boolean, has_admin_token: boolean, webhook_url: string, };
+export type SavedChannel = { key: string, cloud_url: string, channel: string, protocol: Protocol, default_target: string | null, targets: Record<string, TargetSettings>, enabled: boolean, has_token: boolean, has_admin_token: boolean, webhook_url: string, };
 
 export type ChannelInput = { key: string | null, cloud_url: string, channel: string, protocol: Protocol, default_target: string | null, targets: Record<string, TargetSettings>, token: string | null, admin_token: string | null, };
 

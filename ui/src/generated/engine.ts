@@ -6,11 +6,11 @@ import type { Protocol } from "./protocol";
 /** The transport a channel is on (the wire contract's `Protocol`). */
 export type Transport = Protocol;
 
-export type ChannelState = "connecting" | "connected" | "auth_failed" | "degraded" | "paused" | "stopped" | "disconnected";
+export type LinkState = "connecting" | "connected" | "auth_failed" | "degraded" | "paused" | "stopped" | "disconnected";
 
 export type Outcome = "delivered" | "retry" | "dead_letter" | "failed" | "in_flight";
 
-export type Counters = { received: number, delivered: number, failed: number, retried: number, dead_lettered: number, };
+export type DeliveryCounters = { received: number, delivered: number, failed: number, retried: number, dead_lettered: number, };
 
 export type Latency = { p50_ms: number | null, p90_ms: number | null, p99_ms: number | null, samples: number, };
 
@@ -30,7 +30,7 @@ export type ChannelStatus = {
 /**
  * Engine-unique key (the channel name unless the app gave its own).
  */
-key: string, channel: string, state: ChannelState, transport: Protocol | null, connection_id: string | null, 
+key: string, channel: string, state: LinkState, transport: Protocol | null, connection_id: string | null, 
 /**
  * Why the channel is not (fully) connected. Cleared when a connection is established and
  * when the channel is paused or disconnected: it is shown only while it describes the
@@ -40,7 +40,7 @@ last_error: string | null,
 /**
  * When `last_error` happened (RFC 3339).
  */
-last_error_at?: string, connection_attempts: number, counters: Counters, in_flight: number, latency: Latency, series: Array<SeriesPoint>, queue: QueueDepth | null, 
+last_error_at?: string, connection_attempts: number, counters: DeliveryCounters, in_flight: number, latency: Latency, series: Array<SeriesPoint>, queue: QueueDepth | null, 
 /**
  * Last message received (RFC 3339).
  */

@@ -1,7 +1,7 @@
 // How each connection state is shown.
-import type { ChannelState, Outcome, Transport } from "../generated/engine";
+import type { LinkState, Outcome, Transport } from "../generated/engine";
 
-export const STATE_INFO: Record<ChannelState, { label: string; tone: "ok" | "warn" | "bad" | "idle" | "busy"; help: string }> = {
+export const STATE_INFO: Record<LinkState, { label: string; tone: "ok" | "warn" | "bad" | "idle" | "busy"; help: string }> = {
   connected: { label: "Connected", tone: "ok", help: "Receiving webhooks." },
   connecting: { label: "Connecting", tone: "busy", help: "Opening a connection to the cloud." },
   degraded: { label: "Degraded", tone: "warn", help: "Connected on a fallback transport or after errors." },

@@ -1,5 +1,5 @@
 // Client-side checks of the channel form, with the rules of CONFIG.md §7 and PROTOCOL.md §1.4/§2.2.
-import type { ChannelInput, ChannelSettings } from "../generated/app";
+import type { ChannelInput, SavedChannel } from "../generated/app";
 
 /** PROTOCOL.md §1.4 (channel names): 1–128 characters, `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, no `..`. */
 const CHANNEL_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -80,7 +80,7 @@ export type FormErrors = Record<string, string>;
 
 export function validateChannelForm(
   v: ChannelFormValues,
-  opts: { hasStoredToken: boolean; existing: ChannelSettings[] },
+  opts: { hasStoredToken: boolean; existing: SavedChannel[] },
 ): FormErrors {
   const errors: FormErrors = {};
   const put = (field: string, msg: string | null) => {
@@ -133,7 +133,7 @@ export function formToInput(v: ChannelFormValues): ChannelInput {
   };
 }
 
-export function settingsToForm(c: ChannelSettings | null): ChannelFormValues {
+export function settingsToForm(c: SavedChannel | null): ChannelFormValues {
   if (!c) {
     return {
       key: null, cloud_url: "", channel: "", token: "", admin_token: "", protocol: "auto",

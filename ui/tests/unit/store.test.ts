@@ -1,9 +1,9 @@
 import { describe, expect, it, vi } from "vitest";
-import type { ChannelSettings } from "../../src/generated/app";
+import type { SavedChannel } from "../../src/generated/app";
 import type { ChannelStatus } from "../../src/generated/engine";
 import { channelViews, createStore, initialState, reduce, type State } from "../../src/store";
 
-const settings = (key: string): ChannelSettings => ({
+const settings = (key: string): SavedChannel => ({
   key, cloud_url: "https://r", channel: key, protocol: "auto", default_target: "http://l/", targets: {},
   enabled: true, has_token: true, has_admin_token: false, webhook_url: "",
 });

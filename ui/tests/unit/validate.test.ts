@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { ChannelSettings } from "../../src/generated/app";
+import type { SavedChannel } from "../../src/generated/app";
 import {
   formToInput,
   settingsToForm,
@@ -10,7 +10,7 @@ import {
   type ChannelFormValues,
 } from "../../src/lib/validate";
 
-const existing: ChannelSettings = {
+const existing: SavedChannel = {
   key: "team-alpha", cloud_url: "https://relay.example.com", channel: "team-alpha", protocol: "auto",
   default_target: "http://localhost:8080/", targets: { "github-main": { url: "http://localhost:3000/" } },
   enabled: true, has_token: true, has_admin_token: false, webhook_url: "https://relay.example.com/webhook/github-main",

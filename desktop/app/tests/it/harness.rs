@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use connect_engine::api::ChannelState;
+use connect_engine::api::LinkState;
 use connect_testkit::{RecordingTarget, wait_until};
 use serde_json::{Value, json};
 use webhook_connect_app::core::{ChannelInput, Core};
@@ -112,7 +112,7 @@ impl World {
                     .snapshot()
                     .channels
                     .iter()
-                    .all(|c| c.state == ChannelState::Connected);
+                    .all(|c| c.state == LinkState::Connected);
                 async move { connected }
             },
         )

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
 
-pub use sources::{CONFIG_FILE_ENV, parse_bool};
+pub use sources::CONFIG_FILE_ENV;
 pub use types::{
     Backoff, ChannelConfig, ConnectorConfig, LogFormat, Overrides, PathRewrite, Sources, Target,
     TransportChoice,
@@ -29,17 +29,63 @@ use sources::{
 };
 use validate::channel_from;
 
-/// A configuration that cannot be used (exit code 64 in the CLI).
+/// A connector configuration that cannot be used (exit code 64 in the CLI). The text names the
+/// key (with its `channels[i].` / target prefix) and what is wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+pub enum ConnectorConfigError {
+    /// The configuration file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The configuration file is not YAML / JSON, or its top level is not a mapping.
+    #[error("{}: {detail}", path.display())]
+    Syntax { path: PathBuf, detail: String },
+    /// A `CONNECTOR_*` variable does not hold a value of its key's type.
+    #[error("{name}={raw:?} is not a valid value")]
+    EnvValue { name: String, raw: String },
+    /// `protocol` is not a transport or `auto`.
+    #[error("{ctx}invalid protocol {value:?}: expected websocket, sse, long_poll or auto")]
+    Protocol { ctx: String, value: String },
+    /// A required key is missing.
+    #[error("{ctx}{key} is required")]
+    Missing { ctx: String, key: &'static str },
+    /// A key holds a value of the wrong type (`got` is the value as given).
+    #[error("{ctx}{key} must be {expected}, got {got}")]
+    WrongType {
+        ctx: String,
+        key: String,
+        expected: &'static str,
+        got: String,
+    },
+    /// Two entries of `channels` name the same channel.
+    #[error("channel {0:?} is configured twice")]
+    Duplicate(String),
+    /// A `token_ref` that cannot be read (`env:` unset, `file:` unreadable or empty, keyring).
+    #[error("token_ref {reference:?}: {reason}")]
+    TokenRef { reference: String, reason: String },
+    /// The keyring has no readable token for the account a `token_ref` names.
+    #[error("token_ref {reference:?} (account {account:?}): {reason}")]
+    Keyring {
+        reference: String,
+        account: String,
+        reason: String,
+    },
+    /// A `token_ref` in none of the known forms.
+    #[error("token_ref {0:?} must be env:<VAR>, file:<path> or keyring[:<account>]")]
+    TokenRefForm(String),
+    /// A value out of its range, in the wrong shape, or inconsistent with another key.
+    #[error("{0}")]
+    Invalid(String),
+}
 
-fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError(msg.into()))
+fn err<T>(msg: impl Into<String>) -> Result<T, ConnectorConfigError> {
+    Err(ConnectorConfigError::Invalid(msg.into()))
 }
 
 /// Builds and validates the configuration from its sources.
-pub fn load(sources: &Sources) -> Result<ConnectorConfig, ConfigError> {
+pub fn load(sources: &Sources) -> Result<ConnectorConfig, ConnectorConfigError> {
     let mut warnings = Vec::new();
     let file = sources
         .config_file
@@ -169,7 +215,7 @@ pub fn load(sources: &Sources) -> Result<ConnectorConfig, ConfigError> {
             .iter()
             .any(|c: &ChannelConfig| c.channel == ch.channel)
         {
-            return err(format!("channel {:?} is configured twice", ch.channel));
+            return Err(ConnectorConfigError::Duplicate(ch.channel));
         }
         channels.push(ch);
     }

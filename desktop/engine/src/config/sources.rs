@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use super::ConnectorConfigError;
 use super::types::Overrides;
-use super::{ConfigError, err};
 
 pub(super) const TOP_KEYS: &[&str] = &[
     "cloud_url",
@@ -122,22 +122,16 @@ pub(super) enum Kind {
     Bool,
 }
 
-/// Parses the boolean spellings of §7.5.
-pub fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
-pub(super) fn env_value(name: &str, raw: &str, kind: Kind) -> Result<Value, ConfigError> {
-    let bad = || ConfigError(format!("{name}={raw:?} is not a valid value"));
+pub(super) fn env_value(name: &str, raw: &str, kind: Kind) -> Result<Value, ConnectorConfigError> {
+    let bad = || ConnectorConfigError::EnvValue {
+        name: name.to_owned(),
+        raw: raw.to_owned(),
+    };
     Ok(match kind {
         Kind::Str => Value::String(raw.to_owned()),
         Kind::Num => json!(raw.trim().parse::<f64>().map_err(|_| bad())?),
         Kind::Int => json!(raw.trim().parse::<u64>().map_err(|_| bad())?),
-        Kind::Bool => Value::Bool(parse_bool(raw).ok_or_else(bad)?),
+        Kind::Bool => Value::Bool(connect_config::bool_from_text(raw).ok_or_else(bad)?),
     })
 }
 
@@ -148,31 +142,34 @@ pub(super) fn non_empty<'a>(env: &'a BTreeMap<String, String>, k: &str) -> Optio
     env.get(k).map(String::as_str).filter(|v| !v.is_empty())
 }
 
-pub(super) fn read_file(path: &Path) -> Result<Map<String, Value>, ConfigError> {
+pub(super) fn read_file(path: &Path) -> Result<Map<String, Value>, ConnectorConfigError> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConnectorConfigError::Unreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+    let syntax = |detail: String| {
+        Err(ConnectorConfigError::Syntax {
+            path: path.to_owned(),
+            detail,
+        })
+    };
     if ext == "yaml" || ext == "yml" {
         return match serde_norway::from_str::<Value>(&text) {
             Ok(Value::Object(m)) => Ok(m),
-            Ok(_) => err(format!(
-                "{}: top level must be a YAML mapping",
-                path.display()
-            )),
-            Err(e) => err(format!("{}: invalid YAML: {e}", path.display())),
+            Ok(_) => syntax("top level must be a YAML mapping".into()),
+            Err(e) => syntax(format!("invalid YAML: {e}")),
         };
     }
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => err(format!(
-            "{}: top level must be a JSON object",
-            path.display()
-        )),
-        Err(e) => err(format!("{}: invalid JSON: {e}", path.display())),
+        Ok(_) => syntax("top level must be a JSON object".into()),
+        Err(e) => syntax(format!("invalid JSON: {e}")),
     }
 }
 

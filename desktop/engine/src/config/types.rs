@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use super::ConnectorConfigError;
 use super::validate::{channel_from, target_from};
-use super::{ConfigError, err};
 use crate::api::Transport;
 
 /// Transport selection (`protocol`): one transport of the wire contract, or `auto` (WebSocket,
@@ -26,15 +26,16 @@ impl TransportChoice {
         }
     }
 
-    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+    pub fn parse(s: &str) -> Result<Self, ConnectorConfigError> {
         match s.trim().to_ascii_lowercase().as_str() {
             "websocket" | "ws" => Ok(Self::Only(Transport::Websocket)),
             "sse" => Ok(Self::Only(Transport::Sse)),
             "long_poll" | "long-poll" | "longpoll" | "poll" => Ok(Self::Only(Transport::LongPoll)),
             "auto" => Ok(Self::Auto),
-            other => err(format!(
-                "invalid protocol {other:?}: expected websocket, sse, long_poll or auto"
-            )),
+            other => Err(ConnectorConfigError::Protocol {
+                ctx: String::new(),
+                value: other.to_owned(),
+            }),
         }
     }
 }
@@ -75,7 +76,7 @@ pub struct Target {
 
 impl Target {
     /// A target with the defaults of §7.3.
-    pub fn from_url(url: &str) -> Result<Target, ConfigError> {
+    pub fn from_url(url: &str) -> Result<Target, ConnectorConfigError> {
         target_from(&json!({ "url": url }), "target.", &mut Vec::new())
     }
 
@@ -134,7 +135,7 @@ impl ChannelConfig {
         protocol: TransportChoice,
         default_target: Option<&str>,
         targets: &BTreeMap<String, String>,
-    ) -> Result<ChannelConfig, ConfigError> {
+    ) -> Result<ChannelConfig, ConnectorConfigError> {
         let mut m = Map::new();
         m.insert("cloud_url".into(), json!(cloud_url));
         m.insert("channel".into(), json!(channel));

@@ -8,21 +8,44 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::sources::{TARGET_KEYS, non_empty, parse_bool};
+use super::sources::{TARGET_KEYS, non_empty};
 use super::types::*;
-use super::{ConfigError, err};
+use super::{ConnectorConfigError, err};
+
+fn wrong_type(ctx: &str, key: &str, expected: &'static str, got: String) -> ConnectorConfigError {
+    ConnectorConfigError::WrongType {
+        ctx: ctx.to_owned(),
+        key: key.to_owned(),
+        expected,
+        got,
+    }
+}
+
+fn missing(ctx: &str, key: &'static str) -> ConnectorConfigError {
+    ConnectorConfigError::Missing {
+        ctx: ctx.to_owned(),
+        key,
+    }
+}
+
+fn token_ref(reference: &str, reason: String) -> ConnectorConfigError {
+    ConnectorConfigError::TokenRef {
+        reference: reference.to_owned(),
+        reason,
+    }
+}
 use crate::api::Transport;
 
 pub(super) fn get_str(
     m: &Map<String, Value>,
     k: &str,
     ctx: &str,
-) -> Result<Option<String>, ConfigError> {
+) -> Result<Option<String>, ConnectorConfigError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => err(format!("{ctx}{k} must be a string, got {v}")),
+        Some(v) => Err(wrong_type(ctx, k, "a string", v.to_string())),
     }
 }
 
@@ -31,7 +54,7 @@ pub(super) fn get_str(
 pub(super) fn etcd_modules(
     m: &Map<String, Value>,
     ctx: &str,
-) -> Result<crate::modules::EtcdModules, ConfigError> {
+) -> Result<crate::modules::EtcdModules, ConnectorConfigError> {
     let host = get_str(m, "etcd_host", ctx)?.unwrap_or_default();
     let port = match m.get("etcd_port") {
         None | Some(Value::Null) => 2379,
@@ -90,12 +113,12 @@ pub(super) fn get_f64(
     k: &str,
     default: f64,
     ctx: &str,
-) -> Result<f64, ConfigError> {
+) -> Result<f64, ConnectorConfigError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => match v.as_f64() {
             Some(n) if n.is_finite() => Ok(n),
-            _ => err(format!("{ctx}{k} must be a number, got {v}")),
+            _ => Err(wrong_type(ctx, k, "a number", v.to_string())),
         },
     }
 }
@@ -105,17 +128,17 @@ pub(super) fn get_bool(
     k: &str,
     default: bool,
     ctx: &str,
-) -> Result<bool, ConfigError> {
+) -> Result<bool, ConnectorConfigError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) => parse_bool(s)
-            .ok_or_else(|| ConfigError(format!("{ctx}{k} must be a boolean, got {s:?}"))),
-        Some(v) => err(format!("{ctx}{k} must be a boolean, got {v}")),
+        Some(Value::String(s)) => connect_config::bool_from_text(s)
+            .ok_or_else(|| wrong_type(ctx, k, "a boolean", format!("{s:?}"))),
+        Some(v) => Err(wrong_type(ctx, k, "a boolean", v.to_string())),
     }
 }
 
-pub(super) fn secs(v: f64, name: &str, ctx: &str) -> Result<Duration, ConfigError> {
+pub(super) fn secs(v: f64, name: &str, ctx: &str) -> Result<Duration, ConnectorConfigError> {
     if v <= 0.0 || !v.is_finite() || v > 1e9 {
         return err(format!("{ctx}{name} must be > 0 seconds, got {v}"));
     }
@@ -127,22 +150,20 @@ pub(super) fn channel_from(
     index: usize,
     env: &BTreeMap<String, String>,
     warnings: &mut Vec<String>,
-) -> Result<ChannelConfig, ConfigError> {
+) -> Result<ChannelConfig, ConnectorConfigError> {
     let ctx_owned = format!("channels[{index}].");
     let ctx = if m.contains_key("enabled") || index > 0 {
         ctx_owned.as_str()
     } else {
         ""
     };
-    let channel = get_str(m, "channel", ctx)?
-        .ok_or_else(|| ConfigError(format!("{ctx}channel is required")))?;
+    let channel = get_str(m, "channel", ctx)?.ok_or_else(|| missing(ctx, "channel"))?;
     if !connect_protocol::ids::is_valid_channel_name(&channel) {
         return err(format!(
             "{ctx}channel {channel:?} is invalid: use letters, digits, '.', '_' and '-', starting with a letter or digit, no '..'"
         ));
     }
-    let cloud_url = get_str(m, "cloud_url", ctx)?
-        .ok_or_else(|| ConfigError(format!("{ctx}cloud_url is required")))?;
+    let cloud_url = get_str(m, "cloud_url", ctx)?.ok_or_else(|| missing(ctx, "cloud_url"))?;
     let cloud_url = cloud_url.trim_end_matches('/').to_owned();
     match reqwest::Url::parse(&cloud_url) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
@@ -156,11 +177,17 @@ pub(super) fn channel_from(
     let token = match (get_str(m, "token", ctx)?, &token_ref) {
         (Some(t), _) => t,
         (None, Some(r)) => resolve_token_ref(r, env, &cloud_url, &channel)?,
-        (None, None) => return err(format!("{ctx}token (or token_ref) is required")),
+        (None, None) => return Err(missing(ctx, "token (or token_ref)")),
     };
     let protocol = match get_str(m, "protocol", ctx)? {
         None => TransportChoice::Only(Transport::Websocket),
-        Some(p) => TransportChoice::parse(&p).map_err(|e| ConfigError(format!("{ctx}{e}")))?,
+        Some(p) => TransportChoice::parse(&p).map_err(|e| match e {
+            ConnectorConfigError::Protocol { value, .. } => ConnectorConfigError::Protocol {
+                ctx: ctx.to_owned(),
+                value,
+            },
+            other => other,
+        })?,
     };
     let initial = get_f64(m, "reconnect_delay", 1.0, ctx)?;
     let max = get_f64(m, "max_reconnect_delay", 60.0, ctx)?;
@@ -246,7 +273,7 @@ pub(super) fn channel_from(
         None if etcd_mode => Some(crate::modules::ModuleMode::Etcd(etcd_modules(m, ctx)?)),
         None => None,
     };
-    let path = |k: &str| -> Result<Option<PathBuf>, ConfigError> {
+    let path = |k: &str| -> Result<Option<PathBuf>, ConnectorConfigError> {
         Ok(get_str(m, k, ctx)?.map(PathBuf::from))
     };
     Ok(ChannelConfig {
@@ -279,18 +306,17 @@ pub fn resolve_token_ref(
     env: &BTreeMap<String, String>,
     cloud_url: &str,
     channel: &str,
-) -> Result<String, ConfigError> {
+) -> Result<String, ConnectorConfigError> {
     if let Some(var) = r.strip_prefix("env:") {
         return non_empty(env, var)
             .map(str::to_owned)
-            .ok_or_else(|| ConfigError(format!("token_ref {r:?}: {var} is not set")));
+            .ok_or_else(|| token_ref(r, format!("{var} is not set")));
     }
     if let Some(path) = r.strip_prefix("file:") {
-        let t = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("token_ref {r:?}: {e}")))?;
+        let t = std::fs::read_to_string(path).map_err(|e| token_ref(r, e.to_string()))?;
         let t = t.trim().to_owned();
         if t.is_empty() {
-            return err(format!("token_ref {r:?}: file is empty"));
+            return Err(token_ref(r, "file is empty".into()));
         }
         return Ok(t);
     }
@@ -298,14 +324,15 @@ pub fn resolve_token_ref(
         let account = match r.strip_prefix("keyring:") {
             Some(a) if !a.is_empty() => a.to_owned(),
             _ => crate::keyring::channel_account(cloud_url, channel)
-                .map_err(|e| ConfigError(format!("token_ref {r:?}: {e}")))?,
+                .map_err(|e| token_ref(r, e.to_string()))?,
         };
-        return crate::keyring::read(&account)
-            .map_err(|e| ConfigError(format!("token_ref {r:?} (account {account:?}): {e}")));
+        return crate::keyring::read(&account).map_err(|e| ConnectorConfigError::Keyring {
+            reference: r.to_owned(),
+            account,
+            reason: e.to_string(),
+        });
     }
-    err(format!(
-        "token_ref {r:?} must be env:<VAR>, file:<path> or keyring[:<account>]"
-    ))
+    Err(ConnectorConfigError::TokenRefForm(r.to_owned()))
 }
 
 #[derive(Deserialize)]
@@ -318,7 +345,7 @@ pub(super) fn target_from(
     v: &Value,
     ctx: &str,
     warnings: &mut Vec<String>,
-) -> Result<Target, ConfigError> {
+) -> Result<Target, ConnectorConfigError> {
     let Value::Object(m) = v else {
         return err(format!("{ctx} must be an object with a url"));
     };
@@ -327,8 +354,7 @@ pub(super) fn target_from(
             warnings.push(format!("unknown target key {ctx}{k} ignored"));
         }
     }
-    let url =
-        get_str(m, "url", ctx)?.ok_or_else(|| ConfigError(format!("{ctx}url is required")))?;
+    let url = get_str(m, "url", ctx)?.ok_or_else(|| missing(ctx, "url"))?;
     match reqwest::Url::parse(&url) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
         _ => return err(format!("{ctx}url {url:?} must be an http(s) URL")),
@@ -380,12 +406,13 @@ pub(super) fn target_from(
         None | Some(Value::Null) => None,
         Some(v) => {
             let r: RawRewrite = serde_json::from_value(v.clone()).map_err(|e| {
-                ConfigError(format!(
+                ConnectorConfigError::Invalid(format!(
                     "{ctx}path_rewrite needs pattern and replacement: {e}"
                 ))
             })?;
-            let pattern = regex::Regex::new(&r.pattern)
-                .map_err(|e| ConfigError(format!("{ctx}path_rewrite.pattern: {e}")))?;
+            let pattern = regex::Regex::new(&r.pattern).map_err(|e| {
+                ConnectorConfigError::Invalid(format!("{ctx}path_rewrite.pattern: {e}"))
+            })?;
             Some(PathRewrite {
                 pattern,
                 replacement: r.replacement,

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use connect_engine::api::Outcome;
 use connect_engine::api::Transport;
 use connect_engine::config::{ChannelConfig, ConnectorConfig, TransportChoice};
-use connect_engine::{ChannelState, Engine, ReplayRequest};
+use connect_engine::{Engine, LinkState, ReplayRequest};
 use connect_testkit::{RecordingTarget, wait_until, within};
 use serde_json::json;
 
@@ -18,7 +18,7 @@ const T: Duration = Duration::from_secs(30);
 
 async fn connected(engine: &connect_engine::EngineHandle) {
     wait_until(T, "connected", || async {
-        status(engine).state == ChannelState::Connected
+        status(engine).state == LinkState::Connected
     })
     .await
     .unwrap();
@@ -243,7 +243,7 @@ async fn pause_keeps_messages_at_the_cloud_and_resume_delivers_them() {
     connected(&engine).await;
     engine.set_paused(true);
     wait_until(T, "paused and gone from the cloud", || async {
-        status(&engine).state == ChannelState::Paused
+        status(&engine).state == LinkState::Paused
             && cloud
                 .admin_get("/channels/ch/stats")
                 .await
@@ -268,7 +268,7 @@ async fn pause_keeps_messages_at_the_cloud_and_resume_delivers_them() {
     // Disconnect one channel, then connect it again.
     engine.set_channel_enabled("ch", false).unwrap();
     wait_until(T, "disconnected", || async {
-        status(&engine).state == ChannelState::Disconnected
+        status(&engine).state == LinkState::Disconnected
     })
     .await
     .unwrap();
@@ -346,7 +346,7 @@ async fn channels_are_added_replaced_and_removed_at_runtime_and_queue_depth_is_r
         engine
             .status()
             .first()
-            .is_some_and(|s| s.state == ChannelState::Connected && s.key == "app-key-1")
+            .is_some_and(|s| s.state == LinkState::Connected && s.key == "app-key-1")
     })
     .await
     .unwrap();

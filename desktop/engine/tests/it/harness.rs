@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use connect_engine::api::Transport;
 use connect_engine::config::{self, Sources};
-use connect_engine::{ChannelState, ChannelStatus, Engine, EngineHandle};
+use connect_engine::{ChannelStatus, Engine, EngineHandle, LinkState};
 use connect_testkit::wait_for;
 use serde_json::{Value, json};
 
@@ -148,7 +148,7 @@ pub async fn wait_status(
 
 pub async fn connected(h: &EngineHandle, transport: Transport) -> ChannelStatus {
     wait_status(h, "connected", |s| {
-        s.state == ChannelState::Connected && s.transport == Some(transport)
+        s.state == LinkState::Connected && s.transport == Some(transport)
     })
     .await
 }

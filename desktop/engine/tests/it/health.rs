@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use connect_engine::api::Transport;
-use connect_engine::{ChannelState, Engine, EngineHandle};
+use connect_engine::{Engine, EngineHandle, LinkState};
 use connect_testkit::{
     ConnectProxy, HttpFilterProxy, RecordingTarget, TcpProxy, TlsProxy, wait_for,
 };
@@ -104,7 +104,7 @@ async fn half_open_link_is_detected(protocol: &str, transport: Transport) {
     proxy.freeze();
     let during = wait_status(&h, "reconnect attempts on the frozen link", |s| {
         s.connection_attempts >= before.connection_attempts + 2
-            && matches!(s.state, ChannelState::Connecting | ChannelState::Degraded)
+            && matches!(s.state, LinkState::Connecting | LinkState::Degraded)
     })
     .await;
     assert!(
@@ -167,10 +167,7 @@ async fn long_poll_recovers_after_a_frozen_link() {
     })
     .await;
     assert!(
-        matches!(
-            during.state,
-            ChannelState::Connecting | ChannelState::Degraded
-        ),
+        matches!(during.state, LinkState::Connecting | LinkState::Degraded),
         "{during:?}"
     );
     assert_eq!(
@@ -265,7 +262,7 @@ async fn a_bad_token_behind_the_blocking_proxy_still_ends_in_auth_failed() {
     let target = RecordingTarget::start().await.unwrap();
     let proxy = HttpFilterProxy::start(cloud_addr(&cloud)).await.unwrap();
     let h = engine(&proxy.url, "auto", &target, json!({"token": "wrong-token"}));
-    let s = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    let s = wait_status(&h, "auth_failed", |s| s.state == LinkState::AuthFailed).await;
     assert_eq!(s.transport, Some(Transport::Sse), "{s:?}");
     stop(h).await;
 }
@@ -299,7 +296,7 @@ async fn revoked_token_is_reloaded_from_token_ref(protocol: &str, transport: Tra
     let new = rotate(&cloud, 2).await;
     file.write(&new);
     let after = wait_status(&h, "a new connection with the new token", |s| {
-        s.state == ChannelState::Connected
+        s.state == LinkState::Connected
             && s.connection_id.is_some()
             && s.connection_id != before.connection_id
     })
@@ -309,7 +306,7 @@ async fn revoked_token_is_reloaded_from_token_ref(protocol: &str, transport: Tra
         "{after:?}"
     );
     delivers(&cloud, &target, "new-token").await;
-    assert_ne!(status(&h).state, ChannelState::AuthFailed);
+    assert_ne!(status(&h).state, LinkState::AuthFailed);
     stop(h).await;
 }
 
@@ -341,7 +338,7 @@ async fn long_poll_switches_to_the_token_reloaded_after_a_rotation() {
             .is_some_and(|e| e.contains("reloaded the token"))
     })
     .await;
-    assert_ne!(s.state, ChannelState::AuthFailed, "{s:?}");
+    assert_ne!(s.state, LinkState::AuthFailed, "{s:?}");
     connected(&h, Transport::LongPoll).await;
     delivers(&cloud, &target, "new-token").await;
     let after = status(&h);
@@ -362,7 +359,7 @@ async fn long_poll_rotated_token_is_auth_failed_until_token_ref_has_the_new_one(
     let h = engine(&cloud.base, "long_poll", &target, file.token_ref());
     connected(&h, Transport::LongPoll).await;
     let new = rotate(&cloud, 1).await;
-    let failed = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    let failed = wait_status(&h, "auth_failed", |s| s.state == LinkState::AuthFailed).await;
     assert!(
         failed
             .last_error
@@ -373,7 +370,7 @@ async fn long_poll_rotated_token_is_auth_failed_until_token_ref_has_the_new_one(
     // No hot loop: one attempt per max_reconnect_delay (1 s ± 20 %).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = status(&h);
-    assert_eq!(later.state, ChannelState::AuthFailed, "{later:?}");
+    assert_eq!(later.state, LinkState::AuthFailed, "{later:?}");
     assert!(
         later.connection_attempts <= failed.connection_attempts + 4,
         "{failed:?} then {later:?}"
@@ -393,7 +390,7 @@ async fn long_poll_rotated_token_recovers_when_the_channel_gets_the_new_token() 
     let h = engine(&cloud.base, "long_poll", &target, json!({}));
     connected(&h, Transport::LongPoll).await;
     let new = rotate(&cloud, 1).await;
-    wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    wait_status(&h, "auth_failed", |s| s.state == LinkState::AuthFailed).await;
     let cfg = channel_config(&cloud.base, "long_poll", &target, json!({"token": new}));
     h.add_channel(cfg).unwrap();
     connected(&h, Transport::LongPoll).await;
@@ -408,13 +405,13 @@ async fn websocket_4005_without_token_ref_stops_the_channel() {
     let h = engine(&cloud.base, "websocket", &target, json!({}));
     let before = connected(&h, Transport::Websocket).await;
     rotate(&cloud, 1).await;
-    let s = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    let s = wait_status(&h, "auth_failed", |s| s.state == LinkState::AuthFailed).await;
     let err = s.last_error.clone().unwrap_or_default();
     assert!(err.contains("token revoked"), "{s:?}");
     // No hot loop: the channel stays down and does not retry with the revoked token.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = status(&h);
-    assert_eq!(later.state, ChannelState::AuthFailed, "{later:?}");
+    assert_eq!(later.state, LinkState::AuthFailed, "{later:?}");
     assert_eq!(
         later.connection_attempts, before.connection_attempts,
         "{later:?}"
@@ -433,7 +430,7 @@ async fn websocket_4005_waits_for_a_new_token_in_token_ref() {
     let h = engine(&cloud.base, "websocket", &target, file.token_ref());
     let before = connected(&h, Transport::Websocket).await;
     let new = rotate(&cloud, 1).await;
-    let s = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    let s = wait_status(&h, "auth_failed", |s| s.state == LinkState::AuthFailed).await;
     assert!(
         s.last_error
             .as_deref()
@@ -442,7 +439,7 @@ async fn websocket_4005_waits_for_a_new_token_in_token_ref() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let waiting = status(&h);
-    assert_eq!(waiting.state, ChannelState::AuthFailed, "{waiting:?}");
+    assert_eq!(waiting.state, LinkState::AuthFailed, "{waiting:?}");
     assert_eq!(
         waiting.connection_attempts, before.connection_attempts,
         "{waiting:?}"
@@ -518,12 +515,12 @@ async fn removed_channel_stops(protocol: &str, transport: Transport) {
         "{code}: {}",
         r.text().await.unwrap_or_default()
     );
-    let s = wait_status(&h, "stopped", |s| s.state == ChannelState::Stopped).await;
+    let s = wait_status(&h, "stopped", |s| s.state == LinkState::Stopped).await;
     let err = s.last_error.clone().unwrap_or_default();
     assert!(err.contains("channel removed"), "{s:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let later = status(&h);
-    assert_eq!(later.state, ChannelState::Stopped, "{later:?}");
+    assert_eq!(later.state, LinkState::Stopped, "{later:?}");
     assert_eq!(
         later.connection_attempts, before.connection_attempts,
         "{later:?}"
@@ -590,7 +587,7 @@ async fn untrusted_certificate_is_reported(protocol: &str) {
     })
     .await;
     assert!(
-        matches!(s.state, ChannelState::Connecting | ChannelState::Degraded),
+        matches!(s.state, LinkState::Connecting | LinkState::Degraded),
         "{s:?}"
     );
     let err = s.last_error.clone().unwrap_or_default();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use connect_engine::ChannelState;
+use connect_engine::LinkState;
 use connect_engine::api::Outcome;
 use connect_testkit::{RecordingTarget, TcpProxy, wait_until, within};
 use hmac::{Hmac, Mac};
@@ -41,7 +41,7 @@ async fn ten_delivered_and_acked(protocol: &str) {
     .unwrap();
     let s = status(&engine);
     assert_eq!(s.counters.delivered, 10, "{s:?}");
-    assert_eq!(s.state, ChannelState::Connected);
+    assert_eq!(s.state, LinkState::Connected);
     let events = engine.events("ch").unwrap();
     assert_eq!(events.len(), 10);
     assert!(
@@ -220,14 +220,14 @@ async fn a_wrong_token_is_auth_failed_without_a_hot_loop() {
         json!({"url": target.url}),
     );
     wait_until(T, "auth_failed", || async {
-        status(&engine).state == ChannelState::AuthFailed
+        status(&engine).state == LinkState::AuthFailed
     })
     .await
     .unwrap();
     // Measuring a rate needs a window of time.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let s = status(&engine);
-    assert_eq!(s.state, ChannelState::AuthFailed);
+    assert_eq!(s.state, LinkState::AuthFailed);
     // max_reconnect_delay is 1 s here: a handful of attempts, never a hot loop.
     assert!(
         s.connection_attempts <= 5,

@@ -29,7 +29,7 @@
 use std::time::Duration;
 
 use connect_engine::api::Transport;
-use connect_engine::{ChannelState, Engine, EngineHandle};
+use connect_engine::{Engine, EngineHandle, LinkState};
 use connect_testkit::{HttpFilterProxy, RecordingTarget, V1Cloud, V1Options, V1Records, wait_for};
 use serde_json::{Value, json};
 
@@ -161,7 +161,7 @@ async fn delivers_and_settles_as_v1_expects(
     // heartbeats are echoed).
     tokio::time::sleep(Duration::from_secs(4)).await;
     let idle = status(&h);
-    assert_eq!(idle.state, ChannelState::Connected, "{idle:?}");
+    assert_eq!(idle.state, LinkState::Connected, "{idle:?}");
     assert_eq!(
         idle.connection_attempts, first.connection_attempts,
         "{idle:?}"
@@ -198,10 +198,7 @@ async fn delivers_and_settles_as_v1_expects(
     // A new connection gets the NACKed message again.
     target.set_status(200);
     h.set_channel_enabled("ch", false).unwrap();
-    wait_status(&h, "disconnected", |s| {
-        s.state == ChannelState::Disconnected
-    })
-    .await;
+    wait_status(&h, "disconnected", |s| s.state == LinkState::Disconnected).await;
     h.set_channel_enabled("ch", true).unwrap();
     let reqs = target.wait_for_count(4, T).await.unwrap();
     assert_eq!(reqs[3].body_text(), r#"{"n":2}"#);
@@ -314,7 +311,7 @@ async fn bad_token_is_auth_failed_without_a_hot_loop(protocol: &str, status_code
     let target = RecordingTarget::start().await.unwrap();
     post(&v1, r#"{"n":1}"#, &[]).await;
     let h = engine(&v1.base, protocol, &target, json!({"token": "wrong-token"}));
-    let s = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    let s = wait_status(&h, "auth_failed", |s| s.state == LinkState::AuthFailed).await;
     assert!(
         s.last_error
             .as_deref()
@@ -333,7 +330,7 @@ async fn bad_token_is_auth_failed_without_a_hot_loop(protocol: &str, status_code
         "{:?}",
         rec.refused
     );
-    assert_eq!(status(&h).state, ChannelState::AuthFailed);
+    assert_eq!(status(&h).state, LinkState::AuthFailed);
     assert_eq!(target.count(), 0);
     stop(h).await;
 }
@@ -356,7 +353,7 @@ async fn auto_with_a_bad_token_against_v1_ends_auth_failed_on_sse() {
     let target = RecordingTarget::start().await.unwrap();
     post(&v1, r#"{"n":1}"#, &[]).await;
     let h = engine(&v1.base, "auto", &target, json!({"token": "wrong-token"}));
-    let s = wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    let s = wait_status(&h, "auth_failed", |s| s.state == LinkState::AuthFailed).await;
     assert_eq!(s.transport, Some(Transport::Sse), "{s:?}");
     let rec = v1.records();
     assert!(
@@ -375,7 +372,7 @@ async fn a_connector_started_before_the_first_v1_webhook_connects_after_it() {
     let v1 = v1().await;
     let target = RecordingTarget::start().await.unwrap();
     let h = engine(&v1.base, "websocket", &target, json!({}));
-    wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    wait_status(&h, "auth_failed", |s| s.state == LinkState::AuthFailed).await;
     post(
         &v1,
         r#"{"first":true}"#,
@@ -420,12 +417,9 @@ async fn a_v1_rotation_is_picked_up_from_token_ref_on_the_next_connection() {
         "{same:?}"
     );
     h.set_channel_enabled("ch", false).unwrap();
-    wait_status(&h, "disconnected", |s| {
-        s.state == ChannelState::Disconnected
-    })
-    .await;
+    wait_status(&h, "disconnected", |s| s.state == LinkState::Disconnected).await;
     h.set_channel_enabled("ch", true).unwrap();
-    wait_status(&h, "auth_failed", |s| s.state == ChannelState::AuthFailed).await;
+    wait_status(&h, "auth_failed", |s| s.state == LinkState::AuthFailed).await;
     write(&new);
     let after = connected(&h, Transport::Websocket).await;
     assert_ne!(after.connection_id, before.connection_id);

@@ -5,7 +5,7 @@
 //! - the cloud's dead-letter count is read from v1's `messages_dead_lettered`;
 //! - a connection error is shown only while it describes the current state, with its time.
 
-use connect_engine::ChannelState;
+use connect_engine::LinkState;
 use connect_engine::api::Transport;
 use connect_testkit::{HttpFilterProxy, RecordingTarget, TcpProxy};
 use serde_json::json;
@@ -35,7 +35,7 @@ async fn long_poll_against_v1_is_refused_without_polling() {
     post(&v1, r#"{"n":2}"#, &[("content-type", "application/json")]).await;
     let h = engine(&v1.base, "long_poll", &target, json!({}));
     let s = wait_status(&h, "degraded with the v1 long-poll refusal", |s| {
-        s.state == ChannelState::Degraded && names_v1(&s.last_error)
+        s.state == LinkState::Degraded && names_v1(&s.last_error)
     })
     .await;
     assert!(s.last_error_at.is_some(), "{s:?}");
@@ -75,7 +75,7 @@ async fn auto_against_v1_skips_long_poll_without_polling() {
         s.transport == Some(Transport::Websocket)
     })
     .await;
-    assert_ne!(s.state, ChannelState::Connected, "{s:?}");
+    assert_ne!(s.state, LinkState::Connected, "{s:?}");
     let attempts = s.connection_attempts;
     wait_status(&h, "more WebSocket attempts", |s| {
         s.connection_attempts >= attempts + 2
@@ -121,7 +121,7 @@ async fn an_old_connection_error_is_not_shown_once_connected_again() {
 
     proxy.cut();
     let failing = wait_status(&h, "a failed reconnect", |s| {
-        s.state != ChannelState::Connected && s.last_error.is_some()
+        s.state != LinkState::Connected && s.last_error.is_some()
     })
     .await;
     // The error carries its time (RFC 3339).
@@ -133,7 +133,7 @@ async fn an_old_connection_error_is_not_shown_once_connected_again() {
 
     proxy.restore();
     let again = wait_status(&h, "connected again", |s| {
-        s.state == ChannelState::Connected && s.connection_id != first.connection_id
+        s.state == LinkState::Connected && s.connection_id != first.connection_id
     })
     .await;
     assert_eq!(
