@@ -17,16 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use super::log::Loc;
 use super::writer::{Job, Shared};
-
-/// How long a sync must have been in the device before the next batch's sync joins it.
-/// An idle local disk here flushes in well under this; a busy one takes several times it.
-const OVERLAP_AFTER: Duration = Duration::from_micros(700);
 
 /// A batch handed to the pipeline.
 pub(super) struct Batch {
@@ -56,8 +51,6 @@ struct State {
     completing: bool,
     /// Where to cut the log back to after a failed sync; taken by the writer.
     cut: Option<(u32, u64)>,
-    /// When the latest sync was handed to a syncer.
-    last_submit: Option<Instant>,
 }
 
 struct Work {
@@ -114,24 +107,11 @@ impl Pipeline {
         }
     }
 
-    /// Blocks until the next batch may go: no sync in flight, or fewer than `depth` and the
-    /// latest one has been in the device for [`OVERLAP_AFTER`]. A fast device thus gets one
-    /// sync at a time (extra flushes only cost CPU there), a slow or busy one several.
+    /// Blocks until fewer than `depth` syncs are in flight.
     pub fn wait_for_slot(&self) {
         let mut s = self.state.lock();
-        loop {
-            if s.in_flight == 0 {
-                return;
-            }
-            if s.in_flight < self.depth {
-                let waited = s.last_submit.map_or(OVERLAP_AFTER, |t| t.elapsed());
-                if waited >= OVERLAP_AFTER {
-                    return;
-                }
-                let _ = self.changed.wait_for(&mut s, OVERLAP_AFTER - waited);
-            } else {
-                self.changed.wait(&mut s);
-            }
+        while s.in_flight >= self.depth {
+            self.changed.wait(&mut s);
         }
     }
 
@@ -178,7 +158,6 @@ impl Pipeline {
                 return;
             }
             s.in_flight += 1;
-            s.last_submit = Some(Instant::now());
             id
         };
         let sent = self
