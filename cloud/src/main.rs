@@ -81,7 +81,7 @@ fn main() -> ExitCode {
             let options = EmbeddedOptions {
                 segment_bytes: settings.segment_bytes,
                 max_dead_letters: settings.max_dead_letters,
-                ..EmbeddedOptions::default()
+                syncs_in_flight: settings.syncs_in_flight,
             };
             match EmbeddedBuffer::open_with(&settings.data_dir, Arc::new(SystemClock), options) {
                 Ok(b) => Arc::new(b),

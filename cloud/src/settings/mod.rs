@@ -25,6 +25,8 @@ pub enum InvalidSettings {
     QueueBytes { min: u64, max: u64 },
     #[error("WEBHOOK_CONNECT_SEGMENT_BYTES must be at least {0}")]
     SegmentBytes(u64),
+    #[error("WEBHOOK_CONNECT_SYNCS_IN_FLIGHT must be within 1..=4")]
+    SyncsInFlight,
     /// `WEBHOOK_CONNECT_MAX_HEADERS` or `WEBHOOK_CONNECT_MAX_HEADER_BYTES` is 0.
     #[error("header limits must be positive")]
     HeaderLimits,
@@ -183,6 +185,10 @@ pub struct Settings {
         default_value_t = 67_108_864
     )]
     pub segment_bytes: u64,
+    /// Batches whose `fdatasync` the embedded backend lets into the device at once (1..=4;
+    /// 1 is the plain group commit).
+    #[arg(long, env = "WEBHOOK_CONNECT_SYNCS_IN_FLIGHT", default_value_t = 1)]
+    pub syncs_in_flight: usize,
     #[arg(long, env = "WEBHOOK_CONNECT_MAX_HEADERS", default_value_t = 100)]
     pub max_headers: usize,
     #[arg(long, env = "WEBHOOK_CONNECT_MAX_HEADER_BYTES", default_value_t = 8192)]
@@ -337,6 +343,9 @@ impl Settings {
         }
         if self.segment_bytes < 65_536 {
             return Err(InvalidSettings::SegmentBytes(65_536));
+        }
+        if !(1..=4).contains(&self.syncs_in_flight) {
+            return Err(InvalidSettings::SyncsInFlight);
         }
         if self.max_headers == 0 || self.max_header_bytes == 0 {
             return Err(InvalidSettings::HeaderLimits);

@@ -85,7 +85,7 @@ impl Default for EmbeddedOptions {
         Self {
             segment_bytes: 64 * 1024 * 1024,
             max_dead_letters: 10_000,
-            syncs_in_flight: 2,
+            syncs_in_flight: 1,
         }
     }
 }

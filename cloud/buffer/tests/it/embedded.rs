@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connect_buffer::embedded::EmbeddedBuffer;
+use connect_buffer::embedded::{EmbeddedBuffer, EmbeddedOptions};
 use connect_buffer::suite::{message, registration, settings};
 use connect_buffer::{Buffer, BufferError, ChannelSettings, SystemClock};
 
@@ -101,16 +101,30 @@ async fn commit_failures_make_enqueue_unavailable_and_health_bad() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_sync_fails_its_batch_and_every_later_one_and_cuts_them_from_the_log() {
+    for depth in [1, 2, 4] {
+        failed_syncs_leave_nothing_behind(depth).await;
+    }
+}
+
+async fn failed_syncs_leave_nothing_behind(syncs_in_flight: usize) {
     let h = EmbeddedHarness::new();
-    let b = Arc::new(h.open_embedded());
+    let options = EmbeddedOptions {
+        syncs_in_flight,
+        ..EmbeddedOptions::default()
+    };
+    let open = || {
+        EmbeddedBuffer::open_with(&h.dir.path().join("data"), h.clock.clone(), options.clone())
+            .expect("open")
+    };
+    let b = Arc::new(open());
     with_timeout(b.register_channel(registration(CH, settings())))
         .await
-        .unwrap();
+        .expect("store call");
     let mut stored = Vec::new();
     for _ in 0..5 {
         let (id, _) = with_timeout(b.enqueue(message(&h.clock, CH, "hook-a", 600)))
             .await
-            .unwrap();
+            .expect("store call");
         stored.push(id);
     }
 
@@ -124,32 +138,43 @@ async fn a_failed_sync_fails_its_batch_and_every_later_one_and_cuts_them_from_th
         })
         .collect();
     for t in tasks {
-        let r = with_timeout(t).await.unwrap();
+        let r = with_timeout(t).await.expect("store call");
         assert!(matches!(r, Err(BufferError::Unavailable(_))), "{r:?}");
     }
     let health = b.health();
     assert!(!health.ok);
-    assert!(health.reason.unwrap().contains("injected sync failure"));
+    assert!(
+        health
+            .reason
+            .expect("store call")
+            .contains("injected sync failure")
+    );
 
     b.fail_syncs(false);
     for _ in 0..5 {
         let (id, _) = with_timeout(b.enqueue(message(&h.clock, CH, "hook-a", 600)))
             .await
-            .unwrap();
+            .expect("store call");
         stored.push(id);
     }
     assert!(b.health().ok);
-    assert_eq!(with_timeout(b.stats(CH)).await.unwrap().ready, 10);
+    assert_eq!(
+        with_timeout(b.stats(CH)).await.expect("store call").ready,
+        10
+    );
 
     // After a restart exactly the acknowledged messages are there: the failed batches
     // were cut from the log, not left to come back.
-    with_timeout(b.close()).await.unwrap();
+    with_timeout(b.close()).await.expect("store call");
     drop(b);
-    let b = h.open_embedded();
-    assert_eq!(with_timeout(b.stats(CH)).await.unwrap().ready, 10);
+    let b = open();
+    assert_eq!(
+        with_timeout(b.stats(CH)).await.expect("store call").ready,
+        10
+    );
     let leased: Vec<String> = with_timeout(b.lease(CH, "c1", 100))
         .await
-        .unwrap()
+        .expect("store call")
         .into_iter()
         .map(|l| l.message.message_id.clone())
         .collect();
