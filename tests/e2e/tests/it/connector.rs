@@ -29,7 +29,7 @@ fn connector(args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Result
 }
 
 /// A single-channel connector configured by flags, with quick reconnects.
-fn connector_flags(
+pub(crate) fn connector_flags(
     cloud: &Cloud,
     channel: &str,
     token: &str,

@@ -9,6 +9,7 @@ mod client;
 mod connector;
 mod connector_control;
 mod connector_honesty;
+mod crash_loop;
 mod disk_full;
 mod dispatch;
 mod edge;
