@@ -22,6 +22,7 @@
 //!   persistence, flush), so [`Buffer::state_epoch`] moves on and the cloud registers its
 //!   channels again, and this process puts its live connections back into the registry.
 
+mod conn;
 mod keys;
 mod scripts;
 
@@ -39,10 +40,11 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use rand::Rng;
 use redis::Value;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use self::conn::RedisConn;
+pub use self::conn::RedisEndpoint;
 use self::keys::ChannelKeys;
 pub use self::keys::valid_prefix;
 use crate::{
@@ -64,8 +66,9 @@ const CONFIRM_TIMEOUT_MS: u64 = 5_000;
 /// How to reach Redis and name things in it.
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
-    /// `redis://…` or `rediss://…` (TLS; credentials in the URL).
-    pub url: String,
+    /// One primary (`redis://…` or `rediss://…`, TLS; credentials in the URL) or the seed
+    /// nodes of a Redis Cluster.
+    pub endpoint: RedisEndpoint,
     /// Key prefix `P` (`^[A-Za-z0-9_.-]{1,32}$`).
     pub prefix: String,
     /// Confirm durable writes with `WAITAOF 1 0` (Redis ≥ 7.2 with AOF on).
@@ -80,9 +83,19 @@ pub struct RedisOptions {
 }
 
 impl RedisOptions {
+    /// One primary at `url`.
     pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self::with_endpoint(RedisEndpoint::Single(url.into()), prefix)
+    }
+
+    /// A Redis Cluster reached through `seeds`.
+    pub fn cluster(seeds: Vec<String>, prefix: impl Into<String>) -> Self {
+        Self::with_endpoint(RedisEndpoint::Cluster(seeds), prefix)
+    }
+
+    pub fn with_endpoint(endpoint: RedisEndpoint, prefix: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            endpoint,
             prefix: prefix.into(),
             wait_aof: false,
             wait_replicas: 0,
@@ -150,8 +163,7 @@ impl Scripts {
 
 struct Inner {
     opts: RedisOptions,
-    client: redis::Client,
-    con: ConnectionManager,
+    con: RedisConn,
     clock: Arc<dyn Clock>,
     scripts: Scripts,
     /// `P:channels`
@@ -178,6 +190,8 @@ struct Inner {
     gen_check: tokio::sync::Mutex<()>,
     /// Close requests addressed to this replica's connections (`close` on `P:ctl`).
     close_tx: tokio::sync::mpsc::Sender<(String, String)>,
+    /// Channels another replica changed (`token`, `chan`, `del` on `P:ctl`).
+    change_tx: tokio::sync::mpsc::Sender<String>,
 }
 
 /// The Redis backend. Cheap to share behind an `Arc<dyn Buffer>`.
@@ -185,6 +199,7 @@ pub struct RedisBuffer {
     inner: Arc<Inner>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     close_rx: Mutex<Option<tokio::sync::mpsc::Receiver<(String, String)>>>,
+    change_rx: Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
 }
 
 impl std::fmt::Debug for RedisBuffer {
@@ -217,24 +232,18 @@ impl RedisBuffer {
                 opts.prefix
             )));
         }
-        let client = redis::Client::open(opts.url.as_str()).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(6)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let con = client
-            .get_connection_manager_with_config(config)
+        let con = RedisConn::connect(&opts.endpoint)
             .await
             .map_err(unavailable)?;
         let (close_tx, close_rx) = tokio::sync::mpsc::channel(1024);
+        let (change_tx, change_rx) = tokio::sync::mpsc::channel(1024);
         let inner = Arc::new(Inner {
             close_tx,
+            change_tx,
             channels_key: format!("{}:channels", opts.prefix),
             ctl: format!("{}:ctl", opts.prefix),
             gen_key: format!("{}:gen", opts.prefix),
             opts,
-            client,
             con,
             clock,
             scripts: Scripts::new(),
@@ -264,6 +273,7 @@ impl RedisBuffer {
             inner,
             tasks: Mutex::new(tasks),
             close_rx: Mutex::new(Some(close_rx)),
+            change_rx: Mutex::new(Some(change_rx)),
         })
     }
 
@@ -293,26 +303,23 @@ async fn refresh_loop(inner: Arc<Inner>) {
             continue;
         }
         let now = inner.clock.now().micros();
-        let mut pipe = redis::pipe();
-        for (channel, conn) in &conns {
-            let keys = ChannelKeys::new(&inner.opts.prefix, channel);
-            pipe.cmd("ZADD")
-                .arg(keys.conn())
-                .arg("XX")
-                .arg(now)
-                .arg(conn)
-                .ignore();
-        }
-        let mut con = inner.con.clone();
-        if let Err(e) = pipe.query_async::<()>(&mut con).await {
+        if let Err(e) = inner.touch_connections(&conns, now, true).await {
             inner.note_failure(&e);
         }
     }
 }
 
 async fn subscribe_loop(inner: Arc<Inner>) {
-    loop {
-        match inner.client.get_async_pubsub().await {
+    let urls = inner.opts.endpoint.subscribe_urls();
+    for url in urls.iter().cycle() {
+        let client = match redis::Client::open(url.as_str()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "invalid redis url for pub/sub");
+                return;
+            }
+        };
+        match client.get_async_pubsub().await {
             Ok(mut ps) => match ps.subscribe(&inner.ctl).await {
                 Ok(()) => {
                     let mut stream = ps.on_message();
@@ -502,21 +509,33 @@ impl Inner {
                  channels are registered again"
             );
             let conns: Vec<(String, String)> = self.local_conns.lock().iter().cloned().collect();
-            if !conns.is_empty() {
-                let now = self.clock.now().micros();
-                let mut pipe = redis::pipe();
-                for (channel, conn) in &conns {
-                    let keys = ChannelKeys::new(&self.opts.prefix, channel);
-                    pipe.cmd("ZADD")
-                        .arg(keys.conn())
-                        .arg(now)
-                        .arg(conn)
-                        .ignore();
-                }
-                pipe.query_async::<()>(&mut con).await?;
-            }
+            let now = self.clock.now().micros();
+            self.touch_connections(&conns, now, false).await?;
         }
         Ok(lost)
+    }
+
+    /// Sets the last-seen time of connections in the registry (`existing_only`: only those
+    /// still registered). One command per key, sent concurrently: in a cluster the keys live
+    /// in different slots, so they cannot share a pipeline.
+    async fn touch_connections(
+        &self,
+        conns: &[(String, String)],
+        now: i64,
+        existing_only: bool,
+    ) -> redis::RedisResult<()> {
+        let sends = conns.iter().map(|(channel, conn)| {
+            let keys = ChannelKeys::new(&self.opts.prefix, channel);
+            let mut cmd = redis::cmd("ZADD");
+            cmd.arg(keys.conn());
+            if existing_only {
+                cmd.arg("XX");
+            }
+            cmd.arg(now).arg(conn);
+            let mut con = self.con.clone();
+            async move { cmd.query_async::<()>(&mut con).await }
+        });
+        futures::future::try_join_all(sends).await.map(|_| ())
     }
 
     /// Within [`LOST_DATA_GRACE`] of noticing a data loss: the cloud may not have registered
@@ -557,6 +576,19 @@ impl Inner {
         format!("wake\n{}\n{channel}", self.opts.replica_id)
     }
 
+    /// Tells the other replicas that a channel's stored state changed (`chan`: registered,
+    /// `del`: deleted), so they re-read it now rather than at their next periodic re-read.
+    async fn publish_change(&self, kind: &str, channel: &str) -> Result<()> {
+        let mut con = self.con.clone();
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&self.ctl)
+            .arg(format!("{kind}\n{}\n{channel}", self.opts.replica_id))
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// A `P:ctl` message from some replica; our own are already handled locally.
     fn on_ctl(&self, payload: &[u8]) {
         let text = String::from_utf8_lossy(payload);
@@ -574,6 +606,11 @@ impl Inner {
                 if let Some(n) = n {
                     n.notify_one();
                 }
+            }
+            // A rotation (published by the rotate script), a registration, a deletion.
+            "token" | "chan" | "del" => {
+                // Full only if nobody reads; the periodic re-read still catches up.
+                let _ = self.change_tx.try_send(channel.to_owned());
             }
             "close" => {
                 if let Some((channel, conn)) = channel.split_once('\n') {
@@ -626,14 +663,15 @@ impl Inner {
     async fn confirm(&self) -> Result<()> {
         let mut con = self.con.clone();
         if self.opts.wait_aof {
-            let r: Vec<i64> = redis::cmd("WAITAOF")
+            // In a cluster every primary answers (for the writes this process sent it).
+            let r: Value = redis::cmd("WAITAOF")
                 .arg(1)
                 .arg(0)
                 .arg(CONFIRM_TIMEOUT_MS)
                 .query_async(&mut con)
                 .await
                 .map_err(|e| self.err(e))?;
-            if r.first().copied().unwrap_or(0) < 1 {
+            if conn::min_local_aof(&r).unwrap_or(0) < 1 {
                 return Err(BufferError::Unavailable(
                     "redis: the write was not confirmed on disk in time".into(),
                 ));
@@ -843,6 +881,7 @@ impl Buffer for RedisBuffer {
             .await
             .map_err(|e| i.err(e))?;
         i.confirm().await?;
+        i.publish_change("chan", &reg.name).await?;
         Ok(Registered {
             record: record_from(&reg.name, &state)?,
             configured_token_changed: changed,
@@ -875,6 +914,7 @@ impl Buffer for RedisBuffer {
             .map_err(|e| i.err(e))?;
         i.notifier(name).notify_waiters();
         i.confirm().await?;
+        i.publish_change("del", name).await?;
         Ok(rest.first().map(int).unwrap_or(0).max(0) as u64)
     }
 
@@ -1128,6 +1168,7 @@ impl Buffer for RedisBuffer {
                         .await
                         .map_err(|e| i.err(e))?;
                     i.notifier(&name).notify_waiters();
+                    i.publish_change("del", &name).await?;
                     report.channels_deleted.push(name);
                 }
             }
@@ -1437,6 +1478,10 @@ impl Buffer for RedisBuffer {
 
     fn close_requests(&self) -> Option<tokio::sync::mpsc::Receiver<(String, String)>> {
         self.close_rx.lock().take()
+    }
+
+    fn channel_changes(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        self.change_rx.lock().take()
     }
 
     fn state_epoch(&self) -> u64 {
