@@ -14,7 +14,9 @@
 //! - [`conn`]: [`conn::Conn`], one connection, with the `in_flight` / `poll_want` accounting
 //!   (poll_begin / poll_end / cancel_poll) in one place.
 //! - `dispatch`: the per-channel dispatcher task.
+//! - `agree`: replica agreement (read-through on a refused token, published changes).
 
+mod agree;
 pub mod channel;
 pub mod conn;
 mod dispatch;
