@@ -1,12 +1,14 @@
 //! Replica agreement without a window (#13 finding 7): two cloud processes on one real
 //! `redis-server`. A token rotated, a configured token changed, a channel created or deleted
 //! through replica B holds on replica A at the very next request — no waiting for A's periodic
-//! re-read of the shared state (every second).
+//! re-read of the shared state (every second). The same on a three-primary Redis Cluster
+//! (`WEBHOOK_CONNECT_REDIS_CLUSTER_URLS`), where a webhook posted to one replica also reaches a
+//! connector on the other.
 
 use std::time::Duration;
 
 use connect_testkit::cloud::{ADMIN, Cloud, connect_hook};
-use connect_testkit::{RedisServer, wait_until};
+use connect_testkit::{RedisCluster, RedisServer, wait_until};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -221,5 +223,54 @@ async fn a_channel_deleted_on_one_replica_closes_its_streams_on_the_other_at_onc
     .await;
     let text = ended.map_err(|_| anyhow::anyhow!("A kept the stream of a deleted channel"))?;
     assert!(text.contains("channel_removed"), "{text}");
+    Ok(())
+}
+
+/// Reads SSE chunks until `needle` shows up (20 s at most); the text read.
+async fn read_until<S, B>(body: &mut S, needle: &str) -> anyhow::Result<String>
+where
+    S: futures::Stream<Item = reqwest::Result<B>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("stream ended before {needle}: {seen}"))??;
+        seen.push_str(&String::from_utf8_lossy(chunk.as_ref()));
+    }
+    Ok(seen)
+}
+
+#[tokio::test]
+async fn replicas_on_a_redis_cluster_deliver_across_and_agree_at_once() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start().await?;
+    let urls = cluster.urls();
+    let env = [
+        ("WEBHOOK_CONNECT_REDIS_CLUSTER_URLS", urls.as_str()),
+        ("WEBHOOK_CONNECT_REDIS_PREFIX", "agree"),
+    ];
+    let hooks = json!({"hook": connect_hook(CH, TOKEN, json!({}))});
+    let a = Cloud::start_with(hooks.clone(), &env).await?;
+    let b = Cloud::start_with(hooks, &env).await?;
+    let stream = a
+        .http
+        .get(format!("{}/connect/stream/{CH}/sse", a.base))
+        .bearer_auth(TOKEN)
+        .header("x-webhook-connect-version", "2")
+        .send()
+        .await?;
+    assert_eq!(stream.status(), 200);
+    let mut body = stream.bytes_stream();
+    read_until(&mut body, "event: connected").await?;
+    let (s, _) = b.post("hook", r#"{"n":1}"#).await?;
+    assert!((200..300).contains(&s), "POST to B answered {s}");
+    read_until(&mut body, "event: webhook").await?;
+
+    let new = rotate(&b).await?;
+    assert_eq!(status(&a, CH, &new).await, 200, "new token on A");
+    let closed = read_until(&mut body, "token_revoked").await?;
+    assert!(closed.contains("token_revoked"));
+    assert_eq!(status(&a, CH, TOKEN).await, 401, "old token on A");
     Ok(())
 }
