@@ -32,6 +32,12 @@ impl RedisCluster {
     /// Starts three primaries, creates the cluster and waits until every node reports
     /// `cluster_state:ok`.
     pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`start`](Self::start), with extra `redis-server` arguments for every node
+    /// (`["--appendonly", "yes"]`).
+    pub async fn start_with(extra: &[&str]) -> Result<Self> {
         let mut nodes = Vec::new();
         for _ in 0..3 {
             let dir = tempfile::Builder::new()
@@ -40,14 +46,15 @@ impl RedisCluster {
                 .context("creating a cluster node dir")?;
             let port = cluster_port();
             let conf = dir.path().join("nodes.conf");
-            let args = vec![
+            let mut args: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+            args.extend([
                 "--cluster-enabled".to_owned(),
                 "yes".to_owned(),
                 "--cluster-config-file".to_owned(),
                 conf.to_string_lossy().into_owned(),
                 "--cluster-node-timeout".to_owned(),
                 "5000".to_owned(),
-            ];
+            ]);
             let mut process = spawn(port, &dir, &args)?;
             wait_ready(&mut process, || ping(port)).await?;
             nodes.push(Node {
