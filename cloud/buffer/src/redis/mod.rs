@@ -21,10 +21,16 @@
 //!   the value this process saw last; a new value means Redis lost its data (restart without
 //!   persistence, flush), so [`Buffer::state_epoch`] moves on and the cloud registers its
 //!   channels again, and this process puts its live connections back into the registry.
+//!
+//! Layout: this file (options, opening, the [`Buffer`] implementation); [`conn`] (one primary or
+//! a Redis Cluster behind one command handle); [`keys`] (key names); [`scripts`] (the Lua);
+//! `tasks` (background tasks, `P:ctl` messages); `values` (decoding answers).
 
 mod conn;
 mod keys;
 mod scripts;
+mod tasks;
+mod values;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -32,11 +38,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use connect_protocol::admin::{ChannelState, TokenSource};
 use connect_protocol::ids::new_message_id;
-use connect_protocol::message::{Attempts, DeadLetterReason, MessageState, StoredMessage};
+use connect_protocol::message::{DeadLetterReason, MessageState, StoredMessage};
 use connect_protocol::time::Timestamp;
-use futures::StreamExt;
 use parking_lot::Mutex;
 use rand::Rng;
 use redis::Value;
@@ -47,10 +51,12 @@ use self::conn::RedisConn;
 pub use self::conn::RedisEndpoint;
 use self::keys::ChannelKeys;
 pub use self::keys::valid_prefix;
+use self::tasks::{ping_loop, refresh_loop, subscribe_loop};
+use self::values::*;
 use crate::{
     AckOutcome, Buffer, BufferError, BufferHealth, BufferStats, BulkReplay, ChannelRecord,
-    ChannelRegistration, ChannelSettings, Clock, Counters, Leased, LostLease, MessageRecord,
-    NackOutcome, PeekFilter, Registered, ReplayOutcome, Result, SweepReport, TokenState,
+    ChannelRegistration, Clock, Counters, Leased, LostLease, MessageRecord, NackOutcome,
+    PeekFilter, Registered, ReplayOutcome, Result, SweepReport, TokenState,
 };
 
 /// Serialized size above which a message is refused with [`BufferError::TooLarge`].
@@ -283,197 +289,6 @@ impl RedisBuffer {
     }
 }
 
-// --- background tasks -----------------------------------------------------------------------
-
-async fn ping_loop(inner: Arc<Inner>) {
-    loop {
-        // Answers like a PING, and notices a Redis that lost its data.
-        if let Err(e) = inner.check_generation().await {
-            inner.note_failure(&e);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn refresh_loop(inner: Arc<Inner>) {
-    loop {
-        tokio::time::sleep(inner.opts.heartbeat).await;
-        let conns: Vec<(String, String)> = inner.local_conns.lock().iter().cloned().collect();
-        if conns.is_empty() {
-            continue;
-        }
-        let now = inner.clock.now().micros();
-        if let Err(e) = inner.touch_connections(&conns, now, true).await {
-            inner.note_failure(&e);
-        }
-    }
-}
-
-async fn subscribe_loop(inner: Arc<Inner>) {
-    let urls = inner.opts.endpoint.subscribe_urls();
-    for url in urls.iter().cycle() {
-        let client = match redis::Client::open(url.as_str()) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "invalid redis url for pub/sub");
-                return;
-            }
-        };
-        match client.get_async_pubsub().await {
-            Ok(mut ps) => match ps.subscribe(&inner.ctl).await {
-                Ok(()) => {
-                    let mut stream = ps.on_message();
-                    while let Some(msg) = stream.next().await {
-                        inner.on_ctl(msg.get_payload_bytes());
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "redis subscribe failed"),
-            },
-            Err(e) => tracing::debug!(error = %e, "redis pub/sub connection failed"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-// --- helpers ---------------------------------------------------------------------------------
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        Value::Okay => "OK".into(),
-        Value::Double(d) => d.to_string(),
-        _ => String::new(),
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(i) => *i,
-        other => text(other).parse().unwrap_or(0),
-    }
-}
-
-fn array(v: Value) -> Vec<Value> {
-    match v {
-        Value::Array(a) | Value::Set(a) => a,
-        Value::Nil => Vec::new(),
-        other => vec![other],
-    }
-}
-
-fn flat_map(v: Value) -> HashMap<String, String> {
-    let items = array(v);
-    items
-        .chunks(2)
-        .filter(|c| c.len() == 2)
-        .map(|c| (text(&c[0]), text(&c[1])))
-        .collect()
-}
-
-fn micros(s: Option<&String>) -> Option<Timestamp> {
-    s.and_then(|s| s.parse::<i64>().ok())
-        .map(Timestamp::from_micros)
-}
-
-fn micros_str(s: &str) -> Option<Timestamp> {
-    s.parse::<f64>()
-        .ok()
-        .map(|f| Timestamp::from_micros(f as i64))
-}
-
-fn parse_reason(s: &str) -> Option<DeadLetterReason> {
-    match s {
-        "rejected" => Some(DeadLetterReason::Rejected),
-        "max_delivery_attempts" => Some(DeadLetterReason::MaxDeliveryAttempts),
-        "expired" => Some(DeadLetterReason::Expired),
-        _ => None,
-    }
-}
-
-/// The attempt record as the scripts store it.
-#[derive(Debug, Default, serde::Deserialize)]
-struct Att {
-    #[serde(default)]
-    dc: u32,
-    first: Option<String>,
-    last: Option<String>,
-    err: Option<String>,
-    reason: Option<String>,
-    dl: Option<String>,
-}
-
-impl Att {
-    fn parse(s: &str) -> Self {
-        serde_json::from_str(s).unwrap_or_default()
-    }
-
-    fn attempts(&self) -> Attempts {
-        Attempts {
-            delivery_count: self.dc,
-            first_attempt_at: micros(self.first.as_ref()),
-            last_attempt_at: micros(self.last.as_ref()),
-            last_error: self.err.clone(),
-        }
-    }
-}
-
-fn parse_message(json: &str) -> Result<Arc<StoredMessage>> {
-    serde_json::from_str(json)
-        .map(Arc::new)
-        .map_err(|e| BufferError::Unavailable(format!("corrupt stored message: {e}")))
-}
-
-fn record_from(name: &str, m: &HashMap<String, String>) -> Result<ChannelRecord> {
-    let get = |k: &str| m.get(k).cloned().unwrap_or_default();
-    let settings: ChannelSettings = serde_json::from_str(&get("settings"))
-        .map_err(|e| BufferError::Unavailable(format!("corrupt channel settings: {e}")))?;
-    let created_at = micros(m.get("created_at")).unwrap_or_else(|| Timestamp::from_micros(0));
-    Ok(ChannelRecord {
-        name: name.to_owned(),
-        settings,
-        owner: get("owner"),
-        webhook_ids: get("wh_ids")
-            .split('\n')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        state: if get("status") == "orphaned" {
-            ChannelState::Orphaned
-        } else {
-            ChannelState::Active
-        },
-        orphaned_at: micros(m.get("orphaned_at")),
-        created_at,
-        updated_at: micros(m.get("updated_at")).unwrap_or(created_at),
-        token: TokenState {
-            current_digest: get("tok_cur"),
-            source: if get("tok_src") == "rotated" {
-                TokenSource::Rotated
-            } else {
-                TokenSource::Config
-            },
-            configured_digest: get("tok_cfg"),
-            previous_digest: m.get("tok_old").cloned(),
-            previous_expires_at: micros(m.get("tok_old_exp")),
-            rotated_at: micros(m.get("rotated_at")),
-        },
-    })
-}
-
-/// Splits the serialized message around its sequence number (`"sequence":0`), which the
-/// enqueue script fills in. Inside JSON strings every quote is escaped, so the first
-/// `,"sequence":0,` is the field itself.
-fn split_at_sequence(json: &str) -> Result<(String, String)> {
-    const NEEDLE: &str = ",\"sequence\":0,";
-    let at = json
-        .find(NEEDLE)
-        .ok_or_else(|| BufferError::Unavailable("message serialization lacks a sequence".into()))?;
-    let split = at + NEEDLE.len() - 2;
-    Ok((json[..split].to_owned(), json[split + 1..].to_owned()))
-}
-
 impl Inner {
     fn note_failure(&self, e: &redis::RedisError) {
         let mut f = self.failure.lock();
@@ -587,41 +402,6 @@ impl Inner {
             .await
             .map_err(|e| self.err(e))?;
         Ok(())
-    }
-
-    /// A `P:ctl` message from some replica; our own are already handled locally.
-    fn on_ctl(&self, payload: &[u8]) {
-        let text = String::from_utf8_lossy(payload);
-        let mut parts = text.splitn(3, '\n');
-        let (Some(kind), Some(from), Some(channel)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return;
-        };
-        if from == self.opts.replica_id {
-            return;
-        }
-        match kind {
-            "wake" => {
-                let n = self.notifiers.lock().get(channel).cloned();
-                if let Some(n) = n {
-                    n.notify_one();
-                }
-            }
-            // A rotation (published by the rotate script), a registration, a deletion.
-            "token" | "chan" | "del" => {
-                // Full only if nobody reads; the periodic re-read still catches up.
-                let _ = self.change_tx.try_send(channel.to_owned());
-            }
-            "close" => {
-                if let Some((channel, conn)) = channel.split_once('\n') {
-                    // Full only if nobody listens; the request is then moot.
-                    let _ = self
-                        .close_tx
-                        .try_send((channel.to_owned(), conn.to_owned()));
-                }
-            }
-            _ => {}
-        }
     }
 
     /// Runs a channel script; `nf` becomes [`BufferError::ChannelNotFound`]. Returns the
@@ -1553,20 +1333,5 @@ impl Buffer for RedisBuffer {
             t.abort();
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_sequence_is_spliced_into_the_field_only() {
-        let json = r#"{"message_id":"m","channel":"c\",\"sequence\":0,","webhook_id":"w","sequence":0,"x":1}"#;
-        let (a, b) = split_at_sequence(json).unwrap();
-        assert_eq!(
-            format!("{a}42{b}"),
-            json.replace(r#""sequence":0,"x""#, r#""sequence":42,"x""#)
-        );
     }
 }
