@@ -362,8 +362,9 @@ impl Hub {
     }
 
     /// With a shared buffer, other replicas change state this replica caches: token
-    /// rotations (applied here within the housekeeping period, §7 "within 2 s") and channel
-    /// settings.
+    /// rotations and channel settings. The periodic safety net (housekeeping, every second);
+    /// changes normally arrive at once through [`Hub::refresh_channel`] and the read-through
+    /// of [`Hub::authenticate_fresh`] (`agree`).
     pub async fn sync_shared(&self) {
         if !self.buffer.is_shared() {
             return;
