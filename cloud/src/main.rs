@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use connect_buffer::embedded::{EmbeddedBuffer, EmbeddedOptions};
-use connect_buffer::redis::{RedisBuffer, RedisOptions};
+use connect_buffer::redis::{RedisBuffer, RedisEndpoint, RedisOptions};
 use connect_buffer::{Buffer, BufferError, SystemClock};
 use connect_cloud::settings::{LogFormat, env};
 
@@ -69,8 +69,8 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let buffer: Arc<dyn Buffer> = if let Some(url) = &settings.redis_url {
-            match RedisBuffer::open(redis_options(&settings, url), Arc::new(SystemClock)).await {
+        let buffer: Arc<dyn Buffer> = if let Some(endpoint) = settings.redis_endpoint() {
+            match RedisBuffer::open(redis_options(&settings, endpoint), Arc::new(SystemClock)).await {
                 Ok(b) => Arc::new(b),
                 Err(e) => {
                     eprintln!("cannot use the Redis buffer: {e}");
@@ -197,8 +197,8 @@ fn healthcheck(path: Option<String>) -> ExitCode {
 }
 
 /// Redis backend options from the settings (CONFIG.md §1.3).
-fn redis_options(s: &Settings, url: &str) -> RedisOptions {
-    let mut o = RedisOptions::new(url, s.redis_prefix.clone());
+fn redis_options(s: &Settings, endpoint: RedisEndpoint) -> RedisOptions {
+    let mut o = RedisOptions::with_endpoint(endpoint, s.redis_prefix.clone());
     o.wait_aof = s.redis_wait_aof;
     o.wait_replicas = s.redis_wait_replicas;
     o.heartbeat = s.heartbeat();

@@ -1,6 +1,6 @@
 //! Background sweeps and housekeeping: expired leases, delays, TTL, DLQ retention, orphan
-//! deletion, token grace ends, idle poll connections, close requests from other replicas, and
-//! registering the channels again after the buffer lost its state.
+//! deletion, token grace ends, idle poll connections, close requests and channel changes from
+//! other replicas, and registering the channels again after the buffer lost its state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,20 @@ pub fn spawn(rt: &Arc<Runtime>, sources: &Arc<ConfigManager>) {
                     _ = rt2.stopping().cancelled() => return,
                     r = requests.recv() => match r {
                         Some((channel, conn)) => rt2.hub().apply_close_request(&channel, &conn).await,
+                        None => return,
+                    },
+                }
+            }
+        });
+    }
+    if let Some(mut changes) = rt.buffer().channel_changes() {
+        let rt2 = rt.clone();
+        rt.tracker().spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = rt2.stopping().cancelled() => return,
+                    c = changes.recv() => match c {
+                        Some(channel) => rt2.hub().refresh_channel(&channel, true).await,
                         None => return,
                     },
                 }

@@ -424,6 +424,14 @@ pub trait Buffer: Send + Sync + 'static {
         None
     }
 
+    /// Names of channels whose stored state another replica changed (token rotated, channel
+    /// registered or deleted), published so every replica can re-read them at once; the
+    /// first caller takes the receiver. Delivery is best effort (Pub/Sub): a replica still
+    /// re-reads a channel before refusing a token. `None` for backends without replicas.
+    fn channel_changes(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        None
+    }
+
     /// How many times this process found the backend's stored state gone (a Redis restarted
     /// without persistence, or flushed). When it changes, every configured channel must be
     /// registered again (§8.4: channels are registered at configuration load, not lazily).

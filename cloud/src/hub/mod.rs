@@ -14,7 +14,9 @@
 //! - [`conn`]: [`conn::Conn`], one connection, with the `in_flight` / `poll_want` accounting
 //!   (poll_begin / poll_end / cancel_poll) in one place.
 //! - `dispatch`: the per-channel dispatcher task.
+//! - `agree`: replica agreement (read-through on a refused token, published changes).
 
+mod agree;
 pub mod channel;
 pub mod conn;
 mod dispatch;
@@ -360,8 +362,9 @@ impl Hub {
     }
 
     /// With a shared buffer, other replicas change state this replica caches: token
-    /// rotations (applied here within the housekeeping period, §7 "within 2 s") and channel
-    /// settings.
+    /// rotations and channel settings. The periodic safety net (housekeeping, every second);
+    /// changes normally arrive at once through [`Hub::refresh_channel`] and the read-through
+    /// of [`Hub::authenticate_fresh`] (`agree`).
     pub async fn sync_shared(&self) {
         if !self.buffer.is_shared() {
             return;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use connect_buffer::redis::RedisEndpoint;
 use ipnet::IpNet;
 
 pub mod source;
@@ -39,6 +40,10 @@ pub enum InvalidSettings {
     LogLevel(String),
     #[error("WEBHOOK_CONNECT_REDIS_URL must start with redis:// or rediss://")]
     RedisScheme,
+    #[error("set either WEBHOOK_CONNECT_REDIS_URL or WEBHOOK_CONNECT_REDIS_CLUSTER_URLS, not both")]
+    RedisBoth,
+    #[error("WEBHOOK_CONNECT_REDIS_CLUSTER_URLS: every seed must start with redis:// or rediss://")]
+    RedisClusterScheme,
     #[error("WEBHOOK_CONNECT_REDIS_PREFIX: {0:?} does not match ^[A-Za-z0-9_.-]{{1,32}}$")]
     RedisPrefix(String),
     /// A rule of the configuration-source settings (etcd, Vault).
@@ -144,6 +149,14 @@ pub struct Settings {
     /// Redis buffer backend URL; unset → embedded on-disk backend.
     #[arg(long, env = "WEBHOOK_CONNECT_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Redis Cluster seed nodes, comma-separated (`redis://h1:p1,rediss://h2:p2`); selects the
+    /// Redis backend on a cluster instead of `WEBHOOK_CONNECT_REDIS_URL`.
+    #[arg(
+        long,
+        env = "WEBHOOK_CONNECT_REDIS_CLUSTER_URLS",
+        hide_env_values = true
+    )]
+    pub redis_cluster_urls: Option<String>,
     /// Redis key prefix, `^[A-Za-z0-9_.-]{1,32}$`.
     #[arg(long, env = "WEBHOOK_CONNECT_REDIS_PREFIX", default_value = "whc")]
     pub redis_prefix: String,
@@ -323,6 +336,13 @@ impl Settings {
         {
             self.redis_url = None;
         }
+        if self
+            .redis_cluster_urls
+            .as_deref()
+            .is_some_and(|s| s.split(',').all(|u| u.trim().is_empty()))
+        {
+            self.redis_cluster_urls = None;
+        }
         if self.max_body_bytes == 0 {
             return Err(InvalidSettings::NotPositive(
                 "WEBHOOK_CONNECT_MAX_BODY_BYTES",
@@ -378,6 +398,17 @@ impl Settings {
         {
             return Err(InvalidSettings::RedisScheme);
         }
+        if let Some(RedisEndpoint::Cluster(seeds)) = self.redis_endpoint() {
+            if self.redis_url.is_some() {
+                return Err(InvalidSettings::RedisBoth);
+            }
+            if !seeds
+                .iter()
+                .all(|u| u.starts_with("redis://") || u.starts_with("rediss://"))
+            {
+                return Err(InvalidSettings::RedisClusterScheme);
+            }
+        }
         if !connect_buffer::redis::valid_prefix(&self.redis_prefix) {
             return Err(InvalidSettings::RedisPrefix(self.redis_prefix.clone()));
         }
@@ -402,6 +433,15 @@ impl Settings {
 
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_interval_seconds)
+    }
+
+    /// The Redis deployment to use, if any: the cluster seeds, else the single URL.
+    pub fn redis_endpoint(&self) -> Option<RedisEndpoint> {
+        match (&self.redis_cluster_urls, &self.redis_url) {
+            (Some(list), _) => Some(RedisEndpoint::cluster_from_list(list)),
+            (None, Some(url)) => Some(RedisEndpoint::Single(url.clone())),
+            (None, None) => None,
+        }
     }
 
     /// How long a send to a connector may take (`write_timeout_seconds`).
@@ -458,6 +498,41 @@ mod tests {
         assert_eq!(
             s.redis_url, None,
             "an empty URL selects the embedded backend"
+        );
+    }
+
+    #[test]
+    fn redis_cluster_seeds_select_the_cluster_client() {
+        let mut s = Settings::parse_from([
+            "x",
+            "--redis-cluster-urls",
+            "redis://h1:7000, rediss://h2:7001",
+        ]);
+        s.validate(None).unwrap();
+        assert_eq!(
+            s.redis_endpoint(),
+            Some(RedisEndpoint::Cluster(vec![
+                "redis://h1:7000".into(),
+                "rediss://h2:7001".into()
+            ]))
+        );
+        let mut s = Settings::parse_from(["x", "--redis-cluster-urls", "redis://h1:1,http://h2:2"]);
+        assert!(s.validate(None).is_err());
+        let mut s = Settings::parse_from([
+            "x",
+            "--redis-cluster-urls",
+            "redis://h1:1",
+            "--redis-url",
+            "redis://h:1",
+        ]);
+        assert!(s.validate(None).is_err(), "one or the other");
+        let mut s = Settings::parse_from(["x", "--redis-cluster-urls", " , "]);
+        s.validate(None).unwrap();
+        assert_eq!(s.redis_endpoint(), None);
+        let s = Settings::parse_from(["x", "--redis-url", "redis://h:1"]);
+        assert_eq!(
+            s.redis_endpoint(),
+            Some(RedisEndpoint::Single("redis://h:1".into()))
         );
     }
 

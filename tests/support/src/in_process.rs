@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use connect_buffer::embedded::{EmbeddedBuffer, EmbeddedOptions};
-use connect_buffer::redis::{RedisBuffer, RedisOptions};
+use connect_buffer::redis::{RedisBuffer, RedisEndpoint, RedisOptions};
 use connect_buffer::{Buffer, SystemClock};
 use connect_cloud::{AppState, Settings};
 use serde_json::Value;
@@ -34,7 +34,7 @@ pub struct TestCloud {
 /// How to start a [`TestCloud`].
 pub struct TestCloudBuilder {
     webhooks: Value,
-    redis: Option<(String, String)>,
+    redis: Option<(RedisEndpoint, String)>,
     embedded: EmbeddedOptions,
     log_level: String,
 }
@@ -42,7 +42,13 @@ pub struct TestCloudBuilder {
 impl TestCloudBuilder {
     /// The Redis buffer at `url` under key `prefix` instead of the embedded one.
     pub fn redis(mut self, url: &str, prefix: &str) -> Self {
-        self.redis = Some((url.to_owned(), prefix.to_owned()));
+        self.redis = Some((RedisEndpoint::Single(url.to_owned()), prefix.to_owned()));
+        self
+    }
+
+    /// The Redis buffer on the Redis Cluster reached through `seeds`, under key `prefix`.
+    pub fn redis_cluster(mut self, seeds: Vec<String>, prefix: &str) -> Self {
+        self.redis = Some((RedisEndpoint::Cluster(seeds), prefix.to_owned()));
         self
     }
 
@@ -67,10 +73,16 @@ impl TestCloudBuilder {
         let mut settings = Settings::for_tests(data.clone(), hooks.clone());
         settings.log_level = self.log_level;
         let buffer: Arc<dyn Buffer> = match self.redis {
-            Some((url, prefix)) => {
-                settings.redis_url = Some(url.clone());
+            Some((endpoint, prefix)) => {
+                match &endpoint {
+                    RedisEndpoint::Single(url) => settings.redis_url = Some(url.clone()),
+                    RedisEndpoint::Cluster(seeds) => {
+                        settings.redis_cluster_urls = Some(seeds.join(","));
+                    }
+                }
+                let opts = RedisOptions::with_endpoint(endpoint, prefix);
                 Arc::new(
-                    RedisBuffer::open(RedisOptions::new(&url, &prefix), Arc::new(SystemClock))
+                    RedisBuffer::open(opts, Arc::new(SystemClock))
                         .await
                         .context("opening the Redis buffer")?,
                 )

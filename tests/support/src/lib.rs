@@ -13,6 +13,8 @@
 //! - [`wait`]: `wait_until` / `wait_for` (poll every 20 ms up to a deadline), `within`, `free_port`.
 //! - [`process`]: [`ChildProcess`] (killed on drop, output captured to files) and [`workspace_bin`].
 //! - [`redis`], [`etcd`]: [`RedisServer`] and [`EtcdServer`] on free ports with their own data dirs.
+//! - [`redis_cluster`]: [`RedisCluster`], three `redis-server --cluster-enabled yes` primaries
+//!   joined by `redis-cli --cluster create`, and moving one slot between them.
 //! - [`etcd_cluster`]: [`EtcdCluster`], etcd with client TLS / mTLS, a short auth token TTL, or
 //!   several members.
 //! - [`certs`]: [`TestPki`], a fresh CA with server and client certificates as PEM files.
@@ -37,6 +39,7 @@ pub mod load;
 pub mod process;
 pub mod proxy;
 pub mod redis;
+pub mod redis_cluster;
 pub mod target;
 pub mod tls;
 pub mod v1cloud;
@@ -52,6 +55,7 @@ pub use filter::HttpFilterProxy;
 pub use process::{ChildProcess, workspace_bin};
 pub use proxy::TcpProxy;
 pub use redis::RedisServer;
+pub use redis_cluster::RedisCluster;
 pub use target::{RecordedRequest, RecordingTarget};
 pub use tls::TlsProxy;
 pub use v1cloud::{V1Cloud, V1NackRetry, V1Options, V1Records};

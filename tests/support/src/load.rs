@@ -179,6 +179,22 @@ pub fn run_load_body(addrs: &[SocketAddr], path: &str, cfg: Config, body: &[u8])
         .iter()
         .map(|a| (*a, Arc::new(post_request(*a, path, body))))
         .collect();
+    run_load_requests(requests, cfg, 200..=299)
+}
+
+/// `GET path` with a bearer token.
+pub fn get_request(addr: SocketAddr, path: &str, token: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n")
+        .into_bytes()
+}
+
+/// The closed loop over prepared requests: connection `i` sends `requests[i % len]` again and
+/// again; answers with a status in `ok` count (and are timed) as successes.
+pub fn run_load_requests(
+    requests: Vec<(SocketAddr, Arc<Vec<u8>>)>,
+    cfg: Config,
+    ok: std::ops::RangeInclusive<u16>,
+) -> LoadResult {
     // The load generator gets its own OS thread and single-threaded runtime.
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -190,6 +206,7 @@ pub fn run_load_body(addrs: &[SocketAddr], path: &str, cfg: Config, body: &[u8])
                 let mut tasks = Vec::new();
                 for i in 0..cfg.concurrency {
                     let (addr, request) = requests[i % requests.len()].clone();
+                    let ok = ok.clone();
                     tasks.push(tokio::spawn(async move {
                         let mut r = LoadResult {
                             lat: Vec::with_capacity(1 << 16),
@@ -216,7 +233,7 @@ pub fn run_load_body(addrs: &[SocketAddr], path: &str, cfg: Config, body: &[u8])
                                 Ok(status) => {
                                     let t1 = Instant::now();
                                     let measured = t0 >= measure_from && t1 <= end;
-                                    if (200..300).contains(&status) {
+                                    if ok.contains(&status) {
                                         r.ok_total += 1;
                                         if measured {
                                             r.ok += 1;

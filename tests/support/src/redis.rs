@@ -79,7 +79,7 @@ impl std::fmt::Debug for RedisServer {
     }
 }
 
-fn spawn(port: u16, dir: &TempDir, extra: &[String]) -> Result<ChildProcess> {
+pub(crate) fn spawn(port: u16, dir: &TempDir, extra: &[String]) -> Result<ChildProcess> {
     let program = find_program("redis-server", "redis-server")?;
     let port = port.to_string();
     let dir = dir.path().to_string_lossy();
@@ -99,7 +99,7 @@ fn spawn(port: u16, dir: &TempDir, extra: &[String]) -> Result<ChildProcess> {
     ChildProcess::spawn(program, &args, &[], "redis-server")
 }
 
-async fn ping(port: u16) -> Result<()> {
+pub(crate) async fn ping(port: u16) -> Result<()> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
     stream.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
     let mut reply = [0u8; 7];

@@ -65,6 +65,30 @@ mod tests {
         );
     }
 
+    /// The part of a key Redis Cluster hashes (the first non-empty `{…}`, else the key).
+    fn hashed(key: &str) -> &str {
+        if let Some(open) = key.find('{')
+            && let Some(len) = key[open + 1..].find('}')
+            && len > 0
+        {
+            return &key[open + 1..open + 1 + len];
+        }
+        key
+    }
+
+    #[test]
+    fn every_key_of_a_channel_lives_in_one_cluster_slot() {
+        for name in ["team-alpha", "a", "a}:x{b*", "{x}", "ü-name"] {
+            let keys = ChannelKeys::new("whc", name);
+            let tag = hashed(&keys.all()[0]);
+            assert_eq!(tag, encode_channel(name), "{name}: the tag is the channel");
+            assert!(
+                keys.all().iter().all(|k| hashed(k) == tag),
+                "{name}: keys hash differently"
+            );
+        }
+    }
+
     #[test]
     fn prefixes_are_validated() {
         assert!(valid_prefix("whc"));

@@ -21,9 +21,16 @@
 //!   the value this process saw last; a new value means Redis lost its data (restart without
 //!   persistence, flush), so [`Buffer::state_epoch`] moves on and the cloud registers its
 //!   channels again, and this process puts its live connections back into the registry.
+//!
+//! Layout: this file (options, opening, the [`Buffer`] implementation); [`conn`] (one primary or
+//! a Redis Cluster behind one command handle); [`keys`] (key names); [`scripts`] (the Lua);
+//! `tasks` (background tasks, `P:ctl` messages); `values` (decoding answers).
 
+mod conn;
 mod keys;
 mod scripts;
+mod tasks;
+mod values;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -31,24 +38,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use connect_protocol::admin::{ChannelState, TokenSource};
 use connect_protocol::ids::new_message_id;
-use connect_protocol::message::{Attempts, DeadLetterReason, MessageState, StoredMessage};
+use connect_protocol::message::{DeadLetterReason, MessageState, StoredMessage};
 use connect_protocol::time::Timestamp;
-use futures::StreamExt;
 use parking_lot::Mutex;
 use rand::Rng;
 use redis::Value;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use self::conn::RedisConn;
+pub use self::conn::RedisEndpoint;
 use self::keys::ChannelKeys;
 pub use self::keys::valid_prefix;
+use self::tasks::{ping_loop, refresh_loop, subscribe_loop};
+use self::values::*;
 use crate::{
     AckOutcome, Buffer, BufferError, BufferHealth, BufferStats, BulkReplay, ChannelRecord,
-    ChannelRegistration, ChannelSettings, Clock, Counters, Leased, LostLease, MessageRecord,
-    NackOutcome, PeekFilter, Registered, ReplayOutcome, Result, SweepReport, TokenState,
+    ChannelRegistration, Clock, Counters, Leased, LostLease, MessageRecord, NackOutcome,
+    PeekFilter, Registered, ReplayOutcome, Result, SweepReport, TokenState,
 };
 
 /// Serialized size above which a message is refused with [`BufferError::TooLarge`].
@@ -64,8 +72,9 @@ const CONFIRM_TIMEOUT_MS: u64 = 5_000;
 /// How to reach Redis and name things in it.
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
-    /// `redis://…` or `rediss://…` (TLS; credentials in the URL).
-    pub url: String,
+    /// One primary (`redis://…` or `rediss://…`, TLS; credentials in the URL) or the seed
+    /// nodes of a Redis Cluster.
+    pub endpoint: RedisEndpoint,
     /// Key prefix `P` (`^[A-Za-z0-9_.-]{1,32}$`).
     pub prefix: String,
     /// Confirm durable writes with `WAITAOF 1 0` (Redis ≥ 7.2 with AOF on).
@@ -80,9 +89,19 @@ pub struct RedisOptions {
 }
 
 impl RedisOptions {
+    /// One primary at `url`.
     pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self::with_endpoint(RedisEndpoint::Single(url.into()), prefix)
+    }
+
+    /// A Redis Cluster reached through `seeds`.
+    pub fn cluster(seeds: Vec<String>, prefix: impl Into<String>) -> Self {
+        Self::with_endpoint(RedisEndpoint::Cluster(seeds), prefix)
+    }
+
+    pub fn with_endpoint(endpoint: RedisEndpoint, prefix: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            endpoint,
             prefix: prefix.into(),
             wait_aof: false,
             wait_replicas: 0,
@@ -150,8 +169,7 @@ impl Scripts {
 
 struct Inner {
     opts: RedisOptions,
-    client: redis::Client,
-    con: ConnectionManager,
+    con: RedisConn,
     clock: Arc<dyn Clock>,
     scripts: Scripts,
     /// `P:channels`
@@ -178,6 +196,8 @@ struct Inner {
     gen_check: tokio::sync::Mutex<()>,
     /// Close requests addressed to this replica's connections (`close` on `P:ctl`).
     close_tx: tokio::sync::mpsc::Sender<(String, String)>,
+    /// Channels another replica changed (`token`, `chan`, `del` on `P:ctl`).
+    change_tx: tokio::sync::mpsc::Sender<String>,
 }
 
 /// The Redis backend. Cheap to share behind an `Arc<dyn Buffer>`.
@@ -185,6 +205,7 @@ pub struct RedisBuffer {
     inner: Arc<Inner>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     close_rx: Mutex<Option<tokio::sync::mpsc::Receiver<(String, String)>>>,
+    change_rx: Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
 }
 
 impl std::fmt::Debug for RedisBuffer {
@@ -217,24 +238,18 @@ impl RedisBuffer {
                 opts.prefix
             )));
         }
-        let client = redis::Client::open(opts.url.as_str()).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(6)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let con = client
-            .get_connection_manager_with_config(config)
+        let con = RedisConn::connect(&opts.endpoint)
             .await
             .map_err(unavailable)?;
         let (close_tx, close_rx) = tokio::sync::mpsc::channel(1024);
+        let (change_tx, change_rx) = tokio::sync::mpsc::channel(1024);
         let inner = Arc::new(Inner {
             close_tx,
+            change_tx,
             channels_key: format!("{}:channels", opts.prefix),
             ctl: format!("{}:ctl", opts.prefix),
             gen_key: format!("{}:gen", opts.prefix),
             opts,
-            client,
             con,
             clock,
             scripts: Scripts::new(),
@@ -264,6 +279,7 @@ impl RedisBuffer {
             inner,
             tasks: Mutex::new(tasks),
             close_rx: Mutex::new(Some(close_rx)),
+            change_rx: Mutex::new(Some(change_rx)),
         })
     }
 
@@ -271,200 +287,6 @@ impl RedisBuffer {
     pub fn prefix(&self) -> &str {
         &self.inner.opts.prefix
     }
-}
-
-// --- background tasks -----------------------------------------------------------------------
-
-async fn ping_loop(inner: Arc<Inner>) {
-    loop {
-        // Answers like a PING, and notices a Redis that lost its data.
-        if let Err(e) = inner.check_generation().await {
-            inner.note_failure(&e);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn refresh_loop(inner: Arc<Inner>) {
-    loop {
-        tokio::time::sleep(inner.opts.heartbeat).await;
-        let conns: Vec<(String, String)> = inner.local_conns.lock().iter().cloned().collect();
-        if conns.is_empty() {
-            continue;
-        }
-        let now = inner.clock.now().micros();
-        let mut pipe = redis::pipe();
-        for (channel, conn) in &conns {
-            let keys = ChannelKeys::new(&inner.opts.prefix, channel);
-            pipe.cmd("ZADD")
-                .arg(keys.conn())
-                .arg("XX")
-                .arg(now)
-                .arg(conn)
-                .ignore();
-        }
-        let mut con = inner.con.clone();
-        if let Err(e) = pipe.query_async::<()>(&mut con).await {
-            inner.note_failure(&e);
-        }
-    }
-}
-
-async fn subscribe_loop(inner: Arc<Inner>) {
-    loop {
-        match inner.client.get_async_pubsub().await {
-            Ok(mut ps) => match ps.subscribe(&inner.ctl).await {
-                Ok(()) => {
-                    let mut stream = ps.on_message();
-                    while let Some(msg) = stream.next().await {
-                        inner.on_ctl(msg.get_payload_bytes());
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "redis subscribe failed"),
-            },
-            Err(e) => tracing::debug!(error = %e, "redis pub/sub connection failed"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-// --- helpers ---------------------------------------------------------------------------------
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        Value::Okay => "OK".into(),
-        Value::Double(d) => d.to_string(),
-        _ => String::new(),
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(i) => *i,
-        other => text(other).parse().unwrap_or(0),
-    }
-}
-
-fn array(v: Value) -> Vec<Value> {
-    match v {
-        Value::Array(a) | Value::Set(a) => a,
-        Value::Nil => Vec::new(),
-        other => vec![other],
-    }
-}
-
-fn flat_map(v: Value) -> HashMap<String, String> {
-    let items = array(v);
-    items
-        .chunks(2)
-        .filter(|c| c.len() == 2)
-        .map(|c| (text(&c[0]), text(&c[1])))
-        .collect()
-}
-
-fn micros(s: Option<&String>) -> Option<Timestamp> {
-    s.and_then(|s| s.parse::<i64>().ok())
-        .map(Timestamp::from_micros)
-}
-
-fn micros_str(s: &str) -> Option<Timestamp> {
-    s.parse::<f64>()
-        .ok()
-        .map(|f| Timestamp::from_micros(f as i64))
-}
-
-fn parse_reason(s: &str) -> Option<DeadLetterReason> {
-    match s {
-        "rejected" => Some(DeadLetterReason::Rejected),
-        "max_delivery_attempts" => Some(DeadLetterReason::MaxDeliveryAttempts),
-        "expired" => Some(DeadLetterReason::Expired),
-        _ => None,
-    }
-}
-
-/// The attempt record as the scripts store it.
-#[derive(Debug, Default, serde::Deserialize)]
-struct Att {
-    #[serde(default)]
-    dc: u32,
-    first: Option<String>,
-    last: Option<String>,
-    err: Option<String>,
-    reason: Option<String>,
-    dl: Option<String>,
-}
-
-impl Att {
-    fn parse(s: &str) -> Self {
-        serde_json::from_str(s).unwrap_or_default()
-    }
-
-    fn attempts(&self) -> Attempts {
-        Attempts {
-            delivery_count: self.dc,
-            first_attempt_at: micros(self.first.as_ref()),
-            last_attempt_at: micros(self.last.as_ref()),
-            last_error: self.err.clone(),
-        }
-    }
-}
-
-fn parse_message(json: &str) -> Result<Arc<StoredMessage>> {
-    serde_json::from_str(json)
-        .map(Arc::new)
-        .map_err(|e| BufferError::Unavailable(format!("corrupt stored message: {e}")))
-}
-
-fn record_from(name: &str, m: &HashMap<String, String>) -> Result<ChannelRecord> {
-    let get = |k: &str| m.get(k).cloned().unwrap_or_default();
-    let settings: ChannelSettings = serde_json::from_str(&get("settings"))
-        .map_err(|e| BufferError::Unavailable(format!("corrupt channel settings: {e}")))?;
-    let created_at = micros(m.get("created_at")).unwrap_or_else(|| Timestamp::from_micros(0));
-    Ok(ChannelRecord {
-        name: name.to_owned(),
-        settings,
-        owner: get("owner"),
-        webhook_ids: get("wh_ids")
-            .split('\n')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        state: if get("status") == "orphaned" {
-            ChannelState::Orphaned
-        } else {
-            ChannelState::Active
-        },
-        orphaned_at: micros(m.get("orphaned_at")),
-        created_at,
-        updated_at: micros(m.get("updated_at")).unwrap_or(created_at),
-        token: TokenState {
-            current_digest: get("tok_cur"),
-            source: if get("tok_src") == "rotated" {
-                TokenSource::Rotated
-            } else {
-                TokenSource::Config
-            },
-            configured_digest: get("tok_cfg"),
-            previous_digest: m.get("tok_old").cloned(),
-            previous_expires_at: micros(m.get("tok_old_exp")),
-            rotated_at: micros(m.get("rotated_at")),
-        },
-    })
-}
-
-/// Splits the serialized message around its sequence number (`"sequence":0`), which the
-/// enqueue script fills in. Inside JSON strings every quote is escaped, so the first
-/// `,"sequence":0,` is the field itself.
-fn split_at_sequence(json: &str) -> Result<(String, String)> {
-    const NEEDLE: &str = ",\"sequence\":0,";
-    let at = json
-        .find(NEEDLE)
-        .ok_or_else(|| BufferError::Unavailable("message serialization lacks a sequence".into()))?;
-    let split = at + NEEDLE.len() - 2;
-    Ok((json[..split].to_owned(), json[split + 1..].to_owned()))
 }
 
 impl Inner {
@@ -502,21 +324,33 @@ impl Inner {
                  channels are registered again"
             );
             let conns: Vec<(String, String)> = self.local_conns.lock().iter().cloned().collect();
-            if !conns.is_empty() {
-                let now = self.clock.now().micros();
-                let mut pipe = redis::pipe();
-                for (channel, conn) in &conns {
-                    let keys = ChannelKeys::new(&self.opts.prefix, channel);
-                    pipe.cmd("ZADD")
-                        .arg(keys.conn())
-                        .arg(now)
-                        .arg(conn)
-                        .ignore();
-                }
-                pipe.query_async::<()>(&mut con).await?;
-            }
+            let now = self.clock.now().micros();
+            self.touch_connections(&conns, now, false).await?;
         }
         Ok(lost)
+    }
+
+    /// Sets the last-seen time of connections in the registry (`existing_only`: only those
+    /// still registered). One command per key, sent concurrently: in a cluster the keys live
+    /// in different slots, so they cannot share a pipeline.
+    async fn touch_connections(
+        &self,
+        conns: &[(String, String)],
+        now: i64,
+        existing_only: bool,
+    ) -> redis::RedisResult<()> {
+        let sends = conns.iter().map(|(channel, conn)| {
+            let keys = ChannelKeys::new(&self.opts.prefix, channel);
+            let mut cmd = redis::cmd("ZADD");
+            cmd.arg(keys.conn());
+            if existing_only {
+                cmd.arg("XX");
+            }
+            cmd.arg(now).arg(conn);
+            let mut con = self.con.clone();
+            async move { cmd.query_async::<()>(&mut con).await }
+        });
+        futures::future::try_join_all(sends).await.map(|_| ())
     }
 
     /// Within [`LOST_DATA_GRACE`] of noticing a data loss: the cloud may not have registered
@@ -557,34 +391,17 @@ impl Inner {
         format!("wake\n{}\n{channel}", self.opts.replica_id)
     }
 
-    /// A `P:ctl` message from some replica; our own are already handled locally.
-    fn on_ctl(&self, payload: &[u8]) {
-        let text = String::from_utf8_lossy(payload);
-        let mut parts = text.splitn(3, '\n');
-        let (Some(kind), Some(from), Some(channel)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return;
-        };
-        if from == self.opts.replica_id {
-            return;
-        }
-        match kind {
-            "wake" => {
-                let n = self.notifiers.lock().get(channel).cloned();
-                if let Some(n) = n {
-                    n.notify_one();
-                }
-            }
-            "close" => {
-                if let Some((channel, conn)) = channel.split_once('\n') {
-                    // Full only if nobody listens; the request is then moot.
-                    let _ = self
-                        .close_tx
-                        .try_send((channel.to_owned(), conn.to_owned()));
-                }
-            }
-            _ => {}
-        }
+    /// Tells the other replicas that a channel's stored state changed (`chan`: registered,
+    /// `del`: deleted), so they re-read it now rather than at their next periodic re-read.
+    async fn publish_change(&self, kind: &str, channel: &str) -> Result<()> {
+        let mut con = self.con.clone();
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&self.ctl)
+            .arg(format!("{kind}\n{}\n{channel}", self.opts.replica_id))
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Runs a channel script; `nf` becomes [`BufferError::ChannelNotFound`]. Returns the
@@ -626,14 +443,15 @@ impl Inner {
     async fn confirm(&self) -> Result<()> {
         let mut con = self.con.clone();
         if self.opts.wait_aof {
-            let r: Vec<i64> = redis::cmd("WAITAOF")
+            // In a cluster every primary answers (for the writes this process sent it).
+            let r: Value = redis::cmd("WAITAOF")
                 .arg(1)
                 .arg(0)
                 .arg(CONFIRM_TIMEOUT_MS)
                 .query_async(&mut con)
                 .await
                 .map_err(|e| self.err(e))?;
-            if r.first().copied().unwrap_or(0) < 1 {
+            if conn::min_local_aof(&r).unwrap_or(0) < 1 {
                 return Err(BufferError::Unavailable(
                     "redis: the write was not confirmed on disk in time".into(),
                 ));
@@ -843,6 +661,7 @@ impl Buffer for RedisBuffer {
             .await
             .map_err(|e| i.err(e))?;
         i.confirm().await?;
+        i.publish_change("chan", &reg.name).await?;
         Ok(Registered {
             record: record_from(&reg.name, &state)?,
             configured_token_changed: changed,
@@ -875,6 +694,7 @@ impl Buffer for RedisBuffer {
             .map_err(|e| i.err(e))?;
         i.notifier(name).notify_waiters();
         i.confirm().await?;
+        i.publish_change("del", name).await?;
         Ok(rest.first().map(int).unwrap_or(0).max(0) as u64)
     }
 
@@ -1145,6 +965,7 @@ impl Buffer for RedisBuffer {
                         .await
                         .map_err(|e| i.err(e))?;
                     i.notifier(&name).notify_waiters();
+                    i.publish_change("del", &name).await?;
                     report.channels_deleted.push(name);
                 }
             }
@@ -1456,6 +1277,10 @@ impl Buffer for RedisBuffer {
         self.close_rx.lock().take()
     }
 
+    fn channel_changes(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        self.change_rx.lock().take()
+    }
+
     fn state_epoch(&self) -> u64 {
         self.inner.epoch.load(Ordering::Acquire)
     }
@@ -1525,20 +1350,5 @@ impl Buffer for RedisBuffer {
             t.abort();
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_sequence_is_spliced_into_the_field_only() {
-        let json = r#"{"message_id":"m","channel":"c\",\"sequence\":0,","webhook_id":"w","sequence":0,"x":1}"#;
-        let (a, b) = split_at_sequence(json).unwrap();
-        assert_eq!(
-            format!("{a}42{b}"),
-            json.replace(r#""sequence":0,"x""#, r#""sequence":42,"x""#)
-        );
     }
 }

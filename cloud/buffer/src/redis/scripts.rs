@@ -584,3 +584,49 @@ pub fn build(body: &str) -> redis::Script {
     };
     redis::Script::new(&format!("{PRELUDE}{held}{body}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every script touches keys only through `KEYS` (the channel's keys, one slot): the
+    /// first argument of each `redis.call` is a `K_*` alias, `KEYS[…]`, or not a key at all
+    /// (`PUBLISH`'s channel, a subcommand).
+    #[test]
+    fn scripts_reach_keys_only_through_keys() {
+        let scripts = [
+            REGISTER,
+            ORPHAN,
+            DELETE_CHANNEL,
+            ENQUEUE,
+            LEASE,
+            ACK,
+            NACK,
+            EXTEND,
+            RELEASE,
+            SWEEP,
+            REPLAY,
+            DELETE_DEAD,
+            ROTATE,
+            ADD_CONNECTION,
+            PEEK,
+            STATS,
+            DEAD_LETTERS,
+            LEASE_COUNTS,
+            GENERATION,
+            RATE_LIMIT,
+            PRELUDE,
+            HELD,
+        ];
+        for script in scripts {
+            for call in script.split("redis.call(").skip(1) {
+                let args: Vec<&str> = call.splitn(3, ',').map(str::trim).collect();
+                let first = args.get(1).copied().unwrap_or("");
+                let ok = first.starts_with("K_")
+                    || first.starts_with("KEYS[")
+                    || matches!(args[0], "'PUBLISH'" | "'XREADGROUP'" | "'XGROUP'");
+                assert!(ok, "redis.call({call:.60}…) names a key outside KEYS");
+            }
+        }
+    }
+}

@@ -1,8 +1,11 @@
 //! Integration tests of `connect-buffer`: the behavioural suite against the embedded
 //! backend, plus what only the embedded backend has (lock file, format version, I/O
 //! failures, throughput); and the same suite against the Redis backend on a real
-//! `redis-server` (`redis`), plus what only it has (replicas, outages, write confirmation).
+//! `redis-server` (`redis`), plus what only it has (replicas, outages, write confirmation);
+//! and the suite again on a real three-primary Redis Cluster (`cluster`), with a slot moving
+//! under live writes.
 
+mod cluster;
 mod embedded;
 mod log;
 mod redis;

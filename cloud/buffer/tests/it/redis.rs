@@ -245,3 +245,27 @@ async fn wait_replicas_confirms_enqueues_or_refuses_them() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn channel_changes_are_announced_to_the_other_replicas() {
+    let h = RedisHarness::start().await;
+    let a = h.open_redis("whc").await;
+    let b = h.open_redis("whc").await;
+    let mut changes = a.channel_changes().expect("a change feed");
+    assert!(a.channel_changes().is_none(), "the first caller takes it");
+    with_timeout(b.register_channel(registration(CH, settings())))
+        .await
+        .unwrap();
+    assert_eq!(with_timeout(changes.recv()).await.as_deref(), Some(CH));
+    with_timeout(b.rotate_token(CH, "e".repeat(64), 0))
+        .await
+        .unwrap();
+    assert_eq!(with_timeout(changes.recv()).await.as_deref(), Some(CH));
+    // A's own changes are applied by A itself, not announced back to it.
+    with_timeout(a.rotate_token(CH, "f".repeat(64), 0))
+        .await
+        .unwrap();
+    with_timeout(b.delete_channel(CH)).await.unwrap();
+    assert_eq!(with_timeout(changes.recv()).await.as_deref(), Some(CH));
+    assert!(changes.try_recv().is_err(), "nothing else was announced");
+}

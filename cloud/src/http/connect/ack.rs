@@ -168,7 +168,7 @@ pub async fn channel_status(
     headers: HeaderMap,
 ) -> Response {
     let res = async {
-        let authed = authenticate(&st, &channel, &headers, query.as_deref())?;
+        let authed = authenticate(&st, &channel, &headers, query.as_deref()).await?;
         let stats = channel_stats(st.hub(), authed.rt.name()).await?;
         let connected = authed.rt.connection_count() > 0;
         Ok::<_, ApiError>(

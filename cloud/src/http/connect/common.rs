@@ -53,8 +53,9 @@ pub struct Authed {
 }
 
 /// Channel authentication (§4.3): missing → 401 `Missing authorization token`; wrong token,
-/// unknown channel and malformed name all → 401 `Invalid channel token`.
-pub fn authenticate(
+/// unknown channel and malformed name all → 401 `Invalid channel token`. With a shared
+/// buffer the channel's stored state is re-read before answering 401.
+pub async fn authenticate(
     st: &AppState,
     channel: &str,
     headers: &HeaderMap,
@@ -70,7 +71,8 @@ pub fn authenticate(
             "Missing authorization token",
         ));
     };
-    match st.hub().authenticate(channel, &token) {
+    // Another replica may have just rotated or configured the token: re-read before a 401.
+    match st.hub().authenticate_fresh(channel, &token).await {
         Some((rt, digest, generation)) => Ok(Authed {
             rt,
             digest,

@@ -88,7 +88,7 @@ async fn poll(
     query: Option<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let authed = authenticate(&st, &channel, &headers, query.as_deref())?;
+    let authed = authenticate(&st, &channel, &headers, query.as_deref()).await?;
     let params = parse_params(query.as_deref())?;
     let ip = remote_ip(&st, peer, &headers);
     let cid = connector_id(&headers);

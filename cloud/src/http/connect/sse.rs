@@ -32,7 +32,7 @@ pub async fn stream_sse(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let authed = match authenticate(&st, &channel, &headers, query.as_deref()) {
+    let authed = match authenticate(&st, &channel, &headers, query.as_deref()).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };

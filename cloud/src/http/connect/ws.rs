@@ -35,7 +35,7 @@ pub async fn stream_ws(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let authed = match authenticate(&st, &channel, &headers, query.as_deref()) {
+    let authed = match authenticate(&st, &channel, &headers, query.as_deref()).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };

@@ -17,6 +17,7 @@ mod etcd;
 mod ops;
 mod redis;
 mod reload;
+mod replicas;
 mod resilience;
 mod scenario_02;
 mod scenario_04;

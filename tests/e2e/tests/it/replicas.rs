@@ -1,0 +1,276 @@
+//! Replica agreement without a window (#13 finding 7): two cloud processes on one real
+//! `redis-server`. A token rotated, a configured token changed, a channel created or deleted
+//! through replica B holds on replica A at the very next request — no waiting for A's periodic
+//! re-read of the shared state (every second). The same on a three-primary Redis Cluster
+//! (`WEBHOOK_CONNECT_REDIS_CLUSTER_URLS`), where a webhook posted to one replica also reaches a
+//! connector on the other.
+
+use std::time::Duration;
+
+use connect_testkit::cloud::{ADMIN, Cloud, connect_hook};
+use connect_testkit::{RedisCluster, RedisServer, wait_until};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+const CH: &str = "agreed";
+const TOKEN: &str = "replicas-e2e-channel-token";
+const RELOAD_TOKEN: &str = "reload-token-for-replicas";
+/// Repetitions: each one must hold at once, so a lucky re-read cannot make a run pass.
+const ROUNDS: usize = 5;
+/// Bound for a revocation to reach the other replica (its periodic re-read takes up to 1 s).
+const REVOKED_WITHIN: Duration = Duration::from_millis(150);
+
+async fn replica(redis: &RedisServer, hooks: Value) -> anyhow::Result<Cloud> {
+    Cloud::start_with(
+        hooks,
+        &[
+            ("WEBHOOK_CONNECT_REDIS_URL", &redis.url),
+            ("WEBHOOK_CONNECT_REDIS_PREFIX", "agree"),
+            ("CONFIG_RELOAD_ADMIN_TOKEN", RELOAD_TOKEN),
+        ],
+    )
+    .await
+}
+
+/// `GET /connect/status/{channel}` with `token`: the connector's own authenticated request.
+async fn status(c: &Cloud, channel: &str, token: &str) -> u16 {
+    c.http
+        .get(format!("{}/connect/status/{channel}", c.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Opens an SSE stream with `token`; the answer's status (the stream is dropped).
+async fn sse_status(c: &Cloud, channel: &str, token: &str) -> u16 {
+    c.http
+        .get(format!("{}/connect/stream/{channel}/sse", c.base))
+        .bearer_auth(token)
+        .header("x-webhook-connect-version", "2")
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+async fn rotate(c: &Cloud) -> anyhow::Result<String> {
+    let r = c
+        .http
+        .post(format!(
+            "{}/admin/webhook-connect/channels/{CH}/rotate-token",
+            c.base
+        ))
+        .bearer_auth(ADMIN)
+        .json(&json!({"grace_period_seconds": 0}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 200, "rotate answered {}", r.status());
+    let v: Value = r.json().await?;
+    Ok(v["new_token"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Rewrites `c`'s webhooks.json and applies it through the reload API (answers when done).
+async fn reload_with(c: &Cloud, hooks: &Value) -> anyhow::Result<()> {
+    std::fs::write(
+        c.dir.path().join("webhooks.json"),
+        serde_json::to_vec_pretty(hooks)?,
+    )?;
+    let r = c
+        .http
+        .post(format!("{}/admin/reload-config", c.base))
+        .bearer_auth(RELOAD_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 200, "reload answered {}", r.status());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_rotated_on_one_replica_works_on_the_other_at_once() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let hooks = json!({"hook": connect_hook(CH, TOKEN, json!({}))});
+    let a = replica(&redis, hooks.clone()).await?;
+    let b = replica(&redis, hooks).await?;
+    assert_eq!(status(&a, CH, TOKEN).await, 200);
+    let mut old = TOKEN.to_owned();
+    for round in 0..ROUNDS {
+        let new = rotate(&b).await?;
+        // The very next requests on A: the new token connects, the old one is refused.
+        assert_eq!(
+            sse_status(&a, CH, &new).await,
+            200,
+            "round {round}: new token, SSE"
+        );
+        assert_eq!(status(&a, CH, &new).await, 200, "round {round}: new token");
+        assert_eq!(status(&a, CH, &old).await, 401, "round {round}: old token");
+        old = new;
+    }
+    Ok(())
+}
+
+/// Revocation travels by the published change (a token that is still valid in A's memory is
+/// not re-read): the old token stops working on A within a few milliseconds of B's answer,
+/// far inside A's periodic re-read.
+#[tokio::test]
+async fn a_token_revoked_on_one_replica_is_refused_by_the_other_at_once() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let hooks = json!({"hook": connect_hook(CH, TOKEN, json!({}))});
+    let a = replica(&redis, hooks.clone()).await?;
+    let b = replica(&redis, hooks).await?;
+    let mut old = TOKEN.to_owned();
+    for round in 0..ROUNDS {
+        assert_eq!(status(&a, CH, &old).await, 200, "round {round}: before");
+        let new = rotate(&b).await?;
+        let t0 = std::time::Instant::now();
+        wait_until(REVOKED_WITHIN, "the old token refused on A", || {
+            let (a, old) = (&a, old.clone());
+            async move { status(a, CH, &old).await == 401 }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("round {round}: {e}"))?;
+        eprintln!(
+            "round {round}: old token refused on A after {:?}",
+            t0.elapsed()
+        );
+        old = new;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_configured_token_change_and_a_new_channel_hold_on_the_other_replica_at_once()
+-> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let first = json!({"hook": connect_hook(CH, TOKEN, json!({}))});
+    let a = replica(&redis, first.clone()).await?;
+    let b = replica(&redis, first).await?;
+    let mut old = TOKEN.to_owned();
+    for round in 0..ROUNDS {
+        // B's configuration: a new token for the channel and a channel A never heard of.
+        let new = format!("configured-token-{round}-0123456789");
+        let fresh = format!("fresh-{round}");
+        let fresh_token = format!("fresh-token-{round}-0123456789");
+        let hooks = json!({
+            "hook": connect_hook(CH, &new, json!({})),
+            format!("hook-{round}"): connect_hook(&fresh, &fresh_token, json!({})),
+        });
+        reload_with(&b, &hooks).await?;
+        assert_eq!(status(&a, CH, &new).await, 200, "round {round}: new token");
+        assert_eq!(status(&a, CH, &old).await, 401, "round {round}: old token");
+        assert_eq!(
+            status(&a, &fresh, &fresh_token).await,
+            200,
+            "round {round}: channel created on B"
+        );
+        old = new;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_channel_deleted_on_one_replica_closes_its_streams_on_the_other_at_once()
+-> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let hooks = json!({
+        "hook": connect_hook(CH, TOKEN, json!({})),
+        "other": connect_hook("other", TOKEN, json!({})),
+    });
+    let a = replica(&redis, hooks.clone()).await?;
+    let b = Cloud::start_with(
+        hooks,
+        &[
+            ("WEBHOOK_CONNECT_REDIS_URL", &redis.url),
+            ("WEBHOOK_CONNECT_REDIS_PREFIX", "agree"),
+            ("CONFIG_RELOAD_ADMIN_TOKEN", RELOAD_TOKEN),
+            ("WEBHOOK_CONNECT_ORPHAN_CHANNEL_POLICY", "delete"),
+        ],
+    )
+    .await?;
+    let stream = a
+        .http
+        .get(format!("{}/connect/stream/{CH}/sse", a.base))
+        .bearer_auth(TOKEN)
+        .header("x-webhook-connect-version", "2")
+        .send()
+        .await?;
+    assert_eq!(stream.status(), 200);
+    let mut body = stream.bytes_stream();
+    // The connection is registered once `connected` arrives.
+    let mut seen = String::new();
+    while !seen.contains("event: connected") {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("stream ended before connected: {seen}"))??;
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // B drops the channel from its configuration and deletes it from the shared store.
+    reload_with(
+        &b,
+        &json!({"other": connect_hook("other", TOKEN, json!({}))}),
+    )
+    .await?;
+    // A ends the stream well within its periodic re-read (which never removed channels).
+    let ended = tokio::time::timeout(Duration::from_millis(900), async {
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    })
+    .await;
+    let text = ended.map_err(|_| anyhow::anyhow!("A kept the stream of a deleted channel"))?;
+    assert!(text.contains("channel_removed"), "{text}");
+    Ok(())
+}
+
+/// Reads SSE chunks until `needle` shows up (20 s at most); the text read.
+async fn read_until<S, B>(body: &mut S, needle: &str) -> anyhow::Result<String>
+where
+    S: futures::Stream<Item = reqwest::Result<B>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("stream ended before {needle}: {seen}"))??;
+        seen.push_str(&String::from_utf8_lossy(chunk.as_ref()));
+    }
+    Ok(seen)
+}
+
+#[tokio::test]
+async fn replicas_on_a_redis_cluster_deliver_across_and_agree_at_once() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start().await?;
+    let urls = cluster.urls();
+    let env = [
+        ("WEBHOOK_CONNECT_REDIS_CLUSTER_URLS", urls.as_str()),
+        ("WEBHOOK_CONNECT_REDIS_PREFIX", "agree"),
+    ];
+    let hooks = json!({"hook": connect_hook(CH, TOKEN, json!({}))});
+    let a = Cloud::start_with(hooks.clone(), &env).await?;
+    let b = Cloud::start_with(hooks, &env).await?;
+    let stream = a
+        .http
+        .get(format!("{}/connect/stream/{CH}/sse", a.base))
+        .bearer_auth(TOKEN)
+        .header("x-webhook-connect-version", "2")
+        .send()
+        .await?;
+    assert_eq!(stream.status(), 200);
+    let mut body = stream.bytes_stream();
+    read_until(&mut body, "event: connected").await?;
+    let (s, _) = b.post("hook", r#"{"n":1}"#).await?;
+    assert!((200..300).contains(&s), "POST to B answered {s}");
+    read_until(&mut body, "event: webhook").await?;
+
+    let new = rotate(&b).await?;
+    assert_eq!(status(&a, CH, &new).await, 200, "new token on A");
+    let closed = read_until(&mut body, "token_revoked").await?;
+    assert!(closed.contains("token_revoked"));
+    assert_eq!(status(&a, CH, TOKEN).await, 401, "old token on A");
+    Ok(())
+}
