@@ -496,7 +496,12 @@ async fn mutual_tls_loads_and_watches() {
 
     // Without the client certificate etcd refuses the cloud: not loaded, and reported.
     let no_cert = start_cloud_with(&[("ETCD_ENDPOINTS", &endpoint), ("ETCD_CA_FILE", ca)]).await;
-    let _ = wait_etcd_error(&no_cert, "").await;
+    // The documented reason names the TLS files to check.
+    wait_etcd_error(
+        &no_cert,
+        "TLS failed (check ETCD_CA_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE)",
+    )
+    .await;
     assert_not_loaded(&no_cert).await;
     // A CA that did not sign the server's certificate: refused as well.
     let other = TestPki::generate().unwrap();
@@ -507,9 +512,13 @@ async fn mutual_tls_loads_and_watches() {
         ("ETCD_KEY_FILE", key),
     ])
     .await;
-    let e = wait_etcd_error(&wrong_ca, "").await;
+    let e = wait_etcd_error(
+        &wrong_ca,
+        "TLS failed (check ETCD_CA_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE)",
+    )
+    .await;
     assert_not_loaded(&wrong_ca).await;
-    assert!(e.contains("TLS") || e.contains("certificate"), "{e}");
+    assert!(e.contains("certificate"), "the cause is kept: {e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -608,7 +617,11 @@ async fn username_and_password_authenticate_and_wrong_ones_are_reported() {
     assert_not_loaded(&outsider).await;
     // No credentials at all against an etcd with authentication on.
     let anonymous = start_cloud_with(&[("ETCD_ENDPOINTS", &endpoint)]).await;
-    let _ = wait_etcd_error(&anonymous, "").await;
+    wait_etcd_error(
+        &anonymous,
+        "etcd requires authentication (set ETCD_USERNAME / ETCD_PASSWORD)",
+    )
+    .await;
     assert_not_loaded(&anonymous).await;
 }
 

@@ -13,6 +13,7 @@ mod disk_full;
 mod dispatch;
 mod edge;
 mod etcd;
+mod fairness;
 mod ops;
 mod redis;
 mod reload;
