@@ -38,6 +38,7 @@ pub mod process;
 pub mod proxy;
 pub mod redis;
 pub mod target;
+pub mod timing;
 pub mod tls;
 pub mod v1cloud;
 pub mod vault;

@@ -523,11 +523,13 @@ async fn mutual_tls_loads_and_watches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn username_and_password_authenticate_and_wrong_ones_are_reported() {
-    // A 2 s token TTL: the cloud must log in again on its own once its token has expired.
+    // A short token TTL (2 s times CONNECT_TEST_TIME_SCALE): the cloud must log in again on
+    // its own once its token has expired.
+    let token_ttl = connect_testkit::timing::secs(2);
     let etcd = EtcdCluster::start(
         1,
         EtcdOptions {
-            auth_token_ttl: Some(2),
+            auth_token_ttl: Some(token_ttl),
             ..EtcdOptions::default()
         },
     )
@@ -573,7 +575,8 @@ async fn username_and_password_authenticate_and_wrong_ones_are_reported() {
     wait_path(&c, "live", 200).await;
     // Past the token TTL: the watch keeps delivering and a reload (a fresh range read with
     // the client's token) succeeds.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // (Time must pass here: the stimulus is the token's expiry, twice over.)
+    tokio::time::sleep(Duration::from_secs(2 * token_ttl)).await;
     put(&mut kv, "/cwm/default/webhooks/after_ttl", &log_hook()).await;
     wait_path(&c, "after_ttl", 200).await;
     let r = c
