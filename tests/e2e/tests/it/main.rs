@@ -20,6 +20,7 @@ mod reload;
 mod resilience;
 mod scenario_02;
 mod scenario_04;
+mod secrets;
 mod stalled;
 mod startup;
 mod vault;
