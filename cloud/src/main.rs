@@ -232,8 +232,10 @@ async fn shutdown_signal() {
 }
 
 fn init_tracing(s: &Settings) {
+    // The WebSocket library traces every frame it sends, payload included (a webhook's body and
+    // its `Authorization` header): never below info, whatever the level.
     let filter = tracing_subscriber::EnvFilter::new(format!(
-        "{},hyper=warn,h2=warn",
+        "{},hyper=warn,h2=warn,tungstenite=info,tokio_tungstenite=info",
         s.log_level.to_ascii_lowercase()
     ));
     let builder = tracing_subscriber::fmt()

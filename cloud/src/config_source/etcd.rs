@@ -225,6 +225,31 @@ pub(crate) fn describe(e: &etcd_client::Error) -> String {
     }
 }
 
+/// [`describe`] for a link that uses TLS: etcd refusing the client's certificate (missing, or
+/// signed by a CA it does not trust) closes the connection right after the handshake, which the
+/// client only reports as a cancelled or reset connection. With TLS on, such a reason names the
+/// TLS files to check like every other TLS failure.
+pub(crate) fn describe_link(e: &etcd_client::Error, tls: bool) -> String {
+    let text = describe(e);
+    let lower = text.to_ascii_lowercase();
+    let dropped = [
+        "operation was canceled",
+        "connection reset",
+        "broken pipe",
+        "unexpected eof",
+    ]
+    .iter()
+    .any(|s| lower.contains(s));
+    if tls && dropped && !text.contains("ETCD_CA_FILE") {
+        format!(
+            "TLS failed (check ETCD_CA_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE): etcd closed the \
+             connection; it may require a client certificate: {text}"
+        )
+    } else {
+        text
+    }
+}
+
 /// Dials the members in turn, starting at `start`, and returns the first one that answers a
 /// status request, with its index.
 ///
@@ -238,6 +263,7 @@ pub(crate) async fn connect_member(
     opts: &ConnectOptions,
     start: usize,
     probe_timeout: Duration,
+    tls: bool,
 ) -> Result<(Client, usize), NoMemberError> {
     let mut errors = Vec::new();
     for k in 0..endpoints.len() {
@@ -246,8 +272,8 @@ pub(crate) async fn connect_member(
         let attempt = async {
             let mut c = Client::connect([endpoint.as_str()], Some(opts.clone()))
                 .await
-                .map_err(|e| describe(&e))?;
-            c.status().await.map_err(|e| describe(&e))?;
+                .map_err(|e| describe_link(&e, tls))?;
+            c.status().await.map_err(|e| describe_link(&e, tls))?;
             Ok::<_, String>(c)
         };
         let r = match tokio::time::timeout(probe_timeout, attempt).await {

@@ -61,6 +61,7 @@ async fn run(m: Arc<ConfigManager>, opts: ConnectOptions) {
     let prefix = m.settings().source.etcd_prefix.clone();
     let probe_timeout =
         Duration::from_secs_f64(m.settings().source.etcd_dial_timeout_seconds) + REQUEST_TIMEOUT;
+    let tls = m.settings().source.etcd_tls();
     let mut backoff = Backoff(Duration::from_secs(1));
     let mut need_full = true;
     // The member to try first: after a failure, the next one.
@@ -69,7 +70,7 @@ async fn run(m: Arc<ConfigManager>, opts: ConnectOptions) {
         if m.runtime().stopping().is_cancelled() {
             return;
         }
-        let client = match connect_member(&endpoints, &opts, member, probe_timeout).await {
+        let client = match connect_member(&endpoints, &opts, member, probe_timeout, tls).await {
             Ok((c, i)) => {
                 if endpoints.len() > 1 {
                     tracing::info!(endpoint = %endpoints[i], "using etcd member");

@@ -41,6 +41,7 @@ pub mod proxy;
 pub mod redis;
 pub mod redis_cluster;
 pub mod target;
+pub mod timing;
 pub mod tls;
 pub mod v1cloud;
 pub mod vault;

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use connect_engine::api::ChannelState;
 use connect_testkit::wait_for;
 use serde_json::json;
 use webhook_connect_app::menu::{self, Effect, MenuAction, MenuItem, View};
@@ -48,7 +49,61 @@ async fn click(w: &World, path: &[&str]) -> Result<Vec<Effect>> {
     Ok(menu::dispatch(&w.core, action).await)
 }
 
-const QUIET: Duration = Duration::from_millis(1500);
+/// Waits until the channel's status is `state`: for `Paused` and `Disconnected` the engine's
+/// channel loop is then parked until the user changes it (the state is set only there).
+async fn wait_state(w: &World, state: ChannelState) -> Result<()> {
+    wait_for(
+        Duration::from_secs(20),
+        &format!("the channel {state:?}"),
+        || {
+            let hit = w
+                .core
+                .snapshot()
+                .channels
+                .iter()
+                .all(|c| c.state == state)
+                .then_some(());
+            async move { hit }
+        },
+    )
+    .await
+}
+
+/// The cloud's record of `id`: still queued and never leased to anyone. A lease (delivery)
+/// at any moment since it was posted would show as `delivery_count` > 0, so this covers the
+/// whole period instead of sampling the target after a fixed quiet time.
+async fn never_leased(w: &World, id: &str) -> Result<()> {
+    let peek = w
+        .cloud
+        .admin_get(&format!("/channels/{CHANNEL}/messages?state=all"))
+        .await?;
+    let m = peek["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["message_id"] == id)
+        .with_context(|| format!("{id} is not queued: {peek}"))?;
+    anyhow::ensure!(
+        m["state"] == "ready" && m["delivery_count"] == 0,
+        "{id} was delivered: {m}"
+    );
+    Ok(())
+}
+
+/// The target's request for `id` is its first delivery (`x-webhook-delivery-count: 1`).
+fn first_delivery_of(w: &World, id: &str) -> Result<()> {
+    let reqs = w.target.requests();
+    let r = reqs
+        .iter()
+        .find(|r| r.header("x-webhook-message-id") == Some(id))
+        .with_context(|| format!("{id} not at the target"))?;
+    anyhow::ensure!(
+        r.header("x-webhook-delivery-count") == Some("1"),
+        "{id}: {:?}",
+        r.header("x-webhook-delivery-count")
+    );
+    Ok(())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_all_and_disconnect_change_what_the_engine_forwards() -> Result<()> {
@@ -62,14 +117,20 @@ async fn pause_all_and_disconnect_change_what_the_engine_forwards() -> Result<()
     let items = menu_of(&w);
     assert!(status_line(&items).starts_with("Paused"), "{items:?}");
     assert!(find(&items, &["Pause all"]).is_none());
-    // Paused: the webhook waits in the cloud.
-    w.cloud.post(&json!({"n": 1})).await?;
-    tokio::time::sleep(QUIET).await;
+    // Paused: the link closes and the channel loop waits for "Resume all"; the webhook waits
+    // in the cloud, never leased until the resume.
+    w.cloud
+        .wait_clients(0, "the paused channel's link to close")
+        .await?;
+    wait_state(&w, ChannelState::Paused).await?;
+    let first = w.cloud.post(&json!({"n": 1})).await?;
+    never_leased(&w, &first).await?;
     assert_eq!(w.target.count(), 0, "forwarded while paused");
 
     assert_eq!(click(&w, &["Resume all"]).await?, [Effect::Refresh]);
     assert!(!w.core.paused());
     w.target.wait_for_count(1, Duration::from_secs(15)).await?;
+    first_delivery_of(&w, &first)?;
 
     // Per channel: disconnect closes the connection and is kept in settings.toml.
     assert!(find(&menu_of(&w), &[CHANNEL, "Connect"]).is_none());
@@ -80,8 +141,9 @@ async fn pause_all_and_disconnect_change_what_the_engine_forwards() -> Result<()
     w.cloud.wait_clients(0, "the channel to disconnect").await?;
     let file = std::fs::read_to_string(w.dir.path().join(settings::FILE_NAME))?;
     assert!(file.contains("enabled = false"), "{file}");
-    w.cloud.post(&json!({"n": 2})).await?;
-    tokio::time::sleep(QUIET).await;
+    wait_state(&w, ChannelState::Disconnected).await?;
+    let second = w.cloud.post(&json!({"n": 2})).await?;
+    never_leased(&w, &second).await?;
     assert_eq!(w.target.count(), 1, "forwarded while disconnected");
     let items = menu_of(&w);
     assert_eq!(status_line(&items), "Disconnected · 0/1 channels connected");
@@ -90,6 +152,7 @@ async fn pause_all_and_disconnect_change_what_the_engine_forwards() -> Result<()
     assert_eq!(click(&w, &[CHANNEL, "Connect"]).await?, [Effect::Refresh]);
     w.cloud.wait_clients(1, "the channel to reconnect").await?;
     w.target.wait_for_count(2, Duration::from_secs(15)).await?;
+    first_delivery_of(&w, &second)?;
     assert!(w.core.list_channels()[0].enabled);
     w.core.shutdown().await;
     Ok(())
@@ -218,8 +281,9 @@ async fn start_at_login_is_saved_and_quit_stops_forwarding() -> Result<()> {
     w.cloud
         .wait_clients(0, "the engine to close its connection")
         .await?;
-    w.cloud.post(&json!({"after": "quit"})).await?;
-    tokio::time::sleep(QUIET).await;
+    // Quit returned after the engine shut down: nothing is left that could lease it later.
+    let after = w.cloud.post(&json!({"after": "quit"})).await?;
+    never_leased(&w, &after).await?;
     assert_eq!(w.target.count(), 0, "forwarded after quit");
     Ok(())
 }

@@ -12,7 +12,7 @@ use connect_engine::{Engine, LinkState, ReplayRequest};
 use connect_testkit::{RecordingTarget, wait_until, within};
 use serde_json::json;
 
-use crate::harness::{Cloud, TOKEN, engine_config, start_engine, status};
+use crate::harness::{Cloud, Logs, TOKEN, engine_config, start_engine, status};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -498,6 +498,7 @@ async fn shutdown_nacks_deliveries_still_running_after_the_grace() {
 #[tokio::test]
 async fn etcd_module_mode_follows_puts_and_deletes_live() {
     use etcd_client::Client;
+    let logs = Logs::capture();
     let mut etcd = connect_testkit::EtcdServer::start().await.unwrap();
     let mut kv = Client::connect([etcd.endpoint.as_str()], None)
         .await
@@ -546,21 +547,25 @@ async fn etcd_module_mode_follows_puts_and_deletes_live() {
     kv.put(key, "{\"module\": \"no_such_module\"}", None)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The engine has seen it (and kept the previous definition) before the next webhook.
+    logs.wait_line(
+        T,
+        "the invalid put rejected",
+        &["invalid definition; keeping the previous one"],
+    )
+    .await;
     cloud.post("{\"n\":2}").await.unwrap();
     wait_until(T, "still saved under a/", || async { count("a") == 2 })
         .await
         .unwrap();
 
     // A valid put takes over.
-    kv.put(key, def("b"), None).await.unwrap();
-    wait_until(T, "the new definition", || async {
-        cloud.post("{\"n\":3}").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        count("b") >= 1
-    })
-    .await
-    .unwrap();
+    let rev = kv.put(key, def("b"), None).await.unwrap();
+    applied(&logs, rev.header().map(|h| h.revision()), T).await;
+    cloud.post("{\"n\":3}").await.unwrap();
+    wait_until(T, "saved under b/", || async { count("b") == 1 })
+        .await
+        .unwrap();
     let before_b = count("b");
 
     // etcd down: the last good definitions keep serving.
@@ -577,7 +582,14 @@ async fn etcd_module_mode_follows_puts_and_deletes_live() {
     let mut kv = Client::connect([etcd.endpoint.as_str()], None)
         .await
         .unwrap();
-    kv.delete(key, None).await.unwrap();
+    let rev = kv.delete(key, None).await.unwrap();
+    // The engine's watch reconnects with backoff after the outage.
+    applied(
+        &logs,
+        rev.header().map(|h| h.revision()),
+        Duration::from_secs(60),
+    )
+    .await;
     let dead = || async {
         cloud
             .admin_get("/channels/ch/stats")
@@ -585,19 +597,30 @@ async fn etcd_module_mode_follows_puts_and_deletes_live() {
             .map(|v| v["dead_letters"].as_u64().unwrap_or(0))
             .unwrap_or(0)
     };
-    wait_until(
-        Duration::from_secs(60),
-        "a dead letter after the delete",
-        || async {
-            cloud.post("{\"n\":5}").await.unwrap();
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            dead().await >= 1
-        },
-    )
+    assert_eq!(dead().await, 0);
+    cloud.post("{\"n\":5}").await.unwrap();
+    wait_until(T, "a dead letter after the delete", || async {
+        dead().await == 1
+    })
     .await
     .unwrap();
+    assert_eq!(count("b"), before_b + 1, "saved by the deleted definition");
     assert_eq!(count("wrong"), 0);
     within(T, "shutdown", engine.shutdown(Duration::from_secs(5)))
         .await
         .unwrap();
+}
+
+/// Waits until the engine's log says it applied etcd `revision` (its watch reached that change).
+async fn applied(logs: &Logs, revision: Option<i64>, within: Duration) {
+    let revision = revision.expect("etcd answers with a header");
+    logs.wait_line(
+        within,
+        &format!("etcd revision {revision} applied"),
+        &[
+            "module definitions updated from etcd",
+            &format!("revision={revision} "),
+        ],
+    )
+    .await;
 }

@@ -188,3 +188,60 @@ impl TokenFile {
         json!({"token_ref": format!("file:{}", self.path.display())})
     }
 }
+
+/// The log records of the engine running in this test process (info and above, as text): a
+/// positive signal for what a status snapshot can miss (a 401 that is retried within 100 ms, a
+/// watch event applied). Installed once per process; nextest runs each test in its own.
+#[derive(Clone)]
+pub struct Logs(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+struct LogWriter(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    pub fn capture() -> Self {
+        static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+        LOGS.get_or_init(|| {
+            let buf = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let writer = buf.clone();
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+                .with_ansi(false)
+                .with_writer(move || LogWriter(writer.clone()))
+                .try_init()
+                .expect("no other tracing subscriber in this test process");
+            Logs(buf)
+        })
+        .clone()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock()).into_owned()
+    }
+
+    /// Waits (up to `within`) for a line holding every one of `needles`; returns it.
+    pub async fn wait_line(&self, within: Duration, what: &str, needles: &[&str]) -> String {
+        let r = wait_for(within, what, || {
+            let hit = self
+                .text()
+                .lines()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+                .map(str::to_owned);
+            async move { hit }
+        })
+        .await;
+        match r {
+            Ok(line) => line,
+            Err(e) => panic!("{e}; engine log:\n{}", self.text()),
+        }
+    }
+}

@@ -15,7 +15,7 @@ use connect_testkit::{
 use serde_json::{Value, json};
 
 use crate::harness::{
-    ADMIN, Cloud, T, TOKEN, TokenFile, connected, load_config, status, stop, wait_status,
+    ADMIN, Cloud, Logs, T, TOKEN, TokenFile, connected, load_config, status, stop, wait_status,
 };
 
 const RELOAD_ADMIN: &str = "reload-admin-token-for-tests";
@@ -458,6 +458,7 @@ async fn websocket_4005_waits_for_a_new_token_in_token_ref() {
 #[tokio::test]
 async fn a_401_after_a_rotation_rereads_token_ref() {
     // The link is down when the grace ends, so no 4005 ever arrives: the reconnect gets 401.
+    let logs = Logs::capture();
     let cloud = Cloud::start("ch").await.unwrap();
     let target = RecordingTarget::start().await.unwrap();
     let proxy = TcpProxy::start(cloud_addr(&cloud)).await.unwrap();
@@ -473,7 +474,15 @@ async fn a_401_after_a_rotation_rereads_token_ref() {
     let new = rotate(&cloud, 0).await;
     file.write(&new);
     proxy.restore();
-    connected(&h, Transport::Websocket).await;
+    // The 401 happened (the status shows it for only ~100 ms before the reconnect clears it).
+    logs.wait_line(
+        T,
+        "the 401 that made it re-read token_ref",
+        &["token rejected; reloaded it from token_ref", "401"],
+    )
+    .await;
+    let after = connected(&h, Transport::Websocket).await;
+    assert_ne!(after.state, ChannelState::AuthFailed, "{after:?}");
     delivers(&cloud, &target, "after-401").await;
     stop(h).await;
 }

@@ -303,11 +303,12 @@ async fn shutdown_finishes_in_flight_deliveries_and_acks_them() {
     );
     cloud.post("{\"slow\":true}").await.unwrap();
     target.wait_for_count(1, T).await.unwrap();
-    let started = std::time::Instant::now();
+    // The grace (60 s) is far longer than T: shutdown returns within T only by finishing the
+    // 1.5 s delivery, not by waiting the grace out; no time is measured.
     within(T, "shutdown", engine_shutdown_and_check(engine))
         .await
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(target.count(), 1);
     wait_until(T, "the ACK at the cloud", || async {
         cloud
             .admin_get("/channels/drain/stats")
@@ -316,13 +317,18 @@ async fn shutdown_finishes_in_flight_deliveries_and_acks_them() {
     })
     .await
     .unwrap();
+    let stats = cloud.admin_get("/channels/drain/stats").await.unwrap();
+    assert_eq!(
+        stats["messages_nacked"], 0,
+        "finished, not handed back: {stats}"
+    );
 }
 
 async fn engine_shutdown_and_check(engine: connect_engine::EngineHandle) {
     let status_before = status(&engine);
     assert_eq!(status_before.in_flight, 1);
     let channels = engine.status();
-    engine.shutdown(Duration::from_secs(10)).await;
+    engine.shutdown(Duration::from_secs(60)).await;
     assert_eq!(channels.len(), 1);
 }
 

@@ -188,22 +188,44 @@ async fn delivers_and_settles_as_v1_expects(
         r.dropped.contains(&rejected_id)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A later marker, queued behind both NACKed messages, is delivered and ACKed: v1 has
+    // dispatched everything queued before it, and neither came back to this connection.
+    target.set_status(200);
+    post(
+        &v1,
+        r#"{"n":"marker"}"#,
+        &[("content-type", "application/json")],
+    )
+    .await;
+    let marker_id = wait_for(T, "the marker at the target", || {
+        let id = target
+            .requests()
+            .iter()
+            .find(|r| r.body_text() == r#"{"n":"marker"}"#)
+            .and_then(|r| r.header("x-webhook-message-id").map(str::to_owned));
+        async move { id }
+    })
+    .await
+    .unwrap();
+    wait_v1(&v1, "the ACK of the marker", |r| {
+        r.acked.iter().any(|(id, _)| *id == marker_id)
+    })
+    .await;
+    let bodies: Vec<String> = target.requests().iter().map(|r| r.body_text()).collect();
     assert_eq!(
-        target.count(),
-        3,
+        bodies[1..],
+        [r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":"marker"}"#],
         "redelivered to the connection that NACKed it"
     );
 
     // A new connection gets the NACKed message again.
-    target.set_status(200);
     h.set_channel_enabled("ch", false).unwrap();
     wait_status(&h, "disconnected", |s| s.state == LinkState::Disconnected).await;
     h.set_channel_enabled("ch", true).unwrap();
-    let reqs = target.wait_for_count(4, T).await.unwrap();
-    assert_eq!(reqs[3].body_text(), r#"{"n":2}"#);
+    let reqs = target.wait_for_count(5, T).await.unwrap();
+    assert_eq!(reqs[4].body_text(), r#"{"n":2}"#);
     assert_eq!(
-        reqs[3].header("x-webhook-message-id"),
+        reqs[4].header("x-webhook-message-id"),
         Some(retry_id.as_str())
     );
     wait_v1(&v1, "the ACK of the redelivery", |r| {

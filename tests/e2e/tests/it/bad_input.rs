@@ -293,13 +293,17 @@ async fn malformed_websocket_frames_get_error_frames_and_the_connection_keeps_wo
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// The next text frame as JSON, skipping control frames.
+/// The next text frame as JSON, skipping control frames and the cloud's heartbeats (one can
+/// arrive at any moment: the test kit's cloud sends one every 5 s).
 async fn next_json(ws: &mut Ws) -> Value {
     let fut = async {
         loop {
             match ws.next().await {
                 Some(Ok(Message::Text(t))) => {
-                    return serde_json::from_str::<Value>(t.as_str()).unwrap();
+                    let v = serde_json::from_str::<Value>(t.as_str()).unwrap();
+                    if v["type"] != "heartbeat" {
+                        return v;
+                    }
                 }
                 Some(Ok(_)) => continue,
                 other => panic!("stream ended: {other:?}"),

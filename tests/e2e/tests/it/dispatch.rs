@@ -31,18 +31,51 @@ async fn connect(cloud: &Cloud) -> anyhow::Result<Ws> {
     }
 }
 
-/// Webhook frames that arrive within `quiet` of each other.
-async fn drain(ws: &mut Ws, quiet: Duration) -> Vec<Value> {
+/// The next `n` webhook frames (heartbeats and other frames skipped). Call it for frames the
+/// cloud's counters say were sent: it waits for them, never for a quiet period.
+async fn take(ws: &mut Ws, n: usize) -> Vec<Value> {
     let mut out = Vec::new();
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(quiet, ws.next()).await {
-        if let Message::Text(t) = m {
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
-            if v["type"] == "webhook" {
-                out.push(v);
+    while out.len() < n {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "webhook" {
+                    out.push(v);
+                }
             }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("{} of {n} webhook frames, then {other:?}", out.len()),
         }
     }
     out
+}
+
+/// Waits until the channel's in-flight and queued counts are `(in_flight, queued)`: every
+/// lease is a frame on its way, so the frames to read are known before reading them.
+async fn settled(cloud: &Cloud, channel: &str, in_flight: u64, queued: u64) -> anyhow::Result<()> {
+    connect_testkit::wait_until(
+        Duration::from_secs(20),
+        &format!("{in_flight} in flight and {queued} queued"),
+        || async {
+            cloud.stats(channel).await.is_ok_and(|s| {
+                s["messages_in_flight"] == in_flight && s["messages_queued"] == queued
+            })
+        },
+    )
+    .await
+}
+
+/// Each connection's lease count (the admin channel view), sorted.
+async fn leases(cloud: &Cloud, channel: &str) -> anyhow::Result<Vec<u64>> {
+    let v = cloud.admin_get(&format!("/channels/{channel}")).await?;
+    let mut n: Vec<u64> = v["connected_clients"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["in_flight_count"].as_u64().unwrap_or(u64::MAX))
+        .collect();
+    n.sort();
+    Ok(n)
 }
 
 #[tokio::test]
@@ -55,23 +88,12 @@ async fn max_in_flight_bounds_each_connection_and_load_is_shared() -> anyhow::Re
     for i in 0..10 {
         assert_eq!(cloud.post("w", &format!(r#"{{"i":{i}}}"#)).await?.0, 200);
     }
-    // Neither connection ACKs: each holds at most 3, and both get work (no stickiness).
-    let got_a = drain(&mut a, Duration::from_millis(700)).await;
-    let got_b = drain(&mut b, Duration::from_millis(300)).await;
-    assert_eq!(
-        (got_a.len(), got_b.len()),
-        (3, 3),
-        "a={got_a:?} b={got_b:?}"
-    );
-    let s = cloud.stats("work").await?;
-    assert_eq!(
-        (
-            s["messages_in_flight"].as_u64(),
-            s["messages_queued"].as_u64()
-        ),
-        (Some(6), Some(4)),
-        "{s}"
-    );
+    // Neither connection ACKs: each holds at most 3, and both get work (no stickiness). The
+    // cloud's counts say how many frames are on their way; exactly those are read.
+    settled(&cloud, "work", 6, 4).await?;
+    assert_eq!(leases(&cloud, "work").await?, [3, 3]);
+    let got_a = take(&mut a, 3).await;
+    let got_b = take(&mut b, 3).await;
     // Each ACK frees one slot on that connection and the next message follows.
     a.send(Message::Text(
         json!({"type": "ack", "message_id": got_a[0]["message_id"]})
@@ -79,8 +101,16 @@ async fn max_in_flight_bounds_each_connection_and_load_is_shared() -> anyhow::Re
             .into(),
     ))
     .await?;
-    let more = drain(&mut a, Duration::from_millis(700)).await;
-    assert_eq!(more.len(), 1, "{more:?}");
+    connect_testkit::wait_until(Duration::from_secs(20), "the ACK settled", || async {
+        cloud
+            .stats("work")
+            .await
+            .is_ok_and(|s| s["messages_acked"] == 1)
+    })
+    .await?;
+    settled(&cloud, "work", 6, 3).await?;
+    assert_eq!(leases(&cloud, "work").await?, [3, 3]);
+    let more = take(&mut a, 1).await;
     // Exclusive leases: no message went to both.
     let mut ids: Vec<&str> = got_a
         .iter()
@@ -141,8 +171,8 @@ async fn admin_queue_views_and_bulk_dead_letter_operations() -> anyhow::Result<(
     // One delivery attempt each, never ACKed: the ack timeout cannot be waited for here, so
     // NACK with retry — with max_delivery_attempts = 1 they are dead-lettered.
     let mut c = connect(&cloud).await?;
-    let got = drain(&mut c, Duration::from_millis(500)).await;
-    assert_eq!(got.len(), 4);
+    settled(&cloud, "work", 4, 0).await?;
+    let got = take(&mut c, 4).await;
     for m in &got {
         c.send(Message::Text(
             json!({"type": "nack", "message_id": m["message_id"], "retry": true, "error": "boom"})

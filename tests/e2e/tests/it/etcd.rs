@@ -496,7 +496,12 @@ async fn mutual_tls_loads_and_watches() {
 
     // Without the client certificate etcd refuses the cloud: not loaded, and reported.
     let no_cert = start_cloud_with(&[("ETCD_ENDPOINTS", &endpoint), ("ETCD_CA_FILE", ca)]).await;
-    let _ = wait_etcd_error(&no_cert, "").await;
+    // The documented reason names the TLS files to check.
+    wait_etcd_error(
+        &no_cert,
+        "TLS failed (check ETCD_CA_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE)",
+    )
+    .await;
     assert_not_loaded(&no_cert).await;
     // A CA that did not sign the server's certificate: refused as well.
     let other = TestPki::generate().unwrap();
@@ -507,18 +512,24 @@ async fn mutual_tls_loads_and_watches() {
         ("ETCD_KEY_FILE", key),
     ])
     .await;
-    let e = wait_etcd_error(&wrong_ca, "").await;
+    let e = wait_etcd_error(
+        &wrong_ca,
+        "TLS failed (check ETCD_CA_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE)",
+    )
+    .await;
     assert_not_loaded(&wrong_ca).await;
-    assert!(e.contains("TLS") || e.contains("certificate"), "{e}");
+    assert!(e.contains("certificate"), "the cause is kept: {e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn username_and_password_authenticate_and_wrong_ones_are_reported() {
-    // A 2 s token TTL: the cloud must log in again on its own once its token has expired.
+    // A short token TTL (2 s times CONNECT_TEST_TIME_SCALE): the cloud must log in again on
+    // its own once its token has expired.
+    let token_ttl = connect_testkit::timing::secs(2);
     let etcd = EtcdCluster::start(
         1,
         EtcdOptions {
-            auth_token_ttl: Some(2),
+            auth_token_ttl: Some(token_ttl),
             ..EtcdOptions::default()
         },
     )
@@ -564,7 +575,8 @@ async fn username_and_password_authenticate_and_wrong_ones_are_reported() {
     wait_path(&c, "live", 200).await;
     // Past the token TTL: the watch keeps delivering and a reload (a fresh range read with
     // the client's token) succeeds.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // (Time must pass here: the stimulus is the token's expiry, twice over.)
+    tokio::time::sleep(Duration::from_secs(2 * token_ttl)).await;
     put(&mut kv, "/cwm/default/webhooks/after_ttl", &log_hook()).await;
     wait_path(&c, "after_ttl", 200).await;
     let r = c
@@ -608,7 +620,11 @@ async fn username_and_password_authenticate_and_wrong_ones_are_reported() {
     assert_not_loaded(&outsider).await;
     // No credentials at all against an etcd with authentication on.
     let anonymous = start_cloud_with(&[("ETCD_ENDPOINTS", &endpoint)]).await;
-    let _ = wait_etcd_error(&anonymous, "").await;
+    wait_etcd_error(
+        &anonymous,
+        "etcd requires authentication (set ETCD_USERNAME / ETCD_PASSWORD)",
+    )
+    .await;
     assert_not_loaded(&anonymous).await;
 }
 

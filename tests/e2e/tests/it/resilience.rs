@@ -1,7 +1,7 @@
 //! Crash safety: `kill -9` of the cloud in the middle of a stream of webhooks loses nothing
 //! that was answered 2xx; redeliveries keep their `message_id`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,8 @@ async fn kill_9_mid_stream_loses_no_acknowledged_webhook() -> anyhow::Result<()>
     let mut cloud = Cloud::start(json!({"hook": connect_hook("crash", TOKEN, json!({}))})).await?;
     let target = RecordingTarget::start().await?;
     let conn = TestConnector::start(Transport::Ws, &cloud.base, "crash", TOKEN, &target.url);
-    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Every 2xx answer: (message_id, the body it was given for). Each body is posted once.
+    let accepted: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let base = cloud.base.clone();
     // Eight concurrent senders post until told to stop; every 2xx message id is recorded.
     let stop = tokio_util::sync::CancellationToken::new();
@@ -37,15 +38,14 @@ async fn kill_9_mid_stream_loses_no_acknowledged_webhook() -> anyhow::Result<()>
                 let body = format!(r#"{{"w":{w},"i":{i}}}"#);
                 if let Ok(r) = http
                     .post(format!("{base}/webhook/hook"))
-                    .body(body)
+                    .body(body.clone())
                     .send()
                     .await
                     && r.status() == 200
                     && let Ok(v) = r.json::<serde_json::Value>().await
                 {
-                    accepted
-                        .lock()
-                        .push(v["message_id"].as_str().unwrap_or_default().to_owned());
+                    let id = v["message_id"].as_str().unwrap_or_default().to_owned();
+                    accepted.lock().push((id, body));
                 }
             }
         }));
@@ -70,13 +70,14 @@ async fn kill_9_mid_stream_loses_no_acknowledged_webhook() -> anyhow::Result<()>
     for s in senders {
         let _ = s.await;
     }
-    let accepted: HashSet<String> = accepted.lock().iter().cloned().collect();
+    let accepted: HashMap<String, String> = accepted.lock().iter().cloned().collect();
+    let ids: HashSet<String> = accepted.keys().cloned().collect();
     wait_until(
         Duration::from_secs(60),
         "every accepted webhook delivered",
         || async {
             let seen: HashSet<String> = conn.message_ids().into_iter().collect();
-            accepted.is_subset(&seen)
+            ids.is_subset(&seen)
         },
     )
     .await
@@ -84,22 +85,65 @@ async fn kill_9_mid_stream_loses_no_acknowledged_webhook() -> anyhow::Result<()>
         let seen: HashSet<String> = conn.message_ids().into_iter().collect();
         anyhow::anyhow!(
             "{e}: {} of {} accepted webhooks never delivered",
-            accepted.difference(&seen).count(),
-            accepted.len()
+            ids.difference(&seen).count(),
+            ids.len()
         )
     })?;
-    let seen = conn.message_ids();
-    let unique: HashSet<&String> = seen.iter().collect();
+    let deliveries: Vec<(String, String)> = conn
+        .seen
+        .lock()
+        .iter()
+        .map(|m| {
+            let id = m["message_id"].as_str().unwrap_or_default().to_owned();
+            (id, delivered_body(m))
+        })
+        .collect();
+    let mut body_of: HashMap<&str, &str> = HashMap::new();
+    let mut id_of: HashMap<&str, &str> = HashMap::new();
+    for (id, body) in &deliveries {
+        // An accepted webhook arrives with the very bytes it was accepted with.
+        if let Some(sent) = accepted.get(id) {
+            assert_eq!(body, sent, "message {id} delivered with another body");
+        }
+        // A webhook whose answer was lost in the crash may be delivered too, but it is one
+        // the senders posted.
+        assert!(
+            is_sent_body(body),
+            "message {id} carries a body nobody sent: {body}"
+        );
+        // Duplicates only as redeliveries: one id never carries two bodies, and one body
+        // (each was posted once) never arrives under two ids.
+        let first = body_of.entry(id).or_insert(body);
+        assert_eq!(first, body, "message {id} delivered with two bodies");
+        let owner = id_of.entry(body).or_insert(id);
+        assert_eq!(owner, id, "body {body} delivered under two message ids");
+    }
     eprintln!(
         "accepted {} webhooks across the crash; {} deliveries, {} duplicates (redeliveries)",
         accepted.len(),
-        seen.len(),
-        seen.len() - unique.len()
-    );
-    assert!(
-        unique
-            .iter()
-            .all(|id| accepted.contains(*id) || id.starts_with("msg_"))
+        deliveries.len(),
+        deliveries.len() - body_of.len()
     );
     Ok(())
+}
+
+/// The body bytes a wire message carries, as text.
+fn delivered_body(m: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    m["body_b64"]
+        .as_str()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_else(|| m["payload"].to_string())
+}
+
+/// `{"w":<sender>,"i":<n>}` exactly as the senders above format it.
+fn is_sent_body(body: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return false;
+    };
+    match (v["w"].as_u64(), v["i"].as_u64()) {
+        (Some(w), Some(i)) => w < 8 && i > 0 && body == format!(r#"{{"w":{w},"i":{i}}}"#),
+        _ => false,
+    }
 }

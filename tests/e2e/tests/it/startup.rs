@@ -18,40 +18,73 @@ fn run(env: &[(&str, &str)]) -> anyhow::Result<(Option<i32>, String)> {
     Ok((status, p.stderr_text()))
 }
 
+/// Each case runs while the test itself holds the listen port: a process that bound (or tried
+/// to) before validating would exit 69 "cannot bind" instead of 64, and one that opened its
+/// buffer first would leave the data directory behind.
 #[test]
 fn bad_settings_and_bad_config_exit_64_before_binding() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let port = free_port().to_string();
-    let listen = format!("127.0.0.1:{port}");
+    let held = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let listen = held.local_addr()?.to_string();
     let data = dir.path().join("data");
     let missing = dir.path().join("missing.json");
-    let (code, err) = run(&[
-        ("WEBHOOK_CONNECT_LISTEN", &listen),
-        ("WEBHOOKS_CONFIG_FILE", missing.to_str().unwrap()),
-        ("WEBHOOK_CONNECT_DATA_DIR", data.to_str().unwrap()),
-    ])?;
-    assert_eq!(code, Some(64), "{err}");
-    assert!(err.contains("missing.json"), "{err}");
     let broken = dir.path().join("broken.json");
     std::fs::write(&broken, "{ not json")?;
-    let (code, err) = run(&[
-        ("WEBHOOK_CONNECT_LISTEN", &listen),
-        ("WEBHOOKS_CONFIG_FILE", broken.to_str().unwrap()),
-        ("WEBHOOK_CONNECT_DATA_DIR", data.to_str().unwrap()),
-    ])?;
-    assert_eq!(code, Some(64), "{err}");
     let good = dir.path().join("good.json");
     std::fs::write(&good, "{}")?;
+    // (what, extra environment, a word the message must contain)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: [Case; 3] = [
+        (
+            "a missing configuration file",
+            vec![("WEBHOOKS_CONFIG_FILE", missing.to_str().unwrap())],
+            "missing.json",
+        ),
+        (
+            "a configuration file that is not JSON",
+            vec![("WEBHOOKS_CONFIG_FILE", broken.to_str().unwrap())],
+            "broken.json",
+        ),
+        (
+            "a heartbeat interval below the minimum",
+            vec![
+                ("WEBHOOKS_CONFIG_FILE", good.to_str().unwrap()),
+                ("WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", "1"),
+            ],
+            "heartbeat",
+        ),
+    ];
+    for (what, extra, names) in cases {
+        let mut env = vec![
+            ("WEBHOOK_CONNECT_LISTEN", listen.as_str()),
+            ("WEBHOOK_CONNECT_DATA_DIR", data.to_str().unwrap()),
+        ];
+        env.extend(extra);
+        let (code, err) = run(&env)?;
+        assert_eq!(code, Some(64), "{what}: {err}");
+        assert!(
+            err.to_lowercase().contains(names),
+            "{what}: the message names {names}: {err}"
+        );
+        assert!(
+            !err.contains("cannot listen"),
+            "{what}: it tried to bind before validating: {err}"
+        );
+        assert!(
+            !data.exists(),
+            "{what}: the data directory was created before validation passed"
+        );
+    }
+    // The same held port with a valid configuration: the bind is refused (69). This is what
+    // each case above would have shown had it bound first.
     let (code, err) = run(&[
-        ("WEBHOOK_CONNECT_LISTEN", &listen),
+        ("WEBHOOK_CONNECT_LISTEN", listen.as_str()),
         ("WEBHOOKS_CONFIG_FILE", good.to_str().unwrap()),
-        ("WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", "1"),
+        ("WEBHOOK_CONNECT_DATA_DIR", data.to_str().unwrap()),
     ])?;
-    assert_eq!(code, Some(64), "{err}");
-    assert!(
-        !data.exists(),
-        "nothing was created before validation passed"
-    );
+    assert_eq!(code, Some(69), "{err}");
+    assert!(err.contains("cannot listen"), "{err}");
+    drop(held);
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use connect_testkit::{EtcdServer, VaultServer, vault::ROOT_TOKEN, wait_until};
+use connect_testkit::{EtcdServer, VaultServer, timing, vault::ROOT_TOKEN, wait_until};
 use etcd_client::Client;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -445,13 +445,16 @@ async fn a_short_lived_token_is_renewed_and_a_revoked_one_keeps_the_last_good_va
     vault
         .kv_put("secret", "app/auth", &[("webhook_token", "t-1")])
         .unwrap();
-    // A renewable token that lives 3 s unless renewed (up to 10 min).
+    // A renewable token that lives 6 s unless renewed (up to 10 min); the cloud renews it
+    // half-way, which leaves 3 s (times CONNECT_TEST_TIME_SCALE) for a late renewal.
+    let ttl_secs = timing::secs(6);
+    let ttl_arg = format!("-ttl={ttl_secs}s");
     let token = vault
         .cli(&[
             "token",
             "create",
             "-policy=read-all",
-            "-ttl=3s",
+            &ttl_arg,
             "-explicit-max-ttl=10m",
             "-field=token",
         ])
@@ -465,8 +468,27 @@ async fn a_short_lived_token_is_renewed_and_a_revoked_one_keeps_the_last_good_va
     .await
     .unwrap();
     wait_bearer(&c, "guarded", "t-1", 200).await;
-    // Well past the token's own TTL: secrets still refresh, so the token was renewed.
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    // Wait until the token has outlived its own TTL through a renewal (Vault's record), then
+    // secrets must still refresh.
+    wait_until(
+        timing::scaled(Duration::from_secs(60)),
+        "the token renewed and past its first TTL",
+        || async {
+            let Ok(out) = vault.cli(&["token", "lookup", "-format=json", &token]) else {
+                return false;
+            };
+            let v: Value = serde_json::from_str(&out).unwrap_or_default();
+            let created = v["data"]["creation_time"].as_u64().unwrap_or(u64::MAX);
+            let renewed = v["data"]["last_renewal_time"].as_u64().unwrap_or(0);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            renewed > 0 && now > created.saturating_add(ttl_secs + 1)
+        },
+    )
+    .await
+    .unwrap();
     vault
         .kv_put("secret", "app/auth", &[("webhook_token", "t-2")])
         .unwrap();
@@ -526,14 +548,17 @@ async fn approle_logs_in_again_when_its_token_expires() {
         .kv_put("secret", "app/auth", &[("webhook_token", "a-1")])
         .unwrap();
     let (role_id, secret_id) = vault.approle("cloud").unwrap();
-    // Tokens of this role live 3 s and cannot be renewed past that.
+    // Tokens of this role live 6 s (times CONNECT_TEST_TIME_SCALE) and cannot be renewed past
+    // that; the cloud logs in again half-way.
+    let ttl = format!("token_ttl={}s", timing::secs(6));
+    let max_ttl = format!("token_max_ttl={}s", timing::secs(6));
     vault
         .cli(&[
             "write",
             "auth/approle/role/cloud",
             "token_policies=read-all",
-            "token_ttl=3s",
-            "token_max_ttl=3s",
+            &ttl,
+            &max_ttl,
         ])
         .unwrap();
     let c = Cloud::start_with(
@@ -549,9 +574,22 @@ async fn approle_logs_in_again_when_its_token_expires() {
     .await
     .unwrap();
     wait_bearer(&c, "guarded", "a-1", 200).await;
-    // Several token lifetimes later the cloud still reads: it logged in again in time.
+    let logins = || {
+        c.proc
+            .stderr_text()
+            .matches("Vault AppRole login succeeded")
+            .count()
+    };
+    // After each further login the cloud still reads: it logged in again in time.
     for (round, value) in ["a-2", "a-3"].into_iter().enumerate() {
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        let before = logins();
+        wait_until(
+            timing::scaled(Duration::from_secs(30)),
+            &format!("round {round}: another AppRole login"),
+            || async { logins() > before },
+        )
+        .await
+        .unwrap();
         vault
             .kv_put("secret", "app/auth", &[("webhook_token", value)])
             .unwrap();
@@ -559,12 +597,8 @@ async fn approle_logs_in_again_when_its_token_expires() {
         let h = health(&c).await;
         assert_eq!(h["components"]["vault"], "healthy", "round {round}: {h}");
     }
-    let logins = c
-        .proc
-        .stderr_text()
-        .matches("Vault AppRole login succeeded")
-        .count();
-    assert!(logins >= 3, "{logins} logins in 11 s of 3 s tokens");
+    let logins = logins();
+    assert!(logins >= 3, "{logins} logins");
     assert!(
         !c.proc.stderr_text().contains("Vault secret read failed"),
         "a read failed: {}",

@@ -272,9 +272,7 @@ async fn tcp_proxy_relays_until_cut_and_again_after_restore() -> Result<()> {
 
 #[tokio::test]
 async fn redis_server_answers_ping_and_survives_a_restart() -> Result<()> {
-    if !installed("redis-server") {
-        return Ok(());
-    }
+    require("redis-server")?;
     let mut redis =
         RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await?;
     assert_eq!(redis.url, format!("redis://127.0.0.1:{}", redis.port));
@@ -294,9 +292,7 @@ async fn redis_server_answers_ping_and_survives_a_restart() -> Result<()> {
 
 #[tokio::test]
 async fn etcd_answers_version_and_survives_a_restart() -> Result<()> {
-    if !installed("etcd") {
-        return Ok(());
-    }
+    require("etcd")?;
     let mut etcd = within(Duration::from_secs(20), "etcd start", EtcdServer::start()).await??;
     let addr: SocketAddr = etcd.endpoint.trim_start_matches("http://").parse()?;
     let version = within(STEP, "GET /version", get(addr, "/version")).await??;
@@ -314,17 +310,18 @@ async fn etcd_answers_version_and_survives_a_restart() -> Result<()> {
     Ok(())
 }
 
-fn installed(program: &str) -> bool {
+/// The tool must be on PATH: a missing one fails the test (in CI and locally alike) instead of
+/// passing it unseen.
+fn require(program: &str) -> Result<()> {
     let found = std::process::Command::new("which")
         .arg(program)
         .output()
         .is_ok_and(|output| output.status.success());
-    if !found {
-        println!(
-            "skipped: {program} is not installed (apt-get install -y redis-server etcd-server)"
-        );
-    }
-    found
+    ensure!(
+        found,
+        "{program} is not installed (apt-get install -y redis-server etcd-server); this test needs it"
+    );
+    Ok(())
 }
 
 /// Polls a synchronous condition for up to 5 s.
