@@ -5,6 +5,7 @@
 
 mod admin;
 mod connect;
+mod head_limits;
 mod ingress;
 mod layout;
 mod shape;
