@@ -4,7 +4,8 @@
 //!
 //! Layout: [`error`] (the one error type), [`auth`] (credentials, parsed once), [`ingress`]
 //! (`POST /webhook/…`), [`connect`] (connector streams, ACK, status), [`admin`] (§8 and the
-//! reload API), [`ops`] (`/health`, `/metrics`, `/openapi.json`).
+//! reload API), [`ops`] (`/health`, `/metrics`, `/openapi.json`); [`parsers`] names every
+//! parser of raw request data (for the fuzz targets).
 
 pub mod admin;
 pub mod auth;
@@ -12,6 +13,7 @@ pub mod connect;
 pub mod error;
 pub mod ingress;
 pub mod ops;
+pub mod parsers;
 
 use axum::Router;
 use axum::extract::Request;
