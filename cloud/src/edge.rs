@@ -4,6 +4,8 @@
 //! which starts before hyper tells HTTP/1 from HTTP/2 (its own header-read timeout starts only
 //! after that, so a socket that never sent a byte used to stay open for good).
 
+pub mod head_errors;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;

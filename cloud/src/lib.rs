@@ -19,7 +19,9 @@
 //!   API), `http::ops` (`/health`, `/metrics`, `/openapi.json`), with `http::auth` and the one
 //!   error type `http::error`.
 //! - [`server`]: serving a bound listener with graceful shutdown; [`edge`]: the bounds it
-//!   puts on sockets before HTTP (descriptor limit, connection cap, first-byte deadline).
+//!   puts on sockets before HTTP (descriptor limit, connection cap, first-byte deadline, the
+//!   documented answers to request heads hyper refuses); [`panic_hook`]: panics logged with
+//!   their location, never their message.
 
 pub mod app;
 pub mod config_source;
@@ -28,6 +30,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod modules;
+pub mod panic_hook;
 pub mod runtime;
 pub mod server;
 pub mod settings;

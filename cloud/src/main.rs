@@ -54,6 +54,8 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     init_tracing(&settings);
+    // From here a panic is logged with its location only: its message may hold request data.
+    connect_cloud::panic_hook::install();
     if let Err(e) = connect_cloud::config_source::start::precheck(&settings) {
         eprintln!("invalid configuration: {e}");
         return ExitCode::from(EXIT_CONFIG);

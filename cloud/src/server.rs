@@ -6,6 +6,7 @@
 //! release leases, flush the buffer.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::app::AppState;
+use crate::edge::head_errors::{HEAD_BUFFER_BYTES, HeadGuard, HeadLimits};
 use crate::hub::conn::CloseReason;
 
 pub async fn run(
@@ -54,12 +56,20 @@ pub async fn run(
     let first_byte = Duration::from_secs_f64(st.settings().first_byte_timeout_seconds);
     // hyper's own header cap (100) would answer 431 before the ingress pipeline can give its
     // documented 400; ours is enforced in the pipeline, so hyper gets a looser one.
+    let hyper_max_headers = st.settings().max_headers.saturating_mul(2).max(200);
+    // What hyper refuses itself is answered in the documented shape (edge::head_errors).
+    let head_limits = Arc::new(HeadLimits {
+        hyper_max_headers,
+        max_headers: st.settings().max_headers,
+        max_header_bytes: st.settings().max_header_bytes,
+    });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
-        .max_headers(st.settings().max_headers.saturating_mul(2).max(200));
+        .max_headers(hyper_max_headers)
+        .max_buf_size(HEAD_BUFFER_BYTES);
     // HTTP/2: pings find a peer that stopped answering (or never spoke HTTP/2 past the preface).
     builder
         .http2()
@@ -94,12 +104,13 @@ pub async fn run(
                 });
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
+                let head_limits = head_limits.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
                     if !crate::edge::first_byte(&stream, first_byte).await {
                         return;
                     }
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let io = TokioIo::new(HeadGuard::new(stream, head_limits, permit));
+                    let conn = builder.serve_connection_with_upgrades(io, svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 });
             }

@@ -63,9 +63,14 @@ pub fn connector_token(
     if !settings.allow_query_tokens {
         return Ok(None);
     }
-    let Some(query) = query else {
-        return Ok(None);
-    };
+    match query {
+        Some(query) => query_token(query),
+        None => Ok(None),
+    }
+}
+
+/// The first `token=` value of a query string, decoded.
+pub fn query_token(query: &str) -> Result<Option<String>, MalformedEscape> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))

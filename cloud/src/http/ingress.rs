@@ -329,11 +329,25 @@ fn json_error(e: JsonError) -> ApiError {
 }
 
 fn check_headers(st: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    check_header_limits(
+        headers,
+        st.settings().max_headers,
+        st.settings().max_header_bytes,
+    )
+}
+
+/// §2.3 step 3: at most `max_headers` fields, at most `max_bytes` of names and values, no CR,
+/// LF or NUL in a value.
+pub fn check_header_limits(
+    headers: &HeaderMap,
+    max_headers: usize,
+    max_bytes: usize,
+) -> ApiResult<()> {
     let n = headers.len();
-    if n > st.settings().max_headers {
+    if n > max_headers {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidHeaders,
-            format!("Too many headers: {n} (max: {})", st.settings().max_headers),
+            format!("Too many headers: {n} (max: {max_headers})"),
         ));
     }
     let mut total = 0usize;
@@ -347,13 +361,10 @@ fn check_headers(st: &AppState, headers: &HeaderMap) -> ApiResult<()> {
         }
         total += k.as_str().len() + vb.len();
     }
-    if total > st.settings().max_header_bytes {
+    if total > max_bytes {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidHeaders,
-            format!(
-                "Headers too large: {total} bytes (max: {})",
-                st.settings().max_header_bytes
-            ),
+            format!("Headers too large: {total} bytes (max: {max_bytes})"),
         ));
     }
     Ok(())

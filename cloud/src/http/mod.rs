@@ -4,7 +4,8 @@
 //!
 //! Layout: [`error`] (the one error type), [`auth`] (credentials, parsed once), [`ingress`]
 //! (`POST /webhook/…`), [`connect`] (connector streams, ACK, status), [`admin`] (§8 and the
-//! reload API), [`ops`] (`/health`, `/metrics`, `/openapi.json`).
+//! reload API), [`ops`] (`/health`, `/metrics`, `/openapi.json`); [`parsers`] names every
+//! parser of raw request data (for the fuzz targets).
 
 pub mod admin;
 pub mod auth;
@@ -12,10 +13,11 @@ pub mod connect;
 pub mod error;
 pub mod ingress;
 pub mod ops;
+pub mod parsers;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -119,7 +121,13 @@ async fn error_shape(req: Request, next: Next) -> Response {
 
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
-    let h = res.headers_mut();
+    add_response_headers(res.headers_mut());
+    res
+}
+
+/// The headers every answer carries (§1.4): the security headers, and `Cache-Control:
+/// no-store` on JSON. Also used by [`crate::edge`] for the answers it writes itself.
+pub fn add_response_headers(h: &mut HeaderMap) {
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -135,5 +143,4 @@ async fn security_headers(req: Request, next: Next) -> Response {
     if is_json {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    res
 }

@@ -5,6 +5,8 @@
 
 mod admin;
 mod connect;
+mod head_limits;
+mod idle_memory;
 mod ingress;
 mod layout;
 mod shape;

@@ -40,19 +40,19 @@ fn parse_retry(v: &str) -> Option<bool> {
     }
 }
 
-async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResult<Response> {
-    check_service(st)?;
-    // 1–2: the token is checked before anything about connections is revealed.
-    let Some(token) = bearer_token(headers) else {
-        return Err(ApiError::plain(
-            StatusCode::UNAUTHORIZED,
-            "Missing authorization token",
-        ));
-    };
-    if !st.hub().token_valid_anywhere(&token) {
-        return Err(ApiError::plain(StatusCode::UNAUTHORIZED, "Invalid token"));
-    }
-    // 3: inputs.
+/// The inputs of `POST /connect/ack` from its query string (§5.4), checked.
+#[derive(Debug)]
+pub struct AckQuery {
+    pub message_id: String,
+    /// `ack`, `nack` or `extend`.
+    pub status: String,
+    pub retry: bool,
+    pub error: Option<String>,
+}
+
+/// Parses and checks the query string of `POST /connect/ack`: 400 for a malformed escape, 422
+/// for a missing `message_id`, an unknown `status` or a `retry` that is not a boolean.
+pub fn parse_ack_query(query: Option<&str>) -> ApiResult<AckQuery> {
     let mut message_id = None;
     let mut status = "ack".to_owned();
     let mut retry = true;
@@ -84,6 +84,33 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
             "status must be ack, nack or extend",
         ));
     }
+    Ok(AckQuery {
+        message_id,
+        status,
+        retry,
+        error,
+    })
+}
+
+async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResult<Response> {
+    check_service(st)?;
+    // 1–2: the token is checked before anything about connections is revealed.
+    let Some(token) = bearer_token(headers) else {
+        return Err(ApiError::plain(
+            StatusCode::UNAUTHORIZED,
+            "Missing authorization token",
+        ));
+    };
+    if !st.hub().token_valid_anywhere(&token) {
+        return Err(ApiError::plain(StatusCode::UNAUTHORIZED, "Invalid token"));
+    }
+    // 3: inputs.
+    let AckQuery {
+        message_id,
+        status,
+        retry,
+        error,
+    } = parse_ack_query(query)?;
     let conn_id = headers
         .get(h::CONNECTION_ID)
         .and_then(|v| v.to_str().ok())

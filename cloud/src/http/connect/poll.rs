@@ -24,12 +24,17 @@ use connect_buffer::Leased;
 
 use crate::hub::conn::Conn;
 
-struct PollParams {
-    timeout: u64,
-    max_messages: usize,
+/// The parameters of a long-poll request (§5.3).
+#[derive(Debug)]
+pub struct PollParams {
+    /// Seconds, 1–60.
+    pub timeout: u64,
+    /// 1–100.
+    pub max_messages: usize,
 }
 
-fn parse_params(query: Option<&str>) -> ApiResult<PollParams> {
+/// Parses `timeout` and `max_messages` from a long-poll query string: 422 when out of range.
+pub fn parse_poll_query(query: Option<&str>) -> ApiResult<PollParams> {
     let mut p = PollParams {
         timeout: 30,
         max_messages: 10,
@@ -89,7 +94,7 @@ async fn poll(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let authed = authenticate(&st, &channel, &headers, query.as_deref()).await?;
-    let params = parse_params(query.as_deref())?;
+    let params = parse_poll_query(query.as_deref())?;
     let ip = remote_ip(&st, peer, &headers);
     let cid = connector_id(&headers);
     let affinity = format!("{}|{}", authed.digest, ip);

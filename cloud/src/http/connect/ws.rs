@@ -26,6 +26,10 @@ use crate::hub::conn::{Conn, NewConn};
 const MAX_CLIENT_FRAME: usize = 64 * 1024;
 /// v1 clients refuse messages above 4 MiB (§3.2 frame budget).
 const V1_FRAME_BUDGET: usize = 4 * 1024 * 1024;
+/// tungstenite's read buffer, which it zero-fills to this size before every read: its default
+/// of 128 KiB was most of what an idle connector cost (~135 KB each; docs/BENCHMARKS.md "Idle
+/// connectors"). Client frames are small (ACKs, heartbeats); a larger one still grows it.
+const READ_BUFFER: usize = 4 * 1024;
 
 pub async fn stream_ws(
     State(st): State<AppState>,
@@ -45,6 +49,7 @@ pub async fn stream_ws(
     };
     let params = authed.new_conn(&st, Protocol::Websocket, peer, &headers, None);
     let mut res = ws
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(MAX_CLIENT_FRAME)
         .max_frame_size(MAX_CLIENT_FRAME)
         .on_upgrade(move |socket| run(st, authed, params, socket));

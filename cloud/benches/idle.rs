@@ -1,0 +1,418 @@
+//! Idle-connector bench (issue #13, finding 6): what an idle WebSocket or SSE connector costs
+//! the cloud, with heartbeats flowing, and whether ingest notices them.
+//!
+//! ```sh
+//! cargo build --release -p connect-cloud --bins
+//! ulimit -n 20000   # this process holds every connection too
+//! cargo bench -p connect-cloud --bench idle
+//! ```
+//!
+//! Per kind (WebSocket, then SSE, each against a fresh release cloud binary, a child process):
+//! 1. start; ingest on an empty queue for `BENCH_SECONDS` (closed loop, `BENCH_CONCURRENCY`
+//!    keep-alive connections, a channel no connector listens on): the baseline p50/p99;
+//! 2. `VmRSS` of the cloud, then `BENCH_CONNECTIONS` real connectors (channel tokens over
+//!    `BENCH_CHANNELS` channels, from several loopback source addresses), each waiting for
+//!    its `connected` frame / event; then two heartbeat intervals; `VmRSS` again: the growth
+//!    divided by the connections is the per-connection cost;
+//! 3. ingest again with every connector open and heartbeats flowing (p50/p99 against 1), and
+//!    the heartbeat latency (the heartbeat's `server_time` to its arrival here) over that time;
+//! 4. every connector still open at the end (none closed for a missed heartbeat).
+//!
+//! Environment: `BENCH_CONNECTIONS` (default 10000), `BENCH_CHANNELS` (100), `BENCH_KINDS`
+//! (`ws,sse`), `BENCH_HEARTBEAT` (heartbeat interval, s; default 5), `BENCH_SECONDS` (ingest
+//! window, default 10), `BENCH_CONCURRENCY` (ingest connections, default 20),
+//! `BENCH_CLOUD_BIN` (default `target/release/webhook-connect-cloud`), `BENCH_CLOUD_ENV`
+//! (extra `K=V,K=V` for the cloud, e.g. allocator settings).
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use connect_testkit::free_port;
+use connect_testkit::load::{
+    Config, EPOCH, LoadResult, env_num, pct, proc_field, run_load_body, vm_rss_kib,
+};
+use futures::StreamExt;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+const INGEST: &str = "bench-ingest";
+
+fn token(ch: usize) -> String {
+    format!("idle-bench-token-{ch:05}-0123456789")
+}
+
+/// Loopback source addresses, so that the ephemeral ports of one address do not run out.
+const SOURCES: u8 = 8;
+
+struct Cloud {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(bin: &Path, dir: &Path, channels: usize, heartbeat: u64) -> Cloud {
+    let mut hooks = serde_json::Map::new();
+    hooks.insert(
+        INGEST.into(),
+        serde_json::json!({
+            "module": "webhook_connect",
+            "module-config": {"channel": INGEST, "channel_token": token(99_999), "max_queue_size": 10_000_000}
+        }),
+    );
+    for ch in 0..channels {
+        hooks.insert(
+            format!("idle-{ch}"),
+            serde_json::json!({
+                "module": "webhook_connect",
+                "module-config": {"channel": format!("idle-{ch}"), "channel_token": token(ch), "max_connections": 10_000}
+            }),
+        );
+    }
+    std::fs::write(
+        dir.join("webhooks.json"),
+        serde_json::to_vec(&hooks).unwrap(),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.env("WEBHOOK_CONNECT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("WEBHOOK_CONNECT_DATA_DIR", dir.join("data"))
+        .env("WEBHOOKS_CONFIG_FILE", dir.join("webhooks.json"))
+        .env("WEBHOOK_CONNECT_LOG_LEVEL", "warn")
+        .env(
+            "WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS",
+            heartbeat.to_string(),
+        )
+        .stdout(Stdio::null());
+    for kv in std::env::var("BENCH_CLOUD_ENV")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        let (k, v) = kv.split_once('=').expect("BENCH_CLOUD_ENV: K=V,K=V");
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    Cloud {
+        child,
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+    }
+}
+
+async fn wait_live(addr: SocketAddr) {
+    let start = Instant::now();
+    loop {
+        if let Ok(mut s) = TcpStream::connect(addr).await {
+            let _ = s
+                .write_all(b"GET /health/live HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf).await;
+            if buf.starts_with(b"HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "never live");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the connectors report.
+#[derive(Default)]
+struct Shared {
+    connected: AtomicU64,
+    closed: AtomicU64,
+    heartbeats: AtomicU64,
+    measuring: AtomicBool,
+    /// Heartbeat latencies (ns) while measuring.
+    latency_ns: Mutex<Vec<u64>>,
+}
+
+impl Shared {
+    /// Records the latency of a heartbeat whose text holds `"server_time":"…"`.
+    fn heartbeat(&self, text: &str) {
+        self.heartbeats.fetch_add(1, Ordering::Relaxed);
+        if !self.measuring.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(at) = text.find("\"server_time\":\"") else {
+            return;
+        };
+        let rest = &text[at + 15..];
+        let Some(end) = rest.find('"') else { return };
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&rest[..end]) {
+            let ns = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                .num_nanoseconds()
+                .unwrap_or(0)
+                .max(0) as u64;
+            self.latency_ns.lock().push(ns);
+        }
+    }
+}
+
+async fn socket_to(addr: SocketAddr, i: usize) -> std::io::Result<TcpStream> {
+    let sock = TcpSocket::new_v4()?;
+    let src = Ipv4Addr::new(127, 0, 0, 2 + (i % SOURCES as usize) as u8);
+    sock.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
+    sock.connect(addr).await
+}
+
+async fn ws_connector(
+    addr: SocketAddr,
+    i: usize,
+    channels: usize,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+) {
+    let mut permit = Some(permit);
+    let ch = i % channels;
+    let stream = socket_to(addr, i).await.expect("connect");
+    let mut req = format!("ws://{addr}/connect/stream/idle-{ch}")
+        .into_client_request()
+        .unwrap();
+    let h = req.headers_mut();
+    h.insert(
+        "authorization",
+        format!("Bearer {}", token(ch)).parse().unwrap(),
+    );
+    h.insert("x-webhook-connect-version", "2".parse().unwrap());
+    // This side holds as many connections as the cloud: small buffers here too.
+    let cfg = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(cfg))
+        .await
+        .expect("handshake");
+    let mut first = true;
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(Message::Text(t)) => {
+                if first && t.as_str().contains("\"connected\"") {
+                    first = false;
+                    shared.connected.fetch_add(1, Ordering::Relaxed);
+                    permit = None;
+                } else if t.as_str().contains("\"heartbeat\"") {
+                    shared.heartbeat(t.as_str());
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    drop(permit);
+    shared.closed.fetch_add(1, Ordering::Relaxed);
+}
+
+async fn sse_connector(
+    addr: SocketAddr,
+    i: usize,
+    channels: usize,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+) {
+    let mut permit = Some(permit);
+    let ch = i % channels;
+    let mut s = socket_to(addr, i).await.expect("connect");
+    let req = format!(
+        "GET /connect/stream/idle-{ch}/sse HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\nauthorization: Bearer {}\r\nx-webhook-connect-version: 2\r\n\r\n",
+        token(ch)
+    );
+    s.write_all(req.as_bytes()).await.expect("request");
+    let mut buf = vec![0u8; 2048];
+    let mut first = true;
+    loop {
+        let n = match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        if first && text.contains("event: connected") {
+            first = false;
+            shared.connected.fetch_add(1, Ordering::Relaxed);
+            permit = None;
+        }
+        if let Some(at) = text.find("event: heartbeat") {
+            shared.heartbeat(&text[at..]);
+        }
+    }
+    drop(permit);
+    shared.closed.fetch_add(1, Ordering::Relaxed);
+}
+
+fn ingest(addr: SocketAddr, seconds: f64, concurrency: usize) -> LoadResult {
+    let body = br#"{"event":"bench.idle","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#;
+    run_load_body(
+        &[addr],
+        &format!("/webhook/{INGEST}"),
+        Config {
+            seconds,
+            warmup: 1.0,
+            concurrency,
+            e2e_rate: 0,
+            server_threads: 0,
+        },
+        body,
+    )
+}
+
+fn raise_own_nofile() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        },
+    );
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn run_kind(bin: &Path, kind: &str) {
+    let n: usize = env_num("BENCH_CONNECTIONS", 10_000);
+    let channels: usize = env_num("BENCH_CHANNELS", 100);
+    let heartbeat: u64 = env_num("BENCH_HEARTBEAT", 5);
+    let seconds: f64 = env_num("BENCH_SECONDS", 10.0);
+    let concurrency: usize = env_num("BENCH_CONCURRENCY", 20);
+    let tmp = tempfile::tempdir().unwrap();
+    let cloud = spawn(bin, tmp.path(), channels, heartbeat);
+    let pid = cloud.child.id();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(wait_live(cloud.addr));
+    let rss_start = vm_rss_kib(pid).unwrap_or(0);
+    let base = ingest(cloud.addr, seconds, concurrency);
+    let rss_before = vm_rss_kib(pid).unwrap_or(0);
+
+    let shared = Arc::new(Shared::default());
+    let opened = Instant::now();
+    // At most 256 handshakes at a time; a connector gives its slot back once connected.
+    let gate = Arc::new(Semaphore::new(256));
+    let ws = kind == "ws";
+    rt.block_on(async {
+        for i in 0..n {
+            let permit = gate.clone().acquire_owned().await.unwrap();
+            let shared = shared.clone();
+            let addr = cloud.addr;
+            tokio::spawn(async move {
+                if ws {
+                    ws_connector(addr, i, channels, shared, permit).await
+                } else {
+                    sse_connector(addr, i, channels, shared, permit).await
+                }
+            });
+        }
+        while (shared.connected.load(Ordering::Relaxed) as usize) < n {
+            assert_eq!(
+                shared.closed.load(Ordering::Relaxed),
+                0,
+                "a connector was closed while opening"
+            );
+            assert!(
+                opened.elapsed() < Duration::from_secs(600),
+                "opening took over 10 min"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let open_time = opened.elapsed();
+    // Two heartbeat intervals: every connection has sent and received heartbeats.
+    let beats_before = shared.heartbeats.load(Ordering::Relaxed);
+    rt.block_on(async { tokio::time::sleep(Duration::from_secs(heartbeat * 2 + 1)).await });
+    let beats = shared.heartbeats.load(Ordering::Relaxed) - beats_before;
+    let rss_open = vm_rss_kib(pid).unwrap_or(0);
+    shared.measuring.store(true, Ordering::Relaxed);
+    let loaded = ingest(cloud.addr, seconds, concurrency);
+    shared.measuring.store(false, Ordering::Relaxed);
+    let rss_end = vm_rss_kib(pid).unwrap_or(0);
+    let hwm = proc_field(pid, "status", "VmHWM").unwrap_or(0);
+    let closed = shared.closed.load(Ordering::Relaxed);
+    let mut lat = std::mem::take(&mut *shared.latency_ns.lock());
+    lat.sort_unstable();
+    let lat_ms = |p: f64| pct(&lat, p);
+    let per_conn = (rss_open.saturating_sub(rss_before) as f64 * 1024.0) / n as f64;
+    println!("== {kind}: {n} idle connectors on {channels} channels, heartbeat {heartbeat} s");
+    println!(
+        "  cloud VmRSS: {:.1} MiB at start, {:.1} MiB after the baseline ingest, {:.1} MiB with the connectors open ({:.1} KiB per connection), {:.1} MiB after ingest with them open; VmHWM {:.1} MiB",
+        mib(rss_start),
+        mib(rss_before),
+        mib(rss_open),
+        per_conn / 1024.0,
+        mib(rss_end),
+        mib(hwm),
+    );
+    println!(
+        "  opened in {:.1} s; heartbeats received in 2 intervals: {beats} (expected ~{}); closed by the cloud: {closed}",
+        open_time.as_secs_f64(),
+        2 * n
+    );
+    println!(
+        "  heartbeat latency during ingest: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} heartbeats)",
+        lat_ms(0.50),
+        lat_ms(0.99),
+        lat_ms(1.0),
+        lat.len()
+    );
+    let rate = |r: &LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
+    println!(
+        "  ingest, no connectors: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms; with {n} idle: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms (errors {}/{}, non-2xx {}/{})",
+        rate(&base),
+        pct(&base.lat, 0.5),
+        pct(&base.lat, 0.99),
+        rate(&loaded),
+        pct(&loaded.lat, 0.5),
+        pct(&loaded.lat, 0.99),
+        base.errors,
+        loaded.errors,
+        base.non_2xx,
+        loaded.non_2xx,
+    );
+    drop(cloud);
+    rt.shutdown_timeout(Duration::from_secs(2));
+}
+
+fn main() {
+    EPOCH.get_or_init(Instant::now);
+    raise_own_nofile();
+    let bin: PathBuf = std::env::var("BENCH_CLOUD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+            target.join("release/webhook-connect-cloud")
+        });
+    assert!(
+        bin.exists(),
+        "build it first: cargo build --release -p connect-cloud --bins ({})",
+        bin.display()
+    );
+    let kinds = std::env::var("BENCH_KINDS").unwrap_or_else(|_| "ws,sse".into());
+    for kind in kinds.split(',').map(str::trim) {
+        assert!(matches!(kind, "ws" | "sse"), "BENCH_KINDS: ws and/or sse");
+        run_kind(&bin, kind);
+    }
+}

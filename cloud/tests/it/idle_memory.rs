@@ -1,0 +1,83 @@
+//! What an idle WebSocket connector costs (issue #13, finding 6): tungstenite's default read
+//! buffer (128 KiB, zero-filled before every read) made each one ~135 KB. A bound, not a
+//! timing: the resident set of this process (cloud in-process, and clients configured with a
+//! 1 KiB read buffer of their own) may grow by at most 32 KiB per connection opened. The
+//! figures for the release binary, 10,000 connectors and SSE are in docs/BENCHMARKS.md.
+
+use connect_testkit::in_process::TestCloud;
+use futures::StreamExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::support::{CHANNEL, TOKEN};
+
+const WARM: usize = 20;
+const MEASURED: usize = 300;
+const BOUND_KIB: u64 = 32;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("/proc/self/status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Opens one connector and waits for its `connected` frame.
+async fn connector(cloud: &TestCloud) -> Ws {
+    let mut req = format!("ws://{}/connect/stream/{CHANNEL}", cloud.addr)
+        .into_client_request()
+        .expect("request");
+    let h = req.headers_mut();
+    h.insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("h"),
+    );
+    h.insert("x-webhook-connect-version", "2".parse().expect("h"));
+    let stream = tokio::net::TcpStream::connect(cloud.addr)
+        .await
+        .expect("connect");
+    let cfg = WebSocketConfig::default().read_buffer_size(1024);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(cfg))
+        .await
+        .expect("handshake");
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.as_str().contains("\"connected\"") => return ws,
+            Some(Ok(_)) => {}
+            other => panic!("no connected frame: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_websocket_connector_costs_at_most_32_kib() {
+    let hooks = json!({
+        "hook": {
+            "module": "webhook_connect",
+            "module-config": {"channel": CHANNEL, "channel_token": TOKEN, "max_connections": 10_000}
+        }
+    });
+    let cloud = TestCloud::start(hooks).await.expect("cloud");
+    let mut open = Vec::with_capacity(WARM + MEASURED);
+    for _ in 0..WARM {
+        open.push(connector(&cloud).await);
+    }
+    let before = rss_kib();
+    for _ in 0..MEASURED {
+        open.push(connector(&cloud).await);
+    }
+    let after = rss_kib();
+    let per = after.saturating_sub(before) / MEASURED as u64;
+    assert!(
+        per <= BOUND_KIB,
+        "{per} KiB per idle WebSocket connector ({before} → {after} KiB for {MEASURED})"
+    );
+    drop(open);
+    cloud.stop().await;
+}
