@@ -2,19 +2,21 @@
 //! with SIGKILL and started again several times while eight senders post and the CLI
 //! forwards to a recording target. Every webhook answered 2xx reaches the target, and a
 //! webhook reaches it under one `message_id` only — duplicates are redeliveries of the same
-//! message, never the same request stored twice.
+//! message, never the same request stored twice. The same with the cloud on Redis and
+//! `redis-server` (AOF, `appendfsync always`) killed and restarted instead, after a token
+//! rotation that must still hold when Redis comes back.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use connect_testkit::{RecordingTarget, wait_until};
+use connect_testkit::{ChildProcess, RecordingTarget, RedisServer, wait_until};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::connector::connector_flags;
-use connect_testkit::cloud::{Cloud, connect_hook};
+use connect_testkit::cloud::{ADMIN, Cloud, connect_hook};
 
 const TOKEN: &str = "crash-loop-channel-token";
 const CRASHES: usize = 4;
@@ -100,6 +102,17 @@ async fn every_acknowledged_webhook_reaches_the_target_through_repeated_cloud_cr
         s.await?;
     }
 
+    verify_delivered(&accepted, &target, &conn, CRASHES).await
+}
+
+/// Waits until every accepted id reached `target`, then checks that no request body arrived
+/// under two message ids.
+async fn verify_delivered(
+    accepted: &Mutex<Vec<String>>,
+    target: &RecordingTarget,
+    conn: &ChildProcess,
+    crashes: usize,
+) -> anyhow::Result<()> {
     let accepted: HashSet<String> = accepted.lock().iter().cloned().collect();
     let delivered_ids = || -> HashSet<String> {
         target
@@ -136,10 +149,97 @@ async fn every_acknowledged_webhook_reaches_the_target_through_repeated_cloud_cr
     let twice: Vec<_> = ids_per_body.values().filter(|ids| ids.len() > 1).collect();
     assert!(twice.is_empty(), "requests stored under two ids: {twice:?}");
     eprintln!(
-        "{} webhooks accepted across {CRASHES} crashes; {} deliveries, {} redeliveries",
+        "{} webhooks accepted across {crashes} crashes; {} deliveries, {} redeliveries",
         accepted.len(),
         requests.len(),
         requests.len() - ids_per_body.len()
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_acknowledged_webhook_reaches_the_target_through_redis_crashes_and_rotation_survives()
+-> anyhow::Result<()> {
+    let mut redis =
+        RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await?;
+    let cloud = Cloud::start_with(
+        json!({"hook": connect_hook("crashes", TOKEN, json!({}))}),
+        &[
+            ("WEBHOOK_CONNECT_REDIS_URL", &redis.url),
+            ("WEBHOOK_CONNECT_REDIS_PREFIX", "crashloop"),
+        ],
+    )
+    .await?;
+    let r = cloud
+        .http
+        .post(format!(
+            "{}/admin/webhook-connect/channels/crashes/rotate-token",
+            cloud.base
+        ))
+        .bearer_auth(ADMIN)
+        .json(&json!({"grace_period_seconds": 0}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 200, "rotate-token answered {}", r.status());
+    let rotated = r.json::<Value>().await?["new_token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no new_token"))?
+        .to_owned();
+    let target = RecordingTarget::start().await?;
+    let conn = connector_flags(&cloud, "crashes", &rotated, "websocket", &target.url, &[])?;
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = CancellationToken::new();
+    let senders: Vec<_> = (0..8)
+        .map(|w| sender(cloud.base.clone(), w, accepted.clone(), stop.clone()))
+        .collect();
+    const REDIS_CRASHES: usize = 3;
+    for round in 0..REDIS_CRASHES {
+        let before = accepted.lock().len();
+        wait_until(
+            Duration::from_secs(30),
+            &format!("150 more webhooks accepted before Redis crash {round}"),
+            || async { accepted.lock().len() >= before + 150 },
+        )
+        .await?;
+        let delivered = target.count();
+        wait_until(
+            Duration::from_secs(30),
+            &format!("deliveries moving before Redis crash {round}"),
+            || async { target.count() > delivered },
+        )
+        .await?;
+        redis.kill9();
+        redis.restart().await?;
+    }
+    let before = accepted.lock().len();
+    wait_until(
+        Duration::from_secs(30),
+        "webhooks accepted after the last Redis restart",
+        || async { accepted.lock().len() >= before + 100 },
+    )
+    .await?;
+    stop.cancel();
+    for s in senders {
+        s.await?;
+    }
+    verify_delivered(&accepted, &target, &conn, REDIS_CRASHES).await?;
+
+    // The rotation is Redis state: it held through every crash.
+    let status = |token: String| {
+        let (http, url) = (
+            cloud.http.clone(),
+            format!("{}/connect/status/crashes", cloud.base),
+        );
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(status(TOKEN.to_owned()).await, 401, "the revoked token");
+    assert_eq!(status(rotated).await, 200, "the rotated token");
     Ok(())
 }
