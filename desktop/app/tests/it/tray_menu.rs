@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use connect_engine::api::ChannelState;
+use connect_engine::api::LinkState;
 use connect_testkit::wait_for;
 use serde_json::json;
 use webhook_connect_app::menu::{self, Effect, MenuAction, MenuItem, View};
@@ -51,7 +51,7 @@ async fn click(w: &World, path: &[&str]) -> Result<Vec<Effect>> {
 
 /// Waits until the channel's status is `state`: for `Paused` and `Disconnected` the engine's
 /// channel loop is then parked until the user changes it (the state is set only there).
-async fn wait_state(w: &World, state: ChannelState) -> Result<()> {
+async fn wait_state(w: &World, state: LinkState) -> Result<()> {
     wait_for(
         Duration::from_secs(20),
         &format!("the channel {state:?}"),
@@ -122,7 +122,7 @@ async fn pause_all_and_disconnect_change_what_the_engine_forwards() -> Result<()
     w.cloud
         .wait_clients(0, "the paused channel's link to close")
         .await?;
-    wait_state(&w, ChannelState::Paused).await?;
+    wait_state(&w, LinkState::Paused).await?;
     let first = w.cloud.post(&json!({"n": 1})).await?;
     never_leased(&w, &first).await?;
     assert_eq!(w.target.count(), 0, "forwarded while paused");
@@ -141,7 +141,7 @@ async fn pause_all_and_disconnect_change_what_the_engine_forwards() -> Result<()
     w.cloud.wait_clients(0, "the channel to disconnect").await?;
     let file = std::fs::read_to_string(w.dir.path().join(settings::FILE_NAME))?;
     assert!(file.contains("enabled = false"), "{file}");
-    wait_state(&w, ChannelState::Disconnected).await?;
+    wait_state(&w, LinkState::Disconnected).await?;
     let second = w.cloud.post(&json!({"n": 2})).await?;
     never_leased(&w, &second).await?;
     assert_eq!(w.target.count(), 1, "forwarded while disconnected");

@@ -482,7 +482,7 @@ async fn a_401_after_a_rotation_rereads_token_ref() {
     )
     .await;
     let after = connected(&h, Transport::Websocket).await;
-    assert_ne!(after.state, ChannelState::AuthFailed, "{after:?}");
+    assert_ne!(after.state, LinkState::AuthFailed, "{after:?}");
     delivers(&cloud, &target, "after-401").await;
     stop(h).await;
 }
