@@ -181,6 +181,39 @@ impl Cloud {
         Ok(r.json().await?)
     }
 
+    /// Rotates `channel`'s token with no grace period; the new token. Fails unless the admin
+    /// API answers 200 with a `new_token`.
+    pub async fn rotate_token(&self, channel: &str) -> Result<String> {
+        let r = self
+            .http
+            .post(format!(
+                "{}/admin/webhook-connect/channels/{channel}/rotate-token",
+                self.base
+            ))
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({"grace_period_seconds": 0}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 200, "rotate-token answered {}", r.status());
+        let v: Value = r.json().await?;
+        v["new_token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("rotate-token answered no new_token")
+    }
+
+    /// The status of `GET /connect/status/{channel}` with `token` (the connector's own
+    /// authenticated request); 0 when there was no answer.
+    pub async fn connector_status(&self, channel: &str, token: &str) -> u16 {
+        self.http
+            .get(format!("{}/connect/status/{channel}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
     /// A channel's admin stats; fails unless they answer 200.
     pub async fn stats(&self, channel: &str) -> Result<Value> {
         let (s, v) = self

@@ -151,10 +151,6 @@ struct Appended {
     live: Vec<Loc>,
 }
 
-fn batch(jobs: Vec<Job>, locs: Vec<Loc>, live: Vec<Loc>) -> Batch {
-    Batch { jobs, locs, live }
-}
-
 impl Thread {
     fn run(mut self, rx: Receiver<Job>) {
         let mut batch: Vec<Job> = Vec::new();
@@ -209,8 +205,14 @@ impl Thread {
         let appended = match appended {
             Ok(a) => a,
             Err(e) => {
-                self.pipeline
-                    .done(batch(jobs, Vec::new(), Vec::new()), Err(e));
+                self.pipeline.done(
+                    Batch {
+                        jobs,
+                        locs: Vec::new(),
+                        live: Vec::new(),
+                    },
+                    Err(e),
+                );
                 self.housekeep();
                 return;
             }
@@ -231,8 +233,14 @@ impl Thread {
         if writes.is_empty()
             && let Some(start) = appended.start
         {
-            self.pipeline
-                .submit(batch(jobs, appended.locs, appended.live), start);
+            self.pipeline.submit(
+                Batch {
+                    jobs,
+                    locs: appended.locs,
+                    live: appended.live,
+                },
+                start,
+            );
         } else {
             let mut result = Ok(());
             if appended.start.is_some() {
@@ -246,8 +254,14 @@ impl Thread {
             if result.is_ok() && !writes.is_empty() {
                 result = self.meta_commit(&writes);
             }
-            self.pipeline
-                .done(batch(jobs, appended.locs, appended.live), result);
+            self.pipeline.done(
+                Batch {
+                    jobs,
+                    locs: appended.locs,
+                    live: appended.live,
+                },
+                result,
+            );
         }
         self.housekeep();
     }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::connector::connector_flags;
-use connect_testkit::cloud::{ADMIN, Cloud, connect_hook};
+use connect_testkit::cloud::{Cloud, connect_hook};
 
 const TOKEN: &str = "crash-loop-channel-token";
 const CRASHES: usize = 4;
@@ -170,21 +170,7 @@ async fn every_acknowledged_webhook_reaches_the_target_through_redis_crashes_and
         ],
     )
     .await?;
-    let r = cloud
-        .http
-        .post(format!(
-            "{}/admin/webhook-connect/channels/crashes/rotate-token",
-            cloud.base
-        ))
-        .bearer_auth(ADMIN)
-        .json(&json!({"grace_period_seconds": 0}))
-        .send()
-        .await?;
-    anyhow::ensure!(r.status() == 200, "rotate-token answered {}", r.status());
-    let rotated = r.json::<Value>().await?["new_token"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("no new_token"))?
-        .to_owned();
+    let rotated = cloud.rotate_token("crashes").await?;
     let target = RecordingTarget::start().await?;
     let conn = connector_flags(&cloud, "crashes", &rotated, "websocket", &target.url, &[])?;
     let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -225,21 +211,15 @@ async fn every_acknowledged_webhook_reaches_the_target_through_redis_crashes_and
     verify_delivered(&accepted, &target, &conn, REDIS_CRASHES).await?;
 
     // The rotation is Redis state: it held through every crash.
-    let status = |token: String| {
-        let (http, url) = (
-            cloud.http.clone(),
-            format!("{}/connect/status/crashes", cloud.base),
-        );
-        async move {
-            http.get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
-        }
-    };
-    assert_eq!(status(TOKEN.to_owned()).await, 401, "the revoked token");
-    assert_eq!(status(rotated).await, 200, "the rotated token");
+    assert_eq!(
+        cloud.connector_status("crashes", TOKEN).await,
+        401,
+        "the revoked token"
+    );
+    assert_eq!(
+        cloud.connector_status("crashes", &rotated).await,
+        200,
+        "the rotated token"
+    );
     Ok(())
 }

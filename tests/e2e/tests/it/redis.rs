@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::{TestConnector, Transport};
-use connect_testkit::cloud::{ADMIN, Cloud, connect_hook};
+use connect_testkit::cloud::{Cloud, connect_hook};
 
 const TOKEN: &str = "redis-e2e-channel-token";
 const CH: &str = "shared";
@@ -247,40 +247,14 @@ async fn token_rotation_on_one_replica_holds_on_the_other() -> anyhow::Result<()
     let mut old_stream = Sse::open(&b.base, TOKEN).await?;
     old_stream.next("connected").await?;
 
-    let r = a
-        .http
-        .post(format!(
-            "{}/admin/webhook-connect/channels/{CH}/rotate-token",
-            a.base
-        ))
-        .bearer_auth(ADMIN)
-        .json(&json!({"grace_period_seconds": 0}))
-        .send()
-        .await?;
-    assert_eq!(r.status(), 200);
-    let new_token = r.json::<Value>().await?["new_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let new_token = a.rotate_token(CH).await?;
 
     // B closes the connection authenticated with the revoked token ...
     let err = old_stream.next("error").await?;
     assert_eq!(err["error"].as_str(), Some("token_revoked"), "{err}");
     // ... refuses the old token and accepts the new one.
-    let status = |token: String| {
-        let http = b.http.clone();
-        let url = format!("{}/connect/status/{CH}", b.base);
-        async move {
-            http.get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
-        }
-    };
-    assert_eq!(status(TOKEN.to_owned()).await, 401);
-    assert_eq!(status(new_token.clone()).await, 200);
+    assert_eq!(b.connector_status(CH, TOKEN).await, 401);
+    assert_eq!(b.connector_status(CH, &new_token).await, 200);
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use connect_testkit::cloud::{ADMIN, Cloud, connect_hook};
+use connect_testkit::cloud::{Cloud, connect_hook};
 use connect_testkit::{RedisCluster, RedisServer, wait_until};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -32,17 +32,6 @@ async fn replica(redis: &RedisServer, hooks: Value) -> anyhow::Result<Cloud> {
     .await
 }
 
-/// `GET /connect/status/{channel}` with `token`: the connector's own authenticated request.
-async fn status(c: &Cloud, channel: &str, token: &str) -> u16 {
-    c.http
-        .get(format!("{}/connect/status/{channel}", c.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
 /// Opens an SSE stream with `token`; the answer's status (the stream is dropped).
 async fn sse_status(c: &Cloud, channel: &str, token: &str) -> u16 {
     c.http
@@ -53,22 +42,6 @@ async fn sse_status(c: &Cloud, channel: &str, token: &str) -> u16 {
         .await
         .map(|r| r.status().as_u16())
         .unwrap_or(0)
-}
-
-async fn rotate(c: &Cloud) -> anyhow::Result<String> {
-    let r = c
-        .http
-        .post(format!(
-            "{}/admin/webhook-connect/channels/{CH}/rotate-token",
-            c.base
-        ))
-        .bearer_auth(ADMIN)
-        .json(&json!({"grace_period_seconds": 0}))
-        .send()
-        .await?;
-    anyhow::ensure!(r.status() == 200, "rotate answered {}", r.status());
-    let v: Value = r.json().await?;
-    Ok(v["new_token"].as_str().unwrap_or_default().to_owned())
 }
 
 /// Rewrites `c`'s webhooks.json and applies it through the reload API (answers when done).
@@ -94,18 +67,26 @@ async fn a_token_rotated_on_one_replica_works_on_the_other_at_once() -> anyhow::
     let hooks = json!({"hook": connect_hook(CH, TOKEN, json!({}))});
     let a = replica(&redis, hooks.clone()).await?;
     let b = replica(&redis, hooks).await?;
-    assert_eq!(status(&a, CH, TOKEN).await, 200);
+    assert_eq!(a.connector_status(CH, TOKEN).await, 200);
     let mut old = TOKEN.to_owned();
     for round in 0..ROUNDS {
-        let new = rotate(&b).await?;
+        let new = b.rotate_token(CH).await?;
         // The very next requests on A: the new token connects, the old one is refused.
         assert_eq!(
             sse_status(&a, CH, &new).await,
             200,
             "round {round}: new token, SSE"
         );
-        assert_eq!(status(&a, CH, &new).await, 200, "round {round}: new token");
-        assert_eq!(status(&a, CH, &old).await, 401, "round {round}: old token");
+        assert_eq!(
+            a.connector_status(CH, &new).await,
+            200,
+            "round {round}: new token"
+        );
+        assert_eq!(
+            a.connector_status(CH, &old).await,
+            401,
+            "round {round}: old token"
+        );
         old = new;
     }
     Ok(())
@@ -122,12 +103,16 @@ async fn a_token_revoked_on_one_replica_is_refused_by_the_other_at_once() -> any
     let b = replica(&redis, hooks).await?;
     let mut old = TOKEN.to_owned();
     for round in 0..ROUNDS {
-        assert_eq!(status(&a, CH, &old).await, 200, "round {round}: before");
-        let new = rotate(&b).await?;
+        assert_eq!(
+            a.connector_status(CH, &old).await,
+            200,
+            "round {round}: before"
+        );
+        let new = b.rotate_token(CH).await?;
         let t0 = std::time::Instant::now();
         wait_until(REVOKED_WITHIN, "the old token refused on A", || {
             let (a, old) = (&a, old.clone());
-            async move { status(a, CH, &old).await == 401 }
+            async move { a.connector_status(CH, &old).await == 401 }
         })
         .await
         .map_err(|e| anyhow::anyhow!("round {round}: {e}"))?;
@@ -158,10 +143,18 @@ async fn a_configured_token_change_and_a_new_channel_hold_on_the_other_replica_a
             format!("hook-{round}"): connect_hook(&fresh, &fresh_token, json!({})),
         });
         reload_with(&b, &hooks).await?;
-        assert_eq!(status(&a, CH, &new).await, 200, "round {round}: new token");
-        assert_eq!(status(&a, CH, &old).await, 401, "round {round}: old token");
         assert_eq!(
-            status(&a, &fresh, &fresh_token).await,
+            a.connector_status(CH, &new).await,
+            200,
+            "round {round}: new token"
+        );
+        assert_eq!(
+            a.connector_status(CH, &old).await,
+            401,
+            "round {round}: old token"
+        );
+        assert_eq!(
+            a.connector_status(&fresh, &fresh_token).await,
             200,
             "round {round}: channel created on B"
         );
@@ -267,10 +260,10 @@ async fn replicas_on_a_redis_cluster_deliver_across_and_agree_at_once() -> anyho
     assert!((200..300).contains(&s), "POST to B answered {s}");
     read_until(&mut body, "event: webhook").await?;
 
-    let new = rotate(&b).await?;
-    assert_eq!(status(&a, CH, &new).await, 200, "new token on A");
+    let new = b.rotate_token(CH).await?;
+    assert_eq!(a.connector_status(CH, &new).await, 200, "new token on A");
     let closed = read_until(&mut body, "token_revoked").await?;
     assert!(closed.contains("token_revoked"));
-    assert_eq!(status(&a, CH, TOKEN).await, 401, "old token on A");
+    assert_eq!(a.connector_status(CH, TOKEN).await, 401, "old token on A");
     Ok(())
 }
