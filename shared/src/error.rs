@@ -50,6 +50,12 @@ pub enum ErrorCode {
     MaxConnections,
     ValidationError,
     InternalError,
+    /// A self-service account is at its quota (HOSTED.md §3).
+    QuotaExceeded,
+    /// The deployment holds as many accounts as it may (HOSTED.md §1).
+    Capacity,
+    /// An account or channel name is already used.
+    NameTaken,
 }
 
 impl ErrorBody {

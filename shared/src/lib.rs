@@ -9,6 +9,7 @@
 //! - [`message`]: the backend-neutral [`message::StoredMessage`] and the [`message::WireMessage`].
 //! - [`frames`]: WebSocket frames, SSE events, long-poll and ACK bodies.
 //! - [`admin`]: admin API objects (§8) and the process `/health` body (§9).
+//! - [`hosted`]: self-service accounts, quotas and account-owned channels (HOSTED.md).
 //! - [`error`]: the `{"detail","code"}` error body and the stable error codes.
 //! - [`status`]: a connector's reading of `/connect/status` from a v1 or v2 cloud.
 //! - [`json`]: JSON helpers (ASCII-only serialization for SSE).
@@ -17,6 +18,7 @@
 pub mod admin;
 pub mod error;
 pub mod frames;
+pub mod hosted;
 pub mod ids;
 pub mod json;
 pub mod message;

@@ -5,7 +5,7 @@
 
 use ts_rs::TS;
 
-use crate::{admin, error, frames, ids, message};
+use crate::{admin, error, frames, hosted, ids, message};
 
 macro_rules! decls {
     ($($t:ty),* $(,)?) => {
@@ -63,6 +63,29 @@ pub fn bindings() -> String {
         admin::PurgeResponse,
         admin::HealthComponents,
         admin::Health,
+        hosted::SelfServiceMode,
+        hosted::Quota,
+        hosted::QuotaPatch,
+        hosted::Account,
+        hosted::AccountCreated,
+        hosted::CreateAccountRequest,
+        hosted::SignUpRequest,
+        hosted::UpdateAccountRequest,
+        hosted::AccountList,
+        hosted::KeyRotated,
+        hosted::AccountDeleted,
+        hosted::VerifyPreset,
+        hosted::VerifySpec,
+        hosted::VerifyView,
+        hosted::CreateChannelRequest,
+        hosted::UpdateChannelRequest,
+        hosted::HostedChannelSettings,
+        hosted::ChannelCreated,
+        hosted::HostedChannelStats,
+        hosted::HostedChannel,
+        hosted::HostedChannelList,
+        hosted::HostedChannelDetail,
+        hosted::ChannelDeleted,
     ];
     let mut out = String::from(
         "// Generated from the Rust crate connect-protocol (shared/src/ts.rs). Do not edit.\n\

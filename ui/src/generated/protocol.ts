@@ -41,7 +41,7 @@ export type ErrorBody = { detail: string, code?: ErrorCode,
  */
 errors?: Array<string>, };
 
-export type ErrorCode = "not_found" | "method_not_allowed" | "invalid_request" | "invalid_headers" | "webhook_not_found" | "webhook_unavailable" | "config_not_loaded" | "payload_too_large" | "body_timeout" | "unauthorized" | "rate_limited" | "invalid_encoding" | "malformed_json" | "json_too_deep" | "string_too_long" | "schema_validation_failed" | "queue_full" | "buffer_unavailable" | "message_too_large" | "not_initialized" | "processing_error" | "forbidden" | "channel_not_found" | "connection_not_found" | "connection_not_on_channel" | "message_not_in_flight" | "dead_letter_not_found" | "max_connections" | "validation_error" | "internal_error";
+export type ErrorCode = "not_found" | "method_not_allowed" | "invalid_request" | "invalid_headers" | "webhook_not_found" | "webhook_unavailable" | "config_not_loaded" | "payload_too_large" | "body_timeout" | "unauthorized" | "rate_limited" | "invalid_encoding" | "malformed_json" | "json_too_deep" | "string_too_long" | "schema_validation_failed" | "queue_full" | "buffer_unavailable" | "message_too_large" | "not_initialized" | "processing_error" | "forbidden" | "channel_not_found" | "connection_not_found" | "connection_not_on_channel" | "message_not_in_flight" | "dead_letter_not_found" | "max_connections" | "validation_error" | "internal_error" | "quota_exceeded" | "capacity" | "name_taken";
 
 export type ChannelState = "active" | "orphaned";
 
@@ -100,3 +100,57 @@ export type PurgeResponse = { channel: string, deleted: number, };
 export type HealthComponents = { config_manager: string, config_backend: string, etcd: string, buffer: string, buffer_backend: string, webhook_connect: string, vault: string, };
 
 export type Health = { status: string, service: string, version: string, timestamp: number, components: HealthComponents, webhooks_active: number, webhooks_disabled: number, config_errors: number, };
+
+export type SelfServiceMode = "off" | "keys" | "open";
+
+export type Quota = { max_channels: number, max_queue_size: number, max_body_bytes: number, ingress_per_second: number, max_ttl_seconds: number, };
+
+export type QuotaPatch = { max_channels?: number, max_queue_size?: number, max_body_bytes?: number, ingress_per_second?: number, max_ttl_seconds?: number, };
+
+export type Account = { account_id: string, name: string, created_at: Timestamp, disabled: boolean, quota: Quota, 
+/**
+ * Number of channels the account owns.
+ */
+channels: number, };
+
+export type AccountCreated = { api_key: string, account_id: string, name: string, created_at: Timestamp, disabled: boolean, quota: Quota, 
+/**
+ * Number of channels the account owns.
+ */
+channels: number, };
+
+export type CreateAccountRequest = { name: string, quota?: QuotaPatch, };
+
+export type SignUpRequest = { name?: string, };
+
+export type UpdateAccountRequest = { quota?: QuotaPatch, disabled?: boolean, };
+
+export type AccountList = { accounts: Array<Account>, };
+
+export type KeyRotated = { account_id: string, api_key: string, };
+
+export type AccountDeleted = { deleted: string, channels_deleted: number, };
+
+export type VerifyPreset = "github" | "stripe" | "shopify" | "slack" | "standard-webhooks" | "hmac-sha256";
+
+export type VerifySpec = { preset: VerifyPreset, secret: string, header?: string, };
+
+export type VerifyView = { preset: VerifyPreset, secret_set: boolean, header?: string, };
+
+export type CreateChannelRequest = { name: string, verify?: VerifySpec, ttl_seconds?: number, max_queue_size?: number, max_delivery_attempts?: number, description?: string, };
+
+export type UpdateChannelRequest = { verify?: VerifySpec | null, ttl_seconds?: number, max_queue_size?: number, max_delivery_attempts?: number, description?: string, };
+
+export type HostedChannelSettings = { ttl_seconds: number, max_queue_size: number, max_delivery_attempts: number, max_body_bytes: number, ingress_per_second: number, verify?: VerifyView, };
+
+export type ChannelCreated = { channel: string, webhook_id: string, webhook_url: string, channel_token: string, created_at: Timestamp, description: string | null, ttl_seconds: number, max_queue_size: number, max_delivery_attempts: number, max_body_bytes: number, ingress_per_second: number, verify?: VerifyView, };
+
+export type HostedChannelStats = { messages_queued: number, messages_in_flight: number, dead_letters: number, connected_clients: number, messages_received: number, messages_acked: number, };
+
+export type HostedChannel = { channel: string, webhook_id: string, webhook_url: string, created_at: Timestamp, description: string | null, stats: HostedChannelStats, };
+
+export type HostedChannelList = { channels: Array<HostedChannel>, };
+
+export type HostedChannelDetail = { connected_clients: Array<ConnectionInfo>, channel: string, webhook_id: string, webhook_url: string, created_at: Timestamp, description: string | null, stats: HostedChannelStats, ttl_seconds: number, max_queue_size: number, max_delivery_attempts: number, max_body_bytes: number, ingress_per_second: number, verify?: VerifyView, };
+
+export type ChannelDeleted = { deleted: string, messages_discarded: number, };
