@@ -10,6 +10,8 @@
 //!   library served on `127.0.0.1:0` in the test's process.
 //! - [`load`]: what the bench binaries share: the closed-loop HTTP/1.1 load generator, JSON
 //!   bodies with their send time, a counting latency target, a raw connector, `/proc` readers.
+//! - [`powerloss`]: [`PowerLossFs`], a FUSE filesystem in memory that drops every write not
+//!   `fsync`ed when the power is "cut" (optionally tearing the last one).
 //! - [`wait`]: `wait_until` / `wait_for` (poll every 20 ms up to a deadline), `within`, `free_port`.
 //! - [`process`]: [`ChildProcess`] (killed on drop, output captured to files) and [`workspace_bin`].
 //! - [`redis`], [`etcd`]: [`RedisServer`] and [`EtcdServer`] on free ports with their own data dirs.
@@ -36,6 +38,7 @@ pub mod filter;
 #[cfg(feature = "in-process-cloud")]
 pub mod in_process;
 pub mod load;
+pub mod powerloss;
 pub mod process;
 pub mod proxy;
 pub mod redis;
@@ -53,6 +56,7 @@ pub use connect_proxy::ConnectProxy;
 pub use etcd::EtcdServer;
 pub use etcd_cluster::{EtcdCluster, EtcdOptions, EtcdTls};
 pub use filter::HttpFilterProxy;
+pub use powerloss::{Crash, Durability, PowerLossFs};
 pub use process::{ChildProcess, workspace_bin};
 pub use proxy::TcpProxy;
 pub use redis::RedisServer;

@@ -402,3 +402,91 @@ impl EchoServer {
         })
     }
 }
+
+mod powerloss {
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    use connect_testkit::{Crash, Durability, PowerLossFs};
+
+    #[test]
+    fn a_power_cut_keeps_synced_bytes_and_drops_the_rest_through_the_kernel() -> anyhow::Result<()>
+    {
+        let mut fs = PowerLossFs::mount(Durability::Honest)?;
+        let path = fs.path().join("log");
+        {
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(b"synced;")?;
+            f.sync_data()?;
+            f.write_all(b"lost")?;
+        }
+        assert_eq!(
+            std::fs::read(&path)?,
+            b"synced;lost",
+            "readers see unsynced bytes"
+        );
+        assert!(fs.unsynced_bytes() > 0);
+        let report = fs.crash(Crash::LoseAll)?;
+        assert_eq!(report.files_reverted, 1);
+        assert_eq!(
+            std::fs::read(&path)?,
+            b"synced;",
+            "the page cache is gone too"
+        );
+        // Overwrites in place go back to the synced bytes, size changes too.
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)?;
+            f.seek(SeekFrom::Start(0))?;
+            f.write_all(b"SYN")?;
+            f.set_len(2)?;
+            let mut s = String::new();
+            f.seek(SeekFrom::Start(0))?;
+            f.read_to_string(&mut s)?;
+            assert_eq!(s, "SY");
+        }
+        fs.crash(Crash::LoseAll)?;
+        assert_eq!(std::fs::read(&path)?, b"synced;");
+        Ok(())
+    }
+
+    #[test]
+    fn a_torn_power_cut_keeps_a_prefix_of_the_last_write() -> anyhow::Result<()> {
+        let mut fs = PowerLossFs::mount(Durability::Honest)?;
+        let path = fs.path().join("log");
+        {
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(&[b'a'; 4096])?;
+            f.sync_all()?;
+            f.write_all(&[b'b'; 4096])?;
+            f.write_all(&[b'c'; 4096])?;
+        }
+        fs.crash(Crash::TornTail {
+            keep_per_mille: 250,
+        })?;
+        let data = std::fs::read(&path)?;
+        assert_eq!(data.len(), 4096 * 2 + 1024);
+        assert!(data[8192..].iter().all(|b| *b == b'c'));
+        Ok(())
+    }
+
+    #[test]
+    fn with_fsync_ignored_nothing_written_survives() -> anyhow::Result<()> {
+        let mut fs = PowerLossFs::mount(Durability::IgnoreFsync)?;
+        let path = fs.path().join("dir").join("log");
+        std::fs::create_dir(fs.path().join("dir"))?;
+        {
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(b"acknowledged")?;
+            f.sync_all()?;
+        }
+        fs.crash(Crash::LoseAll)?;
+        assert_eq!(
+            std::fs::read(&path)?,
+            b"",
+            "the name survives, the bytes do not"
+        );
+        Ok(())
+    }
+}
