@@ -56,7 +56,7 @@ pub use connect_proxy::ConnectProxy;
 pub use etcd::EtcdServer;
 pub use etcd_cluster::{EtcdCluster, EtcdOptions, EtcdTls};
 pub use filter::HttpFilterProxy;
-pub use powerloss::{Crash, Durability, PowerLossFs};
+pub use powerloss::{Crash, CrashReport, Durability, PowerLossFs};
 pub use process::{ChildProcess, workspace_bin};
 pub use proxy::TcpProxy;
 pub use redis::RedisServer;

@@ -22,7 +22,7 @@ const TOKEN: &str = "crash-loop-channel-token";
 const CRASHES: usize = 4;
 
 /// Posts `{"w":w,"i":i}` until `stop`; records each 2xx's message id.
-fn sender(
+pub(crate) fn sender(
     base: String,
     w: u64,
     accepted: Arc<Mutex<Vec<String>>>,
@@ -107,7 +107,7 @@ async fn every_acknowledged_webhook_reaches_the_target_through_repeated_cloud_cr
 
 /// Waits until every accepted id reached `target`, then checks that no request body arrived
 /// under two message ids.
-async fn verify_delivered(
+pub(crate) async fn verify_delivered(
     accepted: &Mutex<Vec<String>>,
     target: &RecordingTarget,
     conn: &ChildProcess,

@@ -16,6 +16,7 @@ mod edge;
 mod etcd;
 mod fairness;
 mod ops;
+mod power_loss;
 mod redis;
 mod reload;
 mod replicas;
