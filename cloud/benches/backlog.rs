@@ -32,10 +32,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use connect_testkit::free_port;
+use connect_testkit::Cloud;
 use connect_testkit::load::{
     Config, EPOCH, LoadResult, env_num, pct, proc_field, run_load_body, spawn_cli, start_target,
     write_connector_config,
@@ -45,29 +45,32 @@ const CHANNEL: &str = "backlog";
 const TOKEN: &str = "backlog-bench-token-0123456789";
 const ADMIN: &str = "backlog-bench-admin-token";
 
-struct Cloud {
-    child: Child,
-    addr: SocketAddr,
+/// The cloud binary through the test kit's harness, on `dir` (kept), ready at `/health` 200.
+fn spawn(
+    rt: &tokio::runtime::Runtime,
+    bin: &Path,
+    dir: &Path,
+    hooks: &serde_json::Value,
+    body_bytes: usize,
+) -> Cloud {
+    let max_body = (body_bytes + 4096).max(10_485_760).to_string();
+    rt.block_on(
+        Cloud::builder(hooks.clone())
+            .binary(bin)
+            .keep_dir(dir)
+            .ready_when_healthy(Duration::from_secs(300))
+            .envs(&[
+                ("WEBHOOK_CONNECT_ADMIN_TOKEN", ADMIN),
+                ("WEBHOOK_CONNECT_LOG_LEVEL", "warn"),
+                ("WEBHOOK_CONNECT_MAX_BODY_BYTES", &max_body),
+            ])
+            .start(),
+    )
+    .unwrap()
 }
 
-fn spawn(bin: &Path, dir: &Path, port: u16, body_bytes: usize) -> Cloud {
-    let child = Command::new(bin)
-        .env("WEBHOOK_CONNECT_LISTEN", format!("127.0.0.1:{port}"))
-        .env("WEBHOOK_CONNECT_DATA_DIR", dir.join("data"))
-        .env("WEBHOOKS_CONFIG_FILE", dir.join("webhooks.json"))
-        .env("WEBHOOK_CONNECT_ADMIN_TOKEN", ADMIN)
-        .env("WEBHOOK_CONNECT_LOG_LEVEL", "warn")
-        .env(
-            "WEBHOOK_CONNECT_MAX_BODY_BYTES",
-            (body_bytes + 4096).max(10_485_760).to_string(),
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    Cloud {
-        child,
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-    }
+fn addr_of(cloud: &Cloud) -> SocketAddr {
+    format!("127.0.0.1:{}", cloud.port).parse().unwrap()
 }
 
 fn rss_mb(pid: u32) -> f64 {
@@ -166,11 +169,6 @@ fn main() {
             }
         }
     });
-    std::fs::write(
-        dir.join("webhooks.json"),
-        serde_json::to_vec(&hooks).unwrap(),
-    )
-    .unwrap();
     let body = json_body_of(body_bytes);
     let path = format!("/webhook/{CHANNEL}");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -180,6 +178,12 @@ fn main() {
     let http = reqwest::Client::new();
     // `BENCH_ADDR` + `BENCH_PID`: a cloud started elsewhere (a container); only phases 1–4.
     if let (Ok(addr), Ok(pid)) = (std::env::var("BENCH_ADDR"), std::env::var("BENCH_PID")) {
+        // The container reads this file from the directory mounted as its data volume.
+        std::fs::write(
+            dir.join("webhooks.json"),
+            serde_json::to_vec(&hooks).unwrap(),
+        )
+        .unwrap();
         let addr: SocketAddr = addr.parse().unwrap();
         let pid: u32 = pid.parse().unwrap();
         rt.block_on(wait_healthy(&http, addr));
@@ -248,10 +252,9 @@ fn main() {
         }
         return;
     }
-    let port = free_port();
-    let mut cloud = spawn(&bin, &dir, port, body_bytes);
-    let pid = cloud.child.id();
-    rt.block_on(wait_healthy(&http, cloud.addr));
+    let mut cloud = spawn(&rt, &bin, &dir, &hooks, body_bytes);
+    let addr = addr_of(&cloud);
+    let pid = cloud.pid();
     let rss_idle = rss_mb(pid);
     println!(
         "backlog bench: {} CPUs, cloud {} (pid {pid}), body {} B, c={}",
@@ -262,13 +265,13 @@ fn main() {
     );
 
     // 1. Empty queue (after a longer warm-up: a fresh process and a cold disk).
-    let empty = run_load_body(&[cloud.addr], &path, Config { warmup: 3.0, ..cfg }, &body);
+    let empty = run_load_body(&[addr], &path, Config { warmup: 3.0, ..cfg }, &body);
     let rate = |r: &LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
 
     // 2. Fill.
     let fill_start = Instant::now();
     let io_before = written(pid);
-    let mut received = rt.block_on(stats(&http, cloud.addr))["messages_received"]
+    let mut received = rt.block_on(stats(&http, addr))["messages_received"]
         .as_u64()
         .unwrap_or(0);
     let received_before = received;
@@ -284,8 +287,8 @@ fn main() {
             c.seconds = 1.0;
         }
         c.concurrency = c.concurrency.min(left as usize).max(1);
-        run_load_body(&[cloud.addr], &path, c, &body);
-        received = rt.block_on(stats(&http, cloud.addr))["messages_received"]
+        run_load_body(&[addr], &path, c, &body);
+        received = rt.block_on(stats(&http, addr))["messages_received"]
             .as_u64()
             .unwrap_or(0);
     }
@@ -294,8 +297,8 @@ fn main() {
     let per_msg = (io_after - io_before) as f64 / (received - received_before) as f64;
 
     // 3. Ingest with the backlog; 4. RSS.
-    let full = run_load_body(&[cloud.addr], &path, cfg, &body);
-    let s = rt.block_on(stats(&http, cloud.addr));
+    let full = run_load_body(&[addr], &path, cfg, &body);
+    let s = rt.block_on(stats(&http, addr));
     let depth = s["messages_queued"].as_u64().unwrap_or(0);
     let rss_full = rss_mb(pid);
     let hwm_full = hwm_mb(pid);
@@ -304,25 +307,20 @@ fn main() {
     let rss_holding = rss_mb(pid);
 
     // 5. kill -9 and restart.
-    cloud.child.kill().unwrap();
-    cloud.child.wait().unwrap();
-    let restart_at = Instant::now();
-    let mut cloud = spawn(&bin, &dir, port, body_bytes);
-    let pid2 = cloud.child.id();
-    let healthy_after = rt.block_on(wait_healthy(&http, cloud.addr));
+    rt.block_on(cloud.restart()).unwrap();
+    let pid2 = cloud.pid();
+    let healthy_after = cloud.started_in;
     let rss_restart = rss_mb(pid2);
-    let s2 = rt.block_on(stats(&http, cloud.addr));
+    let s2 = rt.block_on(stats(&http, addr));
     let depth2 = s2["messages_queued"].as_u64().unwrap_or(0);
-    let _ = restart_at;
     let hwm_restart = hwm_mb(pid2);
 
     // 6. Drain through the real connector.
     let cloud_cpu = cpu_seconds(pid2);
-    let drained = cli_binary(&bin).map(|cli| drain(&rt, &http, &cli, &dir, cloud.addr, depth2));
+    let drained = cli_binary(&bin).map(|cli| drain(&rt, &http, &cli, &dir, addr, depth2));
     let cloud_cpu = cpu_seconds(pid2) - cloud_cpu;
     let hwm_drain = hwm_mb(pid2);
-    cloud.child.kill().unwrap();
-    cloud.child.wait().unwrap();
+    drop(cloud);
 
     println!();
     println!("| measure | value |");

@@ -28,12 +28,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use connect_testkit::free_port;
+use connect_testkit::Cloud;
 use connect_testkit::load::{
     Config, EPOCH, LoadResult, env_num, pct, proc_field, run_load_body, vm_rss_kib,
 };
@@ -55,19 +54,8 @@ fn token(ch: usize) -> String {
 /// Loopback source addresses, so that the ephemeral ports of one address do not run out.
 const SOURCES: u8 = 8;
 
-struct Cloud {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Cloud {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(bin: &Path, dir: &Path, channels: usize, heartbeat: u64) -> Cloud {
+/// The cloud binary through the test kit's harness: an ingest channel and `channels` idle ones.
+fn spawn(rt: &tokio::runtime::Runtime, bin: &Path, channels: usize, heartbeat: u64) -> Cloud {
     let mut hooks = serde_json::Map::new();
     hooks.insert(
         INGEST.into(),
@@ -85,53 +73,34 @@ fn spawn(bin: &Path, dir: &Path, channels: usize, heartbeat: u64) -> Cloud {
             }),
         );
     }
-    std::fs::write(
-        dir.join("webhooks.json"),
-        serde_json::to_vec(&hooks).unwrap(),
-    )
-    .unwrap();
-    let port = free_port();
-    let mut cmd = Command::new(bin);
-    cmd.env("WEBHOOK_CONNECT_LISTEN", format!("127.0.0.1:{port}"))
-        .env("WEBHOOK_CONNECT_DATA_DIR", dir.join("data"))
-        .env("WEBHOOKS_CONFIG_FILE", dir.join("webhooks.json"))
-        .env("WEBHOOK_CONNECT_LOG_LEVEL", "warn")
-        .env(
-            "WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS",
-            heartbeat.to_string(),
-        )
-        .stdout(Stdio::null());
+    let heartbeat = heartbeat.to_string();
+    let mut env: Vec<(String, String)> = vec![
+        ("WEBHOOK_CONNECT_LOG_LEVEL".into(), "warn".into()),
+        (
+            "WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS".into(),
+            heartbeat,
+        ),
+    ];
     for kv in std::env::var("BENCH_CLOUD_ENV")
         .unwrap_or_default()
         .split(',')
         .filter(|s| !s.is_empty())
     {
         let (k, v) = kv.split_once('=').expect("BENCH_CLOUD_ENV: K=V,K=V");
-        cmd.env(k, v);
+        env.push((k.into(), v.into()));
     }
-    let child = cmd.spawn().unwrap();
-    Cloud {
-        child,
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    rt.block_on(
+        Cloud::builder(serde_json::Value::Object(hooks))
+            .binary(bin)
+            .envs(&env)
+            .start(),
+    )
+    .unwrap()
 }
 
-async fn wait_live(addr: SocketAddr) {
-    let start = Instant::now();
-    loop {
-        if let Ok(mut s) = TcpStream::connect(addr).await {
-            let _ = s
-                .write_all(b"GET /health/live HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                .await;
-            let mut buf = Vec::new();
-            let _ = s.read_to_end(&mut buf).await;
-            if buf.starts_with(b"HTTP/1.1 200") {
-                return;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "never live");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+fn addr_of(cloud: &Cloud) -> SocketAddr {
+    format!("127.0.0.1:{}", cloud.port).parse().unwrap()
 }
 
 /// What the connectors report.
@@ -294,17 +263,16 @@ fn run_kind(bin: &Path, kind: &str) {
     let heartbeat: u64 = env_num("BENCH_HEARTBEAT", 5);
     let seconds: f64 = env_num("BENCH_SECONDS", 10.0);
     let concurrency: usize = env_num("BENCH_CONCURRENCY", 20);
-    let tmp = tempfile::tempdir().unwrap();
-    let cloud = spawn(bin, tmp.path(), channels, heartbeat);
-    let pid = cloud.child.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(wait_live(cloud.addr));
+    let cloud = spawn(&rt, bin, channels, heartbeat);
+    let cloud_addr = addr_of(&cloud);
+    let pid = cloud.pid();
     let rss_start = vm_rss_kib(pid).unwrap_or(0);
-    let base = ingest(cloud.addr, seconds, concurrency);
+    let base = ingest(cloud_addr, seconds, concurrency);
     let rss_before = vm_rss_kib(pid).unwrap_or(0);
 
     let shared = Arc::new(Shared::default());
@@ -316,7 +284,7 @@ fn run_kind(bin: &Path, kind: &str) {
         for i in 0..n {
             let permit = gate.clone().acquire_owned().await.unwrap();
             let shared = shared.clone();
-            let addr = cloud.addr;
+            let addr = cloud_addr;
             tokio::spawn(async move {
                 if ws {
                     ws_connector(addr, i, channels, shared, permit).await
@@ -345,7 +313,7 @@ fn run_kind(bin: &Path, kind: &str) {
     let beats = shared.heartbeats.load(Ordering::Relaxed) - beats_before;
     let rss_open = vm_rss_kib(pid).unwrap_or(0);
     shared.measuring.store(true, Ordering::Relaxed);
-    let loaded = ingest(cloud.addr, seconds, concurrency);
+    let loaded = ingest(cloud_addr, seconds, concurrency);
     shared.measuring.store(false, Ordering::Relaxed);
     let rss_end = vm_rss_kib(pid).unwrap_or(0);
     let hwm = proc_field(pid, "status", "VmHWM").unwrap_or(0);

@@ -2,12 +2,14 @@
 //! with helpers to talk to it: the one harness the e2e suite, the engine's and the desktop app's
 //! integration tests share.
 //!
-//! The process gets its own temporary directory holding `webhooks.json` (the given document) and
-//! `data/` (the embedded buffer), a free port, the admin token [`ADMIN`] and a 5 s heartbeat.
-//! [`Cloud::restart`] starts it again on the same port, directory and environment.
+//! The process gets its own temporary directory (or one the caller keeps) holding
+//! `webhooks.json` (the given document) and `data/` (the embedded buffer), a free port, the
+//! admin token [`ADMIN`] and a 5 s heartbeat. [`Cloud::restart`] starts it again on the same
+//! port, directory and environment. Benches pick the binary (a release build), keep the data
+//! directory, wait for `/health` 200 rather than `/health/live`, and read how long start-up took.
 
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -27,9 +29,43 @@ pub struct Cloud {
     pub base: String,
     pub port: u16,
     /// Holds `webhooks.json` and `data/`.
-    pub dir: tempfile::TempDir,
+    pub dir: CloudDir,
     pub http: reqwest::Client,
-    extra_env: Vec<(String, String)>,
+    /// How long the last start (or restart) took from spawn until ready.
+    pub started_in: Duration,
+    launch: Launch,
+}
+
+/// The directory of a [`Cloud`]: a temporary one (removed on drop) or one the caller keeps.
+pub enum CloudDir {
+    Temporary(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl CloudDir {
+    pub fn path(&self) -> &Path {
+        match self {
+            CloudDir::Temporary(t) => t.path(),
+            CloudDir::Kept(p) => p,
+        }
+    }
+}
+
+/// What every (re)start of a [`Cloud`] uses.
+#[derive(Clone)]
+struct Launch {
+    bin: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    ready: Ready,
+}
+
+/// When a started cloud counts as ready.
+#[derive(Clone, Copy)]
+enum Ready {
+    /// `/health/live` answers 2xx (the process serves), within 20 s.
+    Live,
+    /// `/health` answers 200 (store and configuration loaded), within the given time.
+    Healthy(Duration),
 }
 
 /// How to start a [`Cloud`]: its webhooks document, more environment, the client's timeout.
@@ -37,6 +73,9 @@ pub struct CloudBuilder {
     webhooks: Value,
     env: Vec<(String, String)>,
     http_timeout: Duration,
+    bin: Option<PathBuf>,
+    keep_dir: Option<PathBuf>,
+    ready: Ready,
 }
 
 impl CloudBuilder {
@@ -53,16 +92,50 @@ impl CloudBuilder {
         self
     }
 
-    /// Writes the webhooks, spawns the cloud and waits until `/health/live` answers 2xx.
+    /// Runs this binary instead of the workspace's debug `webhook-connect-cloud` (a bench's
+    /// release build).
+    pub fn binary(mut self, bin: impl Into<PathBuf>) -> Self {
+        self.bin = Some(bin.into());
+        self
+    }
+
+    /// Uses (and keeps) this directory for `webhooks.json` and `data/` instead of a temporary
+    /// one; created if missing. Data already there is opened as it is.
+    pub fn keep_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.keep_dir = Some(dir.into());
+        self
+    }
+
+    /// Ready means `/health` answers 200 (not only `/health/live`), waiting up to `timeout`:
+    /// what a bench times as start-up with a large store.
+    pub fn ready_when_healthy(mut self, timeout: Duration) -> Self {
+        self.ready = Ready::Healthy(timeout);
+        self
+    }
+
+    /// Writes the webhooks, spawns the cloud and waits until it is ready (`/health/live`
+    /// answers 2xx unless [`ready_when_healthy`](Self::ready_when_healthy)).
     pub async fn start(self) -> Result<Cloud> {
-        let dir = tempfile::tempdir()?;
+        let dir = match self.keep_dir {
+            Some(p) => {
+                std::fs::create_dir_all(&p)?;
+                CloudDir::Kept(p)
+            }
+            None => CloudDir::Temporary(tempfile::tempdir()?),
+        };
         std::fs::write(
             dir.path().join("webhooks.json"),
             serde_json::to_vec_pretty(&self.webhooks)?,
         )?;
         let port = free_port();
-        let proc = spawn(dir.path(), port, &self.env)?;
-        let cloud = Cloud {
+        let launch = Launch {
+            bin: self.bin,
+            env: self.env,
+            ready: self.ready,
+        };
+        let spawned = Instant::now();
+        let proc = spawn(&launch, dir.path(), port)?;
+        let mut cloud = Cloud {
             proc,
             base: format!("http://127.0.0.1:{port}"),
             port,
@@ -70,9 +143,11 @@ impl CloudBuilder {
             http: reqwest::Client::builder()
                 .timeout(self.http_timeout)
                 .build()?,
-            extra_env: self.env,
+            started_in: Duration::ZERO,
+            launch,
         };
         cloud.wait_ready().await?;
+        cloud.started_in = spawned.elapsed();
         Ok(cloud)
     }
 }
@@ -93,13 +168,25 @@ impl Cloud {
             webhooks,
             env: Vec::new(),
             http_timeout: Duration::from_secs(30),
+            bin: None,
+            keep_dir: None,
+            ready: Ready::Live,
         }
     }
 
+    /// The process id (for `/proc` readings).
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     async fn wait_ready(&self) -> Result<()> {
-        let url = format!("{}/health/live", self.base);
+        let (path, timeout) = match self.launch.ready {
+            Ready::Live => ("/health/live", READY_TIMEOUT),
+            Ready::Healthy(t) => ("/health", t),
+        };
+        let url = format!("{}{path}", self.base);
         let http = self.http.clone();
-        wait_until(READY_TIMEOUT, "cloud to answer /health/live", || {
+        wait_until(timeout, &format!("cloud to answer {path}"), || {
             let (http, url) = (http.clone(), url.clone());
             async move {
                 http.get(&url)
@@ -121,11 +208,15 @@ impl Cloud {
         self.proc.kill9();
     }
 
-    /// Starts the process again on the same port and data directory.
+    /// Starts the process again on the same port and data directory ([`started_in`](Self::started_in)
+    /// says how long it took).
     pub async fn restart(&mut self) -> Result<()> {
         self.proc.kill9();
-        self.proc = spawn(self.dir.path(), self.port, &self.extra_env)?;
-        self.wait_ready().await
+        let spawned = Instant::now();
+        self.proc = spawn(&self.launch, self.dir.path(), self.port)?;
+        self.wait_ready().await?;
+        self.started_in = spawned.elapsed();
+        Ok(())
     }
 
     pub fn ws_base(&self) -> String {
@@ -224,8 +315,11 @@ impl Cloud {
     }
 }
 
-fn spawn(dir: &Path, port: u16, extra: &[(String, String)]) -> Result<ChildProcess> {
-    let bin = workspace_bin("webhook-connect-cloud")?;
+fn spawn(launch: &Launch, dir: &Path, port: u16) -> Result<ChildProcess> {
+    let bin = match &launch.bin {
+        Some(b) => b.clone(),
+        None => workspace_bin("webhook-connect-cloud")?,
+    };
     let listen = format!("127.0.0.1:{port}");
     let data = dir.join("data");
     let cfg = dir.join("webhooks.json");
@@ -243,7 +337,7 @@ fn spawn(dir: &Path, port: u16, extra: &[(String, String)]) -> Result<ChildProce
         ("WEBHOOK_CONNECT_LOG_FORMAT", "text"),
         ("WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", "5"),
     ];
-    env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    env.extend(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     ChildProcess::spawn(bin, &[], &env, "cloud")
 }
 
