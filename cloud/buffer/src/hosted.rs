@@ -167,6 +167,10 @@ impl HostedIndex {
         self.channels.values().cloned().collect()
     }
 
+    pub fn channel_count(&self) -> u64 {
+        self.channels.len() as u64
+    }
+
     pub fn account_channels(&self, account_id: &str) -> Vec<HostedChannelRecord> {
         self.channels
             .values()

@@ -507,6 +507,8 @@ pub trait Buffer: Send + Sync + 'static {
     /// Every self-service channel, ordered by name.
     async fn hosted_channels(&self) -> Result<Vec<HostedChannelRecord>>;
 
+    async fn hosted_channel_count(&self) -> Result<u64>;
+
     /// The channels of one account, ordered by name.
     async fn account_channels(&self, account_id: &str) -> Result<Vec<HostedChannelRecord>>;
 

@@ -448,6 +448,10 @@ impl Buffer for EmbeddedBuffer {
         Ok(self.hosted.read(|ix| ix.channels()))
     }
 
+    async fn hosted_channel_count(&self) -> Result<u64> {
+        Ok(self.hosted.read(|ix| ix.channel_count()))
+    }
+
     async fn account_channels(&self, account_id: &str) -> Result<Vec<HostedChannelRecord>> {
         Ok(self.hosted.read(|ix| ix.account_channels(account_id)))
     }

@@ -234,6 +234,13 @@ impl Inner {
         self.channels_in(&self.hchannels_key()).await
     }
 
+    pub(super) async fn hosted_channel_count(&self) -> Result<u64> {
+        let mut con = self.con.clone();
+        con.scard(self.hchannels_key())
+            .await
+            .map_err(|e| self.err(e))
+    }
+
     pub(super) async fn account_channels(&self, id: &str) -> Result<Vec<HostedChannelRecord>> {
         Ok(self
             .channels_in(&self.k("acct-ch", id))

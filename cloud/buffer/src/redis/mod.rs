@@ -1380,6 +1380,10 @@ impl Buffer for RedisBuffer {
         self.inner.hosted_channels().await
     }
 
+    async fn hosted_channel_count(&self) -> Result<u64> {
+        self.inner.hosted_channel_count().await
+    }
+
     async fn account_channels(&self, account_id: &str) -> Result<Vec<HostedChannelRecord>> {
         self.inner.account_channels(account_id).await
     }

@@ -141,6 +141,7 @@ pub async fn hosted_channels_are_unique_and_survive_reopen(h: &dyn Harness) {
         Some(c1.clone())
     );
     assert_eq!(b.account_channels("acc_1").await.unwrap(), vec![c1.clone()]);
+    assert_eq!(b.hosted_channel_count().await.unwrap(), 2);
 
     let patched = HostedChannelRecord {
         verify: None,
