@@ -225,7 +225,11 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
     let reload = "reload-token-hosted";
     let c = Cloud::builder(hooks())
         .self_service("keys")
-        .envs(&[("CONFIG_RELOAD_ADMIN_TOKEN", reload)])
+        .envs(&[
+            ("CONFIG_RELOAD_ADMIN_TOKEN", reload),
+            ("WEBHOOK_CONNECT_LOG_LEVEL", "debug"),
+            ("WEBHOOK_CONNECT_ALLOW_QUERY_TOKENS", "true"),
+        ])
         .start()
         .await?;
     let (_, key) = c
@@ -385,9 +389,28 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
         .await?;
     assert_eq!(s, 200, "{v}");
 
-    // Keys and tokens never reach the log.
+    // An API key is never accepted in a URL, even where `?token=` is allowed for tokens.
+    let status_by_query = |credential: &str| {
+        let url = format!("{}/connect/status/carol.gh?token={credential}", c.base);
+        let http = c.http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status_by_query(&key).await, 401, "API key in the query");
+    let rotated_token = v["new_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        status_by_query(&rotated_token).await,
+        200,
+        "channel token in the query"
+    );
+
+    // Keys and tokens never reach the log (debug level).
     let logs = c.logs();
-    for secret in [key.as_str(), secret, gh["channel_token"].as_str().unwrap()] {
+    for secret in [
+        key.as_str(),
+        secret,
+        gh["channel_token"].as_str().unwrap(),
+        rotated_token.as_str(),
+    ] {
         assert!(!logs.contains(secret), "a secret reached the log");
     }
     Ok(())
@@ -514,6 +537,8 @@ async fn hosted_channels_agree_between_two_redis_replicas() -> anyhow::Result<()
         .await?;
     assert_eq!(s, 404);
 
+    // A accepted the key before (and caches that on its channel view).
+    assert_eq!(a.connector_status("alice.shop", &alice).await, 200);
     // Rotated through B: A refuses the old key at once.
     let (s, r) = b
         .admin(Method::POST, &format!("/accounts/{alice_id}/rotate-key"))
