@@ -403,6 +403,41 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
         "channel token in the query"
     );
 
+    // Metrics and the API description.
+    let m = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(m.contains("webhook_connect_accounts 2"), "{m}");
+    assert!(
+        m.contains("webhook_connect_channels{source=\"self_service\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("webhook_connect_channels{source=\"config\"} 1"),
+        "{m}"
+    );
+    let o: Value = c
+        .http
+        .get(format!("{}/openapi.json", c.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    for path in [
+        "/api/v1/accounts",
+        "/api/v1/account",
+        "/api/v1/channels",
+        "/api/v1/channels/{channel}",
+        "/api/v1/channels/{channel}/dead-letters",
+        "/admin/webhook-connect/accounts/{account_id}/rotate-key",
+    ] {
+        assert!(o["paths"][path].is_object(), "{path} described");
+    }
+
     // Keys and tokens never reach the log (debug level).
     let logs = c.logs();
     for secret in [
