@@ -217,6 +217,21 @@ async fn hosted_account_channel_ingress_and_connectors_on_the_embedded_store() -
         .api(Method::GET, "/channels/alice.shop", &new_key, None)
         .await?;
     assert_eq!(s, 404);
+
+    // Deleting an account deletes its channels; its key is refused.
+    let kept = c.create_channel(&new_key, json!({"name": "kept"})).await?;
+    let (s, v) = c
+        .admin(Method::DELETE, &format!("/accounts/{alice_id}"))
+        .await?;
+    assert_eq!((s, v["channels_deleted"].as_u64()), (200, Some(1)), "{v}");
+    let (s, _) = post_url(&c, kept["webhook_url"].as_str().unwrap(), b"x", &[]).await;
+    assert_eq!(s, 404);
+    let (s, _) = c.api(Method::GET, "/account", &new_key, None).await?;
+    assert_eq!(s, 401);
+    let (s, _) = c
+        .admin(Method::GET, &format!("/accounts/{alice_id}"))
+        .await?;
+    assert_eq!(s, 404);
     Ok(())
 }
 
