@@ -428,6 +428,11 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
         .await?;
     assert!(m.contains("webhook_connect_accounts 2"), "{m}");
     assert!(
+        !m.contains("wh_"),
+        "self-service webhook ids (capabilities) never reach metrics"
+    );
+    assert!(m.contains("webhook=\"carol.gh\""), "{m}");
+    assert!(
         m.contains("webhook_connect_channels{source=\"self_service\"} 2"),
         "{m}"
     );
