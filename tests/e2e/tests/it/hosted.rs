@@ -464,6 +464,7 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
         key.as_str(),
         secret,
         gh["channel_token"].as_str().unwrap(),
+        gh["webhook_id"].as_str().unwrap(),
         rotated_token.as_str(),
     ] {
         assert!(!logs.contains(secret), "a secret reached the log");
