@@ -12,6 +12,7 @@
 //! - [`sweeper`]: background sweeps and housekeeping.
 //! - [`stats`]: channel statistics for the admin API and `/connect/status`.
 //! - [`modules`]: the local `log` / `save_to_disk` modules ingress may run.
+//! - [`hosted`]: self-service accounts and account-owned channels (HOSTED.md), on the runtime.
 //! - [`app`]: [`app::AppState`], what every handler gets (private fields).
 //! - [`http`]: the edge, in the order a webhook travels: `http::ingress` (`POST /webhook/…`,
 //!   the §2.3 pipeline up to the durable enqueue), `http::connect` (WebSocket, SSE and
@@ -26,6 +27,7 @@
 pub mod app;
 pub mod config_source;
 pub mod edge;
+pub mod hosted;
 pub mod http;
 pub mod hub;
 pub mod metrics;

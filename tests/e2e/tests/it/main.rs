@@ -15,6 +15,7 @@ mod dispatch;
 mod edge;
 mod etcd;
 mod fairness;
+mod hosted;
 mod ops;
 mod power_loss;
 mod redis;
