@@ -19,6 +19,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Node {
     port: u16,
+    /// The TLS port, on a cluster started with [`RedisCluster::start_tls`].
+    tls_port: Option<u16>,
     _dir: TempDir,
     process: ChildProcess,
 }
@@ -38,6 +40,19 @@ impl RedisCluster {
     /// Like [`start`](Self::start), with extra `redis-server` arguments for every node
     /// (`["--appendonly", "yes"]`).
     pub async fn start_with(extra: &[&str]) -> Result<Self> {
+        Self::start_nodes(extra, None).await
+    }
+
+    /// Like [`start`](Self::start), each node also serving TLS on its own port with the
+    /// certificate of `pki` (clients need not present one), the cluster bus over TLS too
+    /// (`tls-cluster yes`, so nodes announce their TLS ports to TLS clients). The plain ports
+    /// stay open for the kit's own `redis-cli` calls; [`tls_urls`](Self::tls_urls) are what
+    /// a client under test gets.
+    pub async fn start_tls(pki: &crate::TestPki) -> Result<Self> {
+        Self::start_nodes(&[], Some(pki)).await
+    }
+
+    async fn start_nodes(extra: &[&str], tls: Option<&crate::TestPki>) -> Result<Self> {
         let mut nodes = Vec::new();
         for _ in 0..3 {
             let dir = tempfile::Builder::new()
@@ -55,10 +70,35 @@ impl RedisCluster {
                 "--cluster-node-timeout".to_owned(),
                 "5000".to_owned(),
             ]);
+            // With `tls-cluster yes` the bus listens on the TLS port + 10000.
+            let tls_port = tls.map(|_| cluster_port());
+            if let (Some(pki), Some(tls_port)) = (tls, tls_port) {
+                let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+                args.extend([
+                    "--tls-port".to_owned(),
+                    tls_port.to_string(),
+                    "--tls-cert-file".to_owned(),
+                    path(&pki.server_cert),
+                    "--tls-key-file".to_owned(),
+                    path(&pki.server_key),
+                    "--tls-ca-cert-file".to_owned(),
+                    path(&pki.ca),
+                    // The bus always asks the connecting node for a client certificate.
+                    "--tls-client-cert-file".to_owned(),
+                    path(&pki.client_cert),
+                    "--tls-client-key-file".to_owned(),
+                    path(&pki.client_key),
+                    "--tls-auth-clients".to_owned(),
+                    "no".to_owned(),
+                    "--tls-cluster".to_owned(),
+                    "yes".to_owned(),
+                ]);
+            }
             let mut process = spawn(port, &dir, &args)?;
             wait_ready(&mut process, || ping(port)).await?;
             nodes.push(Node {
                 port,
+                tls_port,
                 _dir: dir,
                 process,
             });
@@ -92,6 +132,16 @@ impl RedisCluster {
     /// The seeds comma-separated, as `WEBHOOK_CONNECT_REDIS_CLUSTER_URLS` takes them.
     pub fn urls(&self) -> String {
         self.seeds().join(",")
+    }
+
+    /// `rediss://127.0.0.1:<tls port>` of every primary, comma-separated (a cluster started
+    /// with [`start_tls`](Self::start_tls); empty otherwise).
+    pub fn tls_urls(&self) -> String {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.tls_port.map(|p| format!("rediss://127.0.0.1:{p}")))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn ports(&self) -> Vec<u16> {

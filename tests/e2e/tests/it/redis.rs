@@ -607,3 +607,74 @@ async fn rediss_with_a_private_ca() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `rediss://` seeds of a Redis Cluster: the client learns the other nodes from the cluster
+/// itself, and must reach them over TLS too (with the private CA), following MOVED answers.
+/// Two clouds on the TLS cluster; a webhook posted to one reaches the real connector on the
+/// other, with keys spread over every node.
+#[tokio::test]
+async fn rediss_on_a_cluster_with_a_private_ca() -> anyhow::Result<()> {
+    let pki = connect_testkit::TestPki::generate()?;
+    let cluster = connect_testkit::RedisCluster::start_tls(&pki).await?;
+    let urls = cluster.tls_urls();
+    assert!(urls.starts_with("rediss://"), "{urls}");
+    let ca = pki.ca.to_str().unwrap_or_default();
+    let env = [
+        ("WEBHOOK_CONNECT_REDIS_CLUSTER_URLS", urls.as_str()),
+        ("WEBHOOK_CONNECT_REDIS_PREFIX", "tlscluster"),
+        ("SSL_CERT_FILE", ca),
+    ];
+    // Several channels, so that keys land on every primary.
+    let channels: Vec<String> = (0..6).map(|i| format!("tls-{i}")).collect();
+    let doc: serde_json::Map<String, Value> = channels
+        .iter()
+        .map(|c| (c.clone(), connect_hook(c, TOKEN, json!({}))))
+        .collect();
+    let a = Cloud::start_with(Value::Object(doc.clone()), &env).await?;
+    let b = Cloud::start_with(Value::Object(doc), &env).await?;
+    let h: Value = a
+        .http
+        .get(format!("{}/health", a.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(h["components"]["buffer"], "healthy", "{h}");
+    let target = RecordingTarget::start().await?;
+    let mut ids = HashSet::new();
+    let mut connectors = Vec::new();
+    for c in &channels {
+        connectors.push(crate::connector::connector_flags(
+            &a,
+            c,
+            TOKEN,
+            "websocket",
+            &target.url,
+            &[],
+        )?);
+        let (s, v) = b.post(c, r#"{"over":"tls cluster"}"#).await?;
+        assert_eq!(s, 200, "{c}: {v}\n{}", b.logs());
+        ids.insert(v["message_id"].as_str().unwrap_or_default().to_owned());
+    }
+    wait_until(
+        WAIT,
+        "every channel's webhook delivered over the TLS cluster",
+        || async {
+            let got: HashSet<String> = target
+                .requests()
+                .iter()
+                .filter_map(|r| r.header("x-webhook-message-id").map(str::to_owned))
+                .collect();
+            ids.is_subset(&got)
+        },
+    )
+    .await?;
+    // The channels' keys really are spread over the primaries.
+    let owners: HashSet<u16> = channels
+        .iter()
+        .map(|c| cluster.owner(cluster.keyslot(&format!("tlscluster:{{{c}}}"))?))
+        .collect::<anyhow::Result<_>>()?;
+    assert!(owners.len() > 1, "all channels on one node: {owners:?}");
+    drop(connectors);
+    Ok(())
+}
