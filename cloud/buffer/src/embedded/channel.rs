@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::codec::{self, PlaceDisk};
+use super::due::DueIndex;
 use super::ids::{IdKey, Ids};
 use super::log::{Loc, Segments};
 use super::meta::{ChannelDisk, CountersDisk, LoadedChannel, MetaWrite};
@@ -35,6 +36,7 @@ mod dead;
 mod delivery;
 mod scan;
 mod slots;
+mod timers;
 mod views;
 
 pub(super) use self::read_attempts as attempts_in_log;
@@ -196,6 +198,10 @@ pub(super) struct Chan {
     /// No unsettled message expires before this instant (a lower bound). Lets the periodic
     /// sweep skip the TTL scan of a large backlog until something can have expired.
     next_expiry: Option<i64>,
+    /// The sweep's index of channels with timed work, and the earliest instant this channel
+    /// is filed there for (`None`: not filed since its last sweep).
+    due: Arc<DueIndex>,
+    scheduled: Option<i64>,
 }
 
 pub(super) type ChanRef = Arc<Mutex<Chan>>;
@@ -205,6 +211,7 @@ pub(super) type ChanRef = Arc<Mutex<Chan>>;
 pub(super) struct Env {
     pub segments: Arc<Segments>,
     pub max_dead_letters: u64,
+    pub due: Arc<DueIndex>,
 }
 
 impl Chan {
@@ -241,6 +248,8 @@ impl Chan {
             meta: Vec::new(),
             counters_dirty: false,
             next_expiry: None,
+            due: env.due.clone(),
+            scheduled: None,
         }
     }
 
@@ -417,6 +426,10 @@ impl Chan {
         if !reg.webhook_ids.contains(&self.record.owner) {
             self.record.owner = reg.webhook_ids.first().cloned().unwrap_or(reg.owner);
         }
+        if self.record.settings.dlq_retention_seconds != reg.settings.dlq_retention_seconds {
+            // Dead letters may be due under the new retention.
+            self.wake_at(now.micros());
+        }
         self.record.settings = reg.settings;
         self.record.webhook_ids = reg.webhook_ids;
         self.record.state = ChannelState::Active;
@@ -438,6 +451,8 @@ impl Chan {
             self.record.orphaned_at = Some(now);
             self.record.updated_at = now;
             self.persist_record();
+            // The sweep decides with the orphan retention in force.
+            self.wake_at(now.micros());
         }
     }
 
@@ -591,6 +606,7 @@ impl Chan {
         if self.next_expiry.is_none_or(|t| at < t) {
             self.next_expiry = Some(at);
         }
+        self.wake_at(at);
     }
 
     fn dec_pending(&mut self, webhook: u32) {

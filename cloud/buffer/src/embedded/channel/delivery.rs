@@ -68,6 +68,9 @@ impl Chan {
             self.counters_dirty = true;
             self.persist_state(seq, attempts);
         }
+        if !out.is_empty() {
+            self.wake_at(deadline);
+        }
         out
     }
 
@@ -139,6 +142,7 @@ impl Chan {
         e.place = Place::Delayed;
         self.delayed_until.insert(seq, until.micros());
         self.delayed.insert((until.micros(), seq));
+        self.wake_at(until.micros());
         self.persist_state(seq, attempts);
         NackOutcome::Delayed { until }
     }
@@ -153,6 +157,8 @@ impl Chan {
         if let Some(l) = self.leases.get_mut(&seq) {
             l.deadline = deadline;
         }
+        // Later than the deadline filed, unless the ack timeout was shortened meanwhile.
+        self.wake_at(deadline);
         true
     }
 
@@ -244,6 +250,10 @@ impl Chan {
         self.leases.remove(&seq);
         self.queued_bytes = self.queued_bytes.saturating_sub(u64::from(len));
         self.dead.insert((at, seq));
+        let retention = self.record.settings.dlq_retention_seconds;
+        if retention > 0 {
+            self.wake_at(now.plus_seconds(retention as f64).micros());
+        }
         self.counters.dead_lettered += 1;
         match reason {
             DeadLetterReason::Expired => self.counters.expired += 1,
