@@ -1,0 +1,215 @@
+//! Many-channels bench (issue #14, Performance): what idle channels cost the cloud — time to
+//! healthy, memory per channel and CPU while nothing happens.
+//!
+//! ```sh
+//! cargo build --release -p connect-cloud --bins
+//! cargo bench -p connect-cloud --bench channels
+//! ```
+//!
+//! Self-service channels live in the buffer (HOSTED.md §3); configured channels go through
+//! the same hub and buffer code once registered, so `N` configured channels in a
+//! `webhooks.json` are the proxy measured here. Per count in `BENCH_CHANNEL_COUNTS`:
+//! 1. a `webhooks.json` with `N` channels (10 per "account": `acc{i}-ch{j}`, each with its own
+//!    token); a fresh release cloud binary on the embedded store (a child process);
+//! 2. spawn → `GET /health` answering 200 (first start: every channel registered in an empty
+//!    store); `VmRSS` once healthy and after `BENCH_SETTLE` seconds;
+//! 3. idle CPU: `utime + stime` of `/proc/PID/stat` over `BENCH_IDLE_SECONDS`, as a share of
+//!    one core;
+//! 4. stop (SIGKILL, as a crash), start again on the same data directory: spawn → healthy on
+//!    restart, `VmRSS` and idle CPU again.
+//!
+//! A baseline with one channel gives the fixed cost; per-channel figures are the difference
+//! divided by `N`.
+//!
+//! Environment: `BENCH_CHANNEL_COUNTS` (default `10000,100000`), `BENCH_IDLE_SECONDS` (10),
+//! `BENCH_SETTLE` (2), `BENCH_CLOUD_BIN` (default `target/release/webhook-connect-cloud`),
+//! `BENCH_CLOUD_ENV` (extra `K=V,K=V` for the cloud).
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use connect_testkit::free_port;
+use connect_testkit::load::{env_num, vm_rss_kib};
+
+struct Cloud {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, n: usize) {
+    let mut out = String::with_capacity(n * 200);
+    out.push('{');
+    for i in 0..n {
+        let (acc, ch) = (i / 10, i % 10);
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!(
+            r#""acc{acc}-ch{ch}":{{"module":"webhook_connect","module-config":{{"channel":"acc{acc}-ch{ch}","channel_token":"channels-bench-token-{i:06}-0123456789"}}}}"#
+        ));
+    }
+    out.push('}');
+    std::fs::write(dir.join("webhooks.json"), out).unwrap();
+}
+
+fn spawn(bin: &Path, dir: &Path) -> Cloud {
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.env("WEBHOOK_CONNECT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("WEBHOOK_CONNECT_DATA_DIR", dir.join("data"))
+        .env("WEBHOOKS_CONFIG_FILE", dir.join("webhooks.json"))
+        .env("WEBHOOK_CONNECT_LOG_LEVEL", "warn")
+        .stdout(Stdio::null());
+    for kv in std::env::var("BENCH_CLOUD_ENV")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        let (k, v) = kv.split_once('=').expect("BENCH_CLOUD_ENV: K=V,K=V");
+        cmd.env(k, v);
+    }
+    Cloud {
+        child: cmd.spawn().unwrap(),
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+    }
+}
+
+/// `GET /health` answers 200: the configuration is loaded and every channel registered.
+fn healthy(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    buf.starts_with(b"HTTP/1.1 200")
+}
+
+fn wait_healthy(cloud: &mut Cloud, start: Instant) -> Duration {
+    loop {
+        if healthy(cloud.addr) {
+            return start.elapsed();
+        }
+        if let Ok(Some(status)) = cloud.child.try_wait() {
+            panic!("the cloud exited: {status}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "not healthy in 5 min"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `utime + stime` of the process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime is field 14, stime 15.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+struct Figures {
+    to_healthy: Duration,
+    rss_kib: u64,
+    idle_core: f64,
+}
+
+fn measure(cloud: &mut Cloud, started: Instant, idle_s: f64, settle: f64) -> Figures {
+    let to_healthy = wait_healthy(cloud, started);
+    let pid = cloud.child.id();
+    std::thread::sleep(Duration::from_secs_f64(settle));
+    let rss_kib = vm_rss_kib(pid).unwrap_or(0);
+    let t0 = cpu_ticks(pid);
+    let w0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(idle_s));
+    let ticks = cpu_ticks(pid) - t0;
+    let idle_core = ticks as f64 / clock_ticks_per_second() / w0.elapsed().as_secs_f64();
+    Figures {
+        to_healthy,
+        rss_kib,
+        idle_core,
+    }
+}
+
+fn run(bin: &Path, n: usize, idle_s: f64, settle: f64) -> (Figures, Figures) {
+    let tmp = tempfile::tempdir().unwrap();
+    write_config(tmp.path(), n);
+    let started = Instant::now();
+    let mut cloud = spawn(bin, tmp.path());
+    let first = measure(&mut cloud, started, idle_s, settle);
+    drop(cloud);
+    let started = Instant::now();
+    let mut cloud = spawn(bin, tmp.path());
+    let again = measure(&mut cloud, started, idle_s, settle);
+    drop(cloud);
+    (first, again)
+}
+
+fn main() {
+    let bin: PathBuf = std::env::var("BENCH_CLOUD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+            target.join("release/webhook-connect-cloud")
+        });
+    assert!(
+        bin.exists(),
+        "build it first: cargo build --release -p connect-cloud --bins ({})",
+        bin.display()
+    );
+    let idle_s: f64 = env_num("BENCH_IDLE_SECONDS", 10.0);
+    let settle: f64 = env_num("BENCH_SETTLE", 2.0);
+    let counts = std::env::var("BENCH_CHANNEL_COUNTS").unwrap_or_else(|_| "10000,100000".into());
+    let (base, _) = run(&bin, 1, idle_s, settle);
+    println!(
+        "== baseline, 1 channel: healthy in {:.2} s, VmRSS {:.1} MiB, idle {:.2} % of a core",
+        base.to_healthy.as_secs_f64(),
+        base.rss_kib as f64 / 1024.0,
+        base.idle_core * 100.0
+    );
+    for n in counts
+        .split(',')
+        .map(|s| s.trim().parse::<usize>().unwrap())
+    {
+        let (first, again) = run(&bin, n, idle_s, settle);
+        println!("== {n} configured channels (embedded store)");
+        for (what, f) in [("first start", &first), ("restart", &again)] {
+            let per = (f.rss_kib.saturating_sub(base.rss_kib)) as f64 * 1024.0 / n as f64;
+            println!(
+                "  {what}: healthy in {:.2} s; VmRSS {:.1} MiB ({:.0} B per channel over the baseline); idle {:.2} % of a core ({:.3} % per 1,000 channels over the baseline)",
+                f.to_healthy.as_secs_f64(),
+                f.rss_kib as f64 / 1024.0,
+                per,
+                f.idle_core * 100.0,
+                (f.idle_core - base.idle_core) * 100.0 * 1000.0 / n as f64,
+            );
+        }
+    }
+}
