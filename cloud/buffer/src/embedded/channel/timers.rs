@@ -39,13 +39,14 @@ impl Chan {
     /// The earliest instant (µs) at which a sweep may find work here.
     fn next_due(&self, now: Timestamp, orphan_retention: Option<Duration>) -> Option<i64> {
         let leases = self
+            .m
             .in_flight
             .iter()
-            .filter_map(|s| self.leases.get(s).map(|l| l.deadline));
-        let delayed = self.delayed.first().map(|(at, _)| *at);
+            .filter_map(|s| self.m.leases.get(s).map(|l| l.deadline));
+        let delayed = self.m.delayed.first().map(|(at, _)| *at);
         let retention = self.record.settings.dlq_retention_seconds;
         let dead = (retention > 0)
-            .then(|| self.dead.first().map(|(at, _)| at + secs_us(retention)))
+            .then(|| self.m.dead.first().map(|(at, _)| at + secs_us(retention)))
             .flatten();
         let orphan = match (self.record.state, self.record.orphaned_at, orphan_retention) {
             (ChannelState::Orphaned, Some(since), Some(r)) => {
