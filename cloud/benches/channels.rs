@@ -16,7 +16,10 @@
 //! 3. idle CPU: `utime + stime` of `/proc/PID/stat` over `BENCH_IDLE_SECONDS`, as a share of
 //!    one core;
 //! 4. stop (SIGKILL, as a crash), start again on the same data directory: spawn → healthy on
-//!    restart, `VmRSS` and idle CPU again.
+//!    restart, `VmRSS` and idle CPU again;
+//! 5. the same file with `WEBHOOK_CONNECT_ENABLED=false` (parsed and held, nothing
+//!    registered): the configuration's share of the memory; the rest is the channel runtime
+//!    (buffer and hub), which is what a self-service channel costs too.
 //!
 //! A baseline with one channel gives the fixed cost; per-channel figures are the difference
 //! divided by `N`.
@@ -64,9 +67,10 @@ fn write_config(dir: &Path, n: usize) {
     std::fs::write(dir.join("webhooks.json"), out).unwrap();
 }
 
-fn spawn(bin: &Path, dir: &Path) -> Cloud {
+fn spawn(bin: &Path, dir: &Path, extra: &[(&str, &str)]) -> Cloud {
     let port = free_port();
     let mut cmd = Command::new(bin);
+    cmd.envs(extra.iter().copied());
     cmd.env("WEBHOOK_CONNECT_LISTEN", format!("127.0.0.1:{port}"))
         .env("WEBHOOK_CONNECT_DATA_DIR", dir.join("data"))
         .env("WEBHOOKS_CONFIG_FILE", dir.join("webhooks.json"))
@@ -160,14 +164,26 @@ fn run(bin: &Path, n: usize, idle_s: f64, settle: f64) -> (Figures, Figures) {
     let tmp = tempfile::tempdir().unwrap();
     write_config(tmp.path(), n);
     let started = Instant::now();
-    let mut cloud = spawn(bin, tmp.path());
+    let mut cloud = spawn(bin, tmp.path(), &[]);
     let first = measure(&mut cloud, started, idle_s, settle);
     drop(cloud);
     let started = Instant::now();
-    let mut cloud = spawn(bin, tmp.path());
+    let mut cloud = spawn(bin, tmp.path(), &[]);
     let again = measure(&mut cloud, started, idle_s, settle);
     drop(cloud);
     (first, again)
+}
+
+/// The same configuration with the relay disabled: the file is parsed and held, no channel
+/// is registered. What this costs over the baseline is the configuration's share.
+fn run_config_only(bin: &Path, n: usize, settle: f64) -> Figures {
+    let tmp = tempfile::tempdir().unwrap();
+    write_config(tmp.path(), n);
+    let started = Instant::now();
+    let mut cloud = spawn(bin, tmp.path(), &[("WEBHOOK_CONNECT_ENABLED", "false")]);
+    let f = measure(&mut cloud, started, 1.0, settle);
+    drop(cloud);
+    f
 }
 
 fn main() {
@@ -199,11 +215,18 @@ fn main() {
         .map(|s| s.trim().parse::<usize>().unwrap())
     {
         let (first, again) = run(&bin, n, idle_s, settle);
+        let config = run_config_only(&bin, n, settle);
+        let config_per = config.rss_kib.saturating_sub(base.rss_kib) as f64 * 1024.0 / n as f64;
         println!("== {n} configured channels (embedded store)");
+        println!(
+            "  configuration only (relay disabled, nothing registered): VmRSS {:.1} MiB ({config_per:.0} B per entry over the baseline)",
+            config.rss_kib as f64 / 1024.0
+        );
         for (what, f) in [("first start", &first), ("restart", &again)] {
             let per = (f.rss_kib.saturating_sub(base.rss_kib)) as f64 * 1024.0 / n as f64;
+            let runtime = f.rss_kib.saturating_sub(config.rss_kib) as f64 * 1024.0 / n as f64;
             println!(
-                "  {what}: healthy in {:.2} s; VmRSS {:.1} MiB ({:.0} B per channel over the baseline); idle {:.2} % of a core ({:.3} % per 1,000 channels over the baseline)",
+                "  {what}: healthy in {:.2} s; VmRSS {:.1} MiB ({:.0} B per channel over the baseline, {runtime:.0} B of it the channel runtime beyond the configuration); idle {:.2} % of a core ({:.3} % per 1,000 channels over the baseline)",
                 f.to_healthy.as_secs_f64(),
                 f.rss_kib as f64 / 1024.0,
                 per,
