@@ -12,6 +12,7 @@ use connect_config::{ChannelSpec, ConnectSettings, EnvSource, WebhookSet};
 use connect_protocol::admin::{ChannelState, ConfigError};
 use connect_protocol::ids::token_digest;
 use connect_protocol::time::Timestamp;
+use futures::StreamExt;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,6 +20,9 @@ use tokio_util::task::TaskTracker;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::settings::{OrphanPolicy, Settings};
+
+/// Channel registrations in flight at once when a configuration is put in force.
+const REGISTER_IN_FLIGHT: usize = 256;
 
 /// The configuration in force.
 pub struct ConfigSnapshot {
@@ -225,17 +229,27 @@ impl Runtime {
         webhooks: &WebhookSet,
     ) -> Result<BTreeMap<String, ChannelSpec>, BufferError> {
         let specs = webhooks.channels();
-        for (name, spec) in &specs {
-            let reg = ChannelRegistration {
+        let regs: Vec<ChannelRegistration> = specs
+            .iter()
+            .map(|(name, spec)| ChannelRegistration {
                 name: name.clone(),
                 settings: channel_settings(&spec.settings, self.settings.max_queue_bytes),
                 configured_token_digest: token_digest(&spec.settings.channel_token),
                 owner: spec.owner.clone(),
                 webhook_ids: spec.webhook_keys.clone(),
-            };
-            let r = self.buffer().register_channel(reg).await?;
+            })
+            .collect();
+        // Many registrations in flight at once: the embedded store commits them in groups
+        // (one sync for many channels), Redis pipelines them.
+        let mut done = futures::stream::iter(regs.into_iter().map(|reg| {
+            let buffer = self.buffer().clone();
+            async move { buffer.register_channel(reg).await }
+        }))
+        .buffer_unordered(REGISTER_IN_FLIGHT);
+        while let Some(r) = done.next().await {
+            let r = r?;
             if r.configured_token_changed {
-                tracing::info!(channel = %name, "configured channel token changed; old-token connections are closed");
+                tracing::info!(channel = %r.record.name, "configured channel token changed; old-token connections are closed");
             }
             self.hub.upsert_channel(&r.record);
         }

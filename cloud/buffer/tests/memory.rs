@@ -89,3 +89,53 @@ async fn the_index_costs_a_bounded_few_bytes_per_message_whatever_the_body() {
         assert!(v <= MAX_BYTES_PER_MESSAGE, "{v:.0} B per message");
     }
 }
+
+/// Issue #14: what an idle channel (registered, no message ever) costs the embedded backend,
+/// while running and after a reopen (heap bytes; the hub's share and the allocator's slack
+/// come on top, see docs/BENCHMARKS.md). 1.9 KB before a channel's message index was
+/// allocated at its first message, 1.2 to 1.4 KB after.
+const MAX_BYTES_PER_IDLE_CHANNEL: f64 = 1536.0;
+const CHANNELS: usize = 10_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_channel_costs_the_embedded_store_a_bounded_heap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(
+        1_770_000_000_000_000,
+    )));
+    let b: Arc<dyn Buffer> = Arc::new(EmbeddedBuffer::open(&dir, clock.clone()).unwrap());
+    let before = live();
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                for i in (t..CHANNELS).step_by(16) {
+                    b.register_channel(registration(
+                        &format!("acc{}-ch{}", i / 10, i % 10),
+                        settings(),
+                    ))
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    b.sweep(None).await.unwrap();
+    let running = (live() - before) as f64 / CHANNELS as f64;
+    b.close().await.unwrap();
+    drop(b);
+    let before = live();
+    let b = EmbeddedBuffer::open(&dir, clock.clone()).unwrap();
+    assert_eq!(b.channels().await.unwrap().len(), CHANNELS);
+    b.sweep(None).await.unwrap();
+    let reopened = (live() - before) as f64 / CHANNELS as f64;
+    b.close().await.unwrap();
+    eprintln!("heap per idle channel: {running:.0} B running, {reopened:.0} B after reopen");
+    for v in [running, reopened] {
+        assert!(v <= MAX_BYTES_PER_IDLE_CHANNEL, "{v:.0} B per idle channel");
+    }
+}

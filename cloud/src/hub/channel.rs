@@ -2,7 +2,7 @@
 //! buffer, the live connections, and the wake-up of the channel's dispatcher.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use connect_buffer::{ChannelSettings, TokenState};
 use connect_protocol::admin::TokenGeneration;
@@ -26,6 +26,8 @@ pub struct ChannelRt {
     wake: Arc<Notify>,
     serve_tick: AtomicU64,
     stop: CancellationToken,
+    /// Whether the channel's dispatcher task runs (from its first connection on).
+    dispatcher: AtomicBool,
 }
 
 impl ChannelRt {
@@ -45,6 +47,7 @@ impl ChannelRt {
             wake,
             serve_tick: AtomicU64::new(0),
             stop,
+            dispatcher: AtomicBool::new(false),
         }
     }
 
@@ -127,6 +130,15 @@ impl ChannelRt {
 
     pub(crate) fn next_serve_tick(&self) -> u64 {
         self.serve_tick.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// `true` once: the caller starts the channel's dispatcher.
+    pub(crate) fn claim_dispatcher(&self) -> bool {
+        !self.dispatcher.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn has_dispatcher(&self) -> bool {
+        self.dispatcher.load(Ordering::Acquire)
     }
 
     pub(crate) fn stop_token(&self) -> &CancellationToken {

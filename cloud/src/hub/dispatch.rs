@@ -14,12 +14,14 @@ use crate::metrics::Metrics;
 pub(crate) async fn run(buffer: Arc<dyn Buffer>, metrics: Arc<Metrics>, rt: Arc<ChannelRt>) {
     let mut last_sync = Instant::now();
     loop {
+        // Safety net while connections are open: wake-ups can be missed across replicas, and
+        // delayed messages become due without an event on this replica. Without connections
+        // there is nothing to hand out, and a new one wakes this task.
+        let idle = rt.connection_count() == 0;
         tokio::select! {
             _ = rt.stop_token().cancelled() => return,
             _ = rt.notifier().notified() => {}
-            // Safety net: wake-ups can be missed across replicas, and delayed messages
-            // become due without an event on this replica.
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)), if !idle => {}
         }
         if buffer.is_shared() && last_sync.elapsed() >= Duration::from_secs(1) {
             last_sync = Instant::now();

@@ -105,8 +105,9 @@ impl Hub {
         self.conns.read().len()
     }
 
-    /// Creates or updates the runtime of a channel from its buffer record, starts its
-    /// dispatcher, and closes connections whose token is no longer valid.
+    /// Creates or updates the runtime of a channel from its buffer record and closes
+    /// connections whose token is no longer valid. Its dispatcher starts with its first
+    /// connection: a channel nobody connects to costs no task and no wake-ups.
     pub fn upsert_channel(&self, rec: &ChannelRecord) {
         let existing = self.channel(&rec.name);
         let rt = match existing {
@@ -124,11 +125,6 @@ impl Hub {
                     self.dispatch_stop.child_token(),
                 ));
                 self.channels.write().insert(rec.name.clone(), rt.clone());
-                self.tracker.spawn(dispatch::run(
-                    self.buffer.clone(),
-                    self.metrics.clone(),
-                    rt.clone(),
-                ));
                 rt
             }
         };
@@ -209,6 +205,13 @@ impl Hub {
         rt.add_connection(conn.clone());
         self.conns.write().insert(id, conn.clone());
         self.metrics.connection_opened(&channel, protocol);
+        if rt.claim_dispatcher() {
+            self.tracker.spawn(dispatch::run(
+                self.buffer.clone(),
+                self.metrics.clone(),
+                rt.clone(),
+            ));
+        }
         rt.wake();
         Ok(AddConn::Added(conn))
     }
@@ -459,12 +462,25 @@ impl Hub {
         }
     }
 
+    /// The channels with a live connection on this replica.
+    fn channels_with_connections(&self) -> Vec<Arc<ChannelRt>> {
+        let mut names: Vec<String> = self
+            .conns
+            .read()
+            .values()
+            .map(|c| c.channel().to_owned())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.iter().filter_map(|n| self.channel(n)).collect()
+    }
+
     /// Periodic housekeeping: token grace ends, idle poll connections, the late-ACK memory.
     pub async fn housekeeping(&self) {
         self.sync_shared().await;
-        let chans: Vec<Arc<ChannelRt>> = self.channels.read().values().cloned().collect();
-        for rt in &chans {
-            self.enforce_tokens(rt);
+        // Only channels with connections here have anything to close.
+        for rt in self.channels_with_connections() {
+            self.enforce_tokens(&rt);
         }
         let idle: Vec<Arc<Conn>> = self
             .conns

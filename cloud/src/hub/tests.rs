@@ -278,3 +278,63 @@ async fn one_message_larger_than_the_outbox_is_still_delivered() {
     f.dispatch().await;
     assert_eq!(received(&c).await, 1);
 }
+
+/// Issue #14: a channel nobody connects to has no dispatcher task (no memory for it, no
+/// wake-ups); the first connection starts one, which then delivers.
+#[tokio::test]
+async fn a_channel_gets_its_dispatcher_task_at_its_first_connection() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let buffer: Arc<dyn Buffer> =
+        Arc::new(EmbeddedBuffer::open(dir.path(), clock.clone()).expect("buffer"));
+    let tracker = tokio_util::task::TaskTracker::new();
+    let hub = crate::hub::Hub::new(
+        buffer.clone(),
+        Arc::new(Metrics::default()),
+        tracker.clone(),
+    );
+    for i in 0..100 {
+        let rec = buffer
+            .register_channel(registration(&format!("idle-{i}"), settings()))
+            .await
+            .expect("register")
+            .record;
+        hub.upsert_channel(&rec);
+    }
+    assert_eq!(
+        tracker.len(),
+        0,
+        "dispatchers of channels without connections"
+    );
+
+    let added = hub
+        .add_conn(NewConn {
+            channel: "idle-7".into(),
+            protocol: Protocol::Websocket,
+            connector_id: None,
+            remote_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            protocol_version: 2,
+            token_digest: String::new(),
+            poll_affinity: None,
+        })
+        .await
+        .expect("add");
+    let crate::hub::AddConn::Added(conn) = added else {
+        panic!("not added");
+    };
+    assert_eq!(tracker.len(), 1);
+    assert!(hub.channel("idle-7").is_some_and(|rt| rt.has_dispatcher()));
+    buffer
+        .enqueue(message(&clock, "idle-7", "hook-a", 3600))
+        .await
+        .expect("enqueue");
+    let mut rx = conn.receiver().await;
+    let batch = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("delivered in time")
+        .expect("a batch");
+    assert_eq!(batch.len(), 1);
+    hub.close_all(crate::hub::conn::CloseReason::Shutdown);
+    tracker.close();
+    tracker.wait().await;
+}

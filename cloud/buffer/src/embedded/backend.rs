@@ -223,22 +223,45 @@ impl Buffer for EmbeddedBuffer {
     async fn sweep(&self, orphan_retention: Option<std::time::Duration>) -> Result<SweepReport> {
         self.ensure_open()?;
         let now = self.clock.now();
-        let names: Vec<String> = self.channels.read().keys().cloned().collect();
+        let everything =
+            self.swept_retention.lock().replace(orphan_retention) != Some(orphan_retention);
+        let names: Vec<String> = if everything {
+            self.channels.read().keys().cloned().collect()
+        } else {
+            self.due.take_due(now.micros())
+        };
+        self.sweep_visits
+            .fetch_add(names.len() as u64, Ordering::Relaxed);
         let mut report = SweepReport::default();
         let mut doomed = Vec::new();
-        for name in names {
+        let mut names = names.into_iter();
+        while let Some(name) = names.next() {
             let r = self
                 .with_chan(&name, false, |c| {
                     if c.sweep(now, &mut report) {
                         c.notify.notify_one();
                     }
-                    orphan_due(c, orphan_retention, now)
+                    let doomed = orphan_due(c, orphan_retention, now);
+                    if doomed {
+                        // Deleted below; should that not happen, whatever it does next
+                        // files it again.
+                        c.unschedule();
+                    } else {
+                        c.reschedule(now, orphan_retention);
+                    }
+                    doomed
                 })
                 .await;
             match r {
                 Ok(true) => doomed.push(name),
                 Ok(false) | Err(BufferError::ChannelNotFound) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // The ones not visited stay due for the next sweep.
+                    for rest in names {
+                        self.due.schedule(now.micros(), &rest);
+                    }
+                    return Err(e);
+                }
             }
         }
         for name in doomed {

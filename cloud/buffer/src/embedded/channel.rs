@@ -12,7 +12,6 @@
 //!
 //! Messages are keyed by sequence internally (unique per channel, replays keep it).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use connect_protocol::admin::{ChannelState, TokenSource};
@@ -23,7 +22,8 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::codec::{self, PlaceDisk};
-use super::ids::{IdKey, Ids};
+use super::due::DueIndex;
+use super::ids::IdKey;
 use super::log::{Loc, Segments};
 use super::meta::{ChannelDisk, CountersDisk, LoadedChannel, MetaWrite};
 use super::writer::{Job, OnCommit, Rec};
@@ -33,12 +33,15 @@ use crate::{
 
 mod dead;
 mod delivery;
+mod msgs;
 mod scan;
 mod slots;
+mod timers;
 mod views;
 
 pub(super) use self::read_attempts as attempts_in_log;
 pub(super) use dead::Replayed;
+use msgs::Lazy;
 pub(super) use scan::ScanMessage;
 use slots::Slots;
 
@@ -163,32 +166,11 @@ pub(super) struct Chan {
     pub deleted: bool,
     segments: Arc<Segments>,
     max_dead_letters: u64,
-    entries: Slots,
-    /// The latest state record of each message that has one.
-    state_locs: HashMap<u64, Loc>,
-    /// When each delayed message is due (`Place::Delayed`).
-    delayed_until: HashMap<u64, i64>,
-    /// Why and when each dead letter died (`Place::Dead`).
-    dead_info: HashMap<u64, (DeadLetterReason, i64)>,
-    /// Message id → sequence, including ids reserved by enqueues awaiting their commit.
-    ids: Ids,
-    /// Dispatch order: requeued leases at the head, new/promoted/replayed at the tail.
-    ready: VecDeque<u64>,
-    in_flight: BTreeSet<u64>,
-    delayed: BTreeSet<(i64, u64)>,
-    dead: BTreeSet<(i64, u64)>,
-    reserved: HashMap<u64, Reserved>,
+    /// What the channel holds per message; allocated with its first message.
+    m: Lazy,
     /// Log bytes of unsettled messages (reserved included), for `max_queue_bytes`.
     queued_bytes: u64,
-    leases: HashMap<u64, Lease>,
-    /// Every connection that held a lease of a message since the last restart (late ACKs).
-    holders: HashMap<u64, Vec<Arc<str>>>,
-    /// States whose record is not written yet (bounded by the lazy-write window).
-    pending: HashMap<u64, Pending>,
     generation: u32,
-    webhooks: Vec<Box<str>>,
-    webhook_index: HashMap<Box<str>, u32>,
-    webhook_pending: Vec<u64>,
     out: Vec<Rec>,
     tags: Vec<Tag>,
     meta: Vec<MetaWrite>,
@@ -196,6 +178,10 @@ pub(super) struct Chan {
     /// No unsettled message expires before this instant (a lower bound). Lets the periodic
     /// sweep skip the TTL scan of a large backlog until something can have expired.
     next_expiry: Option<i64>,
+    /// The sweep's index of channels with timed work, and the earliest instant this channel
+    /// is filed there for (`None`: not filed since its last sweep).
+    due: Arc<DueIndex>,
+    scheduled: Option<i64>,
 }
 
 pub(super) type ChanRef = Arc<Mutex<Chan>>;
@@ -205,6 +191,7 @@ pub(super) type ChanRef = Arc<Mutex<Chan>>;
 pub(super) struct Env {
     pub segments: Arc<Segments>,
     pub max_dead_letters: u64,
+    pub due: Arc<DueIndex>,
 }
 
 impl Chan {
@@ -218,29 +205,16 @@ impl Chan {
             deleted: false,
             segments: env.segments.clone(),
             max_dead_letters: env.max_dead_letters,
-            entries: Slots::default(),
-            state_locs: HashMap::new(),
-            delayed_until: HashMap::new(),
-            dead_info: HashMap::new(),
-            ids: Ids::default(),
-            ready: VecDeque::new(),
-            in_flight: BTreeSet::new(),
-            delayed: BTreeSet::new(),
-            dead: BTreeSet::new(),
-            reserved: HashMap::new(),
+            m: Lazy::default(),
             queued_bytes: 0,
-            leases: HashMap::new(),
-            holders: HashMap::new(),
-            pending: HashMap::new(),
             generation: 0,
-            webhooks: Vec::new(),
-            webhook_index: HashMap::new(),
-            webhook_pending: Vec::new(),
             out: Vec::new(),
             tags: Vec::new(),
             meta: Vec::new(),
             counters_dirty: false,
             next_expiry: None,
+            due: env.due.clone(),
+            scheduled: None,
         }
     }
 
@@ -350,7 +324,7 @@ impl Chan {
                     published |= self.publish(*seq, loc);
                 }
                 (Tag::Enqueue(seq), None) => self.unreserve(*seq),
-                (Tag::Msg(seq), Some(loc)) => match self.entries.get_mut(*seq) {
+                (Tag::Msg(seq), Some(loc)) => match self.m.entries.get_mut(*seq) {
                     Some(e) => {
                         let old = std::mem::replace(&mut e.loc, loc);
                         self.segments.drop_live(old);
@@ -358,7 +332,7 @@ impl Chan {
                     None => self.segments.drop_live(loc),
                 },
                 (Tag::Copy { seq, from }, Some(loc)) if loc.len > 0 => {
-                    match self.entries.get_mut(*seq) {
+                    match self.m.entries.get_mut(*seq) {
                         Some(e) if e.loc == *from => {
                             e.loc = loc;
                             self.segments.drop_live(*from);
@@ -367,15 +341,16 @@ impl Chan {
                     }
                 }
                 (Tag::State { seq, generation }, Some(loc)) => {
-                    if self.entries.contains(*seq) {
-                        self.state_locs.insert(*seq, loc);
+                    if self.m.entries.contains(*seq) {
+                        self.m.state_locs.insert(*seq, loc);
                     }
                     if self
+                        .m
                         .pending
                         .get(seq)
                         .is_some_and(|p| p.generation == *generation)
                     {
-                        self.pending.remove(seq);
+                        self.m.pending.remove(seq);
                     }
                 }
                 _ => {}
@@ -387,11 +362,12 @@ impl Chan {
     }
 
     fn holders_of(&self, seq: u64) -> &[Arc<str>] {
-        self.holders.get(&seq).map_or(&[], Vec::as_slice)
+        self.m.holders.get(&seq).map_or(&[], Vec::as_slice)
     }
 
     pub fn unsettled(&self) -> u64 {
-        (self.ready.len() + self.in_flight.len() + self.delayed.len() + self.reserved.len()) as u64
+        (self.m.ready.len() + self.m.in_flight.len() + self.m.delayed.len() + self.m.reserved.len())
+            as u64
     }
 
     pub fn is_empty(&self) -> bool {
@@ -417,6 +393,10 @@ impl Chan {
         if !reg.webhook_ids.contains(&self.record.owner) {
             self.record.owner = reg.webhook_ids.first().cloned().unwrap_or(reg.owner);
         }
+        if self.record.settings.dlq_retention_seconds != reg.settings.dlq_retention_seconds {
+            // Dead letters may be due under the new retention.
+            self.wake_at(now.micros());
+        }
         self.record.settings = reg.settings;
         self.record.webhook_ids = reg.webhook_ids;
         self.record.state = ChannelState::Active;
@@ -438,6 +418,8 @@ impl Chan {
             self.record.orphaned_at = Some(now);
             self.record.updated_at = now;
             self.persist_record();
+            // The sweep decides with the orphan retention in force.
+            self.wake_at(now.micros());
         }
     }
 
@@ -486,8 +468,8 @@ impl Chan {
         if self.unsettled() >= self.record.settings.max_queue_size {
             return Err(BufferError::QueueFull);
         }
-        if self.ids.contains(&msg.message_id) {
-            while self.ids.contains(&msg.message_id) {
+        if self.m.ids.contains(&msg.message_id) {
+            while self.m.ids.contains(&msg.message_id) {
                 msg.message_id = new_message_id();
             }
             // `msg` no longer has its body (the record does): re-encode from the record.
@@ -503,9 +485,9 @@ impl Chan {
         }
         self.seq += 1;
         msg.sequence = self.seq;
-        let id = self.ids.insert(&msg.message_id, self.seq);
+        let id = self.m.ids.insert(&msg.message_id, self.seq);
         let webhook = self.webhook_of(msg.namespace.as_deref(), &msg.webhook_id);
-        self.reserved.insert(
+        self.m.reserved.insert(
             self.seq,
             Reserved {
                 id,
@@ -525,7 +507,7 @@ impl Chan {
 
     /// The reserved message is durable: make it ready at the tail.
     fn publish(&mut self, seq: u64, loc: Loc) -> bool {
-        let Some(r) = self.reserved.remove(&seq) else {
+        let Some(r) = self.m.reserved.remove(&seq) else {
             self.segments.drop_live(loc);
             return false;
         };
@@ -533,9 +515,9 @@ impl Chan {
             self.segments.drop_live(loc);
             return false;
         }
-        self.webhook_pending[r.webhook as usize] += 1;
+        self.m.webhook_pending[r.webhook as usize] += 1;
         self.note_expiry(r.expires_at);
-        self.entries.insert(
+        self.m.entries.insert(
             seq,
             Entry {
                 loc,
@@ -548,14 +530,14 @@ impl Chan {
                 id_packed: r.id.is_some(),
             },
         );
-        self.ready.push_back(seq);
+        self.m.ready.push_back(seq);
         true
     }
 
     /// The reserved message's write failed: give back the capacity and the id.
     fn unreserve(&mut self, seq: u64) {
-        if let Some(r) = self.reserved.remove(&seq) {
-            self.ids.remove(r.id, seq);
+        if let Some(r) = self.m.reserved.remove(&seq) {
+            self.m.ids.remove(r.id, seq);
             self.queued_bytes = self.queued_bytes.saturating_sub(u64::from(r.len));
             self.counters.received = self.counters.received.saturating_sub(1);
             self.counters_dirty = true;
@@ -577,13 +559,13 @@ impl Chan {
                 }
             }
         };
-        if let Some(&i) = self.webhook_index.get(key.as_str()) {
+        if let Some(&i) = self.m.webhook_index.get(key.as_str()) {
             return i;
         }
-        let i = self.webhooks.len() as u32;
-        self.webhooks.push(key.clone().into());
-        self.webhook_index.insert(key.into(), i);
-        self.webhook_pending.push(0);
+        let i = self.m.webhooks.len() as u32;
+        self.m.webhooks.push(key.clone().into());
+        self.m.webhook_index.insert(key.into(), i);
+        self.m.webhook_pending.push(0);
         i
     }
 
@@ -591,24 +573,25 @@ impl Chan {
         if self.next_expiry.is_none_or(|t| at < t) {
             self.next_expiry = Some(at);
         }
+        self.wake_at(at);
     }
 
     fn dec_pending(&mut self, webhook: u32) {
-        if let Some(n) = self.webhook_pending.get_mut(webhook as usize) {
+        if let Some(n) = self.m.webhook_pending.get_mut(webhook as usize) {
             *n = n.saturating_sub(1);
         }
     }
 
     /// Drops an entry for good (settled, discarded or deleted): index, id, liveness.
     fn forget(&mut self, seq: u64) -> Option<Entry> {
-        let e = self.entries.remove(seq)?;
-        self.ids.remove(e.id_key(), seq);
-        self.holders.remove(&seq);
-        self.leases.remove(&seq);
-        self.pending.remove(&seq);
-        self.state_locs.remove(&seq);
-        self.delayed_until.remove(&seq);
-        self.dead_info.remove(&seq);
+        let e = self.m.entries.remove(seq)?;
+        self.m.ids.remove(e.id_key(), seq);
+        self.m.holders.remove(&seq);
+        self.m.leases.remove(&seq);
+        self.m.pending.remove(&seq);
+        self.m.state_locs.remove(&seq);
+        self.m.delayed_until.remove(&seq);
+        self.m.dead_info.remove(&seq);
         self.segments.drop_live(e.loc);
         if e.place != Place::Dead {
             self.queued_bytes = self.queued_bytes.saturating_sub(u64::from(e.loc.len));
@@ -620,13 +603,14 @@ impl Chan {
     /// (Reads the state record under the lock: only for a message that was attempted
     /// before and changes place again.)
     fn attempts(&self, seq: u64) -> Attempts {
-        if let Some(p) = self.pending.get(&seq) {
+        if let Some(p) = self.m.pending.get(&seq) {
             return p.attempts.clone();
         }
-        let Some(e) = self.entries.get(seq) else {
+        let Some(e) = self.m.entries.get(seq) else {
             return Attempts::default();
         };
         let mut a = self
+            .m
             .state_locs
             .get(&seq)
             .and_then(|loc| self.read_attempts(*loc))
@@ -638,18 +622,18 @@ impl Chan {
     /// Queues a state record with the entry's place and `attempts`, kept in `pending` until
     /// it is written.
     fn persist_state(&mut self, seq: u64, attempts: Attempts) {
-        let Some(e) = self.entries.get(seq) else {
+        let Some(e) = self.m.entries.get(seq) else {
             return;
         };
         let place = match e.place {
             // Leases are not persisted: after a restart the message is ready again.
             Place::Ready | Place::Leased => PlaceDisk::Ready,
             Place::Delayed => PlaceDisk::Delayed {
-                until: Timestamp::from_micros(self.delayed_until.get(&seq).copied().unwrap_or(0)),
+                until: Timestamp::from_micros(self.m.delayed_until.get(&seq).copied().unwrap_or(0)),
             },
             Place::Dead => {
                 // Always present for a dead letter (set together with the place).
-                let Some(&(reason, at)) = self.dead_info.get(&seq) else {
+                let Some(&(reason, at)) = self.m.dead_info.get(&seq) else {
                     return;
                 };
                 PlaceDisk::Dead {
@@ -666,7 +650,7 @@ impl Chan {
             seq,
             generation: self.generation,
         });
-        self.pending.insert(
+        self.m.pending.insert(
             seq,
             Pending {
                 generation: self.generation,
@@ -689,15 +673,15 @@ impl Chan {
         self.tags.clear();
         self.meta.clear();
         self.counters_dirty = false;
-        let seqs: Vec<u64> = self.entries.keys().collect();
+        let seqs: Vec<u64> = self.m.entries.keys().collect();
         for seq in seqs {
             self.forget(seq);
         }
-        self.ready.clear();
-        self.in_flight.clear();
-        self.delayed.clear();
-        self.dead.clear();
-        self.ids.clear();
+        self.m.ready.clear();
+        self.m.in_flight.clear();
+        self.m.delayed.clear();
+        self.m.dead.clear();
+        self.m.ids.clear();
         self.meta.push(MetaWrite::Drop {
             name: self.record.name.clone(),
         });

@@ -22,6 +22,7 @@
 
 mod channel;
 mod codec;
+mod due;
 mod hosted;
 mod ids;
 mod log;
@@ -45,6 +46,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, oneshot};
 
 use self::channel::{AttemptsAt, Chan, ChanRef, Env, ScanMessage, View};
+use self::due::DueIndex;
 use self::log::{Loc, Segments};
 use self::writer::{Job, OnCommit, Shared, Writer};
 use crate::{BufferError, Clock, MessageRecord, Result};
@@ -109,6 +111,13 @@ pub struct EmbeddedBuffer {
     compact_stall: Mutex<Duration>,
     /// Accounts and self-service channels (`hosted.redb`).
     hosted: hosted::HostedStore,
+    /// Channels with timed work (`due`); the sweep visits only those.
+    due: Arc<DueIndex>,
+    /// The orphan retention of the last sweep (`None` before the first): the first sweep and
+    /// one after a change of it visit every channel.
+    swept_retention: Mutex<Option<Option<Duration>>>,
+    /// Channels the sweeps visited, for tests.
+    sweep_visits: AtomicU64,
 }
 
 impl std::fmt::Debug for EmbeddedBuffer {
@@ -143,9 +152,11 @@ impl EmbeddedBuffer {
         let (db, loaded, next_id) = meta::open(&dir.join(DB_FILE), &log_dir)?;
         let hosted = hosted::HostedStore::open(&dir.join(hosted::FILE))?;
         let segments = Segments::new(&log_dir);
+        let due = Arc::new(DueIndex::default());
         let env = Env {
             segments: segments.clone(),
             max_dead_letters: options.max_dead_letters,
+            due: due.clone(),
         };
         let notifiers: Mutex<HashMap<String, Arc<Notify>>> = Mutex::new(HashMap::new());
         let notifier = |name: &str| -> Arc<Notify> {
@@ -212,7 +223,16 @@ impl EmbeddedBuffer {
             head_seen: Mutex::new(None),
             compact_stall: Mutex::new(COMPACT_STALL),
             hosted,
+            due,
+            swept_retention: Mutex::new(None),
+            sweep_visits: AtomicU64::new(0),
         })
+    }
+
+    /// Test hook: how many channels the sweeps have visited.
+    #[cfg(any(test, feature = "test-suite"))]
+    pub fn sweep_visits(&self) -> u64 {
+        self.sweep_visits.load(Ordering::Relaxed)
     }
 
     /// Fault injection for tests: while on, every write fails as an I/O error would.

@@ -285,3 +285,85 @@ async fn enqueue_rate() {
         n as f64 / elapsed.as_secs_f64()
     );
 }
+
+/// Issue #14: the sweep visits the channels with timed work (leases, delays, expiry,
+/// dead-letter and orphan retention) and none of the idle ones, however many there are.
+#[tokio::test]
+async fn the_sweep_visits_only_channels_with_due_work() {
+    let h = EmbeddedHarness::new();
+    let b = h.open_embedded();
+    let retention = Some(Duration::from_secs(60));
+    for i in 0..500 {
+        b.register_channel(registration(&format!("idle-{i}"), settings()))
+            .await
+            .unwrap();
+    }
+    let mut s = settings();
+    s.ack_timeout_seconds = 10;
+    s.dlq_retention_seconds = 100;
+    b.register_channel(registration(CH, s)).await.unwrap();
+
+    // The first sweep looks at every channel once.
+    with_timeout(b.sweep(retention)).await.unwrap();
+    assert_eq!(b.sweep_visits(), 501);
+    for _ in 0..5 {
+        h.clock.advance(Duration::from_secs(1));
+        with_timeout(b.sweep(retention)).await.unwrap();
+    }
+    assert_eq!(b.sweep_visits(), 501, "idle channels were visited again");
+
+    // A lease: nothing due until its deadline, then exactly this channel.
+    b.enqueue(message(&h.clock, CH, "hook-a", 3600))
+        .await
+        .unwrap();
+    let leased = b.lease(CH, "conn-1", 1).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    h.clock.advance(Duration::from_secs(5));
+    with_timeout(b.sweep(retention)).await.unwrap();
+    assert_eq!(b.sweep_visits(), 501);
+    h.clock.advance(Duration::from_secs(6));
+    let report = with_timeout(b.sweep(retention)).await.unwrap();
+    assert_eq!(report.expired_leases.len(), 1);
+    assert_eq!(b.sweep_visits(), 502);
+
+    // A NACK with retry: the channel comes due when the delay ends (second delivery: 1.6 to
+    // 2.4 s) and the message is promoted then.
+    let leased = b.lease(CH, "conn-2", 1).await.unwrap();
+    let id = leased[0].message.message_id.clone();
+    b.nack(CH, &id, "conn-2", true, None).await.unwrap();
+    h.clock.advance(Duration::from_millis(2500));
+    let report = with_timeout(b.sweep(retention)).await.unwrap();
+    assert_eq!(report.promoted, 1);
+    assert_eq!(b.sweep_visits(), 503);
+
+    // Expiry: the message dies at its TTL, then its dead letter at the DLQ retention.
+    h.clock.advance(Duration::from_secs(3600));
+    let report = with_timeout(b.sweep(retention)).await.unwrap();
+    assert_eq!(report.expired, 1);
+    assert_eq!(b.sweep_visits(), 504);
+    h.clock.advance(Duration::from_secs(50));
+    with_timeout(b.sweep(retention)).await.unwrap();
+    assert_eq!(b.sweep_visits(), 504);
+    h.clock.advance(Duration::from_secs(51));
+    let report = with_timeout(b.sweep(retention)).await.unwrap();
+    assert_eq!(report.dlq_removed, 1);
+    assert_eq!(b.sweep_visits(), 505);
+
+    // An orphan is deleted when its retention ends, and only it is visited.
+    b.orphan_channel("idle-7").await.unwrap();
+    with_timeout(b.sweep(retention)).await.unwrap();
+    assert_eq!(b.sweep_visits(), 506);
+    h.clock.advance(Duration::from_secs(61));
+    let report = with_timeout(b.sweep(retention)).await.unwrap();
+    assert_eq!(report.channels_deleted, vec!["idle-7".to_owned()]);
+    assert_eq!(b.sweep_visits(), 507);
+    for _ in 0..5 {
+        h.clock.advance(Duration::from_secs(1000));
+        with_timeout(b.sweep(retention)).await.unwrap();
+    }
+    assert_eq!(b.sweep_visits(), 507, "nothing is due any more");
+
+    // A different orphan retention looks at every channel once more.
+    with_timeout(b.sweep(None)).await.unwrap();
+    assert_eq!(b.sweep_visits(), 507 + 500);
+}

@@ -11,33 +11,34 @@ impl Chan {
     /// Newest first, at most `limit`; also the DLQ size.
     pub fn dead_letters(&self, limit: usize) -> (Vec<View>, u64) {
         let items = self
+            .m
             .dead
             .iter()
             .rev()
             .take(limit)
             .filter_map(|(_, s)| self.view(*s))
             .collect();
-        (items, self.dead.len() as u64)
+        (items, self.m.dead.len() as u64)
     }
 
     pub fn dead_letter_view(&self, message_id: &str) -> Option<View> {
-        let seq = self.ids.get(message_id)?;
-        let e = self.entries.get(seq)?;
+        let seq = self.m.ids.get(message_id)?;
+        let e = self.m.entries.get(seq)?;
         (e.place == Place::Dead).then(|| self.view(seq)).flatten()
     }
 
     /// Is `message_id` a dead letter that a replay could take right now? (Checked before the
     /// record is read, outside the lock, for a replay.)
     pub fn replay_candidate(&self, message_id: &str) -> Option<(u64, super::Loc)> {
-        let seq = self.ids.get(message_id)?;
-        let e = self.entries.get(seq)?;
+        let seq = self.m.ids.get(message_id)?;
+        let e = self.m.entries.get(seq)?;
         (e.place == Place::Dead).then_some((seq, e.loc))
     }
 
     /// Replays a dead letter: a fresh TTL from now, attempts reset, at the tail. `record`
     /// is the message re-encoded with its new expiry (the caller read it from the log).
     pub fn replay_seq(&mut self, seq: u64, record: Option<(Vec<u8>, i64)>) -> ReplayOutcome {
-        let (dead_at, len) = match (self.entries.get(seq), self.dead_info.get(&seq)) {
+        let (dead_at, len) = match (self.m.entries.get(seq), self.m.dead_info.get(&seq)) {
             (Some(e), Some(&(_, at))) if e.place == Place::Dead => (at, e.loc.len),
             _ => return ReplayOutcome::NotFound,
         };
@@ -49,19 +50,19 @@ impl Chan {
         {
             return ReplayOutcome::QueueFull;
         }
-        self.dead.remove(&(dead_at, seq));
-        self.dead_info.remove(&seq);
-        let Some(e) = self.entries.get_mut(seq) else {
+        self.m.dead.remove(&(dead_at, seq));
+        self.m.dead_info.remove(&seq);
+        let Some(e) = self.m.entries.get_mut(seq) else {
             return ReplayOutcome::NotFound;
         };
         e.expires_at = expires_at;
         e.delivery_count = 0;
         e.place = Place::Ready;
         let webhook = e.webhook;
-        self.holders.remove(&seq);
+        self.m.holders.remove(&seq);
         self.queued_bytes += u64::from(len);
-        self.webhook_pending[webhook as usize] += 1;
-        self.ready.push_back(seq);
+        self.m.webhook_pending[webhook as usize] += 1;
+        self.m.ready.push_back(seq);
         self.note_expiry(expires_at);
         self.counters.replayed += 1;
         self.counters_dirty = true;
@@ -75,10 +76,11 @@ impl Chan {
     /// Oldest dead letters first, at most `limit`, for a bulk replay.
     pub fn replay_candidates(&self, limit: Option<u64>) -> Vec<(u64, super::Loc)> {
         let want = usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
-        self.dead
+        self.m
+            .dead
             .iter()
             .take(want)
-            .filter_map(|(_, s)| self.entries.get(*s).map(|e| (*s, e.loc)))
+            .filter_map(|(_, s)| self.m.entries.get(*s).map(|e| (*s, e.loc)))
             .collect()
     }
 
@@ -98,31 +100,32 @@ impl Chan {
         }
         BulkReplay {
             replayed,
-            remaining: self.dead.len() as u64,
+            remaining: self.m.dead.len() as u64,
             stopped_queue_full,
         }
     }
 
     pub fn delete_dead_letter(&mut self, message_id: &str) -> bool {
-        let Some(seq) = self.ids.get(message_id) else {
+        let Some(seq) = self.m.ids.get(message_id) else {
             return false;
         };
         let Some(at) = self
+            .m
             .entries
             .get(seq)
             .filter(|e| e.place == Place::Dead)
-            .and_then(|_| self.dead_info.get(&seq))
+            .and_then(|_| self.m.dead_info.get(&seq))
             .map(|&(_, at)| at)
         else {
             return false;
         };
-        self.dead.remove(&(at, seq));
+        self.m.dead.remove(&(at, seq));
         self.remove_dead(seq);
         true
     }
 
     pub fn purge_dead_letters(&mut self) -> u64 {
-        let all = std::mem::take(&mut self.dead);
+        let all = std::mem::take(&mut self.m.dead);
         for &(_, seq) in &all {
             self.remove_dead(seq);
         }
@@ -139,8 +142,8 @@ impl Chan {
 
     /// Keeps at most `max_dead_letters`: the oldest beyond it are dropped and counted.
     pub(super) fn cap_dead_letters(&mut self) {
-        while self.dead.len() as u64 > self.max_dead_letters {
-            let Some((_, seq)) = self.dead.pop_first() else {
+        while self.m.dead.len() as u64 > self.max_dead_letters {
+            let Some((_, seq)) = self.m.dead.pop_first() else {
                 break;
             };
             self.remove_dead(seq);

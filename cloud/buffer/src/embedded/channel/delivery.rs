@@ -26,10 +26,10 @@ impl Chan {
         let mut out = Vec::new();
         let mut bytes = 0u64;
         while out.len() < max && bytes < max_bytes {
-            let Some(seq) = self.ready.pop_front() else {
+            let Some(seq) = self.m.ready.pop_front() else {
                 break;
             };
-            let Some(e) = self.entries.get_mut(seq) else {
+            let Some(e) = self.m.entries.get_mut(seq) else {
                 continue;
             };
             if e.expires_at <= now_us {
@@ -52,37 +52,40 @@ impl Chan {
             attempts.delivery_count = delivery_count;
             attempts.first_attempt_at.get_or_insert(now);
             attempts.last_attempt_at = Some(now);
-            self.leases.insert(
+            self.m.leases.insert(
                 seq,
                 Lease {
                     conn: conn.clone(),
                     deadline,
                 },
             );
-            let holders = self.holders.entry(seq).or_default();
+            let holders = self.m.holders.entry(seq).or_default();
             if !holders.contains(&conn) {
                 holders.push(conn.clone());
             }
-            self.in_flight.insert(seq);
+            self.m.in_flight.insert(seq);
             self.counters.dispatched += 1;
             self.counters_dirty = true;
             self.persist_state(seq, attempts);
+        }
+        if !out.is_empty() {
+            self.wake_at(deadline);
         }
         out
     }
 
     pub fn ack(&mut self, message_id: &str, conn: &str) -> AckOutcome {
-        let Some(seq) = self.ids.get(message_id) else {
+        let Some(seq) = self.m.ids.get(message_id) else {
             return AckOutcome::NotInFlight;
         };
-        let Some(e) = self.entries.get(seq) else {
+        let Some(e) = self.m.entries.get(seq) else {
             return AckOutcome::NotInFlight;
         };
         if e.place == Place::Dead || !self.holders_of(seq).iter().any(|h| &**h == conn) {
             return AckOutcome::NotInFlight;
         }
         let held_lease =
-            e.place == Place::Leased && self.leases.get(&seq).is_some_and(|l| &*l.conn == conn);
+            e.place == Place::Leased && self.m.leases.get(&seq).is_some_and(|l| &*l.conn == conn);
         self.unlink(seq);
         if let Some(e) = self.forget(seq) {
             self.dec_pending(e.webhook);
@@ -109,8 +112,8 @@ impl Chan {
         let Some(seq) = self.held_by(message_id, conn) else {
             return NackOutcome::NotHeld;
         };
-        self.in_flight.remove(&seq);
-        self.leases.remove(&seq);
+        self.m.in_flight.remove(&seq);
+        self.m.leases.remove(&seq);
         self.counters.nacked += 1;
         self.counters_dirty = true;
         let max_attempts = self.record.settings.max_delivery_attempts;
@@ -119,7 +122,7 @@ impl Chan {
         if let Some(err) = error {
             attempts.last_error = Some(err.chars().take(MAX_ERROR_CHARS).collect());
         }
-        let Some(e) = self.entries.get_mut(seq) else {
+        let Some(e) = self.m.entries.get_mut(seq) else {
             return NackOutcome::NotHeld;
         };
         let reason = if !retry {
@@ -137,8 +140,9 @@ impl Chan {
         }
         let until = now.plus_seconds(backoff_seconds(e.delivery_count, backoff_max));
         e.place = Place::Delayed;
-        self.delayed_until.insert(seq, until.micros());
-        self.delayed.insert((until.micros(), seq));
+        self.m.delayed_until.insert(seq, until.micros());
+        self.m.delayed.insert((until.micros(), seq));
+        self.wake_at(until.micros());
         self.persist_state(seq, attempts);
         NackOutcome::Delayed { until }
     }
@@ -150,19 +154,22 @@ impl Chan {
         let deadline = now
             .plus_seconds(self.record.settings.ack_timeout_seconds as f64)
             .micros();
-        if let Some(l) = self.leases.get_mut(&seq) {
+        if let Some(l) = self.m.leases.get_mut(&seq) {
             l.deadline = deadline;
         }
+        // Later than the deadline filed, unless the ack timeout was shortened meanwhile.
+        self.wake_at(deadline);
         true
     }
 
     /// All leases of `conn` back to the head, in sequence order.
     pub fn release(&mut self, conn: &str) -> Vec<String> {
         let seqs: Vec<u64> = self
+            .m
             .in_flight
             .iter()
             .copied()
-            .filter(|s| self.leases.get(s).is_some_and(|l| &*l.conn == conn))
+            .filter(|s| self.m.leases.get(s).is_some_and(|l| &*l.conn == conn))
             .collect();
         self.requeue_head(&seqs)
     }
@@ -170,49 +177,50 @@ impl Chan {
     fn requeue_head(&mut self, seqs: &[u64]) -> Vec<String> {
         let mut ids = Vec::with_capacity(seqs.len());
         for &seq in seqs {
-            self.in_flight.remove(&seq);
-            self.leases.remove(&seq);
-            if let Some(e) = self.entries.get_mut(seq) {
+            self.m.in_flight.remove(&seq);
+            self.m.leases.remove(&seq);
+            let m = &mut *self.m;
+            if let Some(e) = m.entries.get_mut(seq) {
                 e.place = Place::Ready;
-                ids.push(self.ids.name(e.id_key(), seq));
+                ids.push(m.ids.name(e.id_key(), seq));
             }
         }
         for &seq in seqs.iter().rev() {
-            self.ready.push_front(seq);
+            self.m.ready.push_front(seq);
         }
         ids
     }
 
     fn held_by(&self, message_id: &str, conn: &str) -> Option<u64> {
-        let seq = self.ids.get(message_id)?;
-        let e = self.entries.get(seq)?;
-        (e.place == Place::Leased && self.leases.get(&seq).is_some_and(|l| &*l.conn == conn))
+        let seq = self.m.ids.get(message_id)?;
+        let e = self.m.entries.get(seq)?;
+        (e.place == Place::Leased && self.m.leases.get(&seq).is_some_and(|l| &*l.conn == conn))
             .then_some(seq)
     }
 
     /// Removes the message from whichever index holds it (not from `entries`).
     pub(super) fn unlink(&mut self, seq: u64) {
-        let Some(e) = self.entries.get(seq) else {
+        let Some(e) = self.m.entries.get(seq) else {
             return;
         };
         match e.place {
             Place::Ready => {
-                if let Some(pos) = self.ready.iter().position(|s| *s == seq) {
-                    self.ready.remove(pos);
+                if let Some(pos) = self.m.ready.iter().position(|s| *s == seq) {
+                    self.m.ready.remove(pos);
                 }
             }
             Place::Leased => {
-                self.in_flight.remove(&seq);
-                self.leases.remove(&seq);
+                self.m.in_flight.remove(&seq);
+                self.m.leases.remove(&seq);
             }
             Place::Delayed => {
-                if let Some(until) = self.delayed_until.remove(&seq) {
-                    self.delayed.remove(&(until, seq));
+                if let Some(until) = self.m.delayed_until.remove(&seq) {
+                    self.m.delayed.remove(&(until, seq));
                 }
             }
             Place::Dead => {
-                if let Some(&(_, at)) = self.dead_info.get(&seq) {
-                    self.dead.remove(&(at, seq));
+                if let Some(&(_, at)) = self.m.dead_info.get(&seq) {
+                    self.m.dead.remove(&(at, seq));
                 }
             }
         }
@@ -232,18 +240,22 @@ impl Chan {
         attempts: connect_protocol::message::Attempts,
     ) {
         let at = now.micros();
-        let Some(e) = self.entries.get_mut(seq) else {
+        let Some(e) = self.m.entries.get_mut(seq) else {
             return;
         };
         e.place = Place::Dead;
         let (webhook, len) = (e.webhook, e.loc.len);
         // A dead letter may wait long for an operator: out of the dense chunks.
-        self.entries.set_aside(seq);
-        self.dead_info.insert(seq, (reason, at));
-        self.delayed_until.remove(&seq);
-        self.leases.remove(&seq);
+        self.m.entries.set_aside(seq);
+        self.m.dead_info.insert(seq, (reason, at));
+        self.m.delayed_until.remove(&seq);
+        self.m.leases.remove(&seq);
         self.queued_bytes = self.queued_bytes.saturating_sub(u64::from(len));
-        self.dead.insert((at, seq));
+        self.m.dead.insert((at, seq));
+        let retention = self.record.settings.dlq_retention_seconds;
+        if retention > 0 {
+            self.wake_at(now.plus_seconds(retention as f64).micros());
+        }
         self.counters.dead_lettered += 1;
         match reason {
             DeadLetterReason::Expired => self.counters.expired += 1,
@@ -260,32 +272,33 @@ impl Chan {
     pub fn sweep(&mut self, now: Timestamp, report: &mut SweepReport) -> bool {
         let now_us = now.micros();
         let lost: Vec<u64> = self
+            .m
             .in_flight
             .iter()
             .copied()
-            .filter(|s| self.leases.get(s).is_some_and(|l| l.deadline <= now_us))
+            .filter(|s| self.m.leases.get(s).is_some_and(|l| l.deadline <= now_us))
             .collect();
         for &seq in &lost {
-            if let (Some(l), Some(e)) = (self.leases.get(&seq), self.entries.get(seq)) {
+            if let (Some(l), Some(e)) = (self.m.leases.get(&seq), self.m.entries.get(seq)) {
                 report.expired_leases.push(LostLease {
                     channel: self.record.name.clone(),
                     connection_id: l.conn.to_string(),
-                    message_id: self.ids.name(e.id_key(), seq),
+                    message_id: self.m.ids.name(e.id_key(), seq),
                 });
             }
         }
         self.requeue_head(&lost);
 
         let mut promoted = 0;
-        while let Some(&(until, seq)) = self.delayed.first() {
+        while let Some(&(until, seq)) = self.m.delayed.first() {
             if until > now_us {
                 break;
             }
-            self.delayed.pop_first();
-            self.delayed_until.remove(&seq);
-            if let Some(e) = self.entries.get_mut(seq) {
+            self.m.delayed.pop_first();
+            self.m.delayed_until.remove(&seq);
+            if let Some(e) = self.m.entries.get_mut(seq) {
                 e.place = Place::Ready;
-                self.ready.push_back(seq);
+                self.m.ready.push_back(seq);
                 let attempts = self.attempts(seq);
                 self.persist_state(seq, attempts);
                 promoted += 1;
@@ -307,11 +320,11 @@ impl Chan {
         let retention = self.record.settings.dlq_retention_seconds;
         if retention > 0 {
             let horizon = now.plus_seconds(-(retention as f64)).micros();
-            while let Some(&(at, seq)) = self.dead.first() {
+            while let Some(&(at, seq)) = self.m.dead.first() {
                 if at > horizon {
                     break;
                 }
-                self.dead.pop_first();
+                self.m.dead.pop_first();
                 self.remove_dead(seq);
                 report.dlq_removed += 1;
             }
@@ -323,26 +336,29 @@ impl Chan {
     /// interrupted) and recomputes the expiry bound. One pass over the backlog, run only when
     /// the bound says something is due. Returns them ready ones first, in sequence order.
     fn take_expired(&mut self, now: i64) -> Vec<u64> {
-        let expired = |c: &Self, s: u64| c.entries.get(s).is_some_and(|e| e.expires_at <= now);
+        let expired = |c: &Self, s: u64| c.m.entries.get(s).is_some_and(|e| e.expires_at <= now);
         let ready: HashSet<u64> = self
+            .m
             .ready
             .iter()
             .copied()
             .filter(|s| expired(self, *s))
             .collect();
         if !ready.is_empty() {
-            self.ready.retain(|s| !ready.contains(s));
+            self.m.ready.retain(|s| !ready.contains(s));
         }
         let delayed: Vec<(i64, u64)> = self
+            .m
             .delayed
             .iter()
             .copied()
             .filter(|(_, s)| expired(self, *s))
             .collect();
         for key in &delayed {
-            self.delayed.remove(key);
+            self.m.delayed.remove(key);
         }
         self.next_expiry = self
+            .m
             .entries
             .values()
             .filter(|e| e.place != Place::Dead)
@@ -351,7 +367,7 @@ impl Chan {
             .min();
         // Leased messages already past their expiry are dead-lettered when they come back
         // (lease time); keep the bound so the next sweep looks again.
-        if self.in_flight.iter().any(|s| expired(self, *s)) {
+        if self.m.in_flight.iter().any(|s| expired(self, *s)) {
             self.next_expiry = Some(now);
         }
         let mut out: Vec<u64> = ready.into_iter().collect();
