@@ -24,7 +24,7 @@ use crate::history::{Entry, History};
 use crate::modules::Modules;
 use crate::outcome_log::Subject;
 use crate::status::Live;
-use crate::transport::proxy::CloudProxy;
+use crate::transport::cloud_http::{CloudHttpOptions, cloud_client};
 use crate::transport::tls::ws_tls_config;
 
 /// How long a pause or disconnect waits for running deliveries before closing the link.
@@ -137,40 +137,18 @@ impl ChannelCtx {
         inner: &Inner,
         history: History,
     ) -> Result<Self, EngineError> {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(cfg.connection_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .danger_accept_invalid_certs(!cfg.verify_ssl);
-        if let Some(ca) = &cfg.ca_cert_path {
-            let pem = std::fs::read(ca)
-                .map_err(|e| EngineError::Setup(format!("ca_cert_path {}: {e}", ca.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| EngineError::Setup(format!("ca_cert_path {}: {e}", ca.display())))?;
-            b = b.add_root_certificate(cert);
-        }
-        if let (Some(c), Some(k)) = (&cfg.client_cert_path, &cfg.client_key_path) {
-            let mut pem = std::fs::read(c)
-                .map_err(|e| EngineError::Setup(format!("{}: {e}", c.display())))?;
-            pem.extend(
-                std::fs::read(k)
-                    .map_err(|e| EngineError::Setup(format!("{}: {e}", k.display())))?,
-            );
-            let id = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| EngineError::Setup(format!("client certificate: {e}")))?;
-            b = b.identity(id);
-        }
-        // The proxy is chosen here (from the injected environment first) rather than by reqwest
-        // from the process environment, so that WebSocket links use the same one.
-        b = b.no_proxy();
-        if let Some(p) = CloudProxy::for_cloud(&cfg.cloud_url, &inner.env) {
-            let proxy = p
-                .reqwest()
-                .map_err(|e| EngineError::Setup(format!("proxy {:?}: {e}", p.to_string())))?;
-            b = b.proxy(proxy);
-        }
-        let cloud = b
-            .build()
-            .map_err(|e| EngineError::Setup(format!("HTTP client: {e}")))?;
+        let cloud = cloud_client(
+            &cfg.cloud_url,
+            &CloudHttpOptions {
+                connect_timeout: cfg.connection_timeout,
+                request_timeout: None,
+                verify_ssl: cfg.verify_ssl,
+                ca_cert_path: cfg.ca_cert_path.clone(),
+                client_cert_path: cfg.client_cert_path.clone(),
+                client_key_path: cfg.client_key_path.clone(),
+            },
+            &inner.env,
+        )?;
         let mut target_clients = HashMap::new();
         let mut target_limits = HashMap::new();
         let all = cfg.targets.iter().map(|(k, t)| (k.clone(), t)).chain(
