@@ -88,6 +88,7 @@ pub(crate) struct ChannelCtx {
     /// Wakes the queue poller before its next tick: on connecting, and when the channel's
     /// dead letters were changed through the admin API ([`EngineHandle::refresh_queue`]).
     pub(crate) queue_wake: tokio::sync::Notify,
+    pub(crate) finished: tokio::sync::broadcast::Sender<crate::handle::Finished>,
 }
 
 /// The connection a message arrived on, used to settle it.
@@ -209,6 +210,7 @@ impl ChannelCtx {
             paused: inner.paused.subscribe(),
             modules,
             queue_wake: tokio::sync::Notify::new(),
+            finished: inner.finished.clone(),
             cfg,
         })
     }
@@ -345,6 +347,30 @@ impl ChannelCtx {
                 Err(e) => tracing::warn!(message_id, error = %e, "settle failed"),
             }
             tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt + 1))).await;
+        }
+    }
+
+    /// Sets the final outcome of history entry `seq` with `f` and tells
+    /// [`subscribe_finished`](crate::EngineHandle::subscribe_finished) receivers.
+    pub(crate) fn finish(&self, seq: u64, f: impl FnOnce(&mut Entry)) {
+        let mut h = self.history.lock();
+        let mut done = None;
+        h.update(seq, |e| {
+            f(e);
+            done = Some(crate::handle::Finished {
+                key: self.cfg.key.clone(),
+                summary: e.summary.clone(),
+                error: e
+                    .attempts
+                    .last()
+                    .filter(|a| a.status.is_none())
+                    .and_then(|a| a.error.clone()),
+            });
+        });
+        drop(h);
+        if let Some(d) = done {
+            // No receiver is the common case (the app and `run` do not listen).
+            let _ = self.finished.send(d);
         }
     }
 
