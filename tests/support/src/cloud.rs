@@ -37,6 +37,7 @@ pub struct CloudBuilder {
     webhooks: Value,
     env: Vec<(String, String)>,
     http_timeout: Duration,
+    self_service: Option<String>,
 }
 
 impl CloudBuilder {
@@ -44,6 +45,14 @@ impl CloudBuilder {
     pub fn envs(mut self, env: &[(&str, &str)]) -> Self {
         self.env
             .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        self
+    }
+
+    /// Self-service mode `mode` (`keys` or `open`, HOSTED.md §1) with
+    /// `WEBHOOK_CONNECT_PUBLIC_URL` set to the cloud's own `http://127.0.0.1:<port>`, so that the
+    /// `webhook_url`s it hands out reach it.
+    pub fn self_service(mut self, mode: &str) -> Self {
+        self.self_service = Some(mode.to_owned());
         self
     }
 
@@ -61,7 +70,15 @@ impl CloudBuilder {
             serde_json::to_vec_pretty(&self.webhooks)?,
         )?;
         let port = free_port();
-        let proc = spawn(dir.path(), port, &self.env)?;
+        let mut env = self.env;
+        if let Some(mode) = self.self_service {
+            env.push(("WEBHOOK_CONNECT_SELF_SERVICE".into(), mode));
+            env.push((
+                "WEBHOOK_CONNECT_PUBLIC_URL".into(),
+                format!("http://127.0.0.1:{port}"),
+            ));
+        }
+        let proc = spawn(dir.path(), port, &env)?;
         let cloud = Cloud {
             proc,
             base: format!("http://127.0.0.1:{port}"),
@@ -70,7 +87,7 @@ impl CloudBuilder {
             http: reqwest::Client::builder()
                 .timeout(self.http_timeout)
                 .build()?,
-            extra_env: self.env,
+            extra_env: env,
         };
         cloud.wait_ready().await?;
         Ok(cloud)
@@ -93,6 +110,7 @@ impl Cloud {
             webhooks,
             env: Vec::new(),
             http_timeout: Duration::from_secs(30),
+            self_service: None,
         }
     }
 

@@ -1,0 +1,579 @@
+//! The CLI's self-service commands (HOSTED.md §4) as a developer runs them: the real
+//! `webhook-connect` binary against the real cloud in `open` self-service mode, from a machine
+//! with no prior configuration (a fresh HOME and XDG directories, no keyring: the API key lives
+//! in a `--key-file`).
+//!
+//! - `login` + `listen --forward-to` deliver a webhook posted to the printed URL to a local
+//!   target byte for byte, one line per webhook, and Ctrl-C exits 0;
+//! - `channels create/list/rotate-token/delete` and `dead-letters` (list, replay, replay-all,
+//!   delete, purge) with `--json` output that parses as the API's shapes;
+//! - the documented exit codes: a refused key 77, not logged in 77, a key file others may read
+//!   64, no keyring without `--key-file` 64, an unreachable cloud 69, a missing channel 1.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use connect_testkit::cloud::ADMIN;
+use connect_testkit::{ChildProcess, Cloud, RecordingTarget, free_port, wait_for, workspace_bin};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A machine with no prior configuration: its own HOME, config and runtime directories.
+struct Machine {
+    home: tempfile::TempDir,
+}
+
+/// What one CLI run left.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Result<Value> {
+        serde_json::from_str(&self.stdout).with_context(|| {
+            format!(
+                "stdout is not JSON:\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    fn ok(self) -> Result<Self> {
+        ensure!(
+            self.code == Some(0),
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        Ok(self)
+    }
+}
+
+impl Machine {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            home: tempfile::tempdir()?,
+        })
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.home.path().join(rel)
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let h = self.home.path();
+        vec![
+            ("HOME".into(), h.display().to_string()),
+            (
+                "XDG_CONFIG_HOME".into(),
+                h.join(".config").display().to_string(),
+            ),
+            (
+                "XDG_RUNTIME_DIR".into(),
+                h.join("run").display().to_string(),
+            ),
+            ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+        ]
+    }
+
+    /// Runs `webhook-connect args` to its end with `stdin`, in a clean environment (no D-Bus
+    /// session, hence no keyring; no `CONNECTOR_*`).
+    async fn run(&self, args: &[&str], stdin: &str) -> Result<Run> {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new(workspace_bin("webhook-connect")?)
+            .args(args)
+            .env_clear()
+            .envs(self.env())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut pipe = child.stdin.take().context("stdin")?;
+        pipe.write_all(stdin.as_bytes()).await?;
+        drop(pipe);
+        let out = tokio::time::timeout(WAIT, child.wait_with_output())
+            .await
+            .with_context(|| format!("webhook-connect {args:?} hung"))??;
+        Ok(Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// `webhook-connect listen …` left running.
+    fn listen(&self, args: &[&str]) -> Result<ChildProcess> {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut all = vec!["listen"];
+        all.extend_from_slice(args);
+        ChildProcess::spawn(workspace_bin("webhook-connect")?, &all, &env, "listen")
+    }
+}
+
+async fn hosted_cloud() -> Result<Cloud> {
+    Cloud::builder(json!({})).self_service("open").start().await
+}
+
+/// Creates account `name` through the admin API; its API key.
+async fn admin_account(cloud: &Cloud, name: &str) -> Result<String> {
+    let r = cloud
+        .http
+        .post(format!("{}/admin/webhook-connect/accounts", cloud.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": name}))
+        .send()
+        .await?;
+    let s = r.status();
+    let v: Value = r.json().await?;
+    ensure!(s == 201, "create account answered {s}: {v}");
+    v["api_key"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no api_key")
+}
+
+/// `login` with `key` on stdin, keeping it in `key_file`.
+async fn login(m: &Machine, cloud: &Cloud, key: &str, key_file: &Path) -> Result<Run> {
+    m.run(
+        &[
+            "login",
+            "--cloud-url",
+            &cloud.base,
+            "--key-file",
+            key_file.to_str().context("utf-8")?,
+        ],
+        &format!("{key}\n"),
+    )
+    .await
+}
+
+/// Waits for stdout of `p` to contain `needle`; the stdout then.
+async fn wait_stdout(p: &ChildProcess, needle: &str) -> Result<String> {
+    wait_for(WAIT, &format!("{needle:?} on listen's stdout"), || async {
+        let out = p.stdout_text();
+        out.contains(needle).then_some(out)
+    })
+    .await
+    .with_context(|| format!("stdout:\n{}\nstderr:\n{}", p.stdout_text(), p.stderr_text()))
+}
+
+/// Ctrl-C, then the exit code once the process ended.
+async fn interrupt(p: &mut ChildProcess) -> Result<Option<i32>> {
+    let pid = rustix::process::Pid::from_raw(p.pid() as i32).context("pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::INT)?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while p.is_running() {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "listen did not stop on SIGINT"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(p.exit_status().and_then(|s| s.code()))
+}
+
+#[tokio::test]
+async fn cli_login_then_listen_forwards_a_webhook_byte_for_byte_from_a_fresh_machine() -> Result<()>
+{
+    let cloud = hosted_cloud().await?;
+    let key = admin_account(&cloud, "alice").await?;
+    let target = RecordingTarget::start().await?;
+    let m = Machine::new()?;
+    let key_file = m.path("keys/webhook-connect.key");
+    let run = login(&m, &cloud, &key, &key_file).await?.ok()?;
+    ensure!(run.stdout.contains("alice"), "{}", run.stdout);
+    ensure!(
+        !run.stdout.contains(&key) && !run.stderr.contains(&key),
+        "the key is never printed"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file)?.permissions().mode() & 0o777;
+        ensure!(mode == 0o600, "key file mode {mode:o}");
+    }
+    // The second command: no --cloud-url, no --key-file: both remembered by login.
+    let mut p = m.listen(&["--forward-to", &format!("{}/hooks", target.url)])?;
+    let out = wait_stdout(&p, "\n").await?;
+    let first = out.lines().next().unwrap_or_default();
+    let url = first
+        .strip_prefix("Webhook URL: ")
+        .with_context(|| format!("the first line is the webhook URL: {out}"))?
+        .trim()
+        .to_owned();
+    ensure!(
+        url.starts_with(&format!("{}/webhook/wh_", cloud.base)),
+        "{url}"
+    );
+    let body: Vec<u8> = b"{\"k\": \"h\xc3\xa9llo\",\n \"n\": 1.50e3 }\r\n".to_vec();
+    let r = cloud
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", "sha256=abc")
+        .body(body.clone())
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "ingress answered {}", r.status());
+    let got = target
+        .wait_for_count(1, WAIT)
+        .await
+        .with_context(|| p.stderr_text())?;
+    ensure!(got[0].body == body, "byte for byte: {:?}", got[0].body);
+    ensure!(got[0].header("x-hub-signature-256") == Some("sha256=abc"));
+    ensure!(got[0].header("content-type") == Some("application/json"));
+    let out = wait_stdout(&p, "-> 200").await?;
+    let line = out
+        .lines()
+        .find(|l| l.contains("-> 200"))
+        .unwrap_or_default();
+    ensure!(
+        line.contains("POST /webhook/wh_") && line.contains(" ms"),
+        "{line}"
+    );
+    let code = interrupt(&mut p).await?;
+    ensure!(
+        code == Some(0),
+        "Ctrl-C exits 0, got {code:?}\n{}",
+        p.stderr_text()
+    );
+    ensure!(!p.stderr_text().contains(&key) && !p.stdout_text().contains(&key));
+    // The channel `listen` made is the account's `dev`, and a second listen reuses it.
+    let list = m
+        .run(&["channels", "list", "--json"], "")
+        .await?
+        .ok()?
+        .json()?;
+    let names: Vec<&str> = list["channels"]
+        .as_array()
+        .context("channels")?
+        .iter()
+        .filter_map(|c| c["channel"].as_str())
+        .collect();
+    ensure!(names == ["alice.dev"], "{list}");
+    let mut again = m.listen(&["--forward-to", &target.url, "--json"])?;
+    let out = wait_stdout(&again, "\n").await?;
+    let ready: Value = serde_json::from_str(out.lines().next().unwrap_or_default())?;
+    ensure!(
+        ready["webhook_url"] == url.as_str() && ready["created"] == false,
+        "{ready}"
+    );
+    ensure!(interrupt(&mut again).await? == Some(0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
+    let cloud = hosted_cloud().await?;
+    let key = admin_account(&cloud, "bob").await?;
+    let m = Machine::new()?;
+    login(&m, &cloud, &key, &m.path("key")).await?.ok()?;
+    let who = m.run(&["whoami", "--json"], "").await?.ok()?.json()?;
+    ensure!(
+        who["name"] == "bob"
+            && who["account_id"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("acc_")),
+        "{who}"
+    );
+
+    let created = m
+        .run(&["channels", "create", "shop", "--json"], "")
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(created["channel"] == "bob.shop", "{created}");
+    let url = created["webhook_url"]
+        .as_str()
+        .context("webhook_url")?
+        .to_owned();
+    ensure!(
+        created["channel_token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{created}"
+    );
+    let human = m.run(&["channels", "list"], "").await?.ok()?;
+    ensure!(
+        human.stdout.contains("bob.shop") && human.stdout.contains(&url),
+        "{}",
+        human.stdout
+    );
+    let taken = m.run(&["channels", "create", "shop"], "").await?;
+    ensure!(
+        taken.code == Some(1) && taken.stderr.contains("409"),
+        "{}",
+        taken.stderr
+    );
+
+    // Three webhooks dead-lettered by a target answering 404.
+    let target = RecordingTarget::start().await?;
+    target.set_status(404);
+    for i in 0..3 {
+        let r = cloud
+            .http
+            .post(&url)
+            .body(format!("{{\"n\":{i}}}"))
+            .send()
+            .await?;
+        ensure!(r.status() == 200);
+    }
+    let mut p = m.listen(&["--channel", "shop", "--forward-to", &target.url])?;
+    wait_for(WAIT, "three dead-lettered lines", || async {
+        (p.stdout_text().matches("(dead-lettered)").count() == 3).then_some(())
+    })
+    .await
+    .with_context(|| p.stdout_text())?;
+    ensure!(interrupt(&mut p).await? == Some(0));
+    let dl = m
+        .run(&["dead-letters", "shop", "--json"], "")
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(dl["total"] == 3 && dl["channel"] == "bob.shop", "{dl}");
+    let ids: Vec<String> = dl["messages"]
+        .as_array()
+        .context("messages")?
+        .iter()
+        .filter_map(|v| v["message_id"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(ids.len() == 3);
+    let human = m.run(&["dead-letters", "bob.shop"], "").await?.ok()?;
+    ensure!(
+        human.stdout.contains(&ids[0]) && human.stdout.contains("HTTP 404"),
+        "{}",
+        human.stdout
+    );
+
+    let del = m
+        .run(&["dead-letters", "shop", "--delete", &ids[0], "--json"], "")
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(
+        del["status"] == "deleted" && del["message_id"] == ids[0].as_str(),
+        "{del}"
+    );
+    let rep = m
+        .run(&["dead-letters", "shop", "--replay", &ids[1], "--json"], "")
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(rep["status"] == "replayed", "{rep}");
+    let all = m
+        .run(&["dead-letters", "shop", "--replay-all", "--json"], "")
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(all["replayed"] == 1 && all["remaining"] == 0, "{all}");
+    let list = m
+        .run(&["channels", "list", "--json"], "")
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(
+        list["channels"][0]["stats"]["messages_queued"] == 2,
+        "{list}"
+    );
+    // Dead-lettered again, then purged.
+    let mut p = m.listen(&["--channel", "shop", "--forward-to", &target.url])?;
+    wait_for(WAIT, "two dead-lettered lines", || async {
+        (p.stdout_text().matches("(dead-lettered)").count() == 2).then_some(())
+    })
+    .await
+    .with_context(|| p.stdout_text())?;
+    ensure!(interrupt(&mut p).await? == Some(0));
+    let purged = m
+        .run(&["dead-letters", "shop", "--purge", "--json"], "")
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(purged["deleted"] == 2, "{purged}");
+    let gone = m
+        .run(&["dead-letters", "shop", "--delete", &ids[1]], "")
+        .await?;
+    ensure!(
+        gone.code == Some(1),
+        "a missing dead letter is an error: {:?}",
+        gone.code
+    );
+
+    let rotated = m
+        .run(
+            &[
+                "channels",
+                "rotate-token",
+                "shop",
+                "--grace-seconds",
+                "0",
+                "--json",
+            ],
+            "",
+        )
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(
+        rotated["new_token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("ch_tok_")),
+        "{rotated}"
+    );
+    let deleted = m
+        .run(&["channels", "delete", "shop", "--json"], "")
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(deleted["deleted"] == "bob.shop", "{deleted}");
+    let r = cloud.http.post(&url).body("{}").send().await?;
+    ensure!(
+        r.status() == 404,
+        "a deleted channel's URL answers 404, got {}",
+        r.status()
+    );
+    let list = m
+        .run(&["channels", "list", "--json"], "")
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(
+        list["channels"].as_array().is_some_and(Vec::is_empty),
+        "{list}"
+    );
+    let again = m.run(&["channels", "delete", "shop"], "").await?;
+    ensure!(
+        again.code == Some(1) && again.stderr.contains("404"),
+        "{}",
+        again.stderr
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cli_exit_codes_for_refused_keys_bad_key_files_and_no_cloud() -> Result<()> {
+    let cloud = hosted_cloud().await?;
+    let key = admin_account(&cloud, "carol").await?;
+    let m = Machine::new()?;
+
+    // Not logged in anywhere yet.
+    let r = m.run(&["whoami"], "").await?;
+    ensure!(
+        r.code == Some(77),
+        "not logged in: {:?} {}",
+        r.code,
+        r.stderr
+    );
+
+    // A key the cloud refuses: 77, and nothing stored.
+    let key_file = m.path("key");
+    let r = login(&m, &cloud, "whc_not-a-real-key", &key_file).await?;
+    ensure!(r.code == Some(77), "refused key: {:?} {}", r.code, r.stderr);
+    ensure!(!key_file.exists(), "a refused key is not stored");
+    ensure!(!r.stderr.contains("whc_not-a-real-key"), "{}", r.stderr);
+
+    // No keyring on this machine and no --key-file: refused before anything is stored.
+    let r = m
+        .run(&["login", "--cloud-url", &cloud.base], &format!("{key}\n"))
+        .await?;
+    ensure!(r.code == Some(64), "no keyring: {:?} {}", r.code, r.stderr);
+    ensure!(r.stderr.contains("--key-file"), "{}", r.stderr);
+
+    // A key file others may read is refused.
+    std::fs::write(&key_file, format!("{key}\n"))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644))?;
+    }
+    let kf = key_file.to_str().context("utf-8")?;
+    let r = m
+        .run(
+            &["whoami", "--cloud-url", &cloud.base, "--key-file", kf],
+            "",
+        )
+        .await?;
+    ensure!(
+        r.code == Some(64),
+        "0644 key file: {:?} {}",
+        r.code,
+        r.stderr
+    );
+    ensure!(r.stderr.contains("chmod 600"), "{}", r.stderr);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let r = m
+        .run(
+            &["whoami", "--cloud-url", &cloud.base, "--key-file", kf],
+            "",
+        )
+        .await?
+        .ok()?;
+    ensure!(r.stdout.contains("carol"), "{}", r.stdout);
+
+    // A cloud nobody answers at: 69.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let r = m
+        .run(&["whoami", "--cloud-url", &dead, "--key-file", kf], "")
+        .await?;
+    ensure!(r.code == Some(69), "unreachable: {:?} {}", r.code, r.stderr);
+
+    // Logged in, then the key is rotated by the operator: 77 at once.
+    login(&m, &cloud, &key, &key_file).await?.ok()?;
+    let who = m.run(&["whoami", "--json"], "").await?.ok()?.json()?;
+    let id = who["account_id"].as_str().context("account_id")?;
+    let (s, v) = cloud
+        .admin(reqwest::Method::POST, &format!("/accounts/{id}/rotate-key"))
+        .await?;
+    ensure!(s == 200, "{v}");
+    let r = m.run(&["whoami"], "").await?;
+    ensure!(r.code == Some(77), "rotated key: {:?} {}", r.code, r.stderr);
+
+    // Open sign-up from the CLI, then logout forgets the key.
+    let m2 = Machine::new()?;
+    let kf2 = m2.path("k");
+    let r = m2
+        .run(
+            &[
+                "login",
+                "--cloud-url",
+                &cloud.base,
+                "--create-account",
+                "--name",
+                "dave",
+                "--key-file",
+                kf2.to_str().context("utf-8")?,
+                "--json",
+            ],
+            "",
+        )
+        .await?
+        .ok()?;
+    let v = r.json()?;
+    ensure!(
+        v["created"] == true && v["account"]["name"] == "dave",
+        "{v}"
+    );
+    ensure!(
+        !r.stdout.contains("whc_"),
+        "the key is never printed: {}",
+        r.stdout
+    );
+    m2.run(&["whoami"], "").await?.ok()?;
+    m2.run(&["logout"], "").await?.ok()?;
+    ensure!(!kf2.exists(), "logout deletes the key file");
+    let r = m2.run(&["whoami"], "").await?;
+    ensure!(
+        r.code == Some(77),
+        "after logout: {:?} {}",
+        r.code,
+        r.stderr
+    );
+    Ok(())
+}
