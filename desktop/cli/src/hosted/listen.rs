@@ -174,20 +174,24 @@ fn watch_state(handle: &EngineHandle, last: &mut Option<LinkState>) -> Option<Ex
         return None;
     }
     *last = Some(s.state);
-    let why = s.last_error.as_deref().unwrap_or("no detail");
+    let why = s
+        .last_error
+        .as_deref()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
     match s.state {
         LinkState::Connected => {
             let t = s.transport.map(|t| t.as_str()).unwrap_or("-");
             eprintln!("webhook-connect: connected ({t})");
         }
-        LinkState::Connecting => eprintln!("webhook-connect: connecting ({why})"),
-        LinkState::Degraded => eprintln!("webhook-connect: degraded ({why})"),
+        LinkState::Connecting => eprintln!("webhook-connect: connecting{why}"),
+        LinkState::Degraded => eprintln!("webhook-connect: degraded{why}"),
         LinkState::AuthFailed => {
-            eprintln!("webhook-connect: the cloud refused the API key ({why})");
+            eprintln!("webhook-connect: the cloud refused the API key{why}");
             return Some(ExitCode::from(EXIT_UNAUTHORIZED));
         }
         LinkState::Stopped => {
-            eprintln!("webhook-connect: the link stopped for good ({why})");
+            eprintln!("webhook-connect: the link stopped for good{why}");
             return Some(ExitCode::from(super::error::EXIT_ERROR));
         }
         LinkState::Paused | LinkState::Disconnected => {}

@@ -577,3 +577,139 @@ async fn cli_exit_codes_for_refused_keys_bad_key_files_and_no_cloud() -> Result<
     );
     Ok(())
 }
+
+/// `listen` ends by itself when it cannot go on: the key rotated by the operator (the cloud
+/// closes the link with 4005) exits 77, the channel deleted (4006) exits 1.
+#[tokio::test]
+async fn cli_listen_ends_with_77_on_a_rotated_key_and_1_on_a_deleted_channel() -> Result<()> {
+    let cloud = hosted_cloud().await?;
+    let key = admin_account(&cloud, "erin").await?;
+    let target = RecordingTarget::start().await?;
+    let m = Machine::new()?;
+    let key_file = m.path("key");
+    login(&m, &cloud, &key, &key_file).await?.ok()?;
+    let id = m.run(&["whoami", "--json"], "").await?.ok()?.json()?["account_id"]
+        .as_str()
+        .context("account_id")?
+        .to_owned();
+    let mut p = m.listen(&["--forward-to", &target.url])?;
+    wait_for(WAIT, "connected", || async {
+        p.stderr_text().contains("connected (").then_some(())
+    })
+    .await
+    .with_context(|| p.stderr_text())?;
+    let (s, v) = cloud
+        .admin(reqwest::Method::POST, &format!("/accounts/{id}/rotate-key"))
+        .await?;
+    ensure!(s == 200, "{v}");
+    let new_key = v["api_key"].as_str().context("api_key")?.to_owned();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while p.is_running() {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "listen kept running with a rotated key:\n{}",
+            p.stderr_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let code = p.exit_status().and_then(|s| s.code());
+    ensure!(
+        code == Some(77),
+        "rotated key: {code:?}\n{}",
+        p.stderr_text()
+    );
+
+    login(&m, &cloud, &new_key, &key_file).await?.ok()?;
+    let mut p = m.listen(&["--forward-to", &target.url])?;
+    wait_for(WAIT, "connected", || async {
+        p.stderr_text().contains("connected (").then_some(())
+    })
+    .await
+    .with_context(|| p.stderr_text())?;
+    m.run(&["channels", "delete", "dev"], "").await?.ok()?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while p.is_running() {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "listen kept running on a deleted channel:\n{}",
+            p.stderr_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let code = p.exit_status().and_then(|s| s.code());
+    ensure!(
+        code == Some(1),
+        "deleted channel: {code:?}\n{}",
+        p.stderr_text()
+    );
+    Ok(())
+}
+
+/// The default place for the key: a real Secret Service (gnome-keyring in a private D-Bus
+/// session, a throwaway HOME). `login` stores it under service `webhook-connect`, account
+/// `api-key:<cloud url>`; `whoami` reads it; `logout` removes it.
+#[tokio::test]
+async fn cli_login_keeps_the_key_in_the_os_keyring() -> Result<()> {
+    for tool in ["dbus-run-session", "gnome-keyring-daemon", "secret-tool"] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()?
+            .status
+            .success();
+        ensure!(
+            found,
+            "{tool} is not installed (apt-get install dbus gnome-keyring libsecret-tools)"
+        );
+    }
+    let cloud = hosted_cloud().await?;
+    let key = admin_account(&cloud, "frank").await?;
+    let m = Machine::new()?;
+    let bin = workspace_bin("webhook-connect")?;
+    let bin = bin.to_str().context("utf-8")?;
+    let script = format!(
+        "echo -n pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null || exit 70\n\
+         printf '%s\\n' \"$KEY\" | {bin} login --cloud-url {cloud}/ || exit 71\n\
+         echo \"stored=$(secret-tool lookup service webhook-connect username api-key:{cloud})\"\n\
+         {bin} whoami || exit 72\n\
+         {bin} logout || exit 73\n\
+         echo \"after=$(secret-tool lookup service webhook-connect username api-key:{cloud})\"\n\
+         {bin} whoami; echo \"whoami-after-logout=$?\"",
+        cloud = cloud.base,
+    );
+    let mut env = m.env();
+    env.retain(|(k, _)| k != "XDG_RUNTIME_DIR");
+    env.push(("KEY".into(), key.clone()));
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("dbus-run-session")
+            .args(["--", "bash", "-c", &script])
+            .env_clear()
+            .envs(env)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status.code()
+    );
+    ensure!(stdout.contains(&format!("stored={key}")), "{stdout}");
+    ensure!(
+        stdout.contains("frank ("),
+        "whoami read the key from the keyring: {stdout}"
+    );
+    ensure!(stdout.contains("after=\n"), "logout removed it: {stdout}");
+    ensure!(
+        stdout.contains("whoami-after-logout=77"),
+        "{stdout}\n{stderr}"
+    );
+    ensure!(
+        stdout.matches(key.as_str()).count() == 1,
+        "the key shows only where the test itself printed it: {stdout}"
+    );
+    ensure!(!stderr.contains(&key), "{stderr}");
+    Ok(())
+}
