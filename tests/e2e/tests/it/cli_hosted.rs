@@ -452,6 +452,75 @@ async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
         "{}",
         again.stderr
     );
+
+    // A provider check: the secret comes from stdin and is never shown again.
+    let gh = m
+        .run(
+            &[
+                "channels",
+                "create",
+                "gh",
+                "--verify",
+                "github",
+                "--secret-stdin",
+                "--json",
+            ],
+            "s3cret-signing\n",
+        )
+        .await?
+        .ok()?;
+    ensure!(!gh.stdout.contains("s3cret-signing"), "{}", gh.stdout);
+    let gh = gh.json()?;
+    ensure!(
+        gh["verify"]["preset"] == "github" && gh["verify"]["secret_set"] == true,
+        "{gh}"
+    );
+    let gh_url = gh["webhook_url"].as_str().context("webhook_url")?;
+    let body = br#"{"action":"opened"}"#.to_vec();
+    let sign = |secret: &[u8]| {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+        mac.update(&body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    for (secret, want) in [(&b"wrong"[..], 401), (&b"s3cret-signing"[..], 200)] {
+        let r = cloud
+            .http
+            .post(gh_url)
+            .header("x-hub-signature-256", sign(secret))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await?;
+        ensure!(r.status() == want, "signed with {secret:?}: {}", r.status());
+    }
+    let list = m
+        .run(&["channels", "list", "--json"], "")
+        .await?
+        .ok()?
+        .json()?;
+    ensure!(
+        list["channels"][0]["stats"]["messages_queued"] == 1,
+        "only the good one is stored: {list}"
+    );
+    let bad = m
+        .run(
+            &[
+                "channels",
+                "create",
+                "x",
+                "--verify",
+                "gitlab",
+                "--secret-stdin",
+            ],
+            "s\n",
+        )
+        .await?;
+    ensure!(
+        bad.code == Some(64) && bad.stderr.contains("github"),
+        "{}",
+        bad.stderr
+    );
     Ok(())
 }
 
