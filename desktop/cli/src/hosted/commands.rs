@@ -55,10 +55,12 @@ pub fn read_secret_stdin(what: &str) -> Result<String, CliError> {
     let stdin = std::io::stdin();
     let mut text = String::new();
     if std::io::IsTerminal::is_terminal(&stdin) {
-        eprint!("{what}: ");
+        eprint!("{what} (not shown): ");
+        let _echo_off = EchoOff::new(&stdin);
         stdin
             .read_line(&mut text)
             .map_err(|e| CliError::Failed(format!("reading stdin: {e}")))?;
+        eprintln!();
     } else {
         stdin
             .lock()
@@ -72,6 +74,33 @@ pub fn read_secret_stdin(what: &str) -> Result<String, CliError> {
         )));
     }
     Ok(text.to_owned())
+}
+
+/// Turns the terminal's echo off until dropped, so a pasted key does not stay on the screen.
+/// Does nothing where the terminal cannot tell its modes.
+struct EchoOff<'a> {
+    fd: &'a std::io::Stdin,
+    saved: Option<rustix::termios::Termios>,
+}
+
+impl<'a> EchoOff<'a> {
+    fn new(fd: &'a std::io::Stdin) -> Self {
+        use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+        let saved = tcgetattr(fd).ok();
+        if let Some(mut t) = saved.clone() {
+            t.local_modes.remove(LocalModes::ECHO);
+            let _ = tcsetattr(fd, OptionalActions::Now, &t);
+        }
+        Self { fd, saved }
+    }
+}
+
+impl Drop for EchoOff<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            let _ = rustix::termios::tcsetattr(self.fd, rustix::termios::OptionalActions::Now, t);
+        }
+    }
 }
 
 async fn login(

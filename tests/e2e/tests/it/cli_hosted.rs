@@ -782,3 +782,53 @@ async fn cli_login_keeps_the_key_in_the_os_keyring() -> Result<()> {
     ensure!(!stderr.contains(&key), "{stderr}");
     Ok(())
 }
+
+/// Typed or pasted at a terminal, the key is not echoed: `login` on a pseudo-terminal (util-linux
+/// `script`), the key written only once the prompt showed, and the terminal's transcript checked.
+#[tokio::test]
+async fn cli_login_at_a_terminal_does_not_echo_the_key() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cloud = hosted_cloud().await?;
+    let key = admin_account(&cloud, "gina").await?;
+    let m = Machine::new()?;
+    let bin = workspace_bin("webhook-connect")?;
+    let cmd = format!(
+        "{} login --cloud-url {} --key-file {}",
+        bin.display(),
+        cloud.base,
+        m.path("key").display()
+    );
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_clear()
+        .envs(m.env())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("util-linux `script` (apt-get install util-linux)")?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains("(not shown): ") {
+            let n = stdout.read(&mut buf).await?;
+            ensure!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    })
+    .await??;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    stdin.write_all(format!("{key}\n").as_bytes()).await?;
+    stdout.read_to_end(&mut seen).await?;
+    let status = tokio::time::timeout(WAIT, child.wait()).await??;
+    let transcript = String::from_utf8_lossy(&seen);
+    ensure!(status.success(), "{status:?}: {transcript}");
+    ensure!(transcript.contains("logged in as gina"), "{transcript}");
+    ensure!(
+        !transcript.contains(&key),
+        "the key was echoed: {transcript}"
+    );
+    Ok(())
+}
