@@ -55,8 +55,9 @@ pub fn read_secret_stdin(what: &str) -> Result<String, CliError> {
     let stdin = std::io::stdin();
     let mut text = String::new();
     if std::io::IsTerminal::is_terminal(&stdin) {
-        eprint!("{what} (not shown): ");
+        // Echo off before the prompt: whatever is typed once it shows is not echoed.
         let _echo_off = EchoOff::new(&stdin);
+        eprint!("{what} (not shown): ");
         stdin
             .read_line(&mut text)
             .map_err(|e| CliError::Failed(format!("reading stdin: {e}")))?;

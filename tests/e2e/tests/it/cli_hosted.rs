@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use connect_testkit::cloud::ADMIN;
 use connect_testkit::{ChildProcess, Cloud, RecordingTarget, free_port, wait_for, workspace_bin};
 use serde_json::{Value, json};
 
@@ -121,22 +120,9 @@ async fn hosted_cloud() -> Result<Cloud> {
     Cloud::builder(json!({})).self_service("open").start().await
 }
 
-/// Creates account `name` through the admin API; its API key.
+/// Creates account `name` through the admin API (the test kit's helper); its API key.
 async fn admin_account(cloud: &Cloud, name: &str) -> Result<String> {
-    let r = cloud
-        .http
-        .post(format!("{}/admin/webhook-connect/accounts", cloud.base))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": name}))
-        .send()
-        .await?;
-    let s = r.status();
-    let v: Value = r.json().await?;
-    ensure!(s == 201, "create account answered {s}: {v}");
-    v["api_key"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no api_key")
+    Ok(cloud.create_account(name, Value::Null).await?.1)
 }
 
 /// `login` with `key` on stdin, keeping it in `key_file`.
