@@ -818,3 +818,51 @@ async fn cli_login_at_a_terminal_does_not_echo_the_key() -> Result<()> {
     );
     Ok(())
 }
+
+/// Ctrl-C while a delivery is at the target: `listen` waits for the target's answer, prints its
+/// line, ACKs it (nothing is left queued or in flight at the cloud) and exits 0.
+#[tokio::test]
+async fn cli_listen_settles_a_running_delivery_on_ctrl_c() -> Result<()> {
+    let cloud = hosted_cloud().await?;
+    let key = admin_account(&cloud, "jo").await?;
+    let target = RecordingTarget::start().await?;
+    target.set_delay(Duration::from_secs(2));
+    let m = Machine::new()?;
+    login(&m, &cloud, &key, &m.path("key")).await?.ok()?;
+    let mut p = m.listen(&["--forward-to", &target.url, "--json"])?;
+    let out = wait_stdout(&p, "\n").await?;
+    let ready: Value = serde_json::from_str(out.lines().next().unwrap_or_default())?;
+    let url = ready["webhook_url"].as_str().context("webhook_url")?;
+    let r = cloud.http.post(url).body("{\"slow\":true}").send().await?;
+    ensure!(r.status() == 200);
+    // The target has the request and holds its answer for 2 s: interrupt now.
+    target.wait_for_count(1, WAIT).await?;
+    let code = interrupt(&mut p).await?;
+    ensure!(code == Some(0), "{code:?}\n{}", p.stderr_text());
+    let line = p
+        .stdout_text()
+        .lines()
+        .nth(1)
+        .map(str::to_owned)
+        .with_context(|| format!("no delivery line: {}", p.stdout_text()))?;
+    let d: Value = serde_json::from_str(&line)?;
+    ensure!(d["status"] == 200 && d["outcome"] == "delivered", "{d}");
+    ensure!(
+        d["latency_ms"].as_f64().is_some_and(|ms| ms >= 2000.0),
+        "{d}"
+    );
+    let list = m
+        .run(&["channels", "list", "--json"], "")
+        .await?
+        .ok()?
+        .json()?;
+    let stats = &list["channels"][0]["stats"];
+    ensure!(
+        stats["messages_queued"] == 0
+            && stats["messages_in_flight"] == 0
+            && stats["messages_acked"] == 1,
+        "settled at the cloud: {list}"
+    );
+    ensure!(target.count() == 1, "delivered once");
+    Ok(())
+}
