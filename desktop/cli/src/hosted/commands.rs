@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use connect_engine::hosted::HostedClient;
 use connect_protocol::hosted::{
-    CreateChannelRequest, SignUpRequest, VerifyPreset, VerifySpec, is_valid_account_name,
+    Account, CreateChannelRequest, SignUpRequest, VerifyPreset, VerifySpec, is_valid_account_name,
     is_valid_channel_short_name,
 };
 use serde_json::json;
@@ -36,7 +36,7 @@ pub async fn run(
         }
         HostedCmd::Whoami(common) => {
             let ctx = Ctx::resolve(&common, env)?;
-            let account = ctx.client()?.account().await?;
+            let account = account_of(&ctx.client()?).await?;
             if common.json {
                 output::json(out, &account)?;
             } else {
@@ -137,7 +137,7 @@ async fn login(
         (read_secret_stdin("API key")?, false)
     };
     let client = HostedClient::new(&ctx.cloud_url, Some(&key), &ctx.http)?;
-    let account = client.account().await?;
+    let account = account_of(&client).await?;
     let stored = match ctx.store_key(&key) {
         Ok(s) => s,
         Err(e) if created => {
@@ -183,12 +183,23 @@ async fn login(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `GET /api/v1/account`, with a 404 explained: the cloud does not offer self-service.
+pub async fn account_of(client: &HostedClient) -> Result<Account, CliError> {
+    match client.account().await {
+        Err(e) if e.is_not_found() => Err(CliError::Failed(format!(
+            "{} does not offer self-service accounts (HTTP 404 on /api/v1/account): ask its operator, or check --cloud-url",
+            client.cloud_url()
+        ))),
+        other => Ok(other?),
+    }
+}
+
 /// The full channel name of `name`: as is when it has a `.`, else `<account>.<name>`.
 async fn full_name(client: &HostedClient, name: &str) -> Result<String, CliError> {
     if name.contains('.') {
         return Ok(name.to_owned());
     }
-    let account = client.account().await?;
+    let account = account_of(client).await?;
     Ok(format!("{}.{name}", account.name))
 }
 
@@ -236,7 +247,7 @@ async fn channels(
             let short = match name.split_once('.') {
                 None => name.clone(),
                 Some((account, short)) => {
-                    let me = client.account().await?;
+                    let me = account_of(&client).await?;
                     if account != me.name {
                         return Err(CliError::Usage(format!(
                             "{name:?} belongs to account {account:?}; you are {:?}",

@@ -104,7 +104,7 @@ pub async fn run(
     let ctx = Ctx::resolve(&a.common, env)?;
     let key = ctx.read_key()?;
     let client = HostedClient::new(&ctx.cloud_url, Some(&key), &ctx.http)?;
-    let account = client.account().await?;
+    let account = super::commands::account_of(&client).await?;
     let full = format!("{}.{}", account.name, a.channel);
     let mut cfg = ChannelConfig::basic(
         &full,

@@ -572,6 +572,21 @@ async fn cli_exit_codes_for_refused_keys_bad_key_files_and_no_cloud() -> Result<
         .ok()?;
     ensure!(r.stdout.contains("carol"), "{}", r.stdout);
 
+    // A cloud without self-service: said so, exit 1.
+    let plain = Cloud::start(json!({})).await?;
+    let r = m
+        .run(
+            &["whoami", "--cloud-url", &plain.base, "--key-file", kf],
+            "",
+        )
+        .await?;
+    ensure!(
+        r.code == Some(1) && r.stderr.contains("does not offer self-service"),
+        "self-service off: {:?} {}",
+        r.code,
+        r.stderr
+    );
+
     // A cloud nobody answers at: 69.
     let dead = format!("http://127.0.0.1:{}", free_port());
     let r = m
