@@ -92,7 +92,12 @@ pub async fn run(
 ) -> Result<ExitCode, CliError> {
     let usage = |e: &dyn std::fmt::Display| CliError::Usage(e.to_string());
     let protocol = TransportChoice::parse(&a.protocol).map_err(|e| usage(&e))?;
-    if !is_valid_channel_short_name(&a.channel) {
+    // `dev` or the full `alice.dev` (then the account part must be the key's account).
+    let (owner, short) = match a.channel.split_once('.') {
+        Some((owner, short)) => (Some(owner.to_owned()), short.to_owned()),
+        None => (None, a.channel.clone()),
+    };
+    if !is_valid_channel_short_name(&short) {
         return Err(CliError::Usage(format!(
             "--channel {:?}: 1-40 of a-z, 0-9 and '-', starting with a letter or digit",
             a.channel
@@ -105,7 +110,13 @@ pub async fn run(
     let key = ctx.read_key()?;
     let client = HostedClient::new(&ctx.cloud_url, Some(&key), &ctx.http)?;
     let account = super::commands::account_of(&client).await?;
-    let full = format!("{}.{}", account.name, a.channel);
+    if let Some(owner) = owner.filter(|o| *o != account.name) {
+        return Err(CliError::Usage(format!(
+            "--channel {:?} belongs to account {owner:?}; this key is {:?}'s",
+            a.channel, account.name
+        )));
+    }
+    let full = format!("{}.{short}", account.name);
     let mut cfg = ChannelConfig::basic(
         &full,
         &ctx.cloud_url,
@@ -118,7 +129,7 @@ pub async fn run(
     .map_err(|e| usage(&e))?;
     cfg.verify_ssl = ctx.http.verify_ssl;
     cfg.ca_cert_path = ctx.http.ca_cert_path.clone();
-    let (webhook_url, created) = ensure_channel(&client, &a.channel, &full).await?;
+    let (webhook_url, created) = ensure_channel(&client, &short, &full).await?;
     if a.common.json {
         output::json_line(
             out,

@@ -42,6 +42,24 @@ async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
         "{}",
         human.stdout
     );
+    let other = m
+        .run(
+            &[
+                "listen",
+                "--channel",
+                "eve.shop",
+                "--forward-to",
+                "http://127.0.0.1:9",
+            ],
+            "",
+        )
+        .await?;
+    ensure!(
+        other.code == Some(64) && other.stderr.contains("eve"),
+        "another account's channel: {:?} {}",
+        other.code,
+        other.stderr
+    );
     let taken = m.run(&["channels", "create", "shop"], "").await?;
     ensure!(
         taken.code == Some(1) && taken.stderr.contains("409"),
@@ -119,7 +137,7 @@ async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
         "{list}"
     );
     // Dead-lettered again, then purged.
-    let mut p = m.listen(&["--channel", "shop", "--forward-to", &target.url])?;
+    let mut p = m.listen(&["--channel", "bob.shop", "--forward-to", &target.url])?;
     wait_for(WAIT, "two dead-lettered lines", || async {
         (p.stdout_text().matches("(dead-lettered)").count() == 2).then_some(())
     })
