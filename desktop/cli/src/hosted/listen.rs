@@ -103,9 +103,6 @@ pub async fn run(
             a.channel
         )));
     }
-    // Installed before anything starts, so an early Ctrl-C still stops gracefully.
-    let mut signals = crate::Signals::install()
-        .map_err(|e| CliError::Failed(format!("cannot install signal handlers: {e}")))?;
     let ctx = Ctx::resolve(&a.common, env)?;
     let key = ctx.read_key()?;
     let client = HostedClient::new(&ctx.cloud_url, Some(&key), &ctx.http)?;
@@ -130,6 +127,10 @@ pub async fn run(
     cfg.verify_ssl = ctx.http.verify_ssl;
     cfg.ca_cert_path = ctx.http.ca_cert_path.clone();
     let (webhook_url, created) = ensure_channel(&client, &short, &full).await?;
+    // Until here Ctrl-C ends the process at once (nothing is being delivered); from the URL
+    // line on it stops gracefully.
+    let mut signals = crate::Signals::install()
+        .map_err(|e| CliError::Failed(format!("cannot install signal handlers: {e}")))?;
     if a.common.json {
         output::json_line(
             out,
@@ -150,16 +151,22 @@ pub async fn run(
     let handle = Engine::start(engine_cfg).map_err(|e| CliError::Failed(e.to_string()))?;
     let mut finished = handle.subscribe_finished();
     let _control = start_control(&handle, control).await;
-    handle
-        .add_channel(cfg)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Err(e) = handle.add_channel(cfg) {
+        handle.shutdown(DEFAULT_GRACE).await;
+        return Err(CliError::Usage(e.to_string()));
+    }
     let mut last_state = None;
     let mut tick = tokio::time::interval(STATE_TICK);
+    // A failed write (stdout closed) still lets running deliveries settle before it is told.
+    let mut write_error = None;
     let code = loop {
         tokio::select! {
             _ = signals.recv() => break ExitCode::SUCCESS,
             f = finished.recv() => match f {
-                Ok(f) => print_delivery(out, &f, a.common.json)?,
+                Ok(f) => if let Err(e) = print_delivery(out, &f, a.common.json) {
+                    write_error = Some(e);
+                    break ExitCode::SUCCESS;
+                },
                 Err(RecvError::Lagged(n)) => eprintln!("webhook-connect: {n} deliveries not shown (output too slow)"),
                 Err(RecvError::Closed) => break ExitCode::from(super::error::EXIT_ERROR),
             },
@@ -172,6 +179,9 @@ pub async fn run(
     };
     eprintln!("webhook-connect: stopping: settling running deliveries");
     handle.shutdown(DEFAULT_GRACE).await;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
     while let Ok(f) = finished.try_recv() {
         print_delivery(out, &f, a.common.json)?;
     }
