@@ -428,6 +428,11 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
         .await?;
     assert!(m.contains("webhook_connect_accounts 2"), "{m}");
     assert!(
+        !m.contains("wh_"),
+        "self-service webhook ids (capabilities) never reach metrics"
+    );
+    assert!(m.contains("webhook=\"carol.gh\""), "{m}");
+    assert!(
         m.contains("webhook_connect_channels{source=\"self_service\"} 2"),
         "{m}"
     );
@@ -459,6 +464,7 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
         key.as_str(),
         secret,
         gh["channel_token"].as_str().unwrap(),
+        gh["webhook_id"].as_str().unwrap(),
         rotated_token.as_str(),
     ] {
         assert!(!logs.contains(secret), "a secret reached the log");
