@@ -432,10 +432,15 @@ fn init_logging(level: &str, format: LogFormat) {
 }
 
 /// The self-service commands print for a person on stdout; the engine's own log (under
-/// `listen`) shows warnings and errors only, on stderr, unless `RUST_LOG` says otherwise.
+/// `listen`) shows warnings and errors only, on stderr, unless `RUST_LOG` says otherwise. Its
+/// per-delivery outcome lines are left out: `listen` prints one line per webhook itself (and a
+/// self-service webhook id, which is the URL's secret part, stays out of the log).
 fn init_hosted_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,hyper=warn,reqwest=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,connect_engine::outcome_log=error,hyper=warn,reqwest=warn",
+        )
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -86,6 +86,9 @@ async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
     .await
     .with_context(|| p.stdout_text())?;
     ensure!(interrupt(&mut p).await? == Some(0));
+    // The webhook id is the URL's secret part: listen's log (stderr) never names it.
+    let webhook_id = created["webhook_id"].as_str().context("webhook_id")?;
+    ensure!(!p.stderr_text().contains(webhook_id), "{}", p.stderr_text());
     let dl = m
         .run(&["dead-letters", "shop", "--json"], "")
         .await?
