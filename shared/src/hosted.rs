@@ -401,8 +401,7 @@ mod tests {
     fn a_patch_tells_an_absent_verify_from_null() {
         let absent: UpdateChannelRequest = serde_json::from_str("{}").expect("parse");
         assert_eq!(absent.verify, None);
-        let null: UpdateChannelRequest =
-            serde_json::from_str(r#"{"verify":null}"#).expect("parse");
+        let null: UpdateChannelRequest = serde_json::from_str(r#"{"verify":null}"#).expect("parse");
         assert_eq!(null.verify, Some(None));
     }
 

@@ -5,6 +5,7 @@
 use connect_engine::{ConnectorConfigError, EngineError};
 use serde::{Deserialize, Serialize};
 
+use crate::hosted_api::ApiError;
 use crate::secrets::SecretError;
 use crate::settings::SettingsError;
 
@@ -36,6 +37,12 @@ pub enum CoreError {
     NoAdminToken(String),
     #[error("no event to replay yet")]
     NothingToReplay,
+    /// A self-service call for a cloud this app is not signed in to (or whose key is gone).
+    #[error("not signed in to {0}: sign in under Settings → Accounts")]
+    NotSignedIn(String),
+    /// The cloud's `/api/v1` refused or failed (see [`ApiError::code`]).
+    #[error("{}", .0.user_message())]
+    Api(#[from] ApiError),
 }
 
 impl CoreError {
@@ -52,6 +59,8 @@ impl CoreError {
             Self::TokenRequired => "token_required",
             Self::NoAdminToken(_) => "no_admin_token",
             Self::NothingToReplay => "nothing_to_replay",
+            Self::NotSignedIn(_) => "not_signed_in",
+            Self::Api(e) => e.code(),
         }
     }
 }

@@ -8,6 +8,9 @@
 //! - [`secrets`]: the OS keyring behind [`secrets::SecretStore`] (account names of §8.2), with an
 //!   in-memory fake.
 //! - [`core`]: channels, events, dead letters, settings over the connector engine.
+//! - [`accounts`]: self-service (HOSTED.md §5): sign-in with an API key, channels created
+//!   through `/api/v1`, "Use here", deletion at the cloud, dead letters with the key;
+//!   [`hosted_api`] is its HTTP client.
 //! - [`error`]: [`error::CoreError`] and its IPC form [`error::CommandError`] `{ code, message }`.
 //! - [`tray`]: the aggregate tray state, icons, tooltip and status line (pure).
 //! - [`menu`]: the tray menu's items, and what each item does to the core ([`menu::dispatch`]
@@ -17,8 +20,10 @@
 //! - [`relaunch`]: light mode's hand-over (Linux): the carried file, the images' arguments.
 //! - [`ts`]: `ui/src/generated/app.ts`, the IPC types generated from these (drift-tested).
 
+pub mod accounts;
 pub mod core;
 pub mod error;
+pub mod hosted_api;
 pub mod launch;
 pub mod menu;
 pub mod notify;

@@ -55,6 +55,14 @@ pub fn admin_account(cloud_url: &str) -> Result<String, SecretError> {
     Ok(format!("admin:{}", origin(cloud_url)?))
 }
 
+/// `api-key:<origin>`: an account's API key (HOSTED.md §4), the entry the CLI's `login` writes.
+pub fn api_key_account(cloud_url: &str) -> Result<String, SecretError> {
+    Ok(format!("{API_KEY_PREFIX}{}", origin(cloud_url)?))
+}
+
+/// The prefix of [`api_key_account`]'s names.
+pub const API_KEY_PREFIX: &str = "api-key:";
+
 /// In-memory store: the unit-test fake, and the fallback when no keyring is reachable
 /// (tokens then last until the app exits, §8.2).
 #[derive(Debug, Default)]
@@ -232,6 +240,10 @@ mod tests {
         assert_eq!(
             channel_account("http://localhost:8080", "a.b").unwrap(),
             "channel:http://localhost:8080/a.b"
+        );
+        assert_eq!(
+            api_key_account("https://Hooks.Example.com:443/").unwrap(),
+            "api-key:https://hooks.example.com"
         );
     }
 

@@ -1,0 +1,417 @@
+//! Self-service hosting in the app (HOSTED.md §5): signing in to a cloud with an API key (or
+//! creating an account on an `open` cloud), creating channels through `/api/v1`, using the
+//! account's other channels here, deleting them at the cloud, and their dead letters with the
+//! API key.
+//!
+//! The API key lives in the OS keyring only, as `api-key:<origin>` (the entry the CLI's `login`
+//! writes); `settings.toml` keeps the account's name and id in `[[accounts]]`. A self-service
+//! channel's connector credential is that key: its `token_ref` is
+//! `keyring:api-key:<origin>`, so rotating the key (signing in again) switches every channel.
+
+use std::collections::BTreeMap;
+
+use connect_engine::api::TargetSettings;
+use connect_protocol::admin::DeadLetterList;
+use connect_protocol::hosted::{
+    CreateChannelRequest, HostedChannelStats, VerifySpec, is_valid_account_name,
+    is_valid_channel_short_name,
+};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::core::{ChannelInput, Core, SavedChannel};
+use crate::error::{CoreError, CoreResult};
+use crate::hosted_api::{ApiError, HostedApi};
+use crate::secrets;
+use crate::settings::AccountEntry;
+
+/// A self-service account this app is signed in to. Never carries the key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS)]
+pub struct AccountView {
+    pub cloud_url: String,
+    pub account_id: String,
+    pub name: String,
+    /// The API key is in the keyring (false after it was removed there, e.g. by `logout`).
+    pub has_key: bool,
+}
+
+/// `sign_in` input. The key goes to the keyring only.
+#[derive(Clone, Serialize, Deserialize, TS)]
+pub struct SignInInput {
+    pub cloud_url: String,
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for SignInInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInInput")
+            .field("cloud_url", &self.cloud_url)
+            .field("api_key", &"***")
+            .finish()
+    }
+}
+
+/// `create_account` input (an `open` cloud): without a name the cloud picks one.
+#[derive(Clone, Debug, Serialize, Deserialize, TS)]
+pub struct CreateAccountInput {
+    pub cloud_url: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `create_channel` input: the short name (the channel is `<account>.<name>`), where to
+/// forward, and the optional provider check run by the cloud at ingress.
+#[derive(Clone, Debug, Serialize, Deserialize, TS)]
+pub struct NewChannelInput {
+    pub cloud_url: String,
+    pub name: String,
+    pub target_url: String,
+    #[serde(default)]
+    #[ts(type = "VerifySpec | null")]
+    pub verify: Option<VerifySpec>,
+}
+
+/// A channel of the signed-in account, as `GET /api/v1/channels` lists it, with the key of the
+/// channel forwarding it on this machine (none: "Use here").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, TS)]
+pub struct RemoteChannel {
+    pub channel: String,
+    pub webhook_url: String,
+    pub created_at: String,
+    pub description: Option<String>,
+    #[ts(type = "HostedChannelStats")]
+    pub stats: HostedChannelStats,
+    pub local_key: Option<String>,
+}
+
+/// A cloud URL as stored: trimmed, without a trailing `/`, and http(s) with a host.
+fn cloud_url_of(raw: &str) -> CoreResult<String> {
+    let url = raw.trim().trim_end_matches('/').to_owned();
+    secrets::origin(&url).map_err(|e| CoreError::Invalid(e.0))?;
+    Ok(url)
+}
+
+fn same_cloud(a: &str, b: &str) -> bool {
+    match (secrets::origin(a), secrets::origin(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+impl Core {
+    /// The accounts this app is signed in to, in settings order.
+    pub fn accounts(&self) -> Vec<AccountView> {
+        let entries = self.file.lock().accounts.clone();
+        entries
+            .into_iter()
+            .map(|a| {
+                let has_key = secrets::api_key_account(&a.cloud_url)
+                    .ok()
+                    .and_then(|acc| self.secrets.get(&acc).ok().flatten())
+                    .is_some();
+                AccountView {
+                    cloud_url: a.cloud_url,
+                    account_id: a.account_id,
+                    name: a.name,
+                    has_key,
+                }
+            })
+            .collect()
+    }
+
+    fn account_entry(&self, cloud_url: &str) -> CoreResult<AccountEntry> {
+        self.file
+            .lock()
+            .accounts
+            .iter()
+            .find(|a| same_cloud(&a.cloud_url, cloud_url))
+            .cloned()
+            .ok_or_else(|| CoreError::NotSignedIn(cloud_url.to_owned()))
+    }
+
+    /// The API client of a signed-in cloud.
+    fn api(&self, cloud_url: &str) -> CoreResult<(HostedApi, AccountEntry)> {
+        let entry = self.account_entry(cloud_url)?;
+        let key = self
+            .secrets
+            .get(&secrets::api_key_account(&entry.cloud_url)?)?
+            .ok_or_else(|| CoreError::NotSignedIn(entry.cloud_url.clone()))?;
+        Ok((HostedApi::new(&entry.cloud_url, Some(&key))?, entry))
+    }
+
+    /// Checks the key with `GET /api/v1/account`, then stores it (keyring) and the account
+    /// (settings.toml). Channels that use this cloud's key start with it.
+    pub async fn sign_in(&self, input: SignInInput) -> CoreResult<AccountView> {
+        let cloud_url = cloud_url_of(&input.cloud_url)?;
+        let key = input.api_key.trim();
+        if key.is_empty() {
+            return Err(CoreError::Invalid("an API key is required".into()));
+        }
+        let account = HostedApi::new(&cloud_url, Some(key))?.account().await?;
+        self.remember_account(&cloud_url, key, &account.account_id, &account.name)
+    }
+
+    /// `POST /api/v1/accounts` on an `open` cloud; the key it returns once goes to the keyring.
+    pub async fn create_account(&self, input: CreateAccountInput) -> CoreResult<AccountView> {
+        let cloud_url = cloud_url_of(&input.cloud_url)?;
+        let name = input
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
+        if let Some(n) = name
+            && !is_valid_account_name(n)
+        {
+            return Err(CoreError::Invalid(format!(
+                "invalid account name {n:?}: 2 to 32 lower-case letters, digits and '-', starting with a letter or digit"
+            )));
+        }
+        let created = HostedApi::new(&cloud_url, None)?.sign_up(name).await?;
+        self.remember_account(
+            &cloud_url,
+            &created.api_key,
+            &created.account.account_id,
+            &created.account.name,
+        )
+    }
+
+    fn remember_account(
+        &self,
+        cloud_url: &str,
+        key: &str,
+        account_id: &str,
+        name: &str,
+    ) -> CoreResult<AccountView> {
+        let key_account = secrets::api_key_account(cloud_url)?;
+        self.secrets.set(&key_account, key)?;
+        let entry = AccountEntry {
+            cloud_url: cloud_url.to_owned(),
+            account_id: account_id.to_owned(),
+            name: name.to_owned(),
+        };
+        self.persist(|f| {
+            f.accounts.retain(|a| !same_cloud(&a.cloud_url, cloud_url));
+            f.accounts.push(entry.clone());
+        })?;
+        // Channels waiting for this key (signed out before, or a new key) start with it.
+        let using: Vec<_> = self
+            .file
+            .lock()
+            .channels
+            .iter()
+            .filter(|c| c.token_account().ok().as_deref() == Some(key_account.as_str()))
+            .cloned()
+            .collect();
+        for c in using.iter().filter(|c| c.enabled) {
+            if let Err(e) = self.start_channel(c) {
+                tracing::warn!(channel = %c.channel, error = %e, "channel not started");
+            }
+        }
+        Ok(AccountView {
+            cloud_url: entry.cloud_url,
+            account_id: entry.account_id,
+            name: entry.name,
+            has_key: true,
+        })
+    }
+
+    /// Forgets the account and its key (keyring). Its channels stay configured but stop: they
+    /// have no credential until the next sign-in.
+    pub async fn sign_out(&self, cloud_url: &str) -> CoreResult<()> {
+        let entry = self.account_entry(cloud_url)?;
+        let key_account = secrets::api_key_account(&entry.cloud_url)?;
+        self.persist(|f| f.accounts.retain(|a| !same_cloud(&a.cloud_url, cloud_url)))?;
+        self.secrets.delete(&key_account)?;
+        let using: Vec<String> = self
+            .file
+            .lock()
+            .channels
+            .iter()
+            .filter(|c| c.token_account().ok().as_deref() == Some(key_account.as_str()))
+            .map(|c| c.key.clone())
+            .collect();
+        for k in using {
+            self.engine.remove_channel(&k, crate::core::GRACE).await;
+        }
+        Ok(())
+    }
+
+    /// The account's channels at the cloud, each with the local channel forwarding it.
+    pub async fn remote_channels(&self, cloud_url: &str) -> CoreResult<Vec<RemoteChannel>> {
+        let (api, entry) = self.api(cloud_url)?;
+        let list = api.list_channels().await?;
+        let local = self.file.lock().channels.clone();
+        Ok(list
+            .channels
+            .into_iter()
+            .map(|c| RemoteChannel {
+                local_key: local
+                    .iter()
+                    .find(|l| same_cloud(&l.cloud_url, &entry.cloud_url) && l.channel == c.channel)
+                    .map(|l| l.key.clone()),
+                channel: c.channel,
+                webhook_url: c.webhook_url,
+                created_at: c.created_at.to_string(),
+                description: c.description,
+                stats: c.stats,
+            })
+            .collect())
+    }
+
+    /// Creates `<account>.<name>` at the cloud, then forwards it here to `target_url` at once
+    /// (the connector authenticates with the API key).
+    pub async fn create_channel(&self, input: NewChannelInput) -> CoreResult<SavedChannel> {
+        let name = input.name.trim().to_owned();
+        if !is_valid_channel_short_name(&name) {
+            return Err(CoreError::Invalid(format!(
+                "invalid channel name {name:?}: 1 to 40 lower-case letters, digits and '-', starting with a letter or digit"
+            )));
+        }
+        let target = input.target_url.trim().to_owned();
+        check_target(&target)?;
+        let (api, entry) = self.api(&input.cloud_url)?;
+        let verify = input.verify.filter(|v| !v.secret.is_empty());
+        let created = api
+            .create_channel(&CreateChannelRequest {
+                name,
+                verify,
+                ..CreateChannelRequest::default()
+            })
+            .await?;
+        self.forward_here(&entry, &created.channel, &created.webhook_url, &target)
+    }
+
+    /// "Use here": forwards an existing channel of the account to `target_url`.
+    pub async fn use_remote_channel(
+        &self,
+        cloud_url: &str,
+        channel: &str,
+        target_url: &str,
+    ) -> CoreResult<SavedChannel> {
+        let target = target_url.trim().to_owned();
+        check_target(&target)?;
+        let (api, entry) = self.api(cloud_url)?;
+        let found = api
+            .list_channels()
+            .await?
+            .channels
+            .into_iter()
+            .find(|c| c.channel == channel)
+            .ok_or_else(|| CoreError::UnknownChannel(channel.to_owned()))?;
+        self.forward_here(&entry, &found.channel, &found.webhook_url, &target)
+    }
+
+    fn forward_here(
+        &self,
+        account: &AccountEntry,
+        channel: &str,
+        webhook_url: &str,
+        target: &str,
+    ) -> CoreResult<SavedChannel> {
+        let exists = self
+            .file
+            .lock()
+            .channels
+            .iter()
+            .any(|c| same_cloud(&c.cloud_url, &account.cloud_url) && c.channel == channel);
+        if exists {
+            return Err(CoreError::Invalid(format!(
+                "{channel} is already forwarded on this machine"
+            )));
+        }
+        let token_ref = format!("keyring:{}", secrets::api_key_account(&account.cloud_url)?);
+        self.save_self_service(
+            ChannelInput {
+                key: None,
+                cloud_url: account.cloud_url.clone(),
+                channel: channel.to_owned(),
+                protocol: "auto".into(),
+                default_target: Some(target.to_owned()),
+                targets: BTreeMap::<String, TargetSettings>::new(),
+                token: None,
+                admin_token: None,
+            },
+            &token_ref,
+            webhook_url,
+        )
+    }
+
+    /// Deletes a self-service channel at its cloud (`DELETE /api/v1/channels/{channel}`); a
+    /// channel already gone there is not an error.
+    pub(crate) async fn delete_at_cloud(&self, key: &str) -> CoreResult<()> {
+        let e = self.entry(key)?;
+        if !e.is_self_service() {
+            return Err(CoreError::Invalid(format!(
+                "{} is not a self-service channel: it can only be removed from this machine",
+                e.channel
+            )));
+        }
+        let (api, _) = self.api(&e.cloud_url)?;
+        match api.delete_channel(&e.channel).await {
+            Ok(_) => Ok(()),
+            Err(ApiError::Status { status: 404, .. }) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The API client and channel name for a self-service channel's dead letters.
+    fn dead_letter_api(&self, key: &str) -> CoreResult<Option<(HostedApi, String)>> {
+        let e = self.entry(key)?;
+        if !e.is_self_service() {
+            return Ok(None);
+        }
+        let (api, _) = self.api(&e.cloud_url)?;
+        Ok(Some((api, e.channel)))
+    }
+
+    pub(crate) async fn hosted_dead_letters(
+        &self,
+        key: &str,
+        limit: u32,
+        offset: u32,
+    ) -> CoreResult<Option<DeadLetterList>> {
+        match self.dead_letter_api(key)? {
+            Some((api, ch)) => Ok(Some(api.list_dead_letters(&ch, limit, offset).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replay (`Some(id)`, replay), delete (`Some(id)`, delete) or purge (`None`) through the
+    /// API key; `None` when the channel is not self-service.
+    pub(crate) async fn hosted_dead_letter_action(
+        &self,
+        key: &str,
+        action: DeadLetterAction<'_>,
+    ) -> CoreResult<Option<u64>> {
+        let Some((api, ch)) = self.dead_letter_api(key)? else {
+            return Ok(None);
+        };
+        let n = match action {
+            DeadLetterAction::Replay(id) => api.replay_dead_letter(&ch, id).await.map(|_| 1)?,
+            DeadLetterAction::Delete(id) => api.delete_dead_letter(&ch, id).await.map(|_| 1)?,
+            DeadLetterAction::Purge => api.purge_dead_letters(&ch).await?,
+        };
+        Ok(Some(n))
+    }
+}
+
+/// What to do to dead letters through the API key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DeadLetterAction<'a> {
+    Replay(&'a str),
+    Delete(&'a str),
+    Purge,
+}
+
+fn check_target(target: &str) -> CoreResult<()> {
+    let ok = reqwest::Url::parse(target)
+        .ok()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::Invalid(format!(
+            "target URL {target:?} must be an http(s) URL (e.g. http://localhost:3000/webhook)"
+        )))
+    }
+}
