@@ -24,7 +24,7 @@ use crate::history::{Entry, History};
 use crate::modules::Modules;
 use crate::outcome_log::Subject;
 use crate::status::Live;
-use crate::transport::proxy::CloudProxy;
+use crate::transport::cloud_http::{CloudHttpOptions, cloud_client};
 use crate::transport::tls::ws_tls_config;
 
 /// How long a pause or disconnect waits for running deliveries before closing the link.
@@ -88,6 +88,7 @@ pub(crate) struct ChannelCtx {
     /// Wakes the queue poller before its next tick: on connecting, and when the channel's
     /// dead letters were changed through the admin API ([`EngineHandle::refresh_queue`]).
     pub(crate) queue_wake: tokio::sync::Notify,
+    pub(crate) finished: tokio::sync::broadcast::Sender<crate::handle::Finished>,
 }
 
 /// The connection a message arrived on, used to settle it.
@@ -137,40 +138,18 @@ impl ChannelCtx {
         inner: &Inner,
         history: History,
     ) -> Result<Self, EngineError> {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(cfg.connection_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .danger_accept_invalid_certs(!cfg.verify_ssl);
-        if let Some(ca) = &cfg.ca_cert_path {
-            let pem = std::fs::read(ca)
-                .map_err(|e| EngineError::Setup(format!("ca_cert_path {}: {e}", ca.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| EngineError::Setup(format!("ca_cert_path {}: {e}", ca.display())))?;
-            b = b.add_root_certificate(cert);
-        }
-        if let (Some(c), Some(k)) = (&cfg.client_cert_path, &cfg.client_key_path) {
-            let mut pem = std::fs::read(c)
-                .map_err(|e| EngineError::Setup(format!("{}: {e}", c.display())))?;
-            pem.extend(
-                std::fs::read(k)
-                    .map_err(|e| EngineError::Setup(format!("{}: {e}", k.display())))?,
-            );
-            let id = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| EngineError::Setup(format!("client certificate: {e}")))?;
-            b = b.identity(id);
-        }
-        // The proxy is chosen here (from the injected environment first) rather than by reqwest
-        // from the process environment, so that WebSocket links use the same one.
-        b = b.no_proxy();
-        if let Some(p) = CloudProxy::for_cloud(&cfg.cloud_url, &inner.env) {
-            let proxy = p
-                .reqwest()
-                .map_err(|e| EngineError::Setup(format!("proxy {:?}: {e}", p.to_string())))?;
-            b = b.proxy(proxy);
-        }
-        let cloud = b
-            .build()
-            .map_err(|e| EngineError::Setup(format!("HTTP client: {e}")))?;
+        let cloud = cloud_client(
+            &cfg.cloud_url,
+            &CloudHttpOptions {
+                connect_timeout: cfg.connection_timeout,
+                request_timeout: None,
+                verify_ssl: cfg.verify_ssl,
+                ca_cert_path: cfg.ca_cert_path.clone(),
+                client_cert_path: cfg.client_cert_path.clone(),
+                client_key_path: cfg.client_key_path.clone(),
+            },
+            &inner.env,
+        )?;
         let mut target_clients = HashMap::new();
         let mut target_limits = HashMap::new();
         let all = cfg.targets.iter().map(|(k, t)| (k.clone(), t)).chain(
@@ -231,6 +210,7 @@ impl ChannelCtx {
             paused: inner.paused.subscribe(),
             modules,
             queue_wake: tokio::sync::Notify::new(),
+            finished: inner.finished.clone(),
             cfg,
         })
     }
@@ -367,6 +347,30 @@ impl ChannelCtx {
                 Err(e) => tracing::warn!(message_id, error = %e, "settle failed"),
             }
             tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt + 1))).await;
+        }
+    }
+
+    /// Sets the final outcome of history entry `seq` with `f` and tells
+    /// [`subscribe_finished`](crate::EngineHandle::subscribe_finished) receivers.
+    pub(crate) fn finish(&self, seq: u64, f: impl FnOnce(&mut Entry)) {
+        let mut h = self.history.lock();
+        let mut done = None;
+        h.update(seq, |e| {
+            f(e);
+            done = Some(crate::handle::Finished {
+                key: self.cfg.key.clone(),
+                summary: e.summary.clone(),
+                error: e
+                    .attempts
+                    .last()
+                    .filter(|a| a.status.is_none())
+                    .and_then(|a| a.error.clone()),
+            });
+        });
+        drop(h);
+        if let Some(d) = done {
+            // No receiver is the common case (the app and `run` do not listen).
+            let _ = self.finished.send(d);
         }
     }
 

@@ -62,7 +62,7 @@ impl ChannelCtx {
                     l.status.counters.failed += 1;
                     l.status.counters.dead_lettered += 1;
                 }
-                ctx.history.lock().update(seq, |e| {
+                ctx.finish(seq, |e| {
                     e.summary.outcome = Outcome::DeadLetter;
                     e.push_attempts(vec![crate::api::Attempt {
                         at: crate::history::rfc3339(SystemTime::now()),
@@ -171,7 +171,7 @@ impl ChannelCtx {
             }
             l.finished(elapsed, result.is_ok());
         }
-        self.history.lock().update(seq, |e| {
+        self.finish(seq, |e| {
             e.summary.outcome = outcome;
             e.summary.duration_ms = elapsed.as_secs_f64() * 1000.0;
             e.summary.attempts = 1;
@@ -206,7 +206,7 @@ impl ChannelCtx {
                     retry: true,
                     error: "connector shutting down".into(),
                 }).await;
-                self.history.lock().update(seq, |e| e.summary.outcome = Outcome::Retry);
+                self.finish(seq, |e| e.summary.outcome = Outcome::Retry);
             }
             _ = self.process_inner(&link, &msg, &key, &target, ordered, seq) => {}
         }
@@ -321,7 +321,7 @@ impl ChannelCtx {
             }
             l.finished(elapsed, outcome == Outcome::Delivered);
         }
-        self.history.lock().update(seq, |e| {
+        self.finish(seq, |e| {
             e.summary.outcome = outcome;
             e.summary.response_status = delivery.response.status;
             e.summary.duration_ms = elapsed.as_secs_f64() * 1000.0;
@@ -417,14 +417,14 @@ impl ChannelCtx {
             Verdict::Reject(_) => Outcome::Failed,
             Verdict::Retry(_) => Outcome::Retry,
         };
-        let mut h = self.history.lock();
-        h.update(seq, |e| {
+        self.finish(seq, |e| {
             e.summary.outcome = outcome;
             e.summary.response_status = d.response.status;
             e.summary.duration_ms = d.duration.as_secs_f64() * 1000.0;
             e.summary.attempts = d.attempts;
             e.push_attempts(d.log);
         });
+        let h = self.history.lock();
         h.get(&replay_id).map(Entry::detail).ok_or_else(|| {
             EngineError::Replay("the history is too small to keep the replay".into())
         })
@@ -463,8 +463,6 @@ pub(crate) async fn ordered_worker(
             },
         )
         .await;
-        ctx.history
-            .lock()
-            .update(seq, |e| e.summary.outcome = Outcome::Retry);
+        ctx.finish(seq, |e| e.summary.outcome = Outcome::Retry);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 use tokio_util::task::TaskTracker;
 
 use crate::api::{ChannelStatus, EventDetail, EventSummary, LinkState, ReplayRequest};
@@ -38,6 +38,7 @@ impl Engine {
             loops: TaskTracker::new(),
             history_size: AtomicUsize::new(config.history_size),
             carried: Mutex::new(HashMap::new()),
+            finished: broadcast::channel(FINISHED_BACKLOG).0,
         });
         let handle = EngineHandle { inner };
         for ch in config.channels {
@@ -59,6 +60,23 @@ pub(crate) struct Inner {
     /// Channels taken over from a previous process ([`EngineHandle::carry_in`]), by key, until
     /// the channel is added.
     pub(crate) carried: Mutex<HashMap<String, CarriedChannel>>,
+    /// Every settled delivery and replay, for [`EngineHandle::subscribe_finished`].
+    pub(crate) finished: broadcast::Sender<Finished>,
+}
+
+/// Deliveries a slow [`EngineHandle::subscribe_finished`] receiver may lag behind before it
+/// misses some (it is told how many).
+const FINISHED_BACKLOG: usize = 1024;
+
+/// A delivery (or replay) that reached its outcome: one line of `webhook-connect listen`.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    /// The channel's engine key.
+    pub key: String,
+    /// The event as the history keeps it, with its final outcome.
+    pub summary: EventSummary,
+    /// The last attempt's error when the target gave no answer (refused, timeout…).
+    pub error: Option<String>,
 }
 
 /// What one process hands to the next when it replaces itself (the desktop app does in light
@@ -102,6 +120,12 @@ impl EngineHandle {
             .find(|c| c.cfg.key == key)
             .cloned()
             .ok_or_else(|| EngineError::UnknownChannel(key.to_owned()))
+    }
+
+    /// Every delivery and replay from now on, once settled, in the order they finish. Only
+    /// events the history keeps are told (`history_size` 0 tells none).
+    pub fn subscribe_finished(&self) -> broadcast::Receiver<Finished> {
+        self.inner.finished.subscribe()
     }
 
     /// A snapshot of every channel.

@@ -1,6 +1,7 @@
 //! Tokens in the OS keyring (CONFIG.md §8.2): service `webhook-connect`, accounts
-//! `channel:<origin>/<channel>` and `admin:<origin>`. Shared by the CLI (`token_ref =
-//! "keyring"`) and the desktop app.
+//! `channel:<origin>/<channel>` and `admin:<origin>`, and a self-service API key as
+//! `api-key:<cloud url>` (HOSTED.md §4). Shared by the CLI (`token_ref = "keyring"`, `login`)
+//! and the desktop app.
 
 /// The keyring service name.
 pub const SERVICE: &str = "webhook-connect";
@@ -47,6 +48,15 @@ pub fn channel_account(cloud_url: &str, channel: &str) -> Result<String, Keyring
 /// The account of an admin token.
 pub fn admin_account(cloud_url: &str) -> Result<String, KeyringError> {
     Ok(format!("admin:{}", origin(cloud_url)?))
+}
+
+/// The account of a cloud's self-service API key: `api-key:` and the cloud URL as
+/// [`normalize_cloud_url`](crate::hosted::normalize_cloud_url) writes it (lower-case host,
+/// default port omitted, base path kept, no trailing `/`).
+pub fn api_key_account(cloud_url: &str) -> Result<String, KeyringError> {
+    crate::hosted::normalize_cloud_url(cloud_url)
+        .map(|u| format!("api-key:{u}"))
+        .map_err(|e| KeyringError::CloudUrl(e.to_string()))
 }
 
 fn entry(account: &str) -> Result<keyring::Entry, KeyringError> {
@@ -111,6 +121,14 @@ mod tests {
         assert_eq!(
             admin_account("https://relay.example.com").expect("account"),
             "admin:https://relay.example.com"
+        );
+        assert_eq!(
+            api_key_account("https://Hooks.Example.com:443/").expect("account"),
+            "api-key:https://hooks.example.com"
+        );
+        assert_eq!(
+            api_key_account("http://h:8000/base/").expect("account"),
+            "api-key:http://h:8000/base"
         );
         assert!(origin("ftp://h").is_err());
         assert!(origin("not a url").is_err());

@@ -23,7 +23,9 @@
 //! - `outcome_log`: the log line of each retry, hand-back and dead letter.
 //! - `cloud_status`: `/connect/status` — the queue depth, and telling a v1 cloud apart before
 //!   long-polling it. [`admin`]: a client of the cloud's admin API (dead letters) for the app.
-//! - [`keyring`]: `token_ref = "keyring"`.
+//! - [`hosted`]: a typed client of the cloud's self-service API (`/api/v1`: account, channels,
+//!   dead letters) with the API key, and the key file for machines without a keyring.
+//! - [`keyring`]: `token_ref = "keyring"`, and the API key of a cloud (`api-key:<cloud url>`).
 
 pub mod admin;
 pub mod api;
@@ -36,6 +38,7 @@ mod etcd_modules;
 pub mod forward;
 pub mod handle;
 pub mod history;
+pub mod hosted;
 pub mod keyring;
 pub mod modules;
 mod outcome_log;
@@ -49,4 +52,4 @@ pub use api::{
 };
 pub use config::{ConnectorConfig, ConnectorConfigError, Overrides, Sources};
 pub use error::EngineError;
-pub use handle::{Carried, CarriedChannel, DEFAULT_GRACE, Engine, EngineHandle};
+pub use handle::{Carried, CarriedChannel, DEFAULT_GRACE, Engine, EngineHandle, Finished};

@@ -1,6 +1,7 @@
 //! The three transports from the cloud to the engine (PROTOCOL.md §5), each one session from
 //! connect to close, and what they need: TLS for `wss://` and the proxy for the cloud.
 
+pub(crate) mod cloud_http;
 pub(crate) mod poll;
 pub(crate) mod proxy;
 pub(crate) mod sse;

@@ -363,3 +363,42 @@ async fn ordered_targets_get_one_message_at_a_time_in_order() {
         .await
         .unwrap();
 }
+
+/// `subscribe_finished` tells each delivery once, when settled, with the target's status:
+/// what `webhook-connect listen` prints one line for.
+#[tokio::test]
+async fn each_settled_delivery_is_told_once_with_its_status() {
+    let cloud = Cloud::start("told").await.unwrap();
+    let target = RecordingTarget::start().await.unwrap();
+    target.script(&[201, 404]);
+    let engine = start_engine(
+        &cloud.base,
+        "told",
+        TOKEN,
+        "websocket",
+        json!({"url": target.url, "ordered": true}),
+    );
+    let mut rx = engine.subscribe_finished();
+    cloud.post("{\"n\":1}").await.unwrap();
+    let first = within(T, "the first delivery", rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.key, "told");
+    assert_eq!(first.summary.response_status, Some(201));
+    assert_eq!(first.summary.outcome, Outcome::Delivered);
+    assert_eq!(first.summary.method.as_deref(), Some("POST"));
+    assert!(first.error.is_none());
+    cloud.post("{\"n\":2}").await.unwrap();
+    let second = within(T, "the second delivery", rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.summary.response_status, Some(404));
+    assert_eq!(second.summary.outcome, Outcome::DeadLetter);
+    assert_ne!(first.summary.message_id, second.summary.message_id);
+    within(T, "shutdown", engine.shutdown(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert!(rx.try_recv().is_err(), "nothing told twice");
+}
