@@ -8,8 +8,7 @@
 //! - [`shell`]: Tauri: plugins, IPC commands, tray, window / light mode, the one-second ticker.
 
 pub use connect_appcore::{
-    accounts, core, error, hosted_api, launch, menu, notify, refresh, relaunch, secrets, settings,
-    tray,
+    accounts, core, error, launch, menu, notify, refresh, relaunch, secrets, settings, tray,
 };
 
 pub mod shell;

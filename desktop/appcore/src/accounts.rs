@@ -11,9 +11,10 @@
 use std::collections::BTreeMap;
 
 use connect_engine::api::TargetSettings;
+use connect_engine::hosted::{CloudHttpOptions, HostedClient, normalize_cloud_url};
 use connect_protocol::admin::DeadLetterList;
 use connect_protocol::hosted::{
-    CreateChannelRequest, HostedChannelStats, VerifySpec, is_valid_account_name,
+    CreateChannelRequest, HostedChannelStats, SignUpRequest, VerifySpec, is_valid_account_name,
     is_valid_channel_short_name,
 };
 use serde::{Deserialize, Serialize};
@@ -21,7 +22,6 @@ use ts_rs::TS;
 
 use crate::core::{ChannelInput, Core, SavedChannel};
 use crate::error::{CoreError, CoreResult};
-use crate::hosted_api::{ApiError, HostedApi};
 use crate::secrets;
 use crate::settings::AccountEntry;
 
@@ -84,18 +84,24 @@ pub struct RemoteChannel {
     pub local_key: Option<String>,
 }
 
-/// A cloud URL as stored: trimmed, without a trailing `/`, and http(s) with a host.
+/// A cloud URL as stored: normalized as the engine (and the CLI) write it.
 fn cloud_url_of(raw: &str) -> CoreResult<String> {
-    let url = raw.trim().trim_end_matches('/').to_owned();
-    secrets::origin(&url).map_err(|e| CoreError::Invalid(e.0))?;
-    Ok(url)
+    normalize_cloud_url(raw).map_err(|e| CoreError::Invalid(e.to_string()))
 }
 
 fn same_cloud(a: &str, b: &str) -> bool {
-    match (secrets::origin(a), secrets::origin(b)) {
+    match (normalize_cloud_url(a), normalize_cloud_url(b)) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
+}
+
+fn client(cloud_url: &str, key: Option<&str>) -> CoreResult<HostedClient> {
+    Ok(HostedClient::new(
+        cloud_url,
+        key,
+        &CloudHttpOptions::default(),
+    )?)
 }
 
 impl Core {
@@ -130,13 +136,13 @@ impl Core {
     }
 
     /// The API client of a signed-in cloud.
-    fn api(&self, cloud_url: &str) -> CoreResult<(HostedApi, AccountEntry)> {
+    fn api(&self, cloud_url: &str) -> CoreResult<(HostedClient, AccountEntry)> {
         let entry = self.account_entry(cloud_url)?;
         let key = self
             .secrets
             .get(&secrets::api_key_account(&entry.cloud_url)?)?
             .ok_or_else(|| CoreError::NotSignedIn(entry.cloud_url.clone()))?;
-        Ok((HostedApi::new(&entry.cloud_url, Some(&key))?, entry))
+        Ok((client(&entry.cloud_url, Some(&key))?, entry))
     }
 
     /// Checks the key with `GET /api/v1/account`, then stores it (keyring) and the account
@@ -147,7 +153,7 @@ impl Core {
         if key.is_empty() {
             return Err(CoreError::Invalid("an API key is required".into()));
         }
-        let account = HostedApi::new(&cloud_url, Some(key))?.account().await?;
+        let account = client(&cloud_url, Some(key))?.account().await?;
         self.remember_account(&cloud_url, key, &account.account_id, &account.name)
     }
 
@@ -166,7 +172,11 @@ impl Core {
                 "invalid account name {n:?}: 2 to 32 lower-case letters, digits and '-', starting with a letter or digit"
             )));
         }
-        let created = HostedApi::new(&cloud_url, None)?.sign_up(name).await?;
+        let created = client(&cloud_url, None)?
+            .sign_up(&SignUpRequest {
+                name: name.map(str::to_owned),
+            })
+            .await?;
         self.remember_account(
             &cloud_url,
             &created.api_key,
@@ -239,7 +249,7 @@ impl Core {
     /// The account's channels at the cloud, each with the local channel forwarding it.
     pub async fn remote_channels(&self, cloud_url: &str) -> CoreResult<Vec<RemoteChannel>> {
         let (api, entry) = self.api(cloud_url)?;
-        let list = api.list_channels().await?;
+        let list = api.channels().await?;
         let local = self.file.lock().channels.clone();
         Ok(list
             .channels
@@ -292,7 +302,7 @@ impl Core {
         check_target(&target)?;
         let (api, entry) = self.api(cloud_url)?;
         let found = api
-            .list_channels()
+            .channels()
             .await?
             .channels
             .into_iter()
@@ -349,13 +359,13 @@ impl Core {
         let (api, _) = self.api(&e.cloud_url)?;
         match api.delete_channel(&e.channel).await {
             Ok(_) => Ok(()),
-            Err(ApiError::Status { status: 404, .. }) => Ok(()),
+            Err(err) if err.is_not_found() => Ok(()),
             Err(err) => Err(err.into()),
         }
     }
 
     /// The API client and channel name for a self-service channel's dead letters.
-    fn dead_letter_api(&self, key: &str) -> CoreResult<Option<(HostedApi, String)>> {
+    fn dead_letter_api(&self, key: &str) -> CoreResult<Option<(HostedClient, String)>> {
         let e = self.entry(key)?;
         if !e.is_self_service() {
             return Ok(None);
@@ -371,7 +381,17 @@ impl Core {
         offset: u32,
     ) -> CoreResult<Option<DeadLetterList>> {
         match self.dead_letter_api(key)? {
-            Some((api, ch)) => Ok(Some(api.list_dead_letters(&ch, limit, offset).await?)),
+            Some((api, ch)) => {
+                // The API has no offset: the first `offset + limit` are fetched (as the admin
+                // client does) and the first `offset` skipped.
+                let want = (limit.max(1) + offset).min(1000);
+                let mut list = api.dead_letters(&ch, want, true).await?;
+                let skip = (offset as usize).min(list.messages.len());
+                list.messages.drain(..skip);
+                list.messages.truncate(limit.max(1) as usize);
+                list.count = list.messages.len() as u64;
+                Ok(Some(list))
+            }
             None => Ok(None),
         }
     }
@@ -389,7 +409,7 @@ impl Core {
         let n = match action {
             DeadLetterAction::Replay(id) => api.replay_dead_letter(&ch, id).await.map(|_| 1)?,
             DeadLetterAction::Delete(id) => api.delete_dead_letter(&ch, id).await.map(|_| 1)?,
-            DeadLetterAction::Purge => api.purge_dead_letters(&ch).await?,
+            DeadLetterAction::Purge => api.purge_dead_letters(&ch).await?.deleted,
         };
         Ok(Some(n))
     }

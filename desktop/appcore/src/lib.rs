@@ -9,8 +9,8 @@
 //!   in-memory fake.
 //! - [`core`]: channels, events, dead letters, settings over the connector engine.
 //! - [`accounts`]: self-service (HOSTED.md §5): sign-in with an API key, channels created
-//!   through `/api/v1`, "Use here", deletion at the cloud, dead letters with the key;
-//!   [`hosted_api`] is its HTTP client.
+//!   through `/api/v1` (the engine's `hosted::HostedClient`), "Use here", deletion at the
+//!   cloud, dead letters with the key.
 //! - [`error`]: [`error::CoreError`] and its IPC form [`error::CommandError`] `{ code, message }`.
 //! - [`tray`]: the aggregate tray state, icons, tooltip and status line (pure).
 //! - [`menu`]: the tray menu's items, and what each item does to the core ([`menu::dispatch`]
@@ -23,7 +23,6 @@
 pub mod accounts;
 pub mod core;
 pub mod error;
-pub mod hosted_api;
 pub mod launch;
 pub mod menu;
 pub mod notify;

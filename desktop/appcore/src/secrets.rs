@@ -55,9 +55,10 @@ pub fn admin_account(cloud_url: &str) -> Result<String, SecretError> {
     Ok(format!("admin:{}", origin(cloud_url)?))
 }
 
-/// `api-key:<origin>`: an account's API key (HOSTED.md §4), the entry the CLI's `login` writes.
+/// `api-key:<cloud url>`: an account's API key (HOSTED.md §4), the very entry the CLI's
+/// `login` writes (the engine names it: the URL normalized, its base path kept).
 pub fn api_key_account(cloud_url: &str) -> Result<String, SecretError> {
-    Ok(format!("{API_KEY_PREFIX}{}", origin(cloud_url)?))
+    connect_engine::keyring::api_key_account(cloud_url).map_err(|e| SecretError(e.to_string()))
 }
 
 /// The prefix of [`api_key_account`]'s names.
@@ -244,6 +245,11 @@ mod tests {
         assert_eq!(
             api_key_account("https://Hooks.Example.com:443/").unwrap(),
             "api-key:https://hooks.example.com"
+        );
+        assert!(
+            api_key_account("http://h:8000/base/")
+                .unwrap()
+                .starts_with(API_KEY_PREFIX)
         );
     }
 
