@@ -435,3 +435,210 @@ fn check_target(target: &str) -> CoreResult<()> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::secrets::{MemoryStore, SecretStore};
+    use crate::settings;
+
+    const CLOUD: &str = "http://127.0.0.1:9";
+    const KEY: &str = "whc_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    fn core(dir: &tempfile::TempDir) -> (Core, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::new());
+        let c = Core::start(dir.path().join(settings::FILE_NAME), store.clone()).unwrap();
+        (c, store)
+    }
+
+    fn alice() -> AccountEntry {
+        AccountEntry {
+            cloud_url: CLOUD.into(),
+            account_id: "acc_0123456789abcdef".into(),
+            name: "alice".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_self_service_channel_connects_with_the_api_key_which_stays_in_the_keyring() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, store) = core(&dir);
+        let view = c
+            .remember_account(CLOUD, KEY, "acc_0123456789abcdef", "alice")
+            .unwrap();
+        assert!(view.has_key);
+        assert_eq!(c.accounts(), vec![view]);
+        let url = format!("{CLOUD}/webhook/wh_abcdefghijklmnopqrstuvwxyz");
+        let saved = c
+            .forward_here(&alice(), "alice.shop", &url, "http://127.0.0.1:9/hook")
+            .unwrap();
+        assert!(saved.self_service && saved.has_token, "{saved:?}");
+        assert_eq!(saved.webhook_url, url, "the cloud's URL, not a guess");
+        assert_eq!(saved.channel, "alice.shop");
+        // One secret: the account's key, under the CLI's entry; no per-channel token.
+        assert_eq!(store.accounts(), vec![format!("api-key:{CLOUD}")]);
+        let text = std::fs::read_to_string(dir.path().join(settings::FILE_NAME)).unwrap();
+        assert!(!text.contains(KEY), "{text}");
+        assert!(
+            text.contains("token_ref = \"keyring:api-key:http://127.0.0.1:9\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("[[accounts]]") && text.contains("name = \"alice\""),
+            "{text}"
+        );
+        // The engine runs it with the key as its credential.
+        assert!(c.engine().status().iter().any(|s| s.key == saved.key));
+        // Forwarded twice is refused.
+        assert!(
+            c.forward_here(&alice(), "alice.shop", &url, "http://127.0.0.1:9/x")
+                .is_err()
+        );
+
+        // Editing keeps the credential and the URL; the name and cloud cannot change.
+        let mut edit = ChannelInput {
+            key: Some(saved.key.clone()),
+            cloud_url: CLOUD.into(),
+            channel: "alice.shop".into(),
+            protocol: "websocket".into(),
+            default_target: Some("http://127.0.0.1:9/other".into()),
+            targets: BTreeMap::new(),
+            token: None,
+            admin_token: None,
+        };
+        let edited = c.save_channel(edit.clone()).unwrap();
+        assert!(edited.self_service && edited.has_token);
+        assert_eq!(edited.webhook_url, url);
+        assert_eq!(
+            edited.default_target.as_deref(),
+            Some("http://127.0.0.1:9/other")
+        );
+        assert_eq!(store.accounts(), vec![format!("api-key:{CLOUD}")]);
+        edit.channel = "alice.renamed".into();
+        assert_eq!(c.save_channel(edit).unwrap_err().code(), "invalid_input");
+
+        // Signed out: the key is gone, the channel stays but stops (it has no credential).
+        c.sign_out(CLOUD).await.unwrap();
+        assert!(store.accounts().is_empty());
+        assert!(c.accounts().is_empty());
+        assert!(!c.engine().status().iter().any(|s| s.key == saved.key));
+        let snap = c.snapshot();
+        assert!(
+            snap.channels[0]
+                .last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("sign in")
+        );
+        assert!(!c.list_channels()[0].has_token);
+        // Signed in again: it starts with the key.
+        c.remember_account(CLOUD, KEY, "acc_0123456789abcdef", "alice")
+            .unwrap();
+        assert!(c.engine().status().iter().any(|s| s.key == saved.key));
+        // Removing the channel here leaves the account's key alone.
+        c.remove_channel(&saved.key, false).await.unwrap();
+        assert_eq!(
+            store.get(&format!("api-key:{CLOUD}")).unwrap().as_deref(),
+            Some(KEY)
+        );
+        c.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn self_service_calls_without_an_account_or_with_bad_input_are_refused_before_any_request()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _) = core(&dir);
+        let new = |name: &str, target: &str| NewChannelInput {
+            cloud_url: CLOUD.into(),
+            name: name.into(),
+            target_url: target.into(),
+            verify: None,
+        };
+        assert_eq!(
+            c.create_channel(new("shop", "http://127.0.0.1:9/h"))
+                .await
+                .unwrap_err()
+                .code(),
+            "not_signed_in"
+        );
+        c.remember_account(CLOUD, KEY, "acc_0123456789abcdef", "alice")
+            .unwrap();
+        for (name, target) in [
+            ("Shop", "http://x/"),
+            ("shop.dev", "http://x/"),
+            ("shop", "ftp://x/"),
+            ("shop", ""),
+        ] {
+            assert_eq!(
+                c.create_channel(new(name, target))
+                    .await
+                    .unwrap_err()
+                    .code(),
+                "invalid_input",
+                "{name} {target}"
+            );
+        }
+        let bad_url = SignInInput {
+            cloud_url: "not a url".into(),
+            api_key: KEY.into(),
+        };
+        assert_eq!(
+            c.sign_in(bad_url).await.unwrap_err().code(),
+            "invalid_input"
+        );
+        let no_key = SignInInput {
+            cloud_url: CLOUD.into(),
+            api_key: "  ".into(),
+        };
+        assert_eq!(c.sign_in(no_key).await.unwrap_err().code(), "invalid_input");
+        let bad_name = CreateAccountInput {
+            cloud_url: CLOUD.into(),
+            name: Some("A".into()),
+        };
+        assert_eq!(
+            c.create_account(bad_name).await.unwrap_err().code(),
+            "invalid_input"
+        );
+        // Nothing listens on port 9: a network failure, told as such.
+        assert_eq!(
+            c.remote_channels(CLOUD).await.unwrap_err().code(),
+            "network"
+        );
+        // A token channel has nothing to delete at a cloud.
+        let saved = c
+            .save_channel(ChannelInput {
+                key: None,
+                cloud_url: CLOUD.into(),
+                channel: "plain".into(),
+                protocol: "auto".into(),
+                default_target: Some("http://127.0.0.1:9/h".into()),
+                targets: BTreeMap::new(),
+                token: Some("tok".into()),
+                admin_token: None,
+            })
+            .unwrap();
+        assert!(!saved.self_service);
+        assert_eq!(
+            c.remove_channel(&saved.key, true).await.unwrap_err().code(),
+            "invalid_input"
+        );
+        assert_eq!(
+            c.list_channels().len(),
+            1,
+            "nothing removed when the cloud part failed"
+        );
+        c.shutdown().await;
+    }
+
+    #[test]
+    fn sign_in_input_never_prints_its_key() {
+        let s = SignInInput {
+            cloud_url: CLOUD.into(),
+            api_key: KEY.into(),
+        };
+        assert!(!format!("{s:?}").contains(KEY));
+    }
+}
