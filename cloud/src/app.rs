@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config_source::error::StartError;
 use crate::config_source::manager::ConfigManager;
+use crate::hosted::Hosted;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 pub use crate::runtime::read_webhooks;
@@ -27,6 +28,7 @@ struct Inner {
     settings: Arc<Settings>,
     runtime: Arc<Runtime>,
     sources: Arc<ConfigManager>,
+    hosted: Arc<Hosted>,
     metrics: Arc<Metrics>,
     /// Ingress rate-limit windows of this process (per namespace and entry).
     rate_limits: Mutex<HashMap<String, SlidingWindow>>,
@@ -51,10 +53,12 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let runtime = Arc::new(Runtime::new(settings.clone(), buffer, metrics.clone()));
         let sources = Arc::new(ConfigManager::new(runtime.clone(), env, args));
+        let hosted = Arc::new(Hosted::new(runtime.clone()));
         AppState(Arc::new(Inner {
             settings,
             runtime,
             sources,
+            hosted,
             metrics,
             rate_limits: Mutex::new(HashMap::new()),
         }))
@@ -70,6 +74,11 @@ impl AppState {
 
     pub fn sources(&self) -> &Arc<ConfigManager> {
         &self.0.sources
+    }
+
+    /// Self-service accounts and channels (HOSTED.md).
+    pub fn hosted(&self) -> &Arc<Hosted> {
+        &self.0.hosted
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

@@ -8,6 +8,7 @@
 //! - [`hub`]: this replica's channels and live connections, the fair dispatcher on top of the
 //!   buffer, and the lease accounting of each connection.
 //! - [`runtime`]: hub + buffer + the configuration in force (`apply_config`); no HTTP.
+//! - [`hosted`]: self-service accounts and account-owned channels (HOSTED.md), on the runtime.
 //! - [`config_source`]: file / etcd sources, Vault secrets, live reload, built on the runtime.
 //! - [`sweeper`]: background sweeps and housekeeping.
 //! - [`stats`]: channel statistics for the admin API and `/connect/status`.
@@ -26,6 +27,7 @@
 pub mod app;
 pub mod config_source;
 pub mod edge;
+pub mod hosted;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -3,7 +3,7 @@
 //! registration, orphaning, the snapshot swap); configuration sources depend on this, not on the
 //! HTTP application state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -171,8 +171,23 @@ impl Runtime {
         }
         if self.settings.enabled {
             let specs = self.register_channels(&webhooks).await?;
-            for rec in self.buffer().channels().await? {
+            // Channels first, then the self-service records: a channel created meanwhile
+            // has its record written before its channel, so it is never taken for an orphan.
+            let channels = self.buffer().channels().await?;
+            let hosted: HashSet<String> = self
+                .buffer()
+                .hosted_channels()
+                .await?
+                .into_iter()
+                .map(|c| c.channel)
+                .collect();
+            for rec in channels {
                 if specs.contains_key(&rec.name) {
+                    continue;
+                }
+                if hosted.contains(&rec.name) {
+                    // Self-service channels are not configuration: a reload keeps them.
+                    self.hub.upsert_channel(&rec);
                     continue;
                 }
                 match self.settings.orphan_channel_policy {

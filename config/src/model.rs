@@ -261,7 +261,6 @@ impl Webhook {
         env: &dyn EnvSource,
         secrets: Option<&dyn SecretSource>,
     ) -> Result<Webhook, String> {
-        let key = entry_key(namespace, id);
         connect_protocol::ids::validate_webhook_id(id)
             .map_err(|e| format!("invalid webhook id: {e}"))?;
         if !raw.is_object() {
@@ -271,6 +270,20 @@ impl Webhook {
             ));
         }
         let resolved = placeholders::resolve(raw, env, secrets).map_err(|e| e.to_string())?;
+        Self::parse_resolved(id, namespace, resolved)
+    }
+
+    /// [`Webhook::parse`] of a definition taken literally: no placeholder is resolved (a
+    /// definition built from user input, such as a self-service channel's, must not read the
+    /// environment or Vault).
+    pub fn parse_resolved(
+        id: &str,
+        namespace: Option<&str>,
+        resolved: Value,
+    ) -> Result<Webhook, String> {
+        let key = entry_key(namespace, id);
+        connect_protocol::ids::validate_webhook_id(id)
+            .map_err(|e| format!("invalid webhook id: {e}"))?;
         let m = resolved
             .as_object()
             .ok_or_else(|| "webhook definition must be a JSON object".to_string())?;

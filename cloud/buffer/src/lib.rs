@@ -13,6 +13,7 @@
 
 pub mod clock;
 pub mod embedded;
+pub mod hosted;
 pub mod redis;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
@@ -29,6 +30,7 @@ use tokio::sync::Notify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedded::LogStats;
+pub use hosted::{AccountRecord, Created, HostedChannelRecord};
 
 /// Channel-level settings, taken from the channel's owner webhook (§8.4).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -464,6 +466,54 @@ pub trait Buffer: Send + Sync + 'static {
     fn log_stats(&self) -> Option<LogStats> {
         None
     }
+
+    // --- self-service records (HOSTED.md §2–§3) ---------------------------------------------
+
+    /// Stores a new account; [`Created::Taken`] when its name is taken.
+    async fn create_account(&self, account: &AccountRecord) -> Result<Created>;
+
+    /// Replaces an account (quota, disabled, key digest); the previous key digest stops
+    /// finding it at once. False when the account does not exist.
+    async fn put_account(&self, account: &AccountRecord) -> Result<bool>;
+
+    async fn account(&self, account_id: &str) -> Result<Option<AccountRecord>>;
+
+    /// The account whose current API key has this SHA-256 hex digest.
+    async fn account_by_key(&self, key_digest: &str) -> Result<Option<AccountRecord>>;
+
+    /// Every account, ordered by id.
+    async fn accounts(&self) -> Result<Vec<AccountRecord>>;
+
+    async fn account_count(&self) -> Result<u64>;
+
+    /// Removes an account record (its channels are removed one by one by the caller). False
+    /// when it does not exist.
+    async fn delete_account(&self, account_id: &str) -> Result<bool>;
+
+    /// Stores a new self-service channel record; [`Created::Taken`] when its name or webhook
+    /// id is taken. The buffer channel itself is registered separately.
+    async fn create_hosted_channel(&self, channel: &HostedChannelRecord) -> Result<Created>;
+
+    /// Replaces a self-service channel record; false when it does not exist.
+    async fn put_hosted_channel(&self, channel: &HostedChannelRecord) -> Result<bool>;
+
+    async fn hosted_channel(&self, name: &str) -> Result<Option<HostedChannelRecord>>;
+
+    async fn hosted_channel_by_webhook(
+        &self,
+        webhook_id: &str,
+    ) -> Result<Option<HostedChannelRecord>>;
+
+    /// Every self-service channel, ordered by name.
+    async fn hosted_channels(&self) -> Result<Vec<HostedChannelRecord>>;
+
+    async fn hosted_channel_count(&self) -> Result<u64>;
+
+    /// The channels of one account, ordered by name.
+    async fn account_channels(&self, account_id: &str) -> Result<Vec<HostedChannelRecord>>;
+
+    /// Removes a self-service channel record; false when it does not exist.
+    async fn delete_hosted_channel(&self, name: &str) -> Result<bool>;
 
     /// Flushes pending writes and closes the store.
     async fn close(&self) -> Result<()>;

@@ -29,6 +29,11 @@ use crate::{
     LostLease, ManualClock, NackOutcome, PeekFilter, ReplayOutcome,
 };
 
+mod hosted;
+pub use hosted::{
+    accounts_are_unique_and_found_by_key_digest, hosted_channels_are_unique_and_survive_reopen,
+};
+
 /// How a backend is opened for the suite.
 #[async_trait]
 pub trait Harness: Send + Sync {
@@ -75,6 +80,8 @@ macro_rules! buffer_suite {
             notifier_signals_new_ready_work,
             connection_registry_enforces_max,
             unknown_channel_is_reported,
+            accounts_are_unique_and_found_by_key_digest,
+            hosted_channels_are_unique_and_survive_reopen,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -147,6 +147,8 @@ async fn pipeline(
         )
         .retry_after(st.settings().retry_after_seconds));
     };
+    let mut max_body = st.settings().max_body_bytes;
+    let mut hosted = false;
     let webhook = match cfg.webhooks.lookup(cfg.namespace_for(ns.as_deref()), &id) {
         Lookup::Found(w) => w.clone(),
         Lookup::Disabled(_) => {
@@ -157,19 +159,25 @@ async fn pipeline(
             )
             .retry_after(st.settings().retry_after_seconds));
         }
-        Lookup::NotFound => {
-            return Err(ApiError::not_found(
-                ErrorCode::WebhookNotFound,
-                "Webhook ID not found",
-            ));
-        }
+        // Not configured: a self-service webhook (HOSTED.md §3), on `/webhook/{id}` only.
+        Lookup::NotFound => match st.hosted().ingress_target(&id).await {
+            Ok(Some(t)) if ns.is_none() => {
+                max_body = t.max_body_bytes;
+                hosted = true;
+                t.webhook
+            }
+            Ok(_) => return Err(webhook_not_found()),
+            Err(e) => {
+                return Err(ApiError::from(e).retry_after(st.settings().retry_after_seconds));
+            }
+        },
     };
     *label = (
         webhook.namespace.clone().unwrap_or_default(),
         webhook.id.clone(),
     );
     // 5. Body size and read timeout, before authentication.
-    let bytes = read_body(st, &headers, body).await?;
+    let bytes = read_body(st, &headers, body, max_body).await?;
     *body_len = bytes.len();
     // 6. Authentication.
     let query = query.unwrap_or_default();
@@ -268,6 +276,10 @@ async fn pipeline(
             let enq = tokio::time::timeout(ENQUEUE_TIMEOUT, st.buffer().enqueue(msg)).await;
             let (message_id, _seq) = match enq {
                 Ok(Ok(r)) => r,
+                // Deleted through another replica between the lookup and the write.
+                Ok(Err(connect_buffer::BufferError::ChannelNotFound)) if hosted => {
+                    return Err(webhook_not_found());
+                }
                 Ok(Err(e)) => {
                     return Err(ApiError::from(e).retry_after(st.settings().retry_after_seconds));
                 }
@@ -305,6 +317,10 @@ async fn pipeline(
             .into_response())
         }
     }
+}
+
+fn webhook_not_found() -> ApiError {
+    ApiError::not_found(ErrorCode::WebhookNotFound, "Webhook ID not found")
 }
 
 trait TapLog {
@@ -380,8 +396,7 @@ fn too_large(n: u64, max: u64) -> ApiError {
 }
 
 /// Reads the body as a stream, aborting as soon as it passes the limit or the timeout.
-async fn read_body(st: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Vec<u8>> {
-    let max = st.settings().max_body_bytes;
+async fn read_body(st: &AppState, headers: &HeaderMap, body: Body, max: u64) -> ApiResult<Vec<u8>> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

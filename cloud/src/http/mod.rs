@@ -8,6 +8,7 @@
 //! parser of raw request data (for the fuzz targets).
 
 pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod connect;
 pub mod error;
@@ -28,8 +29,12 @@ use crate::app::AppState;
 use crate::http::error::ApiError;
 
 pub fn router(st: AppState) -> Router {
-    Router::new()
-        .route("/", get(ops::root))
+    let mut r = Router::new();
+    // `off`: `/api/v1/*` is not mounted and answers the fallback 404 (HOSTED.md §1).
+    if st.settings().hosted.self_service != connect_protocol::hosted::SelfServiceMode::Off {
+        r = r.nest("/api/v1", api::routes(st.clone()));
+    }
+    r.route("/", get(ops::root))
         .route("/health", get(ops::health))
         .route("/health/live", get(ops::live))
         .route("/metrics", get(ops::metrics))

@@ -19,6 +19,9 @@ pub struct ChannelRt {
     name: String,
     settings: RwLock<ChannelSettings>,
     token: RwLock<TokenState>,
+    /// Self-service channels: digest of the owning account's API key, accepted like the
+    /// current token once a connector authenticated with it (HOSTED.md §3).
+    owner_key: RwLock<Option<String>>,
     conns: RwLock<Vec<Arc<Conn>>>,
     wake: Arc<Notify>,
     serve_tick: AtomicU64,
@@ -37,6 +40,7 @@ impl ChannelRt {
             name,
             settings: RwLock::new(settings),
             token: RwLock::new(token),
+            owner_key: RwLock::new(None),
             conns: RwLock::new(Vec::new()),
             wake,
             serve_tick: AtomicU64::new(0),
@@ -129,10 +133,23 @@ impl ChannelRt {
         &self.stop
     }
 
-    /// Which generation `digest` authenticates for, or `None` (§4.3).
+    /// Accepts the owning account's API key digest on this channel (`None`: no key). A key
+    /// that is replaced stops matching: [`crate::hub::Hub::enforce_tokens`] then closes its
+    /// connections.
+    pub fn set_owner_key(&self, digest: Option<String>) {
+        *self.owner_key.write() = digest;
+    }
+
+    /// Which generation `digest` authenticates for, or `None` (§4.3). The owner's API key
+    /// counts as the current token.
     pub fn token_matches(&self, digest: &str, now: Timestamp) -> Option<TokenGeneration> {
         let t = self.token.read();
-        let cur = ct_eq(&t.current_digest, digest);
+        let owner = self
+            .owner_key
+            .read()
+            .as_deref()
+            .is_some_and(|k| ct_eq(k, digest));
+        let cur = ct_eq(&t.current_digest, digest) | owner;
         let prev = match (&t.previous_digest, t.previous_expires_at) {
             (Some(p), Some(exp)) if exp > now => ct_eq(p, digest),
             _ => false,

@@ -9,6 +9,7 @@ use clap::Parser;
 use connect_buffer::redis::RedisEndpoint;
 use ipnet::IpNet;
 
+pub mod hosted;
 pub mod source;
 pub mod values;
 
@@ -49,6 +50,9 @@ pub enum InvalidSettings {
     /// A rule of the configuration-source settings (etcd, Vault).
     #[error(transparent)]
     Source(#[from] SourceSettingsError),
+    /// A rule of the self-service settings (HOSTED.md §1).
+    #[error(transparent)]
+    Hosted(#[from] crate::settings::hosted::HostedSettingsError),
 }
 
 use crate::settings::source::SourceSettingsError;
@@ -288,6 +292,9 @@ pub struct Settings {
     /// File reload, etcd and Vault settings (CONFIG.md §4–6).
     #[command(flatten)]
     pub source: crate::settings::source::SourceSettings,
+    /// Self-service hosting (HOSTED.md §1).
+    #[command(flatten)]
+    pub hosted: crate::settings::hosted::HostedSettings,
     #[arg(long, env = "WEBHOOK_CONNECT_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     #[arg(
@@ -420,6 +427,7 @@ impl Settings {
             self.replica_id = None;
         }
         self.source.validate()?;
+        self.hosted.validate()?;
         Ok(())
     }
 
@@ -465,6 +473,8 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::hosted::HostedSettingsError;
+    use connect_protocol::hosted::SelfServiceMode;
 
     #[test]
     fn booleans_accept_the_documented_spellings_only() {
@@ -554,5 +564,42 @@ mod tests {
         let mut s = Settings::parse_from(["x", "--admin-token", "  "]);
         s.validate(None).unwrap();
         assert_eq!(s.admin_token, None, "an empty value is the same as unset");
+    }
+
+    #[test]
+    fn self_service_needs_a_valid_public_url() {
+        let mut s = Settings::parse_from(["x"]);
+        s.validate(None).unwrap();
+        assert_eq!(s.hosted.self_service, SelfServiceMode::Off);
+        let mut s = Settings::parse_from(["x", "--self-service", "keys"]);
+        assert!(matches!(
+            s.validate(None),
+            Err(InvalidSettings::Hosted(
+                HostedSettingsError::PublicUrlMissing
+            ))
+        ));
+        let mut s = Settings::parse_from([
+            "x",
+            "--self-service",
+            "open",
+            "--public-url",
+            "hooks.example.com",
+        ]);
+        assert!(matches!(
+            s.validate(None),
+            Err(InvalidSettings::Hosted(
+                HostedSettingsError::PublicUrlInvalid
+            ))
+        ));
+        let mut s = Settings::parse_from([
+            "x",
+            "--self-service",
+            "open",
+            "--public-url",
+            "https://hooks.example.com/",
+        ]);
+        s.validate(None).unwrap();
+        assert_eq!(s.hosted.public_url(), Some("https://hooks.example.com"));
+        assert_eq!(s.hosted.default_quota().max_channels, 10);
     }
 }

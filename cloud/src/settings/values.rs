@@ -14,6 +14,8 @@ pub enum ValueError {
     OutOfRange { min: u64, max: u64 },
     #[error("invalid IP or CIDR {0:?}")]
     Net(String),
+    #[error("invalid mode {0:?} (use off, keys or open)")]
+    Mode(String),
 }
 
 /// Boolean values accepted everywhere: true/false, 1/0, yes/no, on/off (case-insensitive).

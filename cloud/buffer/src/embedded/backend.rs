@@ -13,6 +13,7 @@ use super::channel::Chan;
 use super::log::Loc;
 use super::writer::OnCommit;
 use super::{EmbeddedBuffer, MAX_STORED_MESSAGE_BYTES, codec, done_signal, orphan_due, wait};
+use crate::hosted::{AccountRecord, Created, HostedChannelRecord};
 use crate::{
     AckOutcome, Buffer, BufferError, BufferHealth, BufferStats, BulkReplay, ChannelRecord,
     ChannelRegistration, Leased, MessageRecord, NackOutcome, PeekFilter, Registered, ReplayOutcome,
@@ -385,6 +386,79 @@ impl Buffer for EmbeddedBuffer {
 
     fn log_stats(&self) -> Option<crate::LogStats> {
         Some(self.shared.segments.stats())
+    }
+
+    async fn create_account(&self, account: &AccountRecord) -> Result<Created> {
+        self.ensure_open()?;
+        self.hosted.create_account(account)
+    }
+
+    async fn put_account(&self, account: &AccountRecord) -> Result<bool> {
+        self.ensure_open()?;
+        self.hosted.put_account(account)
+    }
+
+    async fn account(&self, account_id: &str) -> Result<Option<AccountRecord>> {
+        Ok(self.hosted.read(|ix| ix.account(account_id).cloned()))
+    }
+
+    async fn account_by_key(&self, key_digest: &str) -> Result<Option<AccountRecord>> {
+        Ok(self
+            .hosted
+            .read(|ix| ix.account_by_key(key_digest).cloned()))
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountRecord>> {
+        Ok(self.hosted.read(|ix| ix.accounts()))
+    }
+
+    async fn account_count(&self) -> Result<u64> {
+        Ok(self.hosted.read(|ix| ix.account_count()))
+    }
+
+    async fn delete_account(&self, account_id: &str) -> Result<bool> {
+        self.ensure_open()?;
+        self.hosted.delete_account(account_id)
+    }
+
+    async fn create_hosted_channel(&self, channel: &HostedChannelRecord) -> Result<Created> {
+        self.ensure_open()?;
+        self.hosted.create_channel(channel)
+    }
+
+    async fn put_hosted_channel(&self, channel: &HostedChannelRecord) -> Result<bool> {
+        self.ensure_open()?;
+        self.hosted.put_channel(channel)
+    }
+
+    async fn hosted_channel(&self, name: &str) -> Result<Option<HostedChannelRecord>> {
+        Ok(self.hosted.read(|ix| ix.channel(name).cloned()))
+    }
+
+    async fn hosted_channel_by_webhook(
+        &self,
+        webhook_id: &str,
+    ) -> Result<Option<HostedChannelRecord>> {
+        Ok(self
+            .hosted
+            .read(|ix| ix.channel_by_webhook(webhook_id).cloned()))
+    }
+
+    async fn hosted_channels(&self) -> Result<Vec<HostedChannelRecord>> {
+        Ok(self.hosted.read(|ix| ix.channels()))
+    }
+
+    async fn hosted_channel_count(&self) -> Result<u64> {
+        Ok(self.hosted.read(|ix| ix.channel_count()))
+    }
+
+    async fn account_channels(&self, account_id: &str) -> Result<Vec<HostedChannelRecord>> {
+        Ok(self.hosted.read(|ix| ix.account_channels(account_id)))
+    }
+
+    async fn delete_hosted_channel(&self, name: &str) -> Result<bool> {
+        self.ensure_open()?;
+        self.hosted.delete_channel(name)
     }
 
     async fn close(&self) -> Result<()> {

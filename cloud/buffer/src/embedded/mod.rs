@@ -22,6 +22,7 @@
 
 mod channel;
 mod codec;
+mod hosted;
 mod ids;
 mod log;
 mod meta;
@@ -106,6 +107,8 @@ pub struct EmbeddedBuffer {
     head_seen: Mutex<Option<(u32, u64, Instant)>>,
     /// `COMPACT_STALL`, shorter in tests.
     compact_stall: Mutex<Duration>,
+    /// Accounts and self-service channels (`hosted.redb`).
+    hosted: hosted::HostedStore,
 }
 
 impl std::fmt::Debug for EmbeddedBuffer {
@@ -138,6 +141,7 @@ impl EmbeddedBuffer {
 
         let log_dir = dir.join(LOG_DIR);
         let (db, loaded, next_id) = meta::open(&dir.join(DB_FILE), &log_dir)?;
+        let hosted = hosted::HostedStore::open(&dir.join(hosted::FILE))?;
         let segments = Segments::new(&log_dir);
         let env = Env {
             segments: segments.clone(),
@@ -207,6 +211,7 @@ impl EmbeddedBuffer {
             lock: Mutex::new(Some(lock)),
             head_seen: Mutex::new(None),
             compact_stall: Mutex::new(COMPACT_STALL),
+            hosted,
         })
     }
 

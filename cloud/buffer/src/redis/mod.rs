@@ -27,6 +27,7 @@
 //! `tasks` (background tasks, `P:ctl` messages); `values` (decoding answers).
 
 mod conn;
+mod hosted;
 mod keys;
 mod scripts;
 mod tasks;
@@ -53,6 +54,7 @@ use self::keys::ChannelKeys;
 pub use self::keys::valid_prefix;
 use self::tasks::{ping_loop, refresh_loop, subscribe_loop};
 use self::values::*;
+use crate::hosted::{AccountRecord, Created, HostedChannelRecord};
 use crate::{
     AckOutcome, Buffer, BufferError, BufferHealth, BufferStats, BulkReplay, ChannelRecord,
     ChannelRegistration, Clock, Counters, Leased, LostLease, MessageRecord, NackOutcome,
@@ -1325,6 +1327,69 @@ impl Buffer for RedisBuffer {
                 })
                 .collect(),
         ))
+    }
+
+    async fn create_account(&self, account: &AccountRecord) -> Result<Created> {
+        self.inner.create_account(account).await
+    }
+
+    async fn put_account(&self, account: &AccountRecord) -> Result<bool> {
+        self.inner.put_account(account).await
+    }
+
+    async fn account(&self, account_id: &str) -> Result<Option<AccountRecord>> {
+        self.inner.account(account_id).await
+    }
+
+    async fn account_by_key(&self, key_digest: &str) -> Result<Option<AccountRecord>> {
+        self.inner.account_by_key(key_digest).await
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountRecord>> {
+        self.inner.accounts().await
+    }
+
+    async fn account_count(&self) -> Result<u64> {
+        self.inner.account_count().await
+    }
+
+    async fn delete_account(&self, account_id: &str) -> Result<bool> {
+        self.inner.delete_account(account_id).await
+    }
+
+    async fn create_hosted_channel(&self, channel: &HostedChannelRecord) -> Result<Created> {
+        self.inner.create_hosted_channel(channel).await
+    }
+
+    async fn put_hosted_channel(&self, channel: &HostedChannelRecord) -> Result<bool> {
+        self.inner.put_hosted_channel(channel).await
+    }
+
+    async fn hosted_channel(&self, name: &str) -> Result<Option<HostedChannelRecord>> {
+        self.inner.hosted_channel(name).await
+    }
+
+    async fn hosted_channel_by_webhook(
+        &self,
+        webhook_id: &str,
+    ) -> Result<Option<HostedChannelRecord>> {
+        self.inner.hosted_channel_by_webhook(webhook_id).await
+    }
+
+    async fn hosted_channels(&self) -> Result<Vec<HostedChannelRecord>> {
+        self.inner.hosted_channels().await
+    }
+
+    async fn hosted_channel_count(&self) -> Result<u64> {
+        self.inner.hosted_channel_count().await
+    }
+
+    async fn account_channels(&self, account_id: &str) -> Result<Vec<HostedChannelRecord>> {
+        self.inner.account_channels(account_id).await
+    }
+
+    async fn delete_hosted_channel(&self, name: &str) -> Result<bool> {
+        self.inner.delete_hosted_channel(name).await
     }
 
     async fn close(&self) -> Result<()> {

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use connect_protocol::error::ErrorCode;
 
+pub mod accounts;
 pub mod channels;
 pub mod config;
 pub mod messages;
@@ -55,6 +56,17 @@ pub fn routes(st: AppState) -> Router<AppState> {
             delete(channels::disconnect),
         )
         .route("/overview", get(channels::overview))
+        .route(
+            "/accounts",
+            get(accounts::list_accounts).post(accounts::create_account),
+        )
+        .route(
+            "/accounts/{id}",
+            get(accounts::get_account)
+                .patch(accounts::update_account)
+                .delete(accounts::delete_account),
+        )
+        .route("/accounts/{id}/rotate-key", post(accounts::rotate_key))
         .route_layer(middleware::from_fn_with_state(st, require_admin))
         .route("/health", get(channels::admin_health))
 }

@@ -72,7 +72,16 @@ pub async fn authenticate(
         ));
     };
     // Another replica may have just rotated or configured the token: re-read before a 401.
-    match st.hub().authenticate_fresh(channel, &token).await {
+    let found = match st.hub().authenticate_fresh(channel, &token).await {
+        Some(ok) => Some(ok),
+        // A self-service channel also takes its owner's API key (HOSTED.md §3).
+        None => st
+            .hosted()
+            .connector_key(channel, &token)
+            .await
+            .map(|(rt, digest)| (rt, digest, TokenGeneration::Current)),
+    };
+    match found {
         Some((rt, digest, generation)) => Ok(Authed {
             rt,
             digest,

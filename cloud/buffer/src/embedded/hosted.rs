@@ -1,0 +1,186 @@
+//! Self-service records of the embedded backend: a small redb file (`hosted.redb`) beside the
+//! channel store, read whole at open into a [`HostedIndex`]. Every change is committed
+//! (durably) before the index changes, under one lock, so the index never shows what the
+//! disk does not hold.
+
+use std::path::Path;
+
+use parking_lot::Mutex;
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+
+use super::meta::io;
+use crate::Result;
+use crate::hosted::{AccountRecord, Created, HostedChannelRecord, HostedIndex};
+
+pub(super) const FILE: &str = "hosted.redb";
+
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosted_channels");
+
+/// One write to the hosted tables.
+enum Write<'a> {
+    Account(&'a AccountRecord),
+    DropAccount(&'a str),
+    Channel(&'a HostedChannelRecord),
+    DropChannel(&'a str),
+}
+
+pub(super) struct HostedStore {
+    db: Database,
+    index: Mutex<HostedIndex>,
+}
+
+impl HostedStore {
+    pub(super) fn open(path: &Path) -> Result<Self> {
+        let ctx = "opening the accounts store";
+        let db = Database::builder()
+            .set_cache_size(1024 * 1024)
+            .create(path)
+            .map_err(|e| io(ctx, e))?;
+        {
+            let mut txn = db.begin_write().map_err(|e| io(ctx, e))?;
+            txn.set_durability(Durability::Immediate);
+            txn.open_table(ACCOUNTS).map_err(|e| io(ctx, e))?;
+            txn.open_table(CHANNELS).map_err(|e| io(ctx, e))?;
+            txn.commit().map_err(|e| io(ctx, e))?;
+        }
+        let txn = db.begin_read().map_err(|e| io(ctx, e))?;
+        let mut accounts = Vec::new();
+        for row in txn
+            .open_table(ACCOUNTS)
+            .map_err(|e| io(ctx, e))?
+            .iter()
+            .map_err(|e| io(ctx, e))?
+        {
+            let (_, v) = row.map_err(|e| io(ctx, e))?;
+            accounts.push(
+                serde_json::from_slice(v.value()).map_err(|e| io("corrupt account record", e))?,
+            );
+        }
+        let mut channels = Vec::new();
+        for row in txn
+            .open_table(CHANNELS)
+            .map_err(|e| io(ctx, e))?
+            .iter()
+            .map_err(|e| io(ctx, e))?
+        {
+            let (_, v) = row.map_err(|e| io(ctx, e))?;
+            channels.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|e| io("corrupt self-service channel record", e))?,
+            );
+        }
+        drop(txn);
+        Ok(HostedStore {
+            db,
+            index: Mutex::new(HostedIndex::load(accounts, channels)),
+        })
+    }
+
+    fn persist(&self, w: Write<'_>) -> Result<()> {
+        let ctx = "writing the accounts store";
+        let mut txn = self.db.begin_write().map_err(|e| io(ctx, e))?;
+        txn.set_durability(Durability::Immediate);
+        {
+            let mut accounts = txn.open_table(ACCOUNTS).map_err(|e| io(ctx, e))?;
+            let mut channels = txn.open_table(CHANNELS).map_err(|e| io(ctx, e))?;
+            match w {
+                Write::Account(a) => accounts
+                    .insert(a.account_id.as_str(), json(a)?.as_slice())
+                    .map(drop),
+                Write::DropAccount(id) => accounts.remove(id).map(drop),
+                Write::Channel(c) => channels
+                    .insert(c.channel.as_str(), json(c)?.as_slice())
+                    .map(drop),
+                Write::DropChannel(n) => channels.remove(n).map(drop),
+            }
+            .map_err(|e| io(ctx, e))?;
+        }
+        txn.commit().map_err(|e| io(ctx, e))
+    }
+
+    /// Runs `f` on a copy of the index; when it reports a change, persists `write` and then
+    /// keeps the copy.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&mut HostedIndex) -> (T, bool),
+        write: Write<'_>,
+    ) -> Result<T> {
+        let mut ix = self.index.lock();
+        let mut next = ix.clone();
+        let (out, changed) = f(&mut next);
+        if changed {
+            self.persist(write)?;
+            *ix = next;
+        }
+        Ok(out)
+    }
+
+    pub(super) fn read<T>(&self, f: impl FnOnce(&HostedIndex) -> T) -> T {
+        f(&self.index.lock())
+    }
+
+    pub(super) fn create_account(&self, a: &AccountRecord) -> Result<Created> {
+        self.change(
+            |ix| {
+                let r = ix.create_account(a);
+                (r, r == Created::Created)
+            },
+            Write::Account(a),
+        )
+    }
+
+    pub(super) fn put_account(&self, a: &AccountRecord) -> Result<bool> {
+        self.change(
+            |ix| {
+                let r = ix.put_account(a);
+                (r, r)
+            },
+            Write::Account(a),
+        )
+    }
+
+    pub(super) fn delete_account(&self, id: &str) -> Result<bool> {
+        self.change(
+            |ix| {
+                let r = ix.delete_account(id);
+                (r, r)
+            },
+            Write::DropAccount(id),
+        )
+    }
+
+    pub(super) fn create_channel(&self, c: &HostedChannelRecord) -> Result<Created> {
+        self.change(
+            |ix| {
+                let r = ix.create_channel(c);
+                (r, r == Created::Created)
+            },
+            Write::Channel(c),
+        )
+    }
+
+    pub(super) fn put_channel(&self, c: &HostedChannelRecord) -> Result<bool> {
+        self.change(
+            |ix| {
+                let r = ix.put_channel(c);
+                (r, r)
+            },
+            Write::Channel(c),
+        )
+    }
+
+    pub(super) fn delete_channel(&self, name: &str) -> Result<bool> {
+        self.change(
+            |ix| {
+                let r = ix.delete_channel(name);
+                (r, r)
+            },
+            Write::DropChannel(name),
+        )
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| io("serializing a record", e))
+}

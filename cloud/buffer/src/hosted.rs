@@ -1,0 +1,189 @@
+//! Self-service records (HOSTED.md §2–§3) kept beside the channels: accounts (only the
+//! SHA-256 digest of an API key is stored) and the channels accounts own. Both backends keep
+//! them durably with the same rules: account names are unique, a key digest finds at most
+//! one account, channel names and webhook ids are unique.
+//!
+//! [`HostedIndex`] is the in-memory form with those rules; the embedded backend persists it,
+//! the Redis backend keeps the same rules in Redis keys.
+
+use std::collections::{BTreeMap, HashMap};
+
+use connect_protocol::hosted::{Quota, VerifySpec};
+use connect_protocol::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A stored account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    pub account_id: String,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub disabled: bool,
+    pub quota: Quota,
+    /// SHA-256 hex of the current API key.
+    pub key_digest: String,
+}
+
+/// A stored self-service channel. `verify.secret` is needed to check signatures, so it is
+/// stored; it is never returned by the cloud.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostedChannelRecord {
+    /// The full name, `<account name>.<name>`.
+    pub channel: String,
+    pub account_id: String,
+    pub webhook_id: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub description: Option<String>,
+    pub verify: Option<VerifySpec>,
+    pub ttl_seconds: u64,
+    pub max_queue_size: u64,
+    pub max_delivery_attempts: u32,
+}
+
+/// Outcome of creating a record under unique names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    /// The name (or, for a channel, the webhook id) is taken.
+    Taken,
+}
+
+/// Every account and self-service channel with their lookup indexes.
+#[derive(Clone, Debug, Default)]
+pub struct HostedIndex {
+    accounts: BTreeMap<String, AccountRecord>,
+    by_name: HashMap<String, String>,
+    by_key: HashMap<String, String>,
+    channels: BTreeMap<String, HostedChannelRecord>,
+    by_webhook: HashMap<String, String>,
+}
+
+impl HostedIndex {
+    /// Builds the index from stored records (a store opened).
+    pub fn load(
+        accounts: impl IntoIterator<Item = AccountRecord>,
+        channels: impl IntoIterator<Item = HostedChannelRecord>,
+    ) -> Self {
+        let mut ix = HostedIndex::default();
+        for a in accounts {
+            ix.insert_account(a);
+        }
+        for c in channels {
+            ix.by_webhook
+                .insert(c.webhook_id.clone(), c.channel.clone());
+            ix.channels.insert(c.channel.clone(), c);
+        }
+        ix
+    }
+
+    fn insert_account(&mut self, a: AccountRecord) {
+        self.by_name.insert(a.name.clone(), a.account_id.clone());
+        self.by_key
+            .insert(a.key_digest.clone(), a.account_id.clone());
+        self.accounts.insert(a.account_id.clone(), a);
+    }
+
+    pub fn create_account(&mut self, a: &AccountRecord) -> Created {
+        if self.by_name.contains_key(&a.name) || self.accounts.contains_key(&a.account_id) {
+            return Created::Taken;
+        }
+        self.insert_account(a.clone());
+        Created::Created
+    }
+
+    /// Replaces an account (quota, disabled, key digest; the name never changes). False when
+    /// it does not exist.
+    pub fn put_account(&mut self, a: &AccountRecord) -> bool {
+        let Some(old) = self.accounts.get(&a.account_id) else {
+            return false;
+        };
+        let old_digest = old.key_digest.clone();
+        self.by_key.remove(&old_digest);
+        self.insert_account(a.clone());
+        true
+    }
+
+    pub fn account(&self, id: &str) -> Option<&AccountRecord> {
+        self.accounts.get(id)
+    }
+
+    pub fn account_by_key(&self, digest: &str) -> Option<&AccountRecord> {
+        self.by_key
+            .get(digest)
+            .and_then(|id| self.accounts.get(id))
+            .filter(|a| a.key_digest == digest)
+    }
+
+    pub fn accounts(&self) -> Vec<AccountRecord> {
+        self.accounts.values().cloned().collect()
+    }
+
+    pub fn account_count(&self) -> u64 {
+        self.accounts.len() as u64
+    }
+
+    /// Removes an account (not its channels). False when it does not exist.
+    pub fn delete_account(&mut self, id: &str) -> bool {
+        let Some(a) = self.accounts.remove(id) else {
+            return false;
+        };
+        self.by_name.remove(&a.name);
+        self.by_key.remove(&a.key_digest);
+        true
+    }
+
+    pub fn create_channel(&mut self, c: &HostedChannelRecord) -> Created {
+        if self.channels.contains_key(&c.channel) || self.by_webhook.contains_key(&c.webhook_id) {
+            return Created::Taken;
+        }
+        self.by_webhook
+            .insert(c.webhook_id.clone(), c.channel.clone());
+        self.channels.insert(c.channel.clone(), c.clone());
+        Created::Created
+    }
+
+    /// Replaces a channel's settings (the name, owner and webhook id never change). False
+    /// when it does not exist.
+    pub fn put_channel(&mut self, c: &HostedChannelRecord) -> bool {
+        match self.channels.get_mut(&c.channel) {
+            Some(old) if old.webhook_id == c.webhook_id => {
+                *old = c.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn channel(&self, name: &str) -> Option<&HostedChannelRecord> {
+        self.channels.get(name)
+    }
+
+    pub fn channel_by_webhook(&self, id: &str) -> Option<&HostedChannelRecord> {
+        self.by_webhook.get(id).and_then(|n| self.channels.get(n))
+    }
+
+    pub fn channels(&self) -> Vec<HostedChannelRecord> {
+        self.channels.values().cloned().collect()
+    }
+
+    pub fn channel_count(&self) -> u64 {
+        self.channels.len() as u64
+    }
+
+    pub fn account_channels(&self, account_id: &str) -> Vec<HostedChannelRecord> {
+        self.channels
+            .values()
+            .filter(|c| c.account_id == account_id)
+            .cloned()
+            .collect()
+    }
+
+    pub fn delete_channel(&mut self, name: &str) -> bool {
+        let Some(c) = self.channels.remove(name) else {
+            return false;
+        };
+        self.by_webhook.remove(&c.webhook_id);
+        true
+    }
+}

@@ -1,0 +1,268 @@
+//! Self-service records in Redis, one key per record plus the index keys that make names,
+//! key digests and webhook ids unique (claimed with `SET … NX` before the record is written):
+//!
+//! - `P:acct:<id>` account JSON; `P:acct-name:<name>` and `P:acct-key:<digest>` → id;
+//!   `P:accounts` the set of ids; `P:acct-ch:<id>` the set of its channel names.
+//! - `P:hch:<channel>` channel JSON; `P:hch-wh:<webhook id>` → channel; `P:hchannels` the set
+//!   of names.
+//!
+//! Every key is a plain single-key command, so the layout works on a cluster too. Readers
+//! always go to Redis (nothing is cached), so a change made through one replica holds on
+//! every replica at its next request; a channel change is also published on `P:ctl`.
+
+use redis::AsyncCommands as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Inner;
+use super::keys::encode_channel;
+use crate::hosted::{AccountRecord, Created, HostedChannelRecord};
+use crate::{BufferError, Result};
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| BufferError::Unavailable(format!("serializing: {e}")))
+}
+
+impl Inner {
+    fn k(&self, kind: &str, id: &str) -> String {
+        format!("{}:{kind}:{}", self.opts.prefix, encode_channel(id))
+    }
+
+    fn accounts_key(&self) -> String {
+        format!("{}:accounts", self.opts.prefix)
+    }
+
+    fn hchannels_key(&self) -> String {
+        format!("{}:hchannels", self.opts.prefix)
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let mut con = self.con.clone();
+        let raw: Option<String> = con.get(key).await.map_err(|e| self.err(e))?;
+        raw.map(|s| {
+            serde_json::from_str(&s)
+                .map_err(|e| BufferError::Unavailable(format!("corrupt record {key}: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn get_str(&self, key: &str) -> Result<Option<String>> {
+        let mut con = self.con.clone();
+        con.get(key).await.map_err(|e| self.err(e))
+    }
+
+    async fn set_str(&self, key: &str, value: &str) -> Result<()> {
+        let mut con = self.con.clone();
+        con.set::<_, _, ()>(key, value)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// `SET key value NX`: true when this call claimed the key.
+    async fn claim(&self, key: &str, value: &str) -> Result<bool> {
+        let mut con = self.con.clone();
+        let r: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(r.is_some())
+    }
+
+    async fn del(&self, key: &str) -> Result<()> {
+        let mut con = self.con.clone();
+        con.del::<_, ()>(key).await.map_err(|e| self.err(e))
+    }
+
+    async fn set_add(&self, key: &str, member: &str, add: bool) -> Result<()> {
+        let mut con = self.con.clone();
+        if add {
+            con.sadd::<_, _, ()>(key, member).await
+        } else {
+            con.srem::<_, _, ()>(key, member).await
+        }
+        .map_err(|e| self.err(e))
+    }
+
+    async fn members(&self, key: &str) -> Result<Vec<String>> {
+        let mut con = self.con.clone();
+        let mut v: Vec<String> = con.smembers(key).await.map_err(|e| self.err(e))?;
+        v.sort();
+        Ok(v)
+    }
+
+    pub(super) async fn create_account(&self, a: &AccountRecord) -> Result<Created> {
+        self.ensure_open()?;
+        if !self
+            .claim(&self.k("acct-name", &a.name), &a.account_id)
+            .await?
+        {
+            return Ok(Created::Taken);
+        }
+        self.set_str(&self.k("acct", &a.account_id), &to_json(a)?)
+            .await?;
+        self.set_str(&self.k("acct-key", &a.key_digest), &a.account_id)
+            .await?;
+        self.set_add(&self.accounts_key(), &a.account_id, true)
+            .await?;
+        self.confirm().await?;
+        Ok(Created::Created)
+    }
+
+    pub(super) async fn put_account(&self, a: &AccountRecord) -> Result<bool> {
+        self.ensure_open()?;
+        let Some(old) = self.account(&a.account_id).await? else {
+            return Ok(false);
+        };
+        self.set_str(&self.k("acct", &a.account_id), &to_json(a)?)
+            .await?;
+        if old.key_digest != a.key_digest {
+            self.set_str(&self.k("acct-key", &a.key_digest), &a.account_id)
+                .await?;
+            self.del(&self.k("acct-key", &old.key_digest)).await?;
+        }
+        self.confirm().await?;
+        Ok(true)
+    }
+
+    pub(super) async fn account(&self, id: &str) -> Result<Option<AccountRecord>> {
+        self.get_json(&self.k("acct", id)).await
+    }
+
+    pub(super) async fn account_by_key(&self, digest: &str) -> Result<Option<AccountRecord>> {
+        let Some(id) = self.get_str(&self.k("acct-key", digest)).await? else {
+            return Ok(None);
+        };
+        Ok(self.account(&id).await?.filter(|a| a.key_digest == digest))
+    }
+
+    pub(super) async fn accounts(&self) -> Result<Vec<AccountRecord>> {
+        let mut out = Vec::new();
+        for id in self.members(&self.accounts_key()).await? {
+            if let Some(a) = self.account(&id).await? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn account_count(&self) -> Result<u64> {
+        let mut con = self.con.clone();
+        con.scard(self.accounts_key())
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    pub(super) async fn delete_account(&self, id: &str) -> Result<bool> {
+        self.ensure_open()?;
+        let Some(a) = self.account(id).await? else {
+            return Ok(false);
+        };
+        self.del(&self.k("acct-key", &a.key_digest)).await?;
+        self.del(&self.k("acct", id)).await?;
+        self.set_add(&self.accounts_key(), id, false).await?;
+        self.del(&self.k("acct-ch", id)).await?;
+        self.del(&self.k("acct-name", &a.name)).await?;
+        self.confirm().await?;
+        Ok(true)
+    }
+
+    pub(super) async fn create_hosted_channel(&self, c: &HostedChannelRecord) -> Result<Created> {
+        self.ensure_open()?;
+        if !self
+            .claim(&self.k("hch-wh", &c.webhook_id), &c.channel)
+            .await?
+        {
+            return Ok(Created::Taken);
+        }
+        if !self.claim(&self.k("hch", &c.channel), &to_json(c)?).await? {
+            self.del(&self.k("hch-wh", &c.webhook_id)).await?;
+            return Ok(Created::Taken);
+        }
+        self.set_add(&self.hchannels_key(), &c.channel, true)
+            .await?;
+        self.set_add(&self.k("acct-ch", &c.account_id), &c.channel, true)
+            .await?;
+        self.confirm().await?;
+        self.publish_change("chan", &c.channel).await?;
+        Ok(Created::Created)
+    }
+
+    pub(super) async fn put_hosted_channel(&self, c: &HostedChannelRecord) -> Result<bool> {
+        self.ensure_open()?;
+        match self.hosted_channel(&c.channel).await? {
+            Some(old) if old.webhook_id == c.webhook_id => {}
+            _ => return Ok(false),
+        }
+        self.set_str(&self.k("hch", &c.channel), &to_json(c)?)
+            .await?;
+        self.confirm().await?;
+        self.publish_change("chan", &c.channel).await?;
+        Ok(true)
+    }
+
+    pub(super) async fn hosted_channel(&self, name: &str) -> Result<Option<HostedChannelRecord>> {
+        self.get_json(&self.k("hch", name)).await
+    }
+
+    pub(super) async fn hosted_channel_by_webhook(
+        &self,
+        id: &str,
+    ) -> Result<Option<HostedChannelRecord>> {
+        let Some(name) = self.get_str(&self.k("hch-wh", id)).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .hosted_channel(&name)
+            .await?
+            .filter(|c| c.webhook_id == id))
+    }
+
+    async fn channels_in(&self, set: &str) -> Result<Vec<HostedChannelRecord>> {
+        let mut out = Vec::new();
+        for name in self.members(set).await? {
+            if let Some(c) = self.hosted_channel(&name).await? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn hosted_channels(&self) -> Result<Vec<HostedChannelRecord>> {
+        self.channels_in(&self.hchannels_key()).await
+    }
+
+    pub(super) async fn hosted_channel_count(&self) -> Result<u64> {
+        let mut con = self.con.clone();
+        con.scard(self.hchannels_key())
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    pub(super) async fn account_channels(&self, id: &str) -> Result<Vec<HostedChannelRecord>> {
+        Ok(self
+            .channels_in(&self.k("acct-ch", id))
+            .await?
+            .into_iter()
+            .filter(|c| c.account_id == id)
+            .collect())
+    }
+
+    pub(super) async fn delete_hosted_channel(&self, name: &str) -> Result<bool> {
+        self.ensure_open()?;
+        let Some(c) = self.hosted_channel(name).await? else {
+            return Ok(false);
+        };
+        // The record first: from here on the channel does not exist for any replica.
+        self.del(&self.k("hch", name)).await?;
+        self.del(&self.k("hch-wh", &c.webhook_id)).await?;
+        self.set_add(&self.hchannels_key(), name, false).await?;
+        self.set_add(&self.k("acct-ch", &c.account_id), name, false)
+            .await?;
+        self.confirm().await?;
+        self.publish_change("del", name).await?;
+        Ok(true)
+    }
+}
