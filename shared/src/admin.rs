@@ -55,6 +55,11 @@ pub struct ChannelInfo {
     pub connected_clients: u64,
     pub webhook_ids: Vec<String>,
     pub state: ChannelState,
+    /// The owning account of a self-service channel (HOSTED.md §3); absent for configured
+    /// channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub owner: Option<String>,
 }
 
 /// Where the channel's current token came from.

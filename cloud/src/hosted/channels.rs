@@ -179,16 +179,16 @@ impl Hosted {
             max_delivery_attempts: req.max_delivery_attempts.unwrap_or(DEFAULT_ATTEMPTS),
         };
         check_settings(&rec, a)?;
+        let taken = || HostedError::NameTaken(format!("channel '{full}' already exists"));
+        if self.configured_channel(&full) || self.buffer().channel(&full).await?.is_some() {
+            return Err(taken());
+        }
         let owned = self.buffer().account_channels(&a.account_id).await?.len() as u64;
         if owned >= a.quota.max_channels {
             return Err(HostedError::QuotaExceeded(format!(
                 "the account owns {owned} channels; its quota max_channels is {}",
                 a.quota.max_channels
             )));
-        }
-        let taken = || HostedError::NameTaken(format!("channel '{full}' already exists"));
-        if self.configured_channel(&full) || self.buffer().channel(&full).await?.is_some() {
-            return Err(taken());
         }
         while self.configured_webhook(&rec.webhook_id) {
             rec.webhook_id = new_webhook_id();
@@ -362,28 +362,42 @@ impl Hosted {
         Ok(n)
     }
 
-    /// Connector authentication with an API key (HOSTED.md §3): the key's account must own
-    /// `channel`. Any other key, a disabled account or a channel that is not self-service:
-    /// `None` (401, like a wrong token).
+    /// Connector authentication with an API key (HOSTED.md §3), decided by the store (so a
+    /// key rotated through another replica is refused here at once). `None`: `token` is not
+    /// an API key or `channel` is not self-service — channel tokens decide. `Some(None)`:
+    /// refused (another account's key, a revoked key, a disabled account); a connection this
+    /// replica accepted with that key is closed.
     pub async fn connector_key(
         &self,
         channel: &str,
         token: &str,
-    ) -> Option<(Arc<ChannelRt>, String)> {
+    ) -> Option<Option<(Arc<ChannelRt>, String)>> {
         if !looks_like_api_key(token) {
             return None;
         }
-        let a = self.authenticate_key(Some(token)).await.ok()?;
         let rec = self.buffer().hosted_channel(channel).await.ok()??;
-        if rec.account_id != a.account_id {
-            return None;
-        }
         let hub = self.rt.hub();
+        let account = self.authenticate_key(Some(token)).await.ok();
+        let Some(a) = account.filter(|a| a.account_id == rec.account_id) else {
+            if let Some(rt) = hub.channel(channel)
+                && rt.owner_key_is(&token_digest(token))
+            {
+                rt.set_owner_key(None);
+                hub.enforce_tokens(&rt);
+            }
+            return Some(None);
+        };
         if hub.channel(channel).is_none() {
             hub.refresh_channel(channel, false).await;
         }
-        let rt = hub.channel(channel)?;
-        rt.set_owner_key(Some(a.key_digest.clone()));
-        Some((rt, a.key_digest))
+        let Some(rt) = hub.channel(channel) else {
+            return Some(None);
+        };
+        if !rt.owner_key_is(&a.key_digest) {
+            rt.set_owner_key(Some(a.key_digest.clone()));
+            // Connections of a key replaced elsewhere end here.
+            hub.enforce_tokens(&rt);
+        }
+        Some(Some((rt, a.key_digest)))
     }
 }

@@ -140,6 +140,14 @@ impl ChannelRt {
         *self.owner_key.write() = digest;
     }
 
+    /// Is `digest` the owner key accepted here?
+    pub fn owner_key_is(&self, digest: &str) -> bool {
+        self.owner_key
+            .read()
+            .as_deref()
+            .is_some_and(|k| ct_eq(k, digest))
+    }
+
     /// Which generation `digest` authenticates for, or `None` (§4.3). The owner's API key
     /// counts as the current token.
     pub fn token_matches(&self, digest: &str, now: Timestamp) -> Option<TokenGeneration> {

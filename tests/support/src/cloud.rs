@@ -37,6 +37,7 @@ pub struct CloudBuilder {
     webhooks: Value,
     env: Vec<(String, String)>,
     http_timeout: Duration,
+    self_service: Option<String>,
 }
 
 impl CloudBuilder {
@@ -44,6 +45,13 @@ impl CloudBuilder {
     pub fn envs(mut self, env: &[(&str, &str)]) -> Self {
         self.env
             .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        self
+    }
+
+    /// Self-service hosting in `mode` (`keys` or `open`), with `WEBHOOK_CONNECT_PUBLIC_URL`
+    /// set to this cloud's own base URL.
+    pub fn self_service(mut self, mode: &str) -> Self {
+        self.self_service = Some(mode.to_owned());
         self
     }
 
@@ -61,7 +69,21 @@ impl CloudBuilder {
             serde_json::to_vec_pretty(&self.webhooks)?,
         )?;
         let port = free_port();
-        let proc = spawn(dir.path(), port, &self.env)?;
+        let mut env = self.env;
+        if let Some(mode) = self.self_service {
+            // Before the caller's variables, so a test can still override either.
+            env.splice(
+                0..0,
+                [
+                    ("WEBHOOK_CONNECT_SELF_SERVICE".to_owned(), mode),
+                    (
+                        "WEBHOOK_CONNECT_PUBLIC_URL".to_owned(),
+                        format!("http://127.0.0.1:{port}"),
+                    ),
+                ],
+            );
+        }
+        let proc = spawn(dir.path(), port, &env)?;
         let cloud = Cloud {
             proc,
             base: format!("http://127.0.0.1:{port}"),
@@ -70,7 +92,7 @@ impl CloudBuilder {
             http: reqwest::Client::builder()
                 .timeout(self.http_timeout)
                 .build()?,
-            extra_env: self.env,
+            extra_env: env,
         };
         cloud.wait_ready().await?;
         Ok(cloud)
@@ -93,6 +115,7 @@ impl Cloud {
             webhooks,
             env: Vec::new(),
             http_timeout: Duration::from_secs(30),
+            self_service: None,
         }
     }
 
@@ -220,6 +243,79 @@ impl Cloud {
             .admin(reqwest::Method::GET, &format!("/channels/{channel}/stats"))
             .await?;
         anyhow::ensure!(s == 200, "stats answered {s}: {v}");
+        Ok(v)
+    }
+}
+
+/// Self-service helpers (HOSTED.md): the admin account API and `/api/v1` with an API key.
+impl Cloud {
+    /// Calls the admin API with a JSON body; the status and the JSON answer.
+    pub async fn admin_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, Value)> {
+        let r = self
+            .http
+            .request(method, format!("{}/admin/webhook-connect{path}", self.base))
+            .bearer_auth(ADMIN)
+            .json(body)
+            .send()
+            .await?;
+        let s = r.status().as_u16();
+        Ok((s, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Creates an account through the admin API; `(account_id, api_key)`. Fails unless 201.
+    pub async fn create_account(&self, name: &str, quota: Value) -> Result<(String, String)> {
+        let mut body = serde_json::json!({ "name": name });
+        if !quota.is_null() {
+            body["quota"] = quota;
+        }
+        let (s, v) = self
+            .admin_json(reqwest::Method::POST, "/accounts", &body)
+            .await?;
+        anyhow::ensure!(s == 201, "create account answered {s}: {v}");
+        Ok((
+            v["account_id"]
+                .as_str()
+                .context("no account_id")?
+                .to_owned(),
+            v["api_key"].as_str().context("no api_key")?.to_owned(),
+        ))
+    }
+
+    /// Calls `/api/v1{path}` with `key` (none when empty) and an optional JSON body; the
+    /// status and the JSON answer (`Null` if none).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base));
+        if !key.is_empty() {
+            req = req.bearer_auth(key);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req.send().await?;
+        let s = r.status().as_u16();
+        Ok((s, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Creates channel `name` of the key's account; the `201` answer (`channel`,
+    /// `webhook_id`, `webhook_url`, `channel_token`, …). Fails unless 201.
+    pub async fn create_channel(&self, key: &str, body: Value) -> Result<Value> {
+        let (s, v) = self
+            .api(reqwest::Method::POST, "/channels", key, Some(&body))
+            .await?;
+        anyhow::ensure!(s == 201, "create channel answered {s}: {v}");
         Ok(v)
     }
 }

@@ -47,7 +47,12 @@ export type ChannelState = "active" | "orphaned";
 
 export type ChannelStats = { channel: string, messages_queued: number, messages_in_flight: number, messages_delivered: number, messages_dispatched: number, messages_expired: number, messages_dead_lettered: number, connected_clients: number, messages_acked: number, messages_nacked: number, messages_delayed: number, messages_received: number, dead_letters: number, oldest_message_age_seconds: number | null, };
 
-export type ChannelInfo = { name: string, webhook_id: string, created_at: Timestamp, ttl_seconds: number, max_queue_size: number, max_connections: number, connected_clients: number, webhook_ids: Array<string>, state: ChannelState, };
+export type ChannelInfo = { name: string, webhook_id: string, created_at: Timestamp, ttl_seconds: number, max_queue_size: number, max_connections: number, connected_clients: number, webhook_ids: Array<string>, state: ChannelState, 
+/**
+ * The owning account of a self-service channel (HOSTED.md §3); absent for configured
+ * channels.
+ */
+owner?: string, };
 
 export type TokenInfo = { source: TokenSource, rotated_at: Timestamp | null, old_token_expires_at: Timestamp | null, };
 

@@ -42,8 +42,9 @@ pub(crate) async fn admin_health(State(st): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn info(st: &AppState, r: &ChannelRecord) -> ChannelInfo {
+fn info(st: &AppState, r: &ChannelRecord, owner: Option<String>) -> ChannelInfo {
     ChannelInfo {
+        owner,
         name: r.name.clone(),
         webhook_id: r.owner.clone(),
         created_at: r.created_at,
@@ -58,7 +59,19 @@ fn info(st: &AppState, r: &ChannelRecord) -> ChannelInfo {
 
 pub(crate) async fn list_channels(State(st): State<AppState>) -> ApiResult<Response> {
     let recs = st.buffer().channels().await?;
-    Ok(axum::Json(recs.iter().map(|r| info(&st, r)).collect::<Vec<_>>()).into_response())
+    let owners: std::collections::HashMap<String, String> = st
+        .buffer()
+        .hosted_channels()
+        .await?
+        .into_iter()
+        .map(|c| (c.channel, c.account_id))
+        .collect();
+    Ok(axum::Json(
+        recs.iter()
+            .map(|r| info(&st, r, owners.get(&r.name).cloned()))
+            .collect::<Vec<_>>(),
+    )
+    .into_response())
 }
 
 pub(crate) async fn get_channel(

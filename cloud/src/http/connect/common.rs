@@ -72,14 +72,11 @@ pub async fn authenticate(
         ));
     };
     // Another replica may have just rotated or configured the token: re-read before a 401.
-    let found = match st.hub().authenticate_fresh(channel, &token).await {
-        Some(ok) => Some(ok),
-        // A self-service channel also takes its owner's API key (HOSTED.md §3).
-        None => st
-            .hosted()
-            .connector_key(channel, &token)
-            .await
-            .map(|(rt, digest)| (rt, digest, TokenGeneration::Current)),
+    // A self-service channel also takes its owner's API key (HOSTED.md §3), checked against
+    // the store; every other credential is a channel token.
+    let found = match st.hosted().connector_key(channel, &token).await {
+        Some(by_key) => by_key.map(|(rt, digest)| (rt, digest, TokenGeneration::Current)),
+        None => st.hub().authenticate_fresh(channel, &token).await,
     };
     match found {
         Some((rt, digest, generation)) => Ok(Authed {

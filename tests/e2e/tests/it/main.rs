@@ -15,6 +15,7 @@ mod dispatch;
 mod edge;
 mod etcd;
 mod fairness;
+mod hosted;
 mod ops;
 mod redis;
 mod reload;

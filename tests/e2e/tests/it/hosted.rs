@@ -1,0 +1,545 @@
+//! Self-service hosting through the real binary (HOSTED.md §2–§3): accounts made by the admin
+//! API and by open sign-up, channels created with an API key, webhooks posted to the returned
+//! `webhook_url` and received by connectors authenticated with the API key or the channel
+//! token; isolation between accounts; quotas; `verify`; key rotation, deletion and restart —
+//! on the embedded store and on Redis with two replicas.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures::StreamExt;
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+use connect_testkit::cloud::{Cloud, connect_hook};
+use connect_testkit::{RedisServer, wait_until};
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const CONFIGURED: &str = "configured";
+const CONFIGURED_TOKEN: &str = "configured-channel-token-e2e";
+
+fn hooks() -> Value {
+    json!({"cfg-hook": connect_hook(CONFIGURED, CONFIGURED_TOKEN, json!({}))})
+}
+
+async fn keys_cloud() -> anyhow::Result<Cloud> {
+    Cloud::builder(hooks()).self_service("keys").start().await
+}
+
+/// A v2 WebSocket stream of `channel` with `credential`, after its `connected` frame.
+async fn ws(c: &Cloud, channel: &str, credential: &str) -> anyhow::Result<Ws> {
+    let mut req = format!("{}/connect/stream/{channel}", c.ws_base()).into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {credential}").parse()?);
+    req.headers_mut()
+        .insert("x-webhook-connect-version", "2".parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("\"connected\"") => {
+                return Ok(ws);
+            }
+            Ok(Some(Ok(_))) => {}
+            other => anyhow::bail!("no connected frame: {other:?}"),
+        }
+    }
+}
+
+/// The next webhook frame.
+async fn next_webhook(ws: &mut Ws) -> Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "webhook" {
+                    return v;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no webhook frame: {other:?}"),
+        }
+    }
+}
+
+/// The close code the server ends the stream with.
+async fn close_code(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            Ok(Some(Ok(Message::Close(f)))) => return f.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+            _ => return None,
+        }
+    }
+}
+
+/// The exact body bytes a webhook frame carries.
+fn body_of(frame: &Value) -> Vec<u8> {
+    let b64 = frame["message"]["body_b64"]
+        .as_str()
+        .or_else(|| frame["body_b64"].as_str())
+        .unwrap_or_else(|| panic!("no body_b64 in {frame}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+async fn post_url(c: &Cloud, url: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = c.http.post(url).body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn hosted_account_channel_ingress_and_connectors_on_the_embedded_store() -> anyhow::Result<()>
+{
+    let mut c = keys_cloud().await?;
+    let (alice_id, alice) = c.create_account("alice", Value::Null).await?;
+    let (_, bob) = c.create_account("bob", Value::Null).await?;
+    let (s, me) = c.api(Method::GET, "/account", &alice, None).await?;
+    assert_eq!(
+        (s, me["account_id"].as_str()),
+        (200, Some(alice_id.as_str()))
+    );
+
+    let created = c.create_channel(&alice, json!({"name": "shop"})).await?;
+    assert_eq!(created["channel"], "alice.shop");
+    let wh = created["webhook_id"].as_str().unwrap().to_owned();
+    assert!(wh.starts_with("wh_") && wh.len() == 29, "{wh}");
+    let url = created["webhook_url"].as_str().unwrap().to_owned();
+    assert_eq!(url, format!("{}/webhook/{wh}", c.base));
+    let token = created["channel_token"].as_str().unwrap().to_owned();
+
+    // A connector with the API key receives what is posted to the URL, byte for byte.
+    let mut by_key = ws(&c, "alice.shop", &alice).await?;
+    let body = b"{\"order\": 1,  \"note\":\"exact bytes\"}";
+    let (s, _) = post_url(&c, &url, body, &[("content-type", "application/json")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(body_of(&next_webhook(&mut by_key).await), body);
+    // And the channel token works too.
+    assert_eq!(c.connector_status("alice.shop", &token).await, 200);
+    assert_eq!(c.connector_status("alice.shop", &alice).await, 200);
+
+    // Another account: 404 through the API, 401 on the connector endpoints.
+    let (s, _) = c
+        .api(Method::GET, "/channels/alice.shop", &bob, None)
+        .await?;
+    assert_eq!(s, 404);
+    let (s, v) = c
+        .api(Method::GET, "/channels/alice.shop/dead-letters", &bob, None)
+        .await?;
+    assert_eq!(s, 404, "{v}");
+    let (s_missing, v_missing) = c
+        .api(Method::GET, "/channels/bob.nothing", &bob, None)
+        .await?;
+    assert_eq!(
+        (s_missing, &v_missing),
+        (404, &v),
+        "indistinguishable from missing"
+    );
+    assert_eq!(c.connector_status("alice.shop", &bob).await, 401);
+    let (s, _) = c
+        .api(
+            Method::GET,
+            &format!("/channels/{CONFIGURED}"),
+            &alice,
+            None,
+        )
+        .await?;
+    assert_eq!(s, 404, "a configured channel is not any account's");
+    assert_eq!(c.connector_status(CONFIGURED, &alice).await, 401);
+    let (s, list) = c.api(Method::GET, "/channels", &bob, None).await?;
+    assert_eq!(
+        (s, list["channels"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let (s, list) = c.api(Method::GET, "/channels", &alice, None).await?;
+    assert_eq!(s, 200);
+    assert_eq!(list["channels"][0]["channel"], "alice.shop");
+    assert_eq!(list["channels"][0]["stats"]["messages_received"], 1);
+
+    // One 401 for every bad key.
+    for bad in ["", "whc_unknown", "not-a-key", CONFIGURED_TOKEN] {
+        let (s, v) = c.api(Method::GET, "/account", bad, None).await?;
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{bad:?}"
+        );
+    }
+
+    // Restart: accounts and channels are still there and still work.
+    drop(by_key);
+    c.restart().await?;
+    let (s, _) = c.api(Method::GET, "/account", &alice, None).await?;
+    assert_eq!(s, 200);
+    let mut by_token = ws(&c, "alice.shop", &token).await?;
+    // The unacknowledged message was kept across the restart and comes first.
+    assert_eq!(body_of(&next_webhook(&mut by_token).await), body);
+    let (s, _) = post_url(&c, &url, b"after restart", &[]).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        body_of(&next_webhook(&mut by_token).await),
+        b"after restart"
+    );
+
+    // Key rotation: the old key is refused at once, its live connection closed.
+    let mut old_key_conn = ws(&c, "alice.shop", &alice).await?;
+    let (s, rotated) = c
+        .admin(Method::POST, &format!("/accounts/{alice_id}/rotate-key"))
+        .await?;
+    assert_eq!(s, 200);
+    let new_key = rotated["api_key"].as_str().unwrap().to_owned();
+    let (s, _) = c.api(Method::GET, "/account", &alice, None).await?;
+    assert_eq!(s, 401, "old key right after rotation");
+    assert_eq!(c.connector_status("alice.shop", &alice).await, 401);
+    assert_eq!(close_code(&mut old_key_conn).await, Some(4005));
+    let (s, _) = c.api(Method::GET, "/account", &new_key, None).await?;
+    assert_eq!(s, 200);
+
+    // Delete: ingress 404 at once, live connections closed with 4006.
+    let (s, v) = c
+        .api(Method::DELETE, "/channels/alice.shop", &new_key, None)
+        .await?;
+    assert_eq!((s, v["deleted"].as_str()), (200, Some("alice.shop")));
+    let (s, _) = post_url(&c, &url, b"gone", &[]).await;
+    assert_eq!(s, 404);
+    assert_eq!(close_code(&mut by_token).await, Some(4006));
+    let (s, _) = c
+        .api(Method::GET, "/channels/alice.shop", &new_key, None)
+        .await?;
+    assert_eq!(s, 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
+    let reload = "reload-token-hosted";
+    let c = Cloud::builder(hooks())
+        .self_service("keys")
+        .envs(&[("CONFIG_RELOAD_ADMIN_TOKEN", reload)])
+        .start()
+        .await?;
+    let (_, key) = c
+        .create_account(
+            "carol",
+            json!({"max_channels": 2, "max_ttl_seconds": 3600, "max_body_bytes": 64, "ingress_per_second": 3}),
+        )
+        .await?;
+    // A setting above the cap: 422 naming the field and the cap; nothing is created.
+    let (s, v) = c
+        .api(
+            Method::POST,
+            "/channels",
+            &key,
+            Some(&json!({"name": "a", "ttl_seconds": 7200})),
+        )
+        .await?;
+    assert_eq!(s, 422, "{v}");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("ttl_seconds") && detail.contains("max_ttl_seconds = 3600"),
+        "{detail}"
+    );
+    // A configured channel's name is taken.
+    let (_, cfg_key) = c.create_account("cfg", Value::Null).await?;
+    let _ = cfg_key;
+
+    let secret = "gh-webhook-secret";
+    let gh = c
+        .create_channel(
+            &key,
+            json!({"name": "gh", "verify": {"preset": "github", "secret": secret}}),
+        )
+        .await?;
+    assert_eq!(
+        gh["verify"],
+        json!({"preset": "github", "secret_set": true})
+    );
+    assert!(!gh.to_string().contains(secret), "the secret is write-only");
+    let url = gh["webhook_url"].as_str().unwrap().to_owned();
+    let _second = c.create_channel(&key, json!({"name": "other"})).await?;
+    let (s, v) = c
+        .api(
+            Method::POST,
+            "/channels",
+            &key,
+            Some(&json!({"name": "third"})),
+        )
+        .await?;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (403, Some("quota_exceeded")),
+        "{v}"
+    );
+    let (s, v) = c
+        .api(
+            Method::POST,
+            "/channels",
+            &key,
+            Some(&json!({"name": "gh"})),
+        )
+        .await?;
+    assert_eq!((s, v["code"].as_str()), (409, Some("name_taken")), "{v}");
+
+    // verify: a bad signature is 401 and nothing is stored; a good one is delivered exactly.
+    let body = br#"{"action":"opened","n":  1}"#;
+    let (s, _) = post_url(&c, &url, body, &[("x-hub-signature-256", "sha256=00")]).await;
+    assert_eq!(s, 401);
+    let (s, _) = post_url(&c, &url, body, &[]).await;
+    assert_eq!(s, 401);
+    let (_, ch) = c.api(Method::GET, "/channels/carol.gh", &key, None).await?;
+    assert_eq!(ch["stats"]["messages_received"], 0, "nothing stored: {ch}");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())?;
+    mac.update(body);
+    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let mut conn = ws(&c, "carol.gh", &key).await?;
+    let (s, _) = post_url(&c, &url, body, &[("x-hub-signature-256", &sig)]).await;
+    assert_eq!(s, 200);
+    assert_eq!(body_of(&next_webhook(&mut conn).await), body);
+
+    // Body cap 413; rate 429 with Retry-After.
+    let (s, _) = post_url(&c, &url, &[b'x'; 65], &[]).await;
+    assert_eq!(s, 413);
+    let other = _second["webhook_url"].as_str().unwrap();
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..6 {
+        let r = c.http.post(other).body("x").send().await?;
+        if r.status() == 429 {
+            retry_after = r.headers().get("retry-after").cloned();
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(retry_after.is_some(), "429 carries Retry-After");
+
+    // PATCH: above the cap is refused, within it applied.
+    let (s, _) = c
+        .api(
+            Method::PATCH,
+            "/channels/carol.gh",
+            &key,
+            Some(&json!({"max_queue_size": 1_000_000})),
+        )
+        .await?;
+    assert_eq!(s, 422);
+    let (s, v) = c
+        .api(
+            Method::PATCH,
+            "/channels/carol.gh",
+            &key,
+            Some(&json!({"ttl_seconds": 60, "description": "gh"})),
+        )
+        .await?;
+    assert_eq!((s, v["ttl_seconds"].as_u64()), (200, Some(60)), "{v}");
+
+    // A configuration reload keeps self-service channels.
+    let r = c
+        .http
+        .post(format!("{}/admin/reload-config", c.base))
+        .bearer_auth(reload)
+        .json(&json!({}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    let (s, _) = post_url(&c, &url, body, &[("x-hub-signature-256", &sig)]).await;
+    assert_eq!(s, 200, "after a reload");
+    assert_eq!(body_of(&next_webhook(&mut conn).await), body);
+    let (s, list) = c.admin(Method::GET, "/channels").await?;
+    assert_eq!(s, 200);
+    let gh_row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "carol.gh")
+        .cloned()
+        .unwrap();
+    assert!(
+        gh_row["owner"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("acc_")),
+        "{gh_row}"
+    );
+
+    // Dead letters and rotate-token through the account's API.
+    let (s, v) = c
+        .api(Method::GET, "/channels/carol.gh/dead-letters", &key, None)
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = c
+        .api(
+            Method::POST,
+            "/channels/carol.gh/rotate-token",
+            &key,
+            Some(&json!({"grace_period_seconds": 0})),
+        )
+        .await?;
+    assert_eq!(s, 200, "{v}");
+
+    // Keys and tokens never reach the log.
+    let logs = c.logs();
+    for secret in [key.as_str(), secret, gh["channel_token"].as_str().unwrap()] {
+        assert!(!logs.contains(secret), "a secret reached the log");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn open_sign_up_is_limited_per_ip_and_modes_gate_the_api() -> anyhow::Result<()> {
+    let open = Cloud::builder(hooks())
+        .self_service("open")
+        .envs(&[("WEBHOOK_CONNECT_SIGNUP_PER_IP_PER_HOUR", "2")])
+        .start()
+        .await?;
+    let (s, v) = open
+        .api(
+            Method::POST,
+            "/accounts",
+            "",
+            Some(&json!({"name": "dana"})),
+        )
+        .await?;
+    assert_eq!(s, 201, "{v}");
+    let key = v["api_key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("whc_"));
+    let (s, me) = open.api(Method::GET, "/account", &key, None).await?;
+    assert_eq!((s, me["name"].as_str()), (200, Some("dana")));
+    let (s, v) = open
+        .api(Method::POST, "/accounts", "", Some(&json!({})))
+        .await?;
+    assert_eq!(s, 201, "a generated name: {v}");
+    let (s, v) = open
+        .api(
+            Method::POST,
+            "/accounts",
+            "",
+            Some(&json!({"name": "dana"})),
+        )
+        .await?;
+    assert_eq!(s, 429, "third from one IP: {v}");
+    let r = open
+        .http
+        .post(format!("{}/api/v1/accounts", open.base))
+        .json(&json!({}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+
+    let keys = keys_cloud().await?;
+    let (s, _) = keys
+        .api(Method::POST, "/accounts", "", Some(&json!({})))
+        .await?;
+    assert_eq!(s, 403);
+    let (s, v) = keys
+        .admin_json(Method::POST, "/accounts", &json!({"name": "erin"}))
+        .await?;
+    assert_eq!(s, 201);
+    let (s, _) = keys
+        .admin_json(Method::POST, "/accounts", &json!({"name": "erin"}))
+        .await?;
+    assert_eq!(s, 409);
+    let id = v["account_id"].as_str().unwrap();
+    let (s, _) = keys
+        .admin_json(
+            Method::PATCH,
+            &format!("/accounts/{id}"),
+            &json!({"disabled": true}),
+        )
+        .await?;
+    assert_eq!(s, 200);
+    let (s, v) = keys
+        .api(
+            Method::GET,
+            "/account",
+            v["api_key"].as_str().unwrap(),
+            None,
+        )
+        .await?;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (401, Some("unauthorized")),
+        "disabled"
+    );
+
+    let off = Cloud::start(hooks()).await?;
+    let (s, _) = off
+        .api(Method::POST, "/accounts", "", Some(&json!({})))
+        .await?;
+    assert_eq!(s, 404, "self-service off");
+    Ok(())
+}
+
+async fn redis_replica(redis: &RedisServer) -> anyhow::Result<Cloud> {
+    Cloud::builder(hooks())
+        .self_service("keys")
+        .envs(&[
+            ("WEBHOOK_CONNECT_REDIS_URL", &redis.url),
+            ("WEBHOOK_CONNECT_REDIS_PREFIX", "hosted"),
+        ])
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn hosted_channels_agree_between_two_redis_replicas() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let a = redis_replica(&redis).await?;
+    let b = redis_replica(&redis).await?;
+    let (alice_id, alice) = a.create_account("alice", Value::Null).await?;
+    let (_, bob) = b.create_account("bob", Value::Null).await?;
+    let created = a.create_channel(&alice, json!({"name": "shop"})).await?;
+    let wh = created["webhook_id"].as_str().unwrap().to_owned();
+    let token = created["channel_token"].as_str().unwrap().to_owned();
+
+    // Created through A: B takes its webhooks, its key and its token at the next request.
+    let b_url = format!("{}/webhook/{wh}", b.base);
+    let mut on_b = ws(&b, "alice.shop", &alice).await?;
+    let (s, _) = post_url(&b, &b_url, b"via b", &[]).await;
+    assert_eq!(s, 200);
+    assert_eq!(body_of(&next_webhook(&mut on_b).await), b"via b");
+    assert_eq!(b.connector_status("alice.shop", &token).await, 200);
+    assert_eq!(b.connector_status("alice.shop", &bob).await, 401);
+    let (s, _) = b
+        .api(Method::GET, "/channels/alice.shop", &bob, None)
+        .await?;
+    assert_eq!(s, 404);
+
+    // Rotated through B: A refuses the old key at once.
+    let (s, r) = b
+        .admin(Method::POST, &format!("/accounts/{alice_id}/rotate-key"))
+        .await?;
+    assert_eq!(s, 200);
+    let new_key = r["api_key"].as_str().unwrap().to_owned();
+    let (s, _) = a.api(Method::GET, "/account", &alice, None).await?;
+    assert_eq!(s, 401);
+    assert_eq!(a.connector_status("alice.shop", &alice).await, 401);
+    assert_eq!(a.connector_status("alice.shop", &new_key).await, 200);
+
+    // Deleted through A: B's ingress answers 404 at once and its connection gets 4006.
+    let mut by_token_b = ws(&b, "alice.shop", &token).await?;
+    let (s, _) = a
+        .api(Method::DELETE, "/channels/alice.shop", &new_key, None)
+        .await?;
+    assert_eq!(s, 200);
+    let (s, _) = post_url(&b, &b_url, b"gone", &[]).await;
+    assert_eq!(s, 404, "B right after the delete through A");
+    assert_eq!(close_code(&mut by_token_b).await, Some(4006));
+    wait_until(Duration::from_secs(5), "A's list to be empty", || async {
+        a.api(Method::GET, "/channels", &new_key, None)
+            .await
+            .is_ok_and(|(_, v)| v["channels"].as_array().is_some_and(Vec::is_empty))
+    })
+    .await?;
+    drop(on_b);
+    Ok(())
+}
