@@ -10,6 +10,7 @@ mod first_launch;
 #[allow(dead_code)]
 mod harness;
 mod notifications;
+mod self_service;
 mod tray;
 mod webdriver;
 mod x11;
