@@ -221,6 +221,27 @@ export const hostedTests = [
     },
   },
   {
+    name: "editing a self-service channel keeps its cloud, name and credential",
+    async run({ page }) {
+      await byId(page, "use-here-alice.shop-dev").click();
+      await byId(page, "use-here-target").fill("http://localhost:4000/hooks");
+      await byId(page, "use-here-submit").click();
+      await byId(page, "edit-channel-alice-shop-dev").click();
+      await byId(page, "self-service-note").waitFor();
+      assert.equal(await byId(page, "input-cloud-url").isDisabled(), true);
+      assert.equal(await byId(page, "input-channel").isDisabled(), true);
+      assert.equal(await byId(page, "input-token").count(), 0, "no channel token to enter");
+      await byId(page, "input-default-target").fill("http://localhost:4001/hooks");
+      await byId(page, "save-channel").click();
+      await byId(page, "channel-row-alice-shop-dev").waitFor();
+      const input = (await lastCall(page, "save_channel")).input;
+      assert.equal(input.channel, "alice.shop-dev");
+      assert.equal(input.cloud_url, CLOUD);
+      assert.equal(input.token, null);
+      assert.equal(input.default_target, "http://localhost:4001/hooks");
+    },
+  },
+  {
     name: "the tray's New channel… opens the form",
     async run({ page }) {
       await byId(page, "channel-row-team-alpha").waitFor();

@@ -40,6 +40,23 @@ async fn clipboard_becomes(want: &str) -> Result<Option<String>> {
     }
 }
 
+/// Every `webhook-connect` entry of the Secret Service, for a failure message (no secrets).
+fn secret_tool_search(home: &std::path::Path) -> String {
+    Command::new("secret-tool")
+        .args(["search", "--all", "service", "webhook-connect"])
+        .env("HOME", home)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .chain(String::from_utf8_lossy(&o.stderr).lines())
+                .filter(|l| !l.starts_with("secret = "))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .unwrap_or_default()
+}
+
 /// Waits until `condition` (a JavaScript expression) holds in the page and one more frame was
 /// drawn, so that a screenshot shows what was just typed or clicked.
 async fn settled(s: &Session, condition: &str) -> Result<()> {
@@ -79,7 +96,7 @@ async fn sign_in_new_channel_use_here_tray_dead_letters_and_delete_at_the_cloud(
     let home = tmp.path().join("home");
     let config_home = home.join(".config");
     std::fs::create_dir_all(&config_home)?;
-    start_keyring(&home)?;
+    let _keyring = start_keyring(&home)?;
 
     let mut cloud = connect_testkit::Cloud::builder(json!({}))
         .self_service("keys")
@@ -162,9 +179,11 @@ async fn sign_in_new_channel_use_here_tray_dead_letters_and_delete_at_the_cloud(
         s.wait_for(By::testid("account-alice"), Duration::from_secs(15))
             .await?;
         // The key is in the Secret Service under the CLI's entry, and nowhere in the file.
-        assert_eq!(
-            secret_tool_lookup(&home, &key_account).as_deref(),
-            Some(key.as_str())
+        let stored = secret_tool_lookup(&home, &key_account);
+        ensure!(
+            stored.as_deref() == Some(key.as_str()),
+            "the key in the Secret Service: {stored:?}; entries: {}",
+            secret_tool_search(&home)
         );
         let file = std::fs::read_to_string(&settings_path)?;
         ensure!(!file.contains(&key), "{file}");
@@ -215,8 +234,7 @@ async fn sign_in_new_channel_use_here_tray_dead_letters_and_delete_at_the_cloud(
         let status = post(&url, r#"{"order":1}"#).await?;
         ensure!((200..300).contains(&status), "ingress answered {status}");
         let got = target.wait_for_count(1, Duration::from_secs(20)).await?;
-        assert_eq!(got[0].body_text(), r#"{"order":1}"#);
-        assert_eq!(got[0].path, "/hook");
+        ensure!(got[0].body_text() == r#"{"order":1}"# && got[0].path == "/hook", "{:?}", got[0]);
 
         // A channel of the account made elsewhere (the CLI): listed with "Use here".
         let billing = cloud
@@ -262,7 +280,7 @@ async fn sign_in_new_channel_use_here_tray_dead_letters_and_delete_at_the_cloud(
         .await?;
         post(&billing_url, r#"{"invoice":7}"#).await?;
         let got = target.wait_for_count(2, Duration::from_secs(20)).await?;
-        assert_eq!(got[1].path, "/billing");
+        ensure!(got[1].path == "/billing", "{:?}", got[1]);
 
         // The tray: per channel "Copy webhook URL" (the cloud's URL), and "New channel…".
         let app_pid = process_tree(driver_pid)
