@@ -326,6 +326,7 @@ export class FakeBackend {
   private signIn(input: SignInInput): unknown {
     const url = input.cloud_url.replace(/\/+$/, "");
     if (!/^https?:\/\/[^/]+/.test(url)) return reject("invalid cloud URL", "invalid_input");
+    if (input.api_key.trim() === "") return reject(`an API key is required: none is stored for ${url} (\`webhook-connect login\` stores one)`, "invalid_input");
     const known = this.cloudKeys.get(input.api_key.trim());
     if (!known || known.cloud_url !== url) return reject("The cloud refused this API key.", "api_key_rejected");
     this.accounts = [...this.accounts.filter((a) => a.cloud_url !== url), { cloud_url: url, account_id: known.account_id, name: known.name, has_key: true }];

@@ -146,15 +146,25 @@ impl Core {
     }
 
     /// Checks the key with `GET /api/v1/account`, then stores it (keyring) and the account
-    /// (settings.toml). Channels that use this cloud's key start with it.
+    /// (settings.toml). Channels that use this cloud's key start with it. Without a key, the
+    /// one already in the keyring for this cloud is used (`webhook-connect login` on this
+    /// computer writes that same entry).
     pub async fn sign_in(&self, input: SignInInput) -> CoreResult<AccountView> {
         let cloud_url = cloud_url_of(&input.cloud_url)?;
-        let key = input.api_key.trim();
-        if key.is_empty() {
-            return Err(CoreError::Invalid("an API key is required".into()));
-        }
-        let account = client(&cloud_url, Some(key))?.account().await?;
-        self.remember_account(&cloud_url, key, &account.account_id, &account.name)
+        let typed = input.api_key.trim();
+        let key = if typed.is_empty() {
+            self.secrets
+                .get(&secrets::api_key_account(&cloud_url)?)?
+                .ok_or_else(|| {
+                    CoreError::Invalid(format!(
+                        "an API key is required: none is stored for {cloud_url} (`webhook-connect login` stores one)"
+                    ))
+                })?
+        } else {
+            typed.to_owned()
+        };
+        let account = client(&cloud_url, Some(&key))?.account().await?;
+        self.remember_account(&cloud_url, &key, &account.account_id, &account.name)
     }
 
     /// `POST /api/v1/accounts` on an `open` cloud; the key it returns once goes to the keyring.

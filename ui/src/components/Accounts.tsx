@@ -148,9 +148,9 @@ export function Accounts() {
         </label>
         {mode === "sign-in" ? (
           <label class="field">
-            <span>API key</span>
+            <span>API key <em class="muted">(empty after <code>webhook-connect login</code>)</em></span>
             <input type="password" value={key} placeholder="whc_…" onInput={(e) => setKey(e.currentTarget.value)} data-testid="account-api-key" autoComplete="off" aria-invalid={shown("key") ? "true" : undefined} />
-            <small class="hint">From your cloud's operator, or from <code>webhook-connect login</code>.</small>
+            <small class="hint">From your cloud's operator. Empty: the key <code>webhook-connect login</code> stored on this computer.</small>
             {shown("key") && <span class="field-error" role="alert" data-testid="field-error-account-api-key">{shown("key")}</span>}
           </label>
         ) : (

@@ -170,10 +170,11 @@ export function validateAccountName(name: string): string | null {
   return null;
 }
 
-/** HOSTED.md §2: keys are `whc_` followed by 32 random bytes. */
+/** HOSTED.md §2: keys are `whc_` followed by 32 random bytes. Empty: the backend uses the key
+ * already in the keyring for that cloud (`webhook-connect login` writes the same entry). */
 export function validateApiKey(key: string): string | null {
   const k = key.trim();
-  if (k === "") return "API key is required.";
+  if (k === "") return null;
   if (!k.startsWith("whc_")) return "An API key starts with whc_.";
   if (/\s/.test(k)) return "An API key has no spaces.";
   return null;

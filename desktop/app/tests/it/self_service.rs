@@ -291,3 +291,86 @@ fn hmac_sha256_hex(key: &[u8], msg: &[u8]) -> String {
     mac.update(msg);
     hex::encode(mac.finalize().into_bytes())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_cloud_creates_the_account_and_a_cli_login_is_picked_up_without_typing_the_key()
+-> Result<()> {
+    let cloud = connect_testkit::Cloud::builder(json!({}))
+        .self_service("open")
+        .start()
+        .await?;
+    let base = cloud.base.clone();
+    let target = RecordingTarget::start().await?;
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(MemoryStore::new());
+    let core = Core::start(dir.path().join(settings::FILE_NAME), store.clone())
+        .map_err(anyhow::Error::msg)?;
+    let created = core
+        .create_account(CreateAccountInput {
+            cloud_url: base.clone(),
+            name: Some("dana".into()),
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(created.name, "dana");
+    let key = store
+        .get(&format!("api-key:{base}"))?
+        .context("the new account's key in the keyring")?;
+    // The key works at the cloud: it is the one the cloud returned once.
+    let (s, v) = cloud
+        .api(reqwest::Method::GET, "/account", &key, None)
+        .await?;
+    assert_eq!((s, v["name"].as_str()), (200, Some("dana")));
+    let taken = core
+        .create_account(CreateAccountInput {
+            cloud_url: base.clone(),
+            name: Some("dana".into()),
+        })
+        .await
+        .expect_err("a taken account name");
+    assert_eq!(taken.code(), "name_taken", "{taken}");
+    let saved = core
+        .create_channel(new_channel(&base, "dev", &format!("{}/dev", target.url)))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    connected(&core, &saved.key).await?;
+    post(&saved.webhook_url, "{}", &[]).await?;
+    target.wait_for_count(1, Duration::from_secs(20)).await?;
+    core.shutdown().await;
+
+    // Another app on a computer where the CLI logged in (same keyring entry): signing in needs
+    // only the cloud URL.
+    let dir2 = tempfile::tempdir()?;
+    let store2 = Arc::new(MemoryStore::new());
+    let core2 = Core::start(dir2.path().join(settings::FILE_NAME), store2.clone())
+        .map_err(anyhow::Error::msg)?;
+    let none = core2
+        .sign_in(SignInInput {
+            cloud_url: base.clone(),
+            api_key: String::new(),
+        })
+        .await
+        .expect_err("no key typed and none stored");
+    assert_eq!(none.code(), "invalid_input", "{none}");
+    store2.set(&format!("api-key:{base}"), &key)?;
+    let account = core2
+        .sign_in(SignInInput {
+            cloud_url: base.clone(),
+            api_key: String::new(),
+        })
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(account.name, "dana");
+    let remote = core2
+        .remote_channels(&base)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(remote.len(), 1);
+    assert_eq!(remote[0].channel, "dana.dev");
+    assert_eq!(
+        remote[0].local_key, None,
+        "not forwarded on this computer yet"
+    );
+    core2.shutdown().await;
+    Ok(())
+}
