@@ -574,6 +574,12 @@ mod tests {
                 .code(),
             "not_signed_in"
         );
+        // No key typed and none stored: refused before any request.
+        let no_key = SignInInput {
+            cloud_url: CLOUD.into(),
+            api_key: "  ".into(),
+        };
+        assert_eq!(c.sign_in(no_key).await.unwrap_err().code(), "invalid_input");
         c.remember_account(CLOUD, KEY, "acc_0123456789abcdef", "alice")
             .unwrap();
         for (name, target) in [
@@ -599,11 +605,12 @@ mod tests {
             c.sign_in(bad_url).await.unwrap_err().code(),
             "invalid_input"
         );
-        let no_key = SignInInput {
+        // Signed in (a key is stored): an empty key means that one, checked at the cloud.
+        let stored_key = SignInInput {
             cloud_url: CLOUD.into(),
             api_key: "  ".into(),
         };
-        assert_eq!(c.sign_in(no_key).await.unwrap_err().code(), "invalid_input");
+        assert_eq!(c.sign_in(stored_key).await.unwrap_err().code(), "network");
         let bad_name = CreateAccountInput {
             cloud_url: CLOUD.into(),
             name: Some("A".into()),
