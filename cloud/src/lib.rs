@@ -8,11 +8,11 @@
 //! - [`hub`]: this replica's channels and live connections, the fair dispatcher on top of the
 //!   buffer, and the lease accounting of each connection.
 //! - [`runtime`]: hub + buffer + the configuration in force (`apply_config`); no HTTP.
-//! - [`hosted`]: self-service accounts and account-owned channels (HOSTED.md), on the runtime.
 //! - [`config_source`]: file / etcd sources, Vault secrets, live reload, built on the runtime.
 //! - [`sweeper`]: background sweeps and housekeeping.
 //! - [`stats`]: channel statistics for the admin API and `/connect/status`.
 //! - [`modules`]: the local `log` / `save_to_disk` modules ingress may run.
+//! - [`hosted`]: self-service accounts and account-owned channels (HOSTED.md), on the runtime.
 //! - [`app`]: [`app::AppState`], what every handler gets (private fields).
 //! - [`http`]: the edge, in the order a webhook travels: `http::ingress` (`POST /webhook/…`,
 //!   the §2.3 pipeline up to the durable enqueue), `http::connect` (WebSocket, SSE and

@@ -34,7 +34,8 @@ fn over_cap(field: &str, value: u64, cap_name: &str, cap: u64) -> HostedError {
     ))
 }
 
-fn check_settings(rec: &HostedChannelRecord, a: &AccountRecord) -> HostedResult<()> {
+/// Checks a channel record against its account's quota and the definition ingress will run.
+pub fn check_settings(rec: &HostedChannelRecord, a: &AccountRecord) -> HostedResult<()> {
     let q = &a.quota;
     if rec.ttl_seconds == 0 {
         return Err(HostedError::Invalid(

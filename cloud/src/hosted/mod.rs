@@ -6,9 +6,11 @@
 //! Layout: this file ([`Hosted`], [`HostedError`]); [`keys`] (API keys, ids, tokens);
 //! [`accounts`] (create, update, rotate, delete, key authentication, the sign-up limit);
 //! [`channels`] (create, views, update, delete, buffer registration); [`definition`] (the
-//! webhook definition ingress runs for a self-service channel), [`ingress`] (its lookup).
+//! webhook definition ingress runs for a self-service channel), [`ingress`] (its lookup);
+//! [`bodies`] (the request bodies as handlers read them, for the fuzz target).
 
 pub mod accounts;
+pub mod bodies;
 pub mod channels;
 pub mod definition;
 pub mod ingress;

@@ -172,10 +172,14 @@ async fn pipeline(
             }
         },
     };
-    *label = (
-        webhook.namespace.clone().unwrap_or_default(),
-        webhook.id.clone(),
-    );
+    *label = match (&webhook.module, hosted) {
+        // A self-service webhook id is a capability (HOSTED.md §3): metrics name the channel.
+        (connect_config::Module::WebhookConnect(cs), true) => (String::new(), cs.channel.clone()),
+        _ => (
+            webhook.namespace.clone().unwrap_or_default(),
+            webhook.id.clone(),
+        ),
+    };
     // 5. Body size and read timeout, before authentication.
     let bytes = read_body(st, &headers, body, max_body).await?;
     *body_len = bytes.len();

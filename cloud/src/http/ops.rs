@@ -179,6 +179,23 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
             cfg.webhooks.errors().len() as f64,
         ));
     }
+    // Self-service (HOSTED.md §3): accounts, and channels by where they come from.
+    if let Ok(n) = st.buffer().account_count().await {
+        gauges.push(("webhook_connect_accounts", Vec::new(), n as f64));
+    }
+    let configured = st.config().map_or(0, |c| c.webhooks.channels().len());
+    gauges.push((
+        "webhook_connect_channels",
+        vec![("source", "config".to_owned())],
+        configured as f64,
+    ));
+    if let Ok(n) = st.buffer().hosted_channel_count().await {
+        gauges.push((
+            "webhook_connect_channels",
+            vec![("source", "self_service".to_owned())],
+            n as f64,
+        ));
+    }
     let text = st.metrics().render(&gauges, &counters);
     let mut res = text.into_response();
     res.headers_mut().insert(

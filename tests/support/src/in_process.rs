@@ -37,6 +37,7 @@ pub struct TestCloudBuilder {
     redis: Option<(RedisEndpoint, String)>,
     embedded: EmbeddedOptions,
     log_level: String,
+    self_service: Option<connect_protocol::hosted::SelfServiceMode>,
 }
 
 impl TestCloudBuilder {
@@ -58,6 +59,13 @@ impl TestCloudBuilder {
         self
     }
 
+    /// Self-service hosting in `mode`, with a public URL of `http://self-service.invalid`
+    /// (webhook URLs are not followed in-process: post to `/webhook/{webhook_id}`).
+    pub fn self_service(mut self, mode: connect_protocol::hosted::SelfServiceMode) -> Self {
+        self.self_service = Some(mode);
+        self
+    }
+
     /// `Settings::log_level` (`warn` unless set).
     pub fn log_level(mut self, level: &str) -> Self {
         self.log_level = level.to_owned();
@@ -72,6 +80,10 @@ impl TestCloudBuilder {
         std::fs::write(&hooks, serde_json::to_vec_pretty(&self.webhooks)?)?;
         let mut settings = Settings::for_tests(data.clone(), hooks.clone());
         settings.log_level = self.log_level;
+        if let Some(mode) = self.self_service {
+            settings.hosted.self_service = mode;
+            settings.hosted.public_url = Some("http://self-service.invalid".into());
+        }
         let buffer: Arc<dyn Buffer> = match self.redis {
             Some((endpoint, prefix)) => {
                 match &endpoint {
@@ -133,6 +145,7 @@ impl TestCloud {
             redis: None,
             embedded: EmbeddedOptions::default(),
             log_level: "warn".into(),
+            self_service: None,
         }
     }
 

@@ -13,7 +13,7 @@ use connect_protocol::ids::Protocol;
 use connect_protocol::time::Timestamp;
 
 use crate::app::AppState;
-use crate::http::auth::connector_token;
+use crate::http::auth::{bearer_token, connector_token};
 use crate::http::error::{ApiError, ApiResult};
 use crate::hub::channel::ChannelRt;
 use crate::hub::conn::{Conn, NewConn};
@@ -72,6 +72,14 @@ pub async fn authenticate(
         ));
     };
     // Another replica may have just rotated or configured the token: re-read before a 401.
+    // An API key is never taken from a URL (HOSTED.md §2), even where `?token=` is allowed.
+    if crate::hosted::keys::looks_like_api_key(&token) && bearer_token(headers).is_none() {
+        st.metrics().connection_rejected("auth");
+        return Err(ApiError::plain(
+            StatusCode::UNAUTHORIZED,
+            "Invalid channel token",
+        ));
+    }
     // A self-service channel also takes its owner's API key (HOSTED.md §3), checked against
     // the store; every other credential is a channel token.
     let found = match st.hosted().connector_key(channel, &token).await {

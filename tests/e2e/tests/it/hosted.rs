@@ -217,6 +217,21 @@ async fn hosted_account_channel_ingress_and_connectors_on_the_embedded_store() -
         .api(Method::GET, "/channels/alice.shop", &new_key, None)
         .await?;
     assert_eq!(s, 404);
+
+    // Deleting an account deletes its channels; its key is refused.
+    let kept = c.create_channel(&new_key, json!({"name": "kept"})).await?;
+    let (s, v) = c
+        .admin(Method::DELETE, &format!("/accounts/{alice_id}"))
+        .await?;
+    assert_eq!((s, v["channels_deleted"].as_u64()), (200, Some(1)), "{v}");
+    let (s, _) = post_url(&c, kept["webhook_url"].as_str().unwrap(), b"x", &[]).await;
+    assert_eq!(s, 404);
+    let (s, _) = c.api(Method::GET, "/account", &new_key, None).await?;
+    assert_eq!(s, 401);
+    let (s, _) = c
+        .admin(Method::GET, &format!("/accounts/{alice_id}"))
+        .await?;
+    assert_eq!(s, 404);
     Ok(())
 }
 
@@ -225,7 +240,11 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
     let reload = "reload-token-hosted";
     let c = Cloud::builder(hooks())
         .self_service("keys")
-        .envs(&[("CONFIG_RELOAD_ADMIN_TOKEN", reload)])
+        .envs(&[
+            ("CONFIG_RELOAD_ADMIN_TOKEN", reload),
+            ("WEBHOOK_CONNECT_LOG_LEVEL", "debug"),
+            ("WEBHOOK_CONNECT_ALLOW_QUERY_TOKENS", "true"),
+        ])
         .start()
         .await?;
     let (_, key) = c
@@ -385,9 +404,69 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
         .await?;
     assert_eq!(s, 200, "{v}");
 
-    // Keys and tokens never reach the log.
+    // An API key is never accepted in a URL, even where `?token=` is allowed for tokens.
+    let status_by_query = |credential: &str| {
+        let url = format!("{}/connect/status/carol.gh?token={credential}", c.base);
+        let http = c.http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status_by_query(&key).await, 401, "API key in the query");
+    let rotated_token = v["new_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        status_by_query(&rotated_token).await,
+        200,
+        "channel token in the query"
+    );
+
+    // Metrics and the API description.
+    let m = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(m.contains("webhook_connect_accounts 2"), "{m}");
+    assert!(
+        !m.contains("wh_"),
+        "self-service webhook ids (capabilities) never reach metrics"
+    );
+    assert!(m.contains("webhook=\"carol.gh\""), "{m}");
+    assert!(
+        m.contains("webhook_connect_channels{source=\"self_service\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("webhook_connect_channels{source=\"config\"} 1"),
+        "{m}"
+    );
+    let o: Value = c
+        .http
+        .get(format!("{}/openapi.json", c.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    for path in [
+        "/api/v1/accounts",
+        "/api/v1/account",
+        "/api/v1/channels",
+        "/api/v1/channels/{channel}",
+        "/api/v1/channels/{channel}/dead-letters",
+        "/admin/webhook-connect/accounts/{account_id}/rotate-key",
+    ] {
+        assert!(o["paths"][path].is_object(), "{path} described");
+    }
+
+    // Keys and tokens never reach the log (debug level).
     let logs = c.logs();
-    for secret in [key.as_str(), secret, gh["channel_token"].as_str().unwrap()] {
+    for secret in [
+        key.as_str(),
+        secret,
+        gh["channel_token"].as_str().unwrap(),
+        gh["webhook_id"].as_str().unwrap(),
+        rotated_token.as_str(),
+    ] {
         assert!(!logs.contains(secret), "a secret reached the log");
     }
     Ok(())
@@ -514,6 +593,8 @@ async fn hosted_channels_agree_between_two_redis_replicas() -> anyhow::Result<()
         .await?;
     assert_eq!(s, 404);
 
+    // A accepted the key before (and caches that on its channel view).
+    assert_eq!(a.connector_status("alice.shop", &alice).await, 200);
     // Rotated through B: A refuses the old key at once.
     let (s, r) = b
         .admin(Method::POST, &format!("/accounts/{alice_id}/rotate-key"))
