@@ -154,7 +154,13 @@ async fn client_cmd(
 ) -> Result<ExitCode, ClientError> {
     use base64::Engine as _;
     match cmd {
-        Cmd::StoreToken { .. } => Ok(ExitCode::from(EXIT_CONFIG)),
+        Cmd::StoreToken { .. }
+        | Cmd::Login(_)
+        | Cmd::Logout(_)
+        | Cmd::Whoami(_)
+        | Cmd::Channels(_)
+        | Cmd::DeadLetters(_)
+        | Cmd::Listen(_) => Ok(ExitCode::from(EXIT_CONFIG)),
         Cmd::Status { json } => {
             let status = client.status().await?;
             if json {

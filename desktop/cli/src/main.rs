@@ -5,9 +5,13 @@
 //!
 //! A running connector serves a loopback control endpoint; `webhook-connect status`, `events`
 //! and `replay <message-id>` talk to it.
+//!
+//! The self-service commands (`login`, `logout`, `whoami`, `channels`, `dead-letters`,
+//! `listen`) talk to a cloud's `/api/v1` with an account's API key: see [`hosted`].
 
 mod client;
 mod control;
+mod hosted;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +26,12 @@ use connect_engine::{DEFAULT_GRACE, Engine};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "webhook-connect", version, about = "Webhook Connect connector")]
+#[command(
+    name = "webhook-connect",
+    version,
+    about = "Webhook Connect connector",
+    after_help = EXIT_CODES
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -166,9 +175,57 @@ enum Cmd {
         #[arg(long)]
         delete: bool,
     },
+    /// Logs in to a self-service cloud: reads an API key from stdin (or creates an account
+    /// with --create-account), checks it with GET /api/v1/account and stores it in the OS
+    /// keyring (service `webhook-connect`, account `api-key:<cloud url>`) or --key-file.
+    Login(hosted::LoginArgs),
+    /// Removes the stored API key of a cloud (keyring entry or key file).
+    Logout(hosted::Common),
+    /// Shows the account of the stored API key.
+    Whoami(hosted::Common),
+    /// Lists, creates, deletes the account's channels, or rotates a channel's token.
+    #[command(subcommand)]
+    Channels(hosted::ChannelsCmd),
+    /// Lists a channel's dead letters, or replays, deletes or purges them.
+    DeadLetters(hosted::DeadLettersArgs),
+    /// Creates (or reuses) a channel, prints its webhook URL and forwards every webhook to
+    /// --forward-to, one line each, until Ctrl-C.
+    Listen(hosted::ListenArgs),
+}
+
+impl Cmd {
+    /// The self-service command this is, or itself.
+    #[allow(clippy::result_large_err)] // parsed once per process
+    fn into_hosted(self) -> Result<hosted::HostedCmd, Cmd> {
+        use hosted::HostedCmd as H;
+        match self {
+            Cmd::Login(a) => Ok(H::Login(a)),
+            Cmd::Logout(a) => Ok(H::Logout(a)),
+            Cmd::Whoami(a) => Ok(H::Whoami(a)),
+            Cmd::Channels(a) => Ok(H::Channels(a)),
+            Cmd::DeadLetters(a) => Ok(H::DeadLetters(a)),
+            Cmd::Listen(a) => Ok(H::Listen(a)),
+            other => Err(other),
+        }
+    }
 }
 
 const EXIT_CONFIG: u8 = 64;
+
+/// The exit codes, as `--help` shows them (docs/CLI.md has the same table).
+const EXIT_CODES: &str = "\
+Developer quick start (self-service cloud):
+  webhook-connect login --cloud-url https://hooks.example.com < api-key.txt
+  webhook-connect listen --forward-to http://localhost:3000/webhooks
+
+Exit codes:
+  0   success; the connector or `listen` stopped on Ctrl-C / SIGTERM
+  1   error: the cloud answered with an error (not found, name taken, quota), a delivery
+      replayed by `replay` failed, the channel was deleted while listening
+  64  usage or configuration: bad flags or names, a key file others may read, no OS keyring
+      without --key-file, an invalid connector configuration
+  69  the cloud could not be reached (self-service commands)
+  77  not logged in, or the cloud refused the API key (self-service commands)";
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -194,7 +251,17 @@ fn main() -> ExitCode {
         return store_token(cloud, channel_name.as_deref(), *admin, *delete);
     }
     if let Some(cmd) = cli.cmd {
-        return client::client_main(cmd, control_file);
+        return match cmd.into_hosted() {
+            Ok(h) => {
+                init_hosted_logging();
+                let control = hosted::Control {
+                    listen: cli.control_listen,
+                    file: control_file,
+                };
+                hosted::main(h, env, control)
+            }
+            Err(cmd) => client::client_main(cmd, control_file),
+        };
     }
     let control_listen = cli.control_listen.clone();
     let token_flag = cli.token.is_some();
@@ -362,6 +429,23 @@ fn init_logging(level: &str, format: LogFormat) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// The self-service commands print for a person on stdout; the engine's own log (under
+/// `listen`) shows warnings and errors only, on stderr, unless `RUST_LOG` says otherwise. Its
+/// per-delivery outcome lines are left out: `listen` prints one line per webhook itself (and a
+/// self-service webhook id, which is the URL's secret part, stays out of the log).
+fn init_hosted_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,connect_engine::outcome_log=error,hyper=warn,reqwest=warn",
+        )
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn store_token(cloud: &str, channel: Option<&str>, admin: bool, delete: bool) -> ExitCode {

@@ -7,6 +7,7 @@
 mod control;
 mod harness;
 mod health;
+mod hosted;
 mod scenarios;
 mod v1;
 mod v1_honesty;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure with its message
 
 mod bad_input;
+mod cli_hosted;
 mod client;
 mod connector;
 mod connector_control;
