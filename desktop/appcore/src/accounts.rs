@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use connect_engine::api::TargetSettings;
 use connect_engine::hosted::{CloudHttpOptions, HostedClient, normalize_cloud_url};
-use connect_protocol::admin::DeadLetterList;
 use connect_protocol::hosted::{
     CreateChannelRequest, HostedChannelStats, SignUpRequest, VerifySpec, is_valid_account_name,
     is_valid_channel_short_name,
@@ -136,7 +135,7 @@ impl Core {
     }
 
     /// The API client of a signed-in cloud.
-    fn api(&self, cloud_url: &str) -> CoreResult<(HostedClient, AccountEntry)> {
+    pub(crate) fn api(&self, cloud_url: &str) -> CoreResult<(HostedClient, AccountEntry)> {
         let entry = self.account_entry(cloud_url)?;
         let key = self
             .secrets
@@ -373,64 +372,6 @@ impl Core {
             Err(err) => Err(err.into()),
         }
     }
-
-    /// The API client and channel name for a self-service channel's dead letters.
-    fn dead_letter_api(&self, key: &str) -> CoreResult<Option<(HostedClient, String)>> {
-        let e = self.entry(key)?;
-        if !e.is_self_service() {
-            return Ok(None);
-        }
-        let (api, _) = self.api(&e.cloud_url)?;
-        Ok(Some((api, e.channel)))
-    }
-
-    pub(crate) async fn hosted_dead_letters(
-        &self,
-        key: &str,
-        limit: u32,
-        offset: u32,
-    ) -> CoreResult<Option<DeadLetterList>> {
-        match self.dead_letter_api(key)? {
-            Some((api, ch)) => {
-                // The API has no offset: the first `offset + limit` are fetched (as the admin
-                // client does) and the first `offset` skipped.
-                let want = (limit.max(1) + offset).min(1000);
-                let mut list = api.dead_letters(&ch, want, true).await?;
-                let skip = (offset as usize).min(list.messages.len());
-                list.messages.drain(..skip);
-                list.messages.truncate(limit.max(1) as usize);
-                list.count = list.messages.len() as u64;
-                Ok(Some(list))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Replay (`Some(id)`, replay), delete (`Some(id)`, delete) or purge (`None`) through the
-    /// API key; `None` when the channel is not self-service.
-    pub(crate) async fn hosted_dead_letter_action(
-        &self,
-        key: &str,
-        action: DeadLetterAction<'_>,
-    ) -> CoreResult<Option<u64>> {
-        let Some((api, ch)) = self.dead_letter_api(key)? else {
-            return Ok(None);
-        };
-        let n = match action {
-            DeadLetterAction::Replay(id) => api.replay_dead_letter(&ch, id).await.map(|_| 1)?,
-            DeadLetterAction::Delete(id) => api.delete_dead_letter(&ch, id).await.map(|_| 1)?,
-            DeadLetterAction::Purge => api.purge_dead_letters(&ch).await?.deleted,
-        };
-        Ok(Some(n))
-    }
-}
-
-/// What to do to dead letters through the API key.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum DeadLetterAction<'a> {
-    Replay(&'a str),
-    Delete(&'a str),
-    Purge,
 }
 
 fn check_target(target: &str) -> CoreResult<()> {

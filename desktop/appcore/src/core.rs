@@ -6,18 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use connect_engine::admin::AdminClient;
 use connect_engine::api::{
     ChannelStatus, EventDetail, EventSummary, LinkState, ReplayRequest, TargetSettings,
 };
 use connect_engine::config::{ChannelConfig, ConnectorConfig, TransportChoice};
 use connect_engine::{Carried, Engine, EngineHandle};
-use connect_protocol::admin::DeadLetterList;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::accounts::DeadLetterAction;
 use crate::error::{CoreError, CoreResult};
 use crate::launch::NoTray;
 use crate::secrets::{self, SecretStore};
@@ -612,77 +609,6 @@ impl Core {
             ..ReplayRequest::default()
         })
         .await
-    }
-
-    /// The admin client for a channel's cloud (admin token from `admin:<origin>`).
-    fn admin(&self, key: &str) -> CoreResult<(AdminClient, String)> {
-        let e = self.entry(key)?;
-        let account = secrets::admin_account(&e.cloud_url)?;
-        let token = self.secrets.get(&account)?.ok_or_else(|| {
-            CoreError::NoAdminToken(secrets::origin(&e.cloud_url).unwrap_or_default())
-        })?;
-        Ok((AdminClient::new(&e.cloud_url, &token)?, e.channel))
-    }
-
-    pub async fn list_dead_letters(
-        &self,
-        key: &str,
-        limit: u32,
-        offset: u32,
-    ) -> CoreResult<DeadLetterList> {
-        // A self-service channel's dead letters are read with the account's API key.
-        if let Some(list) = self.hosted_dead_letters(key, limit, offset).await? {
-            return Ok(list);
-        }
-        let (c, ch) = self.admin(key)?;
-        c.list_dead_letters(&ch, limit, offset)
-            .await
-            .map_err(CoreError::from)
-    }
-
-    pub async fn replay_dead_letter(&self, key: &str, message_id: &str) -> CoreResult<()> {
-        let hosted = self
-            .hosted_dead_letter_action(key, DeadLetterAction::Replay(message_id))
-            .await?;
-        if hosted.is_none() {
-            let (c, ch) = self.admin(key)?;
-            c.replay_dead_letter(&ch, message_id).await?;
-        }
-        self.dead_letters_changed(key);
-        Ok(())
-    }
-
-    pub async fn delete_dead_letter(&self, key: &str, message_id: &str) -> CoreResult<()> {
-        let hosted = self
-            .hosted_dead_letter_action(key, DeadLetterAction::Delete(message_id))
-            .await?;
-        if hosted.is_none() {
-            let (c, ch) = self.admin(key)?;
-            c.delete_dead_letter(&ch, message_id).await?;
-        }
-        self.dead_letters_changed(key);
-        Ok(())
-    }
-
-    pub async fn purge_dead_letters(&self, key: &str) -> CoreResult<u64> {
-        let n = match self
-            .hosted_dead_letter_action(key, DeadLetterAction::Purge)
-            .await?
-        {
-            Some(n) => n,
-            None => {
-                let (c, ch) = self.admin(key)?;
-                c.purge_dead_letters(&ch).await?
-            }
-        };
-        self.dead_letters_changed(key);
-        Ok(n)
-    }
-
-    /// The tray's and the overview's dead-letter count follow at once, not at the next reading.
-    fn dead_letters_changed(&self, key: &str) {
-        // A channel that is not running has no reading to refresh.
-        let _ = self.engine.refresh_queue(key);
     }
 
     pub fn settings(&self) -> AppSettings {

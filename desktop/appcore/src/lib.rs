@@ -11,6 +11,8 @@
 //! - [`accounts`]: self-service (HOSTED.md §5): sign-in with an API key, channels created
 //!   through `/api/v1` (the engine's `hosted::HostedClient`), "Use here", deletion at the
 //!   cloud, dead letters with the key.
+//! - [`dead_letters`]: a channel's dead letters at its cloud, with the admin token or (self-service)
+//!   the account's API key.
 //! - [`error`]: [`error::CoreError`] and its IPC form [`error::CommandError`] `{ code, message }`.
 //! - [`tray`]: the aggregate tray state, icons, tooltip and status line (pure).
 //! - [`menu`]: the tray menu's items, and what each item does to the core ([`menu::dispatch`]
@@ -22,6 +24,7 @@
 
 pub mod accounts;
 pub mod core;
+pub mod dead_letters;
 pub mod error;
 pub mod launch;
 pub mod menu;
