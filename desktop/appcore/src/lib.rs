@@ -36,9 +36,15 @@ pub mod settings;
 pub mod tray;
 pub mod ts;
 
+/// The log filter without `RUST_LOG`: `info`, but not the engine's per-delivery outcome lines.
+/// They name the webhook id, and a self-service webhook id is the secret part of its URL
+/// (HOSTED.md §3: knowing it lets anyone post); the window's inspector and the notifications
+/// tell the same outcomes without putting the id in a log the desktop may keep (the journal).
+pub const DEFAULT_LOG_FILTER: &str = "info,connect_engine::outcome_log=error";
+
 /// First thing in either image's `main` (after any re-exec): after a hand-over (`--carried`),
 /// ends and reaps the previous image's helpers (Linux); then logs to stderr, filtered by
-/// `RUST_LOG` (default `info`), in colour only on a terminal (a log redirected to a file stays
+/// `RUST_LOG` (default [`DEFAULT_LOG_FILTER`]), in colour only on a terminal (a log redirected to a file stays
 /// plain text).
 pub fn init_image() {
     #[cfg(target_os = "linux")]
@@ -48,7 +54,7 @@ pub fn init_image() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
