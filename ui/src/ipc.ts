@@ -1,7 +1,19 @@
 // Every call to the Rust backend goes through this module, so tests can mock one place.
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
-import type { AppSettings, AppSnapshot, ChannelInput, SavedChannel, CommandError, NavigateView } from "./generated/app";
+import type {
+  AccountView,
+  AppSettings,
+  AppSnapshot,
+  ChannelInput,
+  CommandError,
+  CreateAccountInput,
+  NavigateView,
+  NewChannelInput,
+  RemoteChannel,
+  SavedChannel,
+  SignInInput,
+} from "./generated/app";
 import type { EventDetail, EventSummary, ReplayRequest } from "./generated/engine";
 import type { DeadLetterList } from "./generated/protocol";
 
@@ -58,7 +70,18 @@ export const ipc = {
 
   listChannels: () => call<SavedChannel[]>("list_channels"),
   saveChannel: (input: ChannelInput) => call<SavedChannel>("save_channel", { input }),
-  removeChannel: (key: string) => call<null>("remove_channel", { key }),
+  /** `deleteAtCloud`: a self-service channel is deleted at its cloud too (its URL stops working). */
+  removeChannel: (key: string, deleteAtCloud = false) => call<null>("remove_channel", { key, delete_at_cloud: deleteAtCloud }),
+
+  // Self-service (HOSTED.md §5). API keys go to the backend once and never come back.
+  listAccounts: () => call<AccountView[]>("list_accounts"),
+  signIn: (input: SignInInput) => call<AccountView>("sign_in", { input }),
+  createAccount: (input: CreateAccountInput) => call<AccountView>("create_account", { input }),
+  signOut: (cloud_url: string) => call<null>("sign_out", { cloud_url }),
+  listRemoteChannels: (cloud_url: string) => call<RemoteChannel[]>("list_remote_channels", { cloud_url }),
+  createChannel: (input: NewChannelInput) => call<SavedChannel>("create_channel", { input }),
+  useRemoteChannel: (cloud_url: string, channel: string, target_url: string) =>
+    call<SavedChannel>("use_remote_channel", { cloud_url, channel, target_url }),
   setChannelEnabled: (key: string, enabled: boolean) => call<null>("set_channel_enabled", { key, enabled }),
   setPaused: (paused: boolean) => call<null>("set_paused", { paused }),
 

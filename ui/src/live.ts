@@ -10,7 +10,7 @@ export const POLL_INTERVAL_MS = 2000;
 
 export interface LiveDeps {
   ipc: Pick<Ipc, "getSnapshot" | "onSnapshot" | "listChannels" | "getSettings"> &
-    Partial<Pick<Ipc, "takePendingView" | "onNavigate">>;
+    Partial<Pick<Ipc, "takePendingView" | "onNavigate" | "listAccounts">>;
   store: Store;
   now?: () => number;
   setInterval?: (fn: () => void, ms: number) => unknown;
@@ -89,6 +89,10 @@ export function startLive(deps: LiveDeps): Live {
     .listChannels()
     .then((channels) => deps.store.dispatch({ type: "channels", channels }))
     .catch((e: unknown) => deps.store.dispatch(toastError(`Could not load the channels: ${errorMessage(e)}`)));
+  deps.ipc
+    .listAccounts?.()
+    .then((accounts) => deps.store.dispatch({ type: "accounts", accounts }))
+    .catch((e: unknown) => deps.store.dispatch(toastError(`Could not load the accounts: ${errorMessage(e)}`)));
   deps.ipc
     .getSettings()
     .then((settings) => deps.store.dispatch({ type: "settings", settings }))

@@ -1,11 +1,12 @@
 // The one app store: a pure reducer plus a tiny subscribe/dispatch container and a Preact hook.
 import { useEffect, useState } from "preact/hooks";
-import type { AppSettings, AppSnapshot, SavedChannel } from "./generated/app";
+import type { AccountView, AppSettings, AppSnapshot, SavedChannel } from "./generated/app";
 import type { ChannelStatus } from "./generated/engine";
 
 export type View =
   | { name: "overview" }
   | { name: "channel-form"; key: string | null }
+  | { name: "new-channel" }
   | { name: "inspector"; key: string | null; messageId: string | null }
   | { name: "dead-letters"; key: string | null }
   | { name: "settings" };
@@ -22,6 +23,8 @@ export interface State {
   /** Local time of the last snapshot, to tell a stale view. */
   snapshotAt: number | null;
   channels: SavedChannel[] | null;
+  /** Self-service accounts this app is signed in to (null until loaded). */
+  accounts: AccountView[] | null;
   settings: AppSettings | null;
   toasts: Toast[];
   nextToastId: number;
@@ -34,6 +37,7 @@ export type Action =
   | { type: "channels"; channels: SavedChannel[] }
   | { type: "channel-saved"; channel: SavedChannel }
   | { type: "channel-removed"; key: string }
+  | { type: "accounts"; accounts: AccountView[] }
   | { type: "settings"; settings: AppSettings }
   | { type: "navigate"; view: View }
   | { type: "toast"; kind: Toast["kind"]; message: string }
@@ -45,6 +49,7 @@ export const initialState: State = {
   snapshot: null,
   snapshotAt: null,
   channels: null,
+  accounts: null,
   settings: null,
   toasts: [],
   nextToastId: 1,
@@ -76,6 +81,8 @@ export function reduce(state: State, action: Action): State {
       const view = "key" in state.view && state.view.key === action.key ? { name: "overview" as const } : state.view;
       return { ...state, channels, snapshot, view };
     }
+    case "accounts":
+      return { ...state, accounts: action.accounts };
     case "settings":
       return { ...state, settings: action.settings };
     case "navigate":

@@ -2,7 +2,18 @@
 // browser tests (bundled and injected before the app loads) and `npm run dev` in a plain browser.
 import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
-import type { AppSettings, AppSnapshot, ChannelInput, SavedChannel, CommandError } from "../src/generated/app";
+import type {
+  AccountView,
+  AppSettings,
+  AppSnapshot,
+  ChannelInput,
+  CommandError,
+  CreateAccountInput,
+  NewChannelInput,
+  RemoteChannel,
+  SavedChannel,
+  SignInInput,
+} from "../src/generated/app";
 import type {
   Attempt,
   LinkState,
@@ -16,6 +27,8 @@ import type { DeadLetterList, MessageView } from "../src/generated/protocol";
 
 interface ChannelRecord {
   settings: Omit<SavedChannel, "has_token" | "has_admin_token" | "webhook_url">;
+  /** The URL the cloud returned (self-service channels). */
+  webhookUrl?: string;
   token: string | null;
   adminToken: string | null;
   status: ChannelStatus;
@@ -31,6 +44,8 @@ export interface FakeOptions {
   traffic?: boolean;
   /** Start without channels. */
   empty?: boolean;
+  /** Start signed in to no cloud. */
+  noAccounts?: boolean;
   now?: () => number;
 }
 
@@ -70,6 +85,13 @@ export class FakeBackend {
   closed = false;
   quit = false;
   channels = new Map<string, ChannelRecord>();
+  /** Accounts this "app" is signed in to. */
+  accounts: AccountView[] = [];
+  /** What the fake clouds know: API keys, and each account's channels (`<account>.<name>`). */
+  cloudKeys = new Map<string, { cloud_url: string; account_id: string; name: string }>();
+  remote = new Map<string, Omit<RemoteChannel, "local_key">[]>();
+  /** Clouds whose URL contains this refuse sign-up (`keys` mode). */
+  readonly closedSignup = "keys-only";
   calls: { cmd: string; args: Record<string, unknown> }[] = [];
   private failures = new Map<string, CommandError>();
   private rand = mulberry32(42);
@@ -79,6 +101,7 @@ export class FakeBackend {
   constructor(opts: FakeOptions = {}) {
     this.now = opts.now ?? (() => Date.now());
     if (!opts.empty) this.seed();
+    this.seedCloud(!opts.noAccounts);
   }
 
   /** The next call of `cmd` rejects with `message`. */
@@ -108,9 +131,35 @@ export class FakeBackend {
         return [...this.channels.values()].map((c) => this.view(c));
       case "save_channel":
         return this.save(args.input as ChannelInput);
-      case "remove_channel":
-        if (!this.channels.delete(key)) return reject(`unknown channel ${key}`, "unknown_channel");
+      case "remove_channel": {
+        const c = this.get(key);
+        if (!c) return reject(`unknown channel ${key}`, "unknown_channel");
+        if (args.delete_at_cloud === true) {
+          if (!c.settings.self_service) return reject(`${c.settings.channel} is not a self-service channel`, "invalid_input");
+          const list = this.remote.get(c.settings.cloud_url) ?? [];
+          this.remote.set(c.settings.cloud_url, list.filter((r) => r.channel !== c.settings.channel));
+        }
+        this.channels.delete(key);
         return null;
+      }
+      case "list_accounts":
+        return this.accounts.map((a) => ({ ...a }));
+      case "sign_in":
+        return this.signIn(args.input as SignInInput);
+      case "create_account":
+        return this.createAccount(args.input as CreateAccountInput);
+      case "sign_out": {
+        const url = args.cloud_url as string;
+        if (!this.accounts.some((a) => a.cloud_url === url)) return reject(`not signed in to ${url}`, "not_signed_in");
+        this.accounts = this.accounts.filter((a) => a.cloud_url !== url);
+        return null;
+      }
+      case "list_remote_channels":
+        return this.remoteChannels(args.cloud_url as string);
+      case "create_channel":
+        return this.createChannel(args.input as NewChannelInput);
+      case "use_remote_channel":
+        return this.useRemote(args.cloud_url as string, args.channel as string, args.target_url as string);
       case "set_channel_enabled":
         return this.setEnabled(key, args.enabled as boolean);
       case "set_paused":
@@ -129,7 +178,7 @@ export class FakeBackend {
       case "replay_dead_letter":
       case "delete_dead_letter": {
         const c = this.get(key);
-        if (!c?.adminToken) return reject("This channel has no admin token.", "no_admin_token");
+        if (!c || !this.canManage(c)) return reject("This channel has no admin token.", "no_admin_token");
         const i = c.deadLetters.findIndex((m) => m.message_id === messageId);
         if (i < 0) return reject(`Dead letter not found: ${messageId}`);
         c.deadLetters.splice(i, 1);
@@ -141,7 +190,7 @@ export class FakeBackend {
       }
       case "purge_dead_letters": {
         const c = this.get(key);
-        if (!c?.adminToken) return reject("This channel has no admin token.", "no_admin_token");
+        if (!c || !this.canManage(c)) return reject("This channel has no admin token.", "no_admin_token");
         const n = c.deadLetters.length;
         c.deadLetters = [];
         if (c.status.queue) c.status.queue.dead_letters = 0;
@@ -209,9 +258,9 @@ export class FakeBackend {
     const firstId = Object.keys(c.settings.targets)[0] ?? c.settings.channel;
     return {
       ...structuredClone(c.settings),
-      has_token: c.token !== null,
+      has_token: c.settings.self_service ? this.signedIn(c.settings.cloud_url) : c.token !== null,
       has_admin_token: c.adminToken !== null,
-      webhook_url: `${c.settings.cloud_url}/webhook/${firstId}`,
+      webhook_url: c.webhookUrl ?? `${c.settings.cloud_url}/webhook/${firstId}`,
     };
   }
 
@@ -226,7 +275,7 @@ export class FakeBackend {
       let key = input.channel.toLowerCase().replace(/[^a-z0-9_-]/g, "-");
       for (let i = 2; this.channels.has(key); i++) key = `${input.channel.toLowerCase()}-${i}`;
       c = {
-        settings: { key, cloud_url: "", channel: "", protocol: "auto", default_target: null, targets: {}, enabled: true },
+        settings: { key, cloud_url: "", channel: "", protocol: "auto", default_target: null, targets: {}, enabled: true, self_service: false },
         token: null,
         adminToken: null,
         status: this.newStatus(key, input.channel, "connecting"),
@@ -250,6 +299,101 @@ export class FakeBackend {
     if (input.admin_token !== null) c.adminToken = input.admin_token === "" ? null : input.admin_token;
     if (c.adminToken && !c.status.queue) c.status.queue = this.queue(0, 0);
     if (reconnect && c.settings.enabled && !this.paused) this.startConnect(c);
+    return this.view(c);
+  }
+
+  private signedIn(cloud_url: string): boolean {
+    return this.accounts.some((a) => a.cloud_url === cloud_url && a.has_key);
+  }
+
+  /** Dead letters need the admin token, or (self-service) the signed-in account's key. */
+  private canManage(c: ChannelRecord): boolean {
+    return c.adminToken !== null || (c.settings.self_service && this.signedIn(c.settings.cloud_url));
+  }
+
+  private seedCloud(signedIn: boolean): void {
+    const cloud = "https://hooks.example.com";
+    this.cloudKeys.set("whc_alice_0123456789abcdefghijklmnopqrstuvwxyzAB", { cloud_url: cloud, account_id: "acc_5f1c2a9e0b7d4c31", name: "alice" });
+    const at = iso(this.now() - 3 * 86_400_000);
+    const stats = (queued: number) => ({ messages_queued: queued, messages_in_flight: 0, dead_letters: 0, connected_clients: 0, messages_received: queued + 40, messages_acked: 40 });
+    this.remote.set(cloud, [
+      { channel: "alice.shop-dev", webhook_url: `${cloud}/webhook/wh_k3q7z2m9x4c8v1b6n5t0r2y7pd`, created_at: at, description: null, stats: stats(12) },
+      { channel: "alice.billing", webhook_url: `${cloud}/webhook/wh_p8d2w6h1j9f4s3g7l0a5e2u8qz`, created_at: at, description: null, stats: stats(0) },
+    ]);
+    if (signedIn) this.accounts = [{ cloud_url: cloud, account_id: "acc_5f1c2a9e0b7d4c31", name: "alice", has_key: true }];
+  }
+
+  private signIn(input: SignInInput): unknown {
+    const url = input.cloud_url.replace(/\/+$/, "");
+    if (!/^https?:\/\/[^/]+/.test(url)) return reject("invalid cloud URL", "invalid_input");
+    if (input.api_key.trim() === "") return reject(`an API key is required: none is stored for ${url} (\`webhook-connect login\` stores one)`, "invalid_input");
+    const known = this.cloudKeys.get(input.api_key.trim());
+    if (!known || known.cloud_url !== url) return reject("The cloud refused this API key.", "api_key_rejected");
+    this.accounts = [...this.accounts.filter((a) => a.cloud_url !== url), { cloud_url: url, account_id: known.account_id, name: known.name, has_key: true }];
+    return this.accounts.find((a) => a.cloud_url === url);
+  }
+
+  private createAccount(input: CreateAccountInput): unknown {
+    const url = input.cloud_url.replace(/\/+$/, "");
+    if (url.includes(this.closedSignup)) return reject("The cloud does not allow this: sign-up is closed", "forbidden");
+    const name = input.name ?? `dev-${(this.seq++).toString(36)}`;
+    if ([...this.cloudKeys.values()].some((k) => k.cloud_url === url && k.name === name)) return reject("That name is taken", "name_taken");
+    const account_id = `acc_${(this.seq++).toString(16).padStart(16, "0")}`;
+    this.cloudKeys.set(`whc_${name}_${account_id}`, { cloud_url: url, account_id, name });
+    if (!this.remote.has(url)) this.remote.set(url, []);
+    this.accounts = [...this.accounts.filter((a) => a.cloud_url !== url), { cloud_url: url, account_id, name, has_key: true }];
+    return this.accounts.find((a) => a.cloud_url === url);
+  }
+
+  private remoteChannels(cloud_url: string): unknown {
+    if (!this.signedIn(cloud_url)) return reject(`not signed in to ${cloud_url}`, "not_signed_in");
+    const local = [...this.channels.values()];
+    return (this.remote.get(cloud_url) ?? []).map((r) => ({
+      ...structuredClone(r),
+      local_key: local.find((c) => c.settings.cloud_url === cloud_url && c.settings.channel === r.channel)?.settings.key ?? null,
+    }));
+  }
+
+  private createChannel(input: NewChannelInput): unknown {
+    const account = this.accounts.find((a) => a.cloud_url === input.cloud_url && a.has_key);
+    if (!account) return reject(`not signed in to ${input.cloud_url}`, "not_signed_in");
+    if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(input.name)) return reject("invalid channel name", "invalid_input");
+    if (!/^https?:\/\//.test(input.target_url)) return reject("target URL must be http(s)", "invalid_input");
+    const list = this.remote.get(input.cloud_url) ?? [];
+    const full = `${account.name}.${input.name}`;
+    if (list.some((r) => r.channel === full)) return reject(`That name is taken: ${full}`, "name_taken");
+    if (list.length >= 10) return reject("Your account is at its quota: max_channels is 10", "quota_exceeded");
+    let id = "wh_";
+    for (let i = 0; i < 26; i++) id += "abcdefghijklmnopqrstuvwxyz234567".charAt(Math.floor(this.rand() * 32));
+    const webhook_url = `${input.cloud_url}/webhook/${id}`;
+    list.push({ channel: full, webhook_url, created_at: iso(this.now()), description: null, stats: { messages_queued: 0, messages_in_flight: 0, dead_letters: 0, connected_clients: 0, messages_received: 0, messages_acked: 0 } });
+    this.remote.set(input.cloud_url, list);
+    return this.forwardHere(input.cloud_url, full, webhook_url, input.target_url);
+  }
+
+  private useRemote(cloud_url: string, channel: string, target_url: string): unknown {
+    if (!this.signedIn(cloud_url)) return reject(`not signed in to ${cloud_url}`, "not_signed_in");
+    const r = (this.remote.get(cloud_url) ?? []).find((x) => x.channel === channel);
+    if (!r) return reject(`unknown channel ${channel}`, "unknown_channel");
+    if (!/^https?:\/\//.test(target_url)) return reject("target URL must be http(s)", "invalid_input");
+    return this.forwardHere(cloud_url, channel, r.webhook_url, target_url);
+  }
+
+  private forwardHere(cloud_url: string, channel: string, webhookUrl: string, target: string): SavedChannel {
+    let key = channel.replace(/[^a-z0-9_-]/g, "-");
+    for (let i = 2; this.channels.has(key); i++) key = `${channel.replace(/[^a-z0-9_-]/g, "-")}-${i}`;
+    const c: ChannelRecord = {
+      settings: { key, cloud_url, channel, protocol: "auto", default_target: target, targets: {}, enabled: true, self_service: true },
+      webhookUrl,
+      token: null,
+      adminToken: null,
+      status: this.newStatus(key, channel, "connecting"),
+      connectAt: this.now() + 1500,
+      events: [],
+      deadLetters: [],
+    };
+    this.channels.set(key, c);
+    if (this.paused) c.status.state = "paused";
     return this.view(c);
   }
 
@@ -421,7 +565,7 @@ export class FakeBackend {
   private listDead(key: string, limit: number, offset: number): unknown {
     const c = this.get(key);
     if (!c) return reject(`unknown channel ${key}`, "unknown_channel");
-    if (!c.adminToken) return reject("This channel has no admin token: add one to read dead letters.", "no_admin_token");
+    if (!this.canManage(c)) return reject("This channel has no admin token: add one to read dead letters.", "no_admin_token");
     const list: DeadLetterList = {
       channel: c.settings.channel,
       total: c.deadLetters.length,
@@ -483,6 +627,7 @@ export class FakeBackend {
         default_target: "http://localhost:8080/fallback",
         targets: { "github-main": { url: "http://localhost:3000/hooks/github" }, stripe: { url: "http://localhost:4242/stripe/webhook" } },
         enabled: true,
+        self_service: false,
       },
       token: "t-alpha",
       adminToken: "a-alpha",
@@ -517,6 +662,7 @@ export class FakeBackend {
         default_target: "http://localhost:9000/ci",
         targets: {},
         enabled: true,
+        self_service: false,
       },
       token: "t-ci",
       adminToken: null,
@@ -546,6 +692,7 @@ export class FakeBackend {
         default_target: "http://localhost:4242/stripe/webhook",
         targets: {},
         enabled: true,
+        self_service: false,
       },
       token: "bad-token",
       adminToken: null,

@@ -8,7 +8,7 @@
 //! - [`shell`]: Tauri: plugins, IPC commands, tray, window / light mode, the one-second ticker.
 
 pub use connect_appcore::{
-    core, error, launch, menu, notify, refresh, relaunch, secrets, settings, tray,
+    accounts, core, error, launch, menu, notify, refresh, relaunch, secrets, settings, tray,
 };
 
 pub mod shell;

@@ -19,6 +19,9 @@ use tauri_plugin_clipboard_manager::ClipboardExt as _;
 #[cfg(not(all(unix, not(target_os = "macos"))))]
 use tauri_plugin_notification::NotificationExt as _;
 
+use crate::accounts::{
+    AccountView, CreateAccountInput, NewChannelInput, RemoteChannel, SignInInput,
+};
 use crate::core::{AppSettings, AppSnapshot, ChannelInput, Core, SavedChannel};
 use crate::error::CommandError;
 use crate::launch::{self, NoTray, OnClose};
@@ -91,10 +94,87 @@ async fn remove_channel<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, ManagedState>,
     key: String,
+    delete_at_cloud: Option<bool>,
 ) -> Cmd<()> {
-    core(&state).remove_channel(&key).await?;
+    core(&state)
+        .remove_channel(&key, delete_at_cloud.unwrap_or(false))
+        .await?;
     refresh_now(&app);
     Ok(())
+}
+
+// ---- self-service (HOSTED.md §5) -----------------------------------------------------------
+
+#[tauri::command(rename_all = "snake_case")]
+async fn list_accounts(state: State<'_, ManagedState>) -> Cmd<Vec<AccountView>> {
+    Ok(core(&state).accounts())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn sign_in<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, ManagedState>,
+    input: SignInInput,
+) -> Cmd<AccountView> {
+    let a = core(&state).sign_in(input).await?;
+    refresh_now(&app);
+    Ok(a)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn create_account<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, ManagedState>,
+    input: CreateAccountInput,
+) -> Cmd<AccountView> {
+    let a = core(&state).create_account(input).await?;
+    refresh_now(&app);
+    Ok(a)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn sign_out<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, ManagedState>,
+    cloud_url: String,
+) -> Cmd<()> {
+    core(&state).sign_out(&cloud_url).await?;
+    refresh_now(&app);
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn list_remote_channels(
+    state: State<'_, ManagedState>,
+    cloud_url: String,
+) -> Cmd<Vec<RemoteChannel>> {
+    Ok(core(&state).remote_channels(&cloud_url).await?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn create_channel<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, ManagedState>,
+    input: NewChannelInput,
+) -> Cmd<SavedChannel> {
+    let saved = core(&state).create_channel(input).await?;
+    refresh_now(&app);
+    Ok(saved)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+async fn use_remote_channel<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, ManagedState>,
+    cloud_url: String,
+    channel: String,
+    target_url: String,
+) -> Cmd<SavedChannel> {
+    let saved = core(&state)
+        .use_remote_channel(&cloud_url, &channel, &target_url)
+        .await?;
+    refresh_now(&app);
+    Ok(saved)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -681,6 +761,13 @@ pub fn run() -> Result<(), tauri::Error> {
             list_channels,
             save_channel,
             remove_channel,
+            list_accounts,
+            sign_in,
+            create_account,
+            sign_out,
+            list_remote_channels,
+            create_channel,
+            use_remote_channel,
             set_channel_enabled,
             set_paused,
             list_events,

@@ -6,13 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use connect_engine::admin::AdminClient;
 use connect_engine::api::{
     ChannelStatus, EventDetail, EventSummary, LinkState, ReplayRequest, TargetSettings,
 };
 use connect_engine::config::{ChannelConfig, ConnectorConfig, TransportChoice};
 use connect_engine::{Carried, Engine, EngineHandle};
-use connect_protocol::admin::DeadLetterList;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -51,6 +49,10 @@ pub struct SavedChannel {
     pub has_token: bool,
     pub has_admin_token: bool,
     pub webhook_url: String,
+    /// Created through `/api/v1`: the connector authenticates with the account's API key
+    /// (`has_token` says whether that key is in the keyring), dead letters need no admin token,
+    /// and removing it can delete it at the cloud too.
+    pub self_service: bool,
 }
 
 /// `save_channel` input. `token: None` keeps the stored token; `admin_token: Some("")` removes
@@ -129,11 +131,11 @@ fn valid_channel_name(c: &str) -> bool {
 
 /// The app core, shared by the IPC commands, the tray and the ticker.
 pub struct Core {
-    engine: EngineHandle,
-    secrets: Arc<dyn SecretStore>,
+    pub(crate) engine: EngineHandle,
+    pub(crate) secrets: Arc<dyn SecretStore>,
     path: PathBuf,
     // Never held across an await.
-    file: Mutex<SettingsFile>,
+    pub(crate) file: Mutex<SettingsFile>,
     notices: Mutex<Vec<String>>,
 }
 
@@ -211,7 +213,7 @@ impl Core {
 
     /// Builds the engine's channel (None when no token is stored).
     fn channel_config(&self, e: &ChannelEntry) -> CoreResult<Option<ChannelConfig>> {
-        let account = secrets::channel_account(&e.cloud_url, &e.channel)?;
+        let account = e.token_account()?;
         let Some(token) = self.secrets.get(&account)? else {
             return Ok(None);
         };
@@ -231,12 +233,12 @@ impl Core {
             &targets,
         )?;
         cfg.enabled = e.enabled;
-        cfg.token_ref = Some("keyring".into());
+        cfg.token_ref = Some(e.token_ref.clone());
         Ok(Some(cfg))
     }
 
     /// (Re)starts a channel in the engine; a channel without a token is removed from it.
-    fn start_channel(&self, e: &ChannelEntry) -> CoreResult<()> {
+    pub(crate) fn start_channel(&self, e: &ChannelEntry) -> CoreResult<()> {
         match self.channel_config(e)? {
             Some(cfg) => Ok(self.engine.add_channel(cfg)?),
             None => Err(CoreError::NoToken(e.channel.clone())),
@@ -265,7 +267,11 @@ impl Core {
             .iter()
             .map(|e| {
                 live.remove(&e.key).unwrap_or_else(|| ChannelStatus {
-                    last_error: Some("No token in the OS keyring: edit the channel.".into()),
+                    last_error: Some(if e.is_self_service() {
+                        "Not signed in to this cloud: sign in under Settings → Accounts.".into()
+                    } else {
+                        "No token in the OS keyring: edit the channel.".into()
+                    }),
                     ..ChannelStatus::idle(&e.key, &e.channel, LinkState::Disconnected)
                 })
             })
@@ -297,9 +303,13 @@ impl Core {
                 .map(|(k, t)| (k.clone(), TargetSettings { url: t.url.clone() }))
                 .collect(),
             enabled: e.enabled,
-            has_token: has(secrets::channel_account(&e.cloud_url, &e.channel)),
+            has_token: has(e.token_account()),
             has_admin_token: has(secrets::admin_account(&e.cloud_url)),
-            webhook_url: webhook_url(&e.cloud_url, &e.channel, &ids),
+            webhook_url: e
+                .webhook_url
+                .clone()
+                .unwrap_or_else(|| webhook_url(&e.cloud_url, &e.channel, &ids)),
+            self_service: e.is_self_service(),
         }
     }
 
@@ -308,7 +318,7 @@ impl Core {
         entries.iter().map(|e| self.to_settings(e)).collect()
     }
 
-    fn entry(&self, key: &str) -> CoreResult<ChannelEntry> {
+    pub(crate) fn entry(&self, key: &str) -> CoreResult<ChannelEntry> {
         self.file
             .lock()
             .channels
@@ -323,7 +333,7 @@ impl Core {
     }
 
     /// Writes the file; on failure nothing in memory changes.
-    fn persist(&self, f: impl FnOnce(&mut SettingsFile)) -> CoreResult<()> {
+    pub(crate) fn persist(&self, f: impl FnOnce(&mut SettingsFile)) -> CoreResult<()> {
         let mut file = self.file.lock();
         let mut next = file.clone();
         f(&mut next);
@@ -335,6 +345,45 @@ impl Core {
     /// Adds or edits a channel: tokens go to the keyring, the rest to settings.toml, and the
     /// engine restarts the channel.
     pub fn save_channel(&self, input: ChannelInput) -> CoreResult<SavedChannel> {
+        let previous = match input.key.as_deref().filter(|k| !k.is_empty()) {
+            Some(k) => Some(self.entry(k)?),
+            None => None,
+        };
+        match previous.filter(ChannelEntry::is_self_service) {
+            // A self-service channel keeps its cloud, name, credential and URL: only its
+            // targets and protocol are edited here.
+            Some(p) => {
+                let same = input.cloud_url.trim().trim_end_matches('/') == p.cloud_url
+                    && input.channel.trim() == p.channel;
+                if !same {
+                    return Err(CoreError::Invalid(format!(
+                        "{} is a self-service channel: its cloud and name cannot change",
+                        p.channel
+                    )));
+                }
+                let url = p.webhook_url.clone().unwrap_or_default();
+                self.save_with(input, Some((&p.token_ref, &url)))
+            }
+            None => self.save_with(input, None),
+        }
+    }
+
+    /// A self-service channel (`token_ref = keyring:api-key:<origin>`): the token is the API
+    /// key already in the keyring, the webhook URL the one the cloud returned.
+    pub(crate) fn save_self_service(
+        &self,
+        input: ChannelInput,
+        token_ref: &str,
+        webhook_url: &str,
+    ) -> CoreResult<SavedChannel> {
+        self.save_with(input, Some((token_ref, webhook_url)))
+    }
+
+    fn save_with(
+        &self,
+        input: ChannelInput,
+        self_service: Option<(&str, &str)>,
+    ) -> CoreResult<SavedChannel> {
         let cloud_url = input.cloud_url.trim().trim_end_matches('/').to_owned();
         let channel = input.channel.trim().to_owned();
         if !valid_channel_name(&channel) {
@@ -343,7 +392,11 @@ impl Core {
             )));
         }
         let protocol = TransportChoice::parse(&input.protocol)?;
-        let account = secrets::channel_account(&cloud_url, &channel)?;
+        let token_ref = self_service.map_or("keyring", |(r, _)| r).to_owned();
+        let account = match self_service {
+            Some((r, _)) => r.strip_prefix("keyring:").unwrap_or(r).to_owned(),
+            None => secrets::channel_account(&cloud_url, &channel)?,
+        };
         let admin_account = secrets::admin_account(&cloud_url)?;
         let previous = match input.key.as_deref().filter(|k| !k.is_empty()) {
             Some(k) => Some(self.entry(k)?),
@@ -364,6 +417,10 @@ impl Core {
             .as_ref()
             .and_then(|p| secrets::channel_account(&p.cloud_url, &p.channel).ok());
         let token = match new_token {
+            _ if self_service.is_some() => self
+                .secrets
+                .get(&account)?
+                .ok_or_else(|| CoreError::NotSignedIn(cloud_url.clone()))?,
             Some(t) => t.to_owned(),
             None => {
                 let stored = self.secrets.get(&account)?;
@@ -396,22 +453,26 @@ impl Core {
             default_target.as_deref(),
             &targets,
         )?;
-        cfg.token_ref = Some("keyring".into());
+        cfg.token_ref = Some(token_ref.clone());
         let mut entry = previous.clone().unwrap_or_else(|| ChannelEntry {
             key: key.clone(),
             channel: channel.clone(),
             cloud_url: cloud_url.clone(),
-            token_ref: "keyring".into(),
+            token_ref: token_ref.clone(),
             protocol: protocol.as_str().into(),
             enabled: true,
             default_target: None,
             targets: BTreeMap::new(),
+            webhook_url: None,
             extra: toml::Table::new(),
         });
         entry.channel = channel;
         entry.cloud_url = cloud_url;
         entry.protocol = protocol.as_str().into();
-        entry.token_ref = "keyring".into();
+        entry.token_ref = token_ref;
+        if let Some((_, url)) = self_service {
+            entry.webhook_url = Some(url.to_owned()).filter(|u| !u.is_empty());
+        }
         entry.default_target = default_target.map(|url| {
             let mut t = previous
                 .as_ref()
@@ -432,7 +493,9 @@ impl Core {
             })
             .collect();
         cfg.enabled = entry.enabled;
-        self.secrets.set(&account, &token)?;
+        if self_service.is_none() {
+            self.secrets.set(&account, &token)?;
+        }
         match input.admin_token.as_deref().map(str::trim) {
             Some("") => self.secrets.delete(&admin_account)?,
             Some(a) => self.secrets.set(&admin_account, a)?,
@@ -443,7 +506,7 @@ impl Core {
             Some(c) => *c = saved,
             None => f.channels.push(saved),
         })?;
-        if let Some(old) = old_account.filter(|o| o != &account) {
+        if let Some(old) = old_account.filter(|o| o != &account && self_service.is_none()) {
             self.forget_token_if_unused(&old);
         }
         self.engine.add_channel(cfg)?;
@@ -463,9 +526,15 @@ impl Core {
     }
 
     /// Stops the channel, drops it from settings.toml and deletes its tokens unless another
-    /// channel uses them.
-    pub async fn remove_channel(&self, key: &str) -> CoreResult<()> {
+    /// channel uses them (an account's API key stays: it is the account's, not the channel's).
+    /// With `delete_at_cloud`, a self-service channel is deleted at its cloud first (its URL
+    /// stops taking webhooks and what is queued is discarded); when that fails nothing is
+    /// removed here.
+    pub async fn remove_channel(&self, key: &str, delete_at_cloud: bool) -> CoreResult<()> {
         let entry = self.entry(key)?;
+        if delete_at_cloud {
+            self.delete_at_cloud(key).await?;
+        }
         self.persist(|f| f.channels.retain(|c| c.key != key))?;
         self.engine.remove_channel(key, GRACE).await;
         if let Ok(a) = secrets::channel_account(&entry.cloud_url, &entry.channel) {
@@ -540,55 +609,6 @@ impl Core {
             ..ReplayRequest::default()
         })
         .await
-    }
-
-    /// The admin client for a channel's cloud (admin token from `admin:<origin>`).
-    fn admin(&self, key: &str) -> CoreResult<(AdminClient, String)> {
-        let e = self.entry(key)?;
-        let account = secrets::admin_account(&e.cloud_url)?;
-        let token = self.secrets.get(&account)?.ok_or_else(|| {
-            CoreError::NoAdminToken(secrets::origin(&e.cloud_url).unwrap_or_default())
-        })?;
-        Ok((AdminClient::new(&e.cloud_url, &token)?, e.channel))
-    }
-
-    pub async fn list_dead_letters(
-        &self,
-        key: &str,
-        limit: u32,
-        offset: u32,
-    ) -> CoreResult<DeadLetterList> {
-        let (c, ch) = self.admin(key)?;
-        c.list_dead_letters(&ch, limit, offset)
-            .await
-            .map_err(CoreError::from)
-    }
-
-    pub async fn replay_dead_letter(&self, key: &str, message_id: &str) -> CoreResult<()> {
-        let (c, ch) = self.admin(key)?;
-        c.replay_dead_letter(&ch, message_id).await?;
-        self.dead_letters_changed(key);
-        Ok(())
-    }
-
-    pub async fn delete_dead_letter(&self, key: &str, message_id: &str) -> CoreResult<()> {
-        let (c, ch) = self.admin(key)?;
-        c.delete_dead_letter(&ch, message_id).await?;
-        self.dead_letters_changed(key);
-        Ok(())
-    }
-
-    pub async fn purge_dead_letters(&self, key: &str) -> CoreResult<u64> {
-        let (c, ch) = self.admin(key)?;
-        let n = c.purge_dead_letters(&ch).await?;
-        self.dead_letters_changed(key);
-        Ok(n)
-    }
-
-    /// The tray's and the overview's dead-letter count follow at once, not at the next reading.
-    fn dead_letters_changed(&self, key: &str) {
-        // A channel that is not running has no reading to refresh.
-        let _ = self.engine.refresh_queue(key);
     }
 
     pub fn settings(&self) -> AppSettings {
@@ -714,7 +734,7 @@ mod tests {
 
         c.set_channel_enabled(&saved.key, false).unwrap();
         assert!(!c.list_channels()[0].enabled);
-        c.remove_channel(&saved.key).await.unwrap();
+        c.remove_channel(&saved.key, false).await.unwrap();
         assert!(c.list_channels().is_empty());
         assert!(store.accounts().is_empty());
         c.shutdown().await;

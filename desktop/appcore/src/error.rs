@@ -5,6 +5,9 @@
 use connect_engine::{ConnectorConfigError, EngineError};
 use serde::{Deserialize, Serialize};
 
+use connect_engine::hosted::HostedError;
+use connect_protocol::error::ErrorCode;
+
 use crate::secrets::SecretError;
 use crate::settings::SettingsError;
 
@@ -36,6 +39,53 @@ pub enum CoreError {
     NoAdminToken(String),
     #[error("no event to replay yet")]
     NothingToReplay,
+    /// A self-service call for a cloud this app is not signed in to (or whose key is gone).
+    #[error("not signed in to {0}: sign in under Settings → Accounts")]
+    NotSignedIn(String),
+    /// The cloud's `/api/v1` refused or failed (see [`hosted_code`]).
+    #[error("{}", hosted_message(.0))]
+    Hosted(#[from] HostedError),
+}
+
+/// The IPC code of a self-service API failure, so the UI can tell a refused key from a taken
+/// name, a quota, closed sign-up or an unreachable cloud.
+pub fn hosted_code(e: &HostedError) -> &'static str {
+    match e {
+        HostedError::Unauthorized { .. } | HostedError::NoKey => "api_key_rejected",
+        HostedError::Network(_) => "network",
+        HostedError::Unexpected(_) => "cloud_error",
+        HostedError::Setup(_) => "invalid_input",
+        HostedError::Api { status, code, .. } => match (status.as_u16(), code) {
+            (403, Some(ErrorCode::QuotaExceeded)) => "quota_exceeded",
+            (403, _) => "forbidden",
+            (404, _) => "not_found",
+            (409, _) => "name_taken",
+            (422, _) => "invalid_input",
+            (429, _) => "rate_limited",
+            (503, Some(ErrorCode::Capacity)) => "capacity",
+            _ => "cloud_error",
+        },
+    }
+}
+
+/// What the user reads for a self-service API failure.
+fn hosted_message(e: &HostedError) -> String {
+    match (hosted_code(e), e) {
+        ("api_key_rejected", _) => {
+            "The cloud refused the API key (unknown, revoked, or the account is disabled).".into()
+        }
+        ("quota_exceeded", HostedError::Api { detail, .. }) => {
+            format!("Your account is at its quota: {detail}")
+        }
+        ("forbidden", HostedError::Api { detail, .. }) => {
+            format!("The cloud does not allow this: {detail}")
+        }
+        ("not_found", HostedError::Api { detail, .. }) => {
+            format!("Not found at the cloud: {detail}")
+        }
+        ("name_taken", HostedError::Api { detail, .. }) => format!("That name is taken: {detail}"),
+        _ => e.to_string(),
+    }
 }
 
 impl CoreError {
@@ -52,6 +102,8 @@ impl CoreError {
             Self::TokenRequired => "token_required",
             Self::NoAdminToken(_) => "no_admin_token",
             Self::NothingToReplay => "nothing_to_replay",
+            Self::NotSignedIn(_) => "not_signed_in",
+            Self::Hosted(e) => hosted_code(e),
         }
     }
 }

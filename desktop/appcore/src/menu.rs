@@ -26,6 +26,8 @@ pub enum View {
     DeadLetters {
         key: Option<String>,
     },
+    /// "New channel" on a signed-in cloud (HOSTED.md §5).
+    NewChannel,
 }
 
 /// A tray menu action, parsed from the menu item id.
@@ -37,6 +39,7 @@ pub enum MenuAction {
     OpenInspector(String),
     ReplayLast(String),
     CopyWebhookUrl(String),
+    NewChannel,
     DeadLetters,
     OpenWindow,
     ToggleAutostart,
@@ -53,6 +56,7 @@ impl MenuAction {
             Self::OpenInspector(k) => format!("ch/inspect/{k}"),
             Self::ReplayLast(k) => format!("ch/replay/{k}"),
             Self::CopyWebhookUrl(k) => format!("ch/copy/{k}"),
+            Self::NewChannel => "new-channel".into(),
             Self::DeadLetters => "dead-letters".into(),
             Self::OpenWindow => "open".into(),
             Self::ToggleAutostart => "autostart".into(),
@@ -63,6 +67,7 @@ impl MenuAction {
     pub fn parse(id: &str) -> Option<Self> {
         Some(match id {
             "pause" => Self::TogglePause,
+            "new-channel" => Self::NewChannel,
             "dead-letters" => Self::DeadLetters,
             "open" => Self::OpenWindow,
             "autostart" => Self::ToggleAutostart,
@@ -156,8 +161,8 @@ pub fn for_core(core: &Core, snap: &AppSnapshot, status_line: &str) -> Vec<MenuI
 }
 
 /// The whole menu: status line, pause/resume all, one submenu per channel (connect/disconnect,
-/// inspector, replay last event, copy webhook URL), dead letters, open window, start at login,
-/// quit.
+/// inspector, replay last event, copy webhook URL), new channel, dead letters, open window,
+/// start at login, quit.
 pub fn model(
     status_line: &str,
     paused: bool,
@@ -199,6 +204,7 @@ pub fn model(
         items.push(MenuItem::Separator);
     }
     items.extend([
+        MenuItem::action(MenuAction::NewChannel, "New channel…"),
         MenuItem::action(
             MenuAction::DeadLetters,
             format!("Dead letters ({dead_letters})…"),
@@ -294,6 +300,7 @@ pub async fn dispatch(core: &Core, action: MenuAction) -> Vec<Effect> {
                 .map(|c| c.key.clone());
             vec![Effect::ShowWindow(View::DeadLetters { key })]
         }
+        MenuAction::NewChannel => vec![Effect::ShowWindow(View::NewChannel)],
         MenuAction::OpenWindow => vec![Effect::ShowWindow(View::Overview)],
         MenuAction::ToggleAutostart => {
             let mut s = core.settings();
@@ -345,6 +352,7 @@ mod tests {
             MenuAction::OpenInspector("ch-x/y".into()),
             MenuAction::ReplayLast("k".into()),
             MenuAction::CopyWebhookUrl("k".into()),
+            MenuAction::NewChannel,
             MenuAction::DeadLetters,
             MenuAction::OpenWindow,
             MenuAction::ToggleAutostart,
@@ -401,6 +409,7 @@ mod tests {
                 "name-a ● > Disconnect | Open inspector | Replay last event | Copy webhook URL",
                 "name-b > Connect | Open inspector | Replay last event | Copy webhook URL",
                 "---",
+                "New channel…",
                 "Dead letters (3)…",
                 "Open Webhook Connect",
                 "Start at login [x]",
@@ -416,6 +425,7 @@ mod tests {
                 "---",
                 "Resume all",
                 "---",
+                "New channel…",
                 "Dead letters (0)…",
                 "Open Webhook Connect",
                 "Start at login [ ]",
@@ -427,7 +437,7 @@ mod tests {
         for id in action_ids(&items) {
             assert!(MenuAction::parse(&id).is_some(), "{id}");
         }
-        assert_eq!(action_ids(&items).len(), 1 + 2 * 4 + 4);
+        assert_eq!(action_ids(&items).len(), 1 + 2 * 4 + 5);
     }
 
     #[test]
@@ -443,6 +453,10 @@ mod tests {
         assert_eq!(
             serde_json::to_value(View::DeadLetters { key: None }).unwrap(),
             serde_json::json!({"name": "dead-letters", "key": null})
+        );
+        assert_eq!(
+            serde_json::to_value(View::NewChannel).unwrap(),
+            serde_json::json!({"name": "new-channel"})
         );
     }
 }

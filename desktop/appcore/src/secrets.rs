@@ -55,6 +55,15 @@ pub fn admin_account(cloud_url: &str) -> Result<String, SecretError> {
     Ok(format!("admin:{}", origin(cloud_url)?))
 }
 
+/// `api-key:<cloud url>`: an account's API key (HOSTED.md §4), the very entry the CLI's
+/// `login` writes (the engine names it: the URL normalized, its base path kept).
+pub fn api_key_account(cloud_url: &str) -> Result<String, SecretError> {
+    connect_engine::keyring::api_key_account(cloud_url).map_err(|e| SecretError(e.to_string()))
+}
+
+/// The prefix of [`api_key_account`]'s names.
+pub const API_KEY_PREFIX: &str = "api-key:";
+
 /// In-memory store: the unit-test fake, and the fallback when no keyring is reachable
 /// (tokens then last until the app exits, §8.2).
 #[derive(Debug, Default)]
@@ -232,6 +241,15 @@ mod tests {
         assert_eq!(
             channel_account("http://localhost:8080", "a.b").unwrap(),
             "channel:http://localhost:8080/a.b"
+        );
+        assert_eq!(
+            api_key_account("https://Hooks.Example.com:443/").unwrap(),
+            "api-key:https://hooks.example.com"
+        );
+        assert!(
+            api_key_account("http://h:8000/base/")
+                .unwrap()
+                .starts_with(API_KEY_PREFIX)
         );
     }
 

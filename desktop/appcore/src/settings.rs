@@ -14,7 +14,7 @@ use crate::secrets::{self, SecretStore};
 pub const FILE_NAME: &str = "settings.toml";
 
 /// Keys holding secrets: never kept in the file.
-const SECRET_KEYS: &[&str] = &["token", "admin_token"];
+const SECRET_KEYS: &[&str] = &["token", "admin_token", "api_key"];
 
 /// A settings-file failure.
 #[derive(Debug, thiserror::Error)]
@@ -124,9 +124,41 @@ pub struct ChannelEntry {
     pub default_target: Option<TargetEntry>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub targets: BTreeMap<String, TargetEntry>,
+    /// The URL the cloud returned for a self-service channel (its webhook id is unguessable, so
+    /// it cannot be derived from the channel name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
     /// Other connector keys (reconnect settings...), kept verbatim.
     #[serde(flatten)]
     pub extra: toml::Table,
+}
+
+impl ChannelEntry {
+    /// The keyring account holding the token the connector sends: `token_ref =
+    /// "keyring:<account>"` names it (a self-service channel names its account's API key),
+    /// anything else is the channel's own `channel:<origin>/<channel>`.
+    pub fn token_account(&self) -> Result<String, secrets::SecretError> {
+        match self.token_ref.strip_prefix("keyring:") {
+            Some(account) if !account.is_empty() => Ok(account.to_owned()),
+            _ => secrets::channel_account(&self.cloud_url, &self.channel),
+        }
+    }
+
+    /// A self-service channel: the connector authenticates with its account's API key.
+    pub fn is_self_service(&self) -> bool {
+        self.token_ref
+            .strip_prefix("keyring:")
+            .is_some_and(|a| a.starts_with(secrets::API_KEY_PREFIX))
+    }
+}
+
+/// One `[[accounts]]` table: a self-service account this app is signed in to (HOSTED.md §5).
+/// Its API key is in the keyring only (`api-key:<origin>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountEntry {
+    pub cloud_url: String,
+    pub account_id: String,
+    pub name: String,
 }
 
 /// The whole file.
@@ -134,6 +166,8 @@ pub struct ChannelEntry {
 pub struct SettingsFile {
     #[serde(default)]
     pub app: AppTable,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<AccountEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<ChannelEntry>,
     /// Top-level connector keys (defaults for every channel), kept verbatim.
@@ -431,8 +465,10 @@ mod tests {
                 enabled: false,
                 default_target: Some(TargetEntry::new("http://localhost:8080/fallback")),
                 targets,
+                webhook_url: None,
                 extra,
             }],
+            accounts: Vec::new(),
             extra: toml::Table::new(),
         }
     }

@@ -6,6 +6,9 @@
 
 use ts_rs::TS;
 
+use crate::accounts::{
+    AccountView, CreateAccountInput, NewChannelInput, RemoteChannel, SignInInput,
+};
 use crate::core::{AppSettings, AppSnapshot, ChannelInput, SavedChannel};
 use crate::error::CommandError;
 use crate::launch::NoTray;
@@ -36,6 +39,11 @@ pub fn bindings() -> String {
         AppSnapshot,
         View,
         CommandError,
+        AccountView,
+        SignInInput,
+        CreateAccountInput,
+        NewChannelInput,
+        RemoteChannel,
     ]
     .into_iter()
     .map(|d| {
@@ -53,7 +61,8 @@ pub fn bindings() -> String {
     let mut out = String::from(
         "// Generated from the Rust crate connect-appcore (desktop/appcore/src/ts.rs). Do not edit.\n\
          // Regenerate: UPDATE_TS_BINDINGS=1 cargo test -p connect-appcore ts_bindings_are_fresh\n\n\
-         import type { ChannelStatus, TargetSettings, Transport } from \"./engine\";\n\n\
+         import type { ChannelStatus, TargetSettings, Transport } from \"./engine\";\n\
+         import type { HostedChannelStats, VerifySpec } from \"./protocol\";\n\n\
          /** A channel's `protocol`: one transport, or `auto` (the engine's `TransportChoice`). */\n\
          export type Protocol = \"auto\" | Transport;\n\n",
     );

@@ -7,6 +7,7 @@ import { ChannelForm } from "./ChannelForm";
 import { ConfirmHost } from "./Confirm";
 import { DeadLetters } from "./DeadLetters";
 import { Inspector } from "./Inspector";
+import { NewChannel } from "./NewChannel";
 import { Overview } from "./Overview";
 import { Settings } from "./Settings";
 
@@ -36,7 +37,7 @@ export function App(props: { refresh: () => void }) {
   const state = useStore((s) => s);
   const { view, snapshot } = state;
   const paused = snapshot?.paused ?? false;
-  const active = view.name === "channel-form" ? "overview" : view.name;
+  const active = view.name === "channel-form" || view.name === "new-channel" ? "overview" : view.name;
 
   const togglePause = async () => {
     const r = await attempt(ipc.setPaused(!paused), paused ? "Forwarding resumed." : "Forwarding paused: messages wait in the cloud.");
@@ -92,6 +93,7 @@ export function App(props: { refresh: () => void }) {
         )}
         {view.name === "overview" && <Overview refresh={props.refresh} />}
         {view.name === "channel-form" && <ChannelForm channelKey={view.key} refresh={props.refresh} />}
+        {view.name === "new-channel" && <NewChannel refresh={props.refresh} />}
         {view.name === "inspector" && <Inspector channelKey={view.key} messageId={view.messageId} />}
         {view.name === "dead-letters" && <DeadLetters channelKey={view.key} />}
         {view.name === "settings" && <Settings />}

@@ -37,8 +37,10 @@ function Form(props: { existing: SavedChannel | null; all: SavedChannel[]; refre
   const [saving, setSaving] = useState(false);
   const isEdit = existing !== null;
 
+  // A self-service channel keeps its cloud, name and credential (the account's API key).
+  const locked = existing?.self_service ?? false;
   const check = (next: ChannelFormValues) =>
-    validateChannelForm(next, { hasStoredToken: existing?.has_token ?? false, existing: props.all });
+    validateChannelForm(next, { hasStoredToken: locked || (existing?.has_token ?? false), existing: props.all });
 
   const update = (patch: Partial<ChannelFormValues>) => {
     const next = { ...v, ...patch };
@@ -90,16 +92,21 @@ function Form(props: { existing: SavedChannel | null; all: SavedChannel[]; refre
           <legend>Connection</legend>
           <label class="field">
             <span>Cloud URL</span>
-            <input type="url" name="cloud_url" placeholder="https://relay.example.com" value={v.cloud_url} onInput={(e) => update({ cloud_url: e.currentTarget.value })} data-testid="input-cloud-url" autoComplete="off" spellcheck={false} {...aria("cloud_url")} />
+            <input type="url" name="cloud_url" placeholder="https://relay.example.com" value={v.cloud_url} disabled={locked} onInput={(e) => update({ cloud_url: e.currentTarget.value })} data-testid="input-cloud-url" autoComplete="off" spellcheck={false} {...aria("cloud_url")} />
             {err("cloud_url")}
           </label>
           <label class="field">
             <span>Channel name</span>
-            <input type="text" name="channel" placeholder="team-alpha" value={v.channel} onInput={(e) => update({ channel: e.currentTarget.value })} data-testid="input-channel" autoComplete="off" spellcheck={false} {...aria("channel")} />
+            <input type="text" name="channel" placeholder="team-alpha" value={v.channel} disabled={locked} onInput={(e) => update({ channel: e.currentTarget.value })} data-testid="input-channel" autoComplete="off" spellcheck={false} {...aria("channel")} />
             <small class="hint">Letters, digits, '.', '_' and '-'; up to 128 characters.</small>
             {err("channel")}
           </label>
-          <div class="row2">
+          {locked && (
+            <p class="info" data-testid="self-service-note">
+              Created with your account: it connects with the account's API key (in the OS keyring), so it needs no channel token.
+            </p>
+          )}
+          {!locked && <div class="row2">
             <label class="field">
               <span>Channel token</span>
               <input type="password" name="token" value={v.token} onInput={(e) => update({ token: e.currentTarget.value })} placeholder={existing?.has_token ? "•••••• stored in keyring" : "required"} data-testid="input-token" autoComplete="new-password" {...aria("token")} />
@@ -121,7 +128,7 @@ function Form(props: { existing: SavedChannel | null; all: SavedChannel[]; refre
                 <small class="hint">Needed for dead letters and the cloud queue depth.</small>
               )}
             </label>
-          </div>
+          </div>}
           <label class="field">
             <span>Protocol</span>
             <select name="protocol" value={v.protocol} onChange={(e) => update({ protocol: e.currentTarget.value as ChannelFormValues["protocol"] })} data-testid="input-protocol">

@@ -6,23 +6,40 @@ export interface ConfirmOptions {
   body?: string;
   confirm?: string;
   danger?: boolean;
+  /** A checkbox under the text (unchecked at first), e.g. "delete it at the cloud too". */
+  check?: { label: string; help?: string };
 }
 
-type Pending = ConfirmOptions & { resolve: (ok: boolean) => void };
+export interface ConfirmChoice {
+  ok: boolean;
+  /** Whether the checkbox was ticked when the user confirmed. */
+  checked: boolean;
+}
+
+type Pending = ConfirmOptions & { resolve: (r: ConfirmChoice) => void };
 let show: ((p: Pending) => void) | null = null;
 
 export function confirmDialog(opts: ConfirmOptions): Promise<boolean> {
+  return confirmChoice(opts).then((r) => r.ok);
+}
+
+/** Like [`confirmDialog`], with the state of its checkbox. */
+export function confirmChoice(opts: ConfirmOptions): Promise<ConfirmChoice> {
   return new Promise((resolve) => {
-    if (!show) resolve(false);
+    if (!show) resolve({ ok: false, checked: false });
     else show({ ...opts, resolve });
   });
 }
 
 export function ConfirmHost() {
   const [pending, setPending] = useState<Pending | null>(null);
+  const [checked, setChecked] = useState(false);
   const cancelRef = useRef<HTMLButtonElement>(null);
   useEffect(() => {
-    show = setPending;
+    show = (p) => {
+      setChecked(false);
+      setPending(p);
+    };
     return () => {
       show = null;
     };
@@ -36,7 +53,7 @@ export function ConfirmHost() {
     // On the document, so Escape works even before focus has moved into the dialog.
     const onKey = (e: KeyboardEvent) => {
       if (e.key === "Escape") {
-        pending.resolve(false);
+        pending.resolve({ ok: false, checked: false });
         setPending(null);
       }
     };
@@ -45,7 +62,7 @@ export function ConfirmHost() {
   }, [pending]);
   if (!pending) return null;
   const close = (ok: boolean) => {
-    pending.resolve(ok);
+    pending.resolve({ ok, checked: ok && checked });
     setPending(null);
   };
   return (
@@ -60,6 +77,15 @@ export function ConfirmHost() {
       >
         <h2 id="confirm-title">{pending.title}</h2>
         {pending.body && <p>{pending.body}</p>}
+        {pending.check && (
+          <label class="check">
+            <input type="checkbox" checked={checked} onChange={(e) => setChecked(e.currentTarget.checked)} data-testid="confirm-check" />
+            <span>
+              {pending.check.label}
+              {pending.check.help && <small class="hint stacked">{pending.check.help}</small>}
+            </span>
+          </label>
+        )}
         <div class="actions end">
           <button type="button" class="btn" ref={cancelRef} data-testid="confirm-cancel" onClick={() => close(false)}>
             Cancel

@@ -1,4 +1,5 @@
-// Dead letters of a channel at the cloud (admin token required): list, inspect, replay, delete, purge.
+// Dead letters of a channel at the cloud (admin token, or the account's API key for a self-service
+// channel): list, inspect, replay, delete, purge.
 import { Fragment } from "preact";
 import { useCallback, useEffect, useState } from "preact/hooks";
 import { attempt } from "../actions";
@@ -28,7 +29,9 @@ export function DeadLetters(props: { channelKey: string | null }) {
   const [offset, setOffset] = useState(0);
   const [selected, setSelected] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
-  const canRead = settings?.has_admin_token ?? false;
+  // A self-service channel's dead letters are read with the account's API key.
+  const selfService = settings?.self_service ?? false;
+  const canRead = (settings?.has_admin_token ?? false) || (selfService && (settings?.has_token ?? false));
 
   const load = useCallback(async () => {
     if (!key || !canRead) return;
@@ -104,7 +107,17 @@ export function DeadLetters(props: { channelKey: string | null }) {
         <h1 id="dlq-title">Dead letters</h1>
         <ChannelPicker channels={channels} value={key} onChange={(k) => store.dispatch({ type: "navigate", view: { name: "dead-letters", key: k } })} />
       </header>
-      {!canRead && (
+      {!canRead && selfService && (
+        <div class="alert warn" data-testid="dlq-needs-sign-in">
+          <p>
+            <strong>Not signed in.</strong> This channel belongs to your account on {settings?.cloud_url}: sign in again to read its dead letters.
+          </p>
+          <button type="button" class="btn" onClick={() => store.dispatch({ type: "navigate", view: { name: "settings" } })}>
+            Sign in…
+          </button>
+        </div>
+      )}
+      {!canRead && !selfService && (
         <div class="alert warn" data-testid="dlq-needs-admin">
           <p>
             <strong>Admin token needed.</strong> Dead letters live in the cloud and are read with the cloud's admin token.

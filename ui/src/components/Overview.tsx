@@ -6,7 +6,8 @@ import { formatAgo, formatCount, formatMs, hostOf } from "../lib/format";
 import { TRANSPORT_LABEL } from "../lib/states";
 import { channelViews, store, useStore, type ChannelView } from "../store";
 import { SeriesChart } from "./Chart";
-import { confirmDialog } from "./Confirm";
+import { confirmChoice } from "./Confirm";
+import { RemoteChannels } from "./RemoteChannels";
 import { CopyButton, Empty, StateBadge } from "./ui";
 
 export function Overview(props: { refresh: () => void }) {
@@ -17,14 +18,22 @@ export function Overview(props: { refresh: () => void }) {
     <section aria-labelledby="overview-title" class="view">
       <header class="view-head">
         <h1 id="overview-title">Channels</h1>
-        <button type="button" class="btn primary" data-testid="add-channel" onClick={() => store.dispatch({ type: "navigate", view: { name: "channel-form", key: null } })}>
-          + Add channel
-        </button>
+        <div class="actions">
+          <button type="button" class="btn" data-testid="add-channel" onClick={() => store.dispatch({ type: "navigate", view: { name: "channel-form", key: null } })}>
+            Add with a token
+          </button>
+          <button type="button" class="btn primary" data-testid="new-channel" onClick={() => store.dispatch({ type: "navigate", view: { name: "new-channel" } })}>
+            + New channel
+          </button>
+        </div>
       </header>
       {loading && <p class="muted">Loading…</p>}
       {!loading && channels.length === 0 && (
         <Empty title="No channels yet" testid="no-channels">
-          <p>Add a channel with its cloud URL and token to start forwarding webhooks to your machine.</p>
+          <p>
+            <strong>New channel</strong> creates one on a cloud you are signed in to and gives you its URL. A channel an operator set
+            up for you is added with its cloud URL and token.
+          </p>
         </Empty>
       )}
       <div class="cards">
@@ -32,6 +41,11 @@ export function Overview(props: { refresh: () => void }) {
           <ChannelCard key={c.key} view={c} refresh={props.refresh} />
         ))}
       </div>
+      {(views.accounts ?? [])
+        .filter((a) => a.has_key)
+        .map((a) => (
+          <RemoteChannels key={a.cloud_url} account={a} localCount={views.channels?.length ?? 0} refresh={props.refresh} />
+        ))}
     </section>
   );
 }
@@ -62,14 +76,20 @@ function ChannelCard(props: { view: ChannelView; refresh: () => void }) {
     }
   };
   const remove = async () => {
-    const ok = await confirmDialog({
+    const selfService = settings?.self_service ?? false;
+    const choice = await confirmChoice({
       title: `Remove channel ${name}?`,
-      body: "Its settings and stored tokens are deleted from this computer. Messages stay queued in the cloud.",
+      body: selfService
+        ? "It stops forwarding to this computer. Unless you delete it at the cloud too, it keeps its URL and keeps queueing webhooks, and you can use it here again later."
+        : "Its settings and stored tokens are deleted from this computer. Messages stay queued in the cloud.",
       confirm: "Remove",
       danger: true,
+      ...(selfService
+        ? { check: { label: "Also delete it at the cloud", help: "Its URL stops taking webhooks at once and the webhooks queued there are discarded." } }
+        : {}),
     });
-    if (!ok) return;
-    const r = await attempt(ipc.removeChannel(key), `Removed ${name}.`);
+    if (!choice.ok) return;
+    const r = await attempt(ipc.removeChannel(key, choice.checked), choice.checked ? `Deleted ${name} here and at the cloud.` : `Removed ${name}.`);
     if (r.ok) store.dispatch({ type: "channel-removed", key });
   };
 
@@ -78,7 +98,10 @@ function ChannelCard(props: { view: ChannelView; refresh: () => void }) {
       <div class="card-head">
         <div class="card-title">
           <h2>{name}</h2>
-          <span class="muted small">{settings ? hostOf(settings.cloud_url) : ""}</span>
+          <span class="muted small">
+            {settings ? hostOf(settings.cloud_url) : ""}
+            {settings?.self_service && <span class="tag account-tag" data-testid={`self-service-${key}`} title="Created with your account: it uses your API key, no channel token.">your account</span>}
+          </span>
         </div>
         <div class="card-state">
           {status?.transport && <span class="tag" data-testid={`transport-${key}`}>{TRANSPORT_LABEL[status.transport]}</span>}

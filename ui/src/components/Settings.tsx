@@ -5,6 +5,7 @@ import { attempt } from "../actions";
 import type { AppSettings, NoTray } from "../generated/app";
 import { ipc } from "../ipc";
 import { store, useStore } from "../store";
+import { Accounts } from "./Accounts";
 
 export const HISTORY_MIN = 10;
 export const HISTORY_MAX = 100_000;
@@ -26,7 +27,14 @@ export function Settings() {
       setHistory(String(saved.history_size));
     }
   }, [saved, v]);
-  if (!v) return <section class="view"><p class="muted">Loading…</p></section>;
+  if (!v) {
+    return (
+      <section class="view narrow">
+        <Accounts />
+        <p class="muted">Loading…</p>
+      </section>
+    );
+  }
 
   const historyError = validateHistorySize(Number(history));
   const dirty = saved === null || JSON.stringify({ ...v, history_size: Number(history) }) !== JSON.stringify(saved);
@@ -49,6 +57,7 @@ export function Settings() {
   return (
     <section class="view narrow" aria-labelledby="settings-title">
       <header class="view-head"><h1 id="settings-title">Settings</h1></header>
+      <Accounts />
       <form class="form" onSubmit={save} data-testid="settings-form">
         <fieldset>
           <legend>Notifications</legend>

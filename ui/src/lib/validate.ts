@@ -152,3 +152,30 @@ export function settingsToForm(c: SavedChannel | null): ChannelFormValues {
     remove_admin_token: false,
   };
 }
+
+/** HOSTED.md §3: a self-service channel's short name, `^[a-z0-9][a-z0-9-]{0,39}$`. */
+export function validateShortChannelName(name: string): string | null {
+  if (name === "") return "Channel name is required.";
+  if (name.length > 40) return "Channel name is at most 40 characters.";
+  if (!/^[a-z0-9]/.test(name)) return "Channel name must start with a lower-case letter or digit.";
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) return "Channel name may only contain lower-case letters, digits and '-'.";
+  return null;
+}
+
+/** HOSTED.md §2: an account name, `^[a-z0-9][a-z0-9-]{1,31}$`; empty lets the cloud pick one. */
+export function validateAccountName(name: string): string | null {
+  if (name === "") return null;
+  if (name.length < 2 || name.length > 32) return "Account name must be 2–32 characters.";
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) return "Account name: lower-case letters, digits and '-', starting with a letter or digit.";
+  return null;
+}
+
+/** HOSTED.md §2: keys are `whc_` followed by 32 random bytes. Empty: the backend uses the key
+ * already in the keyring for that cloud (`webhook-connect login` writes the same entry). */
+export function validateApiKey(key: string): string | null {
+  const k = key.trim();
+  if (k === "") return null;
+  if (!k.startsWith("whc_")) return "An API key starts with whc_.";
+  if (/\s/.test(k)) return "An API key has no spaces.";
+  return null;
+}

@@ -8,7 +8,10 @@ import { tmpdir } from "node:os";
 import { extname, join, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { tests } from "./cases.mjs";
+import { tests as baseTests } from "./cases.mjs";
+import { hostedTests } from "./cases-hosted.mjs";
+
+const tests = [...baseTests, ...hostedTests];
 
 const root = resolve(fileURLToPath(import.meta.url), "../../..");
 const dist = join(root, "dist");

@@ -76,6 +76,25 @@ describe("App (happy-dom)", () => {
     expect(q("dlq-needs-admin")?.textContent).toMatch(/Admin token needed/);
   });
 
+  it("creates a channel on the signed-in cloud and shows its URL", async () => {
+    await click("new-channel");
+    await click("new-create");
+    expect(q("field-error-new-name")?.textContent).toMatch(/required/);
+    expect(fake.calls.some((c) => c.cmd === "create_channel")).toBe(false);
+    await type("new-name", "orders");
+    await type("new-target", "http://localhost:3000/orders");
+    await click("new-create");
+    const call = fake.calls.find((c) => c.cmd === "create_channel");
+    expect(call?.args).toEqual({ input: { cloud_url: "https://hooks.example.com", name: "orders", target_url: "http://localhost:3000/orders", verify: null } });
+    expect(q("created-webhook-url")?.textContent).toMatch(/^https:\/\/hooks\.example\.com\/webhook\/wh_/);
+  });
+
+  it("lists the account's other channels with Use here", async () => {
+    await settle(50);
+    expect(q("remote-channel-alice.shop-dev")).not.toBeNull();
+    expect(q("use-here-alice.billing")).not.toBeNull();
+  });
+
   it("shows command errors in the error toast", async () => {
     fake.failNext("set_paused", "engine is shutting down");
     await click("pause-all");

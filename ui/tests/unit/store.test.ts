@@ -5,7 +5,7 @@ import { channelViews, createStore, initialState, reduce, type State } from "../
 
 const settings = (key: string): SavedChannel => ({
   key, cloud_url: "https://r", channel: key, protocol: "auto", default_target: "http://l/", targets: {},
-  enabled: true, has_token: true, has_admin_token: false, webhook_url: "",
+  enabled: true, has_token: true, has_admin_token: false, webhook_url: "", self_service: false,
 });
 const status = (key: string): ChannelStatus => ({
   key, channel: key, state: "connected", transport: "websocket", connection_id: null, last_error: null,

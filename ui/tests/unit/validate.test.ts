@@ -5,7 +5,10 @@ import {
   settingsToForm,
   validateChannelForm,
   validateChannelName,
+  validateAccountName,
+  validateApiKey,
   validateHttpUrl,
+  validateShortChannelName,
   validateWebhookKey,
   type ChannelFormValues,
 } from "../../src/lib/validate";
@@ -13,7 +16,7 @@ import {
 const existing: SavedChannel = {
   key: "team-alpha", cloud_url: "https://relay.example.com", channel: "team-alpha", protocol: "auto",
   default_target: "http://localhost:8080/", targets: { "github-main": { url: "http://localhost:3000/" } },
-  enabled: true, has_token: true, has_admin_token: false, webhook_url: "https://relay.example.com/webhook/github-main",
+  enabled: true, has_token: true, has_admin_token: false, webhook_url: "https://relay.example.com/webhook/github-main", self_service: false,
 };
 
 const form = (patch: Partial<ChannelFormValues> = {}): ChannelFormValues => ({
@@ -117,5 +120,33 @@ describe("channel form", () => {
     expect(v.admin_token).toBe("");
     expect(v.targets).toEqual([{ id: "github-main", url: "http://localhost:3000/" }]);
     expect(settingsToForm(null).protocol).toBe("auto");
+  });
+});
+
+describe("self-service names and keys (HOSTED.md §2–3)", () => {
+  it("checks a channel's short name", () => {
+    expect(validateShortChannelName("shop-dev")).toBeNull();
+    expect(validateShortChannelName("d")).toBeNull();
+    expect(validateShortChannelName("a".repeat(40))).toBeNull();
+    expect(validateShortChannelName("")).toMatch(/required/);
+    expect(validateShortChannelName("a".repeat(41))).toMatch(/40/);
+    expect(validateShortChannelName("Shop")).toMatch(/lower-case/);
+    expect(validateShortChannelName("-shop")).toMatch(/start/);
+    expect(validateShortChannelName("shop.dev")).toMatch(/only contain/);
+  });
+
+  it("checks an account name, empty letting the cloud pick one", () => {
+    expect(validateAccountName("")).toBeNull();
+    expect(validateAccountName("alice")).toBeNull();
+    expect(validateAccountName("a")).toMatch(/2–32/);
+    expect(validateAccountName("a".repeat(33))).toMatch(/2–32/);
+    expect(validateAccountName("Alice")).toMatch(/lower-case/);
+  });
+
+  it("checks the shape of an API key", () => {
+    expect(validateApiKey("whc_abc")).toBeNull();
+    expect(validateApiKey("  ")).toBeNull();
+    expect(validateApiKey("tok_abc")).toMatch(/whc_/);
+    expect(validateApiKey("whc_a b")).toMatch(/spaces/);
   });
 });

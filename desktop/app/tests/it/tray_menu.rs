@@ -206,7 +206,7 @@ async fn channel_items_replay_the_last_event_copy_the_url_and_open_views() -> Re
     );
     // An item for a channel removed meanwhile (menus are rebuilt once a second) says so.
     w.core
-        .remove_channel(&w.key)
+        .remove_channel(&w.key, false)
         .await
         .map_err(anyhow::Error::msg)?;
     let stale = menu::dispatch(&w.core, MenuAction::CopyWebhookUrl(w.key.clone())).await;

@@ -57,7 +57,7 @@ async fn first_launch_shows_the_window_and_closing_it_without_a_tray_follows_the
     let home = tmp.path().join("home");
     let config_home = home.join(".config");
     std::fs::create_dir_all(&config_home)?;
-    start_keyring(&home)?;
+    let _keyring = start_keyring(&home)?;
     // No settings file at all: the defaults of a fresh install (start minimized at login, light
     // mode, keep the window without a tray).
     let settings_path = config_home.join("dev.webhookconnect.desktop/settings.toml");

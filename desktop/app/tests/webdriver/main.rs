@@ -10,6 +10,7 @@ mod first_launch;
 #[allow(dead_code)]
 mod harness;
 mod notifications;
+mod self_service;
 mod tray;
 mod webdriver;
 mod x11;
@@ -37,15 +38,38 @@ fn screenshots_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
 }
 
-/// gnome-keyring's Secret Service on the session bus of `dbus-run-session`, storing under `home`.
-fn start_keyring(home: &Path) -> Result<()> {
+/// The test's own gnome-keyring daemon; ended when dropped, so that the next test's daemon owns
+/// the Secret Service's bus name (a daemon left running keeps the name with its `home` deleted,
+/// and every write to it then fails).
+pub(crate) struct Keyring(Option<u32>);
+
+impl Drop for Keyring {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// gnome-keyring's Secret Service on the session bus of `dbus-run-session`, storing under `home`,
+/// with its own control directory (else the launcher only unlocks a daemon already running).
+fn start_keyring(home: &Path) -> Result<Keyring> {
     if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
         bail!("no D-Bus session: run under `dbus-run-session` (scripts/test-app.sh)");
+    }
+    let run = home.join(".run");
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&run)?;
     }
     let mut c = Command::new("gnome-keyring-daemon")
         .args(["--unlock", "--components=secrets"])
         .env("HOME", home)
         .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_RUNTIME_DIR", &run)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -55,9 +79,19 @@ fn start_keyring(home: &Path) -> Result<()> {
         use std::io::Write;
         stdin.write_all(b"test-keyring-password")?;
     }
-    // It daemonizes: the launcher exits once the service is registered.
+    // It daemonizes: the launcher exits once the service is registered. The daemon is the
+    // gnome-keyring process whose HOME is this test's.
     c.wait()?;
-    Ok(())
+    let want = format!("HOME={}", home.display());
+    let pid = std::fs::read_dir("/proc")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .find(|pid| {
+            comm(*pid).starts_with("gnome-keyring")
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == want.as_bytes()))
+        });
+    Ok(Keyring(pid))
 }
 
 fn secret_tool_lookup(home: &Path, account: &str) -> Option<String> {
@@ -115,7 +149,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
     let home = tmp.path().join("home");
     let config_home = home.join(".config");
     std::fs::create_dir_all(&config_home)?;
-    start_keyring(&home)?;
+    let _keyring = start_keyring(&home)?;
 
     let mut cloud = Cloud::start().await?;
     let base = cloud.base.clone();

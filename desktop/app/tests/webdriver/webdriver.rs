@@ -200,6 +200,17 @@ impl Session {
         .await
     }
 
+    /// Runs `script` (a function body whose last argument is the callback) in the page and
+    /// returns the value it calls back with.
+    pub async fn execute_async(&self, script: &str) -> Result<Value> {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
     /// Calls a Tauri command from the page, as the UI does.
     pub async fn invoke(&self, cmd: &str, args: Value) -> Result<Value> {
         let script = "const [cmd, args, done] = arguments; \
