@@ -495,6 +495,7 @@ impl Buffer for EmbeddedBuffer {
                 .await
                 .map_err(|e| BufferError::Unavailable(format!("closing the store: {e}")))?;
         }
+        self.hosted.close();
         self.lock.lock().take();
         match self.shared.failure.lock().clone() {
             Some(e) => Err(BufferError::Unavailable(e)),

@@ -26,7 +26,8 @@ enum Write<'a> {
 }
 
 pub(super) struct HostedStore {
-    db: Database,
+    /// `None` once closed: the file's lock is released with the rest of the directory.
+    db: Mutex<Option<Database>>,
     index: Mutex<HostedIndex>,
 }
 
@@ -72,14 +73,23 @@ impl HostedStore {
         }
         drop(txn);
         Ok(HostedStore {
-            db,
+            db: Mutex::new(Some(db)),
             index: Mutex::new(HostedIndex::load(accounts, channels)),
         })
     }
 
+    /// Closes the file (releasing its lock); later writes fail as unavailable.
+    pub(super) fn close(&self) {
+        self.db.lock().take();
+    }
+
     fn persist(&self, w: Write<'_>) -> Result<()> {
         let ctx = "writing the accounts store";
-        let mut txn = self.db.begin_write().map_err(|e| io(ctx, e))?;
+        let db = self.db.lock();
+        let db = db
+            .as_ref()
+            .ok_or_else(|| crate::BufferError::Unavailable("the store is closed".into()))?;
+        let mut txn = db.begin_write().map_err(|e| io(ctx, e))?;
         txn.set_durability(Durability::Immediate);
         {
             let mut accounts = txn.open_table(ACCOUNTS).map_err(|e| io(ctx, e))?;
