@@ -404,6 +404,24 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
         .await?;
     assert_eq!(s, 200, "{v}");
 
+    let (s, queued) = c
+        .api(Method::GET, "/channels/carol.gh/messages", &key, None)
+        .await?;
+    assert_eq!(s, 200, "{queued}");
+
+    // `"verify": null` removes the check: an unsigned webhook is then accepted.
+    let (s, patched) = c
+        .api(
+            Method::PATCH,
+            "/channels/carol.gh",
+            &key,
+            Some(&json!({"verify": null})),
+        )
+        .await?;
+    assert_eq!((s, patched.get("verify")), (200, None), "{patched}");
+    let (s, _) = post_url(&c, &url, b"unsigned", &[]).await;
+    assert_eq!(s, 200);
+
     // An API key is never accepted in a URL, even where `?token=` is allowed for tokens.
     let status_by_query = |credential: &str| {
         let url = format!("{}/connect/status/carol.gh?token={credential}", c.base);
