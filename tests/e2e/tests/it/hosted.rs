@@ -546,6 +546,31 @@ async fn open_sign_up_is_limited_per_ip_and_modes_gate_the_api() -> anyhow::Resu
         .await?;
     assert_eq!(s, 409);
     let id = v["account_id"].as_str().unwrap();
+    let (s, bad) = keys
+        .admin_json(
+            Method::PATCH,
+            &format!("/accounts/{id}"),
+            &json!({"quota": {"max_queue_size": 0}}),
+        )
+        .await?;
+    assert_eq!(s, 422, "{bad}");
+    assert!(
+        bad["detail"]
+            .as_str()
+            .unwrap()
+            .contains("quota.max_queue_size")
+    );
+    let (s, patched) = keys
+        .admin_json(
+            Method::PATCH,
+            &format!("/accounts/{id}"),
+            &json!({"quota": {"max_channels": 3}}),
+        )
+        .await?;
+    assert_eq!(
+        (s, patched["quota"]["max_channels"].as_u64()),
+        (200, Some(3))
+    );
     let (s, _) = keys
         .admin_json(
             Method::PATCH,
@@ -554,6 +579,11 @@ async fn open_sign_up_is_limited_per_ip_and_modes_gate_the_api() -> anyhow::Resu
         )
         .await?;
     assert_eq!(s, 200);
+    let (s, list) = keys.admin(Method::GET, "/accounts").await?;
+    assert_eq!(
+        (s, list["accounts"][0]["disabled"].as_bool()),
+        (200, Some(true))
+    );
     let (s, v) = keys
         .api(
             Method::GET,
