@@ -38,7 +38,12 @@ async fn ws(c: &Cloud, channel: &str, credential: &str) -> anyhow::Result<Ws> {
         .insert("authorization", format!("Bearer {credential}").parse()?);
     req.headers_mut()
         .insert("x-webhook-connect-version", "2".parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("WebSocket handshake of {channel} took over 10 s"))??;
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("\"connected\"") => {
