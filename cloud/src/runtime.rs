@@ -180,10 +180,9 @@ impl Runtime {
             let channels = self.buffer().channels().await?;
             let hosted: HashSet<String> = self
                 .buffer()
-                .hosted_channels()
+                .hosted_channel_names()
                 .await?
                 .into_iter()
-                .map(|c| c.channel)
                 .collect();
             for rec in channels {
                 if specs.contains_key(&rec.name) {

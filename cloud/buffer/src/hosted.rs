@@ -167,6 +167,10 @@ impl HostedIndex {
         self.channels.values().cloned().collect()
     }
 
+    pub fn channel_names(&self) -> Vec<String> {
+        self.channels.keys().cloned().collect()
+    }
+
     pub fn channel_count(&self) -> u64 {
         self.channels.len() as u64
     }

@@ -509,6 +509,9 @@ pub trait Buffer: Send + Sync + 'static {
 
     async fn hosted_channel_count(&self) -> Result<u64>;
 
+    /// The names of every self-service channel, sorted (no record is read).
+    async fn hosted_channel_names(&self) -> Result<Vec<String>>;
+
     /// The channels of one account, ordered by name.
     async fn account_channels(&self, account_id: &str) -> Result<Vec<HostedChannelRecord>>;
 

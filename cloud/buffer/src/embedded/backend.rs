@@ -471,6 +471,10 @@ impl Buffer for EmbeddedBuffer {
         Ok(self.hosted.read(|ix| ix.channels()))
     }
 
+    async fn hosted_channel_names(&self) -> Result<Vec<String>> {
+        Ok(self.hosted.read(|ix| ix.channel_names()))
+    }
+
     async fn hosted_channel_count(&self) -> Result<u64> {
         Ok(self.hosted.read(|ix| ix.channel_count()))
     }

@@ -234,6 +234,10 @@ impl Inner {
         self.channels_in(&self.hchannels_key()).await
     }
 
+    pub(super) async fn hosted_channel_names(&self) -> Result<Vec<String>> {
+        self.members(&self.hchannels_key()).await
+    }
+
     pub(super) async fn hosted_channel_count(&self) -> Result<u64> {
         let mut con = self.con.clone();
         con.scard(self.hchannels_key())

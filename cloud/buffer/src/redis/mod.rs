@@ -1380,6 +1380,10 @@ impl Buffer for RedisBuffer {
         self.inner.hosted_channels().await
     }
 
+    async fn hosted_channel_names(&self) -> Result<Vec<String>> {
+        self.inner.hosted_channel_names().await
+    }
+
     async fn hosted_channel_count(&self) -> Result<u64> {
         self.inner.hosted_channel_count().await
     }

@@ -142,6 +142,10 @@ pub async fn hosted_channels_are_unique_and_survive_reopen(h: &dyn Harness) {
     );
     assert_eq!(b.account_channels("acc_1").await.unwrap(), vec![c1.clone()]);
     assert_eq!(b.hosted_channel_count().await.unwrap(), 2);
+    assert_eq!(
+        b.hosted_channel_names().await.unwrap(),
+        vec!["alice.shop".to_owned(), "bob.dev".to_owned()]
+    );
 
     let patched = HostedChannelRecord {
         verify: None,

@@ -38,7 +38,12 @@ async fn ws(c: &Cloud, channel: &str, credential: &str) -> anyhow::Result<Ws> {
         .insert("authorization", format!("Bearer {credential}").parse()?);
     req.headers_mut()
         .insert("x-webhook-connect-version", "2".parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("WebSocket handshake of {channel} took over 10 s"))??;
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("\"connected\"") => {
@@ -404,6 +409,24 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
         .await?;
     assert_eq!(s, 200, "{v}");
 
+    let (s, queued) = c
+        .api(Method::GET, "/channels/carol.gh/messages", &key, None)
+        .await?;
+    assert_eq!(s, 200, "{queued}");
+
+    // `"verify": null` removes the check: an unsigned webhook is then accepted.
+    let (s, patched) = c
+        .api(
+            Method::PATCH,
+            "/channels/carol.gh",
+            &key,
+            Some(&json!({"verify": null})),
+        )
+        .await?;
+    assert_eq!((s, patched.get("verify")), (200, None), "{patched}");
+    let (s, _) = post_url(&c, &url, b"unsigned", &[]).await;
+    assert_eq!(s, 200);
+
     // An API key is never accepted in a URL, even where `?token=` is allowed for tokens.
     let status_by_query = |credential: &str| {
         let url = format!("{}/connect/status/carol.gh?token={credential}", c.base);
@@ -528,6 +551,31 @@ async fn open_sign_up_is_limited_per_ip_and_modes_gate_the_api() -> anyhow::Resu
         .await?;
     assert_eq!(s, 409);
     let id = v["account_id"].as_str().unwrap();
+    let (s, bad) = keys
+        .admin_json(
+            Method::PATCH,
+            &format!("/accounts/{id}"),
+            &json!({"quota": {"max_queue_size": 0}}),
+        )
+        .await?;
+    assert_eq!(s, 422, "{bad}");
+    assert!(
+        bad["detail"]
+            .as_str()
+            .unwrap()
+            .contains("quota.max_queue_size")
+    );
+    let (s, patched) = keys
+        .admin_json(
+            Method::PATCH,
+            &format!("/accounts/{id}"),
+            &json!({"quota": {"max_channels": 3}}),
+        )
+        .await?;
+    assert_eq!(
+        (s, patched["quota"]["max_channels"].as_u64()),
+        (200, Some(3))
+    );
     let (s, _) = keys
         .admin_json(
             Method::PATCH,
@@ -536,6 +584,11 @@ async fn open_sign_up_is_limited_per_ip_and_modes_gate_the_api() -> anyhow::Resu
         )
         .await?;
     assert_eq!(s, 200);
+    let (s, list) = keys.admin(Method::GET, "/accounts").await?;
+    assert_eq!(
+        (s, list["accounts"][0]["disabled"].as_bool()),
+        (200, Some(true))
+    );
     let (s, v) = keys
         .api(
             Method::GET,

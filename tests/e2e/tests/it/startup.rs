@@ -34,7 +34,7 @@ fn bad_settings_and_bad_config_exit_64_before_binding() -> anyhow::Result<()> {
     std::fs::write(&good, "{}")?;
     // (what, extra environment, a word the message must contain)
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
-    let cases: [Case; 3] = [
+    let cases: [Case; 5] = [
         (
             "a missing configuration file",
             vec![("WEBHOOKS_CONFIG_FILE", missing.to_str().unwrap())],
@@ -52,6 +52,23 @@ fn bad_settings_and_bad_config_exit_64_before_binding() -> anyhow::Result<()> {
                 ("WEBHOOK_CONNECT_HEARTBEAT_INTERVAL_SECONDS", "1"),
             ],
             "heartbeat",
+        ),
+        (
+            "self-service without a public URL",
+            vec![
+                ("WEBHOOKS_CONFIG_FILE", good.to_str().unwrap()),
+                ("WEBHOOK_CONNECT_SELF_SERVICE", "keys"),
+            ],
+            "webhook_connect_public_url",
+        ),
+        (
+            "self-service with a public URL that is not an absolute http(s) URL",
+            vec![
+                ("WEBHOOKS_CONFIG_FILE", good.to_str().unwrap()),
+                ("WEBHOOK_CONNECT_SELF_SERVICE", "open"),
+                ("WEBHOOK_CONNECT_PUBLIC_URL", "hooks.example.com"),
+            ],
+            "webhook_connect_public_url",
         ),
     ];
     for (what, extra, names) in cases {
