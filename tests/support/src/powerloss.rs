@@ -94,14 +94,28 @@ impl PowerLossFs {
     /// Cuts the power: unmounts, drops what was not synced (see [`Crash`]) and mounts again.
     /// Whoever had files open must be gone first (kill the process using it).
     pub fn crash(&mut self, how: Crash) -> Result<CrashReport> {
-        if let Some(session) = self.session.take() {
-            session
-                .umount_and_join()
-                .context("unmounting the power-loss filesystem (is a process still using it?)")?;
+        if let Some(session) = self.session.take()
+            && let Err(e) = session.umount_and_join()
+            && self.mounted()
+        {
+            return Err(e)
+                .context("unmounting the power-loss filesystem (is a process still using it?)");
         }
+        // (An error with the filesystem unmounted is the session thread seeing its connection
+        // end as aborted, ECONNABORTED, instead of ENODEV: the unmount itself went through.)
         let report = self.state.lock().crash(how);
         self.session = Some(mount(&self.state, &self.mountpoint)?);
         Ok(report)
+    }
+
+    /// Whether the mount point is still mounted (`/proc/self/mountinfo`).
+    fn mounted(&self) -> bool {
+        let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return true;
+        };
+        let at = self.mountpoint.to_string_lossy();
+        info.lines()
+            .any(|l| l.split(' ').nth(4).is_some_and(|p| p == at))
     }
 
     /// Bytes written but not yet synced, over all files.
