@@ -4,6 +4,7 @@
 //! which starts before hyper tells HTTP/1 from HTTP/2 (its own header-read timeout starts only
 //! after that, so a socket that never sent a byte used to stay open for good).
 
+pub mod handoff;
 pub mod head_errors;
 
 use std::sync::Arc;

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::app::AppState;
+use crate::edge::handoff::Handoff;
 use crate::edge::head_errors::{HEAD_BUFFER_BYTES, HeadGuard, HeadLimits};
 use crate::hub::conn::CloseReason;
 
@@ -98,8 +99,11 @@ pub async fn run(
                 };
                 let _ = stream.set_nodelay(true);
                 let router = router.clone();
+                let handoff = Handoff::default();
+                let handoff2 = handoff.clone();
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(ConnectInfo(peer));
+                    req.extensions_mut().insert(handoff2.clone());
                     router.clone().oneshot(req.map(axum::body::Body::new))
                 });
                 let builder = builder.clone();
@@ -109,7 +113,7 @@ pub async fn run(
                     if !crate::edge::first_byte(&stream, first_byte).await {
                         return;
                     }
-                    let io = TokioIo::new(HeadGuard::new(stream, head_limits, permit));
+                    let io = TokioIo::new(HeadGuard::new(stream, head_limits, permit, handoff));
                     let conn = builder.serve_connection_with_upgrades(io, svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 });

@@ -31,6 +31,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::handoff::{self, Detached, Handoff};
+
 /// hyper's read buffer for a request head (its default, set explicitly so that the answer can
 /// name it): a head that does not fit is refused.
 pub const HEAD_BUFFER_BYTES: usize = 8192 + 4096 * 100;
@@ -64,10 +66,30 @@ pub struct HeadGuard {
     pending_at: usize,
     replaced: bool,
     permit: Option<OwnedSemaphorePermit>,
+    /// Armed by a handler that takes the socket after its response head (`edge::handoff`).
+    handoff: Handoff,
+    detach: Detach,
+}
+
+/// Where a handoff stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Detach {
+    /// Not started: everything passes through.
+    Off,
+    /// The armed response's head is being written; this many bytes of it are left.
+    Head { left: usize },
+    /// The head is out: hyper's further output is dropped, its shutdown ignored, and the
+    /// socket goes to the handler's task when hyper lets go of it.
+    Done,
 }
 
 impl HeadGuard {
-    pub fn new(inner: TcpStream, limits: Arc<HeadLimits>, permit: OwnedSemaphorePermit) -> Self {
+    pub fn new(
+        inner: TcpStream,
+        limits: Arc<HeadLimits>,
+        permit: OwnedSemaphorePermit,
+        handoff: Handoff,
+    ) -> Self {
         Self {
             inner: Some(inner),
             limits,
@@ -76,7 +98,42 @@ impl HeadGuard {
             pending_at: 0,
             replaced: false,
             permit: Some(permit),
+            handoff,
+            detach: Detach::Off,
         }
+    }
+
+    /// The write path of a handoff (`first`: the first non-empty buffer hyper writes,
+    /// `total`: all it writes); `None` when no handoff is armed or under way.
+    fn poll_detach(
+        &mut self,
+        cx: &mut Context<'_>,
+        first: &[u8],
+        total: usize,
+    ) -> Option<Poll<io::Result<usize>>> {
+        let left = match self.detach {
+            Detach::Done => return Some(Poll::Ready(Ok(total))),
+            Detach::Head { left } => left,
+            Detach::Off => {
+                if !self.handoff.armed() {
+                    return None;
+                }
+                handoff::head_end(first)?
+            }
+        };
+        self.detach = Detach::Head { left };
+        let Some(inner) = self.inner.as_mut() else {
+            return Some(Poll::Ready(Err(gone())));
+        };
+        let n = match Pin::new(inner).poll_write(cx, &first[..left.min(first.len())]) {
+            Poll::Ready(Ok(n)) => n,
+            other => return Some(other),
+        };
+        self.detach = match left.saturating_sub(n) {
+            0 => Detach::Done,
+            left => Detach::Head { left },
+        };
+        Some(Poll::Ready(Ok(n)))
     }
 }
 
@@ -138,6 +195,9 @@ impl AsyncWrite for HeadGuard {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
+        if let Some(done) = this.poll_detach(cx, buf, buf.len()) {
+            return done;
+        }
         if let Some(n) = this.replace(cx, buf) {
             return Poll::Ready(Ok(n));
         }
@@ -154,7 +214,15 @@ impl AsyncWrite for HeadGuard {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
         // hyper puts a head in one slice, the first.
-        if let Some(first) = bufs.iter().find(|b| !b.is_empty())
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        let total = bufs.iter().map(|b| b.len()).sum();
+        if let Some(done) = this.poll_detach(cx, first, total) {
+            return done;
+        }
+        if !first.is_empty()
             && let Some(n) = this.replace(cx, first)
         {
             return Poll::Ready(Ok(n));
@@ -177,6 +245,10 @@ impl AsyncWrite for HeadGuard {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.detach == Detach::Done {
+            // The socket stays open for the handler's task.
+            return Poll::Ready(Ok(()));
+        }
         ready!(this.poll_pending(cx))?;
         let inner = this.inner.as_mut().ok_or_else(gone)?;
         Pin::new(inner).poll_shutdown(cx)
@@ -185,6 +257,16 @@ impl AsyncWrite for HeadGuard {
 
 impl Drop for HeadGuard {
     fn drop(&mut self) {
+        if self.detach == Detach::Done
+            && let (Some(stream), Some(to)) = (self.inner.take(), self.handoff.take())
+        {
+            // A handler gone meanwhile drops the socket, which closes it.
+            let _ = to.send(Detached {
+                stream,
+                permit: self.permit.take(),
+            });
+            return;
+        }
         if !self.replaced {
             return;
         }
