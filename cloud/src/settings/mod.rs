@@ -112,6 +112,11 @@ pub mod env {
 }
 
 /// The cloud service's settings.
+/// A comma-separated list of IPs and CIDRs, parsed as one value. An alias, so clap's derive does
+/// not take `Option<Vec<_>>` for a repeated argument of single nets (which panicked at start
+/// whenever `WEBHOOK_CONNECT_TRUSTED_PROXIES` was set).
+pub type NetList = Vec<IpNet>;
+
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "webhook-connect-cloud",
@@ -250,7 +255,7 @@ pub struct Settings {
     pub allow_query_tokens: bool,
     /// IPs and CIDRs of reverse proxies whose X-Forwarded-For is honoured.
     #[arg(long, env = env::TRUSTED_PROXIES, value_parser = parse_nets)]
-    pub trusted_proxies: Option<Vec<IpNet>>,
+    pub trusted_proxies: Option<NetList>,
     #[arg(
         long,
         env = "WEBHOOK_CONNECT_RETRY_AFTER_SECONDS",
@@ -492,6 +497,10 @@ mod tests {
         let nets = parse_nets("10.0.0.0/8, 192.168.1.1 ,::1").unwrap();
         assert_eq!(nets.len(), 3);
         assert!(parse_nets("10.0.0.0/33").is_err());
+        // Through clap as the binary reads it (a list in one value, not one net per value).
+        let mut s = Settings::parse_from(["x", "--trusted-proxies", "127.0.0.1, 10.0.0.0/8"]);
+        s.validate(None).unwrap();
+        assert_eq!(s.trusted().len(), 2);
     }
 
     #[test]
