@@ -49,6 +49,12 @@ impl SlidingWindow {
     pub fn is_empty(&self) -> bool {
         self.hits.is_empty()
     }
+
+    /// When the newest counted request leaves the window: from then on the window is empty
+    /// and can be forgotten. `None` when it counts nothing.
+    pub fn empty_at(&self) -> Option<Instant> {
+        self.hits.back().map(|&t| t + self.window)
+    }
 }
 
 #[cfg(test)]

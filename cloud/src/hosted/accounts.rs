@@ -13,7 +13,7 @@ use connect_protocol::ids::token_digest;
 use connect_protocol::time::Timestamp;
 
 use crate::hosted::keys::{looks_like_api_key, new_account_id, new_account_name, new_api_key};
-use crate::hosted::{Hosted, HostedError, HostedResult};
+use crate::hosted::{Hosted, HostedError, HostedResult, signup};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -128,10 +128,11 @@ impl Hosted {
         }
     }
 
-    /// Counts one sign-up of `ip`; shared by every replica when the buffer is.
+    /// Counts one sign-up of `ip` (its IPv4 address or IPv6 /64, see [`signup`]); shared by
+    /// every replica when the buffer is.
     async fn check_signup_limit(&self, ip: IpAddr) -> HostedResult<()> {
         let max = self.settings().signup_per_ip_per_hour;
-        let key = format!("signup:{ip}");
+        let key = signup::client_key(ip);
         let shared = self
             .buffer()
             .rate_limit(&key, max, HOUR)
@@ -140,16 +141,8 @@ impl Hosted {
                 tracing::debug!(error = %e, "shared sign-up limit unavailable; using the local window");
                 None
             });
-        let verdict = shared.unwrap_or_else(|| {
-            let mut w = self.signups.lock();
-            // Forget windows that are certainly empty, so the map stays small.
-            if w.len() > 100_000 {
-                w.clear();
-            }
-            w.entry(ip)
-                .or_insert_with(|| connect_config::SlidingWindow::new(max, HOUR))
-                .check(Instant::now())
-        });
+        let verdict =
+            shared.unwrap_or_else(|| self.signups.lock().check(ip, max, HOUR, Instant::now()));
         verdict.map_err(HostedError::RateLimited)
     }
 

@@ -7,7 +7,8 @@
 //! [`accounts`] (create, update, rotate, delete, key authentication, the sign-up limit);
 //! [`channels`] (create, views, update, delete, buffer registration); [`definition`] (the
 //! webhook definition ingress runs for a self-service channel), [`ingress`] (its lookup);
-//! [`bodies`] (the request bodies as handlers read them, for the fuzz target).
+//! [`bodies`] (the request bodies as handlers read them, for the fuzz target); [`signup`] (the
+//! per-client sign-up windows of one process).
 
 pub mod accounts;
 pub mod bodies;
@@ -15,13 +16,11 @@ pub mod channels;
 pub mod definition;
 pub mod ingress;
 pub mod keys;
+pub mod signup;
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use connect_buffer::{AccountRecord, Buffer, BufferError};
-use connect_config::SlidingWindow;
 use connect_protocol::hosted::{Account, SelfServiceMode};
 use parking_lot::Mutex;
 
@@ -66,7 +65,7 @@ pub type HostedResult<T> = Result<T, HostedError>;
 pub struct Hosted {
     rt: Arc<Runtime>,
     /// Sign-ups per client IP (open mode), this process's window.
-    signups: Mutex<HashMap<IpAddr, SlidingWindow>>,
+    signups: Mutex<signup::SignupWindows>,
     /// Compiled ingress definitions by webhook id (see [`ingress`]).
     compiled: definition::Compiled,
 }
@@ -75,7 +74,7 @@ impl Hosted {
     pub fn new(rt: Arc<Runtime>) -> Self {
         Hosted {
             rt,
-            signups: Mutex::new(HashMap::new()),
+            signups: Mutex::new(signup::SignupWindows::new(signup::MAX_TRACKED)),
             compiled: definition::Compiled::default(),
         }
     }

@@ -611,6 +611,48 @@ async fn open_sign_up_is_limited_per_ip_and_modes_gate_the_api() -> anyhow::Resu
     Ok(())
 }
 
+/// One sign-up through the trusted proxy (127.0.0.1) for the client `xff`.
+async fn sign_up_from(c: &Cloud, xff: &str) -> anyhow::Result<(u16, bool)> {
+    let r = c
+        .http
+        .post(format!("{}/api/v1/accounts", c.base))
+        .header("x-forwarded-for", xff)
+        .json(&json!({}))
+        .send()
+        .await?;
+    Ok((r.status().as_u16(), r.headers().contains_key("retry-after")))
+}
+
+#[tokio::test]
+async fn sign_up_limit_counts_an_ipv6_client_by_its_64() -> anyhow::Result<()> {
+    let c = Cloud::builder(hooks())
+        .self_service("open")
+        .envs(&[
+            ("WEBHOOK_CONNECT_SIGNUP_PER_IP_PER_HOUR", "1"),
+            ("WEBHOOK_CONNECT_TRUSTED_PROXIES", "127.0.0.1"),
+        ])
+        .start()
+        .await?;
+    assert_eq!(sign_up_from(&c, "2001:db8:aa:bb::1").await?.0, 201);
+    assert_eq!(
+        sign_up_from(&c, "2001:db8:aa:bb:1234:5678:9abc:def0").await?,
+        (429, true),
+        "another address of the same /64 is the same client"
+    );
+    assert_eq!(
+        sign_up_from(&c, "2001:db8:aa:bc::1").await?.0,
+        201,
+        "the next /64 is another client"
+    );
+    assert_eq!(sign_up_from(&c, "::ffff:198.51.100.7").await?.0, 201);
+    assert_eq!(
+        sign_up_from(&c, "198.51.100.7").await?,
+        (429, true),
+        "an IPv4-mapped address is its IPv4 address"
+    );
+    Ok(())
+}
+
 async fn redis_replica(redis: &RedisServer) -> anyhow::Result<Cloud> {
     Cloud::builder(hooks())
         .self_service("keys")
