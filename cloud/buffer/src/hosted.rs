@@ -47,6 +47,9 @@ pub enum Created {
     Created,
     /// The name (or, for a channel, the webhook id) is taken.
     Taken,
+    /// The cap given to the create (accounts of the cloud, channels of the account) is
+    /// reached; checked and claimed in one atomic step, so concurrent creates never pass it.
+    Full,
 }
 
 /// Every account and self-service channel with their lookup indexes.
@@ -57,6 +60,8 @@ pub struct HostedIndex {
     by_key: HashMap<String, String>,
     channels: BTreeMap<String, HostedChannelRecord>,
     by_webhook: HashMap<String, String>,
+    /// Channels per account id (the `max_channels` check).
+    owned: HashMap<String, u64>,
 }
 
 impl HostedIndex {
@@ -72,6 +77,7 @@ impl HostedIndex {
         for c in channels {
             ix.by_webhook
                 .insert(c.webhook_id.clone(), c.channel.clone());
+            *ix.owned.entry(c.account_id.clone()).or_default() += 1;
             ix.channels.insert(c.channel.clone(), c);
         }
         ix
@@ -84,9 +90,13 @@ impl HostedIndex {
         self.accounts.insert(a.account_id.clone(), a);
     }
 
-    pub fn create_account(&mut self, a: &AccountRecord) -> Created {
+    /// Adds an account unless its name is taken or `max_accounts` accounts exist.
+    pub fn create_account(&mut self, a: &AccountRecord, max_accounts: u64) -> Created {
         if self.by_name.contains_key(&a.name) || self.accounts.contains_key(&a.account_id) {
             return Created::Taken;
+        }
+        if self.account_count() >= max_accounts {
+            return Created::Full;
         }
         self.insert_account(a.clone());
         Created::Created
@@ -133,10 +143,16 @@ impl HostedIndex {
         true
     }
 
-    pub fn create_channel(&mut self, c: &HostedChannelRecord) -> Created {
+    /// Adds a channel unless its name or webhook id is taken or its account owns
+    /// `max_channels` channels.
+    pub fn create_channel(&mut self, c: &HostedChannelRecord, max_channels: u64) -> Created {
         if self.channels.contains_key(&c.channel) || self.by_webhook.contains_key(&c.webhook_id) {
             return Created::Taken;
         }
+        if self.owned.get(&c.account_id).copied().unwrap_or(0) >= max_channels {
+            return Created::Full;
+        }
+        *self.owned.entry(c.account_id.clone()).or_default() += 1;
         self.by_webhook
             .insert(c.webhook_id.clone(), c.channel.clone());
         self.channels.insert(c.channel.clone(), c.clone());
@@ -188,6 +204,12 @@ impl HostedIndex {
             return false;
         };
         self.by_webhook.remove(&c.webhook_id);
+        if let Some(n) = self.owned.get_mut(&c.account_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.owned.remove(&c.account_id);
+            }
+        }
         true
     }
 }

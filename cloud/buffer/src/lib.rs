@@ -469,8 +469,10 @@ pub trait Buffer: Send + Sync + 'static {
 
     // --- self-service records (HOSTED.md §2–§3) ---------------------------------------------
 
-    /// Stores a new account; [`Created::Taken`] when its name is taken.
-    async fn create_account(&self, account: &AccountRecord) -> Result<Created>;
+    /// Stores a new account; [`Created::Taken`] when its name is taken, [`Created::Full`]
+    /// when `max_accounts` accounts exist. The count is checked and the account counted in
+    /// one atomic step (across replicas on Redis), so concurrent creates never pass the cap.
+    async fn create_account(&self, account: &AccountRecord, max_accounts: u64) -> Result<Created>;
 
     /// Replaces an account (quota, disabled, key digest); the previous key digest stops
     /// finding it at once. False when the account does not exist.
@@ -491,8 +493,14 @@ pub trait Buffer: Send + Sync + 'static {
     async fn delete_account(&self, account_id: &str) -> Result<bool>;
 
     /// Stores a new self-service channel record; [`Created::Taken`] when its name or webhook
-    /// id is taken. The buffer channel itself is registered separately.
-    async fn create_hosted_channel(&self, channel: &HostedChannelRecord) -> Result<Created>;
+    /// id is taken, [`Created::Full`] when its account owns `max_channels` channels (checked
+    /// and counted atomically, like [`Buffer::create_account`]). The buffer channel itself
+    /// is registered separately.
+    async fn create_hosted_channel(
+        &self,
+        channel: &HostedChannelRecord,
+        max_channels: u64,
+    ) -> Result<Created>;
 
     /// Replaces a self-service channel record; false when it does not exist.
     async fn put_hosted_channel(&self, channel: &HostedChannelRecord) -> Result<bool>;

@@ -31,7 +31,8 @@ use crate::{
 
 mod hosted;
 pub use hosted::{
-    accounts_are_unique_and_found_by_key_digest, hosted_channels_are_unique_and_survive_reopen,
+    accounts_are_unique_and_found_by_key_digest, caps_hold_under_concurrent_creates,
+    hosted_channels_are_unique_and_survive_reopen,
 };
 
 /// How a backend is opened for the suite.
@@ -82,6 +83,7 @@ macro_rules! buffer_suite {
             unknown_channel_is_reported,
             accounts_are_unique_and_found_by_key_digest,
             hosted_channels_are_unique_and_survive_reopen,
+            caps_hold_under_concurrent_creates,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -72,9 +72,6 @@ impl Hosted {
             quota.unwrap_or(&QuotaPatch::default()),
             self.rt.settings().max_body_bytes,
         )?;
-        if self.buffer().account_count().await? >= self.settings().max_accounts {
-            return Err(HostedError::Capacity);
-        }
         let key = new_api_key();
         let rec = AccountRecord {
             account_id: new_account_id(),
@@ -84,7 +81,13 @@ impl Hosted {
             quota,
             key_digest: token_digest(&key),
         };
-        match self.buffer().create_account(&rec).await? {
+        // The cap is checked by the store in the same atomic step as the create.
+        match self
+            .buffer()
+            .create_account(&rec, self.settings().max_accounts)
+            .await?
+        {
+            Created::Full => Err(HostedError::Capacity),
             Created::Taken => Err(HostedError::NameTaken(format!(
                 "account name '{name}' is taken"
             ))),

@@ -184,19 +184,25 @@ impl Hosted {
         if self.configured_channel(&full) || self.buffer().channel(&full).await?.is_some() {
             return Err(taken());
         }
-        let owned = self.buffer().account_channels(&a.account_id).await?.len() as u64;
-        if owned >= a.quota.max_channels {
-            return Err(HostedError::QuotaExceeded(format!(
-                "the account owns {owned} channels; its quota max_channels is {}",
-                a.quota.max_channels
-            )));
-        }
         while self.configured_webhook(&rec.webhook_id) {
             rec.webhook_id = new_webhook_id();
         }
         let token = new_channel_token();
-        if self.buffer().create_hosted_channel(&rec).await? == Created::Taken {
-            return Err(taken());
+        // The store checks max_channels and creates in one atomic step (concurrent creates,
+        // other replicas), so the quota cannot be passed by a few.
+        match self
+            .buffer()
+            .create_hosted_channel(&rec, a.quota.max_channels)
+            .await?
+        {
+            Created::Created => {}
+            Created::Taken => return Err(taken()),
+            Created::Full => {
+                return Err(HostedError::QuotaExceeded(format!(
+                    "the account has reached its quota max_channels = {}",
+                    a.quota.max_channels
+                )));
+            }
         }
         if let Err(e) = self.register(&rec, token_digest(&token)).await {
             // Do not leave a record whose channel does not exist.

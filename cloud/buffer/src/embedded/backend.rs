@@ -411,9 +411,9 @@ impl Buffer for EmbeddedBuffer {
         Some(self.shared.segments.stats())
     }
 
-    async fn create_account(&self, account: &AccountRecord) -> Result<Created> {
+    async fn create_account(&self, account: &AccountRecord, max_accounts: u64) -> Result<Created> {
         self.ensure_open()?;
-        self.hosted.create_account(account)
+        self.hosted.create_account(account, max_accounts)
     }
 
     async fn put_account(&self, account: &AccountRecord) -> Result<bool> {
@@ -444,9 +444,13 @@ impl Buffer for EmbeddedBuffer {
         self.hosted.delete_account(account_id)
     }
 
-    async fn create_hosted_channel(&self, channel: &HostedChannelRecord) -> Result<Created> {
+    async fn create_hosted_channel(
+        &self,
+        channel: &HostedChannelRecord,
+        max_channels: u64,
+    ) -> Result<Created> {
         self.ensure_open()?;
-        self.hosted.create_channel(channel)
+        self.hosted.create_channel(channel, max_channels)
     }
 
     async fn put_hosted_channel(&self, channel: &HostedChannelRecord) -> Result<bool> {

@@ -130,10 +130,12 @@ impl HostedStore {
         f(&self.index.lock())
     }
 
-    pub(super) fn create_account(&self, a: &AccountRecord) -> Result<Created> {
+    /// Check and insert under the index lock, committed before the lock is released: two
+    /// creates never both see room for one more.
+    pub(super) fn create_account(&self, a: &AccountRecord, max_accounts: u64) -> Result<Created> {
         self.change(
             |ix| {
-                let r = ix.create_account(a);
+                let r = ix.create_account(a, max_accounts);
                 (r, r == Created::Created)
             },
             Write::Account(a),
@@ -160,10 +162,16 @@ impl HostedStore {
         )
     }
 
-    pub(super) fn create_channel(&self, c: &HostedChannelRecord) -> Result<Created> {
+    /// Like [`Self::create_account`]: the account's channel count is checked and the
+    /// channel added in one step under the lock.
+    pub(super) fn create_channel(
+        &self,
+        c: &HostedChannelRecord,
+        max_channels: u64,
+    ) -> Result<Created> {
         self.change(
             |ix| {
-                let r = ix.create_channel(c);
+                let r = ix.create_channel(c, max_channels);
                 (r, r == Created::Created)
             },
             Write::Channel(c),

@@ -6,7 +6,9 @@
 //! - `P:hch:<channel>` channel JSON; `P:hch-wh:<webhook id>` → channel; `P:hchannels` the set
 //!   of names.
 //!
-//! Every key is a plain single-key command, so the layout works on a cluster too. Readers
+//! Every key is a plain single-key command or a single-key script ([`RESERVE`]: the caps of
+//! `max_accounts` and `max_channels` are checked and claimed atomically on the set that counts
+//! them), so the layout works on a cluster too. Readers
 //! always go to Redis (nothing is cached), so a change made through one replica holds on
 //! every replica at its next request; a channel change is also published on `P:ctl`.
 
@@ -18,6 +20,28 @@ use super::Inner;
 use super::keys::encode_channel;
 use crate::hosted::{AccountRecord, Created, HostedChannelRecord};
 use crate::{BufferError, Result};
+
+/// Adds `ARGV[1]` to the set `KEYS[1]` unless it holds `ARGV[2]` members already: `1` added,
+/// `0` full, `2` already a member (nothing added). One key, so one slot: atomic on a cluster.
+const RESERVE: &str = r"
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 2 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1
+";
+
+static RESERVE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(RESERVE));
+
+/// What [`Inner::reserve`] did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reserved {
+    Added,
+    Full,
+    /// Already a member: counted before (a concurrent create of the same name, or one a crash
+    /// interrupted), nothing to undo on failure.
+    Present,
+}
 
 fn to_json<T: Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| BufferError::Unavailable(format!("serializing: {e}")))
@@ -93,19 +117,45 @@ impl Inner {
         Ok(v)
     }
 
-    pub(super) async fn create_account(&self, a: &AccountRecord) -> Result<Created> {
+    /// [`RESERVE`] of `member` in the set `key` with room for `max`.
+    async fn reserve(&self, key: &str, member: &str, max: u64) -> Result<Reserved> {
+        let mut con = self.con.clone();
+        let r: i64 = RESERVE_SCRIPT
+            .key(key)
+            .arg(member)
+            .arg(max)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(match r {
+            1 => Reserved::Added,
+            0 => Reserved::Full,
+            _ => Reserved::Present,
+        })
+    }
+
+    /// The name is claimed first (a taken name is 409 even at the cap), then a place in
+    /// `P:accounts` is reserved atomically against `max_accounts`.
+    pub(super) async fn create_account(&self, a: &AccountRecord, max: u64) -> Result<Created> {
         self.ensure_open()?;
-        if !self
-            .claim(&self.k("acct-name", &a.name), &a.account_id)
-            .await?
-        {
+        let name_key = self.k("acct-name", &a.name);
+        if !self.claim(&name_key, &a.account_id).await? {
             return Ok(Created::Taken);
+        }
+        match self.reserve(&self.accounts_key(), &a.account_id, max).await {
+            Ok(Reserved::Full) => {
+                self.del(&name_key).await?;
+                return Ok(Created::Full);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = self.del(&name_key).await;
+                return Err(e);
+            }
         }
         self.set_str(&self.k("acct", &a.account_id), &to_json(a)?)
             .await?;
         self.set_str(&self.k("acct-key", &a.key_digest), &a.account_id)
-            .await?;
-        self.set_add(&self.accounts_key(), &a.account_id, true)
             .await?;
         self.confirm().await?;
         Ok(Created::Created)
@@ -169,21 +219,39 @@ impl Inner {
         Ok(true)
     }
 
-    pub(super) async fn create_hosted_channel(&self, c: &HostedChannelRecord) -> Result<Created> {
+    /// A place in the account's `P:acct-ch:<id>` is reserved first, atomically against
+    /// `max_channels`; then the webhook id and the name are claimed (a failed claim gives the
+    /// place back). A name already in the set is not counted twice: a concurrent create of
+    /// the same name then finds the name claimed (409), and a name a crash left reserved
+    /// without a record is taken over by the next create of it.
+    pub(super) async fn create_hosted_channel(
+        &self,
+        c: &HostedChannelRecord,
+        max_channels: u64,
+    ) -> Result<Created> {
         self.ensure_open()?;
+        let owned = self.k("acct-ch", &c.account_id);
+        let reserved = self.reserve(&owned, &c.channel, max_channels).await?;
+        if reserved == Reserved::Full {
+            return Ok(Created::Full);
+        }
+        let give_back = || async {
+            if reserved == Reserved::Added {
+                self.set_add(&owned, &c.channel, false).await?;
+            }
+            Ok::<_, BufferError>(Created::Taken)
+        };
         if !self
             .claim(&self.k("hch-wh", &c.webhook_id), &c.channel)
             .await?
         {
-            return Ok(Created::Taken);
+            return give_back().await;
         }
         if !self.claim(&self.k("hch", &c.channel), &to_json(c)?).await? {
             self.del(&self.k("hch-wh", &c.webhook_id)).await?;
-            return Ok(Created::Taken);
+            return give_back().await;
         }
         self.set_add(&self.hchannels_key(), &c.channel, true)
-            .await?;
-        self.set_add(&self.k("acct-ch", &c.account_id), &c.channel, true)
             .await?;
         self.confirm().await?;
         self.publish_change("chan", &c.channel).await?;

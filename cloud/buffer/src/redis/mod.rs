@@ -1329,8 +1329,8 @@ impl Buffer for RedisBuffer {
         ))
     }
 
-    async fn create_account(&self, account: &AccountRecord) -> Result<Created> {
-        self.inner.create_account(account).await
+    async fn create_account(&self, account: &AccountRecord, max_accounts: u64) -> Result<Created> {
+        self.inner.create_account(account, max_accounts).await
     }
 
     async fn put_account(&self, account: &AccountRecord) -> Result<bool> {
@@ -1357,8 +1357,14 @@ impl Buffer for RedisBuffer {
         self.inner.delete_account(account_id).await
     }
 
-    async fn create_hosted_channel(&self, channel: &HostedChannelRecord) -> Result<Created> {
-        self.inner.create_hosted_channel(channel).await
+    async fn create_hosted_channel(
+        &self,
+        channel: &HostedChannelRecord,
+        max_channels: u64,
+    ) -> Result<Created> {
+        self.inner
+            .create_hosted_channel(channel, max_channels)
+            .await
     }
 
     async fn put_hosted_channel(&self, channel: &HostedChannelRecord) -> Result<bool> {

@@ -653,6 +653,98 @@ async fn sign_up_limit_counts_an_ipv6_client_by_its_64() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// 30 concurrent channel creates of one account with `max_channels` 5, then 30 concurrent
+/// account creates with `WEBHOOK_CONNECT_MAX_ACCOUNTS` = 5 (one account exists), spread over
+/// `clouds` (replicas sharing one store, or one cloud): exactly the quota is created.
+async fn quotas_hold_under_concurrent_creates(clouds: &[&Cloud]) -> anyhow::Result<()> {
+    let (_, key) = clouds[0]
+        .create_account("racer", json!({"max_channels": 5}))
+        .await?;
+    let creates = (0..30).map(|i| {
+        let c = clouds[i % clouds.len()];
+        let key = key.clone();
+        async move {
+            c.api(
+                Method::POST,
+                "/channels",
+                &key,
+                Some(&json!({"name": format!("c{i}")})),
+            )
+            .await
+        }
+    });
+    let mut created = 0;
+    for r in futures::future::join_all(creates).await {
+        let (s, v) = r?;
+        match s {
+            201 => created += 1,
+            403 => assert_eq!(v["code"], "quota_exceeded", "{v}"),
+            other => panic!("channel create answered {other}: {v}"),
+        }
+    }
+    assert_eq!(created, 5, "max_channels = 5 under 30 concurrent creates");
+    let (s, list) = clouds[0].api(Method::GET, "/channels", &key, None).await?;
+    assert_eq!(
+        (s, list["channels"].as_array().map(Vec::len)),
+        (200, Some(5))
+    );
+
+    let creates = (0..30).map(|i| {
+        let c = clouds[i % clouds.len()];
+        async move {
+            c.admin_json(
+                Method::POST,
+                "/accounts",
+                &json!({"name": format!("acct{i}")}),
+            )
+            .await
+        }
+    });
+    let mut created = 0;
+    for r in futures::future::join_all(creates).await {
+        let (s, v) = r?;
+        match s {
+            201 => created += 1,
+            503 => assert_eq!(v["code"], "capacity", "{v}"),
+            other => panic!("account create answered {other}: {v}"),
+        }
+    }
+    assert_eq!(
+        created, 4,
+        "MAX_ACCOUNTS = 5 (one existed) under 30 concurrent creates"
+    );
+    let (_, list) = clouds[0].admin(Method::GET, "/accounts").await?;
+    assert_eq!(list["accounts"].as_array().map(Vec::len), Some(5));
+    Ok(())
+}
+
+#[tokio::test]
+async fn quotas_hold_under_concurrent_creates_on_the_embedded_store() -> anyhow::Result<()> {
+    let c = Cloud::builder(hooks())
+        .self_service("keys")
+        .envs(&[("WEBHOOK_CONNECT_MAX_ACCOUNTS", "5")])
+        .start()
+        .await?;
+    quotas_hold_under_concurrent_creates(&[&c]).await
+}
+
+#[tokio::test]
+async fn quotas_hold_under_concurrent_creates_on_two_redis_replicas() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let replica = || {
+        Cloud::builder(hooks())
+            .self_service("keys")
+            .envs(&[
+                ("WEBHOOK_CONNECT_REDIS_URL", &redis.url),
+                ("WEBHOOK_CONNECT_REDIS_PREFIX", "quota"),
+                ("WEBHOOK_CONNECT_MAX_ACCOUNTS", "5"),
+            ])
+            .start()
+    };
+    let (a, b) = (replica().await?, replica().await?);
+    quotas_hold_under_concurrent_creates(&[&a, &b]).await
+}
+
 async fn redis_replica(redis: &RedisServer) -> anyhow::Result<Cloud> {
     Cloud::builder(hooks())
         .self_service("keys")
