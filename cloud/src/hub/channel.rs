@@ -152,6 +152,11 @@ impl ChannelRt {
         *self.owner_key.write() = digest;
     }
 
+    /// The owner key digest accepted here, if any.
+    pub fn owner_key(&self) -> Option<String> {
+        self.owner_key.read().clone()
+    }
+
     /// Is `digest` the owner key accepted here?
     pub fn owner_key_is(&self, digest: &str) -> bool {
         self.owner_key

@@ -380,6 +380,8 @@ impl Hub {
                         self.enforce_tokens(&rt);
                     }
                     rt.set_settings(&rec.settings);
+                    // A lost `chan` message of a key rotation is caught here too.
+                    self.recheck_owner_key(&rt).await;
                 }
                 Ok(None) => {}
                 Err(e) => {

@@ -168,12 +168,20 @@ impl Inner {
         };
         self.set_str(&self.k("acct", &a.account_id), &to_json(a)?)
             .await?;
-        if old.key_digest != a.key_digest {
+        let key_changed = old.key_digest != a.key_digest;
+        if key_changed {
             self.set_str(&self.k("acct-key", &a.key_digest), &a.account_id)
                 .await?;
             self.del(&self.k("acct-key", &old.key_digest)).await?;
         }
         self.confirm().await?;
+        if key_changed || (a.disabled && !old.disabled) {
+            // Every replica re-reads the account's channels and closes connections the old
+            // key (or the disabled account's key) opened there.
+            for name in self.members(&self.k("acct-ch", &a.account_id)).await? {
+                self.publish_change("chan", &name).await?;
+            }
+        }
         Ok(true)
     }
 

@@ -811,3 +811,64 @@ async fn hosted_channels_agree_between_two_redis_replicas() -> anyhow::Result<()
     drop(on_b);
     Ok(())
 }
+
+/// The close code within 10 s (heartbeats keep [`close_code`] reading otherwise).
+async fn closed_within(ws: &mut Ws) -> Option<u16> {
+    tokio::time::timeout(Duration::from_secs(10), close_code(ws))
+        .await
+        .unwrap_or(None)
+}
+
+#[tokio::test]
+async fn a_key_rotated_or_disabled_through_one_replica_closes_its_connections_on_the_other()
+-> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let a = redis_replica(&redis).await?;
+    let b = redis_replica(&redis).await?;
+    let (id, key) = a.create_account("zoe", Value::Null).await?;
+    let created = a.create_channel(&key, json!({"name": "shop"})).await?;
+    let token = created["channel_token"].as_str().unwrap().to_owned();
+    // Connections on B: one with the API key, one with the channel token.
+    let mut by_key = ws(&b, "zoe.shop", &key).await?;
+    let mut by_token = ws(&b, "zoe.shop", &token).await?;
+
+    // Rotated through A: B closes the old key's connection at once (4005), without any
+    // further request with that key; the channel token's connection stays.
+    let (s, r) = a
+        .admin(Method::POST, &format!("/accounts/{id}/rotate-key"))
+        .await?;
+    assert_eq!(s, 200);
+    let new_key = r["api_key"].as_str().unwrap().to_owned();
+    assert_eq!(closed_within(&mut by_key).await, Some(4005), "old key on B");
+
+    // Disabled through A: B closes the new key's connection too.
+    let mut by_new_key = ws(&b, "zoe.shop", &new_key).await?;
+    let (s, _) = a
+        .admin_json(
+            Method::PATCH,
+            &format!("/accounts/{id}"),
+            &json!({"disabled": true}),
+        )
+        .await?;
+    assert_eq!(s, 200);
+    assert_eq!(
+        closed_within(&mut by_new_key).await,
+        Some(4005),
+        "disabled account on B"
+    );
+
+    // The channel token was never revoked: its connection still receives webhooks.
+    let (s, _) = a
+        .admin_json(
+            Method::PATCH,
+            &format!("/accounts/{id}"),
+            &json!({"disabled": false}),
+        )
+        .await?;
+    assert_eq!(s, 200);
+    let url = created["webhook_url"].as_str().unwrap().to_owned();
+    let (s, _) = post_url(&a, &url, b"still here", &[]).await;
+    assert_eq!(s, 200);
+    assert_eq!(body_of(&next_webhook(&mut by_token).await), b"still here");
+    Ok(())
+}
