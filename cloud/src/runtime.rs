@@ -167,6 +167,8 @@ impl Runtime {
         stale: Vec<ConfigError>,
         default_namespace: Option<String>,
     ) -> Result<(), BufferError> {
+        let mut webhooks = webhooks;
+        self.reject_self_service_names(&mut webhooks).await?;
         for e in webhooks.errors() {
             tracing::warn!(webhook = %e.webhook, error = %e.error, "webhook disabled by a configuration error");
         }
@@ -218,6 +220,32 @@ impl Runtime {
             stale,
             default_namespace,
         }));
+        Ok(())
+    }
+
+    /// Disables the configured entries naming a self-service channel (a config error naming
+    /// the conflict): an account's channel is never taken over by a configuration added
+    /// later. The other direction (a self-service create naming a configured channel) is 409.
+    pub async fn reject_self_service_names(
+        &self,
+        webhooks: &mut WebhookSet,
+    ) -> Result<(), BufferError> {
+        if !self.settings.enabled {
+            return Ok(());
+        }
+        let hosted: HashSet<String> = self
+            .buffer()
+            .hosted_channel_names()
+            .await?
+            .into_iter()
+            .collect();
+        webhooks.disable_channels(|channel| {
+            hosted.contains(channel).then(|| {
+                format!(
+                    "module-config.channel: '{channel}' is a self-service channel of an account; this entry is disabled (rename its channel, or delete the self-service channel and reload)"
+                )
+            })
+        });
         Ok(())
     }
 

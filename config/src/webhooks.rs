@@ -158,6 +158,35 @@ impl WebhookSet {
         self.warnings = entry_warnings;
     }
 
+    /// Disables every enabled `webhook_connect` entry whose channel `taken` refuses (returns
+    /// the error text for), e.g. a name owned by a self-service channel, so the configuration
+    /// cannot take that channel over. Returns how many entries were disabled.
+    pub fn disable_channels(&mut self, taken: impl Fn(&str) -> Option<String>) -> usize {
+        let mut n = 0;
+        for ids in self.entries.values_mut() {
+            for e in ids.values_mut() {
+                let Entry::Enabled(w) = e else { continue };
+                if let Some(err) = w.connect_settings().and_then(|s| taken(&s.channel)) {
+                    *e = Entry::Disabled(err);
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            self.errors = self
+                .entries()
+                .filter_map(|(ns, id, e)| match e {
+                    Entry::Disabled(err) => Some(ConfigError {
+                        webhook: entry_key(ns, id),
+                        error: err.clone(),
+                    }),
+                    Entry::Enabled(_) => None,
+                })
+                .collect();
+        }
+        n
+    }
+
     /// §2.1: the exact id, else the `default` entry of the same namespace. A disabled exact id
     /// never falls back.
     pub fn lookup(&self, namespace: Option<&str>, id: &str) -> Lookup<'_> {

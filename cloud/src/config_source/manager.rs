@@ -186,9 +186,11 @@ impl ConfigManager {
         validate_only: bool,
     ) -> Result<ReloadDetails, ApplyError> {
         let prev = self.rt.config();
-        let built = self
+        let mut built = self
             .build(&raw, prev.as_ref().map(|c| &c.webhooks), force_vault)
             .await;
+        // Before the diff, so the reload answer names a conflict with a self-service channel.
+        self.rt.reject_self_service_names(&mut built.set).await?;
         let details = diff(prev.as_ref().map(|c| &c.webhooks), &built);
         if validate_only {
             return Ok(details);

@@ -872,3 +872,75 @@ async fn a_key_rotated_or_disabled_through_one_replica_closes_its_connections_on
     assert_eq!(body_of(&next_webhook(&mut by_token).await), b"still here");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_configured_channel_cannot_take_over_a_self_service_channel() -> anyhow::Result<()> {
+    let reload = "reload-token-clash";
+    let c = Cloud::builder(hooks())
+        .self_service("keys")
+        .envs(&[("CONFIG_RELOAD_ADMIN_TOKEN", reload)])
+        .start()
+        .await?;
+    let (_, key) = c.create_account("alice", Value::Null).await?;
+    let created = c.create_channel(&key, json!({"name": "shop"})).await?;
+    let token = created["channel_token"].as_str().unwrap().to_owned();
+    let url = created["webhook_url"].as_str().unwrap().to_owned();
+    let mut conn = ws(&c, "alice.shop", &token).await?;
+
+    // The operator adds a configured entry naming the self-service channel.
+    let clash_token = "configured-clash-token-e2e";
+    let mut doc = hooks();
+    doc["clash-hook"] = connect_hook("alice.shop", clash_token, json!({}));
+    std::fs::write(
+        c.dir.path().join("webhooks.json"),
+        serde_json::to_vec_pretty(&doc)?,
+    )?;
+    let r = c
+        .http
+        .post(format!("{}/admin/reload-config", c.base))
+        .bearer_auth(reload)
+        .json(&json!({}))
+        .send()
+        .await?;
+    let details: Value = r.json().await?;
+    let errors = details.to_string();
+    assert!(
+        errors.contains("clash-hook")
+            && errors.contains("alice.shop")
+            && errors.contains("self-service"),
+        "the reload names the conflict: {details}"
+    );
+    let status = c
+        .http
+        .get(format!("{}/admin/config-status", c.base))
+        .bearer_auth(reload)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(status.contains("clash-hook"), "{status}");
+
+    // The configured entry is disabled; the self-service channel keeps its token, its
+    // connection and its webhooks.
+    assert_eq!(c.connector_status("alice.shop", clash_token).await, 401);
+    assert_eq!(c.connector_status("alice.shop", &token).await, 200);
+    let (s, _) = c.post("clash-hook", "{}").await?;
+    assert_eq!(s, 503, "the disabled configured entry");
+    let (s, _) = post_url(&c, &url, b"mine", &[]).await;
+    assert_eq!(s, 200);
+    assert_eq!(body_of(&next_webhook(&mut conn).await), b"mine");
+    let (s, list) = c.admin(Method::GET, "/channels").await?;
+    assert_eq!(s, 200);
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "alice.shop")
+        .cloned()
+        .unwrap();
+    assert!(
+        row["owner"].as_str().is_some_and(|o| o.starts_with("acc_")),
+        "still the account's: {row}"
+    );
+    Ok(())
+}
