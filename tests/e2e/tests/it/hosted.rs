@@ -623,34 +623,66 @@ async fn sign_up_from(c: &Cloud, xff: &str) -> anyhow::Result<(u16, bool)> {
     Ok((r.status().as_u16(), r.headers().contains_key("retry-after")))
 }
 
-#[tokio::test]
-async fn sign_up_limit_counts_an_ipv6_client_by_its_64() -> anyhow::Result<()> {
-    let c = Cloud::builder(hooks())
-        .self_service("open")
-        .envs(&[
-            ("WEBHOOK_CONNECT_SIGNUP_PER_IP_PER_HOUR", "1"),
-            ("WEBHOOK_CONNECT_TRUSTED_PROXIES", "127.0.0.1"),
-        ])
-        .start()
-        .await?;
-    assert_eq!(sign_up_from(&c, "2001:db8:aa:bb::1").await?.0, 201);
+/// The sign-up limit (1 per hour) through the trusted proxy: an IPv6 client is its /64, an
+/// IPv4-mapped address its IPv4 address.
+async fn sign_up_limit_keys_clients(c: &Cloud) -> anyhow::Result<()> {
+    assert_eq!(sign_up_from(c, "2001:db8:aa:bb::1").await?.0, 201);
     assert_eq!(
-        sign_up_from(&c, "2001:db8:aa:bb:1234:5678:9abc:def0").await?,
+        sign_up_from(c, "2001:db8:aa:bb:1234:5678:9abc:def0").await?,
         (429, true),
         "another address of the same /64 is the same client"
     );
     assert_eq!(
-        sign_up_from(&c, "2001:db8:aa:bc::1").await?.0,
+        sign_up_from(c, "2001:db8:aa:bc::1").await?.0,
         201,
         "the next /64 is another client"
     );
-    assert_eq!(sign_up_from(&c, "::ffff:198.51.100.7").await?.0, 201);
+    assert_eq!(sign_up_from(c, "::ffff:198.51.100.7").await?.0, 201);
     assert_eq!(
-        sign_up_from(&c, "198.51.100.7").await?,
+        sign_up_from(c, "198.51.100.7").await?,
         (429, true),
         "an IPv4-mapped address is its IPv4 address"
     );
     Ok(())
+}
+
+fn sign_up_envs() -> [(&'static str, &'static str); 2] {
+    [
+        ("WEBHOOK_CONNECT_SIGNUP_PER_IP_PER_HOUR", "1"),
+        ("WEBHOOK_CONNECT_TRUSTED_PROXIES", "127.0.0.1"),
+    ]
+}
+
+#[tokio::test]
+async fn sign_up_limit_counts_an_ipv6_client_by_its_64() -> anyhow::Result<()> {
+    let c = Cloud::builder(hooks())
+        .self_service("open")
+        .envs(&sign_up_envs())
+        .start()
+        .await?;
+    sign_up_limit_keys_clients(&c).await
+}
+
+#[tokio::test]
+async fn sign_up_limit_counts_an_ipv6_client_by_its_64_across_redis_replicas() -> anyhow::Result<()>
+{
+    let redis = RedisServer::start().await?;
+    let mut env = sign_up_envs().to_vec();
+    env.push(("WEBHOOK_CONNECT_REDIS_URL", &redis.url));
+    let start = || {
+        Cloud::builder(hooks())
+            .self_service("open")
+            .envs(&env)
+            .start()
+    };
+    let (a, b) = (start().await?, start().await?);
+    assert_eq!(sign_up_from(&a, "2001:db8:77:1::1").await?.0, 201);
+    assert_eq!(
+        sign_up_from(&b, "2001:db8:77:1::2").await?,
+        (429, true),
+        "the same /64 through the other replica (the shared window)"
+    );
+    sign_up_limit_keys_clients(&a).await
 }
 
 /// 30 concurrent channel creates of one account with `max_channels` 5, then 30 concurrent
