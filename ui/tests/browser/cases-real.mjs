@@ -1,0 +1,76 @@
+// "real backend" cases: the page's IPC goes to a test bridge serving the real app core
+// (desktop/app/tests/it/ui_bridge.rs runs them with REAL_* set: the bridge, a real cloud with a
+// channel, its token and a recording target). What the views show after each save comes from the
+// core: its key, the channel's state on the real cloud, the webhook URL, the settings read back.
+import assert from "node:assert/strict";
+
+async function until(fn, what, ms = 5000) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = new Error(`still false: ${what}`);
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const byId = (page, id) => page.getByTestId(id, { exact: true });
+const text = async (page, id) => (await byId(page, id).textContent()) ?? "";
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: these cases run from desktop/app/tests/it/ui_bridge.rs`);
+  return v;
+};
+const open = (page, baseUrl) => page.goto(`${baseUrl}?backend=${encodeURIComponent(env("REAL_BACKEND_URL"))}`);
+
+export const realTests = [
+  {
+    name: "real backend: the channel form adds a channel the core saves and connects to the cloud",
+    async run({ page, baseUrl, shot }) {
+      await open(page, baseUrl);
+      await byId(page, "add-channel").click();
+      await byId(page, "channel-form").waitFor();
+      await byId(page, "input-cloud-url").fill(`${env("REAL_CLOUD_URL")}/`);
+      await byId(page, "input-channel").fill(env("REAL_CHANNEL"));
+      await byId(page, "input-token").fill(env("REAL_TOKEN"));
+      await byId(page, "input-default-target").fill(env("REAL_TARGET_URL"));
+      await byId(page, "save-channel").click();
+      const rows = page.locator('[data-testid^="channel-row-"]');
+      await rows.first().waitFor();
+      assert.equal(await rows.count(), 1);
+      const key = ((await rows.first().getAttribute("data-testid")) ?? "").slice("channel-row-".length);
+      assert.match(key, /^ch-/, "the key is the core's");
+      await until(async () => (await byId(page, `state-${key}`).getAttribute("data-state")) === "connected", "connected to the real cloud", 20000);
+      assert.equal(await text(page, `webhook-url-${key}`), `${env("REAL_CLOUD_URL")}/webhook/${env("REAL_CHANNEL")}`);
+      await shot("real-backend-channel");
+      // The core says the token is stored (in the keyring of the test's session), never shows it.
+      await byId(page, `edit-channel-${key}`).click();
+      await byId(page, "token-stored").waitFor();
+      assert.match(await text(page, "token-stored"), /Stored in keyring/);
+      assert.equal(await byId(page, "input-token").inputValue(), "");
+    },
+  },
+  {
+    name: "real backend: settings are saved by the core and read back after a reload",
+    async run({ page, baseUrl }) {
+      await open(page, baseUrl);
+      await byId(page, "nav-settings").click();
+      await byId(page, "settings-form").waitFor();
+      await until(async () => (await byId(page, "history-size").inputValue()) !== "", "the core's settings loaded");
+      assert.notEqual(await byId(page, "history-size").inputValue(), "500");
+      await byId(page, "history-size").fill("500");
+      await byId(page, "save-settings").click();
+      await until(() => byId(page, "save-settings").isDisabled(), "saved: nothing left to save");
+      await open(page, baseUrl);
+      await byId(page, "nav-settings").click();
+      await byId(page, "settings-form").waitFor();
+      await until(async () => (await byId(page, "history-size").inputValue()) === "500", "500 read back from the core");
+    },
+  },
+];
