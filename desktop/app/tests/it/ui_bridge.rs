@@ -1,9 +1,11 @@
 //! The UI's browser tests against the real app core: the built UI in headless Chromium
-//! (`ui/tests/browser/run.mjs`, its "real backend" cases) with its IPC sent over HTTP to this
-//! test's `Core` (real engine, real Secret Service of the test's session) instead of the fake
-//! backend, the channel connecting to a real cloud. What the views show after saving — the
-//! channel's key, state, webhook URL, the settings read back — comes from the core, and the
-//! test checks the core's state afterwards.
+//! (`ui/tests/browser/run.mjs`, its "real backend" cases, in order against one core) with its
+//! IPC sent over HTTP to this test's `Core` (real engine, real Secret Service of the test's
+//! session) instead of the fake backend, the channel connecting to a real cloud. A webhook is
+//! queued at the cloud before, for a target answering 404: it becomes the event the inspector
+//! replays and the dead letter the dead-letter view deletes. What the views show — the channel's
+//! key, state, webhook URL, the event, the replay's outcome, the dead letter, the settings read
+//! back — comes from the core and the cloud, and the test checks them afterwards.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use webhook_connect_app::error::CommandError;
 use webhook_connect_app::secrets::KeyringStore;
 use webhook_connect_app::settings;
 
-use crate::harness::{CHANNEL, Cloud, TOKEN};
+use crate::harness::{ADMIN, CHANNEL, Cloud, TOKEN};
 
 type Answer = Result<Value, CommandError>;
 
@@ -62,6 +64,21 @@ async fn dispatch(core: &Core, cmd: &str, a: &Value) -> Answer {
         }
         "list_accounts" => ok(core.accounts()),
         "list_events" => ok(core.list_events(&arg::<String>(a, "key")?)?),
+        "get_event" => {
+            let key: String = arg(a, "key")?;
+            ok(core.get_event(&key, &arg::<String>(a, "message_id")?)?)
+        }
+        "replay_event" => ok(core.replay_event(arg(a, "request")?).await?),
+        "replay_dead_letter" | "delete_dead_letter" => {
+            let key: String = arg(a, "key")?;
+            let id: String = arg(a, "message_id")?;
+            if cmd == "replay_dead_letter" {
+                ok(core.replay_dead_letter(&key, &id).await?)
+            } else {
+                ok(core.delete_dead_letter(&key, &id).await?)
+            }
+        }
+        "purge_dead_letters" => ok(core.purge_dead_letters(&arg::<String>(a, "key")?).await?),
         "list_dead_letters" => {
             let key: String = arg(a, "key")?;
             ok(core
@@ -110,6 +127,10 @@ fn the_channel_form_and_settings_views_against_the_real_core() -> Result<()> {
         );
         let cloud = Cloud::start().await?;
         let target = RecordingTarget::start().await?;
+        let other = RecordingTarget::start().await?;
+        // Refused for good (404: no retry): a dead letter once the UI's channel takes it.
+        target.set_status(404);
+        let queued = cloud.post(&json!({"queued": "before the UI"})).await?;
         let dir = tempfile::tempdir()?;
         let store = KeyringStore::new();
         let core = Arc::new(
@@ -130,7 +151,10 @@ fn the_channel_form_and_settings_views_against_the_real_core() -> Result<()> {
             .env("REAL_CLOUD_URL", &cloud.base)
             .env("REAL_CHANNEL", CHANNEL)
             .env("REAL_TOKEN", TOKEN)
+            .env("REAL_ADMIN_TOKEN", ADMIN)
             .env("REAL_TARGET_URL", format!("{}/from-ui", target.url))
+            .env("REAL_OTHER_URL", format!("{}/replayed", other.url))
+            .env("REAL_MESSAGE_ID", &queued)
             .kill_on_drop(true)
             .output();
         let out = tokio::time::timeout(Duration::from_secs(120), run)
@@ -145,29 +169,43 @@ fn the_channel_form_and_settings_views_against_the_real_core() -> Result<()> {
             out.status.success(),
             "browser run failed: {stdout}\n{stderr}"
         );
-        ensure!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+        ensure!(stdout.contains("3 passed, 0 failed"), "{stdout}");
 
         // What the UI did is in the core: the channel, connected, its token in the keyring;
         // the settings saved to the file.
         let channels = core.list_channels();
         ensure!(channels.len() == 1, "{}", serde_json::to_string(&channels)?);
         ensure!(channels[0].channel == CHANNEL && channels[0].has_token);
-        ensure!(
-            core.snapshot().channels[0].state == LinkState::Connected,
-            "the channel the UI added is connected"
-        );
         ensure!(store.unavailable().is_none());
         ensure!(core.settings().history_size == 500);
         let file = std::fs::read_to_string(dir.path().join(settings::FILE_NAME))?;
         ensure!(file.contains("history_size = 500"), "{file}");
         ensure!(!file.contains(TOKEN), "{file}");
+        // The inspector's replay went to the edited target, with the webhook's body.
+        let replayed = other.wait_for_count(1, Duration::from_secs(5)).await?;
+        ensure!(replayed[0].body_text().contains("before the UI"));
+        ensure!(replayed[0].header("x-webhook-message-id") == Some(queued.as_str()));
+        // The dead letter the UI deleted is gone at the cloud.
+        let key = channels[0].key.clone();
+        let left = core
+            .list_dead_letters(&key, 10, 0)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        ensure!(left.total == 0, "dead letters left: {}", left.total);
         // A webhook posted now reaches the target the form set.
+        target.set_status(200);
         cloud.post(&json!({"via": "the form"})).await?;
-        let got = target.wait_for_count(1, Duration::from_secs(20)).await?;
-        ensure!(got[0].path == "/from-ui", "{}", got[0].path);
-        wait_until(Duration::from_secs(5), "the delivery counted", || async {
-            core.snapshot().channels[0].counters.delivered == 1
-        })
+        let got = target.wait_for_count(2, Duration::from_secs(20)).await?;
+        let last = got.last().context("a request")?;
+        ensure!(last.path == "/from-ui", "{}", last.path);
+        wait_until(
+            Duration::from_secs(20),
+            "the channel connected and the delivery counted",
+            || async {
+                let c = &core.snapshot().channels[0];
+                c.state == LinkState::Connected && c.counters.delivered >= 1
+            },
+        )
         .await?;
         core.shutdown().await;
         Ok(())
