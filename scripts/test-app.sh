@@ -65,7 +65,11 @@ fi
 cargo build -p connect-cloud --bin webhook-connect-cloud
 # The light image next to the app's binary: light mode hands over to it.
 cargo build -p webhook-connect-light --bin webhook-connect-light
+# The CLI: the self-service test has it `login` into the test's Secret Service.
+cargo build -p connect-cli --bin webhook-connect
 echo "== unit tests, tray menu against a real engine and cloud (tests/it)"
+# Each test that stores tokens runs in its own dbus-daemon + gnome-keyring (the test kit's
+# secret_service::isolated re-runs it there); nothing needs a D-Bus session from outside.
 # (connect-appcore's tests run with the workspace's, in scripts/test.sh.)
 cargo test -p webhook-connect-light
 cargo test -p webhook-connect-app --lib --test it

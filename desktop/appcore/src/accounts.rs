@@ -392,7 +392,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::secrets::{MemoryStore, SecretStore};
+    use crate::secrets::MemoryStore;
     use crate::settings;
 
     const CLOUD: &str = "http://127.0.0.1:9";
@@ -412,89 +412,96 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_self_service_channel_connects_with_the_api_key_which_stays_in_the_keyring() {
-        let dir = tempfile::tempdir().unwrap();
-        let (c, store) = core(&dir);
-        let view = c
-            .remember_account(CLOUD, KEY, "acc_0123456789abcdef", "alice")
-            .unwrap();
-        assert!(view.has_key);
-        assert_eq!(c.accounts(), vec![view]);
-        let url = format!("{CLOUD}/webhook/wh_abcdefghijklmnopqrstuvwxyz");
-        let saved = c
-            .forward_here(&alice(), "alice.shop", &url, "http://127.0.0.1:9/hook")
-            .unwrap();
-        assert!(saved.self_service && saved.has_token, "{saved:?}");
-        assert_eq!(saved.webhook_url, url, "the cloud's URL, not a guess");
-        assert_eq!(saved.channel, "alice.shop");
-        // One secret: the account's key, under the CLI's entry; no per-channel token.
-        assert_eq!(store.accounts(), vec![format!("api-key:{CLOUD}")]);
-        let text = std::fs::read_to_string(dir.path().join(settings::FILE_NAME)).unwrap();
-        assert!(!text.contains(KEY), "{text}");
-        assert!(
-            text.contains("token_ref = \"keyring:api-key:http://127.0.0.1:9\""),
-            "{text}"
-        );
-        assert!(
-            text.contains("[[accounts]]") && text.contains("name = \"alice\""),
-            "{text}"
-        );
-        // The engine runs it with the key as its credential.
-        assert!(c.engine().status().iter().any(|s| s.key == saved.key));
-        // Forwarded twice is refused.
-        assert!(
-            c.forward_here(&alice(), "alice.shop", &url, "http://127.0.0.1:9/x")
-                .is_err()
-        );
+    /// Against the real Secret Service of the test's own session.
+    #[test]
+    fn a_self_service_channel_connects_with_the_api_key_which_stays_in_the_keyring()
+    -> anyhow::Result<()> {
+        connect_testkit::secret_service::isolated(|keyring| async move {
+            let dir = tempfile::tempdir().unwrap();
+            let store = crate::secrets::KeyringStore::new();
+            let c = Core::start(dir.path().join(settings::FILE_NAME), store.clone()).unwrap();
+            let view = c
+                .remember_account(CLOUD, KEY, "acc_0123456789abcdef", "alice")
+                .unwrap();
+            assert!(view.has_key);
+            assert_eq!(c.accounts(), vec![view]);
+            let url = format!("{CLOUD}/webhook/wh_abcdefghijklmnopqrstuvwxyz");
+            let saved = c
+                .forward_here(&alice(), "alice.shop", &url, "http://127.0.0.1:9/hook")
+                .unwrap();
+            assert!(saved.self_service && saved.has_token, "{saved:?}");
+            assert_eq!(saved.webhook_url, url, "the cloud's URL, not a guess");
+            assert_eq!(saved.channel, "alice.shop");
+            // One secret: the account's key, under the CLI's entry; no per-channel token.
+            assert_eq!(keyring.accounts()?, vec![format!("api-key:{CLOUD}")]);
+            let text = std::fs::read_to_string(dir.path().join(settings::FILE_NAME)).unwrap();
+            assert!(!text.contains(KEY), "{text}");
+            assert!(
+                text.contains("token_ref = \"keyring:api-key:http://127.0.0.1:9\""),
+                "{text}"
+            );
+            assert!(
+                text.contains("[[accounts]]") && text.contains("name = \"alice\""),
+                "{text}"
+            );
+            // The engine runs it with the key as its credential.
+            assert!(c.engine().status().iter().any(|s| s.key == saved.key));
+            // Forwarded twice is refused.
+            assert!(
+                c.forward_here(&alice(), "alice.shop", &url, "http://127.0.0.1:9/x")
+                    .is_err()
+            );
 
-        // Editing keeps the credential and the URL; the name and cloud cannot change.
-        let mut edit = ChannelInput {
-            key: Some(saved.key.clone()),
-            cloud_url: CLOUD.into(),
-            channel: "alice.shop".into(),
-            protocol: "websocket".into(),
-            default_target: Some("http://127.0.0.1:9/other".into()),
-            targets: BTreeMap::new(),
-            token: None,
-            admin_token: None,
-        };
-        let edited = c.save_channel(edit.clone()).unwrap();
-        assert!(edited.self_service && edited.has_token);
-        assert_eq!(edited.webhook_url, url);
-        assert_eq!(
-            edited.default_target.as_deref(),
-            Some("http://127.0.0.1:9/other")
-        );
-        assert_eq!(store.accounts(), vec![format!("api-key:{CLOUD}")]);
-        edit.channel = "alice.renamed".into();
-        assert_eq!(c.save_channel(edit).unwrap_err().code(), "invalid_input");
+            // Editing keeps the credential and the URL; the name and cloud cannot change.
+            let mut edit = ChannelInput {
+                key: Some(saved.key.clone()),
+                cloud_url: CLOUD.into(),
+                channel: "alice.shop".into(),
+                protocol: "websocket".into(),
+                default_target: Some("http://127.0.0.1:9/other".into()),
+                targets: BTreeMap::new(),
+                token: None,
+                admin_token: None,
+            };
+            let edited = c.save_channel(edit.clone()).unwrap();
+            assert!(edited.self_service && edited.has_token);
+            assert_eq!(edited.webhook_url, url);
+            assert_eq!(
+                edited.default_target.as_deref(),
+                Some("http://127.0.0.1:9/other")
+            );
+            assert_eq!(keyring.accounts()?, vec![format!("api-key:{CLOUD}")]);
+            edit.channel = "alice.renamed".into();
+            assert_eq!(c.save_channel(edit).unwrap_err().code(), "invalid_input");
 
-        // Signed out: the key is gone, the channel stays but stops (it has no credential).
-        c.sign_out(CLOUD).await.unwrap();
-        assert!(store.accounts().is_empty());
-        assert!(c.accounts().is_empty());
-        assert!(!c.engine().status().iter().any(|s| s.key == saved.key));
-        let snap = c.snapshot();
-        assert!(
-            snap.channels[0]
-                .last_error
-                .as_deref()
-                .unwrap_or_default()
-                .contains("sign in")
-        );
-        assert!(!c.list_channels()[0].has_token);
-        // Signed in again: it starts with the key.
-        c.remember_account(CLOUD, KEY, "acc_0123456789abcdef", "alice")
-            .unwrap();
-        assert!(c.engine().status().iter().any(|s| s.key == saved.key));
-        // Removing the channel here leaves the account's key alone.
-        c.remove_channel(&saved.key, false).await.unwrap();
-        assert_eq!(
-            store.get(&format!("api-key:{CLOUD}")).unwrap().as_deref(),
-            Some(KEY)
-        );
-        c.shutdown().await;
+            // Signed out: the key is gone, the channel stays but stops (it has no credential).
+            c.sign_out(CLOUD).await.unwrap();
+            assert!(keyring.accounts()?.is_empty());
+            assert!(c.accounts().is_empty());
+            assert!(!c.engine().status().iter().any(|s| s.key == saved.key));
+            let snap = c.snapshot();
+            assert!(
+                snap.channels[0]
+                    .last_error
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("sign in")
+            );
+            assert!(!c.list_channels()[0].has_token);
+            // Signed in again: it starts with the key.
+            c.remember_account(CLOUD, KEY, "acc_0123456789abcdef", "alice")
+                .unwrap();
+            assert!(c.engine().status().iter().any(|s| s.key == saved.key));
+            // Removing the channel here leaves the account's key alone.
+            c.remove_channel(&saved.key, false).await.unwrap();
+            assert_eq!(
+                keyring.lookup(&format!("api-key:{CLOUD}"))?.as_deref(),
+                Some(KEY)
+            );
+            assert_eq!(store.unavailable(), None);
+            c.shutdown().await;
+            Ok(())
+        })
     }
 
     #[tokio::test]

@@ -519,14 +519,16 @@ mod tests {
         assert!(f.channels[0].enabled);
     }
 
+    /// Against the real Secret Service of the test's own session.
     #[test]
-    fn secrets_in_the_file_move_to_the_keyring_and_out_of_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cfg").join(FILE_NAME);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(
-            &path,
-            r#"
+    fn secrets_in_the_file_move_to_the_keyring_and_out_of_the_file() -> anyhow::Result<()> {
+        connect_testkit::secret_service::isolated(|keyring| async move {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("cfg").join(FILE_NAME);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(
+                &path,
+                r#"
 cloud_url = "https://Relay.Example.com/"
 admin_token = "adm-secret"
 
@@ -543,53 +545,55 @@ cloud_url = "http://127.0.0.1:9000"
 token = "tok-ci"
 admin_token = "adm-ci"
 "#,
-        )
-        .unwrap();
-        let store = MemoryStore::new();
-        let loaded = load(&path, &store).unwrap();
-        assert_eq!(loaded.moved, 4);
-        assert_eq!(
-            store
-                .get("channel:https://relay.example.com/team-alpha")
-                .unwrap()
-                .as_deref(),
-            Some("tok-alpha")
-        );
-        assert_eq!(
-            store
-                .get("admin:https://relay.example.com")
-                .unwrap()
-                .as_deref(),
-            Some("adm-secret")
-        );
-        assert_eq!(
-            store
-                .get("channel:http://127.0.0.1:9000/ci")
-                .unwrap()
-                .as_deref(),
-            Some("tok-ci")
-        );
-        assert_eq!(
-            store.get("admin:http://127.0.0.1:9000").unwrap().as_deref(),
-            Some("adm-ci")
-        );
-        let text = std::fs::read_to_string(&path).unwrap();
-        for secret in ["tok-alpha", "tok-ci", "adm-ci", "adm-secret", "token ="] {
-            assert!(!text.contains(secret), "{secret} left in:\n{text}");
-        }
-        assert!(text.contains("token_ref = \"keyring\""), "{text}");
-        assert_eq!(loaded.file.app.notifications, NotificationLevel::None);
-        // Keys were assigned and persisted; a second load changes nothing.
-        let again = load(&path, &store).unwrap();
-        assert_eq!(again.moved, 0);
-        assert_eq!(again.file, loaded.file);
-        assert!(
-            loaded
-                .file
-                .channels
-                .iter()
-                .all(|c| c.key.starts_with("ch-"))
-        );
+            )
+            .unwrap();
+            let store = secrets::KeyringStore::new();
+            let loaded = load(&path, store.as_ref()).unwrap();
+            assert_eq!(loaded.moved, 4);
+            assert_eq!(
+                keyring
+                    .lookup("channel:https://relay.example.com/team-alpha")?
+                    .as_deref(),
+                Some("tok-alpha")
+            );
+            assert_eq!(
+                keyring
+                    .lookup("admin:https://relay.example.com")?
+                    .as_deref(),
+                Some("adm-secret")
+            );
+            assert_eq!(
+                keyring
+                    .lookup("channel:http://127.0.0.1:9000/ci")?
+                    .as_deref(),
+                Some("tok-ci")
+            );
+            assert_eq!(
+                keyring.lookup("admin:http://127.0.0.1:9000")?.as_deref(),
+                Some("adm-ci")
+            );
+            let text = std::fs::read_to_string(&path).unwrap();
+            for secret in ["tok-alpha", "tok-ci", "adm-ci", "adm-secret", "token ="] {
+                assert!(!text.contains(secret), "{secret} left in:\n{text}");
+            }
+            assert!(text.contains("token_ref = \"keyring\""), "{text}");
+            assert_eq!(loaded.file.app.notifications, NotificationLevel::None);
+            // Keys were assigned and persisted; a second load changes nothing.
+            let again = load(&path, store.as_ref()).unwrap();
+            assert_eq!(again.moved, 0);
+            assert_eq!(again.file, loaded.file);
+            assert!(
+                loaded
+                    .file
+                    .channels
+                    .iter()
+                    .all(|c| c.key.starts_with("ch-"))
+            );
+            // Exactly those four, in gnome-keyring; nothing kept in memory only.
+            assert_eq!(keyring.accounts()?.len(), 4);
+            assert_eq!(store.unavailable(), None);
+            Ok(())
+        })
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //!   `fsync`ed when the power is "cut" (optionally tearing the last one).
 //! - [`wait`]: `wait_until` / `wait_for` (poll every 20 ms up to a deadline), `within`, `free_port`.
 //! - [`process`]: [`ChildProcess`] (killed on drop, output captured to files) and [`workspace_bin`].
+//! - [`secret_service`]: [`SecretService`], a real Secret Service of the test's own (a private
+//!   `dbus-daemon` and an unlocked `gnome-keyring-daemon`), and `secret_service::isolated`, which
+//!   re-runs a test inside one so that code in the test's process uses it.
 //! - [`redis`], [`etcd`]: [`RedisServer`] and [`EtcdServer`] on free ports with their own data dirs.
 //! - [`redis_cluster`]: [`RedisCluster`], three `redis-server --cluster-enabled yes` primaries
 //!   joined by `redis-cli --cluster create`, and moving one slot between them.
@@ -43,6 +46,7 @@ pub mod process;
 pub mod proxy;
 pub mod redis;
 pub mod redis_cluster;
+pub mod secret_service;
 pub mod target;
 pub mod timing;
 pub mod tls;
@@ -57,10 +61,11 @@ pub use etcd::EtcdServer;
 pub use etcd_cluster::{EtcdCluster, EtcdOptions, EtcdTls};
 pub use filter::HttpFilterProxy;
 pub use powerloss::{Crash, CrashReport, Durability, PowerLossFs};
-pub use process::{ChildProcess, workspace_bin};
+pub use process::{ChildProcess, ensure_no_survivors, processes_with_env, workspace_bin};
 pub use proxy::TcpProxy;
 pub use redis::RedisServer;
 pub use redis_cluster::RedisCluster;
+pub use secret_service::SecretService;
 pub use target::{RecordedRequest, RecordingTarget};
 pub use tls::TlsProxy;
 pub use v1cloud::{V1Cloud, V1NackRetry, V1Options, V1Records};

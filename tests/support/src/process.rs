@@ -29,7 +29,29 @@ impl ChildProcess {
         envs: &[(&str, &str)],
         name: &str,
     ) -> Result<Self> {
-        let program = program.as_ref();
+        Self::spawn_inner(program.as_ref(), args, envs, name, None)
+    }
+
+    /// Like [`spawn`](Self::spawn), with `input` written to the child's stdin, then closed (a
+    /// password for a daemon that reads one).
+    pub fn spawn_with_stdin(
+        program: impl AsRef<OsStr>,
+        args: &[&str],
+        envs: &[(String, String)],
+        name: &str,
+        input: &[u8],
+    ) -> Result<Self> {
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::spawn_inner(program.as_ref(), args, &envs, name, Some(input))
+    }
+
+    fn spawn_inner(
+        program: &OsStr,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        name: &str,
+        input: Option<&[u8]>,
+    ) -> Result<Self> {
         let logs = tempfile::Builder::new()
             .prefix(&format!("testkit-{name}-"))
             .tempdir()
@@ -39,18 +61,35 @@ impl ChildProcess {
         let child = Command::new(program)
             .args(args)
             .envs(envs.iter().copied())
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .with_context(|| format!("spawning {name} ({})", program.to_string_lossy()))?;
         tracing::debug!(name, pid = child.id(), "spawned child process");
-        Ok(Self {
+        let mut me = Self {
             name: name.to_owned(),
             child,
             status: None,
             logs,
-        })
+        };
+        if let Some(input) = input {
+            use std::io::Write;
+            // Dropping the pipe closes it: the child reads to the end.
+            let written = me
+                .child
+                .stdin
+                .take()
+                .context("the child's stdin")
+                .and_then(|mut pipe| Ok(pipe.write_all(input)?));
+            // On failure `me` is dropped, which kills the child.
+            written.with_context(|| format!("writing to {name}'s stdin"))?;
+        }
+        Ok(me)
     }
 
     pub fn name(&self) -> &str {
@@ -183,4 +222,47 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     bail!(
         "binary {name:?} not built (looked at {candidates:?}); run `cargo build --workspace` first"
     )
+}
+
+/// Processes (pid, command line) whose environment holds `var=value`, this process excluded:
+/// what a test started with its own `HOME` or bus address, found however it was started
+/// (daemonized, reparented). Zombies have no readable environment and are not listed.
+pub fn processes_with_env(var: &str, value: &str) -> Vec<(u32, String)> {
+    let want = format!("{var}={value}");
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == want.as_bytes()))
+        })
+        .map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_default();
+            (pid, cmd.trim().to_owned())
+        })
+        .collect()
+}
+
+/// Fails (listing them) if processes with `var=value` in their environment are still running
+/// `within` after the call: the check that a test's teardown left nothing behind. Polls until
+/// they are gone (a killed process takes a moment to die) rather than sampling once. Blocking:
+/// call it after the test's runtime work, from any thread.
+pub fn ensure_no_survivors(var: &str, value: &str, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = processes_with_env(var, value);
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("processes left running with {var}={value}: {left:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -1,5 +1,6 @@
 // Browser tests: the built UI (dist/) in Debian's headless Chromium via playwright-core, with the
-// Tauri IPC replaced by the in-memory fake backend. No browser download: /usr/bin/chromium only.
+// Tauri IPC replaced by the in-memory fake backend (or, for the "real backend" cases, sent to the
+// real app core through a test bridge). No browser download: /usr/bin/chromium only.
 // Usage: node tests/browser/run.mjs [name filter]
 import { build } from "esbuild";
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
@@ -10,8 +11,10 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { tests as baseTests } from "./cases.mjs";
 import { hostedTests } from "./cases-hosted.mjs";
+import { realTests } from "./cases-real.mjs";
 
-const tests = [...baseTests, ...hostedTests];
+// The "real backend" cases need the bridge desktop/app/tests/it/ui_bridge.rs starts (REAL_BACKEND_URL).
+const tests = [...baseTests, ...hostedTests, ...(process.env.REAL_BACKEND_URL ? realTests : [])];
 
 const root = resolve(fileURLToPath(import.meta.url), "../../..");
 const dist = join(root, "dist");

@@ -1,5 +1,6 @@
 //! The test kit's cloud child process, a recording target and a `Core` with one channel
-//! connected to it.
+//! connected to it, its tokens in the real Secret Service of the test's session (the tests run
+//! through `connect_testkit::secret_service::isolated`).
 //! The WebDriver test uses the cloud from here too.
 
 use std::collections::BTreeMap;
@@ -8,10 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use connect_engine::api::LinkState;
+use connect_testkit::secret_service::Session;
 use connect_testkit::{RecordingTarget, wait_until};
 use serde_json::{Value, json};
 use webhook_connect_app::core::{ChannelInput, Core};
-use webhook_connect_app::secrets::MemoryStore;
+use webhook_connect_app::secrets::KeyringStore;
 use webhook_connect_app::settings;
 
 pub use connect_testkit::cloud::ADMIN;
@@ -78,17 +80,19 @@ pub struct World {
     pub dir: tempfile::TempDir,
     pub cloud: Cloud,
     pub target: RecordingTarget,
-    pub store: Arc<MemoryStore>,
+    pub store: Arc<KeyringStore>,
     pub core: Arc<Core>,
     pub key: String,
 }
 
 impl World {
     pub async fn start() -> Result<Self> {
+        let keyring =
+            Session::current().context("run through connect_testkit::secret_service::isolated")?;
         let dir = tempfile::tempdir()?;
         let cloud = Cloud::start().await?;
         let target = RecordingTarget::start().await?;
-        let store = Arc::new(MemoryStore::new());
+        let store = KeyringStore::new();
         let core = Core::start(dir.path().join(settings::FILE_NAME), store.clone())
             .map_err(anyhow::Error::msg)?;
         let saved = core
@@ -103,6 +107,18 @@ impl World {
                 admin_token: Some(ADMIN.into()),
             })
             .map_err(anyhow::Error::msg)?;
+        // The tokens are in gnome-keyring (not the store's in-memory fallback).
+        let origin = cloud.base.trim_end_matches('/');
+        anyhow::ensure!(
+            keyring
+                .lookup(&format!("channel:{origin}/{CHANNEL}"))?
+                .as_deref()
+                == Some(TOKEN)
+                && keyring.lookup(&format!("admin:{origin}"))?.as_deref() == Some(ADMIN),
+            "tokens not in the Secret Service: {:?} (keyring unavailable: {:?})",
+            keyring.accounts()?,
+            store.unavailable()
+        );
         cloud.wait_clients(1, "the channel to connect").await?;
         wait_until(
             Duration::from_secs(20),

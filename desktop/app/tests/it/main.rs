@@ -7,3 +7,4 @@
 mod harness;
 mod self_service;
 mod tray_menu;
+mod ui_bridge;

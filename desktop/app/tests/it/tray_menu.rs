@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use connect_engine::api::LinkState;
+use connect_testkit::secret_service::isolated;
 use connect_testkit::wait_for;
 use serde_json::json;
 use webhook_connect_app::menu::{self, Effect, MenuAction, MenuItem, View};
@@ -105,185 +106,195 @@ fn first_delivery_of(w: &World, id: &str) -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_all_and_disconnect_change_what_the_engine_forwards() -> Result<()> {
-    let w = World::start().await?;
-    let items = menu_of(&w);
-    assert_eq!(status_line(&items), "Connected · 1/1 channels connected");
-    assert!(find(&items, &["Resume all"]).is_none());
+#[test]
+fn pause_all_and_disconnect_change_what_the_engine_forwards() -> Result<()> {
+    isolated(|_| async {
+        let w = World::start().await?;
+        let items = menu_of(&w);
+        assert_eq!(status_line(&items), "Connected · 1/1 channels connected");
+        assert!(find(&items, &["Resume all"]).is_none());
 
-    assert_eq!(click(&w, &["Pause all"]).await?, [Effect::Refresh]);
-    assert!(w.core.paused());
-    let items = menu_of(&w);
-    assert!(status_line(&items).starts_with("Paused"), "{items:?}");
-    assert!(find(&items, &["Pause all"]).is_none());
-    // Paused: the link closes and the channel loop waits for "Resume all"; the webhook waits
-    // in the cloud, never leased until the resume.
-    w.cloud
-        .wait_clients(0, "the paused channel's link to close")
+        assert_eq!(click(&w, &["Pause all"]).await?, [Effect::Refresh]);
+        assert!(w.core.paused());
+        let items = menu_of(&w);
+        assert!(status_line(&items).starts_with("Paused"), "{items:?}");
+        assert!(find(&items, &["Pause all"]).is_none());
+        // Paused: the link closes and the channel loop waits for "Resume all"; the webhook waits
+        // in the cloud, never leased until the resume.
+        w.cloud
+            .wait_clients(0, "the paused channel's link to close")
+            .await?;
+        wait_state(&w, LinkState::Paused).await?;
+        let first = w.cloud.post(&json!({"n": 1})).await?;
+        never_leased(&w, &first).await?;
+        assert_eq!(w.target.count(), 0, "forwarded while paused");
+
+        assert_eq!(click(&w, &["Resume all"]).await?, [Effect::Refresh]);
+        assert!(!w.core.paused());
+        w.target.wait_for_count(1, Duration::from_secs(15)).await?;
+        first_delivery_of(&w, &first)?;
+
+        // Per channel: disconnect closes the connection and is kept in settings.toml.
+        assert!(find(&menu_of(&w), &[CHANNEL, "Connect"]).is_none());
+        assert_eq!(
+            click(&w, &[CHANNEL, "Disconnect"]).await?,
+            [Effect::Refresh]
+        );
+        w.cloud.wait_clients(0, "the channel to disconnect").await?;
+        let file = std::fs::read_to_string(w.dir.path().join(settings::FILE_NAME))?;
+        assert!(file.contains("enabled = false"), "{file}");
+        wait_state(&w, LinkState::Disconnected).await?;
+        let second = w.cloud.post(&json!({"n": 2})).await?;
+        never_leased(&w, &second).await?;
+        assert_eq!(w.target.count(), 1, "forwarded while disconnected");
+        let items = menu_of(&w);
+        assert_eq!(status_line(&items), "Disconnected · 0/1 channels connected");
+        assert!(find(&items, &[CHANNEL, "Disconnect"]).is_none());
+
+        assert_eq!(click(&w, &[CHANNEL, "Connect"]).await?, [Effect::Refresh]);
+        w.cloud.wait_clients(1, "the channel to reconnect").await?;
+        w.target.wait_for_count(2, Duration::from_secs(15)).await?;
+        first_delivery_of(&w, &second)?;
+        assert!(w.core.list_channels()[0].enabled);
+        w.core.shutdown().await;
+        Ok(())
+    })
+}
+
+#[test]
+fn channel_items_replay_the_last_event_copy_the_url_and_open_views() -> Result<()> {
+    isolated(|_| async {
+        let w = World::start().await?;
+        assert_eq!(
+            click(&w, &[CHANNEL, "Replay last event"]).await?,
+            [Effect::Notify {
+                title: "Replay failed".into(),
+                body: "no event to replay yet".into()
+            }]
+        );
+
+        let id = w.cloud.post(&json!({"hello": "tray"})).await?;
+        w.target.wait_for_count(1, Duration::from_secs(15)).await?;
+        let effects = click(&w, &[CHANNEL, "Replay last event"]).await?;
+        assert_eq!(
+            effects,
+            [Effect::Notify {
+                title: "Replayed".into(),
+                body: format!("{id} → 200")
+            }]
+        );
+        let reqs = w.target.wait_for_count(2, Duration::from_secs(15)).await?;
+        assert_eq!(reqs[1].body_text(), r#"{"hello":"tray"}"#);
+        // A replay is not itself replayed next time: the original is.
+        click(&w, &[CHANNEL, "Replay last event"]).await?;
+        let reqs = w.target.wait_for_count(3, Duration::from_secs(15)).await?;
+        assert_eq!(reqs[2].body_text(), r#"{"hello":"tray"}"#);
+
+        assert_eq!(
+            click(&w, &[CHANNEL, "Copy webhook URL"]).await?,
+            [Effect::CopyToClipboard(format!(
+                "{}/webhook/{CHANNEL}",
+                w.cloud.base
+            ))]
+        );
+        assert_eq!(
+            click(&w, &[CHANNEL, "Open inspector"]).await?,
+            [Effect::ShowWindow(View::Inspector {
+                key: Some(w.key.clone()),
+                message_id: None
+            })]
+        );
+        assert_eq!(
+            click(&w, &["Open Webhook Connect"]).await?,
+            [Effect::ShowWindow(View::Overview)]
+        );
+        // An item for a channel removed meanwhile (menus are rebuilt once a second) says so.
+        w.core
+            .remove_channel(&w.key, false)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let stale = menu::dispatch(&w.core, MenuAction::CopyWebhookUrl(w.key.clone())).await;
+        assert!(
+            matches!(&stale[..], [Effect::Notify { body, .. }] if body.contains("unknown channel")),
+            "{stale:?}"
+        );
+        let stale = menu::dispatch(&w.core, MenuAction::Disconnect(w.key.clone())).await;
+        assert!(
+            matches!(&stale[..], [Effect::Notify { body, .. }] if body.contains("unknown channel")),
+            "{stale:?}"
+        );
+        w.core.shutdown().await;
+        Ok(())
+    })
+}
+
+#[test]
+fn dead_letters_item_counts_them_and_opens_their_channel() -> Result<()> {
+    isolated(|_| async {
+        let w = World::start().await?;
+        assert!(find(&menu_of(&w), &["Dead letters (0)…"]).is_some());
+        // 404: the target refuses, the cloud dead-letters the message.
+        w.target.set_status(404);
+        let dead = w.cloud.post(&json!({"will": "fail"})).await?;
+        w.target.wait_for_count(1, Duration::from_secs(15)).await?;
+        wait_for(
+            Duration::from_secs(15),
+            "the menu to count the dead letter",
+            || async { find(&menu_of(&w), &["Dead letters (1)…"]) },
+        )
         .await?;
-    wait_state(&w, LinkState::Paused).await?;
-    let first = w.cloud.post(&json!({"n": 1})).await?;
-    never_leased(&w, &first).await?;
-    assert_eq!(w.target.count(), 0, "forwarded while paused");
-
-    assert_eq!(click(&w, &["Resume all"]).await?, [Effect::Refresh]);
-    assert!(!w.core.paused());
-    w.target.wait_for_count(1, Duration::from_secs(15)).await?;
-    first_delivery_of(&w, &first)?;
-
-    // Per channel: disconnect closes the connection and is kept in settings.toml.
-    assert!(find(&menu_of(&w), &[CHANNEL, "Connect"]).is_none());
-    assert_eq!(
-        click(&w, &[CHANNEL, "Disconnect"]).await?,
-        [Effect::Refresh]
-    );
-    w.cloud.wait_clients(0, "the channel to disconnect").await?;
-    let file = std::fs::read_to_string(w.dir.path().join(settings::FILE_NAME))?;
-    assert!(file.contains("enabled = false"), "{file}");
-    wait_state(&w, LinkState::Disconnected).await?;
-    let second = w.cloud.post(&json!({"n": 2})).await?;
-    never_leased(&w, &second).await?;
-    assert_eq!(w.target.count(), 1, "forwarded while disconnected");
-    let items = menu_of(&w);
-    assert_eq!(status_line(&items), "Disconnected · 0/1 channels connected");
-    assert!(find(&items, &[CHANNEL, "Disconnect"]).is_none());
-
-    assert_eq!(click(&w, &[CHANNEL, "Connect"]).await?, [Effect::Refresh]);
-    w.cloud.wait_clients(1, "the channel to reconnect").await?;
-    w.target.wait_for_count(2, Duration::from_secs(15)).await?;
-    first_delivery_of(&w, &second)?;
-    assert!(w.core.list_channels()[0].enabled);
-    w.core.shutdown().await;
-    Ok(())
+        assert_eq!(
+            click(&w, &["Dead letters"]).await?,
+            [Effect::ShowWindow(View::DeadLetters {
+                key: Some(w.key.clone())
+            })]
+        );
+        let list = w
+            .core
+            .list_dead_letters(&w.key, 10, 0)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let listed = serde_json::to_string(&list)?;
+        assert!(listed.contains(&dead), "{listed}");
+        w.core.shutdown().await;
+        Ok(())
+    })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn channel_items_replay_the_last_event_copy_the_url_and_open_views() -> Result<()> {
-    let w = World::start().await?;
-    assert_eq!(
-        click(&w, &[CHANNEL, "Replay last event"]).await?,
-        [Effect::Notify {
-            title: "Replay failed".into(),
-            body: "no event to replay yet".into()
-        }]
-    );
+#[test]
+fn start_at_login_is_saved_and_quit_stops_forwarding() -> Result<()> {
+    isolated(|_| async {
+        let w = World::start().await?;
+        let checked = |items: &[MenuItem]| {
+            items.iter().find_map(|i| match i {
+                MenuItem::Check { label, checked, .. } if label == "Start at login" => {
+                    Some(*checked)
+                }
+                _ => None,
+            })
+        };
+        assert_eq!(checked(&menu_of(&w)), Some(false));
+        assert_eq!(
+            click(&w, &["Start at login"]).await?,
+            [Effect::SetAutostart(true), Effect::Refresh]
+        );
+        assert_eq!(checked(&menu_of(&w)), Some(true));
+        let loaded = settings::load(&w.dir.path().join(settings::FILE_NAME), w.store.as_ref())?;
+        assert!(loaded.file.app.autostart);
+        assert_eq!(
+            click(&w, &["Start at login"]).await?,
+            [Effect::SetAutostart(false), Effect::Refresh]
+        );
+        assert_eq!(checked(&menu_of(&w)), Some(false));
 
-    let id = w.cloud.post(&json!({"hello": "tray"})).await?;
-    w.target.wait_for_count(1, Duration::from_secs(15)).await?;
-    let effects = click(&w, &[CHANNEL, "Replay last event"]).await?;
-    assert_eq!(
-        effects,
-        [Effect::Notify {
-            title: "Replayed".into(),
-            body: format!("{id} → 200")
-        }]
-    );
-    let reqs = w.target.wait_for_count(2, Duration::from_secs(15)).await?;
-    assert_eq!(reqs[1].body_text(), r#"{"hello":"tray"}"#);
-    // A replay is not itself replayed next time: the original is.
-    click(&w, &[CHANNEL, "Replay last event"]).await?;
-    let reqs = w.target.wait_for_count(3, Duration::from_secs(15)).await?;
-    assert_eq!(reqs[2].body_text(), r#"{"hello":"tray"}"#);
-
-    assert_eq!(
-        click(&w, &[CHANNEL, "Copy webhook URL"]).await?,
-        [Effect::CopyToClipboard(format!(
-            "{}/webhook/{CHANNEL}",
-            w.cloud.base
-        ))]
-    );
-    assert_eq!(
-        click(&w, &[CHANNEL, "Open inspector"]).await?,
-        [Effect::ShowWindow(View::Inspector {
-            key: Some(w.key.clone()),
-            message_id: None
-        })]
-    );
-    assert_eq!(
-        click(&w, &["Open Webhook Connect"]).await?,
-        [Effect::ShowWindow(View::Overview)]
-    );
-    // An item for a channel removed meanwhile (menus are rebuilt once a second) says so.
-    w.core
-        .remove_channel(&w.key, false)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let stale = menu::dispatch(&w.core, MenuAction::CopyWebhookUrl(w.key.clone())).await;
-    assert!(
-        matches!(&stale[..], [Effect::Notify { body, .. }] if body.contains("unknown channel")),
-        "{stale:?}"
-    );
-    let stale = menu::dispatch(&w.core, MenuAction::Disconnect(w.key.clone())).await;
-    assert!(
-        matches!(&stale[..], [Effect::Notify { body, .. }] if body.contains("unknown channel")),
-        "{stale:?}"
-    );
-    w.core.shutdown().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_item_counts_them_and_opens_their_channel() -> Result<()> {
-    let w = World::start().await?;
-    assert!(find(&menu_of(&w), &["Dead letters (0)…"]).is_some());
-    // 404: the target refuses, the cloud dead-letters the message.
-    w.target.set_status(404);
-    let dead = w.cloud.post(&json!({"will": "fail"})).await?;
-    w.target.wait_for_count(1, Duration::from_secs(15)).await?;
-    wait_for(
-        Duration::from_secs(15),
-        "the menu to count the dead letter",
-        || async { find(&menu_of(&w), &["Dead letters (1)…"]) },
-    )
-    .await?;
-    assert_eq!(
-        click(&w, &["Dead letters"]).await?,
-        [Effect::ShowWindow(View::DeadLetters {
-            key: Some(w.key.clone())
-        })]
-    );
-    let list = w
-        .core
-        .list_dead_letters(&w.key, 10, 0)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let listed = serde_json::to_string(&list)?;
-    assert!(listed.contains(&dead), "{listed}");
-    w.core.shutdown().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn start_at_login_is_saved_and_quit_stops_forwarding() -> Result<()> {
-    let w = World::start().await?;
-    let checked = |items: &[MenuItem]| {
-        items.iter().find_map(|i| match i {
-            MenuItem::Check { label, checked, .. } if label == "Start at login" => Some(*checked),
-            _ => None,
-        })
-    };
-    assert_eq!(checked(&menu_of(&w)), Some(false));
-    assert_eq!(
-        click(&w, &["Start at login"]).await?,
-        [Effect::SetAutostart(true), Effect::Refresh]
-    );
-    assert_eq!(checked(&menu_of(&w)), Some(true));
-    let loaded = settings::load(&w.dir.path().join(settings::FILE_NAME), w.store.as_ref())?;
-    assert!(loaded.file.app.autostart);
-    assert_eq!(
-        click(&w, &["Start at login"]).await?,
-        [Effect::SetAutostart(false), Effect::Refresh]
-    );
-    assert_eq!(checked(&menu_of(&w)), Some(false));
-
-    assert_eq!(click(&w, &["Quit"]).await?, [Effect::Exit]);
-    w.cloud
-        .wait_clients(0, "the engine to close its connection")
-        .await?;
-    // Quit returned after the engine shut down: nothing is left that could lease it later.
-    let after = w.cloud.post(&json!({"after": "quit"})).await?;
-    never_leased(&w, &after).await?;
-    assert_eq!(w.target.count(), 0, "forwarded after quit");
-    Ok(())
+        assert_eq!(click(&w, &["Quit"]).await?, [Effect::Exit]);
+        w.cloud
+            .wait_clients(0, "the engine to close its connection")
+            .await?;
+        // Quit returned after the engine shut down: nothing is left that could lease it later.
+        let after = w.cloud.post(&json!({"after": "quit"})).await?;
+        never_leased(&w, &after).await?;
+        assert_eq!(w.target.count(), 0, "forwarded after quit");
+        Ok(())
+    })
 }

@@ -1,7 +1,11 @@
-//! Unit tests of [`Core`](super::Core) with the in-memory keyring.
+//! Unit tests of [`Core`](super::Core): where the keyring is the subject, against the real
+//! Secret Service of the test's own session (`connect_testkit::secret_service::isolated`);
+//! elsewhere with the in-memory keyring.
+
+use connect_testkit::secret_service::isolated;
 
 use super::*;
-use crate::secrets::MemoryStore;
+use crate::secrets::{KeyringStore, MemoryStore};
 
 fn input(token: Option<&str>) -> ChannelInput {
     ChannelInput {
@@ -35,51 +39,60 @@ fn webhook_url_uses_the_target_id_or_the_channel() {
     );
 }
 
-#[tokio::test]
-async fn saving_a_channel_keeps_tokens_in_the_keyring_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let (c, store) = core(&dir);
-    assert!(c.save_channel(input(None)).is_err(), "token required");
-    let saved = c.save_channel(input(Some("tok-secret"))).unwrap();
-    assert!(saved.has_token && saved.has_admin_token);
-    assert_eq!(saved.cloud_url, "http://127.0.0.1:9");
-    assert_eq!(saved.webhook_url, "http://127.0.0.1:9/webhook/team-alpha");
-    assert_eq!(
-        store
-            .get("channel:http://127.0.0.1:9/team-alpha")
-            .unwrap()
-            .as_deref(),
-        Some("tok-secret")
-    );
-    let text = std::fs::read_to_string(dir.path().join(settings::FILE_NAME)).unwrap();
-    assert!(
-        !text.contains("tok-secret") && !text.contains("adm"),
-        "{text}"
-    );
-    // The UI's view of the channel carries no token either.
-    let json = serde_json::to_string(&c.list_channels()).unwrap();
-    assert!(!json.contains("tok-secret"), "{json}");
-    assert_eq!(c.snapshot().channels[0].key, saved.key);
+#[test]
+fn saving_a_channel_keeps_tokens_in_the_keyring_only() -> anyhow::Result<()> {
+    isolated(|keyring| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyringStore::new();
+        let c = Core::start(dir.path().join(settings::FILE_NAME), store.clone()).unwrap();
+        assert!(c.save_channel(input(None)).is_err(), "token required");
+        let saved = c.save_channel(input(Some("tok-secret"))).unwrap();
+        assert!(saved.has_token && saved.has_admin_token);
+        assert_eq!(saved.cloud_url, "http://127.0.0.1:9");
+        assert_eq!(saved.webhook_url, "http://127.0.0.1:9/webhook/team-alpha");
+        // In gnome-keyring, read back by another program (secret-tool).
+        assert_eq!(
+            keyring
+                .lookup("channel:http://127.0.0.1:9/team-alpha")?
+                .as_deref(),
+            Some("tok-secret")
+        );
+        assert_eq!(
+            keyring.lookup("admin:http://127.0.0.1:9")?.as_deref(),
+            Some("adm")
+        );
+        assert_eq!(store.unavailable(), None);
+        let text = std::fs::read_to_string(dir.path().join(settings::FILE_NAME)).unwrap();
+        assert!(
+            !text.contains("tok-secret") && !text.contains("adm"),
+            "{text}"
+        );
+        // The UI's view of the channel carries no token either.
+        let json = serde_json::to_string(&c.list_channels()).unwrap();
+        assert!(!json.contains("tok-secret"), "{json}");
+        assert_eq!(c.snapshot().channels[0].key, saved.key);
 
-    // Editing without a token keeps it, and renaming moves it.
-    let mut edit = input(None);
-    edit.key = Some(saved.key.clone());
-    edit.channel = "team-beta".into();
-    edit.admin_token = Some(String::new());
-    let edited = c.save_channel(edit).unwrap();
-    assert!(edited.has_token && !edited.has_admin_token);
-    assert_eq!(
-        store.accounts(),
-        vec!["channel:http://127.0.0.1:9/team-beta".to_owned()]
-    );
-    assert_eq!(c.list_channels().len(), 1);
+        // Editing without a token keeps it, and renaming moves it.
+        let mut edit = input(None);
+        edit.key = Some(saved.key.clone());
+        edit.channel = "team-beta".into();
+        edit.admin_token = Some(String::new());
+        let edited = c.save_channel(edit).unwrap();
+        assert!(edited.has_token && !edited.has_admin_token);
+        assert_eq!(
+            keyring.accounts()?,
+            vec!["channel:http://127.0.0.1:9/team-beta".to_owned()]
+        );
+        assert_eq!(c.list_channels().len(), 1);
 
-    c.set_channel_enabled(&saved.key, false).unwrap();
-    assert!(!c.list_channels()[0].enabled);
-    c.remove_channel(&saved.key, false).await.unwrap();
-    assert!(c.list_channels().is_empty());
-    assert!(store.accounts().is_empty());
-    c.shutdown().await;
+        c.set_channel_enabled(&saved.key, false).unwrap();
+        assert!(!c.list_channels()[0].enabled);
+        c.remove_channel(&saved.key, false).await.unwrap();
+        assert!(c.list_channels().is_empty());
+        assert!(keyring.accounts()?.is_empty());
+        c.shutdown().await;
+        Ok(())
+    })
 }
 
 #[tokio::test]

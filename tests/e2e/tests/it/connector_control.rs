@@ -1,12 +1,12 @@
 //! The connector CLI's control commands against a running `webhook-connect`: `status`, `events`
 //! and `replay <message-id>`; a YAML configuration; `token_ref = "keyring"` through a real
-//! Secret Service (gnome-keyring under `dbus-run-session`).
+//! Secret Service (the test kit's own D-Bus session and gnome-keyring).
 
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use connect_testkit::{ChildProcess, RecordingTarget, wait_until, workspace_bin};
+use connect_testkit::{ChildProcess, RecordingTarget, SecretService, wait_until, workspace_bin};
 use serde_json::{Value, json};
 
 use connect_testkit::cloud::{Cloud, connect_hook};
@@ -208,39 +208,56 @@ async fn connector_loads_a_yaml_configuration() -> Result<()> {
     Ok(())
 }
 
-/// `token_ref = "keyring"` with a real Secret Service: gnome-keyring in a private D-Bus
-/// session and a throwaway HOME. The token is stored with `webhook-connect store-token`.
+/// `token_ref = "keyring"` with a real Secret Service: the test kit's own D-Bus session and
+/// gnome-keyring with a throwaway HOME. The token is stored with `webhook-connect store-token`.
+/// Every process is the test's child, killed on drop; at the end nothing started in the session
+/// may still run.
 #[tokio::test]
 async fn connector_reads_its_token_from_the_os_keyring() -> Result<()> {
-    for tool in ["dbus-run-session", "gnome-keyring-daemon"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()?
-            .status
-            .success();
-        // CI installs both (scripts/setup.sh); elsewhere say what is missing.
-        ensure!(
-            found,
-            "{tool} is not installed (apt-get install dbus gnome-keyring)"
-        );
-    }
     let cloud = Cloud::start(json!({"hook": connect_hook("kr", TOKEN, json!({}))})).await?;
     let target = RecordingTarget::start().await?;
-    let home = tempfile::tempdir()?;
+    let keyring = SecretService::start()?;
+    let env = keyring.env();
     let bin = workspace_bin("webhook-connect")?;
-    let bin = bin.to_str().context("utf-8")?;
-    let script = format!(
-        "echo -n pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null || exit 70\n\
-         printf '%s\\n' \"$TOK\" | {bin} store-token --for-cloud {cloud}/ --for-channel kr || exit 71\n\
-         exec timeout 60 {bin} --cloud-url {cloud} --channel kr --token-ref keyring --target-url {target} --control-listen off",
-        cloud = cloud.base,
-        target = target.url,
+    let mut store = tokio::process::Command::new(&bin)
+        .args(["store-token", "--for-cloud", &format!("{}/", cloud.base)])
+        .args(["--for-channel", "kr"])
+        .envs(env.iter().cloned())
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = store.stdin.take().context("stdin")?;
+        stdin.write_all(format!("{TOKEN}\n").as_bytes()).await?;
+    }
+    let stored = store.wait_with_output().await?;
+    let stored_log = String::from_utf8_lossy(&stored.stderr).into_owned();
+    ensure!(stored.status.success(), "store-token: {stored_log}");
+    ensure!(stored_log.contains("stored \"channel:"), "{stored_log}");
+    let account = format!("channel:{}/kr", cloud.base);
+    ensure!(
+        keyring.session().lookup(&account)?.as_deref() == Some(TOKEN),
+        "the token is in gnome-keyring under {account}: {:?}",
+        keyring.session().accounts()?
     );
-    let home_s = home.path().to_str().context("utf-8")?.to_owned();
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let conn = ChildProcess::spawn(
-        "dbus-run-session",
-        &["--", "bash", "-c", &script],
-        &[("HOME", &home_s), ("TOK", TOKEN)],
+        &bin,
+        &[
+            "--cloud-url",
+            &cloud.base,
+            "--channel",
+            "kr",
+            "--token-ref",
+            "keyring",
+            "--target-url",
+            &target.url,
+            "--control-listen",
+            "off",
+        ],
+        &env_refs,
         "keyring-connector",
     )?;
     let (s, v) = cloud.post("hook", "{\"k\":1}").await?;
@@ -249,15 +266,12 @@ async fn connector_reads_its_token_from_the_os_keyring() -> Result<()> {
         .wait_for_count(1, WAIT)
         .await
         .with_context(|| conn.stderr_text())?;
-    // The connector outlives a killed dbus-run-session: stop it through its own timeout or here.
-    let _ = Command::new("pkill")
-        .args(["-f", "--channel kr --token-ref keyring"])
-        .status();
-    let log = conn.stderr_text();
-    ensure!(log.contains("stored \"channel:"), "{log}");
+    let log = conn.stderr_text() + &stored_log;
     ensure!(
         !log.contains(TOKEN),
         "the token must never be logged: {log}"
     );
-    Ok(())
+    drop(conn);
+    // Kills the daemons and fails if the connector, the bus or the keyring daemon survived.
+    keyring.shutdown()
 }

@@ -11,6 +11,8 @@ use connect_testkit::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod secret_service;
+
 const STEP: Duration = Duration::from_secs(5);
 
 #[tokio::test(start_paused = true)]
