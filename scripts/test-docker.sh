@@ -12,10 +12,14 @@
 #     stopped again on exit;
 #   - the third-party images CI cannot pull, made from Debian packages
 #     (scripts/docker-base-images.sh, docker/base/);
-#   - webhook-connect-cloud:local and webhook-connect:local with `docker build`, from binaries
-#     built here with the Dockerfiles' release settings (BINARIES=prebuilt; compiling inside
-#     `docker build` would need the rust image and would build everything twice); image sizes
-#     checked (cloud image at most 40 MB) and written to $WHC_DOCKER_LOG_DIR/image-sizes.txt;
+#   - webhook-connect-cloud:local with `docker build` through the Dockerfile's builder stage
+#     (BINARIES=builder, the default: cargo compiles inside the build, in the stand-in
+#     local/rust:1 with the host's toolchain and crates, offline; log in
+#     $WHC_DOCKER_LOG_DIR/docker-build-cloud.log), and webhook-connect:local from a binary built
+#     here with the Dockerfiles' release settings (BINARIES=prebuilt), so both stages are proven
+#     and no binary is compiled twice; WHC_DOCKER_CLOUD_BINARIES=prebuilt builds the cloud's
+#     binary here too; image sizes checked (cloud image at most 40 MB) and written to
+#     $WHC_DOCKER_LOG_DIR/image-sizes.txt;
 #   - docker/scenario/07_cloud_container (non-root, HEALTHCHECK, kill/start, stop) and the
 #     seed's four scenarios (02, 04, 05, 06), each printing its PASS/FAIL lines.
 # Without a Docker engine and without root, it says so and stops after the static checks; with
@@ -131,22 +135,42 @@ source docker/base/images.env
 set +a
 echo "   base images: $((SECONDS - t)) s"
 
-echo "== docker: release binaries on the host (the Dockerfiles' settings)"
+# The cloud image compiles its binary inside `docker build` (BINARIES=builder, the Dockerfile's
+# default, in the stand-in local/rust:1); the connector image takes a binary built here
+# (BINARIES=prebuilt). WHC_DOCKER_CLOUD_BINARIES=prebuilt builds the cloud's on the host too
+# (quicker when the host's release build is warm).
+cloud_binaries="${WHC_DOCKER_CLOUD_BINARIES:-builder}"
+case "$cloud_binaries" in
+  builder | prebuilt) ;;
+  *) echo "FAIL WHC_DOCKER_CLOUD_BINARIES must be builder or prebuilt, not $cloud_binaries"; exit 1 ;;
+esac
+host_bins=(-p connect-cli --bin webhook-connect)
+[ "$cloud_binaries" = prebuilt ] && host_bins+=(-p connect-cloud --bin webhook-connect-cloud)
+echo "== docker: release binaries on the host (the Dockerfiles' settings): ${host_bins[*]}"
 t=$SECONDS
 target="${CARGO_TARGET_DIR:-$PWD/target}"
-env "${release_env[@]}" cargo build --release --locked \
-  -p connect-cloud --bin webhook-connect-cloud -p connect-cli --bin webhook-connect
+env "${release_env[@]}" cargo build --release --locked "${host_bins[@]}"
 mkdir -p docker/prebuilt
-install -m 0755 "$target/release/webhook-connect-cloud" "$target/release/webhook-connect" docker/prebuilt/
+install -m 0755 "$target/release/webhook-connect" docker/prebuilt/
+[ "$cloud_binaries" = prebuilt ] && install -m 0755 "$target/release/webhook-connect-cloud" docker/prebuilt/
 echo "   release binaries: $((SECONDS - t)) s"
 
 echo "== docker: docker build"
+base_args=(--build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE" --build-arg "SHELL_IMAGE=$SHELL_IMAGE"
+  --build-arg "BUILDER_IMAGE=$BUILDER_IMAGE")
 t=$SECONDS
-build_args=(--build-arg BINARIES=prebuilt --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE"
-  --build-arg "SHELL_IMAGE=$SHELL_IMAGE")
-docker_build --network host "${build_args[@]}" -q -t webhook-connect-cloud:local -f docker/Dockerfile.cloud . >/dev/null
-docker_build --network host "${build_args[@]}" -q -t webhook-connect:local -f docker/Dockerfile.connector . >/dev/null
-echo "   docker build: $((SECONDS - t)) s"
+if ! docker_build --network host "${base_args[@]}" --build-arg "BINARIES=$cloud_binaries" \
+  --progress=plain -t webhook-connect-cloud:local -f docker/Dockerfile.cloud . \
+  >"$log_dir/docker-build-cloud.log" 2>&1; then
+  tail -40 "$log_dir/docker-build-cloud.log"
+  echo "FAIL docker build of the cloud image (BINARIES=$cloud_binaries; log: $log_dir/docker-build-cloud.log)"
+  exit 1
+fi
+echo "   docker build, cloud (BINARIES=$cloud_binaries): $((SECONDS - t)) s"
+t=$SECONDS
+docker_build --network host "${base_args[@]}" --build-arg BINARIES=prebuilt -q \
+  -t webhook-connect:local -f docker/Dockerfile.connector . >/dev/null
+echo "   docker build, connector (BINARIES=prebuilt): $((SECONDS - t)) s"
 size_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.1f", $1 / 1000000}'; }
 {
   echo "# image sizes ($(date -u +%Y-%m-%dT%H:%MZ), docker image inspect .Size, MB = 10^6 bytes)"
