@@ -211,7 +211,7 @@ impl VaultSecrets {
         if let Some(m) = self.metrics.lock().as_ref() {
             m.inc(
                 "webhook_connect_secret_refresh_total",
-                vec![("result", result.to_owned())],
+                &[("result", result)],
                 1,
             );
         }

@@ -10,7 +10,8 @@
 //! where the failed batch began before it appends again; nothing appended after that point
 //! is ever reported written.
 //!
-//! With a depth of 1 this is the plain group commit: one batch in the device at a time.
+//! With a depth of 1 this is the plain group commit, one batch in the device at a time, and
+//! the writer syncs each batch itself (no syncer thread's hand-over; `Pipeline::done`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -68,7 +69,7 @@ pub(super) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts `depth` syncer threads (at least one).
+    /// Starts `depth` syncer threads (none for a depth of 1).
     pub fn start(shared: Arc<Shared>, depth: usize) -> std::io::Result<Arc<Self>> {
         let depth = depth.max(1);
         let (tx, rx) = mpsc::channel::<Work>();
@@ -81,7 +82,9 @@ impl Pipeline {
             syncers: Mutex::new(Vec::new()),
         });
         let rx = Arc::new(Mutex::new(rx));
-        for i in 0..depth {
+        // With a depth of 1 the writer syncs every batch itself.
+        let threads = if depth > 1 { depth } else { 0 };
+        for i in 0..threads {
             let (p2, rx) = (p.clone(), rx.clone());
             let h = std::thread::Builder::new()
                 .name(format!("buffer-sync-{i}"))
@@ -105,6 +108,11 @@ impl Pipeline {
             };
             self.synced(work.id, r);
         }
+    }
+
+    /// How many syncs may be in flight at once.
+    pub fn depth(&self) -> usize {
+        self.depth
     }
 
     /// Blocks until fewer than `depth` syncs are in flight.

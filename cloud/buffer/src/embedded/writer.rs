@@ -230,7 +230,10 @@ impl Thread {
                 MetaWrite::Channel { .. } => writes.push(w),
             }
         }
+        // With one sync in flight a syncer thread would only add a hand-over (two thread
+        // switches per batch) to the same wait: the writer syncs the batch itself.
         if writes.is_empty()
+            && self.pipeline.depth() > 1
             && let Some(start) = appended.start
         {
             self.pipeline.submit(
@@ -245,11 +248,7 @@ impl Thread {
             let mut result = Ok(());
             if appended.start.is_some() {
                 self.pipeline.drain();
-                result = self
-                    .shared
-                    .segments
-                    .sync(appended.start)
-                    .map_err(|e| format!("syncing the message log: {e}"));
+                result = self.sync_here(appended.start);
             }
             if result.is_ok() && !writes.is_empty() {
                 result = self.meta_commit(&writes);
@@ -264,6 +263,21 @@ impl Thread {
             );
         }
         self.housekeep();
+    }
+
+    /// Syncs the active segment on this thread (with one sync in flight, or before a redb
+    /// commit); on failure the segment is cut back to where the batch began.
+    fn sync_here(&self, start: Option<(u32, u64)>) -> Result<(), String> {
+        if self.shared.fail_syncs.load(Ordering::SeqCst) {
+            if let Some((seg, at)) = start {
+                let _ = self.shared.segments.cut_back(seg, at);
+            }
+            return Err("injected sync failure".to_owned());
+        }
+        self.shared
+            .segments
+            .sync(start)
+            .map_err(|e| format!("syncing the message log: {e}"))
     }
 
     /// Appends every record of `jobs` with one write (plus padding to a page boundary).
