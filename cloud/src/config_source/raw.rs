@@ -161,7 +161,7 @@ pub(crate) fn diff(prev: Option<&WebhookSet>, built: &Built) -> ReloadDetails {
         ..Default::default()
     };
     let resolved = |e: &connect_config::Entry| match e {
-        connect_config::Entry::Enabled(w) => Ok(w.resolved.clone()),
+        connect_config::Entry::Enabled(w) => Ok(w.fingerprint),
         connect_config::Entry::Disabled(err) => Err(err.clone()),
     };
     for (ns, id, e) in built.set.entries() {
