@@ -1,8 +1,8 @@
 //! Per-channel runtime state on this replica: settings and token state as last read from the
 //! buffer, the live connections, and the wake-up of the channel's dispatcher.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use connect_buffer::{ChannelSettings, TokenState};
 use connect_protocol::admin::TokenGeneration;
@@ -25,7 +25,11 @@ pub struct ChannelRt {
     conns: RwLock<Vec<Arc<Conn>>>,
     wake: Arc<Notify>,
     serve_tick: AtomicU64,
-    stop: CancellationToken,
+    /// The hub's dispatch stop, parent of [`Self::stop_token`].
+    parent_stop: CancellationToken,
+    /// This channel's stop (a child of `parent_stop`), created when first asked for — by its
+    /// dispatcher or its removal: an idle channel holds none (issue #14, ~0.2 KB each).
+    stop: OnceLock<CancellationToken>,
     /// Whether the channel's dispatcher task runs (from its first connection on).
     dispatcher: AtomicBool,
 }
@@ -36,7 +40,7 @@ impl ChannelRt {
         settings: ChannelSettings,
         token: TokenState,
         wake: Arc<Notify>,
-        stop: CancellationToken,
+        parent_stop: CancellationToken,
     ) -> Self {
         ChannelRt {
             name,
@@ -46,7 +50,8 @@ impl ChannelRt {
             conns: RwLock::new(Vec::new()),
             wake,
             serve_tick: AtomicU64::new(0),
-            stop,
+            parent_stop,
+            stop: OnceLock::new(),
             dispatcher: AtomicBool::new(false),
         }
     }
@@ -141,8 +146,9 @@ impl ChannelRt {
         self.dispatcher.load(Ordering::Acquire)
     }
 
+    /// Cancelled when the channel is removed or dispatching stops.
     pub(crate) fn stop_token(&self) -> &CancellationToken {
-        &self.stop
+        self.stop.get_or_init(|| self.parent_stop.child_token())
     }
 
     /// Accepts the owning account's API key digest on this channel (`None`: no key). A key
