@@ -19,6 +19,7 @@
 mod agree;
 pub mod channel;
 pub mod conn;
+mod digest;
 mod dispatch;
 #[cfg(test)]
 mod tests;
