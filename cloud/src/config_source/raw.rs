@@ -241,4 +241,34 @@ mod tests {
         );
         assert_eq!(d.errors.len(), 2);
     }
+
+    /// The diff compares definitions by their fingerprint: a changed value is a modification,
+    /// the same definition with its keys in another order is not.
+    #[test]
+    fn a_changed_definition_is_modified_and_reordered_keys_are_not() {
+        let env = MapEnv::default();
+        let hook = |ttl: u64| {
+            json!({"module": "webhook_connect",
+                   "module-config": {"channel": "c", "channel_token": "t0123456789abcdef", "ttl_seconds": ttl}})
+        };
+        let first = build(
+            &raw(json!({"a": hook(60), "b": hook(60)})),
+            None,
+            &env,
+            None,
+        );
+        let reordered = json!({"module-config": {"ttl_seconds": 60, "channel_token": "t0123456789abcdef", "channel": "c"},
+                               "module": "webhook_connect"});
+        let second = build(
+            &raw(json!({"a": reordered, "b": hook(61)})),
+            Some(&first.set),
+            &env,
+            None,
+        );
+        let d = diff(Some(&first.set), &second);
+        assert_eq!(
+            (d.webhooks_added, d.webhooks_removed, d.webhooks_modified),
+            (0, 0, 1)
+        );
+    }
 }
