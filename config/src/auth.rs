@@ -40,12 +40,12 @@ pub struct Auth {
     pub ip_whitelist: Option<Vec<IpNet>>,
     /// Added to the global trusted proxies for this webhook (§2.4.8).
     pub trusted_proxies: Vec<IpNet>,
-    pub authorization: Option<AuthorizationAuth>,
-    pub basic_auth: Option<BasicAuth>,
-    pub jwt: Option<JwtAuth>,
-    pub hmac: Option<HmacAuth>,
-    pub header_auth: Option<HeaderAuth>,
-    pub query_auth: Option<QueryAuth>,
+    pub authorization: Option<Box<AuthorizationAuth>>,
+    pub basic_auth: Option<Box<BasicAuth>>,
+    pub jwt: Option<Box<JwtAuth>>,
+    pub hmac: Option<Box<HmacAuth>>,
+    pub header_auth: Option<Box<HeaderAuth>>,
+    pub query_auth: Option<Box<QueryAuth>>,
 }
 
 impl fmt::Debug for Auth {
@@ -132,22 +132,22 @@ impl Auth {
             auth.trusted_proxies = ip_list(v, "trusted_proxies")?;
         }
         if let Some(v) = entry.get("authorization") {
-            auth.authorization = Some(AuthorizationAuth::parse(v)?);
+            auth.authorization = Some(Box::new(AuthorizationAuth::parse(v)?));
         }
         if let Some(v) = entry.get("basic_auth") {
-            auth.basic_auth = Some(BasicAuth::parse(v, w)?);
+            auth.basic_auth = Some(Box::new(BasicAuth::parse(v, w)?));
         }
         if let Some(v) = entry.get("jwt") {
-            auth.jwt = Some(JwtAuth::parse(v, w)?);
+            auth.jwt = Some(Box::new(JwtAuth::parse(v, w)?));
         }
         if let Some(v) = entry.get("hmac") {
-            auth.hmac = Some(HmacAuth::parse(v, w)?);
+            auth.hmac = Some(Box::new(HmacAuth::parse(v, w)?));
         }
         if let Some(v) = entry.get("header_auth") {
-            auth.header_auth = Some(HeaderAuth::parse(v, w)?);
+            auth.header_auth = Some(Box::new(HeaderAuth::parse(v, w)?));
         }
         if let Some(v) = entry.get("query_auth") {
-            auth.query_auth = Some(QueryAuth::parse(v, w)?);
+            auth.query_auth = Some(Box::new(QueryAuth::parse(v, w)?));
         }
         Ok(auth)
     }

@@ -13,6 +13,9 @@ use crate::modules::{LogSettings, SaveToDiskSettings};
 use crate::placeholders::{self, EnvSource, SecretSource};
 use crate::schema::Schema;
 
+mod fingerprint;
+pub use fingerprint::{Fingerprint, fingerprint};
+
 /// `data_type` (§2.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataType {
@@ -218,11 +221,16 @@ pub struct Webhook {
     pub module: Module,
     pub auth: Auth,
     pub rate_limit: Option<RateLimitSpec>,
-    pub json_schema: Option<Schema>,
+    /// Boxed: most entries have none, and an idle entry should cost little (issue #14).
+    pub json_schema: Option<Box<Schema>>,
     pub cleanup: Cleanup,
     pub warnings: Vec<String>,
-    /// The placeholder-resolved definition (holds secrets: never log or return it). Lets a
-    /// reload tell whether an entry changed.
+    /// Digest of the placeholder-resolved definition: lets a reload tell whether an entry
+    /// changed without keeping every definition whole (issue #14: ~0.8 KB per entry).
+    pub fingerprint: Fingerprint,
+    /// The definition as given to [`Webhook::parse_resolved`] (taken literally; holds secrets:
+    /// never log or return it). Entries of a configuration source ([`Webhook::parse`]) keep
+    /// only the [`fingerprint`](Self::fingerprint): this is then `Null`.
     pub resolved: Value,
 }
 
@@ -270,7 +278,9 @@ impl Webhook {
             ));
         }
         let resolved = placeholders::resolve(raw, env, secrets).map_err(|e| e.to_string())?;
-        Self::parse_resolved(id, namespace, resolved)
+        let mut w = Self::parse_resolved(id, namespace, resolved)?;
+        w.resolved = Value::Null;
+        Ok(w)
     }
 
     /// [`Webhook::parse`] of a definition taken literally: no placeholder is resolved (a
@@ -357,7 +367,9 @@ impl Webhook {
                     w.push("json_schema is {} and accepts every payload");
                     None
                 } else {
-                    Some(Schema::compile(v).map_err(|e| format!("json_schema: {e}"))?)
+                    Some(Box::new(
+                        Schema::compile(v).map_err(|e| format!("json_schema: {e}"))?,
+                    ))
                 }
             }
         };
@@ -376,6 +388,7 @@ impl Webhook {
             json_schema,
             cleanup,
             warnings: w.list,
+            fingerprint: fingerprint(&resolved),
             resolved,
         })
     }

@@ -161,7 +161,7 @@ pub(crate) fn diff(prev: Option<&WebhookSet>, built: &Built) -> ReloadDetails {
         ..Default::default()
     };
     let resolved = |e: &connect_config::Entry| match e {
-        connect_config::Entry::Enabled(w) => Ok(w.resolved.clone()),
+        connect_config::Entry::Enabled(w) => Ok(w.fingerprint),
         connect_config::Entry::Disabled(err) => Err(err.clone()),
     };
     for (ns, id, e) in built.set.entries() {
@@ -240,5 +240,35 @@ mod tests {
             (1, 0, 0)
         );
         assert_eq!(d.errors.len(), 2);
+    }
+
+    /// The diff compares definitions by their fingerprint: a changed value is a modification,
+    /// the same definition with its keys in another order is not.
+    #[test]
+    fn a_changed_definition_is_modified_and_reordered_keys_are_not() {
+        let env = MapEnv::default();
+        let hook = |ttl: u64| {
+            json!({"module": "webhook_connect",
+                   "module-config": {"channel": "c", "channel_token": "t0123456789abcdef", "ttl_seconds": ttl}})
+        };
+        let first = build(
+            &raw(json!({"a": hook(60), "b": hook(60)})),
+            None,
+            &env,
+            None,
+        );
+        let reordered = json!({"module-config": {"ttl_seconds": 60, "channel_token": "t0123456789abcdef", "channel": "c"},
+                               "module": "webhook_connect"});
+        let second = build(
+            &raw(json!({"a": reordered, "b": hook(61)})),
+            Some(&first.set),
+            &env,
+            None,
+        );
+        let d = diff(Some(&first.set), &second);
+        assert_eq!(
+            (d.webhooks_added, d.webhooks_removed, d.webhooks_modified),
+            (0, 0, 1)
+        );
     }
 }

@@ -183,7 +183,7 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
     if let Ok(n) = st.buffer().account_count().await {
         gauges.push(("webhook_connect_accounts", Vec::new(), n as f64));
     }
-    let configured = st.config().map_or(0, |c| c.webhooks.channels().len());
+    let configured = st.config().map_or(0, |c| c.webhooks.channel_count());
     gauges.push((
         "webhook_connect_channels",
         vec![("source", "config".to_owned())],

@@ -1,8 +1,8 @@
 //! Per-channel runtime state on this replica: settings and token state as last read from the
 //! buffer, the live connections, and the wake-up of the channel's dispatcher.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use connect_buffer::{ChannelSettings, TokenState};
 use connect_protocol::admin::TokenGeneration;
@@ -13,19 +13,47 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::conn::Conn;
+use crate::hub::digest::Digest;
+
+/// What authenticates a connector on the channel: the token's current digest, the previous
+/// one while in grace, and a self-service owner's API key digest. Only what
+/// [`ChannelRt::token_matches`] needs of the buffer's [`TokenState`], compactly.
+#[derive(Debug, PartialEq)]
+struct Tokens {
+    current: Digest,
+    /// Set only when its grace end is known.
+    previous: Option<Box<(Digest, Timestamp)>>,
+    /// Self-service channels: digest of the owning account's API key, accepted like the
+    /// current token once a connector authenticated with it (HOSTED.md §3).
+    owner_key: Option<Digest>,
+}
+
+impl Tokens {
+    fn of(t: &TokenState, owner_key: Option<Digest>) -> Self {
+        Tokens {
+            current: Digest::new(&t.current_digest),
+            previous: match (&t.previous_digest, t.previous_expires_at) {
+                (Some(p), Some(exp)) => Some(Box::new((Digest::new(p), exp))),
+                _ => None,
+            },
+            owner_key,
+        }
+    }
+}
 
 /// Per-channel runtime state on this replica.
 pub struct ChannelRt {
     name: String,
     settings: RwLock<ChannelSettings>,
-    token: RwLock<TokenState>,
-    /// Self-service channels: digest of the owning account's API key, accepted like the
-    /// current token once a connector authenticated with it (HOSTED.md §3).
-    owner_key: RwLock<Option<String>>,
+    tokens: RwLock<Tokens>,
     conns: RwLock<Vec<Arc<Conn>>>,
     wake: Arc<Notify>,
     serve_tick: AtomicU64,
-    stop: CancellationToken,
+    /// The hub's dispatch stop, parent of [`Self::stop_token`].
+    parent_stop: CancellationToken,
+    /// This channel's stop (a child of `parent_stop`), created when first asked for — by its
+    /// dispatcher or its removal: an idle channel holds none (issue #14, ~0.2 KB each).
+    stop: OnceLock<CancellationToken>,
     /// Whether the channel's dispatcher task runs (from its first connection on).
     dispatcher: AtomicBool,
 }
@@ -36,17 +64,17 @@ impl ChannelRt {
         settings: ChannelSettings,
         token: TokenState,
         wake: Arc<Notify>,
-        stop: CancellationToken,
+        parent_stop: CancellationToken,
     ) -> Self {
         ChannelRt {
             name,
             settings: RwLock::new(settings),
-            token: RwLock::new(token),
-            owner_key: RwLock::new(None),
+            tokens: RwLock::new(Tokens::of(&token, None)),
             conns: RwLock::new(Vec::new()),
             wake,
             serve_tick: AtomicU64::new(0),
-            stop,
+            parent_stop,
+            stop: OnceLock::new(),
             dispatcher: AtomicBool::new(false),
         }
     }
@@ -80,17 +108,17 @@ impl ChannelRt {
         true
     }
 
-    /// Takes a new token state; `true` if it differs from the one held.
+    /// Takes a new token state; `true` if what authenticates on the channel changed.
     pub(crate) fn set_token(&self, t: &TokenState) -> bool {
-        if *self.token.read() == *t {
-            return false;
-        }
-        *self.token.write() = t.clone();
-        true
+        let mut held = self.tokens.write();
+        let new = Tokens::of(t, held.owner_key.take());
+        let changed = new.current != held.current || new.previous != held.previous;
+        *held = new;
+        changed
     }
 
     pub fn current_token_digest(&self) -> String {
-        self.token.read().current_digest.clone()
+        self.tokens.read().current.to_hex()
     }
 
     /// This replica's live connections of the channel.
@@ -141,15 +169,16 @@ impl ChannelRt {
         self.dispatcher.load(Ordering::Acquire)
     }
 
+    /// Cancelled when the channel is removed or dispatching stops.
     pub(crate) fn stop_token(&self) -> &CancellationToken {
-        &self.stop
+        self.stop.get_or_init(|| self.parent_stop.child_token())
     }
 
     /// Accepts the owning account's API key digest on this channel (`None`: no key). A key
     /// that is replaced stops matching: [`crate::hub::Hub::enforce_tokens`] then closes its
     /// connections.
     pub fn set_owner_key(&self, digest: Option<String>) {
-        *self.owner_key.write() = digest;
+        self.tokens.write().owner_key = digest.as_deref().map(Digest::new);
     }
 
     /// The owner key digest accepted here, if any.
@@ -159,24 +188,21 @@ impl ChannelRt {
 
     /// Is `digest` the owner key accepted here?
     pub fn owner_key_is(&self, digest: &str) -> bool {
-        self.owner_key
+        self.tokens
             .read()
-            .as_deref()
-            .is_some_and(|k| ct_eq(k, digest))
+            .owner_key
+            .as_ref()
+            .is_some_and(|k| k.is(digest))
     }
 
     /// Which generation `digest` authenticates for, or `None` (§4.3). The owner's API key
     /// counts as the current token.
     pub fn token_matches(&self, digest: &str, now: Timestamp) -> Option<TokenGeneration> {
-        let t = self.token.read();
-        let owner = self
-            .owner_key
-            .read()
-            .as_deref()
-            .is_some_and(|k| ct_eq(k, digest));
-        let cur = ct_eq(&t.current_digest, digest) | owner;
-        let prev = match (&t.previous_digest, t.previous_expires_at) {
-            (Some(p), Some(exp)) if exp > now => ct_eq(p, digest),
+        let t = self.tokens.read();
+        let owner = t.owner_key.as_ref().is_some_and(|k| k.is(digest));
+        let cur = t.current.is(digest) | owner;
+        let prev = match t.previous.as_deref() {
+            Some((p, exp)) if *exp > now => p.is(digest),
             _ => false,
         };
         if cur {

@@ -19,6 +19,7 @@
 mod agree;
 pub mod channel;
 pub mod conn;
+mod digest;
 mod dispatch;
 #[cfg(test)]
 mod tests;
@@ -122,7 +123,7 @@ impl Hub {
                     rec.settings.clone(),
                     rec.token.clone(),
                     self.buffer.notifier(&rec.name),
-                    self.dispatch_stop.child_token(),
+                    self.dispatch_stop.clone(),
                 ));
                 self.channels.write().insert(rec.name.clone(), rt.clone());
                 rt

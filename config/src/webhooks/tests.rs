@@ -90,6 +90,7 @@ fn channels_have_an_owner_and_sorted_members() {
     }));
     let ch = s.channels();
     assert_eq!(ch.len(), 2);
+    assert_eq!(s.channel_count(), 2);
     let team = &ch["team"];
     assert_eq!(team.owner, "alpha");
     assert_eq!(team.webhook_keys, vec!["alpha", "zeta"]);
