@@ -183,7 +183,7 @@ impl ChannelRt {
 
     /// The owner key digest accepted here, if any.
     pub fn owner_key(&self) -> Option<String> {
-        self.owner_key.read().clone()
+        self.tokens.read().owner_key.as_ref().map(Digest::to_hex)
     }
 
     /// Is `digest` the owner key accepted here?
