@@ -77,6 +77,7 @@ async fn power_cut(
     fs: &mut PowerLossFs,
     how: Crash,
 ) -> anyhow::Result<CrashReport> {
+    fs.power_off();
     cloud.kill9();
     let report = fs.crash(how)?;
     eprintln!("power cut ({how:?}): {report:?}");
