@@ -6,6 +6,7 @@
 
 pub mod handoff;
 pub mod head_errors;
+pub mod limits;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -18,7 +18,7 @@ use tower::ServiceExt;
 
 use crate::app::AppState;
 use crate::edge::handoff::Handoff;
-use crate::edge::head_errors::{HEAD_BUFFER_BYTES, HeadGuard, HeadLimits};
+use crate::edge::head_errors::{self, HEAD_BUFFER_BYTES, HeadGuard, HeadLimits};
 use crate::hub::conn::CloseReason;
 
 pub async fn run(
@@ -57,7 +57,7 @@ pub async fn run(
     let first_byte = Duration::from_secs_f64(st.settings().first_byte_timeout_seconds);
     // hyper's own header cap (100) would answer 431 before the ingress pipeline can give its
     // documented 400; ours is enforced in the pipeline, so hyper gets a looser one.
-    let hyper_max_headers = st.settings().max_headers.saturating_mul(2).max(200);
+    let hyper_max_headers = head_errors::hyper_max_headers(st.settings().max_headers);
     // What hyper refuses itself is answered in the documented shape (edge::head_errors).
     let head_limits = Arc::new(HeadLimits {
         hyper_max_headers,
@@ -78,7 +78,9 @@ pub async fn run(
         .keep_alive_interval(Some(Duration::from_secs(
             st.settings().heartbeat_interval_seconds,
         )))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_timeout(Duration::from_secs(20))
+        // The HTTP/1 limits are applied above h2, in the documented shape (http::h2_limits).
+        .max_header_list_size(crate::edge::limits::H2_MAX_HEADER_LIST_BYTES);
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {

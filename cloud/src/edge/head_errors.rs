@@ -33,11 +33,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::handoff::{self, Detached, Handoff};
 
-/// hyper's read buffer for a request head (its default, set explicitly so that the answer can
-/// name it): a head that does not fit is refused.
-pub const HEAD_BUFFER_BYTES: usize = 8192 + 4096 * 100;
-/// hyper refuses a URI longer than this (`MAX_URI_LEN`, not configurable).
-pub const MAX_URI_BYTES: usize = 65_534;
+pub use super::limits::{HEAD_BUFFER_BYTES, MAX_URI_BYTES, hyper_max_headers};
 /// How long a replaced answer's connection keeps draining what the client still sends.
 const LINGER: Duration = Duration::from_secs(2);
 /// The most a replaced answer's connection drains before it closes.

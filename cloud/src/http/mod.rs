@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod connect;
 pub mod error;
+pub mod h2_limits;
 pub mod ingress;
 pub mod ops;
 pub mod parsers;
@@ -61,6 +62,7 @@ pub fn router(st: AppState) -> Router {
         .nest("/admin/webhook-connect", admin::routes(st.clone()))
         .merge(admin::config::routes())
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(st.clone(), h2_limits::limit))
         .layer(middleware::from_fn(error_shape))
         .layer(middleware::from_fn(security_headers))
         .with_state(st)

@@ -6,6 +6,7 @@
 mod admin;
 mod connect;
 mod head_limits;
+mod head_limits_h2;
 mod idle_memory;
 mod ingress;
 mod layout;
