@@ -33,24 +33,7 @@ pub fn routes(st: AppState) -> Router<AppState> {
             "/channels/{c}/webhook-stats",
             get(channels::get_webhook_stats),
         )
-        .route(
-            "/channels/{c}/dead-letters",
-            get(messages::list_dead_letters).delete(messages::purge_dead_letters),
-        )
-        .route(
-            "/channels/{c}/dead-letters/replay",
-            post(messages::replay_dead_letters),
-        )
-        .route(
-            "/channels/{c}/dead-letters/{m}",
-            get(messages::get_dead_letter).delete(messages::delete_dead_letter),
-        )
-        .route(
-            "/channels/{c}/dead-letters/{m}/replay",
-            post(messages::replay_dead_letter),
-        )
-        .route("/channels/{c}/messages", get(messages::peek_messages))
-        .route("/channels/{c}/rotate-token", post(channels::rotate_token))
+        .merge(channel_routes())
         .route(
             "/channels/{c}/connections/{id}",
             delete(channels::disconnect),
@@ -69,6 +52,31 @@ pub fn routes(st: AppState) -> Router<AppState> {
         .route("/accounts/{id}/rotate-key", post(accounts::rotate_key))
         .route_layer(middleware::from_fn_with_state(st, require_admin))
         .route("/health", get(channels::admin_health))
+}
+
+/// The per-channel routes an account may use on its own channels too: dead letters, queued
+/// messages, token rotation (PROTOCOL §8). Mounted here behind `require_admin` and under
+/// `/api/v1` behind the ownership check, so the two lists cannot drift apart.
+pub fn channel_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/channels/{c}/dead-letters",
+            get(messages::list_dead_letters).delete(messages::purge_dead_letters),
+        )
+        .route(
+            "/channels/{c}/dead-letters/replay",
+            post(messages::replay_dead_letters),
+        )
+        .route(
+            "/channels/{c}/dead-letters/{m}",
+            get(messages::get_dead_letter).delete(messages::delete_dead_letter),
+        )
+        .route(
+            "/channels/{c}/dead-letters/{m}/replay",
+            post(messages::replay_dead_letter),
+        )
+        .route("/channels/{c}/messages", get(messages::peek_messages))
+        .route("/channels/{c}/rotate-token", post(channels::rotate_token))
 }
 
 async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> Response {

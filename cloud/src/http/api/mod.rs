@@ -5,8 +5,9 @@
 //!
 //! Layout: this file (routes, key and ownership checks, error mapping); [`accounts`]
 //! (sign-up, `GET /account`); [`channels`] (the account's channels). The dead-letter, queue
-//! and token-rotation endpoints are the admin handlers (same shapes, PROTOCOL §8), behind
-//! an ownership check that answers 404 for a channel the key's account does not own.
+//! and token-rotation endpoints are the admin API's own routes ([`admin::channel_routes`],
+//! same handlers and shapes, PROTOCOL §8), behind an ownership check that answers 404 for a
+//! channel the key's account does not own.
 
 pub mod accounts;
 pub mod channels;
@@ -23,7 +24,7 @@ use connect_protocol::error::ErrorCode;
 
 use crate::app::AppState;
 use crate::hosted::HostedError;
-use crate::http::admin::{channels as admin_channels, messages};
+use crate::http::admin;
 use crate::http::auth::bearer_token;
 use crate::http::error::ApiError;
 
@@ -63,28 +64,7 @@ impl From<HostedError> for ApiError {
 
 /// The `/api/v1` routes.
 pub fn routes(st: AppState) -> Router<AppState> {
-    let owned = Router::new()
-        .route(
-            "/channels/{c}/rotate-token",
-            post(admin_channels::rotate_token),
-        )
-        .route(
-            "/channels/{c}/dead-letters",
-            get(messages::list_dead_letters).delete(messages::purge_dead_letters),
-        )
-        .route(
-            "/channels/{c}/dead-letters/replay",
-            post(messages::replay_dead_letters),
-        )
-        .route(
-            "/channels/{c}/dead-letters/{m}",
-            get(messages::get_dead_letter).delete(messages::delete_dead_letter),
-        )
-        .route(
-            "/channels/{c}/dead-letters/{m}/replay",
-            post(messages::replay_dead_letter),
-        )
-        .route("/channels/{c}/messages", get(messages::peek_messages))
+    let owned = admin::channel_routes()
         .route_layer(middleware::from_fn_with_state(st.clone(), require_owner));
     let keyed = Router::new()
         .route("/account", get(accounts::get_account))

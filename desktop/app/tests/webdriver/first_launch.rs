@@ -3,16 +3,16 @@
 //! The window opens; closing it never leaves an invisible process: the app says so once and
 //! keeps its window (the default) or quits (`no_tray = quit`, chosen in Settings).
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use connect_testkit::{free_port, wait_until};
+use connect_testkit::wait_until;
 
+use crate::driver::{self, Driver};
 use crate::notifications::Notifications;
-use crate::webdriver::{By, Session};
-use crate::{Killed, comm, process_tree, screenshots_dir, start_keyring, x11};
+use crate::webdriver::By;
+use crate::{start_keyring, x11};
 
 const WATCHER: &str = "org.kde.StatusNotifierWatcher";
 const KEPT: &str = "No system tray: Webhook Connect stays in its window";
@@ -71,52 +71,14 @@ async fn first_launch_shows_the_window_and_closing_it_without_a_tray_follows_the
     )
     .await?;
     let notifications = Notifications::start().await?;
-    let app = match std::env::var_os("WEBHOOK_CONNECT_APP_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_BIN_EXE_webhook-connect-app")),
-    };
     let log_path = tmp.path().join("app.log");
-    let port = free_port();
-    let native = free_port();
-    let driver = Killed(
-        Command::new("tauri-driver")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--native-port",
-                &native.to_string(),
-            ])
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", &config_home)
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .env("RUST_LOG", "info")
-            // See the other test: WebKitWebDriver needs compositing.
-            .env("WEBKIT_DISABLE_COMPOSITING_MODE", "0")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path)?)
-            .spawn()
-            .context("tauri-driver (cargo install tauri-driver --version '^2' --locked)")?,
-    );
-    let driver_pid = driver.0.id();
-    let wd = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    wait_until(Duration::from_secs(20), "tauri-driver to listen", || {
-        let url = format!("{wd}/status");
-        let http = http.clone();
-        async move { http.get(url).send().await.is_ok() }
-    })
-    .await?;
+    let driver = Driver::start(&home, &config_home, &log_path, Some("info")).await?;
     let log_lines = |needle: &'static str| {
-        std::fs::read_to_string(&log_path)
-            .unwrap_or_default()
+        driver
+            .app_log()
             .lines()
             .filter(|l| l.contains(needle))
             .count()
-    };
-    let app_pid = || {
-        process_tree(driver_pid)
-            .into_iter()
-            .find(|p| comm(*p).starts_with("webhook-connect"))
     };
     let exe_name = |pid: u32| {
         std::fs::read_link(format!("/proc/{pid}/exe"))
@@ -125,21 +87,20 @@ async fn first_launch_shows_the_window_and_closing_it_without_a_tray_follows_the
             .unwrap_or_default()
     };
     // Creating the session fails (times out) when the app shows no window.
-    let session = Session::start(&wd, &app).await;
+    let session = driver.session().await;
     let result: Result<()> = async {
         let s = session.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
         // The window opened on its own, on the overview.
         s.wait_for(By::testid("add-channel"), Duration::from_secs(30))
             .await
             .context("the first launch's window")?;
-        let pid = app_pid().context("the app process")?;
+        let pid = driver.app_pid().context("the app process")?;
         ensure!(exe_name(pid) == "webhook-connect-app", "{}", exe_name(pid));
         let mapped = tokio::task::spawn_blocking(move || x11::mapped_windows_of(pid)).await??;
         ensure!(mapped == 1, "{mapped} windows of the app on the screen");
         // What the user sees: the whole screen, as Xvfb shows it, once the window has painted
         // its page there (more than a blank window's few colours).
-        let shots = screenshots_dir();
-        std::fs::create_dir_all(&shots)?;
+        let shots = driver::screenshots_dir()?;
         let shot = shots.join("00-first-launch.png");
         wait_until(
             Duration::from_secs(20),
@@ -244,30 +205,13 @@ async fn first_launch_shows_the_window_and_closing_it_without_a_tray_follows_the
     .await;
     if result.is_err() {
         if let Ok(s) = &session {
-            let shot = std::env::temp_dir().join("first-launch-failure.png");
-            if s.screenshot(&shot).await.is_ok() {
-                eprintln!("screenshot at the failure: {}", shot.display());
-            }
+            driver::failure_screenshot(s, "first-launch").await;
         }
-        eprintln!(
-            "app log:\n{}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
-        if let Some(pid) = app_pid() {
+        eprintln!("app log:\n{}", driver.app_log());
+        if let Some(pid) = driver.app_pid() {
             eprintln!("app process {pid}: {}", exe_name(pid));
         }
     }
-    if let Ok(s) = &session {
-        let _ = s.end().await;
-    }
-    let left: Vec<String> = process_tree(driver_pid)
-        .into_iter()
-        .skip(1)
-        .map(|p| p.to_string())
-        .collect();
-    if !left.is_empty() {
-        let _ = Command::new("kill").args(&left).status();
-    }
-    drop(driver);
+    driver.stop(session.as_ref().ok()).await;
     result
 }

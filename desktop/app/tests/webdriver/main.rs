@@ -5,6 +5,7 @@
 
 // The `it` tests' cloud; the rest of that harness (the core's world) is not used here.
 mod bus;
+mod driver;
 mod first_launch;
 #[path = "../it/harness.rs"]
 #[allow(dead_code)]
@@ -16,27 +17,16 @@ mod webdriver;
 mod x11;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use connect_testkit::{RecordingTarget, free_port, wait_until};
+use connect_testkit::{RecordingTarget, wait_until};
+use driver::Driver;
 use serde_json::{Value, json};
-use webdriver::{By, Session};
+use webdriver::By;
 
 use harness::{ADMIN, CHANNEL, Cloud, TOKEN};
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn screenshots_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
-}
 
 /// The test's own gnome-keyring daemon; ended when dropped, so that the next test's daemon owns
 /// the Secret Service's bus name (a daemon left running keeps the name with its `home` deleted,
@@ -162,49 +152,14 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
     let settings_path = settings_dir.join("settings.toml");
     std::fs::write(&settings_path, "[app]\nstart_minimized = false\n")?;
 
-    let app = match std::env::var_os("WEBHOOK_CONNECT_APP_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_BIN_EXE_webhook-connect-app")),
-    };
+    let app = driver::app_binary();
     let log_path = tmp.path().join("app.log");
     // The desktop shell's side of the tray, up before the app so that it registers at once.
     let tray = tray::Tray::start().await?;
     let notifications = notifications::Notifications::start().await?;
-    let port = free_port();
-    let native = free_port();
-    let driver = Killed(
-        Command::new("tauri-driver")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--native-port",
-                &native.to_string(),
-            ])
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", &config_home)
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .env("RUST_LOG", "info")
-            // WebKitWebDriver never completes a session when WebKit's compositing is off (the
-            // app's default on Linux, see startup_env.rs): turn it back on for this test. The app
-            // still re-executes itself with its other defaults.
-            .env("WEBKIT_DISABLE_COMPOSITING_MODE", "0")
-            .stdout(Stdio::null())
-            // The app's log (it inherits this): read below, printed on failure.
-            .stderr(std::fs::File::create(&log_path)?)
-            .spawn()
-            .context("tauri-driver (cargo install tauri-driver --version '^2' --locked)")?,
-    );
-    let driver_pid = driver.0.id();
-    let wd = format!("http://127.0.0.1:{port}");
-    wait_until(Duration::from_secs(20), "tauri-driver to listen", || {
-        let url = format!("{wd}/status");
-        let http = http.clone();
-        async move { http.get(url).send().await.is_ok() }
-    })
-    .await?;
-    let s = Session::start(&wd, &app).await?;
-    let shots = screenshots_dir();
-    std::fs::create_dir_all(&shots)?;
+    let driver = Driver::start(&home, &config_home, &log_path, Some("info")).await?;
+    let s = driver.session().await?;
+    let shots = driver::screenshots_dir()?;
 
     let result: Result<()> = async {
         // Overview, empty.
@@ -216,10 +171,7 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
         s.screenshot(&shots.join("01-overview-empty.png")).await?;
 
         // The app re-executed itself with its Linux start-up defaults, keeping what was set.
-        let app_pid = process_tree(driver_pid)
-            .into_iter()
-            .find(|p| comm(*p).starts_with("webhook-connect"))
-            .context("the app process")?;
+        let app_pid = driver.app_pid().context("the app process")?;
         let environ = std::fs::read(format!("/proc/{app_pid}/environ"))?;
         let environ: Vec<String> = environ
             .split(|b| *b == 0)
@@ -488,8 +440,8 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
                 .unwrap_or_default()
         };
         let log_lines = |needle: &'static str| {
-            std::fs::read_to_string(&log_path)
-                .unwrap_or_default()
+            driver
+                .app_log()
                 .lines()
                 .filter(|l| l.contains(needle))
                 .map(str::to_owned)
@@ -843,24 +795,11 @@ async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
     }
     .await;
     if result.is_err() {
-        let _ = s.screenshot(&tmp.path().join("failure.png")).await;
+        driver::failure_screenshot(&s, "add-channel").await;
         eprintln!("cloud stderr:\n{}", cloud.proc.stderr_text());
-        eprintln!(
-            "app log:\n{}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
+        eprintln!("app log:\n{}", driver.app_log());
     }
-    let _ = s.end().await;
-    // The app replaced itself: make sure nothing of it outlives the test.
-    let left: Vec<String> = process_tree(driver_pid)
-        .into_iter()
-        .skip(1)
-        .map(|p| p.to_string())
-        .collect();
-    if !left.is_empty() {
-        let _ = Command::new("kill").args(&left).status();
-    }
-    drop(driver);
+    driver.stop(Some(&s)).await;
     cloud.proc.kill9();
     result
 }

@@ -5,18 +5,16 @@
 //! taken with "Use here"; the tray offers "New channel…" and "Copy webhook URL"; dead letters
 //! are read with the key; removal deletes the channel at the cloud too when asked.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use connect_testkit::{RecordingTarget, free_port, wait_until};
+use connect_testkit::{RecordingTarget, wait_until};
 use serde_json::{Value, json};
 
+use crate::driver::{self, Driver};
 use crate::webdriver::{By, Session};
-use crate::{
-    Killed, comm, process_tree, screenshots_dir, secret_tool_lookup, start_keyring, tray, x11,
-};
+use crate::{secret_tool_lookup, start_keyring, tray, x11};
 
 async fn post(url: &str, body: &str) -> Result<u16> {
     let r = reqwest::Client::new()
@@ -112,46 +110,12 @@ async fn sign_in_new_channel_use_here_tray_dead_letters_and_delete_at_the_cloud(
     let settings_path = settings_dir.join("settings.toml");
     std::fs::write(&settings_path, "[app]\nstart_minimized = false\n")?;
 
-    let app = match std::env::var_os("WEBHOOK_CONNECT_APP_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_BIN_EXE_webhook-connect-app")),
-    };
     let log_path = tmp.path().join("app.log");
     let tray = tray::Tray::start().await?;
-    let port = free_port();
-    let native = free_port();
-    let driver = Killed(
-        Command::new("tauri-driver")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--native-port",
-                &native.to_string(),
-            ])
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", &config_home)
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            // The app's own default log filter (checked below: it never names a webhook id).
-            .env_remove("RUST_LOG")
-            // See the first test: WebKitWebDriver needs compositing.
-            .env("WEBKIT_DISABLE_COMPOSITING_MODE", "0")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path)?)
-            .spawn()
-            .context("tauri-driver (cargo install tauri-driver --version '^2' --locked)")?,
-    );
-    let driver_pid = driver.0.id();
-    let wd = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    wait_until(Duration::from_secs(20), "tauri-driver to listen", || {
-        let url = format!("{wd}/status");
-        let http = http.clone();
-        async move { http.get(url).send().await.is_ok() }
-    })
-    .await?;
-    let s = Session::start(&wd, &app).await?;
-    let shots = screenshots_dir();
-    std::fs::create_dir_all(&shots)?;
+    // The app's own default log filter (checked below: it never names a webhook id).
+    let driver = Driver::start(&home, &config_home, &log_path, None).await?;
+    let s = driver.session().await?;
+    let shots = driver::screenshots_dir()?;
 
     let result: Result<()> = async {
         // Not signed in yet: "New channel" asks to sign in first.
@@ -284,10 +248,7 @@ async fn sign_in_new_channel_use_here_tray_dead_letters_and_delete_at_the_cloud(
         ensure!(got[1].path == "/billing", "{:?}", got[1]);
 
         // The tray: per channel "Copy webhook URL" (the cloud's URL), and "New channel…".
-        let app_pid = process_tree(driver_pid)
-            .into_iter()
-            .find(|p| comm(*p).starts_with("webhook-connect"))
-            .context("the app process")?;
+        let app_pid = driver.app_pid().context("the app process")?;
         let item = tray.item_of(app_pid, 0, Duration::from_secs(20)).await?;
         let menu = tray
             .wait_menu(&item, "both channels", Duration::from_secs(20), |m| {
@@ -379,27 +340,11 @@ async fn sign_in_new_channel_use_here_tray_dead_letters_and_delete_at_the_cloud(
     }
     .await;
     if result.is_err() {
-        let _ = s.screenshot(&tmp.path().join("failure.png")).await;
-        let _ = std::fs::copy(
-            tmp.path().join("failure.png"),
-            "/tmp/self-service-failure.png",
-        );
+        driver::failure_screenshot(&s, "self-service").await;
         eprintln!("cloud stderr:\n{}", cloud.proc.stderr_text());
-        eprintln!(
-            "app log:\n{}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
+        eprintln!("app log:\n{}", driver.app_log());
     }
-    let _ = s.end().await;
-    let left: Vec<String> = process_tree(driver_pid)
-        .into_iter()
-        .skip(1)
-        .map(|p| p.to_string())
-        .collect();
-    if !left.is_empty() {
-        let _ = Command::new("kill").args(&left).status();
-    }
-    drop(driver);
+    driver.stop(Some(&s)).await;
     cloud.proc.kill9();
     result
 }

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use base64::Engine as _;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
@@ -103,6 +104,65 @@ async fn post_url(c: &Cloud, url: &str, body: &[u8], headers: &[(&str, &str)]) -
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
+/// `(status, error code)` of an answer, for refusals.
+fn status_and_code(s: u16, v: &Value) -> (u16, Option<&str>) {
+    (s, v["code"].as_str())
+}
+
+/// The status `GET /api/v1/account` answers `key` with.
+async fn account_status(c: &Cloud, key: &str) -> anyhow::Result<u16> {
+    Ok(c.api(Method::GET, "/account", key, None).await?.0)
+}
+
+/// `POST /api/v1/channels` with `body`, whatever it answers (see [`Cloud::create_channel`]
+/// for one that must succeed).
+async fn try_create_channel(c: &Cloud, key: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+    c.api(Method::POST, "/channels", key, Some(&body)).await
+}
+
+/// Rotates the account's API key through the admin API (must answer 200); the new key.
+async fn rotate_key(c: &Cloud, account_id: &str) -> anyhow::Result<String> {
+    let (s, r) = c
+        .admin(Method::POST, &format!("/accounts/{account_id}/rotate-key"))
+        .await?;
+    anyhow::ensure!(s == 200, "rotate-key answered {s}: {r}");
+    Ok(r["api_key"].as_str().context("no api_key")?.to_owned())
+}
+
+/// `PATCH /admin/webhook-connect/accounts/{account_id}` with `body`.
+async fn patch_account(c: &Cloud, account_id: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+    c.admin_json(Method::PATCH, &format!("/accounts/{account_id}"), &body)
+        .await
+}
+
+/// `POST /admin/reload-config` with the reload token; the response.
+async fn reload_config(c: &Cloud, token: &str) -> anyhow::Result<reqwest::Response> {
+    Ok(c.http
+        .post(format!("{}/admin/reload-config", c.base))
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await?)
+}
+
+/// The admin API lists channel `name` as an account's (`owner` is `acc_…`).
+async fn assert_account_owns(c: &Cloud, name: &str) -> anyhow::Result<()> {
+    let (s, list) = c.admin(Method::GET, "/channels").await?;
+    assert_eq!(s, 200);
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .cloned()
+        .unwrap();
+    assert!(
+        row["owner"].as_str().is_some_and(|o| o.starts_with("acc_")),
+        "still the account's: {row}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn hosted_account_channel_ingress_and_connectors_on_the_embedded_store() -> anyhow::Result<()>
 {
@@ -175,7 +235,7 @@ async fn hosted_account_channel_ingress_and_connectors_on_the_embedded_store() -
     for bad in ["", "whc_unknown", "not-a-key", CONFIGURED_TOKEN] {
         let (s, v) = c.api(Method::GET, "/account", bad, None).await?;
         assert_eq!(
-            (s, v["code"].as_str()),
+            status_and_code(s, &v),
             (401, Some("unauthorized")),
             "{bad:?}"
         );
@@ -184,8 +244,7 @@ async fn hosted_account_channel_ingress_and_connectors_on_the_embedded_store() -
     // Restart: accounts and channels are still there and still work.
     drop(by_key);
     c.restart().await?;
-    let (s, _) = c.api(Method::GET, "/account", &alice, None).await?;
-    assert_eq!(s, 200);
+    assert_eq!(account_status(&c, &alice).await?, 200);
     let mut by_token = ws(&c, "alice.shop", &token).await?;
     // The unacknowledged message was kept across the restart and comes first.
     assert_eq!(body_of(&next_webhook(&mut by_token).await), body);
@@ -198,17 +257,15 @@ async fn hosted_account_channel_ingress_and_connectors_on_the_embedded_store() -
 
     // Key rotation: the old key is refused at once, its live connection closed.
     let mut old_key_conn = ws(&c, "alice.shop", &alice).await?;
-    let (s, rotated) = c
-        .admin(Method::POST, &format!("/accounts/{alice_id}/rotate-key"))
-        .await?;
-    assert_eq!(s, 200);
-    let new_key = rotated["api_key"].as_str().unwrap().to_owned();
-    let (s, _) = c.api(Method::GET, "/account", &alice, None).await?;
-    assert_eq!(s, 401, "old key right after rotation");
+    let new_key = rotate_key(&c, &alice_id).await?;
+    assert_eq!(
+        account_status(&c, &alice).await?,
+        401,
+        "old key right after rotation"
+    );
     assert_eq!(c.connector_status("alice.shop", &alice).await, 401);
     assert_eq!(close_code(&mut old_key_conn).await, Some(4005));
-    let (s, _) = c.api(Method::GET, "/account", &new_key, None).await?;
-    assert_eq!(s, 200);
+    assert_eq!(account_status(&c, &new_key).await?, 200);
 
     // Delete: ingress 404 at once, live connections closed with 4006.
     let (s, v) = c
@@ -231,8 +288,7 @@ async fn hosted_account_channel_ingress_and_connectors_on_the_embedded_store() -
     assert_eq!((s, v["channels_deleted"].as_u64()), (200, Some(1)), "{v}");
     let (s, _) = post_url(&c, kept["webhook_url"].as_str().unwrap(), b"x", &[]).await;
     assert_eq!(s, 404);
-    let (s, _) = c.api(Method::GET, "/account", &new_key, None).await?;
-    assert_eq!(s, 401);
+    assert_eq!(account_status(&c, &new_key).await?, 401);
     let (s, _) = c
         .admin(Method::GET, &format!("/accounts/{alice_id}"))
         .await?;
@@ -259,14 +315,7 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
         )
         .await?;
     // A setting above the cap: 422 naming the field and the cap; nothing is created.
-    let (s, v) = c
-        .api(
-            Method::POST,
-            "/channels",
-            &key,
-            Some(&json!({"name": "a", "ttl_seconds": 7200})),
-        )
-        .await?;
+    let (s, v) = try_create_channel(&c, &key, json!({"name": "a", "ttl_seconds": 7200})).await?;
     assert_eq!(s, 422, "{v}");
     let detail = v["detail"].as_str().unwrap();
     assert!(
@@ -291,28 +340,10 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
     assert!(!gh.to_string().contains(secret), "the secret is write-only");
     let url = gh["webhook_url"].as_str().unwrap().to_owned();
     let _second = c.create_channel(&key, json!({"name": "other"})).await?;
-    let (s, v) = c
-        .api(
-            Method::POST,
-            "/channels",
-            &key,
-            Some(&json!({"name": "third"})),
-        )
-        .await?;
-    assert_eq!(
-        (s, v["code"].as_str()),
-        (403, Some("quota_exceeded")),
-        "{v}"
-    );
-    let (s, v) = c
-        .api(
-            Method::POST,
-            "/channels",
-            &key,
-            Some(&json!({"name": "gh"})),
-        )
-        .await?;
-    assert_eq!((s, v["code"].as_str()), (409, Some("name_taken")), "{v}");
+    let (s, v) = try_create_channel(&c, &key, json!({"name": "third"})).await?;
+    assert_eq!(status_and_code(s, &v), (403, Some("quota_exceeded")), "{v}");
+    let (s, v) = try_create_channel(&c, &key, json!({"name": "gh"})).await?;
+    assert_eq!(status_and_code(s, &v), (409, Some("name_taken")), "{v}");
 
     // verify: a bad signature is 401 and nothing is stored; a good one is delivered exactly.
     let body = br#"{"action":"opened","n":  1}"#;
@@ -367,32 +398,11 @@ async fn hosted_quotas_verify_and_reload() -> anyhow::Result<()> {
     assert_eq!((s, v["ttl_seconds"].as_u64()), (200, Some(60)), "{v}");
 
     // A configuration reload keeps self-service channels.
-    let r = c
-        .http
-        .post(format!("{}/admin/reload-config", c.base))
-        .bearer_auth(reload)
-        .json(&json!({}))
-        .send()
-        .await?;
-    assert_eq!(r.status(), 200);
+    assert_eq!(reload_config(&c, reload).await?.status(), 200);
     let (s, _) = post_url(&c, &url, body, &[("x-hub-signature-256", &sig)]).await;
     assert_eq!(s, 200, "after a reload");
     assert_eq!(body_of(&next_webhook(&mut conn).await), body);
-    let (s, list) = c.admin(Method::GET, "/channels").await?;
-    assert_eq!(s, 200);
-    let gh_row = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "carol.gh")
-        .cloned()
-        .unwrap();
-    assert!(
-        gh_row["owner"]
-            .as_str()
-            .is_some_and(|o| o.starts_with("acc_")),
-        "{gh_row}"
-    );
+    assert_account_owns(&c, "carol.gh").await?;
 
     // Dead letters and rotate-token through the account's API.
     let (s, v) = c
@@ -551,13 +561,7 @@ async fn open_sign_up_is_limited_per_ip_and_modes_gate_the_api() -> anyhow::Resu
         .await?;
     assert_eq!(s, 409);
     let id = v["account_id"].as_str().unwrap();
-    let (s, bad) = keys
-        .admin_json(
-            Method::PATCH,
-            &format!("/accounts/{id}"),
-            &json!({"quota": {"max_queue_size": 0}}),
-        )
-        .await?;
+    let (s, bad) = patch_account(&keys, id, json!({"quota": {"max_queue_size": 0}})).await?;
     assert_eq!(s, 422, "{bad}");
     assert!(
         bad["detail"]
@@ -565,24 +569,12 @@ async fn open_sign_up_is_limited_per_ip_and_modes_gate_the_api() -> anyhow::Resu
             .unwrap()
             .contains("quota.max_queue_size")
     );
-    let (s, patched) = keys
-        .admin_json(
-            Method::PATCH,
-            &format!("/accounts/{id}"),
-            &json!({"quota": {"max_channels": 3}}),
-        )
-        .await?;
+    let (s, patched) = patch_account(&keys, id, json!({"quota": {"max_channels": 3}})).await?;
     assert_eq!(
         (s, patched["quota"]["max_channels"].as_u64()),
         (200, Some(3))
     );
-    let (s, _) = keys
-        .admin_json(
-            Method::PATCH,
-            &format!("/accounts/{id}"),
-            &json!({"disabled": true}),
-        )
-        .await?;
+    let (s, _) = patch_account(&keys, id, json!({"disabled": true})).await?;
     assert_eq!(s, 200);
     let (s, list) = keys.admin(Method::GET, "/accounts").await?;
     assert_eq!(
@@ -598,7 +590,7 @@ async fn open_sign_up_is_limited_per_ip_and_modes_gate_the_api() -> anyhow::Resu
         )
         .await?;
     assert_eq!(
-        (s, v["code"].as_str()),
+        status_and_code(s, &v),
         (401, Some("unauthorized")),
         "disabled"
     );
@@ -695,15 +687,7 @@ async fn quotas_hold_under_concurrent_creates(clouds: &[&Cloud]) -> anyhow::Resu
     let creates = (0..30).map(|i| {
         let c = clouds[i % clouds.len()];
         let key = key.clone();
-        async move {
-            c.api(
-                Method::POST,
-                "/channels",
-                &key,
-                Some(&json!({"name": format!("c{i}")})),
-            )
-            .await
-        }
+        async move { try_create_channel(c, &key, json!({"name": format!("c{i}")})).await }
     });
     let mut created = 0;
     for r in futures::future::join_all(creates).await {
@@ -815,13 +799,8 @@ async fn hosted_channels_agree_between_two_redis_replicas() -> anyhow::Result<()
     // A accepted the key before (and caches that on its channel view).
     assert_eq!(a.connector_status("alice.shop", &alice).await, 200);
     // Rotated through B: A refuses the old key at once.
-    let (s, r) = b
-        .admin(Method::POST, &format!("/accounts/{alice_id}/rotate-key"))
-        .await?;
-    assert_eq!(s, 200);
-    let new_key = r["api_key"].as_str().unwrap().to_owned();
-    let (s, _) = a.api(Method::GET, "/account", &alice, None).await?;
-    assert_eq!(s, 401);
+    let new_key = rotate_key(&b, &alice_id).await?;
+    assert_eq!(account_status(&a, &alice).await?, 401);
     assert_eq!(a.connector_status("alice.shop", &alice).await, 401);
     assert_eq!(a.connector_status("alice.shop", &new_key).await, 200);
 
@@ -866,22 +845,12 @@ async fn a_key_rotated_or_disabled_through_one_replica_closes_its_connections_on
 
     // Rotated through A: B closes the old key's connection at once (4005), without any
     // further request with that key; the channel token's connection stays.
-    let (s, r) = a
-        .admin(Method::POST, &format!("/accounts/{id}/rotate-key"))
-        .await?;
-    assert_eq!(s, 200);
-    let new_key = r["api_key"].as_str().unwrap().to_owned();
+    let new_key = rotate_key(&a, &id).await?;
     assert_eq!(closed_within(&mut by_key).await, Some(4005), "old key on B");
 
     // Disabled through A: B closes the new key's connection too.
     let mut by_new_key = ws(&b, "zoe.shop", &new_key).await?;
-    let (s, _) = a
-        .admin_json(
-            Method::PATCH,
-            &format!("/accounts/{id}"),
-            &json!({"disabled": true}),
-        )
-        .await?;
+    let (s, _) = patch_account(&a, &id, json!({"disabled": true})).await?;
     assert_eq!(s, 200);
     assert_eq!(
         closed_within(&mut by_new_key).await,
@@ -890,13 +859,7 @@ async fn a_key_rotated_or_disabled_through_one_replica_closes_its_connections_on
     );
 
     // The channel token was never revoked: its connection still receives webhooks.
-    let (s, _) = a
-        .admin_json(
-            Method::PATCH,
-            &format!("/accounts/{id}"),
-            &json!({"disabled": false}),
-        )
-        .await?;
+    let (s, _) = patch_account(&a, &id, json!({"disabled": false})).await?;
     assert_eq!(s, 200);
     let url = created["webhook_url"].as_str().unwrap().to_owned();
     let (s, _) = post_url(&a, &url, b"still here", &[]).await;
@@ -927,14 +890,7 @@ async fn a_configured_channel_cannot_take_over_a_self_service_channel() -> anyho
         c.dir.path().join("webhooks.json"),
         serde_json::to_vec_pretty(&doc)?,
     )?;
-    let r = c
-        .http
-        .post(format!("{}/admin/reload-config", c.base))
-        .bearer_auth(reload)
-        .json(&json!({}))
-        .send()
-        .await?;
-    let details: Value = r.json().await?;
+    let details: Value = reload_config(&c, reload).await?.json().await?;
     let errors = details.to_string();
     assert!(
         errors.contains("clash-hook")
@@ -961,18 +917,6 @@ async fn a_configured_channel_cannot_take_over_a_self_service_channel() -> anyho
     let (s, _) = post_url(&c, &url, b"mine", &[]).await;
     assert_eq!(s, 200);
     assert_eq!(body_of(&next_webhook(&mut conn).await), b"mine");
-    let (s, list) = c.admin(Method::GET, "/channels").await?;
-    assert_eq!(s, 200);
-    let row = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "alice.shop")
-        .cloned()
-        .unwrap();
-    assert!(
-        row["owner"].as_str().is_some_and(|o| o.starts_with("acc_")),
-        "still the account's: {row}"
-    );
+    assert_account_owns(&c, "alice.shop").await?;
     Ok(())
 }

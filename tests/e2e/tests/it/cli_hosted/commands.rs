@@ -1,9 +1,39 @@
 //! `channels …` and `dead-letters …`, with `--json` output parsed as the API's shapes.
 
 use anyhow::{Context, Result, ensure};
-use connect_testkit::{RecordingTarget, wait_for};
+use connect_testkit::{Cloud, RecordingTarget, wait_for};
+use serde_json::Value;
 
 use super::{Machine, WAIT, admin_account, hosted_cloud, interrupt, login};
+
+/// Runs `args` (no stdin), which must exit 0, and parses its `--json` output.
+async fn run_json(m: &Machine, args: &[&str]) -> Result<Value> {
+    m.run(args, "").await?.ok()?.json()
+}
+
+/// Runs `args` with `stdin`; it must exit with `code` and name `needle` on stderr.
+async fn run_fails(m: &Machine, args: &[&str], stdin: &str, code: i32, needle: &str) -> Result<()> {
+    let run = m.run(args, stdin).await?;
+    ensure!(
+        run.code == Some(code) && run.stderr.contains(needle),
+        "{args:?}: exit {:?}, not {code} naming {needle:?}: {}",
+        run.code,
+        run.stderr
+    );
+    Ok(())
+}
+
+/// POSTs `body` to a channel's webhook URL; the status.
+async fn post_webhook(cloud: &Cloud, url: &str, body: String) -> Result<u16> {
+    Ok(cloud
+        .http
+        .post(url)
+        .body(body)
+        .send()
+        .await?
+        .status()
+        .as_u16())
+}
 
 #[tokio::test]
 async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
@@ -11,7 +41,7 @@ async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
     let key = admin_account(&cloud, "bob").await?;
     let m = Machine::new()?;
     login(&m, &cloud, &key, &m.path("key")).await?.ok()?;
-    let who = m.run(&["whoami", "--json"], "").await?.ok()?.json()?;
+    let who = run_json(&m, &["whoami", "--json"]).await?;
     ensure!(
         who["name"] == "bob"
             && who["account_id"]
@@ -20,11 +50,7 @@ async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
         "{who}"
     );
 
-    let created = m
-        .run(&["channels", "create", "shop", "--json"], "")
-        .await?
-        .ok()?
-        .json()?;
+    let created = run_json(&m, &["channels", "create", "shop", "--json"]).await?;
     ensure!(created["channel"] == "bob.shop", "{created}");
     let url = created["webhook_url"]
         .as_str()
@@ -42,42 +68,28 @@ async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
         "{}",
         human.stdout
     );
-    let other = m
-        .run(
-            &[
-                "listen",
-                "--channel",
-                "eve.shop",
-                "--forward-to",
-                "http://127.0.0.1:9",
-            ],
-            "",
-        )
-        .await?;
-    ensure!(
-        other.code == Some(64) && other.stderr.contains("eve"),
-        "another account's channel: {:?} {}",
-        other.code,
-        other.stderr
-    );
-    let taken = m.run(&["channels", "create", "shop"], "").await?;
-    ensure!(
-        taken.code == Some(1) && taken.stderr.contains("409"),
-        "{}",
-        taken.stderr
-    );
+    // Another account's channel.
+    run_fails(
+        &m,
+        &[
+            "listen",
+            "--channel",
+            "eve.shop",
+            "--forward-to",
+            "http://127.0.0.1:9",
+        ],
+        "",
+        64,
+        "eve",
+    )
+    .await?;
+    run_fails(&m, &["channels", "create", "shop"], "", 1, "409").await?;
 
     // Three webhooks dead-lettered by a target answering 404.
     let target = RecordingTarget::start().await?;
     target.set_status(404);
     for i in 0..3 {
-        let r = cloud
-            .http
-            .post(&url)
-            .body(format!("{{\"n\":{i}}}"))
-            .send()
-            .await?;
-        ensure!(r.status() == 200);
+        ensure!(post_webhook(&cloud, &url, format!("{{\"n\":{i}}}")).await? == 200);
     }
     let mut p = m.listen(&["--channel", "shop", "--forward-to", &target.url])?;
     wait_for(WAIT, "three dead-lettered lines", || async {
@@ -89,11 +101,7 @@ async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
     // The webhook id is the URL's secret part: listen's log (stderr) never names it.
     let webhook_id = created["webhook_id"].as_str().context("webhook_id")?;
     ensure!(!p.stderr_text().contains(webhook_id), "{}", p.stderr_text());
-    let dl = m
-        .run(&["dead-letters", "shop", "--json"], "")
-        .await?
-        .ok()?
-        .json()?;
+    let dl = run_json(&m, &["dead-letters", "shop", "--json"]).await?;
     ensure!(dl["total"] == 3 && dl["channel"] == "bob.shop", "{dl}");
     let ids: Vec<String> = dl["messages"]
         .as_array()
@@ -109,32 +117,16 @@ async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
         human.stdout
     );
 
-    let del = m
-        .run(&["dead-letters", "shop", "--delete", &ids[0], "--json"], "")
-        .await?
-        .ok()?
-        .json()?;
+    let del = run_json(&m, &["dead-letters", "shop", "--delete", &ids[0], "--json"]).await?;
     ensure!(
         del["status"] == "deleted" && del["message_id"] == ids[0].as_str(),
         "{del}"
     );
-    let rep = m
-        .run(&["dead-letters", "shop", "--replay", &ids[1], "--json"], "")
-        .await?
-        .ok()?
-        .json()?;
+    let rep = run_json(&m, &["dead-letters", "shop", "--replay", &ids[1], "--json"]).await?;
     ensure!(rep["status"] == "replayed", "{rep}");
-    let all = m
-        .run(&["dead-letters", "shop", "--replay-all", "--json"], "")
-        .await?
-        .ok()?
-        .json()?;
+    let all = run_json(&m, &["dead-letters", "shop", "--replay-all", "--json"]).await?;
     ensure!(all["replayed"] == 1 && all["remaining"] == 0, "{all}");
-    let list = m
-        .run(&["channels", "list", "--json"], "")
-        .await?
-        .ok()?
-        .json()?;
+    let list = run_json(&m, &["channels", "list", "--json"]).await?;
     ensure!(
         list["channels"][0]["stats"]["messages_queued"] == 2,
         "{list}"
@@ -147,11 +139,7 @@ async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
     .await
     .with_context(|| p.stdout_text())?;
     ensure!(interrupt(&mut p).await? == Some(0));
-    let purged = m
-        .run(&["dead-letters", "shop", "--purge", "--json"], "")
-        .await?
-        .ok()?
-        .json()?;
+    let purged = run_json(&m, &["dead-letters", "shop", "--purge", "--json"]).await?;
     ensure!(purged["deleted"] == 2, "{purged}");
     let gone = m
         .run(&["dead-letters", "shop", "--delete", &ids[1]], "")
@@ -162,54 +150,37 @@ async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
         gone.code
     );
 
-    let rotated = m
-        .run(
-            &[
-                "channels",
-                "rotate-token",
-                "shop",
-                "--grace-seconds",
-                "0",
-                "--json",
-            ],
-            "",
-        )
-        .await?
-        .ok()?
-        .json()?;
+    let rotated = run_json(
+        &m,
+        &[
+            "channels",
+            "rotate-token",
+            "shop",
+            "--grace-seconds",
+            "0",
+            "--json",
+        ],
+    )
+    .await?;
     ensure!(
         rotated["new_token"]
             .as_str()
             .is_some_and(|t| t.starts_with("ch_tok_")),
         "{rotated}"
     );
-    let deleted = m
-        .run(&["channels", "delete", "shop", "--json"], "")
-        .await?
-        .ok()?
-        .json()?;
+    let deleted = run_json(&m, &["channels", "delete", "shop", "--json"]).await?;
     ensure!(deleted["deleted"] == "bob.shop", "{deleted}");
-    let r = cloud.http.post(&url).body("{}").send().await?;
+    let status = post_webhook(&cloud, &url, "{}".into()).await?;
     ensure!(
-        r.status() == 404,
-        "a deleted channel's URL answers 404, got {}",
-        r.status()
+        status == 404,
+        "a deleted channel's URL answers 404, got {status}"
     );
-    let list = m
-        .run(&["channels", "list", "--json"], "")
-        .await?
-        .ok()?
-        .json()?;
+    let list = run_json(&m, &["channels", "list", "--json"]).await?;
     ensure!(
         list["channels"].as_array().is_some_and(Vec::is_empty),
         "{list}"
     );
-    let again = m.run(&["channels", "delete", "shop"], "").await?;
-    ensure!(
-        again.code == Some(1) && again.stderr.contains("404"),
-        "{}",
-        again.stderr
-    );
+    run_fails(&m, &["channels", "delete", "shop"], "", 1, "404").await?;
 
     // A provider check: the secret comes from stdin and is never shown again.
     let gh = m
@@ -252,32 +223,26 @@ async fn cli_channels_and_dead_letters_with_json_output() -> Result<()> {
             .await?;
         ensure!(r.status() == want, "signed with {secret:?}: {}", r.status());
     }
-    let list = m
-        .run(&["channels", "list", "--json"], "")
-        .await?
-        .ok()?
-        .json()?;
+    let list = run_json(&m, &["channels", "list", "--json"]).await?;
     ensure!(
         list["channels"][0]["stats"]["messages_queued"] == 1,
         "only the good one is stored: {list}"
     );
-    let bad = m
-        .run(
-            &[
-                "channels",
-                "create",
-                "x",
-                "--verify",
-                "gitlab",
-                "--secret-stdin",
-            ],
-            "s\n",
-        )
-        .await?;
-    ensure!(
-        bad.code == Some(64) && bad.stderr.contains("github"),
-        "{}",
-        bad.stderr
-    );
+    // An unknown preset: the error names the known ones.
+    run_fails(
+        &m,
+        &[
+            "channels",
+            "create",
+            "x",
+            "--verify",
+            "gitlab",
+            "--secret-stdin",
+        ],
+        "s\n",
+        64,
+        "github",
+    )
+    .await?;
     Ok(())
 }
