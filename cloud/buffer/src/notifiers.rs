@@ -46,6 +46,13 @@ impl Notifiers {
         n
     }
 
+    /// The notifier of `channel`, taken out of the map: for a backend whose channel holds it
+    /// from then on and hands it out itself.
+    pub fn take(&self, channel: &str) -> Arc<Notify> {
+        let held = self.inner.lock().map.remove(channel);
+        held.and_then(|w| w.upgrade()).unwrap_or_default()
+    }
+
     /// The notifier of `channel` if somebody holds it (nobody waits on the others).
     pub fn live(&self, channel: &str) -> Option<Arc<Notify>> {
         self.inner.lock().map.get(channel).and_then(Weak::upgrade)
@@ -78,5 +85,8 @@ mod tests {
         );
         drop(a);
         assert!(n.live("a").is_none());
+        let b = n.get("b");
+        assert!(Arc::ptr_eq(&b, &n.take("b")), "taken: the one handed out");
+        assert!(n.live("b").is_none(), "and out of the map");
     }
 }

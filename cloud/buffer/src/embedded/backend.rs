@@ -50,7 +50,13 @@ impl Buffer for EmbeddedBuffer {
     }
 
     fn notifier(&self, channel: &str) -> Arc<Notify> {
-        self.notifiers.get(channel)
+        // A live channel hands out its own; the map holds only notifiers asked for before
+        // their channel exists (taken by it when it is created, under the same lock).
+        let map = self.channels.read();
+        match map.get(channel) {
+            Some(c) => c.lock().notify.clone(),
+            None => self.notifiers.get(channel),
+        }
     }
 
     async fn register_channel(&self, reg: ChannelRegistration) -> Result<Registered> {
@@ -66,7 +72,7 @@ impl Buffer for EmbeddedBuffer {
                     (chan, registered)
                 }
                 None => {
-                    let notify = self.notifiers.get(&reg.name);
+                    let notify = self.notifiers.take(&reg.name);
                     let name = reg.name.clone();
                     let id = self.shared.next_channel_id.fetch_add(1, Ordering::SeqCst);
                     let c = Chan::create(reg, id, now, notify, &self.env);

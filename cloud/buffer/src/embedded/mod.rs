@@ -95,6 +95,7 @@ impl Default for EmbeddedOptions {
 
 pub struct EmbeddedBuffer {
     channels: RwLock<HashMap<String, ChanRef>>,
+    /// Notifiers asked for before their channel exists (a live channel holds its own).
     notifiers: crate::notifiers::Notifiers,
     connections: Mutex<HashMap<String, HashSet<String>>>,
     clock: Arc<dyn Clock>,
@@ -158,13 +159,9 @@ impl EmbeddedBuffer {
             max_dead_letters: options.max_dead_letters,
             due: due.clone(),
         };
-        let notifiers = crate::notifiers::Notifiers::default();
         let mut by_id: HashMap<u64, Chan> = loaded
             .into_iter()
-            .map(|l| {
-                let notify = notifiers.get(&l.name);
-                (l.disk.id, Chan::load(l, notify, &env))
-            })
+            .map(|l| (l.disk.id, Chan::load(l, Arc::default(), &env)))
             .collect();
         let started = Instant::now();
         let mut records = 0u64;
@@ -209,7 +206,7 @@ impl EmbeddedBuffer {
         )?;
         Ok(Self {
             channels: RwLock::new(map),
-            notifiers,
+            notifiers: crate::notifiers::Notifiers::default(),
             connections: Mutex::new(HashMap::new()),
             clock,
             shared,
