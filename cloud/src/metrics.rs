@@ -91,6 +91,16 @@ impl<V> Default for Series<V> {
 }
 
 impl<V> Series<V> {
+    /// Drops the series labelled `channel` for which `dead` holds.
+    fn forget_channel(&mut self, channel: &str, dead: impl Fn(&V) -> bool) {
+        self.0.retain(|k, v| {
+            !(dead(v)
+                && k.labels
+                    .iter()
+                    .any(|(l, x)| *l == "channel" && x == channel))
+        });
+    }
+
     fn get_or(&mut self, key: KeyRef<'_>, new: impl FnOnce() -> V) -> &mut V {
         if !self.0.contains_key(&key) {
             self.0.insert(key.to_owned(), new());
@@ -224,6 +234,14 @@ impl Metrics {
             ],
             1,
         );
+    }
+
+    /// A deleted channel's series go with it (else create/delete churn grows them without
+    /// bound); a connections gauge stays until its connections have closed.
+    pub fn forget_channel(&self, channel: &str) {
+        self.counters.lock().forget_channel(channel, |_| true);
+        self.histograms.lock().forget_channel(channel, |_| true);
+        self.gauges.lock().forget_channel(channel, |v| *v == 0);
     }
 
     pub fn discarded(&self, channel: &str, reason: &str, n: u64) {

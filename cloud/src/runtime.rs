@@ -207,8 +207,10 @@ impl Runtime {
                     }
                     OrphanPolicy::Delete => {
                         let n = self.buffer().delete_channel(&rec.name).await?;
-                        self.metrics.discarded(&rec.name, "channel_deleted", n);
                         self.hub.remove_channel(&rec.name);
+                        if n > 0 {
+                            self.metrics.discarded(&rec.name, "channel_deleted", n);
+                        }
                         tracing::info!(channel = %rec.name, discarded = n, "channel no longer configured: deleted");
                     }
                 }

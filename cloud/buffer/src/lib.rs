@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod embedded;
 pub mod hosted;
+mod notifiers;
 pub mod redis;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;

@@ -361,10 +361,13 @@ impl Hosted {
         self.buffer().delete_hosted_channel(&rec.channel).await?;
         self.compiled.forget(&rec.webhook_id);
         let n = self.buffer().delete_channel(&rec.channel).await?;
-        self.rt
-            .metrics()
-            .discarded(&rec.channel, "channel_deleted", n);
         self.rt.hub().remove_channel(&rec.channel);
+        if n > 0 {
+            // The one series a deleted channel keeps: what its deletion discarded.
+            self.rt
+                .metrics()
+                .discarded(&rec.channel, "channel_deleted", n);
+        }
         tracing::info!(channel = %rec.channel, discarded = n, "self-service channel deleted");
         Ok(n)
     }

@@ -133,8 +133,10 @@ impl Hub {
         rt.wake();
     }
 
-    /// Removes a channel's runtime (channel deleted): closes its connections with 4006.
+    /// Removes a channel's runtime (channel deleted): closes its connections with 4006 and
+    /// drops its metric series.
     pub fn remove_channel(&self, name: &str) {
+        self.metrics.forget_channel(name);
         let rt = self.channels.write().remove(name);
         if let Some(rt) = rt {
             rt.stop_token().cancel();

@@ -50,11 +50,13 @@ impl Buffer for EmbeddedBuffer {
     }
 
     fn notifier(&self, channel: &str) -> Arc<Notify> {
-        self.notifiers
-            .lock()
-            .entry(channel.to_owned())
-            .or_default()
-            .clone()
+        // A live channel hands out its own; the map holds only notifiers asked for before
+        // their channel exists (taken by it when it is created, under the same lock).
+        let map = self.channels.read();
+        match map.get(channel) {
+            Some(c) => c.lock().notify.clone(),
+            None => self.notifiers.get(channel),
+        }
     }
 
     async fn register_channel(&self, reg: ChannelRegistration) -> Result<Registered> {
@@ -70,7 +72,7 @@ impl Buffer for EmbeddedBuffer {
                     (chan, registered)
                 }
                 None => {
-                    let notify = self.notifier(&reg.name);
+                    let notify = self.notifiers.take(&reg.name);
                     let name = reg.name.clone();
                     let id = self.shared.next_channel_id.fetch_add(1, Ordering::SeqCst);
                     let c = Chan::create(reg, id, now, notify, &self.env);
@@ -257,8 +259,12 @@ impl Buffer for EmbeddedBuffer {
                 Ok(false) | Err(BufferError::ChannelNotFound) => {}
                 Err(e) => {
                     // The ones not visited stay due for the next sweep.
+                    let map = self.channels.read();
                     for rest in names {
-                        self.due.schedule(now.micros(), &rest);
+                        if let Some(c) = map.get(&rest) {
+                            let id = c.lock().id;
+                            self.due.schedule(now.micros(), id, &rest);
+                        }
                     }
                     return Err(e);
                 }

@@ -5,7 +5,7 @@
 //! about a hundred bytes); headers, bodies and NACK error texts stay in the log and are read
 //! outside the lock ([`ToRead`], [`View`]).
 //!
-//! Every transition queues the records that keep the log in step into `out`; the caller
+//! Every transition queues the records that keep the log in step into its outbox; the caller
 //! ships them to the writer *before releasing the lock*, so the log sees changes in the same
 //! order as memory does (and new messages in sequence order). The writer's callback
 //! ([`Chan::committed`]) then learns where each record landed.
@@ -30,10 +30,12 @@ use super::writer::{Job, OnCommit, Rec};
 use crate::{
     BufferError, ChannelRecord, ChannelRegistration, Counters, Registered, Result, TokenState,
 };
+use outbox::{Outbox, Queued};
 
 mod dead;
 mod delivery;
 mod msgs;
+mod outbox;
 mod scan;
 mod slots;
 mod timers;
@@ -171,9 +173,7 @@ pub(super) struct Chan {
     /// Log bytes of unsettled messages (reserved included), for `max_queue_bytes`.
     queued_bytes: u64,
     generation: u32,
-    out: Vec<Rec>,
-    tags: Vec<Tag>,
-    meta: Vec<MetaWrite>,
+    outbox: Outbox,
     counters_dirty: bool,
     /// No unsettled message expires before this instant (a lower bound). Lets the periodic
     /// sweep skip the TTL scan of a large backlog until something can have expired.
@@ -208,9 +208,7 @@ impl Chan {
             m: Lazy::default(),
             queued_bytes: 0,
             generation: 0,
-            out: Vec::new(),
-            tags: Vec::new(),
-            meta: Vec::new(),
+            outbox: Outbox::default(),
             counters_dirty: false,
             next_expiry: None,
             due: env.due.clone(),
@@ -285,16 +283,16 @@ impl Chan {
                 counters: self.counters.clone(),
             };
             if let Ok(bytes) = serde_json::to_vec(&snap) {
-                self.meta.push(MetaWrite::Counters {
+                self.outbox.push_meta(MetaWrite::Counters {
                     name: self.record.name.clone(),
                     bytes,
                 });
             }
         }
-        if self.out.is_empty() && self.meta.is_empty() && !durable && then.is_none() {
+        if self.outbox.is_empty() && !durable && then.is_none() {
             return None;
         }
-        let tags = std::mem::take(&mut self.tags);
+        let Queued { recs, tags, meta } = self.outbox.take();
         let on_commit: Option<OnCommit> = if tags.is_empty() {
             then
         } else {
@@ -307,8 +305,8 @@ impl Chan {
             }))
         };
         Some(Job {
-            recs: std::mem::take(&mut self.out),
-            meta: std::mem::take(&mut self.meta),
+            recs,
+            meta,
             durable,
             on_commit,
         })
@@ -449,7 +447,7 @@ impl Chan {
             token: r.token.clone(),
         };
         if let Ok(bytes) = serde_json::to_vec(&disk) {
-            self.meta.push(MetaWrite::Channel {
+            self.outbox.push_meta(MetaWrite::Channel {
                 name: r.name.clone(),
                 bytes,
             });
@@ -500,8 +498,7 @@ impl Chan {
         self.queued_bytes += len;
         self.counters.received += 1;
         self.counters_dirty = true;
-        self.out.push(Rec::New(record));
-        self.tags.push(Tag::Enqueue(self.seq));
+        self.outbox.push(Rec::New(record), Tag::Enqueue(self.seq));
         Ok(self.seq)
     }
 
@@ -643,13 +640,12 @@ impl Chan {
             }
         };
         self.generation = self.generation.wrapping_add(1);
-        self.out.push(Rec::New(codec::state_record(
-            self.id, seq, &attempts, place,
-        )));
-        self.tags.push(Tag::State {
+        let rec = Rec::New(codec::state_record(self.id, seq, &attempts, place));
+        let tag = Tag::State {
             seq,
             generation: self.generation,
-        });
+        };
+        self.outbox.push(rec, tag);
         self.m.pending.insert(
             seq,
             Pending {
@@ -669,9 +665,7 @@ impl Chan {
     pub fn delete(&mut self) -> u64 {
         let discarded = self.unsettled();
         self.deleted = true;
-        self.out.clear();
-        self.tags.clear();
-        self.meta.clear();
+        self.outbox.clear();
         self.counters_dirty = false;
         let seqs: Vec<u64> = self.m.entries.keys().collect();
         for seq in seqs {
@@ -682,7 +676,7 @@ impl Chan {
         self.m.delayed.clear();
         self.m.dead.clear();
         self.m.ids.clear();
-        self.meta.push(MetaWrite::Drop {
+        self.outbox.push_meta(MetaWrite::Drop {
             name: self.record.name.clone(),
         });
         discarded

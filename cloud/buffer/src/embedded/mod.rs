@@ -43,7 +43,7 @@ use connect_protocol::admin::ChannelState;
 use connect_protocol::message::{Attempts, StoredMessage};
 use connect_protocol::time::Timestamp;
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 use self::channel::{AttemptsAt, Chan, ChanRef, Env, ScanMessage, View};
 use self::due::DueIndex;
@@ -95,7 +95,8 @@ impl Default for EmbeddedOptions {
 
 pub struct EmbeddedBuffer {
     channels: RwLock<HashMap<String, ChanRef>>,
-    notifiers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Notifiers asked for before their channel exists (a live channel holds its own).
+    notifiers: crate::notifiers::Notifiers,
     connections: Mutex<HashMap<String, HashSet<String>>>,
     clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
@@ -158,16 +159,9 @@ impl EmbeddedBuffer {
             max_dead_letters: options.max_dead_letters,
             due: due.clone(),
         };
-        let notifiers: Mutex<HashMap<String, Arc<Notify>>> = Mutex::new(HashMap::new());
-        let notifier = |name: &str| -> Arc<Notify> {
-            notifiers.lock().entry(name.to_owned()).or_default().clone()
-        };
         let mut by_id: HashMap<u64, Chan> = loaded
             .into_iter()
-            .map(|l| {
-                let notify = notifier(&l.name);
-                (l.disk.id, Chan::load(l, notify, &env))
-            })
+            .map(|l| (l.disk.id, Chan::load(l, Arc::default(), &env)))
             .collect();
         let started = Instant::now();
         let mut records = 0u64;
@@ -212,7 +206,7 @@ impl EmbeddedBuffer {
         )?;
         Ok(Self {
             channels: RwLock::new(map),
-            notifiers,
+            notifiers: crate::notifiers::Notifiers::default(),
             connections: Mutex::new(HashMap::new()),
             clock,
             shared,
@@ -227,6 +221,14 @@ impl EmbeddedBuffer {
             swept_retention: Mutex::new(None),
             sweep_visits: AtomicU64::new(0),
         })
+    }
+
+    /// Test hook: entries of the notifier map and of the due-work heap (stale ones included),
+    /// and channels the heap has forgotten.
+    #[cfg(any(test, feature = "test-suite"))]
+    pub fn index_sizes(&self) -> (usize, usize, usize) {
+        let (heap, forgotten) = self.due.len();
+        (self.notifiers.len(), heap, forgotten)
     }
 
     /// Test hook: how many channels the sweeps have visited.
@@ -329,6 +331,7 @@ impl EmbeddedBuffer {
             }
             map.remove(name);
             let discarded = c.delete();
+            c.forget_schedule();
             let rejected = c
                 .take_job(&chan, true, then)
                 .and_then(|job| self.send(job).err());

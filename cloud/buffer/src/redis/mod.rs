@@ -178,7 +178,7 @@ struct Inner {
     channels_key: String,
     /// `P:ctl`
     ctl: String,
-    notifiers: Mutex<HashMap<String, Arc<Notify>>>,
+    notifiers: crate::notifiers::Notifiers,
     /// Connections registered through this process: (channel, connection).
     local_conns: Mutex<HashSet<(String, String)>>,
     /// Connections that leased through this process; their leases are released on close.
@@ -255,7 +255,7 @@ impl RedisBuffer {
             con,
             clock,
             scripts: Scripts::new(),
-            notifiers: Mutex::new(HashMap::new()),
+            notifiers: crate::notifiers::Notifiers::default(),
             local_conns: Mutex::new(HashSet::new()),
             leased: Mutex::new(HashSet::new()),
             failure: Mutex::new(None),
@@ -382,11 +382,7 @@ impl Inner {
     }
 
     fn notifier(&self, channel: &str) -> Arc<Notify> {
-        self.notifiers
-            .lock()
-            .entry(channel.to_owned())
-            .or_default()
-            .clone()
+        self.notifiers.get(channel)
     }
 
     fn wake_payload(&self, channel: &str) -> String {

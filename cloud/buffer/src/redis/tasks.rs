@@ -72,7 +72,7 @@ impl Inner {
         }
         match kind {
             "wake" => {
-                let n = self.notifiers.lock().get(channel).cloned();
+                let n = self.notifiers.live(channel);
                 if let Some(n) = n {
                     n.notify_one();
                 }

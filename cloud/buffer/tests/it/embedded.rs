@@ -367,3 +367,33 @@ async fn the_sweep_visits_only_channels_with_due_work() {
     with_timeout(b.sweep(None)).await.unwrap();
     assert_eq!(b.sweep_visits(), 507 + 500);
 }
+
+/// Create/delete churn (self-service channels) leaves nothing per deleted channel behind: not
+/// the notifier a hub held for it, nor the due-work heap's entries for its far-off work (a
+/// message expiring in a week, dead-letter retention), even under names used once only.
+#[tokio::test]
+async fn deleted_channels_leave_no_notifier_or_due_entry_behind() {
+    let h = EmbeddedHarness::new();
+    let b = h.open_embedded();
+    let mut s = settings();
+    s.dlq_retention_seconds = 7 * 24 * 3600;
+    for i in 0..2_000 {
+        let name = format!("churn-{i}");
+        b.register_channel(registration(&name, s.clone()))
+            .await
+            .unwrap();
+        // What the hub does: hold the channel's notifier while the channel lives.
+        let notify = b.notifier(&name);
+        b.enqueue(message(&h.clock, &name, "hook-a", 7 * 24 * 3600))
+            .await
+            .unwrap();
+        b.delete_channel(&name).await.unwrap();
+        drop(notify);
+    }
+    let (notifiers, heap, forgotten) = b.index_sizes();
+    assert!(
+        notifiers <= 200 && heap <= 200 && forgotten <= 200,
+        "after 2,000 deleted channels: {notifiers} notifiers, {heap} due entries, \
+         {forgotten} forgotten"
+    );
+}

@@ -66,8 +66,7 @@ impl Chan {
         self.note_expiry(expires_at);
         self.counters.replayed += 1;
         self.counters_dirty = true;
-        self.out.push(Rec::New(record));
-        self.tags.push(Tag::Msg(seq));
+        self.outbox.push(Rec::New(record), Tag::Msg(seq));
         // An explicit "ready, never attempted" so a restart does not apply older states.
         self.persist_state(seq, Default::default());
         ReplayOutcome::Replayed

@@ -97,8 +97,8 @@ impl Chan {
     }
 
     pub(super) fn settle_record(&mut self, seq: u64) {
-        self.out.push(Rec::New(codec::settle_record(self.id, seq)));
-        self.tags.push(Tag::Settle);
+        self.outbox
+            .push(Rec::New(codec::settle_record(self.id, seq)), Tag::Settle);
     }
 
     pub fn nack(

@@ -19,8 +19,15 @@ impl Chan {
     pub(crate) fn wake_at(&mut self, at: i64) {
         if self.scheduled.is_none_or(|s| at < s) {
             self.scheduled = Some(at);
-            self.due.schedule(at, &self.record.name);
+            self.due.schedule(at, self.id, &self.record.name);
         }
+    }
+
+    /// The channel is deleted: the index forgets every instant it filed (some may be stale
+    /// ones, filed before a sweep, so this does not depend on `scheduled`).
+    pub fn forget_schedule(&mut self) {
+        self.scheduled = None;
+        self.due.forget(self.id);
     }
 
     /// Forgets the instant filed (the sweep took it).

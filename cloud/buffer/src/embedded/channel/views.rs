@@ -112,8 +112,7 @@ impl Chan {
             let stateful = self.m.state_locs.contains_key(&seq)
                 || e.delivery_count > 0
                 || e.place != Place::Ready;
-            self.out.push(Rec::Copy(from));
-            self.tags.push(Tag::Copy { seq, from });
+            self.outbox.push(Rec::Copy(from), Tag::Copy { seq, from });
             if stateful {
                 let attempts = self.attempts(seq);
                 self.persist_state(seq, attempts);
