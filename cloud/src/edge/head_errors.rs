@@ -374,7 +374,7 @@ pub fn answer(status: u16, read: u64, limits: &HeadLimits, date: Option<&[u8]>) 
     if let Some(d) = date.and_then(|d| HeaderValue::from_bytes(d).ok()) {
         h.insert(header::DATE, d);
     }
-    crate::http::add_response_headers(&mut h);
+    crate::http::shape::add_response_headers(&mut h);
     let (k, v) = crate::http::connect::common::version_header();
     h.insert(k, v);
     let mut out = format!(

@@ -9,32 +9,25 @@
 //! answer as over HTTP/1. (A URI over 65,534 bytes cannot reach a router over HTTP/2: the
 //! `http` crate refuses to parse it and h2 resets the stream as malformed.)
 
-use axum::extract::{Request, State};
-use axum::http::Version;
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use connect_protocol::error::ErrorCode;
 
-use crate::app::AppState;
 use crate::edge::limits::{HEAD_BUFFER_BYTES, hyper_max_headers};
 use crate::http::error::ApiError;
 
-/// The layer: HTTP/2 requests past the HTTP/1 limits get the documented error.
-pub async fn limit(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    if req.version() == Version::HTTP_2 {
-        let s = st.settings();
-        if let Err(e) = check(&req, s.max_headers, s.max_header_bytes) {
-            let mut res = e.into_response();
-            let (k, v) = crate::http::connect::common::version_header();
-            res.headers_mut().insert(k, v);
-            return res;
-        }
-    }
-    next.run(req).await
+/// The answer to an HTTP/2 request past the HTTP/1 limits: the documented error, with the
+/// protocol version header (applied by [`super::shape::Shaped`] to HTTP/2 requests only).
+pub fn refusal(req: &Request, max_headers: usize, max_header_bytes: usize) -> Option<Response> {
+    let e = limits(req, max_headers, max_header_bytes).err()?;
+    let mut res = e.into_response();
+    let (k, v) = crate::http::connect::common::version_header();
+    res.headers_mut().insert(k, v);
+    Some(res)
 }
 
 /// The HTTP/1 limits, applied to an HTTP/2 request's head.
-fn check(req: &Request, max_headers: usize, max_header_bytes: usize) -> Result<(), ApiError> {
+fn limits(req: &Request, max_headers: usize, max_header_bytes: usize) -> Result<(), ApiError> {
     let headers = req.headers();
     let n = headers.len();
     if n > hyper_max_headers(max_headers) {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use connect_config::{AuthRequest, DataType, Lookup, Module, Webhook};
@@ -27,36 +27,46 @@ use crate::http::error::{ApiError, ApiResult};
 /// Longest time the buffer may take to confirm a write before the sender gets 503 (§2.7).
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[allow(clippy::too_many_arguments)] // one extractor per request part
+// The request is taken whole, not through one extractor per part: `HeaderMap`, `Uri` and
+// `Method` extractors clone those parts, which a request that is stored cannot afford.
 pub async fn receive_webhook(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Response {
-    handle(st, None, id, peer, method, uri, query, headers, body).await
+    handle(st, None, id, req).await
 }
 
-#[allow(clippy::too_many_arguments)] // one extractor per request part
 pub async fn receive_namespaced_webhook(
     State(st): State<AppState>,
     Path((ns, id)): Path<(String, String)>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Response {
-    handle(st, Some(ns), id, peer, method, uri, query, headers, body).await
+    handle(st, Some(ns), id, req).await
+}
+
+async fn handle(st: AppState, ns: Option<String>, id: String, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied() else {
+        return ApiError::internal("ingress", "the peer address is missing").into_response();
+    };
+    let query = parts.uri.query().map(str::to_owned);
+    handle_parts(
+        st,
+        ns,
+        id,
+        peer,
+        parts.method,
+        parts.uri,
+        query,
+        parts.headers,
+        body,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn handle(
+async fn handle_parts(
     st: AppState,
     ns: Option<String>,
     id: String,
@@ -426,6 +436,11 @@ async fn read_body(st: &AppState, headers: &HeaderMap, body: Body, max: u64) -> 
         }
         Ok(buf)
     };
+    // A small body usually came with the head: then it is read without arming a timer.
+    let mut read = std::pin::pin!(read);
+    if let Some(r) = futures::FutureExt::now_or_never(read.as_mut()) {
+        return r;
+    }
     match tokio::time::timeout(st.settings().body_read_timeout(), read).await {
         Ok(r) => r,
         Err(_) => Err(ApiError::new(

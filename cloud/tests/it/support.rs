@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
@@ -22,7 +21,7 @@ pub const ADMIN: &str = "admin_token_for_router_tests";
 
 pub struct TestApp {
     pub st: AppState,
-    router: Router,
+    router: connect_cloud::http::shape::App,
     _dir: tempfile::TempDir,
 }
 
