@@ -282,12 +282,10 @@ impl Chan {
                 seq: self.seq,
                 counters: self.counters.clone(),
             };
-            if let Ok(bytes) = serde_json::to_vec(&snap) {
-                self.outbox.push_meta(MetaWrite::Counters {
-                    name: self.record.name.clone(),
-                    bytes,
-                });
-            }
+            self.outbox.push_meta(MetaWrite::Counters {
+                name: self.record.name.clone(),
+                snap,
+            });
         }
         if self.outbox.is_empty() && !durable && then.is_none() {
             return None;

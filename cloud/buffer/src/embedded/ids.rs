@@ -6,11 +6,16 @@
 
 use std::collections::HashMap;
 
+/// A map keyed by a sequence or a packed id: numbers the store makes itself (sequences count
+/// up, ids come from a CSPRNG), so a fast hasher (foldhash, seeded per process) is safe here
+/// and SipHash, std's default, only costs time on every enqueue and ACK.
+pub(crate) type SeqMap<V> = HashMap<u64, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 pub(super) struct Ids {
-    packed: HashMap<u64, u64>,
+    packed: SeqMap<u64>,
     other: HashMap<Box<str>, u64>,
-    other_by_seq: HashMap<u64, Box<str>>,
+    other_by_seq: SeqMap<Box<str>>,
 }
 
 /// An id as an entry keeps it: the packed value, or `None` when it lives in the side map.

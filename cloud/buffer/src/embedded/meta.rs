@@ -70,9 +70,19 @@ pub(super) struct LoadedChannel {
 
 /// One change to the channel tables.
 pub(super) enum MetaWrite {
-    Channel { name: String, bytes: Vec<u8> },
-    Counters { name: String, bytes: Vec<u8> },
-    Drop { name: String },
+    Channel {
+        name: String,
+        bytes: Vec<u8>,
+    },
+    /// A counters snapshot, serialised only when it is written (most are replaced by a later
+    /// one first: one per enqueue, one redb write per batch or per second).
+    Counters {
+        name: String,
+        snap: CountersDisk,
+    },
+    Drop {
+        name: String,
+    },
 }
 
 pub(super) fn io(context: &str, e: impl std::fmt::Display) -> BufferError {
@@ -180,10 +190,15 @@ fn load(db: &Database) -> Result<(Vec<LoadedChannel>, u64)> {
 }
 
 /// Applies channel writes (and the latest counters of each channel) in one transaction.
+/// A counters snapshot as stored (JSON; plain integers, so encoding cannot fail).
+fn counters_json(snap: &CountersDisk) -> Vec<u8> {
+    serde_json::to_vec(snap).unwrap_or_default()
+}
+
 pub(super) fn commit(
     db: &Database,
     writes: &[&MetaWrite],
-    counters: &HashMap<String, Vec<u8>>,
+    counters: &HashMap<String, CountersDisk>,
     next_id: u64,
 ) -> Result<(), String> {
     let s = |e: &dyn std::fmt::Display| e.to_string();
@@ -199,9 +214,9 @@ pub(super) fn commit(
                 MetaWrite::Channel { name, bytes } => {
                     channels.insert(name.as_str(), bytes.as_slice()).map(drop)
                 }
-                MetaWrite::Counters { name, bytes } => {
-                    counters_t.insert(name.as_str(), bytes.as_slice()).map(drop)
-                }
+                MetaWrite::Counters { name, snap } => counters_t
+                    .insert(name.as_str(), counters_json(snap).as_slice())
+                    .map(drop),
                 MetaWrite::Drop { name } => channels
                     .remove(name.as_str())
                     .and_then(|_| counters_t.remove(name.as_str()))
@@ -211,9 +226,9 @@ pub(super) fn commit(
         }
         // After the writes: the writer drops a deleted channel's pending counters, so what is
         // left here belongs to channels that exist (possibly re-created in this batch).
-        for (name, bytes) in counters {
+        for (name, snap) in counters {
             counters_t
-                .insert(name.as_str(), bytes.as_slice())
+                .insert(name.as_str(), counters_json(snap).as_slice())
                 .map_err(|e| s(&e))?;
         }
     }

@@ -26,7 +26,7 @@ use redb::Database;
 
 use super::codec::{self, KIND_MESSAGE};
 use super::log::{Loc, Segments};
-use super::meta::{self, MetaWrite};
+use super::meta::{self, CountersDisk, MetaWrite};
 use super::pipeline::{Batch, Pipeline};
 use super::reserve;
 use crate::Result;
@@ -137,7 +137,7 @@ struct Thread {
     db_path: PathBuf,
     shared: Arc<Shared>,
     /// The latest counters snapshot of each channel, not yet in redb.
-    counters: HashMap<String, Vec<u8>>,
+    counters: HashMap<String, CountersDisk>,
     counters_flushed: Instant,
     reopen_after: Instant,
     pipeline: Arc<Pipeline>,
@@ -220,9 +220,12 @@ impl Thread {
         let mut writes = Vec::new();
         for w in jobs.iter().flat_map(|j| j.meta.iter()) {
             match w {
-                MetaWrite::Counters { name, bytes } => {
-                    self.counters.insert(name.clone(), bytes.clone());
-                }
+                MetaWrite::Counters { name, snap } => match self.counters.get_mut(name) {
+                    Some(pending) => pending.clone_from(snap),
+                    None => {
+                        self.counters.insert(name.clone(), snap.clone());
+                    }
+                },
                 MetaWrite::Drop { name } => {
                     self.counters.remove(name);
                     writes.push(w);

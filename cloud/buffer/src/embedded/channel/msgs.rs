@@ -3,6 +3,8 @@
 //! empty maps and queues below.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use crate::embedded::ids::SeqMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, LazyLock};
 
@@ -17,11 +19,11 @@ use crate::embedded::log::Loc;
 pub(super) struct Msgs {
     pub(super) entries: Slots,
     /// The latest state record of each message that has one.
-    pub(super) state_locs: HashMap<u64, Loc>,
+    pub(super) state_locs: SeqMap<Loc>,
     /// When each delayed message is due (`Place::Delayed`).
-    pub(super) delayed_until: HashMap<u64, i64>,
+    pub(super) delayed_until: SeqMap<i64>,
     /// Why and when each dead letter died (`Place::Dead`).
-    pub(super) dead_info: HashMap<u64, (DeadLetterReason, i64)>,
+    pub(super) dead_info: SeqMap<(DeadLetterReason, i64)>,
     /// Message id → sequence, including ids reserved by enqueues awaiting their commit.
     pub(super) ids: Ids,
     /// Dispatch order: requeued leases at the head, new/promoted/replayed at the tail.
@@ -29,12 +31,12 @@ pub(super) struct Msgs {
     pub(super) in_flight: BTreeSet<u64>,
     pub(super) delayed: BTreeSet<(i64, u64)>,
     pub(super) dead: BTreeSet<(i64, u64)>,
-    pub(super) reserved: HashMap<u64, Reserved>,
-    pub(super) leases: HashMap<u64, Lease>,
+    pub(super) reserved: SeqMap<Reserved>,
+    pub(super) leases: SeqMap<Lease>,
     /// Every connection that held a lease of a message since the last restart (late ACKs).
-    pub(super) holders: HashMap<u64, Vec<Arc<str>>>,
+    pub(super) holders: SeqMap<Vec<Arc<str>>>,
     /// States whose record is not written yet (bounded by the lazy-write window).
-    pub(super) pending: HashMap<u64, Pending>,
+    pub(super) pending: SeqMap<Pending>,
     pub(super) webhooks: Vec<Box<str>>,
     pub(super) webhook_index: HashMap<Box<str>, u32>,
     pub(super) webhook_pending: Vec<u64>,
