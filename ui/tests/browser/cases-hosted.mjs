@@ -1,28 +1,8 @@
 // Click-through cases of self-service (HOSTED.md §5): accounts, "New channel", "Use here", removal
 // at the cloud, dead letters with the API key. Each gets a fresh page and fake backend.
 import assert from "node:assert/strict";
+import { byId, fake, lastCall, text, until } from "./helpers.mjs";
 
-async function until(fn, what, ms = 5000) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-      last = new Error(`still false: ${what}`);
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw last;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const byId = (page, id) => page.getByTestId(id, { exact: true });
-const text = async (page, id) => (await byId(page, id).textContent()) ?? "";
-const fake = (page, fn, arg) => page.evaluate(fn, arg);
-const lastCall = (page, cmd) =>
-  fake(page, (c) => window.__fakeBackend.calls.filter((x) => x.cmd === c).at(-1)?.args ?? null, cmd);
 const KEY = "whc_alice_0123456789abcdefghijklmnopqrstuvwxyzAB";
 const CLOUD = "https://hooks.example.com";
 

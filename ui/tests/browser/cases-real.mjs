@@ -3,31 +3,13 @@
 // channel, its token and a recording target). What the views show after each save comes from the
 // core: its key, the channel's state on the real cloud, the webhook URL, the settings read back.
 import assert from "node:assert/strict";
+import { byId, rows, text, until } from "./helpers.mjs";
 
-async function until(fn, what, ms = 5000) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-      last = new Error(`still false: ${what}`);
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw last;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const byId = (page, id) => page.getByTestId(id, { exact: true });
-const text = async (page, id) => (await byId(page, id).textContent()) ?? "";
 const env = (name) => {
   const v = process.env[name];
   if (!v) throw new Error(`${name} is not set: these cases run from desktop/app/tests/it/ui_bridge.rs`);
   return v;
 };
-const rows = (page, prefix) => page.locator(`[data-testid^="${prefix}"]`).count();
 /** The key the core gave the one channel (after the first case added it). */
 async function channelKey(page) {
   const row = page.locator('[data-testid^="channel-row-"]').first();

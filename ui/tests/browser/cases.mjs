@@ -1,36 +1,7 @@
 // Click-through cases of the browser tests. Each gets a fresh page (and so a fresh fake backend).
 import assert from "node:assert/strict";
+import { byId, fake, lastCall, rows, scaled, stateOf, text, until } from "./helpers.mjs";
 
-/** Waits for something the app times itself, with room for a loaded machine: CONNECT_TEST_TIME_SCALE (≥ 1) stretches it. */
-const SCALE = Math.max(1, Number(process.env.CONNECT_TEST_TIME_SCALE) || 1);
-function scaled(ms) {
-  return Math.ceil(ms * SCALE);
-}
-
-/** Polls `fn` until it returns a truthy value (or throws the last error after `ms`). */
-async function until(fn, what, ms = 5000) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-      last = new Error(`still false: ${what}`);
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw last;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const byId = (page, id) => page.getByTestId(id, { exact: true });
-const text = async (page, id) => (await byId(page, id).textContent()) ?? "";
-const stateOf = (page, key) => byId(page, `state-${key}`).getAttribute("data-state");
-const fake = (page, fn, arg) => page.evaluate(fn, arg);
-const lastCall = (page, cmd) =>
-  fake(page, (c) => window.__fakeBackend.calls.filter((x) => x.cmd === c).at(-1)?.args ?? null, cmd);
-const rows = (page, prefix) => page.locator(`[data-testid^="${prefix}"]`).count();
 const eventId = (page, key, webhookId) =>
   fake(page, ([k, w]) => window.__fakeBackend.channels.get(k).events.find((e) => e.summary.webhook_id === w).summary.message_id, [key, webhookId]);
 
