@@ -200,7 +200,7 @@ export class FakeBackend {
         return { ...this.settings };
       case "save_settings": {
         const s = args.settings as AppSettings;
-        if (s.history_size < 10) return reject("history_size must be at least 10");
+        if (s.history_size < 1 || s.history_size > 100_000) return reject("history_size must be between 1 and 100000", "invalid_input");
         this.settings = { ...s };
         return { ...this.settings };
       }
@@ -246,6 +246,14 @@ export class FakeBackend {
     }
   }
 
+  /** A new channel's key, shaped like the core's (`settings::new_key`: `ch-` and 12 hex digits). */
+  private newKey(): string {
+    for (;;) {
+      const key = `ch-${Array.from({ length: 12 }, () => Math.floor(this.rand() * 16).toString(16)).join("")}`;
+      if (!this.channels.has(key)) return key;
+    }
+  }
+
   private get(key: string): ChannelRecord | undefined {
     return this.channels.get(key);
   }
@@ -272,8 +280,7 @@ export class FakeBackend {
     if (input.key && !c) return reject(`unknown channel ${input.key}`);
     if (!c) {
       if (input.token === null) return reject("A channel token is required.");
-      let key = input.channel.toLowerCase().replace(/[^a-z0-9_-]/g, "-");
-      for (let i = 2; this.channels.has(key); i++) key = `${input.channel.toLowerCase()}-${i}`;
+      const key = this.newKey();
       c = {
         settings: { key, cloud_url: "", channel: "", protocol: "auto", default_target: null, targets: {}, enabled: true, self_service: false },
         token: null,
@@ -380,8 +387,7 @@ export class FakeBackend {
   }
 
   private forwardHere(cloud_url: string, channel: string, webhookUrl: string, target: string): SavedChannel {
-    let key = channel.replace(/[^a-z0-9_-]/g, "-");
-    for (let i = 2; this.channels.has(key); i++) key = `${channel.replace(/[^a-z0-9_-]/g, "-")}-${i}`;
+    const key = this.newKey();
     const c: ChannelRecord = {
       settings: { key, cloud_url, channel, protocol: "auto", default_target: target, targets: {}, enabled: true, self_service: true },
       webhookUrl,

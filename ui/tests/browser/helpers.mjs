@@ -33,3 +33,16 @@ export const fake = (page, fn, arg) => page.evaluate(fn, arg);
 /** The arguments of the last call of `cmd` the fake backend saw (null: none). */
 export const lastCall = (page, cmd) =>
   fake(page, (c) => window.__fakeBackend.calls.filter((x) => x.cmd === c).at(-1)?.args ?? null, cmd);
+
+/** The key the backend gave the channel whose overview row mentions `channel` (keys are the
+ * core's `ch-…`, not derived from the name). */
+export async function keyOf(page, channel) {
+  return until(
+    () =>
+      page.evaluate((name) => {
+        const row = [...document.querySelectorAll('[data-testid^="channel-row-"]')].find((r) => (r.textContent ?? "").includes(name));
+        return row?.getAttribute("data-testid")?.slice("channel-row-".length) ?? null;
+      }, channel),
+    `a channel row of ${channel}`,
+  );
+}
