@@ -93,8 +93,10 @@ export const tests = [
     name: "connect toggle, pause all and resume all",
     async run({ page }) {
       await byId(page, "toggle-team-alpha").click();
-      await until(async () => (await stateOf(page, "team-alpha")) === "stopped", "stopped");
+      await until(async () => (await stateOf(page, "team-alpha")) === "disconnected", "disconnected");
       assert.equal(await text(page, "toggle-team-alpha"), "Connect");
+      // The engine's `disconnected` is the user's Disconnect (not a lost connection).
+      assert.match((await byId(page, "state-team-alpha").getAttribute("title")) ?? "", /by you/);
       await byId(page, "toggle-team-alpha").click();
       await until(async () => (await stateOf(page, "team-alpha")) === "connected", "connected again", 6000);
       await byId(page, "pause-all").click();
