@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { byId, rows, text, until } from "./helpers.mjs";
-import { env, invoke, keyOf, open, postWebhook, receivedWith, stateIs, targetStatus } from "./real-env.mjs";
+import { env, invoke, keyOf, open, postWebhook, receivedCount, receivedWith, stateIs, targetStatus } from "./real-env.mjs";
 
 const SECRET = "gh-s3cret";
 /** A webhook signed the way GitHub signs (X-Hub-Signature-256). */
@@ -161,9 +161,10 @@ export const realHostedTests = [
       }, "the account's two dead letters", 20000);
       await targetStatus(0, 200);
       await byId(page, `dlq-row-${ids[0]}`).click();
+      const refused = await receivedCount(0, "dead-a");
       await byId(page, "dlq-replay").click();
       await until(async () => (await rows(page, "dlq-row-")) === 1, "1 row after the replay");
-      await receivedWith(0, "dead-a");
+      await receivedWith(0, "dead-a", 20000, refused);
       await byId(page, "dlq-purge").click();
       await byId(page, "confirm-ok").click();
       await byId(page, "dlq-empty").waitFor();

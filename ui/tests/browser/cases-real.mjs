@@ -5,7 +5,7 @@
 // Each case was seen failing against a broken bridge or core (desktop/app/tests/it/ui_real.rs).
 import assert from "node:assert/strict";
 import { byId, rows, text, until } from "./helpers.mjs";
-import { env, invoke, keyOf, open, postWebhook, receivedWith, stateIs, targetStatus } from "./real-env.mjs";
+import { env, invoke, keyOf, linked, open, postWebhook, receivedCount, receivedWith, stateIs, targetStatus } from "./real-env.mjs";
 
 export const realTests = [
   {
@@ -121,9 +121,10 @@ export const realTests = [
       await targetStatus(0, 200);
       await byId(page, `dlq-row-${one.body.message_id}`).click();
       await byId(page, "dlq-detail").waitFor();
+      const refused = await receivedCount(0, "dead-one");
       await byId(page, "dlq-replay").click();
       await until(async () => (await rows(page, "dlq-row-")) === 1, "1 row after the replay");
-      await receivedWith(0, "dead-one");
+      await receivedWith(0, "dead-one", 20000, refused);
       await byId(page, "dlq-purge").click();
       await byId(page, "confirm-ok").click();
       await byId(page, "dlq-empty").waitFor();
@@ -142,7 +143,7 @@ export const realTests = [
       assert.match((await byId(page, `state-${key}`).getAttribute("title")) ?? "", /by you/);
       await until(async () => (await cloudClients()) === 0, "no client at the cloud", 20000);
       await byId(page, `toggle-${key}`).click();
-      await stateIs(page, key, "connected");
+      await linked(page, key);
       await until(async () => (await cloudClients()) === 1, "the client back at the cloud", 20000);
 
       await byId(page, "pause-all").click();
@@ -154,7 +155,7 @@ export const realTests = [
       assert.ok((await cloudStats()).messages_queued >= 1, "held at the cloud");
       await byId(page, "pause-all").click();
       await byId(page, "paused-banner").waitFor({ state: "detached" });
-      await stateIs(page, key, "connected");
+      await linked(page, key);
       await receivedWith(0, "while-paused");
     },
   },
@@ -169,7 +170,7 @@ export const realTests = [
       await byId(page, "input-default-target").fill(edited);
       await byId(page, "save-channel").click();
       await byId(page, `channel-row-${key}`).waitFor();
-      await stateIs(page, key, "connected");
+      await linked(page, key);
       assert.equal((await invoke("list_channels")).value.find((c) => c.key === key).default_target, edited);
       await postWebhook(`${env("REAL_CLOUD_URL")}/webhook/${env("REAL_CHANNEL")}`, { after: "after-edit" });
       const got = await receivedWith(1, "after-edit");

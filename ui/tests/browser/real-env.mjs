@@ -29,9 +29,17 @@ export async function received(i) {
   return r.json();
 }
 
-/** Waits until target `i` received a request whose body contains `marker`; returns it. */
-export const receivedWith = (i, marker, ms = 20000) =>
-  until(async () => (await received(i)).find((q) => q.body.includes(marker)), `target ${i} received ${marker}`, ms);
+/** Waits until target `i` received a request whose body contains `marker`, beyond the first
+ * `seen` of them (a refused attempt is recorded too); returns it. */
+export const receivedWith = (i, marker, ms = 20000, seen = 0) =>
+  until(async () => (await received(i)).filter((q) => q.body.includes(marker))[seen], `target ${i} received ${marker} (after ${seen})`, ms);
+
+/** How many requests with `marker` in the body target `i` received so far. */
+export const receivedCount = async (i, marker) => (await received(i)).filter((q) => q.body.includes(marker)).length;
+
+/** Linked to the cloud: connected, or degraded by a target that refused earlier deliveries. */
+export const linked = async (page, key, ms = 20000) =>
+  until(async () => ["connected", "degraded"].includes(await byId(page, `state-${key}`).getAttribute("data-state")), `${key} linked`, ms);
 
 /** POSTs a JSON webhook to `url` (`<cloud>/webhook/<id>`); the status and the answer. */
 export async function postWebhook(url, body, headers = {}) {

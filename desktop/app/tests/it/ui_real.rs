@@ -9,6 +9,19 @@
 //!   ("real self-service:") on a cloud in `open` mode with a quota of 2 channels per account.
 //!
 //! What the views show comes from the core and the cloud; the tests check the outcome after.
+//!
+//! Each case was seen failing against a broken bridge (`ui_bridge::dispatch` changed for the
+//! run, then restored): settings not saved (settings case: "500 read back"); the replay's
+//! edited body dropped (inspector case: "target 1 received edited in the UI"); a dead-letter
+//! replay done as a delete (dead-letter cases: the target never gets it again); purge a no-op
+//! (dead-letter cases: no "dlq-empty"); pause a no-op (pause case: no banner); an edit answered
+//! without the core (edit case: the old target); dead-letter failures shown as an empty list
+//! (error-state case: no inline error); removal a no-op (removal case: "gone from the core");
+//! removal never at the cloud (self-service removal: the account still lists it); sign-in and
+//! create-channel failures without their code (accounts case: "failed", not an unreachable
+//! cloud; New channel case: no header / quota message); the provider check dropped (New channel
+//! case: the unsigned webhook accepted). The fake/core comparison failed with 17 differences
+//! before the fake was fixed. Cases earlier in the same run pass under each break.
 
 use std::sync::Arc;
 use std::time::Duration;
