@@ -78,6 +78,50 @@ function reject(message: string, code = "internal"): Promise<never> {
   return Promise.reject(error);
 }
 
+/**
+ * The core's refusals, worded as desktop/appcore's `CoreError` (and the engine's rules) words them.
+ * The "real backend" browser case "the fake backend answers invalid input like the core" sends the
+ * same inputs to both and fails on any difference.
+ */
+const refuse = {
+  unknownChannel: (key: string) => reject(`unknown channel ${JSON.stringify(key)}`, "unknown_channel"),
+  notSignedIn: (url: string) => reject(`not signed in to ${url}: sign in under Settings → Accounts`, "not_signed_in"),
+  noAdminToken: (cloudUrl: string) =>
+    reject(`no admin token for ${originOf(cloudUrl)}: edit the channel and enter one to manage dead letters`, "no_admin_token"),
+  tokenRequired: () => reject("a channel token is required (it is stored in the OS keyring only)", "token_required"),
+  invalid: (message: string) => reject(message, "invalid_input"),
+};
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "";
+  }
+}
+
+/** `http(s)://host…` as the engine accepts a channel's cloud URL or target. */
+function isHttpUrl(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== "";
+  } catch {
+    return false;
+  }
+}
+
+/** The self-service cloud URL check (the engine's `normalize_cloud_url`); null when fine. */
+function cloudUrlError(raw: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(raw.trim());
+  } catch {
+    return `cloud URL ${JSON.stringify(raw)}: relative URL without a base`;
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") return `cloud URL ${JSON.stringify(raw)}: must be http:// or https://`;
+  return null;
+}
+
 export class FakeBackend {
   paused = false;
   settings: AppSettings = { autostart: false, start_minimized: true, notifications: "errors", history_size: 1000, light_mode: true, no_tray: "keep_window" };
@@ -133,7 +177,7 @@ export class FakeBackend {
         return this.save(args.input as ChannelInput);
       case "remove_channel": {
         const c = this.get(key);
-        if (!c) return reject(`unknown channel ${key}`, "unknown_channel");
+        if (!c) return refuse.unknownChannel(key);
         if (args.delete_at_cloud === true) {
           if (!c.settings.self_service) return reject(`${c.settings.channel} is not a self-service channel`, "invalid_input");
           const list = this.remote.get(c.settings.cloud_url) ?? [];
@@ -166,8 +210,9 @@ export class FakeBackend {
         this.setPaused(args.paused as boolean);
         return null;
       case "list_events":
-        return this.get(key)?.events.map((e) => e.summary) ?? reject(`unknown channel ${key}`, "unknown_channel");
+        return this.get(key)?.events.map((e) => e.summary) ?? refuse.unknownChannel(key);
       case "get_event": {
+        if (!this.get(key)) return refuse.unknownChannel(key);
         const e = this.get(key)?.events.find((x) => x.summary.message_id === messageId);
         return e ?? reject(`webhook ${messageId} is no longer in the history`, "unknown_event");
       }
@@ -178,7 +223,8 @@ export class FakeBackend {
       case "replay_dead_letter":
       case "delete_dead_letter": {
         const c = this.get(key);
-        if (!c || !this.canManage(c)) return reject("This channel has no admin token.", "no_admin_token");
+        if (!c) return refuse.unknownChannel(key);
+        if (!this.canManage(c)) return refuse.noAdminToken(c.settings.cloud_url);
         const i = c.deadLetters.findIndex((m) => m.message_id === messageId);
         if (i < 0) return reject(`Dead letter not found: ${messageId}`);
         c.deadLetters.splice(i, 1);
@@ -190,7 +236,8 @@ export class FakeBackend {
       }
       case "purge_dead_letters": {
         const c = this.get(key);
-        if (!c || !this.canManage(c)) return reject("This channel has no admin token.", "no_admin_token");
+        if (!c) return refuse.unknownChannel(key);
+        if (!this.canManage(c)) return refuse.noAdminToken(c.settings.cloud_url);
         const n = c.deadLetters.length;
         c.deadLetters = [];
         if (c.status.queue) c.status.queue.dead_letters = 0;
@@ -200,7 +247,7 @@ export class FakeBackend {
         return { ...this.settings };
       case "save_settings": {
         const s = args.settings as AppSettings;
-        if (s.history_size < 10) return reject("history_size must be at least 10");
+        if (s.history_size < 1 || s.history_size > 100_000) return reject("history_size must be between 1 and 100000", "invalid_input");
         this.settings = { ...s };
         return { ...this.settings };
       }
@@ -246,6 +293,14 @@ export class FakeBackend {
     }
   }
 
+  /** A new channel's key, shaped like the core's (`settings::new_key`: `ch-` and 12 hex digits). */
+  private newKey(): string {
+    for (;;) {
+      const key = `ch-${Array.from({ length: 12 }, () => Math.floor(this.rand() * 16).toString(16)).join("")}`;
+      if (!this.channels.has(key)) return key;
+    }
+  }
+
   private get(key: string): ChannelRecord | undefined {
     return this.channels.get(key);
   }
@@ -264,32 +319,39 @@ export class FakeBackend {
     };
   }
 
+  /** In the core's order: the key, the cloud URL, the name, the token, then the targets. */
   private save(input: ChannelInput): unknown {
-    if (!/^https?:\/\//.test(input.cloud_url)) return reject("cloud_url must be an http(s) URL");
-    if (!CHANNEL_RE.test(input.channel) || input.channel.includes("..")) return reject("invalid channel name");
-    const now = this.now();
     let c = input.key ? this.get(input.key) : undefined;
-    if (input.key && !c) return reject(`unknown channel ${input.key}`);
+    if (input.key && !c) return refuse.unknownChannel(input.key);
+    const cloudUrl = input.cloud_url.trim().replace(/\/+$/, "");
+    if (!isHttpUrl(cloudUrl)) return refuse.invalid(`cloud_url ${JSON.stringify(cloudUrl)} must be http(s)://host[:port][/base]`);
+    const channel = input.channel.trim();
+    if (!CHANNEL_RE.test(channel) || channel.includes("..")) {
+      return refuse.invalid(`invalid channel name ${JSON.stringify(channel)}: letters, digits, '.', '_' and '-', starting with a letter or digit`);
+    }
+    if (!c && (input.token ?? "").trim() === "") return refuse.tokenRequired();
+    if (input.default_target !== null && !isHttpUrl(input.default_target)) {
+      return reject(`default_target.url ${JSON.stringify(input.default_target)} must be an http(s) URL`, "invalid_config");
+    }
+    const now = this.now();
     if (!c) {
-      if (input.token === null) return reject("A channel token is required.");
-      let key = input.channel.toLowerCase().replace(/[^a-z0-9_-]/g, "-");
-      for (let i = 2; this.channels.has(key); i++) key = `${input.channel.toLowerCase()}-${i}`;
+      const key = this.newKey();
       c = {
         settings: { key, cloud_url: "", channel: "", protocol: "auto", default_target: null, targets: {}, enabled: true, self_service: false },
         token: null,
         adminToken: null,
-        status: this.newStatus(key, input.channel, "connecting"),
+        status: this.newStatus(key, channel, "connecting"),
         connectAt: now + 1500,
         events: [],
         deadLetters: [],
       };
       this.channels.set(key, c);
     }
-    const reconnect = c.settings.cloud_url !== input.cloud_url || c.settings.channel !== input.channel || input.token !== null;
+    const reconnect = c.settings.cloud_url !== cloudUrl || c.settings.channel !== channel || input.token !== null;
     c.settings = {
       ...c.settings,
-      cloud_url: input.cloud_url,
-      channel: input.channel,
+      cloud_url: cloudUrl,
+      channel,
       protocol: input.protocol,
       default_target: input.default_target,
       targets: structuredClone(input.targets),
@@ -325,7 +387,8 @@ export class FakeBackend {
 
   private signIn(input: SignInInput): unknown {
     const url = input.cloud_url.replace(/\/+$/, "");
-    if (!/^https?:\/\/[^/]+/.test(url)) return reject("invalid cloud URL", "invalid_input");
+    const bad = cloudUrlError(input.cloud_url);
+    if (bad) return refuse.invalid(bad);
     if (input.api_key.trim() === "") return reject(`an API key is required: none is stored for ${url} (\`webhook-connect login\` stores one)`, "invalid_input");
     const known = this.cloudKeys.get(input.api_key.trim());
     if (!known || known.cloud_url !== url) return reject("The cloud refused this API key.", "api_key_rejected");
@@ -334,6 +397,8 @@ export class FakeBackend {
   }
 
   private createAccount(input: CreateAccountInput): unknown {
+    const bad = cloudUrlError(input.cloud_url);
+    if (bad) return refuse.invalid(bad);
     const url = input.cloud_url.replace(/\/+$/, "");
     if (url.includes(this.closedSignup)) return reject("The cloud does not allow this: sign-up is closed", "forbidden");
     const name = input.name ?? `dev-${(this.seq++).toString(36)}`;
@@ -346,7 +411,7 @@ export class FakeBackend {
   }
 
   private remoteChannels(cloud_url: string): unknown {
-    if (!this.signedIn(cloud_url)) return reject(`not signed in to ${cloud_url}`, "not_signed_in");
+    if (!this.signedIn(cloud_url)) return refuse.notSignedIn(cloud_url);
     const local = [...this.channels.values()];
     return (this.remote.get(cloud_url) ?? []).map((r) => ({
       ...structuredClone(r),
@@ -356,7 +421,7 @@ export class FakeBackend {
 
   private createChannel(input: NewChannelInput): unknown {
     const account = this.accounts.find((a) => a.cloud_url === input.cloud_url && a.has_key);
-    if (!account) return reject(`not signed in to ${input.cloud_url}`, "not_signed_in");
+    if (!account) return refuse.notSignedIn(input.cloud_url);
     if (!/^[a-z0-9][a-z0-9-]{0,39}$/.test(input.name)) return reject("invalid channel name", "invalid_input");
     if (!/^https?:\/\//.test(input.target_url)) return reject("target URL must be http(s)", "invalid_input");
     const list = this.remote.get(input.cloud_url) ?? [];
@@ -372,7 +437,7 @@ export class FakeBackend {
   }
 
   private useRemote(cloud_url: string, channel: string, target_url: string): unknown {
-    if (!this.signedIn(cloud_url)) return reject(`not signed in to ${cloud_url}`, "not_signed_in");
+    if (!this.signedIn(cloud_url)) return refuse.notSignedIn(cloud_url);
     const r = (this.remote.get(cloud_url) ?? []).find((x) => x.channel === channel);
     if (!r) return reject(`unknown channel ${channel}`, "unknown_channel");
     if (!/^https?:\/\//.test(target_url)) return reject("target URL must be http(s)", "invalid_input");
@@ -380,8 +445,7 @@ export class FakeBackend {
   }
 
   private forwardHere(cloud_url: string, channel: string, webhookUrl: string, target: string): SavedChannel {
-    let key = channel.replace(/[^a-z0-9_-]/g, "-");
-    for (let i = 2; this.channels.has(key); i++) key = `${channel.replace(/[^a-z0-9_-]/g, "-")}-${i}`;
+    const key = this.newKey();
     const c: ChannelRecord = {
       settings: { key, cloud_url, channel, protocol: "auto", default_target: target, targets: {}, enabled: true, self_service: true },
       webhookUrl,
@@ -399,10 +463,10 @@ export class FakeBackend {
 
   private setEnabled(key: string, enabled: boolean): unknown {
     const c = this.get(key);
-    if (!c) return reject(`unknown channel ${key}`, "unknown_channel");
+    if (!c) return refuse.unknownChannel(key);
     c.settings.enabled = enabled;
     if (enabled) this.startConnect(c);
-    else Object.assign(c.status, { state: "stopped", transport: null, connection_id: null, last_error: null });
+    else Object.assign(c.status, { state: "disconnected", transport: null, connection_id: null, last_error: null });
     return null;
   }
 
@@ -534,7 +598,7 @@ export class FakeBackend {
 
   private replay(r: ReplayRequest): unknown {
     const c = this.get(r.key);
-    if (!c) return reject(`unknown channel ${r.key}`);
+    if (!c) return refuse.unknownChannel(r.key);
     const orig = c.events.find((e) => e.summary.message_id === r.message_id);
     if (!orig) return reject(`webhook ${r.message_id} is no longer in the history`);
     if (r.target_url !== null && !/^https?:\/\//.test(r.target_url)) return reject("target_url must be an http(s) URL");
@@ -564,8 +628,8 @@ export class FakeBackend {
 
   private listDead(key: string, limit: number, offset: number): unknown {
     const c = this.get(key);
-    if (!c) return reject(`unknown channel ${key}`, "unknown_channel");
-    if (!this.canManage(c)) return reject("This channel has no admin token: add one to read dead letters.", "no_admin_token");
+    if (!c) return refuse.unknownChannel(key);
+    if (!this.canManage(c)) return refuse.noAdminToken(c.settings.cloud_url);
     const list: DeadLetterList = {
       channel: c.settings.channel,
       total: c.deadLetters.length,

@@ -7,7 +7,8 @@ import { ipc } from "../ipc";
 import { store, useStore } from "../store";
 import { Accounts } from "./Accounts";
 
-export const HISTORY_MIN = 10;
+/** The core's bounds (desktop/appcore `Core::save_settings`). */
+export const HISTORY_MIN = 1;
 export const HISTORY_MAX = 100_000;
 
 export function validateHistorySize(n: number): string | null {

@@ -7,8 +7,10 @@ export const STATE_INFO: Record<LinkState, { label: string; tone: "ok" | "warn" 
   degraded: { label: "Degraded", tone: "warn", help: "Connected on a fallback transport or after errors." },
   auth_failed: { label: "Auth failed", tone: "bad", help: "The cloud rejected the channel token: edit the channel and enter a new one." },
   paused: { label: "Paused", tone: "idle", help: "Forwarding is paused; messages wait in the cloud." },
-  stopped: { label: "Stopped", tone: "idle", help: "Disconnected by you." },
-  disconnected: { label: "Disconnected", tone: "bad", help: "Lost the connection; reconnecting with backoff." },
+  // The engine's meanings (desktop/engine/src/api.rs `LinkState`): `disconnected` is the user's
+  // Disconnect of this channel; `stopped` is for good (token revoked, channel removed, shutting down).
+  stopped: { label: "Stopped", tone: "bad", help: "Stopped for good: the token was revoked, the channel removed, or the app is shutting down." },
+  disconnected: { label: "Disconnected", tone: "idle", help: "Disconnected by you: Connect forwards again." },
 };
 
 export const TRANSPORT_LABEL: Record<Transport, string> = {

@@ -9,9 +9,12 @@ export function installBridgeBackend(url: string): void {
     async (cmd, args) => {
       // text/plain keeps it a simple request (no CORS preflight); the bridge parses the JSON.
       const r = await fetch(`${url}/invoke/${cmd}`, { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify(args ?? {}) });
-      const body: unknown = await r.json();
-      if (!r.ok) throw body;
-      return body;
+      // The bridge answers 200 with `{ ok }` or `{ error }`: a refusal is an answer, not a failed
+      // request (which the browser would log as an error in the page).
+      const body = (await r.json()) as { ok?: unknown; error?: unknown };
+      if (!r.ok) throw new Error(`bridge: HTTP ${r.status}`);
+      if ("error" in body) throw body.error;
+      return body.ok;
     },
     { shouldMockEvents: true },
   );

@@ -1,28 +1,8 @@
 // Click-through cases of self-service (HOSTED.md §5): accounts, "New channel", "Use here", removal
 // at the cloud, dead letters with the API key. Each gets a fresh page and fake backend.
 import assert from "node:assert/strict";
+import { byId, fake, keyOf, lastCall, text, until } from "./helpers.mjs";
 
-async function until(fn, what, ms = 5000) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-      last = new Error(`still false: ${what}`);
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw last;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const byId = (page, id) => page.getByTestId(id, { exact: true });
-const text = async (page, id) => (await byId(page, id).textContent()) ?? "";
-const fake = (page, fn, arg) => page.evaluate(fn, arg);
-const lastCall = (page, cmd) =>
-  fake(page, (c) => window.__fakeBackend.calls.filter((x) => x.cmd === c).at(-1)?.args ?? null, cmd);
 const KEY = "whc_alice_0123456789abcdefghijklmnopqrstuvwxyzAB";
 const CLOUD = "https://hooks.example.com";
 
@@ -118,9 +98,10 @@ export const hostedTests = [
       assert.equal(await page.evaluate(() => navigator.clipboard.readText()), url);
       await shot("new-channel-created");
       await byId(page, "created-done").click();
-      await byId(page, "channel-row-alice-shop-api").waitFor();
-      assert.equal(await text(page, "webhook-url-alice-shop-api"), url);
-      assert.equal(await byId(page, "self-service-alice-shop-api").count(), 1);
+      const key = await keyOf(page, "alice.shop-api");
+      assert.match(key, /^ch-[0-9a-f]{12}$/, "keyed like the core");
+      assert.equal(await text(page, `webhook-url-${key}`), url);
+      assert.equal(await byId(page, `self-service-${key}`).count(), 1);
       // The secret never comes back to the UI.
       const channels = await fake(page, () => window.__fakeBackend.handle("list_channels", {}));
       assert.ok(!JSON.stringify(channels).includes("gh-s3cret"));
@@ -150,12 +131,12 @@ export const hostedTests = [
       assert.match(await text(page, "field-error-use-here-target"), /required/);
       await byId(page, "use-here-target").fill("http://localhost:4000/hooks");
       await byId(page, "use-here-submit").click();
-      await byId(page, "channel-row-alice-shop-dev").waitFor();
+      const key = await keyOf(page, "alice.shop-dev");
       assert.deepEqual(await lastCall(page, "use_remote_channel"), { cloud_url: CLOUD, channel: "alice.shop-dev", target_url: "http://localhost:4000/hooks" });
       await byId(page, "remote-channel-alice.shop-dev").waitFor({ state: "detached" });
       assert.equal(await byId(page, "remote-channel-alice.billing").count(), 1);
-      assert.match(await text(page, "webhook-url-alice-shop-dev"), /wh_k3q7z2m9x4c8v1b6n5t0r2y7pd$/);
-      await until(async () => (await byId(page, "state-alice-shop-dev").getAttribute("data-state")) === "connected", "connected", 6000);
+      assert.match(await text(page, `webhook-url-${key}`), /wh_k3q7z2m9x4c8v1b6n5t0r2y7pd$/);
+      await until(async () => (await byId(page, `state-${key}`).getAttribute("data-state")) === "connected", "connected", 6000);
     },
   },
   {
@@ -164,26 +145,26 @@ export const hostedTests = [
       await byId(page, "use-here-alice.billing").click();
       await byId(page, "use-here-target").fill("http://localhost:4000/billing");
       await byId(page, "use-here-submit").click();
-      await byId(page, "channel-row-alice-billing").waitFor();
+      let key = await keyOf(page, "alice.billing");
       // Removed here only: the channel is still the account's, offered with "Use here" again.
-      await byId(page, "remove-channel-alice-billing").click();
+      await byId(page, `remove-channel-${key}`).click();
       await byId(page, "confirm-check").waitFor();
       assert.equal(await byId(page, "confirm-check").isChecked(), false);
       await byId(page, "confirm-ok").click();
-      await byId(page, "channel-row-alice-billing").waitFor({ state: "detached" });
-      assert.deepEqual(await lastCall(page, "remove_channel"), { key: "alice-billing", delete_at_cloud: false });
+      await byId(page, `channel-row-${key}`).waitFor({ state: "detached" });
+      assert.deepEqual(await lastCall(page, "remove_channel"), { key, delete_at_cloud: false });
       await byId(page, "remote-channel-alice.billing").waitFor();
       // Used again, then deleted at the cloud too: gone from the account's list.
       await byId(page, "use-here-alice.billing").click();
       await byId(page, "use-here-target").fill("http://localhost:4000/billing");
       await byId(page, "use-here-submit").click();
-      await byId(page, "channel-row-alice-billing").waitFor();
-      await byId(page, "remove-channel-alice-billing").click();
+      key = await keyOf(page, "alice.billing");
+      await byId(page, `remove-channel-${key}`).click();
       await byId(page, "confirm-check").check();
       await shot("remove-self-service-confirm");
       await byId(page, "confirm-ok").click();
-      await byId(page, "channel-row-alice-billing").waitFor({ state: "detached" });
-      assert.deepEqual(await lastCall(page, "remove_channel"), { key: "alice-billing", delete_at_cloud: true });
+      await byId(page, `channel-row-${key}`).waitFor({ state: "detached" });
+      assert.deepEqual(await lastCall(page, "remove_channel"), { key, delete_at_cloud: true });
       await page.getByText("Deleted alice.billing here and at the cloud.").waitFor();
       const remote = await fake(page, (c) => window.__fakeBackend.remote.get(c).map((r) => r.channel), CLOUD);
       assert.ok(!remote.includes("alice.billing"), JSON.stringify(remote));
@@ -202,15 +183,15 @@ export const hostedTests = [
       await byId(page, "use-here-alice.shop-dev").click();
       await byId(page, "use-here-target").fill("http://localhost:4000/hooks");
       await byId(page, "use-here-submit").click();
-      await byId(page, "channel-row-alice-shop-dev").waitFor();
-      await fake(page, () => {
+      const key = await keyOf(page, "alice.shop-dev");
+      await fake(page, (k) => {
         const b = window.__fakeBackend;
-        b.channels.get("alice-shop-dev").deadLetters = structuredClone(b.channels.get("team-alpha").deadLetters);
-      });
-      await byId(page, "dead-letters-alice-shop-dev").click();
+        b.channels.get(k).deadLetters = structuredClone(b.channels.get("team-alpha").deadLetters);
+      }, key);
+      await byId(page, `dead-letters-${key}`).click();
       await byId(page, "dlq-list").waitFor();
       assert.equal(await byId(page, "dlq-needs-admin").count(), 0);
-      assert.equal((await lastCall(page, "list_dead_letters")).key, "alice-shop-dev");
+      assert.equal((await lastCall(page, "list_dead_letters")).key, key);
       await byId(page, "dlq-purge").click();
       await byId(page, "confirm-ok").click();
       await byId(page, "dlq-empty").waitFor();
@@ -220,7 +201,7 @@ export const hostedTests = [
       await byId(page, "confirm-ok").click();
       await byId(page, "account-alice").waitFor({ state: "detached" });
       await byId(page, "nav-dead-letters").click();
-      await byId(page, "channel-picker").selectOption("alice-shop-dev");
+      await byId(page, "channel-picker").selectOption(key);
       await byId(page, "dlq-needs-sign-in").waitFor();
     },
   },
@@ -230,14 +211,15 @@ export const hostedTests = [
       await byId(page, "use-here-alice.shop-dev").click();
       await byId(page, "use-here-target").fill("http://localhost:4000/hooks");
       await byId(page, "use-here-submit").click();
-      await byId(page, "edit-channel-alice-shop-dev").click();
+      const key = await keyOf(page, "alice.shop-dev");
+      await byId(page, `edit-channel-${key}`).click();
       await byId(page, "self-service-note").waitFor();
       assert.equal(await byId(page, "input-cloud-url").isDisabled(), true);
       assert.equal(await byId(page, "input-channel").isDisabled(), true);
       assert.equal(await byId(page, "input-token").count(), 0, "no channel token to enter");
       await byId(page, "input-default-target").fill("http://localhost:4001/hooks");
       await byId(page, "save-channel").click();
-      await byId(page, "channel-row-alice-shop-dev").waitFor();
+      await byId(page, `channel-row-${key}`).waitFor();
       const input = (await lastCall(page, "save_channel")).input;
       assert.equal(input.channel, "alice.shop-dev");
       assert.equal(input.cloud_url, CLOUD);

@@ -1,36 +1,7 @@
 // Click-through cases of the browser tests. Each gets a fresh page (and so a fresh fake backend).
 import assert from "node:assert/strict";
+import { byId, fake, keyOf, lastCall, rows, scaled, stateOf, text, until } from "./helpers.mjs";
 
-/** Waits for something the app times itself, with room for a loaded machine: CONNECT_TEST_TIME_SCALE (≥ 1) stretches it. */
-const SCALE = Math.max(1, Number(process.env.CONNECT_TEST_TIME_SCALE) || 1);
-function scaled(ms) {
-  return Math.ceil(ms * SCALE);
-}
-
-/** Polls `fn` until it returns a truthy value (or throws the last error after `ms`). */
-async function until(fn, what, ms = 5000) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-      last = new Error(`still false: ${what}`);
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw last;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const byId = (page, id) => page.getByTestId(id, { exact: true });
-const text = async (page, id) => (await byId(page, id).textContent()) ?? "";
-const stateOf = (page, key) => byId(page, `state-${key}`).getAttribute("data-state");
-const fake = (page, fn, arg) => page.evaluate(fn, arg);
-const lastCall = (page, cmd) =>
-  fake(page, (c) => window.__fakeBackend.calls.filter((x) => x.cmd === c).at(-1)?.args ?? null, cmd);
-const rows = (page, prefix) => page.locator(`[data-testid^="${prefix}"]`).count();
 const eventId = (page, key, webhookId) =>
   fake(page, ([k, w]) => window.__fakeBackend.channels.get(k).events.find((e) => e.summary.webhook_id === w).summary.message_id, [key, webhookId]);
 
@@ -81,7 +52,8 @@ export const tests = [
       await byId(page, "target-id-0").fill("github-main");
       await byId(page, "target-url-0").fill("http://localhost:3000/hooks/github");
       await byId(page, "save-channel").click();
-      await byId(page, "channel-row-team-beta").waitFor();
+      const key = await keyOf(page, "team-beta");
+      assert.match(key, /^ch-[0-9a-f]{12}$/, "keyed like the core");
       const input = (await lastCall(page, "save_channel")).input;
       assert.equal(input.key, null);
       assert.equal(input.cloud_url, "https://relay.example.com");
@@ -89,9 +61,9 @@ export const tests = [
       assert.equal(input.admin_token, null);
       assert.equal(input.default_target, null);
       assert.deepEqual(input.targets, { "github-main": { url: "http://localhost:3000/hooks/github" } });
-      await until(async () => (await stateOf(page, "team-beta")) === "connected", "team-beta connected", 6000);
-      assert.equal(await text(page, "transport-team-beta"), "SSE");
-      assert.match(await text(page, "webhook-url-team-beta"), /^https:\/\/relay\.example\.com\/webhook\/github-main$/);
+      await until(async () => (await stateOf(page, key)) === "connected", "team-beta connected", 6000);
+      assert.equal(await text(page, `transport-${key}`), "SSE");
+      assert.match(await text(page, `webhook-url-${key}`), /^https:\/\/relay\.example\.com\/webhook\/github-main$/);
     },
   },
   {
@@ -121,8 +93,10 @@ export const tests = [
     name: "connect toggle, pause all and resume all",
     async run({ page }) {
       await byId(page, "toggle-team-alpha").click();
-      await until(async () => (await stateOf(page, "team-alpha")) === "stopped", "stopped");
+      await until(async () => (await stateOf(page, "team-alpha")) === "disconnected", "disconnected");
       assert.equal(await text(page, "toggle-team-alpha"), "Connect");
+      // The engine's `disconnected` is the user's Disconnect (not a lost connection).
+      assert.match((await byId(page, "state-team-alpha").getAttribute("title")) ?? "", /by you/);
       await byId(page, "toggle-team-alpha").click();
       await until(async () => (await stateOf(page, "team-alpha")) === "connected", "connected again", 6000);
       await byId(page, "pause-all").click();
@@ -287,8 +261,8 @@ export const tests = [
       assert.equal(await byId(page, "save-settings").isDisabled(), true);
       await byId(page, "notifications-all").check();
       await byId(page, "autostart").check();
-      await byId(page, "history-size").fill("5");
-      assert.match(await text(page, "field-error-history-size"), /between 10 and 100000/);
+      await byId(page, "history-size").fill("0");
+      assert.match(await text(page, "field-error-history-size"), /between 1 and 100000/);
       assert.equal(await byId(page, "save-settings").isDisabled(), true);
       await byId(page, "history-size").fill("500");
       await shot("settings");

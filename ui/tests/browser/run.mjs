@@ -12,9 +12,11 @@ import { chromium } from "playwright-core";
 import { tests as baseTests } from "./cases.mjs";
 import { hostedTests } from "./cases-hosted.mjs";
 import { realTests } from "./cases-real.mjs";
+import { realHostedTests } from "./cases-real-hosted.mjs";
 
-// The "real backend" cases need the bridge desktop/app/tests/it/ui_bridge.rs starts (REAL_BACKEND_URL).
-const tests = [...baseTests, ...hostedTests, ...(process.env.REAL_BACKEND_URL ? realTests : [])];
+// The "real backend" / "real self-service" cases need the bridge desktop/app/tests/it/ui_real.rs
+// starts (REAL_BACKEND_URL).
+const tests = [...baseTests, ...hostedTests, ...(process.env.REAL_BACKEND_URL ? [...realTests, ...realHostedTests] : [])];
 
 const root = resolve(fileURLToPath(import.meta.url), "../../..");
 const dist = join(root, "dist");

@@ -68,7 +68,9 @@ describe("App (happy-dom)", () => {
     await type("input-default-target", "http://localhost:3000/");
     await click("save-channel");
     expect(fake.calls.filter((c) => c.cmd === "save_channel")).toHaveLength(1);
-    expect(q("channel-row-local-dev")).not.toBeNull();
+    const saved = [...fake.channels.values()].find((c) => c.settings.channel === "local.dev");
+    expect(saved?.settings.key).toMatch(/^ch-[0-9a-f]{12}$/);
+    expect(q(`channel-row-${saved?.settings.key ?? ""}`)).not.toBeNull();
   });
 
   it("shows the admin-token hint for dead letters of a channel without one", async () => {

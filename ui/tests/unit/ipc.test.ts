@@ -52,12 +52,13 @@ describe("ipc against the fake backend", () => {
       key: null, cloud_url: "https://relay.example.com", channel: "team-beta", protocol: "long_poll",
       default_target: "http://localhost:3000/", targets: {}, token: "secret", admin_token: null,
     });
-    expect(saved).toMatchObject({ key: "team-beta", has_token: true, has_admin_token: false, enabled: true });
+    expect(saved).toMatchObject({ has_token: true, has_admin_token: false, enabled: true });
+    expect(saved.key).toMatch(/^ch-[0-9a-f]{12}$/);
     expect(JSON.stringify(await ipc.listChannels())).not.toContain("secret");
-    const st = (await ipc.getSnapshot()).channels.find((c) => c.key === "team-beta");
+    const st = (await ipc.getSnapshot()).channels.find((c) => c.key === saved.key);
     expect(st?.state).toBe("connecting");
-    await ipc.removeChannel("team-beta");
-    expect((await ipc.listChannels()).map((c) => c.key)).not.toContain("team-beta");
+    await ipc.removeChannel(saved.key);
+    expect((await ipc.listChannels()).map((c) => c.key)).not.toContain(saved.key);
   });
 
   it("replays an event with an edited body as a new event", async () => {

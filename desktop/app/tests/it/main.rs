@@ -8,3 +8,4 @@ mod harness;
 mod self_service;
 mod tray_menu;
 mod ui_bridge;
+mod ui_real;

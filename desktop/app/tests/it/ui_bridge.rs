@@ -1,13 +1,10 @@
-//! The UI's browser tests against the real app core: the built UI in headless Chromium
-//! (`ui/tests/browser/run.mjs`, its "real backend" cases, in order against one core) with its
-//! IPC sent over HTTP to this test's `Core` (real engine, real Secret Service of the test's
-//! session) instead of the fake backend, the channel connecting to a real cloud. A webhook is
-//! queued at the cloud before, for a target answering 404: it becomes the event the inspector
-//! replays and the dead letter the dead-letter view deletes. What the views show — the channel's
-//! key, state, webhook URL, the event, the replay's outcome, the dead letter, the settings read
-//! back — comes from the core and the cloud, and the test checks them afterwards.
+//! The test bridge of the UI's "real backend" browser cases (`ui/tests/browser/cases-real*.mjs`):
+//! the built UI in headless Chromium with its IPC sent over HTTP to this bridge, which answers
+//! every command the views call with the real app core (`Core`: real engine, real Secret Service
+//! of the test's session) instead of the fake backend. Two test-only routes let a case steer and
+//! read the recording targets the core forwards to.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,19 +14,13 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use connect_engine::api::LinkState;
-use connect_testkit::secret_service::isolated;
-use connect_testkit::{RecordingTarget, wait_until};
+use axum::routing::{get, post};
+use connect_testkit::RecordingTarget;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use webhook_connect_app::core::Core;
 use webhook_connect_app::error::CommandError;
-use webhook_connect_app::secrets::KeyringStore;
-use webhook_connect_app::settings;
-
-use crate::harness::{ADMIN, CHANNEL, Cloud, TOKEN};
 
 type Answer = Result<Value, CommandError>;
 
@@ -42,7 +33,7 @@ fn ok<T: Serialize>(v: T) -> Answer {
     serde_json::to_value(v).map_err(|e| CommandError::new("internal", e.to_string()))
 }
 
-/// The commands the older views call, with the arguments of the Tauri shell's commands
+/// The commands the views call, with the arguments of the Tauri shell's commands
 /// (desktop/app/src/shell.rs), answered by the core alone.
 async fn dispatch(core: &Core, cmd: &str, a: &Value) -> Answer {
     match cmd {
@@ -54,6 +45,20 @@ async fn dispatch(core: &Core, cmd: &str, a: &Value) -> Answer {
             let key: String = arg(a, "key")?;
             ok(core.remove_channel(&key, at_cloud.unwrap_or(false)).await?)
         }
+        "list_accounts" => ok(core.accounts()),
+        "sign_in" => ok(core.sign_in(arg(a, "input")?).await?),
+        "create_account" => ok(core.create_account(arg(a, "input")?).await?),
+        "sign_out" => ok(core.sign_out(&arg::<String>(a, "cloud_url")?).await?),
+        "list_remote_channels" => ok(core
+            .remote_channels(&arg::<String>(a, "cloud_url")?)
+            .await?),
+        "create_channel" => ok(core.create_channel(arg(a, "input")?).await?),
+        "use_remote_channel" => {
+            let cloud: String = arg(a, "cloud_url")?;
+            let channel: String = arg(a, "channel")?;
+            let target: String = arg(a, "target_url")?;
+            ok(core.use_remote_channel(&cloud, &channel, &target).await?)
+        }
         "set_channel_enabled" => {
             let key: String = arg(a, "key")?;
             ok(core.set_channel_enabled(&key, arg(a, "enabled")?)?)
@@ -62,7 +67,6 @@ async fn dispatch(core: &Core, cmd: &str, a: &Value) -> Answer {
             core.set_paused(arg(a, "paused")?);
             ok(())
         }
-        "list_accounts" => ok(core.accounts()),
         "list_events" => ok(core.list_events(&arg::<String>(a, "key")?)?),
         "get_event" => {
             let key: String = arg(a, "key")?;
@@ -95,20 +99,13 @@ async fn dispatch(core: &Core, cmd: &str, a: &Value) -> Answer {
     }
 }
 
-/// `POST /invoke/<command>` with the arguments as JSON (sent as text/plain: no CORS preflight).
-async fn invoke(
-    State(core): State<Arc<Core>>,
-    UrlPath(cmd): UrlPath<String>,
-    body: Bytes,
-) -> Response {
-    let args: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (status, v) = match dispatch(&core, &cmd, &args).await {
-        Ok(v) => (StatusCode::OK, v),
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            json!({"code": e.code, "message": e.message}),
-        ),
-    };
+struct Served {
+    core: Arc<Core>,
+    /// The recording targets, by index (`REAL_TARGET_URL` is 0, `REAL_OTHER_URL` 1).
+    targets: Vec<Arc<RecordingTarget>>,
+}
+
+fn cors(status: StatusCode, v: Value) -> Response {
     (
         status,
         [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
@@ -117,97 +114,119 @@ async fn invoke(
         .into_response()
 }
 
-#[test]
-fn the_channel_form_and_settings_views_against_the_real_core() -> Result<()> {
-    isolated(|_| async {
-        let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui");
-        ensure!(
-            ui.join("dist/index.html").is_file() && ui.join("node_modules").is_dir(),
-            "the UI is not built: cd ui && npm ci && npm run build"
-        );
-        let cloud = Cloud::start().await?;
-        let target = RecordingTarget::start().await?;
-        let other = RecordingTarget::start().await?;
-        // Refused for good (404: no retry): a dead letter once the UI's channel takes it.
-        target.set_status(404);
-        let queued = cloud.post(&json!({"queued": "before the UI"})).await?;
-        let dir = tempfile::tempdir()?;
-        let store = KeyringStore::new();
-        let core = Arc::new(
-            Core::start(dir.path().join(settings::FILE_NAME), store.clone())
-                .map_err(anyhow::Error::msg)?,
-        );
+/// `POST /invoke/<command>` with the arguments as JSON (sent as text/plain: no CORS preflight);
+/// answers `{"ok": <value>}` or `{"error": {"code", "message"}}`.
+async fn invoke(
+    State(s): State<Arc<Served>>,
+    UrlPath(cmd): UrlPath<String>,
+    body: Bytes,
+) -> Response {
+    let args: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // A refusal is an answer (200), so the browser logs no failed request in the page.
+    match dispatch(&s.core, &cmd, &args).await {
+        Ok(v) => cors(StatusCode::OK, json!({ "ok": v })),
+        Err(e) => cors(
+            StatusCode::OK,
+            json!({"error": {"code": e.code, "message": e.message}}),
+        ),
+    }
+}
+
+fn unknown_target(i: usize) -> Response {
+    cors(StatusCode::NOT_FOUND, json!({"unknown target": i}))
+}
+
+/// Test-only: `POST /test/target/<i>/status/<code>`: target `i` answers `code` from now on.
+async fn set_status(
+    State(s): State<Arc<Served>>,
+    UrlPath((i, code)): UrlPath<(usize, u16)>,
+) -> Response {
+    let Some(t) = s.targets.get(i) else {
+        return unknown_target(i);
+    };
+    t.set_status(code);
+    cors(StatusCode::OK, json!(null))
+}
+
+/// Test-only: `GET /test/target/<i>/requests`: what target `i` received, in order.
+async fn requests(State(s): State<Arc<Served>>, UrlPath(i): UrlPath<usize>) -> Response {
+    let Some(t) = s.targets.get(i) else {
+        return unknown_target(i);
+    };
+    let all: Vec<Value> = t
+        .requests()
+        .iter()
+        .map(|r| json!({"path": r.path, "body": r.body_text(), "headers": r.headers}))
+        .collect();
+    cors(StatusCode::OK, Value::Array(all))
+}
+
+/// The bridge, serving on a loopback port until dropped.
+pub struct Bridge {
+    pub url: String,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Bridge {
+    pub async fn start(core: Arc<Core>, targets: Vec<Arc<RecordingTarget>>) -> Result<Self> {
         let app = Router::new()
             .route("/invoke/{cmd}", post(invoke))
-            .with_state(core.clone());
+            .route("/test/target/{i}/status/{code}", post(set_status))
+            .route("/test/target/{i}/requests", get(requests))
+            .with_state(Arc::new(Served { core, targets }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let bridge = format!("http://{}", listener.local_addr()?);
+        let url = format!("http://{}", listener.local_addr()?);
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { url, server })
+    }
+}
 
-        let run = tokio::process::Command::new("node")
-            .args(["tests/browser/run.mjs", "real backend:"])
-            .current_dir(&ui)
-            .env("REAL_BACKEND_URL", &bridge)
-            .env("REAL_CLOUD_URL", &cloud.base)
-            .env("REAL_CHANNEL", CHANNEL)
-            .env("REAL_TOKEN", TOKEN)
-            .env("REAL_ADMIN_TOKEN", ADMIN)
-            .env("REAL_TARGET_URL", format!("{}/from-ui", target.url))
-            .env("REAL_OTHER_URL", format!("{}/replayed", other.url))
-            .env("REAL_MESSAGE_ID", &queued)
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(120), run)
-            .await
-            .context("the browser run did not finish in 120 s")??;
-        server.abort();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        println!("{stdout}");
-        eprintln!("{stderr}");
-        ensure!(
-            out.status.success(),
-            "browser run failed: {stdout}\n{stderr}"
-        );
-        ensure!(stdout.contains("3 passed, 0 failed"), "{stdout}");
+/// The UI's directory, checked to be built.
+pub fn ui_dir() -> Result<PathBuf> {
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui");
+    ensure!(
+        ui.join("dist/index.html").is_file() && ui.join("node_modules").is_dir(),
+        "the UI is not built: cd ui && npm ci && npm run build"
+    );
+    Ok(ui)
+}
 
-        // What the UI did is in the core: the channel, connected, its token in the keyring;
-        // the settings saved to the file.
-        let channels = core.list_channels();
-        ensure!(channels.len() == 1, "{}", serde_json::to_string(&channels)?);
-        ensure!(channels[0].channel == CHANNEL && channels[0].has_token);
-        ensure!(store.unavailable().is_none());
-        ensure!(core.settings().history_size == 500);
-        let file = std::fs::read_to_string(dir.path().join(settings::FILE_NAME))?;
-        ensure!(file.contains("history_size = 500"), "{file}");
-        ensure!(!file.contains(TOKEN), "{file}");
-        // The inspector's replay went to the edited target, with the webhook's body.
-        let replayed = other.wait_for_count(1, Duration::from_secs(5)).await?;
-        ensure!(replayed[0].body_text().contains("before the UI"));
-        ensure!(replayed[0].header("x-webhook-message-id") == Some(queued.as_str()));
-        // The dead letter the UI deleted is gone at the cloud.
-        let key = channels[0].key.clone();
-        let left = core
-            .list_dead_letters(&key, 10, 0)
-            .await
-            .map_err(anyhow::Error::msg)?;
-        ensure!(left.total == 0, "dead letters left: {}", left.total);
-        // A webhook posted now reaches the target the form set.
-        target.set_status(200);
-        cloud.post(&json!({"via": "the form"})).await?;
-        let got = target.wait_for_count(2, Duration::from_secs(20)).await?;
-        let last = got.last().context("a request")?;
-        ensure!(last.path == "/from-ui", "{}", last.path);
-        wait_until(
-            Duration::from_secs(20),
-            "the channel connected and the delivery counted",
-            || async {
-                let c = &core.snapshot().channels[0];
-                c.state == LinkState::Connected && c.counters.delivered >= 1
-            },
-        )
-        .await?;
-        core.shutdown().await;
-        Ok(())
-    })
+/// Runs the browser cases whose names contain `filter` (`node tests/browser/run.mjs`) with
+/// `REAL_BACKEND_URL` = the bridge and `env`; fails unless all `expected` of them passed.
+pub async fn run_cases(
+    bridge: &Bridge,
+    filter: &str,
+    expected: usize,
+    env: &[(&str, String)],
+) -> Result<String> {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.args(["tests/browser/run.mjs", filter])
+        .current_dir(ui_dir()?)
+        .env("REAL_BACKEND_URL", &bridge.url)
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .context("the browser run did not finish in 300 s")??;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    ensure!(
+        out.status.success(),
+        "browser run failed: {stdout}\n{stderr}"
+    );
+    ensure!(
+        stdout.contains(&format!("{expected} passed, 0 failed")),
+        "{stdout}"
+    );
+    Ok(stdout)
 }

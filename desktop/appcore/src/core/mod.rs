@@ -385,6 +385,15 @@ impl Core {
         self_service: Option<(&str, &str)>,
     ) -> CoreResult<SavedChannel> {
         let cloud_url = input.cloud_url.trim().trim_end_matches('/').to_owned();
+        // Checked before the keyring account is named from it (whose error would read as a
+        // keyring failure); the engine's rule and wording.
+        if !reqwest::Url::parse(&cloud_url).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+        }) {
+            return Err(CoreError::Invalid(format!(
+                "cloud_url {cloud_url:?} must be http(s)://host[:port][/base]"
+            )));
+        }
         let channel = input.channel.trim().to_owned();
         if !valid_channel_name(&channel) {
             return Err(CoreError::Invalid(format!(

@@ -149,3 +149,27 @@ async fn a_channel_without_a_stored_token_shows_disconnected_with_the_reason() {
     assert!(c.list_dead_letters("k1", 10, 0).await.is_err());
     c.shutdown().await;
 }
+
+/// A cloud URL that is not http(s)://host is the user's input to fix (`invalid_input`, the
+/// engine's wording), not a keyring failure.
+#[test]
+fn an_invalid_cloud_url_is_invalid_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, store) = core(&dir);
+    for url in ["ftp://relay.example.com", "not a url", "http://"] {
+        let e = c
+            .save_channel(ChannelInput {
+                cloud_url: url.into(),
+                ..input(Some("tok"))
+            })
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_input", "{url}: {e}");
+        assert!(
+            e.to_string()
+                .contains("must be http(s)://host[:port][/base]"),
+            "{url}: {e}"
+        );
+    }
+    assert!(c.list_channels().is_empty());
+    assert!(store.accounts().is_empty(), "nothing stored");
+}
