@@ -72,8 +72,12 @@ pub use v1cloud::{V1Cloud, V1NackRetry, V1Options, V1Records};
 pub use vault::VaultServer;
 pub use wait::{free_port, wait_for, wait_until, within};
 
-/// How long [`RedisServer`] and [`EtcdServer`] may take to answer after being spawned.
-const STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long [`RedisServer`], [`EtcdServer`] and [`VaultServer`] may take to answer after being
+/// spawned, before [`timing`]'s scale: generous, as waiting ends at the first answer (a loaded
+/// 2-core runner took over 15 s to start OpenBao).
+const STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long one readiness probe may take before it counts as hung, before [`timing`]'s scale.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Finds `program` on `PATH`, or explains how to install it.
 fn find_program(program: &str, package: &str) -> anyhow::Result<std::path::PathBuf> {
@@ -92,7 +96,9 @@ async fn wait_ready<Fut>(
 where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    let startup = timing::scaled(STARTUP_TIMEOUT);
+    let probe_timeout = timing::scaled(PROBE_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + startup;
     loop {
         if !process.is_running() {
             let status = process.exit_status();
@@ -104,15 +110,14 @@ where
                 process.stderr_text()
             );
         }
-        let last_error =
-            match tokio::time::timeout(std::time::Duration::from_secs(1), probe()).await {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(error)) => error,
-                Err(_) => anyhow::anyhow!("probe hung for 1 s"),
-            };
+        let last_error = match tokio::time::timeout(probe_timeout, probe()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error,
+            Err(_) => anyhow::anyhow!("probe hung for {probe_timeout:?}"),
+        };
         if tokio::time::Instant::now() >= deadline {
             anyhow::bail!(
-                "{} not ready after {STARTUP_TIMEOUT:?}: {last_error:#}\nstderr:\n{}",
+                "{} not ready after {startup:?}: {last_error:#}\nstderr:\n{}",
                 process.name(),
                 process.stderr_text()
             );

@@ -96,25 +96,16 @@ impl VaultServer {
             bao,
             process,
         };
-        let me = server.addr.clone();
-        let bao = server.bao.clone();
+        // Ready when the health endpoint answers 200: initialized, unsealed and active. An HTTP
+        // request, not `bao status`: starting the CLI (a large Go binary) on a loaded machine
+        // took longer than the probe may, and each timed-out probe left one more CLI running.
+        let health = format!("{}/v1/sys/health", server.addr);
+        let http = reqwest::Client::new();
         wait_ready(&mut server.process, || {
-            let me = me.clone();
-            let bao = bao.clone();
+            let (http, health) = (http.clone(), health.clone());
             async move {
-                let out = tokio::task::spawn_blocking(move || {
-                    Command::new(&bao)
-                        .args(["status", "-format=json"])
-                        .env("BAO_ADDR", &me)
-                        .env("VAULT_ADDR", &me)
-                        .output()
-                })
-                .await??;
-                ensure!(
-                    out.status.success(),
-                    "bao status: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let status = http.get(&health).send().await?.status();
+                ensure!(status.is_success(), "{health} answered {status}");
                 Ok(())
             }
         })

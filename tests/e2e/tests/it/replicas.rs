@@ -3,7 +3,7 @@
 //! through replica B holds on replica A at the very next request — no waiting for A's periodic
 //! re-read of the shared state (every second). The same on a three-primary Redis Cluster
 //! (`WEBHOOK_CONNECT_REDIS_CLUSTER_URLS`), where a webhook posted to one replica also reaches a
-//! connector on the other.
+//! connector on the other. And `max_connections` counts the connections of both replicas.
 
 use std::time::Duration;
 
@@ -265,5 +265,65 @@ async fn replicas_on_a_redis_cluster_deliver_across_and_agree_at_once() -> anyho
     let closed = read_until(&mut body, "token_revoked").await?;
     assert!(closed.contains("token_revoked"));
     assert_eq!(a.connector_status(CH, TOKEN).await, 401, "old token on A");
+    Ok(())
+}
+
+/// Opens an SSE stream on `c` and reads until its first event; returns that event's text and
+/// the still open response (its connection counts until it is dropped).
+async fn first_sse_event(c: &Cloud) -> anyhow::Result<(String, reqwest::Response)> {
+    let mut r = c
+        .http
+        .get(format!("{}/connect/stream/{CH}/sse", c.base))
+        .bearer_auth(TOKEN)
+        .header("x-webhook-connect-version", "2")
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 200, "sse answered {}", r.status());
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), r.chunk())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("the stream ended after {text:?}"))?;
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    Ok((text, r))
+}
+
+#[tokio::test]
+async fn max_connections_holds_across_two_replicas() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let hooks = json!({"hook": connect_hook(CH, TOKEN, json!({"max_connections": 1}))});
+    let a = replica(&redis, hooks.clone()).await?;
+    let b = replica(&redis, hooks).await?;
+    let (event, on_a) = first_sse_event(&a).await?;
+    assert!(event.contains("event: connected"), "{event}");
+    // The one slot is taken on A: B refuses every transport.
+    for round in 0..ROUNDS {
+        let (event, _) = first_sse_event(&b).await?;
+        assert!(
+            event.contains("event: error") && event.contains("max_connections_reached"),
+            "round {round}: SSE on B: {event}"
+        );
+        let poll = b
+            .http
+            .get(format!("{}/connect/stream/{CH}/poll?timeout=1", b.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?;
+        assert_eq!(poll.status(), 503, "round {round}: long poll on B");
+    }
+    // The slot is freed when A's connection ends: B then admits one.
+    drop(on_a);
+    let admitted = wait_until(
+        Duration::from_secs(20),
+        "B to admit a connection",
+        || async {
+            first_sse_event(&b)
+                .await
+                .is_ok_and(|(event, _)| event.contains("event: connected"))
+        },
+    )
+    .await;
+    admitted?;
     Ok(())
 }
