@@ -10,6 +10,7 @@ import { extname, join, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { tests as baseTests } from "./cases.mjs";
+import { scaled } from "./helpers.mjs";
 import { hostedTests } from "./cases-hosted.mjs";
 import { realTests } from "./cases-real.mjs";
 import { realHostedTests } from "./cases-real-hosted.mjs";
@@ -93,7 +94,9 @@ for (const t of tests) {
   page.on("console", (m) => {
     if (m.type() === "error") pageErrors.push(m.text());
   });
-  page.setDefaultTimeout(5000);
+  // Every wait ends at its event; the limit only bounds a failure, and the real-backend cases
+  // wait on a real cloud and core, slower on a loaded machine (CONNECT_TEST_TIME_SCALE).
+  page.setDefaultTimeout(scaled(15000));
   const t0 = Date.now();
   try {
     await page.goto(baseUrl);
