@@ -24,9 +24,17 @@
 //! A baseline with one channel gives the fixed cost; per-channel figures are the difference
 //! divided by `N`.
 //!
+//! Then self-service channels (the case, HOSTED.md §3): a cloud with
+//! `WEBHOOK_CONNECT_SELF_SERVICE=keys` and one configured channel; `N / 10` accounts made
+//! through the admin API and ten channels each through `POST /api/v1/channels` with the
+//! account's key (`BENCH_CONCURRENCY` requests in flight, default 32); `VmRSS` and idle CPU
+//! once they exist, and again after a `kill -9` and a start on the same data directory (every
+//! account and channel loaded from the store). Its baseline is the same cloud with none.
+//!
 //! Environment: `BENCH_CHANNEL_COUNTS` (default `10000,100000`), `BENCH_IDLE_SECONDS` (10),
 //! `BENCH_SETTLE` (2), `BENCH_CLOUD_BIN` (default `target/release/webhook-connect-cloud`),
-//! `BENCH_CLOUD_ENV` (extra `K=V,K=V` for the cloud).
+//! `BENCH_CLOUD_ENV` (extra `K=V,K=V` for the cloud), `BENCH_SELF_SERVICE` (`0` skips the
+//! self-service runs), `BENCH_CONFIGURED` (`0` skips the configured runs).
 
 #![allow(clippy::unwrap_used)]
 
@@ -36,6 +44,8 @@ use std::time::{Duration, Instant};
 
 use connect_testkit::Cloud;
 use connect_testkit::load::{env_num, vm_rss_kib};
+
+use futures::StreamExt as _;
 
 /// `n` configured channels, ten per "account" (`acc<i>-ch<j>`).
 fn hooks(n: usize) -> serde_json::Value {
@@ -58,6 +68,16 @@ fn hooks(n: usize) -> serde_json::Value {
 /// The cloud binary through the test kit's harness, ready when `/health` answers 200 (the
 /// configuration loaded and every channel registered).
 fn start(rt: &tokio::runtime::Runtime, bin: &Path, n: usize, extra: &[(&str, &str)]) -> Cloud {
+    start_with(rt, bin, n, extra, false)
+}
+
+fn start_with(
+    rt: &tokio::runtime::Runtime,
+    bin: &Path,
+    n: usize,
+    extra: &[(&str, &str)],
+    self_service: bool,
+) -> Cloud {
     let mut env: Vec<(String, String)> = vec![("WEBHOOK_CONNECT_LOG_LEVEL".into(), "warn".into())];
     env.extend(
         extra
@@ -73,14 +93,69 @@ fn start(rt: &tokio::runtime::Runtime, bin: &Path, n: usize, extra: &[(&str, &st
         env.push((k.into(), v.into()));
     }
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    rt.block_on(
-        Cloud::builder(hooks(n))
-            .binary(bin)
-            .envs(&env)
-            .ready_when_healthy(Duration::from_secs(300))
-            .start(),
-    )
-    .unwrap()
+    let mut b = Cloud::builder(hooks(n))
+        .binary(bin)
+        .envs(&env)
+        .ready_when_healthy(Duration::from_secs(300))
+        .http_timeout(Duration::from_secs(120));
+    if self_service {
+        b = b.self_service("keys");
+    }
+    rt.block_on(b.start()).unwrap()
+}
+
+/// `n` self-service channels: `n / 10` accounts (`acc<i>`, default quota of ten channels)
+/// through the admin API, then ten channels each (`c0`…`c9`) with the account's key.
+async fn create_self_service(cloud: &Cloud, n: usize) {
+    let in_flight: usize = env_num("BENCH_CONCURRENCY", 32.0) as usize;
+    let t0 = Instant::now();
+    let keys: Vec<String> = futures::stream::iter(0..n.div_ceil(10))
+        .map(|i| async move {
+            let name = format!("acc{i}");
+            cloud
+                .create_account(&name, serde_json::Value::Null)
+                .await
+                .unwrap()
+                .1
+        })
+        .buffered(in_flight)
+        .collect()
+        .await;
+    let accounts = t0.elapsed();
+    let t1 = Instant::now();
+    futures::stream::iter((0..n).map(|i| (i / 10, i % 10)))
+        .for_each_concurrent(in_flight, |(a, c)| {
+            let key = &keys[a];
+            async move {
+                let body = serde_json::json!({ "name": format!("c{c}") });
+                cloud.create_channel(key, body).await.unwrap();
+            }
+        })
+        .await;
+    println!(
+        "  created {} accounts in {:.1} s and {n} channels in {:.1} s ({in_flight} requests in flight)",
+        keys.len(),
+        accounts.as_secs_f64(),
+        t1.elapsed().as_secs_f64()
+    );
+}
+
+/// Self-service: a cloud with none (baseline), then with `n` channels made through the API,
+/// then after a `kill -9` and a start on the same data.
+fn run_self_service(
+    rt: &tokio::runtime::Runtime,
+    bin: &Path,
+    n: usize,
+    idle_s: f64,
+    settle: f64,
+) -> (Figures, Figures, Figures) {
+    let mut cloud = start_with(rt, bin, 1, &[], true);
+    let base = measure(&cloud, idle_s, settle);
+    rt.block_on(create_self_service(&cloud, n));
+    let made = measure(&cloud, idle_s, settle);
+    rt.block_on(cloud.restart()).unwrap();
+    let again = measure(&cloud, idle_s, settle);
+    (base, made, again)
 }
 
 /// `utime + stime` of the process, in clock ticks.
@@ -163,19 +238,53 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (base, _) = run(&rt, &bin, 1, idle_s, settle);
+    let counts: Vec<usize> = counts
+        .split(',')
+        .map(|s| s.trim().parse::<usize>().unwrap())
+        .collect();
+    if std::env::var("BENCH_CONFIGURED").as_deref() != Ok("0") {
+        configured(&rt, &bin, &counts, idle_s, settle);
+    }
+    if std::env::var("BENCH_SELF_SERVICE").as_deref() == Ok("0") {
+        return;
+    }
+    for &n in &counts {
+        let (base, made, again) = run_self_service(&rt, &bin, n, idle_s, settle);
+        println!(
+            "== {n} self-service channels ({} accounts, embedded store); baseline (none): VmRSS {:.1} MiB",
+            n.div_ceil(10),
+            base.rss_kib as f64 / 1024.0
+        );
+        for (what, f) in [("once created", &made), ("restart", &again)] {
+            let per = f.rss_kib.saturating_sub(base.rss_kib) as f64 * 1024.0 / n as f64;
+            println!(
+                "  {what}: (re)started in {:.2} s; VmRSS {:.1} MiB ({per:.0} B per channel over the baseline); idle {:.2} % of a core",
+                f.to_healthy.as_secs_f64(),
+                f.rss_kib as f64 / 1024.0,
+                f.idle_core * 100.0,
+            );
+        }
+    }
+}
+
+fn configured(
+    rt: &tokio::runtime::Runtime,
+    bin: &Path,
+    counts: &[usize],
+    idle_s: f64,
+    settle: f64,
+) {
+    let (rt, bin) = (rt, bin);
+    let (base, _) = run(rt, bin, 1, idle_s, settle);
     println!(
         "== baseline, 1 channel: healthy in {:.2} s, VmRSS {:.1} MiB, idle {:.2} % of a core",
         base.to_healthy.as_secs_f64(),
         base.rss_kib as f64 / 1024.0,
         base.idle_core * 100.0
     );
-    for n in counts
-        .split(',')
-        .map(|s| s.trim().parse::<usize>().unwrap())
-    {
-        let (first, again) = run(&rt, &bin, n, idle_s, settle);
-        let config = run_config_only(&rt, &bin, n, settle);
+    for &n in counts {
+        let (first, again) = run(rt, bin, n, idle_s, settle);
+        let config = run_config_only(rt, bin, n, settle);
         let config_per = config.rss_kib.saturating_sub(base.rss_kib) as f64 * 1024.0 / n as f64;
         println!("== {n} configured channels (embedded store)");
         println!(

@@ -68,14 +68,14 @@ impl Equivalent<Key> for KeyRef<'_> {
     }
 }
 
-impl KeyRef<'_> {
-    fn to_owned(&self) -> Key {
+impl From<&KeyRef<'_>> for Key {
+    fn from(k: &KeyRef<'_>) -> Self {
         Key {
-            name: self.name,
-            labels: self
+            name: k.name,
+            labels: k
                 .labels
                 .iter()
-                .map(|(k, v)| (*k, (*v).to_owned()))
+                .map(|(n, v)| (*n, (*v).to_owned()))
                 .collect(),
         }
     }
@@ -91,21 +91,24 @@ impl<V> Default for Series<V> {
 }
 
 impl<V> Series<V> {
-    /// Drops the series labelled `channel` for which `dead` holds.
+    /// Drops the series of `channel` for which `dead` holds: those labelled `channel`, and a
+    /// self-service channel's ingress series, which name it as the webhook (see
+    /// [`Metrics::ingress`]).
     fn forget_channel(&mut self, channel: &str, dead: impl Fn(&V) -> bool) {
+        let hosted = is_self_service_name(channel);
         self.0.retain(|k, v| {
             !(dead(v)
-                && k.labels
+                && (k
+                    .labels
                     .iter()
-                    .any(|(l, x)| *l == "channel" && x == channel))
+                    .any(|(l, x)| *l == "channel" && x == channel)
+                    || (hosted && is_ingress_of(k, channel))))
         });
     }
 
+    /// One hash lookup; allocates only when the series is new.
     fn get_or(&mut self, key: KeyRef<'_>, new: impl FnOnce() -> V) -> &mut V {
-        if !self.0.contains_key(&key) {
-            self.0.insert(key.to_owned(), new());
-        }
-        self.0.get_mut(&key).expect("inserted above")
+        self.0.entry_ref(&key).or_insert_with(new)
     }
 
     /// Every series, ordered by name and labels (a stable exposition).
@@ -114,6 +117,24 @@ impl<V> Series<V> {
         all.sort_by(|a, b| (a.0.name, &a.0.labels).cmp(&(b.0.name, &b.0.labels)));
         all
     }
+}
+
+/// A self-service channel is named `<account>.<name>` (HOSTED.md §3); a configured webhook id
+/// never holds a `.` (CONFIG.md: `^[A-Za-z0-9][A-Za-z0-9_-]*$`), so an ingress series with no
+/// namespace and such a name as its webhook is that channel's.
+fn is_self_service_name(channel: &str) -> bool {
+    channel.contains('.')
+}
+
+/// Whether `k` is an ingress series of the self-service channel `channel`.
+fn is_ingress_of(k: &Key, channel: &str) -> bool {
+    k.name.starts_with("webhook_connect_ingress_")
+        && k.labels
+            .iter()
+            .any(|(l, x)| *l == "namespace" && x.is_empty())
+        && k.labels
+            .iter()
+            .any(|(l, x)| *l == "webhook" && x == channel)
 }
 
 struct Histogram {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use serde_json::Value;
 
-use crate::config_source::raw::RawConfig;
+use crate::config_source::raw::{RawConfig, RawDef};
 use crate::settings::source::{SourceSettings, is_namespace};
 
 /// Timeout of one unary request (range read, status).
@@ -69,8 +69,8 @@ pub(crate) fn apply_kv(raw: &mut RawConfig, prefix: &str, key: &[u8], value: Opt
             let k = (Some(namespace), id);
             match value {
                 Some(v) => {
-                    raw.webhooks
-                        .insert(k, parse_value(v).map_err(|e| e.to_string()));
+                    let def = parse_value(v).map_err(|e| e.to_string());
+                    raw.webhooks.insert(k, def.map(|v| RawDef::from_value(&v)));
                 }
                 None => {
                     raw.webhooks.remove(&k);

@@ -155,12 +155,12 @@ impl ConfigManager {
         };
         // Discovery: find every reference (a failing one would hide the ones after it).
         let discovery = Discovery::default();
-        for v in raw
-            .webhooks
-            .values()
-            .chain(raw.connections.values())
-            .flatten()
-        {
+        for v in raw.webhooks.values().flatten() {
+            if let Ok(v) = v.value() {
+                let _ = connect_config::resolve(&v, self.env.as_ref(), Some(&discovery));
+            }
+        }
+        for v in raw.connections.values().flatten() {
             let _ = connect_config::resolve(v, self.env.as_ref(), Some(&discovery));
         }
         let refs = discovery.0.lock().clone();

@@ -8,7 +8,10 @@
 //!
 //! Every key is a plain single-key command or a single-key script ([`RESERVE`]: the caps of
 //! `max_accounts` and `max_channels` are checked and claimed atomically on the set that counts
-//! them), so the layout works on a cluster too. Readers
+//! them), so the layout works on a cluster too. A channel's place in `P:acct-ch:<id>` is first
+//! a lease (`~<expiry µs>~<channel>`), replaced by the name once the record is written: a
+//! replica that crashes in between leaves a lease that lapses (see [`Inner::reclaim`]) instead
+//! of a place counted forever. Readers
 //! always go to Redis (nothing is cached), so a change made through one replica holds on
 //! every replica at its next request; a channel change is also published on `P:ctl`.
 
@@ -21,14 +24,43 @@ use super::keys::encode_channel;
 use crate::hosted::{AccountRecord, Created, HostedChannelRecord};
 use crate::{BufferError, Result};
 
-/// Adds `ARGV[1]` to the set `KEYS[1]` unless it holds `ARGV[2]` members already: `1` added,
-/// `0` full, `2` already a member (nothing added). One key, so one slot: atomic on a cluster.
+/// Adds `ARGV[3]` (the member itself, or a lease on it) to the set `KEYS[1]` unless `ARGV[1]`
+/// is a member already (or, when a lease is added, holds a lease already) or the set holds
+/// `ARGV[2]` members: `1` added, `0` full, `2` already a member (nothing added). One key, so
+/// one slot: atomic on a cluster.
 const RESERVE: &str = r"
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 2 end
+if ARGV[3] ~= ARGV[1] then
+  local suffix = '~' .. ARGV[1]
+  for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    if string.sub(m, 1, 1) == '~' and string.sub(m, -#suffix) == suffix then return 2 end
+  end
+end
 if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[1], ARGV[3])
 return 1
 ";
+
+/// How long a channel's reserved place counts without its record: far longer than a create
+/// takes, short enough that a crashed create's place comes back the same hour.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// A lease on `channel`'s place until `expiry` (µs since the epoch). Channel names never hold
+/// `~` (HOSTED.md §3), so a lease cannot be mistaken for a name.
+fn lease(expiry: i64, channel: &str) -> String {
+    format!("~{expiry}~{channel}")
+}
+
+/// `(expiry, channel)` of a lease; `None` for a plain member.
+fn parse_lease(member: &str) -> Option<(i64, &str)> {
+    let (expiry, channel) = member.strip_prefix('~')?.split_once('~')?;
+    Some((expiry.parse().ok()?, channel))
+}
+
+/// The channel a member of an account's set stands for (a lease's channel, or the name).
+fn place_name(member: &str) -> &str {
+    parse_lease(member).map_or(member, |(_, c)| c)
+}
 
 static RESERVE_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(RESERVE));
@@ -110,20 +142,33 @@ impl Inner {
         .map_err(|e| self.err(e))
     }
 
-    async fn members(&self, key: &str) -> Result<Vec<String>> {
+    /// The set's members as stored (leases included).
+    async fn raw_members(&self, key: &str) -> Result<Vec<String>> {
         let mut con = self.con.clone();
-        let mut v: Vec<String> = con.smembers(key).await.map_err(|e| self.err(e))?;
+        con.smembers(key).await.map_err(|e| self.err(e))
+    }
+
+    /// The names a set holds, sorted, a leased place counted as its channel's name.
+    async fn members(&self, key: &str) -> Result<Vec<String>> {
+        let mut v: Vec<String> = self
+            .raw_members(key)
+            .await?
+            .iter()
+            .map(|m| place_name(m).to_owned())
+            .collect();
         v.sort();
+        v.dedup();
         Ok(v)
     }
 
-    /// [`RESERVE`] of `member` in the set `key` with room for `max`.
-    async fn reserve(&self, key: &str, member: &str, max: u64) -> Result<Reserved> {
+    /// [`RESERVE`] of `member` (added as `add`) in the set `key` with room for `max`.
+    async fn reserve(&self, key: &str, member: &str, max: u64, add: &str) -> Result<Reserved> {
         let mut con = self.con.clone();
         let r: i64 = RESERVE_SCRIPT
             .key(key)
             .arg(member)
             .arg(max)
+            .arg(add)
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.err(e))?;
@@ -142,7 +187,8 @@ impl Inner {
         if !self.claim(&name_key, &a.account_id).await? {
             return Ok(Created::Taken);
         }
-        match self.reserve(&self.accounts_key(), &a.account_id, max).await {
+        let id = &a.account_id;
+        match self.reserve(&self.accounts_key(), id, max, id).await {
             Ok(Reserved::Full) => {
                 self.del(&name_key).await?;
                 return Ok(Created::Full);
@@ -227,11 +273,93 @@ impl Inner {
         Ok(true)
     }
 
+    /// Test hook (see `RedisBuffer::reserve_channel_place_only`).
+    #[cfg(any(test, feature = "test-suite"))]
+    pub(super) async fn reserve_channel_place(
+        &self,
+        c: &HostedChannelRecord,
+        max_channels: u64,
+    ) -> Result<bool> {
+        let owned = self.k("acct-ch", &c.account_id);
+        let (reserved, _) = self.reserve_place(&owned, c, max_channels).await?;
+        Ok(reserved != Reserved::Full)
+    }
+
+    /// Reserves a place for `c` in the account's set `owned`: a lease (returned) that lapses
+    /// unless [`Inner::settle`] replaces it by the name. When the set is full, lapsed leases
+    /// and names without a record are reclaimed first.
+    async fn reserve_place(
+        &self,
+        owned: &str,
+        c: &HostedChannelRecord,
+        max_channels: u64,
+    ) -> Result<(Reserved, String)> {
+        let expiry = self.clock.now().micros() + LEASE.as_micros() as i64;
+        let lease = lease(expiry, &c.channel);
+        let mut r = self
+            .reserve(owned, &c.channel, max_channels, &lease)
+            .await?;
+        if r == Reserved::Full && self.reclaim(owned, &c.account_id).await? {
+            r = self
+                .reserve(owned, &c.channel, max_channels, &lease)
+                .await?;
+        }
+        Ok((r, lease))
+    }
+
+    /// The record of `channel` is written: its place is the name from now on (one atomic
+    /// step on the one key).
+    async fn settle(&self, owned: &str, lease: &str, channel: &str) -> Result<()> {
+        let mut con = self.con.clone();
+        redis::pipe()
+            .atomic()
+            .srem(owned, lease)
+            .sadd(owned, channel)
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Frees the places of the account's set `owned` that no channel holds: a lapsed lease
+    /// whose channel has no record (its create stopped between the reservation and the
+    /// record: a crashed replica), and a name without a record (left by a deletion that
+    /// stopped half-way, or by a crashed create of an older version). A lapsed lease whose
+    /// record exists (the create stopped just before settling) is settled. True when a place
+    /// was freed. Runs only when the set is full, so it costs nothing below the quota.
+    async fn reclaim(&self, owned: &str, account_id: &str) -> Result<bool> {
+        let now = self.clock.now().micros();
+        let mut freed = false;
+        for m in self.raw_members(owned).await? {
+            let (channel, lapsed) = match parse_lease(&m) {
+                Some((expiry, channel)) => (channel, expiry <= now),
+                None => (m.as_str(), true),
+            };
+            if !lapsed {
+                continue;
+            }
+            let held = self
+                .hosted_channel(channel)
+                .await?
+                .is_some_and(|r| r.account_id == account_id);
+            if held {
+                if channel != m {
+                    self.settle(owned, &m, channel).await?;
+                }
+            } else {
+                tracing::info!(channel = %channel, "freeing a reserved place that no channel holds");
+                self.set_add(owned, &m, false).await?;
+                freed = true;
+            }
+        }
+        Ok(freed)
+    }
+
     /// A place in the account's `P:acct-ch:<id>` is reserved first, atomically against
-    /// `max_channels`; then the webhook id and the name are claimed (a failed claim gives the
-    /// place back). A name already in the set is not counted twice: a concurrent create of
-    /// the same name then finds the name claimed (409), and a name a crash left reserved
-    /// without a record is taken over by the next create of it.
+    /// `max_channels`, as a lease; then the webhook id and the name are claimed (a failed
+    /// claim gives the place back), the record written, and the lease replaced by the name. A
+    /// name already in the set is not counted twice: a create of an existing channel's name
+    /// then finds the name claimed (409). A create interrupted before its record leaves a
+    /// lease that lapses after [`LEASE`] and is then reclaimed when the account is full.
     pub(super) async fn create_hosted_channel(
         &self,
         c: &HostedChannelRecord,
@@ -239,13 +367,13 @@ impl Inner {
     ) -> Result<Created> {
         self.ensure_open()?;
         let owned = self.k("acct-ch", &c.account_id);
-        let reserved = self.reserve(&owned, &c.channel, max_channels).await?;
+        let (reserved, lease) = self.reserve_place(&owned, c, max_channels).await?;
         if reserved == Reserved::Full {
             return Ok(Created::Full);
         }
         let give_back = || async {
             if reserved == Reserved::Added {
-                self.set_add(&owned, &c.channel, false).await?;
+                self.set_add(&owned, &lease, false).await?;
             }
             Ok::<_, BufferError>(Created::Taken)
         };
@@ -261,6 +389,9 @@ impl Inner {
         }
         self.set_add(&self.hchannels_key(), &c.channel, true)
             .await?;
+        if reserved == Reserved::Added {
+            self.settle(&owned, &lease, &c.channel).await?;
+        }
         self.confirm().await?;
         self.publish_change("chan", &c.channel).await?;
         Ok(Created::Created)
@@ -339,8 +470,13 @@ impl Inner {
         self.del(&self.k("hch", name)).await?;
         self.del(&self.k("hch-wh", &c.webhook_id)).await?;
         self.set_add(&self.hchannels_key(), name, false).await?;
-        self.set_add(&self.k("acct-ch", &c.account_id), name, false)
-            .await?;
+        let owned = self.k("acct-ch", &c.account_id);
+        for m in self.raw_members(&owned).await? {
+            // The name, and a lease a create left unsettled (it stopped just before).
+            if place_name(&m) == name {
+                self.set_add(&owned, &m, false).await?;
+            }
+        }
         self.confirm().await?;
         self.publish_change("del", name).await?;
         Ok(true)

@@ -231,6 +231,18 @@ fn unavailable(e: impl std::fmt::Display) -> BufferError {
 }
 
 impl RedisBuffer {
+    /// Test hook: only the first step of [`Buffer::create_hosted_channel`] (the place in the
+    /// account's channel set), as a replica that crashed right after it would leave things.
+    /// `false` when the account had no room.
+    #[cfg(any(test, feature = "test-suite"))]
+    pub async fn reserve_channel_place_only(
+        &self,
+        c: &HostedChannelRecord,
+        max_channels: u64,
+    ) -> Result<bool> {
+        self.inner.reserve_channel_place(c, max_channels).await
+    }
+
     /// Connects (failing with [`BufferError::Unavailable`] when Redis cannot be reached) and
     /// starts the background tasks: health ping, connection refresh, `P:ctl` subscriber.
     pub async fn open(opts: RedisOptions, clock: Arc<dyn Clock>) -> Result<Self> {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use connect_buffer::redis::{RedisBuffer, RedisOptions};
 use connect_buffer::suite::{Harness, message, registration, settings};
-use connect_buffer::{AckOutcome, Buffer, BufferError, ManualClock, NackOutcome};
+use connect_buffer::{
+    AckOutcome, Buffer, BufferError, Created, HostedChannelRecord, ManualClock, NackOutcome,
+};
 use connect_protocol::time::Timestamp;
 use connect_testkit::RedisServer;
 
@@ -268,4 +270,60 @@ async fn channel_changes_are_announced_to_the_other_replicas() {
     with_timeout(b.delete_channel(CH)).await.unwrap();
     assert_eq!(with_timeout(changes.recv()).await.as_deref(), Some(CH));
     assert!(changes.try_recv().is_err(), "nothing else was announced");
+}
+
+fn hosted_channel(name: &str, webhook: &str) -> HostedChannelRecord {
+    HostedChannelRecord {
+        channel: name.into(),
+        account_id: "acc_0000000000000001".into(),
+        webhook_id: webhook.into(),
+        created_at: Timestamp::from_micros(2_000_000),
+        updated_at: Timestamp::from_micros(2_000_000),
+        description: None,
+        verify: None,
+        ttl_seconds: 60,
+        max_queue_size: 10,
+        max_delivery_attempts: 3,
+    }
+}
+
+/// A replica that crashes between reserving a channel's place in its account (the atomic
+/// `max_channels` check) and writing the channel's record must not hold that place forever:
+/// the place counts while the create may still be under way, and is freed once its lease
+/// lapses. The code before kept such a phantom place for good (the account stayed one channel
+/// short of its quota until that very name was created).
+#[tokio::test]
+async fn a_create_interrupted_after_its_reservation_leaves_no_phantom_place() {
+    let h = RedisHarness::start().await;
+    let b = h.open_redis("whc").await;
+    let create = async |name: &str| {
+        let c = hosted_channel(name, &format!("wh_{name}"));
+        with_timeout(b.create_hosted_channel(&c, 2)).await.unwrap()
+    };
+    let ghost = hosted_channel("alice.ghost", "wh_ghost");
+    assert!(
+        with_timeout(b.reserve_channel_place_only(&ghost, 2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(create("alice.a").await, Created::Created);
+    assert_eq!(
+        create("alice.b").await,
+        Created::Full,
+        "a reservation counts while its create may be under way"
+    );
+    h.clock.advance(Duration::from_secs(3_600));
+    assert_eq!(create("alice.b").await, Created::Created);
+    assert_eq!(
+        create("alice.c").await,
+        Created::Full,
+        "the cap still holds"
+    );
+    let names: Vec<String> = with_timeout(b.account_channels("acc_0000000000000001"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.channel)
+        .collect();
+    assert_eq!(names, ["alice.a", "alice.b"]);
 }
