@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use connect_testkit::Cloud;
 use connect_testkit::load::{
-    Config, EPOCH, LoadResult, env_num, pct, proc_field, run_load_body, spawn_cli, start_target,
-    write_connector_config,
+    Config, EPOCH, LoadResult, cpu_seconds, env_num, pct, proc_field, run_load_body, spawn_cli,
+    start_target, write_connector_config,
 };
 
 const CHANNEL: &str = "backlog";
@@ -379,17 +379,6 @@ fn main() {
     if let Some(d) = drained {
         assert_eq!(d.n, depth2, "the drain did not deliver every message");
     }
-}
-
-/// User + system CPU seconds a process has used so far (`/proc/<pid>/stat`).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 struct Drained {

@@ -6,15 +6,11 @@
 //! docs/BENCHMARKS.md.
 
 use connect_testkit::in_process::TestCloud;
-use futures::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::support::{CHANNEL, TOKEN};
+use crate::support::{CHANNEL, TOKEN, ws_connector};
 
 const WARM: usize = 20;
 const MEASURED: usize = 300;
@@ -35,45 +31,16 @@ fn rss_kib() -> u64 {
         .expect("VmRSS")
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-/// Opens one connector and waits for its `connected` frame.
-async fn connector(cloud: &TestCloud) -> Ws {
-    let mut req = format!("ws://{}/connect/stream/{CHANNEL}", cloud.addr)
-        .into_client_request()
-        .expect("request");
-    let h = req.headers_mut();
-    h.insert(
-        "authorization",
-        format!("Bearer {TOKEN}").parse().expect("h"),
-    );
-    h.insert("x-webhook-connect-version", "2".parse().expect("h"));
-    let stream = tokio::net::TcpStream::connect(cloud.addr)
-        .await
-        .expect("connect");
-    let cfg = WebSocketConfig::default().read_buffer_size(1024);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(cfg))
-        .await
-        .expect("handshake");
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.as_str().contains("\"connected\"") => return ws,
-            Some(Ok(_)) => {}
-            other => panic!("no connected frame: {other:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_websocket_connector_costs_at_most_32_kib() {
     let cloud = TestCloud::start(hooks()).await.expect("cloud");
     let mut open = Vec::with_capacity(WARM + MEASURED);
     for _ in 0..WARM {
-        open.push(connector(&cloud).await);
+        open.push(ws_connector(&cloud).await);
     }
     let before = rss_kib();
     for _ in 0..MEASURED {
-        open.push(connector(&cloud).await);
+        open.push(ws_connector(&cloud).await);
     }
     let after = rss_kib();
     let per = after.saturating_sub(before) / MEASURED as u64;

@@ -11,8 +11,13 @@ use connect_buffer::SystemClock;
 use connect_buffer::embedded::EmbeddedBuffer;
 use connect_cloud::app::{AppState, read_webhooks};
 use connect_cloud::settings::Settings;
+use connect_testkit::in_process::TestCloud;
+use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tower::ServiceExt;
 
 pub const CHANNEL: &str = "orders";
@@ -89,4 +94,34 @@ pub fn post(uri: &str) -> axum::http::request::Builder {
 
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
+}
+
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Opens one WebSocket connector (protocol 2, a 1 KiB read buffer of its own) on [`CHANNEL`]
+/// and waits for its `connected` frame.
+pub async fn ws_connector(cloud: &TestCloud) -> Ws {
+    let mut req = format!("ws://{}/connect/stream/{CHANNEL}", cloud.addr)
+        .into_client_request()
+        .expect("request");
+    let h = req.headers_mut();
+    h.insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("h"),
+    );
+    h.insert("x-webhook-connect-version", "2".parse().expect("h"));
+    let stream = tokio::net::TcpStream::connect(cloud.addr)
+        .await
+        .expect("connect");
+    let cfg = WebSocketConfig::default().read_buffer_size(1024);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(cfg))
+        .await
+        .expect("handshake");
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.as_str().contains("\"connected\"") => return ws,
+            Some(Ok(_)) => {}
+            other => panic!("no connected frame: {other:?}"),
+        }
+    }
 }

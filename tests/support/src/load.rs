@@ -590,6 +590,19 @@ pub fn vm_rss_kib(pid: u32) -> Option<u64> {
     proc_field(pid, "status", "VmRSS")
 }
 
+/// User + system CPU seconds the process has used so far (`utime + stime` of
+/// `/proc/<pid>/stat`, in the kernel's clock ticks of 1/100 s — `USER_HZ`, fixed at 100 on
+/// Linux whatever the kernel's own tick); 0 when the process is gone.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
