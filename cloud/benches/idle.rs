@@ -16,7 +16,8 @@
 //!    divided by the connections is the per-connection cost;
 //! 3. ingest again with every connector open and heartbeats flowing (p50/p99 against 1), and
 //!    the heartbeat latency (the heartbeat's `server_time` to its arrival here) over that time;
-//! 4. every connector still open at the end (none closed for a missed heartbeat).
+//! 4. every connector still open at the end (none closed for a missed heartbeat);
+//! 5. the CPU the cloud and the connectors (this process) use over the two idle intervals.
 //!
 //! Environment: `BENCH_CONNECTIONS` (default 10000), `BENCH_CHANNELS` (100), `BENCH_KINDS`
 //! (`ws,sse`), `BENCH_HEARTBEAT` (heartbeat interval, s; default 5), `BENCH_SECONDS` (ingest
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use connect_testkit::Cloud;
 use connect_testkit::load::{
-    Config, EPOCH, LoadResult, env_num, pct, proc_field, run_load_body, vm_rss_kib,
+    Config, EPOCH, LoadResult, cpu_seconds, env_num, pct, proc_field, run_load_body, vm_rss_kib,
 };
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -308,9 +309,19 @@ fn run_kind(bin: &Path, kind: &str) {
     });
     let open_time = opened.elapsed();
     // Two heartbeat intervals: every connection has sent and received heartbeats.
+    // What the heartbeats cost while nothing else runs: the cloud's CPU, and this process's
+    // (the connectors' side, which shares the cores with the cloud here but not in use).
     let beats_before = shared.heartbeats.load(Ordering::Relaxed);
+    let (cloud_cpu0, own_cpu0, idle_from) = (
+        cpu_seconds(pid),
+        cpu_seconds(std::process::id()),
+        Instant::now(),
+    );
     rt.block_on(async { tokio::time::sleep(Duration::from_secs(heartbeat * 2 + 1)).await });
     let beats = shared.heartbeats.load(Ordering::Relaxed) - beats_before;
+    let idle_secs = idle_from.elapsed().as_secs_f64();
+    let cloud_core = (cpu_seconds(pid) - cloud_cpu0) / idle_secs;
+    let own_core = (cpu_seconds(std::process::id()) - own_cpu0) / idle_secs;
     let rss_open = vm_rss_kib(pid).unwrap_or(0);
     shared.measuring.store(true, Ordering::Relaxed);
     let loaded = ingest(cloud_addr, seconds, concurrency);
@@ -336,6 +347,12 @@ fn run_kind(bin: &Path, kind: &str) {
         "  opened in {:.1} s; heartbeats received in 2 intervals: {beats} (expected ~{}); closed by the cloud: {closed}",
         open_time.as_secs_f64(),
         2 * n
+    );
+    println!(
+        "  CPU while idle with them open ({idle_secs:.0} s): cloud {:.1} % of a core ({:.1} µs per heartbeat sent), connectors (this process) {:.1} %",
+        cloud_core * 100.0,
+        cloud_core * idle_secs / beats.max(1) as f64 * 1e6,
+        own_core * 100.0,
     );
     println!(
         "  heartbeat latency during ingest: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} heartbeats)",

@@ -7,6 +7,7 @@ mod admin;
 mod connect;
 mod head_limits;
 mod head_limits_h2;
+mod heartbeats;
 mod hosted_metrics;
 mod idle_memory;
 mod ingress;

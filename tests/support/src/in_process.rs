@@ -38,6 +38,7 @@ pub struct TestCloudBuilder {
     embedded: EmbeddedOptions,
     log_level: String,
     self_service: Option<connect_protocol::hosted::SelfServiceMode>,
+    heartbeat_seconds: Option<u64>,
 }
 
 impl TestCloudBuilder {
@@ -66,6 +67,12 @@ impl TestCloudBuilder {
         self
     }
 
+    /// `Settings::heartbeat_interval_seconds` (the documented default unless set; 5..60).
+    pub fn heartbeat_seconds(mut self, seconds: u64) -> Self {
+        self.heartbeat_seconds = Some(seconds);
+        self
+    }
+
     /// `Settings::log_level` (`warn` unless set).
     pub fn log_level(mut self, level: &str) -> Self {
         self.log_level = level.to_owned();
@@ -80,6 +87,9 @@ impl TestCloudBuilder {
         std::fs::write(&hooks, serde_json::to_vec_pretty(&self.webhooks)?)?;
         let mut settings = Settings::for_tests(data.clone(), hooks.clone());
         settings.log_level = self.log_level;
+        if let Some(s) = self.heartbeat_seconds {
+            settings.heartbeat_interval_seconds = s;
+        }
         if let Some(mode) = self.self_service {
             settings.hosted.self_service = mode;
             settings.hosted.public_url = Some("http://self-service.invalid".into());
@@ -146,6 +156,7 @@ impl TestCloud {
             embedded: EmbeddedOptions::default(),
             log_level: "warn".into(),
             self_service: None,
+            heartbeat_seconds: None,
         }
     }
 

@@ -27,6 +27,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::app::AppState;
 use crate::edge::handoff::{Detached, Handoff};
+use crate::http::connect::beat;
 use crate::http::connect::common::{Authed, authenticate, version_header};
 use crate::hub::AddConn;
 use crate::hub::conn::NewConn;
@@ -138,7 +139,7 @@ async fn serve(st: &AppState, authed: Authed, params: NewConn, tx: &mut Sink) {
         .send_within(event("connected", None, &to_ascii_json(&connected)), wt)
         .await;
     let mut rx = conn.receiver().await;
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
+    let mut ticker = beat::ticker(hb);
     let mut last_write = tokio::time::Instant::now();
     while alive {
         let keep_alive_at = last_write + KEEP_ALIVE;

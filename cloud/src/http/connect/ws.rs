@@ -18,6 +18,7 @@ use connect_protocol::time::Timestamp;
 use futures::{SinkExt, StreamExt};
 
 use crate::app::AppState;
+use crate::http::connect::beat;
 use crate::http::connect::common::{Authed, authenticate, version_header};
 use crate::hub::AddConn;
 use crate::hub::conn::{Conn, NewConn};
@@ -87,7 +88,7 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
         return;
     }
     let mut rx = conn.receiver().await;
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
+    let mut ticker = beat::ticker(hb);
     let mut last_seen = Instant::now();
     let mut guard = InvalidFrameGuard::default();
     let close_code = loop {
@@ -117,7 +118,7 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
                 }
                 let now = Timestamp::now();
                 let beat = ServerFrame::Heartbeat(Heartbeat { timestamp: now, server_time: Some(now) });
-                if !send_within(&mut sink, text(&beat), wt).await || !send_within(&mut sink, Message::Ping(Default::default()), wt).await {
+                if !send_both_within(&mut sink, [text(&beat), Message::Ping(Default::default())], wt).await {
                     break 0;
                 }
             }
@@ -177,6 +178,21 @@ where
         tokio::time::timeout(deadline, sink.send(msg)).await,
         Ok(Ok(()))
     )
+}
+
+/// Sends messages together — queued, then one flush, so one write reaches the socket — within
+/// `deadline`; false as [`send_within`].
+async fn send_both_within<S>(sink: &mut S, msgs: [Message; 2], deadline: Duration) -> bool
+where
+    S: futures::Sink<Message> + Unpin,
+{
+    let send = async {
+        for msg in msgs {
+            sink.feed(msg).await?;
+        }
+        sink.flush().await
+    };
+    matches!(tokio::time::timeout(deadline, send).await, Ok(Ok(())))
 }
 
 fn text(frame: &ServerFrame) -> Message {
