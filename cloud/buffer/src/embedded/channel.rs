@@ -542,23 +542,25 @@ impl Chan {
     /// The webhook-stats key of a message: `<namespace>/<id>` when the configuration names
     /// the webhook that way, else `<id>`; interned.
     fn webhook_of(&mut self, namespace: Option<&str>, webhook_id: &str) -> u32 {
-        let key = match namespace {
-            None => webhook_id.to_owned(),
+        // Found without allocating on the ingest path when there is no namespace.
+        let full;
+        let key: &str = match namespace {
+            None => webhook_id,
             Some(ns) => {
-                let full = format!("{ns}/{webhook_id}");
+                full = format!("{ns}/{webhook_id}");
                 let ids = &self.record.webhook_ids;
                 if ids.contains(&full) || !ids.iter().any(|i| i == webhook_id) {
-                    full
+                    &full
                 } else {
-                    webhook_id.to_owned()
+                    webhook_id
                 }
             }
         };
-        if let Some(&i) = self.m.webhook_index.get(key.as_str()) {
+        if let Some(&i) = self.m.webhook_index.get(key) {
             return i;
         }
         let i = self.m.webhooks.len() as u32;
-        self.m.webhooks.push(key.clone().into());
+        self.m.webhooks.push(key.into());
         self.m.webhook_index.insert(key.into(), i);
         self.m.webhook_pending.push(0);
         i

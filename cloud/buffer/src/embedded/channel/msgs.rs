@@ -38,7 +38,7 @@ pub(super) struct Msgs {
     /// States whose record is not written yet (bounded by the lazy-write window).
     pub(super) pending: SeqMap<Pending>,
     pub(super) webhooks: Vec<Box<str>>,
-    pub(super) webhook_index: HashMap<Box<str>, u32>,
+    pub(super) webhook_index: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     pub(super) webhook_pending: Vec<u64>,
 }
 
