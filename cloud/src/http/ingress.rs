@@ -46,38 +46,12 @@ pub async fn receive_namespaced_webhook(
 }
 
 async fn handle(st: AppState, ns: Option<String>, id: String, req: Request) -> Response {
+    let started = Instant::now();
     let (parts, body) = req.into_parts();
     let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied() else {
         return ApiError::internal("ingress", "the peer address is missing").into_response();
     };
     let query = parts.uri.query().map(str::to_owned);
-    handle_parts(
-        st,
-        ns,
-        id,
-        peer,
-        parts.method,
-        parts.uri,
-        query,
-        parts.headers,
-        body,
-    )
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn handle_parts(
-    st: AppState,
-    ns: Option<String>,
-    id: String,
-    peer: SocketAddr,
-    method: Method,
-    uri: Uri,
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let started = Instant::now();
     let mut label = ("".to_owned(), "_unknown".to_owned());
     let mut body_len = 0usize;
     let res = pipeline(
@@ -85,10 +59,10 @@ async fn handle_parts(
         ns,
         id,
         peer,
-        method,
-        uri,
+        parts.method,
+        parts.uri,
         query,
-        headers,
+        parts.headers,
         body,
         &mut label,
         &mut body_len,

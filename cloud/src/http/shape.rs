@@ -134,11 +134,13 @@ fn finish(mut res: Response, connector: bool) -> Response {
 /// An error answer that is not JSON (so not an [`ApiError`]).
 fn needs_shape(res: &Response) -> bool {
     let status = res.status();
-    let is_json = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    (status.is_client_error() || status.is_server_error()) && !is_json
+    (status.is_client_error() || status.is_server_error()) && !is_json(res.headers())
+}
+
+/// Whether an answer with these headers is JSON.
+fn is_json(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
 }
 
 /// Puts an error answer that did not come from [`ApiError`] into the documented JSON shape,
@@ -191,10 +193,7 @@ pub fn add_response_headers(h: &mut HeaderMap) {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    let is_json = h
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
+    if is_json(h) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }
