@@ -90,10 +90,7 @@ pub(super) fn io(context: &str, e: impl std::fmt::Display) -> BufferError {
 }
 
 pub(super) fn open_db(path: &Path) -> Result<Database> {
-    Database::builder()
-        .set_cache_size(CACHE_BYTES)
-        .create(path)
-        .map_err(|e| io("opening the buffer store", e))
+    crate::store_file::open(path, CACHE_BYTES, "the buffer store")
 }
 
 /// Opens (or creates) the database, migrates format 1, and reads every channel. Returns the

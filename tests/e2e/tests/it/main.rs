@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure with its message
 
+mod backup;
 mod bad_input;
 mod cli_hosted;
 mod client;
