@@ -21,6 +21,7 @@ mod hosted;
 mod ops;
 mod power_loss;
 mod redis;
+mod redis_power_loss;
 mod reload;
 mod replicas;
 mod resilience;
