@@ -441,3 +441,98 @@ async fn a_damaged_store_file_fails_at_start_with_exit_69_naming_the_file() -> a
     }
     Ok(())
 }
+
+/// `CFG`'s queued messages.
+async fn queued(c: &Cloud) -> anyhow::Result<usize> {
+    Ok(c.stats(CFG).await?["messages_queued"].as_u64().unwrap_or(0) as usize)
+}
+
+/// The message log is not a redb file and is not refused whole. Start-up reads every
+/// record's frame and head, never a body (docs/OPERATIONS.md, "Backups"): a damaged frame in
+/// an older segment is logged at start, naming the segment, and the records after it in that
+/// segment are skipped; a damaged body is found when that message is leased (logged, and the
+/// rest of the channel is delivered).
+#[tokio::test]
+async fn a_damaged_log_segment_is_reported_and_the_rest_of_the_log_kept() -> anyhow::Result<()> {
+    const SENT: usize = 40;
+    let small_segments = [("WEBHOOK_CONNECT_SEGMENT_BYTES", "65536")];
+    let mut c = Cloud::builder(hooks())
+        .envs(&small_segments)
+        .start()
+        .await?;
+    let pad = "x".repeat(8 * 1024);
+    for i in 0..SENT {
+        let (s, v) = c
+            .post("cfg-hook", &format!(r#"{{"i":{i},"pad":"{pad}"}}"#))
+            .await?;
+        assert_eq!(s, 200, "{v}");
+    }
+    stop(&mut c);
+    let data = c.dir.path().join("data");
+
+    // A copy whose oldest segment is damaged at `offset`, and a cloud started on it.
+    let restore = |offset: usize| {
+        let data = data.clone();
+        async move {
+            let dir = tempfile::tempdir()?;
+            copy_backup(&data, &dir.path().join("data"))?;
+            let mut segments: Vec<_> = std::fs::read_dir(dir.path().join("data").join(BACKUP_DIR))?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()?;
+            segments.sort();
+            anyhow::ensure!(segments.len() >= 3, "several segments: {segments:?}");
+            let oldest = segments[0].clone();
+            let mut bytes = std::fs::read(&oldest)?;
+            bytes[offset..offset + 16].fill(0xa5);
+            std::fs::write(&oldest, bytes)?;
+            let name = oldest.file_name().unwrap().to_string_lossy().into_owned();
+            let cloud = Cloud::builder(hooks())
+                .envs(&small_segments)
+                .keep_dir(dir.path())
+                .start()
+                .await?;
+            anyhow::Ok((dir, cloud, name))
+        }
+    };
+
+    // The first record's frame: the whole oldest segment is skipped, the others kept.
+    let (_dir, new, segment) = restore(0).await?;
+    let kept = queued(&new).await?;
+    assert!(
+        kept > 0 && kept < SENT,
+        "the damaged segment's records skipped, the rest kept: {kept} of {SENT}"
+    );
+    let logs = new.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("ERROR")
+            && l.contains("the message log is damaged")
+            && l.contains(&segment)),
+        "an error at start names the damaged segment:\n{logs}"
+    );
+    drop(new);
+
+    // Inside the first record's body: nothing is noticed at start; leasing it fails and is
+    // logged, every other message is delivered.
+    let (_dir, new, _) = restore(4096).await?;
+    assert_eq!(queued(&new).await?, SENT, "bodies are not read at start");
+    let target = RecordingTarget::start().await?;
+    let _conn = connector_flags(&new, CFG, CFG_TOKEN, "websocket", &target.url, &[])?;
+    wait_until(
+        timing::scaled(Duration::from_secs(30)),
+        "every message but the damaged one delivered",
+        || async { bodies(&target).len() >= SENT - 1 },
+    )
+    .await?;
+    let logs = new.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("ERROR")
+            && l.contains("a leased message could not be read")
+            && l.contains("body checksum mismatch")),
+        "the damaged body is reported when leased:\n{logs}"
+    );
+    assert!(
+        !bodies(&target).keys().any(|b| b.starts_with(br#"{"i":0,"#)),
+        "the damaged message is never delivered"
+    );
+    Ok(())
+}
