@@ -6,6 +6,7 @@
 
 mod backup;
 mod bad_input;
+mod behind_proxy;
 mod cli_hosted;
 mod client;
 mod connector;
