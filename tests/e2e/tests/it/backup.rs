@@ -536,3 +536,34 @@ async fn a_damaged_log_segment_is_reported_and_the_rest_of_the_log_kept() -> any
     );
     Ok(())
 }
+
+/// docs/OPERATIONS.md, "Upgrades": a store written by a newer build is refused, exit 69 with
+/// "buffer store format version N is newer than this build supports" — so going back to an
+/// older binary after an upgrade that raised the format needs the backup taken before it.
+#[tokio::test]
+async fn a_store_of_a_newer_format_is_refused_with_exit_69() -> anyhow::Result<()> {
+    let mut c = Cloud::builder(hooks()).self_service("keys").start().await?;
+    assert_eq!(c.post("cfg-hook", "{}").await?.0, 200);
+    stop(&mut c);
+    let data = c.dir.path().join("data");
+    {
+        use redb::ReadableTable as _;
+        let db = redb::Database::open(data.join("buffer.redb"))?;
+        let txn = db.begin_write()?;
+        {
+            let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            let mut table = txn.open_table(meta)?;
+            let current = table.get("format_version")?.map(|v| v.value());
+            assert_eq!(current, Some(3), "the format this build writes");
+            table.insert("format_version", 99)?;
+        }
+        txn.commit()?;
+    }
+    let (code, err) = start_on(&data, &c.dir.path().join("webhooks.json")).await?;
+    assert_eq!(code, Some(69), "{err}");
+    assert!(
+        err.contains("buffer store format version 99 is newer than this build supports"),
+        "{err}"
+    );
+    Ok(())
+}
