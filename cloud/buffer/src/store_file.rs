@@ -5,6 +5,7 @@
 //! - A file that exists is *opened*, never initialised: redb's `create` turns an empty file
 //!   into a new, empty store, so a backup copy that was cut to nothing started "fine" with
 //!   every channel, message or account gone. Only a missing file is created.
+//! - A missing `buffer.redb` is not created beside a log that holds records.
 //! - redb 2.6 asserts (panics) on a file shorter than its header says; that panic is caught
 //!   here and refused like any other damage, instead of ending the process with a panic.
 
@@ -48,6 +49,33 @@ pub(crate) fn open(path: &Path, cache_bytes: usize, what: &str) -> Result<Databa
     }
 }
 
+/// Refuses to create a new `buffer.redb` at `path` beside a log that already holds records:
+/// the log's records name channels that only that file knew, so a new, empty store would
+/// start with every one of them lost (a backup restored without `buffer.redb`).
+pub(crate) fn ensure_log_has_its_store(path: &Path, log_dir: &Path) -> Result<(), BufferError> {
+    let missing = !path.try_exists().unwrap_or(true);
+    if !missing {
+        return Ok(());
+    }
+    let holds_records = std::fs::read_dir(log_dir)
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name().to_string_lossy().ends_with(".log")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
+        })
+        .unwrap_or(false);
+    if holds_records {
+        return Err(BufferError::Unavailable(format!(
+            "opening the buffer store {}: the file is missing but {} holds messages; restore \
+             it together with the log (a backup is buffer.redb, hosted.redb and log/)",
+            path.display(),
+            log_dir.display()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +90,21 @@ mod tests {
         let err = open(&path, 1 << 20, "the test store").expect_err("an empty file is refused");
         assert!(err.to_string().contains("store.redb"), "{err}");
         assert!(err.to_string().contains("damaged"), "{err}");
+    }
+
+    #[test]
+    fn a_log_with_records_needs_its_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, log) = (dir.path().join("buffer.redb"), dir.path().join("log"));
+        ensure_log_has_its_store(&db, &log).expect("no log yet");
+        std::fs::create_dir(&log).expect("log dir");
+        std::fs::write(log.join("0000000001.log"), b"").expect("empty segment");
+        ensure_log_has_its_store(&db, &log).expect("an empty segment holds nothing");
+        std::fs::write(log.join("0000000002.log"), b"records").expect("segment");
+        let err = ensure_log_has_its_store(&db, &log).expect_err("records without their store");
+        assert!(err.to_string().contains("buffer.redb"), "{err}");
+        std::fs::write(&db, b"").expect("store file");
+        ensure_log_has_its_store(&db, &log).expect("the store is there");
     }
 
     #[test]

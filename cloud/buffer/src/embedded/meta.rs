@@ -96,6 +96,7 @@ pub(super) fn open_db(path: &Path) -> Result<Database> {
 /// Opens (or creates) the database, migrates format 1, and reads every channel. Returns the
 /// database, the channels and the next free channel id.
 pub(super) fn open(path: &Path, log_dir: &Path) -> Result<(Database, Vec<LoadedChannel>, u64)> {
+    crate::store_file::ensure_log_has_its_store(path, log_dir)?;
     let mut db = open_db(path)?;
     let ctx = "checking the format";
     let found = {

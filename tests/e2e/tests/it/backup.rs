@@ -439,6 +439,17 @@ async fn a_damaged_store_file_fails_at_start_with_exit_69_naming_the_file() -> a
             );
         }
     }
+    // A copy without buffer.redb: the log's messages would start orphaned in a new, empty
+    // store.
+    let dir = work.path().join("without-the-store");
+    copy_backup(&data, &dir)?;
+    std::fs::remove_file(dir.join("buffer.redb"))?;
+    let (code, err) = start_on(&dir, &config).await?;
+    assert_eq!(code, Some(69), "buffer.redb missing beside the log\n{err}");
+    assert!(
+        err.contains("buffer.redb"),
+        "the message names buffer.redb:\n{err}"
+    );
     Ok(())
 }
 
