@@ -16,6 +16,7 @@ pub mod embedded;
 pub mod hosted;
 mod notifiers;
 pub mod redis;
+mod store_file;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod suite;
 

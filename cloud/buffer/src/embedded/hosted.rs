@@ -34,10 +34,7 @@ pub(super) struct HostedStore {
 impl HostedStore {
     pub(super) fn open(path: &Path) -> Result<Self> {
         let ctx = "opening the accounts store";
-        let db = Database::builder()
-            .set_cache_size(1024 * 1024)
-            .create(path)
-            .map_err(|e| io(ctx, e))?;
+        let db = crate::store_file::open(path, 1024 * 1024, "the accounts store")?;
         {
             let mut txn = db.begin_write().map_err(|e| io(ctx, e))?;
             txn.set_durability(Durability::Immediate);

@@ -90,15 +90,13 @@ pub(super) fn io(context: &str, e: impl std::fmt::Display) -> BufferError {
 }
 
 pub(super) fn open_db(path: &Path) -> Result<Database> {
-    Database::builder()
-        .set_cache_size(CACHE_BYTES)
-        .create(path)
-        .map_err(|e| io("opening the buffer store", e))
+    crate::store_file::open(path, CACHE_BYTES, "the buffer store")
 }
 
 /// Opens (or creates) the database, migrates format 1, and reads every channel. Returns the
 /// database, the channels and the next free channel id.
 pub(super) fn open(path: &Path, log_dir: &Path) -> Result<(Database, Vec<LoadedChannel>, u64)> {
+    crate::store_file::ensure_log_has_its_store(path, log_dir)?;
     let mut db = open_db(path)?;
     let ctx = "checking the format";
     let found = {

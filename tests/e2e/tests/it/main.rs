@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is a failure with its message
 
+mod backup;
 mod bad_input;
+mod behind_proxy;
 mod cli_hosted;
 mod client;
 mod connector;
@@ -20,6 +22,7 @@ mod hosted;
 mod ops;
 mod power_loss;
 mod redis;
+mod redis_power_loss;
 mod reload;
 mod replicas;
 mod resilience;

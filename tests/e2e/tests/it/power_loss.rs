@@ -6,11 +6,12 @@
 //!
 //! A process kill alone cannot show this (the kernel keeps a killed process's written pages),
 //! so the second test runs the same harness with `fsync` ignored — what a store that never
-//! syncs would get — and shows acknowledged webhooks are then lost: the harness can fail.
+//! syncs would get — and shows the cut then leaves a store the cloud refuses to start on
+//! (before the start-up check of damaged store files, it started empty and the acknowledged
+//! webhooks were lost): the harness can fail.
 //!
 //! The seed of the random moments is printed; `POWERLOSS_SEED=<n>` replays a run.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -155,41 +156,27 @@ async fn the_harness_catches_a_store_whose_fsync_does_nothing() -> anyhow::Resul
     for s in senders {
         s.await?;
     }
-    power_cut(&mut cloud, &mut fs, Crash::LoseAll).await?;
-
-    // What the store still has after the cut: every message it can deliver.
-    let target = RecordingTarget::start().await?;
-    let _conn = connector_flags(&cloud, "power", TOKEN, "websocket", &target.url, &[])?;
-    let accepted: HashSet<String> = accepted.lock().iter().cloned().collect();
-    // Nothing can arrive if nothing survived; give the connector time to prove it by
-    // delivering a webhook sent after the cut, which must arrive.
-    let (status, answer) = cloud.post("hook", r#"{"after":"cut"}"#).await?;
-    assert_eq!(
-        status, 200,
-        "the cloud takes webhooks after the cut: {answer}"
-    );
-    let marker = answer["message_id"].as_str().unwrap_or_default().to_owned();
-    wait_until(Duration::from_secs(30), "the marker delivered", || async {
-        target
-            .requests()
-            .iter()
-            .any(|r| r.header("x-webhook-message-id") == Some(marker.as_str()))
-    })
-    .await?;
-    let delivered: HashSet<String> = target
-        .requests()
-        .iter()
-        .filter_map(|r| r.header("x-webhook-message-id").map(str::to_owned))
-        .collect();
-    let lost = accepted.difference(&delivered).count();
-    eprintln!(
-        "fsync ignored: {lost} of {} acknowledged webhooks lost",
-        accepted.len()
-    );
+    // With fsync ignored nothing the store wrote survives the cut, not even the redb file's
+    // header: `buffer.redb` is empty. The cloud must refuse to start on it (exit 69, naming
+    // the file) — this refusal is how `every_acknowledged_webhook_survives_repeated_power_cuts`
+    // fails on such a store. Before cloud/buffer/src/store_file.rs it started on a new,
+    // empty store and every acknowledged webhook was lost without a word.
+    let refused = power_cut(&mut cloud, &mut fs, Crash::LoseAll)
+        .await
+        .expect_err("the cloud must not start on what a store that never syncs leaves");
+    let refused = format!("{refused:#}");
     assert!(
-        lost > 0,
-        "with fsync ignored the power cut must lose acknowledged webhooks; if it does not, \
-         the harness cannot see a missing fsync"
+        refused.contains("buffer.redb") && refused.contains("damaged"),
+        "the refusal names the damaged file: {refused}"
+    );
+    assert_eq!(
+        cloud.proc.exit_status().and_then(|s| s.code()),
+        Some(69),
+        "{refused}"
+    );
+    eprintln!(
+        "fsync ignored: {} webhooks acknowledged, then the store refused to start",
+        accepted.lock().len()
     );
     Ok(())
 }

@@ -239,6 +239,57 @@ async fn a_killed_replicas_leases_are_reclaimed_by_the_other() -> anyhow::Result
     Ok(())
 }
 
+/// docs/OPERATIONS.md, "Upgrades": a replica that stops cleanly (SIGTERM, as a rolling
+/// upgrade stops it) releases its leases at once — the other replica redelivers long before
+/// `ack_timeout_seconds` (an hour here) could reclaim them.
+#[tokio::test]
+async fn a_replica_stopped_cleanly_releases_its_leases_at_once() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let extra = json!({"ack_timeout_seconds": 3600});
+    let mut a = Cloud::start_with(
+        hooks(extra.clone()),
+        &[
+            ("WEBHOOK_CONNECT_REDIS_URL", &redis.url),
+            ("WEBHOOK_CONNECT_REDIS_PREFIX", "e2e"),
+            ("WEBHOOK_CONNECT_SHUTDOWN_GRACE_SECONDS", "1"),
+        ],
+    )
+    .await?;
+    let b = replica(&redis, extra).await?;
+    let mut sse = Sse::open(&a.base, TOKEN).await?;
+    sse.next("connected").await?;
+    let (_, v) = b.post("hook", r#"{"held":"by A"}"#).await?;
+    let id = v["message_id"].as_str().unwrap().to_owned();
+    let first = sse.next("webhook").await?;
+    assert_eq!(first["message_id"].as_str(), Some(id.as_str()));
+    // Never ACKed: A holds the lease when it is told to stop.
+    let code = a
+        .proc
+        .terminate(connect_testkit::timing::scaled(Duration::from_secs(30)));
+    assert_eq!(
+        code,
+        Some(0),
+        "SIGTERM ends replica A cleanly:\n{}",
+        a.logs()
+    );
+
+    let target = RecordingTarget::start().await?;
+    let conn = TestConnector::start(Transport::Sse, &b.base, CH, TOKEN, &target.url);
+    wait_until(
+        connect_testkit::timing::scaled(WAIT),
+        "redelivered through replica B",
+        || async { conn.message_ids().contains(&id) },
+    )
+    .await?;
+    let redelivered = conn.seen.lock()[0].clone();
+    assert_eq!(
+        redelivered["message_id"].as_str(),
+        Some(id.as_str()),
+        "{redelivered}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn token_rotation_on_one_replica_holds_on_the_other() -> anyhow::Result<()> {
     let redis = RedisServer::start().await?;
