@@ -11,10 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{ChildProcess, free_port, wait_until, workspace_bin};
+use crate::wait::wait_for;
+use crate::{ChildProcess, free_port, workspace_bin};
 
 /// The admin token every harness cloud is started with.
 pub const ADMIN: &str = "admin-token-for-tests";
@@ -202,24 +203,41 @@ impl Cloud {
         self.proc.pid()
     }
 
-    async fn wait_ready(&self) -> Result<()> {
+    /// Waits until the cloud answers its readiness path; fails as soon as the process exits
+    /// (a cloud that refuses to start is not waited for until the timeout).
+    async fn wait_ready(&mut self) -> Result<()> {
         let (path, timeout) = match self.launch.ready {
             Ready::Live => ("/health/live", READY_TIMEOUT),
             Ready::Healthy(t) => ("/health", t),
         };
         let url = format!("{}{path}", self.base);
         let http = self.http.clone();
-        wait_until(timeout, &format!("cloud to answer {path}"), || {
+        let proc = &mut self.proc;
+        let outcome = wait_for(timeout, &format!("cloud to answer {path}"), || {
+            let running = proc.is_running();
             let (http, url) = (http.clone(), url.clone());
             async move {
-                http.get(&url)
+                if !running {
+                    return Some(false);
+                }
+                let ok = http
+                    .get(&url)
                     .send()
                     .await
-                    .is_ok_and(|r| r.status().is_success())
+                    .is_ok_and(|r| r.status().is_success());
+                ok.then_some(true)
             }
         })
         .await
-        .with_context(|| format!("cloud stderr:\n{}", self.logs()))
+        .with_context(|| format!("cloud stderr:\n{}", self.logs()))?;
+        if !outcome {
+            bail!(
+                "the cloud exited before answering {path} ({:?}); stderr:\n{}",
+                self.proc.exit_status(),
+                self.logs()
+            );
+        }
+        Ok(())
     }
 
     /// What the cloud wrote to stderr so far (its log).

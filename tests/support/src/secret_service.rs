@@ -376,7 +376,8 @@ fn bus_config(address: &str) -> String {
 
 /// Polls `probe` until it succeeds, failing early with the daemon's output if it exits.
 fn wait_ready(process: &mut ChildProcess, probe: impl Fn() -> Result<()>) -> Result<()> {
-    let deadline = Instant::now() + STARTUP;
+    let startup = crate::timing::scaled(STARTUP);
+    let deadline = Instant::now() + startup;
     loop {
         if !process.is_running() {
             bail!(
@@ -391,7 +392,7 @@ fn wait_ready(process: &mut ChildProcess, probe: impl Fn() -> Result<()>) -> Res
         };
         if Instant::now() >= deadline {
             bail!(
-                "{} not ready after {STARTUP:?}: {last:#}\n{}",
+                "{} not ready after {startup:?}: {last:#}\n{}",
                 process.name(),
                 process.stderr_text()
             );
