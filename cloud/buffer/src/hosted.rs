@@ -90,16 +90,30 @@ impl HostedIndex {
         self.accounts.insert(a.account_id.clone(), a);
     }
 
-    /// Adds an account unless its name is taken or `max_accounts` accounts exist.
-    pub fn create_account(&mut self, a: &AccountRecord, max_accounts: u64) -> Created {
+    /// What [`Self::create_account`] would do, without doing it.
+    pub fn can_create_account(&self, a: &AccountRecord, max_accounts: u64) -> Created {
         if self.by_name.contains_key(&a.name) || self.accounts.contains_key(&a.account_id) {
             return Created::Taken;
         }
         if self.account_count() >= max_accounts {
             return Created::Full;
         }
-        self.insert_account(a.clone());
         Created::Created
+    }
+
+    /// Adds an account unless its name is taken or `max_accounts` accounts exist.
+    pub fn create_account(&mut self, a: &AccountRecord, max_accounts: u64) -> Created {
+        let r = self.can_create_account(a, max_accounts);
+        if r == Created::Created {
+            self.insert_account(a.clone());
+        }
+        r
+    }
+
+    /// Whether the account exists ([`Self::put_account`] and [`Self::delete_account`]
+    /// change only an existing one).
+    pub fn has_account(&self, id: &str) -> bool {
+        self.accounts.contains_key(id)
     }
 
     /// Replaces an account (quota, disabled, key digest; the name never changes). False when
@@ -146,17 +160,33 @@ impl HostedIndex {
     /// Adds a channel unless its name or webhook id is taken or its account owns
     /// `max_channels` channels.
     pub fn create_channel(&mut self, c: &HostedChannelRecord, max_channels: u64) -> Created {
-        if self.channels.contains_key(&c.channel) || self.by_webhook.contains_key(&c.webhook_id) {
-            return Created::Taken;
-        }
-        if self.owned.get(&c.account_id).copied().unwrap_or(0) >= max_channels {
-            return Created::Full;
+        let r = self.can_create_channel(c, max_channels);
+        if r != Created::Created {
+            return r;
         }
         *self.owned.entry(c.account_id.clone()).or_default() += 1;
         self.by_webhook
             .insert(c.webhook_id.clone(), c.channel.clone());
         self.channels.insert(c.channel.clone(), c.clone());
         Created::Created
+    }
+
+    /// What [`Self::create_channel`] would do, without doing it.
+    pub fn can_create_channel(&self, c: &HostedChannelRecord, max_channels: u64) -> Created {
+        if self.channels.contains_key(&c.channel) || self.by_webhook.contains_key(&c.webhook_id) {
+            return Created::Taken;
+        }
+        if self.owned.get(&c.account_id).copied().unwrap_or(0) >= max_channels {
+            return Created::Full;
+        }
+        Created::Created
+    }
+
+    /// Whether [`Self::put_channel`] would replace a channel.
+    pub fn can_put_channel(&self, c: &HostedChannelRecord) -> bool {
+        self.channels
+            .get(&c.channel)
+            .is_some_and(|old| old.webhook_id == c.webhook_id)
     }
 
     /// Replaces a channel's settings (the name, owner and webhook id never change). False
