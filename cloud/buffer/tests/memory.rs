@@ -220,3 +220,26 @@ async fn a_self_service_record_write_does_not_copy_the_index() {
         );
     }
 }
+
+/// Heap bytes the embedded store's index of self-service records holds per channel (issue
+/// #14): the record, its name and webhook id, and their lookup entries (map growth
+/// included). Exact, without redb. 639 B while the index kept whole `HostedChannelRecord`s,
+/// the name three times, the account id once per channel and the webhook id twice; 367 B
+/// with compact entries sharing the name, the webhook id and the account id (2026-12-06).
+const MAX_BYTES_PER_HOSTED_CHANNEL_RECORD: f64 = 400.0;
+
+#[test]
+fn a_self_service_channel_record_costs_the_index_a_bounded_heap() {
+    let n = 20_000;
+    let before = live();
+    let ix = connect_buffer::hosted::HostedIndex::load(Vec::new(), (0..n).map(hosted_channel));
+    let per = (live() - before) as f64 / n as f64;
+    assert_eq!(ix.channel_count(), n as u64);
+    assert!(ix.channels().contains(&hosted_channel(73)));
+    drop(ix);
+    eprintln!("heap per self-service channel in the hosted index: {per:.0} B");
+    assert!(
+        per <= MAX_BYTES_PER_HOSTED_CHANNEL_RECORD,
+        "{per:.0} B per self-service channel record"
+    );
+}

@@ -58,7 +58,9 @@ impl HostedStore {
                 serde_json::from_slice(v.value()).map_err(|e| io("corrupt account record", e))?,
             );
         }
-        let mut channels = Vec::new();
+        // Channels go into the index one by one as they are read: a list of every record
+        // first was ~40 MB at 100,000 channels, freed after start-up but left resident.
+        let mut index = HostedIndex::load(accounts, []);
         for row in txn
             .open_table(CHANNELS)
             .map_err(|e| io(ctx, e))?
@@ -66,15 +68,14 @@ impl HostedStore {
             .map_err(|e| io(ctx, e))?
         {
             let (_, v) = row.map_err(|e| io(ctx, e))?;
-            channels.push(
-                serde_json::from_slice(v.value())
-                    .map_err(|e| io("corrupt self-service channel record", e))?,
-            );
+            let c = serde_json::from_slice(v.value())
+                .map_err(|e| io("corrupt self-service channel record", e))?;
+            index.load_channel(&c);
         }
         drop(txn);
         Ok(HostedStore {
             db: Mutex::new(Some(db)),
-            index: Mutex::new(HostedIndex::load(accounts, channels)),
+            index: Mutex::new(index),
         })
     }
 
