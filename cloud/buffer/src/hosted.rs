@@ -7,6 +7,7 @@
 //! the Redis backend keeps the same rules in Redis keys.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use connect_protocol::hosted::{Quota, VerifySpec};
 use connect_protocol::time::Timestamp;
@@ -58,10 +59,58 @@ pub struct HostedIndex {
     accounts: BTreeMap<String, AccountRecord>,
     by_name: HashMap<String, String>,
     by_key: HashMap<String, String>,
-    channels: BTreeMap<String, HostedChannelRecord>,
-    by_webhook: HashMap<String, String>,
-    /// Channels per account id (the `max_channels` check).
-    owned: HashMap<String, u64>,
+    /// Self-service channels by name, compactly ([`Slot`]).
+    channels: BTreeMap<Arc<str>, Slot>,
+    /// Webhook id → channel name (both shared with `channels`).
+    by_webhook: HashMap<Arc<str>, Arc<str>>,
+    /// Channels per account id (the `max_channels` check); its keys are the account ids the
+    /// account's channels share.
+    owned: HashMap<Arc<str>, u64>,
+}
+
+/// A self-service channel as the index holds it (issue #14, ≤ 1 KB per idle channel): the
+/// name once (the key of `channels`, shared with `by_webhook`), the owner's id shared by
+/// its channels, the webhook id shared with `by_webhook`, the rarely set fields boxed.
+/// ~100 B inline instead of a [`HostedChannelRecord`]'s ~220 B, and three strings fewer.
+#[derive(Clone, Debug)]
+struct Slot {
+    account_id: Arc<str>,
+    webhook_id: Arc<str>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    description: Option<Box<str>>,
+    verify: Option<Box<VerifySpec>>,
+    ttl_seconds: u64,
+    max_queue_size: u64,
+    max_delivery_attempts: u32,
+}
+
+impl Slot {
+    fn record(&self, name: &str) -> HostedChannelRecord {
+        HostedChannelRecord {
+            channel: name.to_owned(),
+            account_id: self.account_id.to_string(),
+            webhook_id: self.webhook_id.to_string(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            description: self.description.as_deref().map(str::to_owned),
+            verify: self.verify.as_deref().cloned(),
+            ttl_seconds: self.ttl_seconds,
+            max_queue_size: self.max_queue_size,
+            max_delivery_attempts: self.max_delivery_attempts,
+        }
+    }
+
+    /// Takes the settings of `c` (the name, owner and webhook id never change).
+    fn update(&mut self, c: &HostedChannelRecord) {
+        self.created_at = c.created_at;
+        self.updated_at = c.updated_at;
+        self.description = c.description.as_deref().map(Box::from);
+        self.verify = c.verify.clone().map(Box::new);
+        self.ttl_seconds = c.ttl_seconds;
+        self.max_queue_size = c.max_queue_size;
+        self.max_delivery_attempts = c.max_delivery_attempts;
+    }
 }
 
 impl HostedIndex {
@@ -75,12 +124,39 @@ impl HostedIndex {
             ix.insert_account(a);
         }
         for c in channels {
-            ix.by_webhook
-                .insert(c.webhook_id.clone(), c.channel.clone());
-            *ix.owned.entry(c.account_id.clone()).or_default() += 1;
-            ix.channels.insert(c.channel.clone(), c);
+            ix.insert_channel(&c);
         }
         ix
+    }
+
+    /// Adds a stored channel (a store being opened; its name and webhook id are unique).
+    pub fn load_channel(&mut self, c: &HostedChannelRecord) {
+        self.insert_channel(c);
+    }
+
+    /// Adds a channel (its name and webhook id are free).
+    fn insert_channel(&mut self, c: &HostedChannelRecord) {
+        let account_id = match self.owned.get_key_value(c.account_id.as_str()) {
+            Some((id, _)) => id.clone(),
+            None => Arc::from(c.account_id.as_str()),
+        };
+        *self.owned.entry(account_id.clone()).or_default() += 1;
+        let name: Arc<str> = Arc::from(c.channel.as_str());
+        let webhook_id: Arc<str> = Arc::from(c.webhook_id.as_str());
+        self.by_webhook.insert(webhook_id.clone(), name.clone());
+        let mut slot = Slot {
+            account_id,
+            webhook_id,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            description: None,
+            verify: None,
+            ttl_seconds: 0,
+            max_queue_size: 0,
+            max_delivery_attempts: 0,
+        };
+        slot.update(c);
+        self.channels.insert(name, slot);
     }
 
     fn insert_account(&mut self, a: AccountRecord) {
@@ -90,16 +166,30 @@ impl HostedIndex {
         self.accounts.insert(a.account_id.clone(), a);
     }
 
-    /// Adds an account unless its name is taken or `max_accounts` accounts exist.
-    pub fn create_account(&mut self, a: &AccountRecord, max_accounts: u64) -> Created {
+    /// What [`Self::create_account`] would do, without doing it.
+    pub fn can_create_account(&self, a: &AccountRecord, max_accounts: u64) -> Created {
         if self.by_name.contains_key(&a.name) || self.accounts.contains_key(&a.account_id) {
             return Created::Taken;
         }
         if self.account_count() >= max_accounts {
             return Created::Full;
         }
-        self.insert_account(a.clone());
         Created::Created
+    }
+
+    /// Adds an account unless its name is taken or `max_accounts` accounts exist.
+    pub fn create_account(&mut self, a: &AccountRecord, max_accounts: u64) -> Created {
+        let r = self.can_create_account(a, max_accounts);
+        if r == Created::Created {
+            self.insert_account(a.clone());
+        }
+        r
+    }
+
+    /// Whether the account exists ([`Self::put_account`] and [`Self::delete_account`]
+    /// change only an existing one).
+    pub fn has_account(&self, id: &str) -> bool {
+        self.accounts.contains_key(id)
     }
 
     /// Replaces an account (quota, disabled, key digest; the name never changes). False when
@@ -146,45 +236,60 @@ impl HostedIndex {
     /// Adds a channel unless its name or webhook id is taken or its account owns
     /// `max_channels` channels.
     pub fn create_channel(&mut self, c: &HostedChannelRecord, max_channels: u64) -> Created {
-        if self.channels.contains_key(&c.channel) || self.by_webhook.contains_key(&c.webhook_id) {
+        let r = self.can_create_channel(c, max_channels);
+        if r != Created::Created {
+            return r;
+        }
+        self.insert_channel(c);
+        Created::Created
+    }
+
+    /// What [`Self::create_channel`] would do, without doing it.
+    pub fn can_create_channel(&self, c: &HostedChannelRecord, max_channels: u64) -> Created {
+        if self.channels.contains_key(c.channel.as_str())
+            || self.by_webhook.contains_key(c.webhook_id.as_str())
+        {
             return Created::Taken;
         }
-        if self.owned.get(&c.account_id).copied().unwrap_or(0) >= max_channels {
+        if self.owned.get(c.account_id.as_str()).copied().unwrap_or(0) >= max_channels {
             return Created::Full;
         }
-        *self.owned.entry(c.account_id.clone()).or_default() += 1;
-        self.by_webhook
-            .insert(c.webhook_id.clone(), c.channel.clone());
-        self.channels.insert(c.channel.clone(), c.clone());
         Created::Created
+    }
+
+    /// Whether [`Self::put_channel`] would replace a channel.
+    pub fn can_put_channel(&self, c: &HostedChannelRecord) -> bool {
+        self.channels
+            .get(c.channel.as_str())
+            .is_some_and(|old| *old.webhook_id == *c.webhook_id)
     }
 
     /// Replaces a channel's settings (the name, owner and webhook id never change). False
     /// when it does not exist.
     pub fn put_channel(&mut self, c: &HostedChannelRecord) -> bool {
-        match self.channels.get_mut(&c.channel) {
-            Some(old) if old.webhook_id == c.webhook_id => {
-                *old = c.clone();
+        match self.channels.get_mut(c.channel.as_str()) {
+            Some(old) if *old.webhook_id == *c.webhook_id => {
+                old.update(c);
                 true
             }
             _ => false,
         }
     }
 
-    pub fn channel(&self, name: &str) -> Option<&HostedChannelRecord> {
-        self.channels.get(name)
+    pub fn channel(&self, name: &str) -> Option<HostedChannelRecord> {
+        self.channels.get(name).map(|s| s.record(name))
     }
 
-    pub fn channel_by_webhook(&self, id: &str) -> Option<&HostedChannelRecord> {
-        self.by_webhook.get(id).and_then(|n| self.channels.get(n))
+    pub fn channel_by_webhook(&self, id: &str) -> Option<HostedChannelRecord> {
+        self.by_webhook.get(id).and_then(|n| self.channel(n))
     }
 
     pub fn channels(&self) -> Vec<HostedChannelRecord> {
-        self.channels.values().cloned().collect()
+        self.channels.iter().map(|(n, s)| s.record(n)).collect()
     }
 
     pub fn channel_names(&self) -> Vec<String> {
-        self.channels.keys().cloned().collect()
+        self.channels.keys().map(|n| n.to_string()).collect()
     }
 
     pub fn channel_count(&self) -> u64 {
@@ -193,9 +298,9 @@ impl HostedIndex {
 
     pub fn account_channels(&self, account_id: &str) -> Vec<HostedChannelRecord> {
         self.channels
-            .values()
-            .filter(|c| c.account_id == account_id)
-            .cloned()
+            .iter()
+            .filter(|(_, s)| *s.account_id == *account_id)
+            .map(|(n, s)| s.record(n))
             .collect()
     }
 

@@ -146,3 +146,100 @@ async fn an_idle_channel_costs_the_embedded_store_a_bounded_heap() {
         assert!(v <= MAX_BYTES_PER_IDLE_CHANNEL, "{v:.0} B per idle channel");
     }
 }
+
+/// A self-service channel record as the cloud makes them (`<account>.<name>`, a webhook id).
+fn hosted_channel(i: usize) -> connect_buffer::HostedChannelRecord {
+    connect_buffer::HostedChannelRecord {
+        channel: format!("acc{}.c{}", i / 10, i % 10),
+        account_id: format!("acc_{:016}", i / 10),
+        webhook_id: format!("wh_{i:024}"),
+        created_at: Timestamp::from_micros(1_770_000_000_000_000),
+        updated_at: Timestamp::from_micros(1_770_000_000_000_000),
+        description: None,
+        verify: None,
+        ttl_seconds: 86_400,
+        max_queue_size: 10_000,
+        max_delivery_attempts: 10,
+    }
+}
+
+/// Bytes allocated (not held: every allocation counts, freed or not) while `f` runs.
+async fn allocated_during<T>(f: impl Future<Output = T>) -> (T, usize) {
+    let before = GLOBAL.stats().bytes_allocated;
+    let out = f.await;
+    (out, GLOBAL.stats().bytes_allocated - before)
+}
+
+/// Issue #14 (100,000 self-service channels made through the API): one more self-service
+/// record must not cost work in proportion to the records already there. The embedded
+/// store applied each change to a clone of its whole index (every account and channel
+/// record) and kept the clone — creating channels was quadratic (this test took 89 s on the
+/// old code, 10 s now, debug build; it failed the bound) and left freed pages behind. A
+/// create, an update and a delete now allocate ~60 KB whatever the count (redb's write
+/// transaction and the record's JSON; measured 59-68 KB at 5,000 records).
+const MAX_BYTES_ALLOCATED_PER_HOSTED_WRITE: usize = 128 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_service_record_write_does_not_copy_the_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(
+        1_770_000_000_000_000,
+    )));
+    let b = EmbeddedBuffer::open(&dir, clock).unwrap();
+    let n = 5_000;
+    for i in 0..n {
+        let c = hosted_channel(i);
+        assert_eq!(
+            b.create_hosted_channel(&c, 10).await.unwrap(),
+            connect_buffer::Created::Created
+        );
+    }
+    let c = hosted_channel(n);
+    let (r, create) = allocated_during(b.create_hosted_channel(&c, 10)).await;
+    assert_eq!(r.unwrap(), connect_buffer::Created::Created);
+    let changed = connect_buffer::HostedChannelRecord {
+        ttl_seconds: 60,
+        ..c.clone()
+    };
+    let (r, put) = allocated_during(b.put_hosted_channel(&changed)).await;
+    assert!(r.unwrap());
+    let (r, delete) = allocated_during(b.delete_hosted_channel(&c.channel)).await;
+    assert!(r.unwrap());
+    // A refused create (the name is taken) writes nothing.
+    let (r, taken) = allocated_during(b.create_hosted_channel(&hosted_channel(0), 10)).await;
+    assert_eq!(r.unwrap(), connect_buffer::Created::Taken);
+    b.close().await.unwrap();
+    eprintln!(
+        "bytes allocated at {n} records: create {create}, update {put}, delete {delete}, refused create {taken}"
+    );
+    for v in [create, put, delete, taken] {
+        assert!(
+            v <= MAX_BYTES_ALLOCATED_PER_HOSTED_WRITE,
+            "{v} B allocated by one write at {n} records"
+        );
+    }
+}
+
+/// Heap bytes the embedded store's index of self-service records holds per channel (issue
+/// #14): the record, its name and webhook id, and their lookup entries (map growth
+/// included). Exact, without redb. 639 B while the index kept whole `HostedChannelRecord`s,
+/// the name three times, the account id once per channel and the webhook id twice; 367 B
+/// with compact entries sharing the name, the webhook id and the account id (2026-12-06).
+const MAX_BYTES_PER_HOSTED_CHANNEL_RECORD: f64 = 400.0;
+
+#[test]
+fn a_self_service_channel_record_costs_the_index_a_bounded_heap() {
+    let n = 20_000;
+    let before = live();
+    let ix = connect_buffer::hosted::HostedIndex::load(Vec::new(), (0..n).map(hosted_channel));
+    let per = (live() - before) as f64 / n as f64;
+    assert_eq!(ix.channel_count(), n as u64);
+    assert!(ix.channels().contains(&hosted_channel(73)));
+    drop(ix);
+    eprintln!("heap per self-service channel in the hosted index: {per:.0} B");
+    assert!(
+        per <= MAX_BYTES_PER_HOSTED_CHANNEL_RECORD,
+        "{per:.0} B per self-service channel record"
+    );
+}

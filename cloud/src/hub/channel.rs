@@ -43,8 +43,11 @@ impl Tokens {
 
 /// Per-channel runtime state on this replica.
 pub struct ChannelRt {
-    name: String,
-    settings: RwLock<ChannelSettings>,
+    /// Shared with the key of the hub's channel map.
+    name: Arc<str>,
+    /// Shared by the channels whose settings are equal ([`crate::hub::Hub`] hands out one
+    /// `Arc` for equal settings): 16 B per channel instead of ~80 (issue #14).
+    settings: RwLock<Arc<ChannelSettings>>,
     tokens: RwLock<Tokens>,
     conns: RwLock<Vec<Arc<Conn>>>,
     wake: Arc<Notify>,
@@ -60,15 +63,15 @@ pub struct ChannelRt {
 
 impl ChannelRt {
     pub(crate) fn new(
-        name: String,
-        settings: ChannelSettings,
+        name: Arc<str>,
+        settings: impl Into<Arc<ChannelSettings>>,
         token: TokenState,
         wake: Arc<Notify>,
         parent_stop: CancellationToken,
     ) -> Self {
         ChannelRt {
             name,
-            settings: RwLock::new(settings),
+            settings: RwLock::new(settings.into()),
             tokens: RwLock::new(Tokens::of(&token, None)),
             conns: RwLock::new(Vec::new()),
             wake,
@@ -84,7 +87,12 @@ impl ChannelRt {
     }
 
     pub fn settings(&self) -> ChannelSettings {
-        self.settings.read().clone()
+        ChannelSettings::clone(&self.settings.read())
+    }
+
+    /// The name as the hub's channel map keys it.
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
+        &self.name
     }
 
     pub fn max_in_flight(&self) -> usize {
@@ -100,8 +108,8 @@ impl ChannelRt {
     }
 
     /// Takes new settings; `true` if they differ from the ones held.
-    pub(crate) fn set_settings(&self, s: &ChannelSettings) -> bool {
-        if *self.settings.read() == *s {
+    pub(crate) fn set_settings(&self, s: &Arc<ChannelSettings>) -> bool {
+        if **self.settings.read() == **s {
             return false;
         }
         *self.settings.write() = s.clone();

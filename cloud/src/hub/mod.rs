@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connect_buffer::{AckOutcome, Buffer, ChannelRecord, NackOutcome};
+use connect_buffer::{AckOutcome, Buffer, ChannelRecord, ChannelSettings, NackOutcome};
 use connect_protocol::admin::TokenGeneration;
 use connect_protocol::ids::{Protocol, token_digest};
 use connect_protocol::time::Timestamp;
@@ -57,7 +57,11 @@ const POLL_IDLE: Duration = Duration::from_secs(60);
 
 pub struct Hub {
     buffer: Arc<dyn Buffer>,
-    channels: RwLock<HashMap<String, Arc<ChannelRt>>>,
+    /// Keyed by the runtime's own name (one allocation of the name per channel).
+    channels: RwLock<HashMap<Arc<str>, Arc<ChannelRt>>>,
+    /// The settings last handed to a channel: channels with equal settings (nearly all —
+    /// defaults, or a quota's) share one `Arc` (issue #14, memory per idle channel).
+    last_settings: Mutex<Option<Arc<ChannelSettings>>>,
     conns: RwLock<HashMap<String, Arc<Conn>>>,
     closed: Mutex<HashMap<String, Closed>>,
     metrics: Arc<Metrics>,
@@ -71,6 +75,7 @@ impl Hub {
         Arc::new(Self {
             buffer,
             channels: RwLock::new(HashMap::new()),
+            last_settings: Mutex::new(None),
             conns: RwLock::new(HashMap::new()),
             closed: Mutex::new(HashMap::new()),
             metrics,
@@ -93,7 +98,7 @@ impl Hub {
     }
 
     pub fn channel_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.channels.read().keys().cloned().collect();
+        let mut v: Vec<String> = self.channels.read().keys().map(|k| k.to_string()).collect();
         v.sort();
         v
     }
@@ -111,26 +116,42 @@ impl Hub {
     /// connection: a channel nobody connects to costs no task and no wake-ups.
     pub fn upsert_channel(&self, rec: &ChannelRecord) {
         let existing = self.channel(&rec.name);
+        let settings = self.shared_settings(&rec.settings);
         let rt = match existing {
             Some(rt) => {
-                rt.set_settings(&rec.settings);
+                rt.set_settings(&settings);
                 rt.set_token(&rec.token);
                 rt
             }
             None => {
                 let rt = Arc::new(ChannelRt::new(
-                    rec.name.clone(),
-                    rec.settings.clone(),
+                    Arc::from(rec.name.as_str()),
+                    settings,
                     rec.token.clone(),
                     self.buffer.notifier(&rec.name),
                     self.dispatch_stop.clone(),
                 ));
-                self.channels.write().insert(rec.name.clone(), rt.clone());
+                self.channels
+                    .write()
+                    .insert(rt.shared_name().clone(), rt.clone());
                 rt
             }
         };
         self.enforce_tokens(&rt);
         rt.wake();
+    }
+
+    /// `s` as an `Arc` shared with the previous channel's settings when they are equal.
+    fn shared_settings(&self, s: &ChannelSettings) -> Arc<ChannelSettings> {
+        let mut last = self.last_settings.lock();
+        match &*last {
+            Some(l) if **l == *s => l.clone(),
+            _ => {
+                let new = Arc::new(s.clone());
+                *last = Some(new.clone());
+                new
+            }
+        }
     }
 
     /// Removes a channel's runtime (channel deleted): closes its connections with 4006 and
@@ -382,7 +403,7 @@ impl Hub {
                     if rt.set_token(&rec.token) {
                         self.enforce_tokens(&rt);
                     }
-                    rt.set_settings(&rec.settings);
+                    rt.set_settings(&self.shared_settings(&rec.settings));
                     // A lost `chan` message of a key rotation is caught here too.
                     self.recheck_owner_key(&rt).await;
                 }

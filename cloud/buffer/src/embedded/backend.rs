@@ -465,16 +465,14 @@ impl Buffer for EmbeddedBuffer {
     }
 
     async fn hosted_channel(&self, name: &str) -> Result<Option<HostedChannelRecord>> {
-        Ok(self.hosted.read(|ix| ix.channel(name).cloned()))
+        Ok(self.hosted.read(|ix| ix.channel(name)))
     }
 
     async fn hosted_channel_by_webhook(
         &self,
         webhook_id: &str,
     ) -> Result<Option<HostedChannelRecord>> {
-        Ok(self
-            .hosted
-            .read(|ix| ix.channel_by_webhook(webhook_id).cloned()))
+        Ok(self.hosted.read(|ix| ix.channel_by_webhook(webhook_id)))
     }
 
     async fn hosted_channels(&self) -> Result<Vec<HostedChannelRecord>> {
