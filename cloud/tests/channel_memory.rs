@@ -28,8 +28,10 @@ const MAX_CONFIGURED: f64 = 2_100.0;
 /// Heap bytes per idle self-service channel (its records, store, hub, and the growth of the
 /// stores' page caches, which are not yet full at 3,000 channels). 3,048 B before; 2,533 to
 /// 2,688 B (three runs) before the hosted index held compact entries and the hub's changes
-/// above, 2,374 B after (2026-12-06, session 13).
-const MAX_SELF_SERVICE: f64 = 2_500.0;
+/// above, 2,371 to 2,374 B after (2026-12-06, session 13). The bound leaves room for the
+/// run-to-run spread (~200 B); the hosted index's share is bounded exactly, and fails on the
+/// old code, in connect-buffer's `memory` test.
+const MAX_SELF_SERVICE: f64 = 2_600.0;
 
 /// Heap bytes held by the whole process now.
 fn live() -> i64 {
