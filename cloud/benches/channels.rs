@@ -39,11 +39,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use connect_testkit::Cloud;
-use connect_testkit::load::{env_num, vm_rss_kib};
+use connect_testkit::load::{cpu_seconds, env_num, vm_rss_kib};
 
 use futures::StreamExt as _;
 
@@ -158,21 +157,6 @@ fn run_self_service(
     (base, made, again)
 }
 
-/// `utime + stime` of the process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime is field 14, stime 15.
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-fn clock_ticks_per_second() -> f64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
 struct Figures {
     to_healthy: Duration,
     rss_kib: u64,
@@ -184,11 +168,10 @@ fn measure(cloud: &Cloud, idle_s: f64, settle: f64) -> Figures {
     let pid = cloud.pid();
     std::thread::sleep(Duration::from_secs_f64(settle));
     let rss_kib = vm_rss_kib(pid).unwrap_or(0);
-    let t0 = cpu_ticks(pid);
+    let cpu0 = cpu_seconds(pid);
     let w0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(idle_s));
-    let ticks = cpu_ticks(pid) - t0;
-    let idle_core = ticks as f64 / clock_ticks_per_second() / w0.elapsed().as_secs_f64();
+    let idle_core = (cpu_seconds(pid) - cpu0) / w0.elapsed().as_secs_f64();
     Figures {
         to_healthy,
         rss_kib,
