@@ -22,7 +22,10 @@
 //! `BENCH_SYNCS_IN_FLIGHT` (the durable phase's pipeline depth; default the store's),
 //! `BENCH_PHASES` (comma list of `bare`, `durable`, `durable1` (durable with one sync in
 //! flight, the plain group commit), `e2e`, `redis`, `redis2`; default
-//! `bare,durable,e2e`).
+//! `bare,durable,e2e`), `BENCH_BODY_BYTES` (the JSON body of the bare and durable phases,
+//! default 1024), `BENCH_LOAD` (`wrk` runs the bare and durable phases a second time with
+//! `wrk -t1 -c<concurrency>`, the issue's own measure, in this process's same run; wrk is
+//! then a child process, the servers stay in this one).
 
 #![allow(clippy::unwrap_used)]
 
@@ -207,6 +210,47 @@ async fn e2e(cloud: SocketAddr, cfg: Config) -> E2eResult {
 
 // ---------------------------------------------------------------------------------------
 
+/// One phase under wrk: a warm-up run, then the measured run (each a fresh wrk process).
+struct WrkPhase {
+    warmup: connect_testkit::wrk::WrkResult,
+    measured: connect_testkit::wrk::WrkResult,
+}
+
+fn wrk_phase(addr: SocketAddr, path: &str, cfg: Config, body: &[u8]) -> WrkPhase {
+    use connect_testkit::wrk;
+    assert!(
+        wrk::available(),
+        "BENCH_LOAD=wrk needs wrk (apt-get install wrk)"
+    );
+    let run = |secs: f64| {
+        wrk::run(
+            addr,
+            path,
+            cfg.concurrency,
+            Duration::from_secs_f64(secs),
+            body,
+        )
+        .expect("wrk run")
+    };
+    let warmup = run(cfg.warmup.max(1.0));
+    let measured = run(cfg.seconds);
+    WrkPhase { warmup, measured }
+}
+
+fn wrk_row(name: &str, w: &WrkPhase, bare: Option<&WrkPhase>) {
+    let m = &w.measured;
+    let of_bare = bare.map_or("100.0%".to_owned(), |b| {
+        format!(
+            "{:.1}%",
+            100.0 * m.requests_per_sec / b.measured.requests_per_sec
+        )
+    });
+    println!(
+        "| {:<44} | {:>11.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8} |",
+        name, m.requests_per_sec, m.p50_ms, m.p99_ms, m.max_ms, of_bare
+    );
+}
+
 fn main() {
     EPOCH.get_or_init(Instant::now);
     let cfg = Config {
@@ -225,6 +269,9 @@ fn main() {
         .with_writer(std::io::stderr)
         .try_init();
 
+    let body = json_body_of(None, 0, env_num("BENCH_BODY_BYTES", BODY_TARGET_LEN));
+    let with_wrk = std::env::var("BENCH_LOAD").is_ok_and(|v| v == "wrk");
+
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.server_threads)
         .enable_all()
@@ -238,7 +285,7 @@ fn main() {
     println!(
         "closed loop: {} keep-alive HTTP/1.1 connections, {} B JSON body, warm-up {} s, measured {} s",
         cfg.concurrency,
-        json_body(None, 0).len(),
+        body.len(),
         cfg.warmup,
         cfg.seconds
     );
@@ -249,10 +296,15 @@ fn main() {
     // 1. Bare handler.
     let bare_res = want("bare").then(|| {
         let bare = server_rt.block_on(start_bare());
-        let r = run_load(bare.addr, "/webhook/bench", cfg);
+        let r = run_load_body(&[bare.addr], "/webhook/bench", cfg, &body);
+        let w = with_wrk.then(|| wrk_phase(bare.addr, "/webhook/bench", cfg, &body));
         server_rt.block_on(stop(bare));
-        r
+        (r, w)
     });
+    let (bare_res, bare_wrk) = match bare_res {
+        Some((r, w)) => (Some(r), w),
+        None => (None, None),
+    };
 
     // 2. Durable ingest.
     let durable = want("durable").then(|| {
@@ -262,13 +314,19 @@ fn main() {
             )),
             Err(_) => server_rt.block_on(start_cloud()),
         };
-        let r = run_load(cloud.addr, &format!("/webhook/{CHANNEL}"), cfg);
+        let path = format!("/webhook/{CHANNEL}");
+        let r = run_load_body(&[cloud.addr], &path, cfg, &body);
+        let w = with_wrk.then(|| wrk_phase(cloud.addr, &path, cfg, &body));
         let stats = server_rt
             .block_on(cloud.state().buffer().stats(CHANNEL))
             .unwrap();
         server_rt.block_on(cloud.stop());
-        (r, stats)
+        (r, stats, w)
     });
+    let (durable, durable_wrk) = match durable {
+        Some((r, stats, w)) => (Some((r, stats)), w),
+        None => (None, None),
+    };
 
     // 2b. Durable ingest with one sync at a time (the plain group commit), the baseline of
     //     the pipelined commit.
@@ -389,6 +447,14 @@ fn main() {
             None,
         );
     }
+    if let Some(b) = &bare_wrk {
+        let name = format!("wrk -t1 -c{}: bare axum handler", cfg.concurrency);
+        wrk_row(&name, b, None);
+    }
+    if let Some(d) = &durable_wrk {
+        let name = format!("wrk -t1 -c{}: durable ingest", cfg.concurrency);
+        wrk_row(&name, d, bare_wrk.as_ref());
+    }
     println!();
     println!(
         "targets: durable >= 15000 req/s at c=50 with p99 <= 10 ms; e2e p99 <= 25 ms at 1000/s"
@@ -410,8 +476,33 @@ fn main() {
             r.per_second
         );
     }
+    for (name, w) in [("wrk bare", &bare_wrk), ("wrk durable", &durable_wrk)] {
+        if let Some(w) = w {
+            println!(
+                "{name}: requests {} (incl. warm-up run: {}), non-2xx {}, socket errors {}",
+                w.measured.requests,
+                w.measured.requests + w.warmup.requests,
+                w.measured.non_2xx + w.warmup.non_2xx,
+                w.measured.errors + w.warmup.errors
+            );
+        }
+    }
     if let Some((r, stats)) = &durable {
-        let check = if stats.counters.received == r.ok_total {
+        let via_wrk = durable_wrk
+            .as_ref()
+            .map_or(0, |w| w.measured.ok() + w.warmup.ok());
+        let r = &LoadResult {
+            ok_total: r.ok_total + via_wrk,
+            ..Default::default()
+        };
+        // wrk does not count the requests still open when its time ends (at most one per
+        // connection and run), though the cloud stored them.
+        let uncounted = if durable_wrk.is_some() {
+            2 * cfg.concurrency as u64
+        } else {
+            0
+        };
+        let check = if (r.ok_total..=r.ok_total + uncounted).contains(&stats.counters.received) {
             "OK"
         } else {
             "MISMATCH"

@@ -53,6 +53,7 @@ pub mod tls;
 pub mod v1cloud;
 pub mod vault;
 pub mod wait;
+pub mod wrk;
 
 pub use certs::TestPki;
 pub use cloud::{Cloud, CloudBuilder, connect_hook};

@@ -134,11 +134,16 @@ pub fn post_request(addr: SocketAddr, path: &str, body: &[u8]) -> Vec<u8> {
 
 /// A JSON body of about `BODY_TARGET_LEN` bytes; `t_ns` first so the target finds it cheaply.
 pub fn json_body(t_ns: Option<u64>, seq: u64) -> Vec<u8> {
+    json_body_of(t_ns, seq, BODY_TARGET_LEN)
+}
+
+/// A JSON body of `len` bytes (or the shortest such body, 38 bytes, if `len` is less).
+pub fn json_body_of(t_ns: Option<u64>, seq: u64, len: usize) -> Vec<u8> {
     let head = match t_ns {
         Some(t) => format!("{{\"t_ns\":{t},\"seq\":{seq},\"event\":\"bench.ping\",\"pad\":\""),
         None => format!("{{\"seq\":{seq},\"event\":\"bench.ping\",\"pad\":\""),
     };
-    let pad = BODY_TARGET_LEN.saturating_sub(head.len() + 2);
+    let pad = len.saturating_sub(head.len() + 2);
     let mut s = head;
     s.extend(std::iter::repeat_n('x', pad));
     s.push_str("\"}");
