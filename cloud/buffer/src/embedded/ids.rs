@@ -13,9 +13,79 @@ pub(crate) type SeqMap<V> = HashMap<u64, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 pub(super) struct Ids {
-    packed: SeqMap<u64>,
+    packed: Packed,
     other: HashMap<Box<str>, u64>,
     other_by_seq: SeqMap<Box<str>>,
+}
+
+/// A packed id's shard: its top bits (ids come from a CSPRNG, so they spread evenly).
+const SHARD_BITS: u32 = 6;
+const SHARDS: usize = 1 << SHARD_BITS;
+/// One table holds up to this many ids; the insert past it splits the table into [`SHARDS`].
+const SPLIT_AT: usize = 1 << 14;
+
+/// Packed id → sequence, in one table while small and in [`SHARDS`] tables once large.
+///
+/// A hash table grows by moving every entry into a table twice its size, all at once, under
+/// the channel's lock: with one table holding a backlog of a million ids that took ~110 ms
+/// (measured, docs/BENCHMARKS.md), and every webhook to the channel waited for it. A shard
+/// grows alone, so the longest pause is 1/[`SHARDS`] of that at any backlog.
+#[derive(Default)]
+struct Packed {
+    /// Empty, one table, or [`SHARDS`] tables.
+    tables: Vec<SeqMap<u64>>,
+}
+
+impl Packed {
+    fn table(&self, key: u64) -> Option<&SeqMap<u64>> {
+        match self.tables.len() {
+            0 => None,
+            1 => self.tables.first(),
+            _ => self.tables.get((key >> (64 - SHARD_BITS)) as usize),
+        }
+    }
+
+    fn get(&self, key: u64) -> Option<u64> {
+        self.table(key)?.get(&key).copied()
+    }
+
+    fn insert(&mut self, key: u64, seq: u64) {
+        if self.tables.len() == 1 && self.tables[0].len() >= SPLIT_AT {
+            let one = self.tables.pop().unwrap_or_default();
+            self.tables = (0..SHARDS).map(|_| SeqMap::default()).collect();
+            for (k, v) in one {
+                self.shard_mut(k).insert(k, v);
+            }
+        }
+        self.shard_mut(key).insert(key, seq);
+    }
+
+    fn shard_mut(&mut self, key: u64) -> &mut SeqMap<u64> {
+        if self.tables.is_empty() {
+            self.tables.push(SeqMap::default());
+        }
+        let i = match self.tables.len() {
+            1 => 0,
+            _ => (key >> (64 - SHARD_BITS)) as usize,
+        };
+        &mut self.tables[i]
+    }
+
+    fn remove(&mut self, key: u64) {
+        if let Some(i) = match self.tables.len() {
+            0 => None,
+            1 => Some(0),
+            _ => Some((key >> (64 - SHARD_BITS)) as usize),
+        } {
+            self.tables[i].remove(&key);
+        }
+    }
+
+    /// The most entries one growth can move: the largest table's capacity.
+    #[cfg(test)]
+    fn largest_table(&self) -> usize {
+        self.tables.iter().map(|t| t.capacity()).max().unwrap_or(0)
+    }
 }
 
 /// An id as an entry keeps it: the packed value, or `None` when it lives in the side map.
@@ -36,7 +106,7 @@ pub(super) fn pack(id: &str) -> Option<u64> {
 impl Ids {
     pub fn get(&self, id: &str) -> Option<u64> {
         match pack(id) {
-            Some(k) => self.packed.get(&k).copied(),
+            Some(k) => self.packed.get(k),
             None => self.other.get(id).copied(),
         }
     }
@@ -61,9 +131,7 @@ impl Ids {
 
     pub fn remove(&mut self, key: IdKey, seq: u64) {
         match key {
-            Some(k) => {
-                self.packed.remove(&k);
-            }
+            Some(k) => self.packed.remove(k),
             None => {
                 if let Some(id) = self.other_by_seq.remove(&seq) {
                     self.other.remove(&id);
@@ -92,6 +160,41 @@ impl Ids {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backlog's ids never sit in one table that a single insert would have to move whole:
+    /// the largest table (what one growth moves, under the channel's lock) stays a small part
+    /// of the whole, and every id is still found after the split.
+    #[test]
+    fn a_large_backlog_never_grows_one_big_table() {
+        let mut ids = Ids::default();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut keys = Vec::new();
+        for seq in 0..300_000u64 {
+            // xorshift: the spread of the CSPRNG ids, reproducibly.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let id = format!("msg_{x:016x}");
+            ids.insert(&id, seq);
+            keys.push(id);
+            // Drained roughly in order, as a queue is.
+            if seq >= 100_000 {
+                let old = &keys[(seq - 100_000) as usize];
+                ids.remove(pack(old), seq - 100_000);
+            }
+        }
+        let total: usize = ids.packed.tables.iter().map(|t| t.len()).sum();
+        assert_eq!(total, 100_000);
+        let largest = ids.packed.largest_table();
+        assert!(
+            largest <= total / 16,
+            "one table holds room for {largest} of {total} ids"
+        );
+        for (seq, id) in keys.iter().enumerate().skip(200_000) {
+            assert_eq!(ids.get(id), Some(seq as u64), "{id}");
+        }
+        assert_eq!(ids.get(&keys[0]), None);
+    }
 
     #[test]
     fn canonical_ids_pack_and_others_do_not() {
