@@ -28,7 +28,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use connect_testkit::cloud::{Cloud, connect_hook};
 use connect_testkit::{
-    ChildProcess, ProxyKind, RecordingTarget, ReverseProxy, TestPki, wait_until, workspace_bin,
+    ChildProcess, ProxyKind, RecordingTarget, ReverseProxy, TestPki, timing, wait_until,
+    workspace_bin,
 };
 
 const OPERATIONS: &str = include_str!("../../../../docs/OPERATIONS.md");
@@ -40,6 +41,10 @@ const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 /// The harness cloud's heartbeat interval (`Cloud` starts it with 5 s, the minimum).
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const WAIT: Duration = Duration::from_secs(30);
+/// How long three heartbeats may take on one stream (15 s nominal), scaled for a slow machine.
+fn window() -> Duration {
+    timing::scaled(HEARTBEAT * 5)
+}
 /// The channel of the idle-stream checks (no message is ever sent to it).
 const IDLE: &str = "idle";
 
@@ -162,7 +167,7 @@ impl Site {
         Ok(reqwest::Client::builder()
             .add_root_certificate(ca)
             .local_address(IpAddr::V4(from))
-            .timeout(WAIT)
+            .timeout(timing::scaled(WAIT))
             .build()?)
     }
 
@@ -250,7 +255,7 @@ async fn deliver(site: &Site, protocol: &str) -> Result<()> {
         );
     }
     let got = target
-        .wait_for_count(sent.len(), WAIT)
+        .wait_for_count(sent.len(), timing::scaled(WAIT))
         .await
         .with_context(|| {
             format!(
@@ -268,11 +273,17 @@ async fn deliver(site: &Site, protocol: &str) -> Result<()> {
         "{protocol}: the bodies at the target differ from those sent"
     );
     let ch = channel(protocol);
-    wait_until(WAIT, &format!("{ch}: every message ACKed"), || async {
-        site.cloud.stats(&ch).await.is_ok_and(|s| {
-            s["messages_acked"] == 2 && s["messages_queued"] == 0 && s["messages_in_flight"] == 0
-        })
-    })
+    wait_until(
+        timing::scaled(WAIT),
+        &format!("{ch}: every message ACKed"),
+        || async {
+            site.cloud.stats(&ch).await.is_ok_and(|s| {
+                s["messages_acked"] == 2
+                    && s["messages_queued"] == 0
+                    && s["messages_in_flight"] == 0
+            })
+        },
+    )
     .await
 }
 
@@ -314,7 +325,7 @@ async fn sse_outlives_heartbeats(site: &Site) -> Result<()> {
     ensure!(r.status() == 200, "SSE answered {}", r.status());
     let mut stream = r.bytes_stream();
     let mut text = String::new();
-    let counted = tokio::time::timeout(HEARTBEAT * 5, async {
+    let counted = tokio::time::timeout(window(), async {
         while text.matches("event: heartbeat").count() < 3 {
             match stream.next().await {
                 Some(chunk) => text.push_str(&String::from_utf8_lossy(&chunk?)),
@@ -327,7 +338,7 @@ async fn sse_outlives_heartbeats(site: &Site) -> Result<()> {
     match counted {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.context(format!("SSE after {text:?}"))),
-        Err(_) => bail!("fewer than 3 heartbeats in {:?}: {text:?}", HEARTBEAT * 5),
+        Err(_) => bail!("fewer than 3 heartbeats in {:?}: {text:?}", window()),
     }
 }
 
@@ -359,7 +370,7 @@ async fn ws_outlives_heartbeats(site: &Site) -> Result<()> {
         .await
         .context("the WebSocket upgrade through the proxy")?;
     let mut beats = 0;
-    let counted = tokio::time::timeout(HEARTBEAT * 5, async {
+    let counted = tokio::time::timeout(window(), async {
         while beats < 3 {
             let frame = ws.next().await.context("the WebSocket ended")??;
             if let Message::Text(t) = &frame {
@@ -380,7 +391,7 @@ async fn ws_outlives_heartbeats(site: &Site) -> Result<()> {
     .await;
     match counted {
         Ok(r) => r.with_context(|| format!("WebSocket after {beats} heartbeats")),
-        Err(_) => bail!("{beats} heartbeats in {:?}", HEARTBEAT * 5),
+        Err(_) => bail!("{beats} heartbeats in {:?}", window()),
     }
 }
 
