@@ -27,6 +27,7 @@ mod reload;
 mod replicas;
 mod resilience;
 mod reverse_proxy;
+mod rolling;
 mod scenario_02;
 mod scenario_04;
 mod secrets;
