@@ -22,6 +22,7 @@ mod hosted;
 mod ops;
 mod power_loss;
 mod redis;
+mod redis_layout;
 mod redis_power_loss;
 mod reload;
 mod replicas;
