@@ -272,6 +272,9 @@ fn main() {
     let body = json_body_of(None, 0, env_num("BENCH_BODY_BYTES", BODY_TARGET_LEN));
     let with_wrk = std::env::var("BENCH_LOAD").is_ok_and(|v| v == "wrk");
 
+    // As the shipped binary does (both phases share the process, so both run without).
+    connect_cloud::hugepages::disable();
+
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.server_threads)
         .enable_all()

@@ -30,6 +30,7 @@ pub mod edge;
 pub mod hosted;
 pub mod http;
 pub mod hub;
+pub mod hugepages;
 pub mod metrics;
 pub mod modules;
 pub mod panic_hook;

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     init_tracing(&settings);
+    connect_cloud::hugepages::disable();
     // From here a panic is logged with its location only: its message may hold request data.
     connect_cloud::panic_hook::install();
     if let Err(e) = connect_cloud::config_source::start::precheck(&settings) {

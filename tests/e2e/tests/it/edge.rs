@@ -120,3 +120,24 @@ async fn while_the_cap_is_taken_new_sockets_are_closed_at_once_not_queued() {
         String::from_utf8_lossy(&resp)
     );
 }
+
+/// The cloud runs without transparent huge pages (`cloud/src/hugepages.rs`): with them, the
+/// kernel zeroed 2 MiB per page fault while the store's index grew, and no webhook was answered
+/// for 20–110 ms at a time. The kernel reports the process's setting in `/proc/<pid>/status`.
+#[tokio::test]
+async fn the_cloud_turns_transparent_huge_pages_off_for_itself() {
+    let cloud =
+        Cloud::start(json!({"hook": connect_hook("thp", "thp-token-0123456789", json!({}))}))
+            .await
+            .expect("cloud starts");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", cloud.pid())).expect("status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .expect("this kernel reports THP_enabled (Linux 5.0 and later)");
+    assert_eq!(
+        line.split_whitespace().nth(1),
+        Some("0"),
+        "huge pages are still on for the cloud: {line}"
+    );
+}
