@@ -41,4 +41,4 @@ pub use placeholders::{
 };
 pub use ratelimit::SlidingWindow;
 pub use schema::{InvalidSchema, Schema};
-pub use webhooks::{ChannelSpec, Entry, Lookup, WebhookSet};
+pub use webhooks::{ChannelSpec, ChannelSpecRef, Entry, Lookup, WebhookSet};

@@ -313,6 +313,17 @@ pub trait Buffer: Send + Sync + 'static {
     /// Every channel, ordered by name.
     async fn channels(&self) -> Result<Vec<ChannelRecord>>;
 
+    /// Hands every channel's record to `visit`, in no particular order, without holding them
+    /// all at once where the backend can (the embedded store clones one record at a time):
+    /// what start-up uses to walk 100,000 channels without a list of every record, whose
+    /// freed pages would stay resident. `visit` runs outside the backend's locks.
+    async fn visit_channels(&self, visit: &mut (dyn FnMut(ChannelRecord) + Send)) -> Result<()> {
+        for rec in self.channels().await? {
+            visit(rec);
+        }
+        Ok(())
+    }
+
     // --- messages -------------------------------------------------------------------------
 
     /// Stores a message durably. The backend assigns `sequence` (and a new `message_id` if

@@ -127,6 +127,18 @@ impl Buffer for EmbeddedBuffer {
         Ok(records)
     }
 
+    async fn visit_channels(&self, visit: &mut (dyn FnMut(ChannelRecord) + Send)) -> Result<()> {
+        self.ensure_open()?;
+        // The handles (8 B each), not the records; each record is cloned, handed over and
+        // dropped before the next, so the allocator reuses one record's memory throughout.
+        let chans: Vec<_> = self.channels.read().values().cloned().collect();
+        for c in chans {
+            let rec = c.lock().record.clone();
+            visit(rec);
+        }
+        Ok(())
+    }
+
     async fn enqueue(&self, mut message: StoredMessage) -> Result<(String, u64)> {
         let chan = self.chan(&message.channel)?;
         let chan_id = chan.lock().id;

@@ -93,9 +93,14 @@ pub(super) fn open_db(path: &Path) -> Result<Database> {
     crate::store_file::open(path, CACHE_BYTES, "the buffer store")
 }
 
-/// Opens (or creates) the database, migrates format 1, and reads every channel. Returns the
-/// database, the channels and the next free channel id.
-pub(super) fn open(path: &Path, log_dir: &Path) -> Result<(Database, Vec<LoadedChannel>, u64)> {
+/// Opens (or creates) the database, migrates format 1, and reads every channel, handing each
+/// to `each` as it is read (no list of every channel). Returns the database and the next free
+/// channel id.
+pub(super) fn open(
+    path: &Path,
+    log_dir: &Path,
+    each: impl FnMut(LoadedChannel),
+) -> Result<(Database, u64)> {
     crate::store_file::ensure_log_has_its_store(path, log_dir)?;
     let mut db = open_db(path)?;
     let ctx = "checking the format";
@@ -122,8 +127,8 @@ pub(super) fn open(path: &Path, log_dir: &Path) -> Result<(Database, Vec<LoadedC
         Some(1) => migrate::from_v1(&mut db, log_dir)?,
         _ => init(&db)?,
     }
-    let (channels, next_id) = load(&db)?;
-    Ok((db, channels, next_id))
+    let next_id = load(&db, each)?;
+    Ok((db, next_id))
 }
 
 /// Records this build's format version (a format-2 store needs nothing else).
@@ -155,7 +160,7 @@ fn init(db: &Database) -> Result<()> {
     txn.commit().map_err(|e| io(ctx, e))
 }
 
-fn load(db: &Database) -> Result<(Vec<LoadedChannel>, u64)> {
+fn load(db: &Database, mut each: impl FnMut(LoadedChannel)) -> Result<u64> {
     let ctx = "loading the buffer store";
     let txn = db.begin_read().map_err(|e| io(ctx, e))?;
     let meta = txn.open_table(META).map_err(|e| io(ctx, e))?;
@@ -165,7 +170,6 @@ fn load(db: &Database) -> Result<(Vec<LoadedChannel>, u64)> {
         .map_or(1, |v| v.value());
     let channels = txn.open_table(CHANNELS).map_err(|e| io(ctx, e))?;
     let counters = txn.open_table(COUNTERS).map_err(|e| io(ctx, e))?;
-    let mut out = Vec::new();
     for row in channels.iter().map_err(|e| io(ctx, e))? {
         let (name, bytes) = row.map_err(|e| io(ctx, e))?;
         let name = name.value().to_owned();
@@ -178,13 +182,13 @@ fn load(db: &Database) -> Result<(Vec<LoadedChannel>, u64)> {
             None => CountersDisk::default(),
         };
         next_id = next_id.max(disk.id + 1);
-        out.push(LoadedChannel {
+        each(LoadedChannel {
             name,
             disk,
             counters,
         });
     }
-    Ok((out, next_id))
+    Ok(next_id)
 }
 
 /// Applies channel writes (and the latest counters of each channel) in one transaction.

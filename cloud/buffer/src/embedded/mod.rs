@@ -150,8 +150,6 @@ impl EmbeddedBuffer {
         lock_exclusive(&lock, dir)?;
 
         let log_dir = dir.join(LOG_DIR);
-        let (db, loaded, next_id) = meta::open(&dir.join(DB_FILE), &log_dir)?;
-        let hosted = hosted::HostedStore::open(&dir.join(hosted::FILE))?;
         let segments = Segments::new(&log_dir);
         let due = Arc::new(DueIndex::default());
         let env = Env {
@@ -159,21 +157,30 @@ impl EmbeddedBuffer {
             max_dead_letters: options.max_dead_letters,
             due: due.clone(),
         };
-        let mut by_id: HashMap<u64, Chan> = loaded
-            .into_iter()
-            .map(|l| (l.disk.id, Chan::load(l, Arc::default(), &env)))
-            .collect();
+        // Each channel goes where it will live (its `Arc<Mutex<Chan>>`) at once; the log scan
+        // finds it through handles. A map of the channels themselves (~560 B each inline,
+        // moved into their `Arc`s afterwards) was ~0.9 KB per channel at the open's peak,
+        // pages that stayed resident after a restart (issue #14).
+        // Channels are read from the store one at a time (no list of them all either).
+        let mut map: HashMap<String, ChanRef> = HashMap::new();
+        let mut by_id: HashMap<u64, ChanRef> = HashMap::new();
+        let (db, next_id) = meta::open(&dir.join(DB_FILE), &log_dir, |l| {
+            let id = l.disk.id;
+            let c: ChanRef = Arc::new(Mutex::new(Chan::load(l, Arc::default(), &env)));
+            map.insert(c.lock().record.name.clone(), c.clone());
+            by_id.insert(id, c);
+        })?;
+        let hosted = hosted::HostedStore::open(&dir.join(hosted::FILE))?;
         let started = Instant::now();
         let mut records = 0u64;
         log::open(&segments, |r| {
             records += 1;
-            scan_record(&mut by_id, r);
+            scan_record(&by_id, r);
         })
         .map_err(|e| io("reading the message log in", e))?;
-        let mut map = HashMap::new();
-        for (_, mut c) in by_id {
-            c.finish_scan();
-            map.insert(c.record.name.clone(), Arc::new(Mutex::new(c)));
+        drop(by_id);
+        for c in map.values() {
+            c.lock().finish_scan();
         }
         let stats = segments.stats();
         tracing::info!(
@@ -459,22 +466,22 @@ impl EmbeddedBuffer {
 
 /// Applies one scanned record to the channel it belongs to (records of deleted channels,
 /// whose ids no channel has, are skipped).
-fn scan_record(by_id: &mut HashMap<u64, Chan>, r: log::Scanned<'_>) {
+fn scan_record(by_id: &HashMap<u64, ChanRef>, r: log::Scanned<'_>) {
     let applied = match r.kind {
         codec::KIND_MESSAGE => codec::message_index(r.head).map(|index| {
-            if let Some(c) = by_id.get_mut(&index.chan_id) {
-                c.scan_message(ScanMessage { index, loc: r.loc });
+            if let Some(c) = by_id.get(&index.chan_id) {
+                c.lock().scan_message(ScanMessage { index, loc: r.loc });
             }
         }),
         codec::KIND_STATE => codec::decode_state(r.head).map(|s| {
-            if let Some(c) = by_id.get_mut(&s.chan_id) {
-                c.scan_state(s, r.loc);
+            if let Some(c) = by_id.get(&s.chan_id) {
+                c.lock().scan_state(s, r.loc);
             }
         }),
         codec::KIND_PAD => Ok(()),
         _ => codec::decode_settle(r.head).map(|(chan_id, seq)| {
-            if let Some(c) = by_id.get_mut(&chan_id) {
-                c.scan_settle(seq);
+            if let Some(c) = by_id.get(&chan_id) {
+                c.lock().scan_settle(seq);
             }
         }),
     };

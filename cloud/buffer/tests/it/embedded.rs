@@ -397,3 +397,26 @@ async fn deleted_channels_leave_no_notifier_or_due_entry_behind() {
          {forgotten} forgotten"
     );
 }
+
+/// `visit_channels` (start-up's walk of the store) hands over every channel's record, the same
+/// records `channels` lists, also after a reopen.
+#[tokio::test]
+async fn visiting_channels_hands_over_every_record() {
+    let h = EmbeddedHarness::new();
+    let b = h.open_embedded();
+    for name in ["c-one", "c-two", "c-three"] {
+        with_timeout(b.register_channel(registration(name, settings())))
+            .await
+            .unwrap();
+    }
+    with_timeout(b.close()).await.unwrap();
+    drop(b);
+    let b = h.open_embedded();
+    let mut seen = Vec::new();
+    with_timeout(b.visit_channels(&mut |rec| seen.push(rec)))
+        .await
+        .unwrap();
+    seen.sort_by(|x, y| x.name.cmp(&y.name));
+    assert_eq!(seen, with_timeout(b.channels()).await.unwrap());
+    assert_eq!(seen.len(), 3);
+}
