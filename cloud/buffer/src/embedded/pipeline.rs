@@ -200,7 +200,12 @@ impl Pipeline {
             let mut s = self.state.lock();
             s.in_flight -= 1;
             let front = s.pending.front().map_or(id, |p| p.id);
-            let at = (id - front) as usize;
+            // An earlier batch's failed sync fails every later batch at once, and those may
+            // complete while their own syncs still run: such a batch is gone from `pending`.
+            let Some(at) = id.checked_sub(front).map(|d| d as usize) else {
+                self.changed.notify_all();
+                return;
+            };
             match result {
                 Ok(()) => {
                     if let Some(p) = s.pending.get_mut(at)
@@ -289,5 +294,86 @@ impl Pipeline {
                 tracing::error!("buffer sync thread panicked");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+
+    use super::*;
+    use crate::embedded::log::Segments;
+
+    fn pipeline(dir: &std::path::Path) -> Pipeline {
+        Pipeline {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            depth: 2,
+            shared: Arc::new(Shared {
+                failure: Mutex::new(None),
+                fail_commits: AtomicBool::new(false),
+                fail_syncs: AtomicBool::new(false),
+                next_channel_id: AtomicU64::new(1),
+                segments: Segments::new(dir),
+                segment_bytes: 1 << 20,
+            }),
+            work: Mutex::new(None),
+            syncers: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn in_flight(p: &Pipeline, id: u64, seg: u32) {
+        let mut s = p.state.lock();
+        s.pending.push_back(Pending {
+            id,
+            batch: Batch {
+                jobs: Vec::new(),
+                locs: Vec::new(),
+                live: Vec::new(),
+            },
+            start: Some((seg, 0)),
+            outcome: None,
+        });
+        s.in_flight += 1;
+        s.next_id = id + 1;
+    }
+
+    /// Two batches' syncs in flight; the first fails, which fails and completes the second
+    /// at once. The writer appends a third meanwhile (failed at once: the log is to be cut)
+    /// while another thread is still running callbacks, so the third waits in `pending`.
+    /// Then the second's own sync reports: its batch is gone and the front is the third. It
+    /// underflowed (`id - front`) and panicked the syncer thread (seen in CI under load).
+    #[test]
+    fn a_sync_reporting_after_its_batch_was_failed_by_an_earlier_one_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = pipeline(dir.path());
+        in_flight(&p, 0, 1);
+        in_flight(&p, 1, 1);
+        p.synced(0, Err("injected sync failure".into()));
+        assert!(
+            p.state.lock().pending.is_empty(),
+            "both batches failed and completed"
+        );
+        p.state.lock().completing = true;
+        p.submit(
+            Batch {
+                jobs: Vec::new(),
+                locs: Vec::new(),
+                live: Vec::new(),
+            },
+            (1, 100),
+        );
+        assert_eq!(p.state.lock().pending.front().map(|b| b.id), Some(2));
+        p.synced(1, Ok(()));
+        p.state.lock().completing = false;
+        p.complete_ready();
+        let s = p.state.lock();
+        assert!(s.pending.is_empty());
+        assert_eq!(s.in_flight, 0);
+        assert_eq!(s.cut, Some((1, 0)));
+        assert_eq!(
+            p.shared.failure.lock().as_deref(),
+            Some("an earlier write to the message log failed")
+        );
     }
 }
