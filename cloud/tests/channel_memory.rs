@@ -200,17 +200,22 @@ async fn self_service_create_delete_churn_leaves_no_heap_behind() {
 /// self-service channels: 508 B while start-up listed every channel record and built hash
 /// sets of the self-service names, 41 B once it walked the store record by record
 /// (2026-12-07).
-const MAX_RESTART_TRANSIENT: f64 = 100.0;
+///
+/// The bounds of these three tests sit at about half the old code's figure, not just above
+/// today's: the peak includes the registrations queued for the store's writer, and on a loaded
+/// machine more of them queue (CI measured 388 B for the first start where a quiet machine
+/// gives 171–180 B).
+const MAX_RESTART_TRANSIENT: f64 = 250.0;
 /// The same for opening the embedded store on restart: 880 B while it read every channel into
 /// a list, then into a map of the channels themselves (~560 B inline each) before moving each
 /// into its shared handle; 79 B once each channel goes from the store's row to its handle
 /// (2026-12-07).
-const MAX_OPEN_TRANSIENT: f64 = 200.0;
+const MAX_OPEN_TRANSIENT: f64 = 400.0;
 /// The same for a first start with configured channels: 1,243 B while every channel's spec
 /// (settings included) and every registration were built up front, 171 B with borrowed specs
 /// and registrations built as they are sent (2026-12-07). What is left is the borrowed spec
 /// map and the registrations in flight.
-const MAX_FIRST_START_TRANSIENT: f64 = 250.0;
+const MAX_FIRST_START_TRANSIENT: f64 = 600.0;
 
 /// The highest heap figure seen while `work` runs (a thread samples the allocator's counters
 /// until it is done), less the figure after it, in bytes.
