@@ -37,46 +37,36 @@ struct Packed {
 }
 
 impl Packed {
-    fn table(&self, key: u64) -> Option<&SeqMap<u64>> {
+    /// Which of `tables` holds `key` (`None` while there is none).
+    fn slot(&self, key: u64) -> Option<usize> {
         match self.tables.len() {
             0 => None,
-            1 => self.tables.first(),
-            _ => self.tables.get((key >> (64 - SHARD_BITS)) as usize),
+            1 => Some(0),
+            _ => Some((key >> (64 - SHARD_BITS)) as usize),
         }
     }
 
     fn get(&self, key: u64) -> Option<u64> {
-        self.table(key)?.get(&key).copied()
+        self.tables.get(self.slot(key)?)?.get(&key).copied()
     }
 
     fn insert(&mut self, key: u64, seq: u64) {
-        if self.tables.len() == 1 && self.tables[0].len() >= SPLIT_AT {
+        if self.tables.is_empty() {
+            self.tables.push(SeqMap::default());
+        } else if self.tables.len() == 1 && self.tables[0].len() >= SPLIT_AT {
             let one = self.tables.pop().unwrap_or_default();
             self.tables = (0..SHARDS).map(|_| SeqMap::default()).collect();
             for (k, v) in one {
-                self.shard_mut(k).insert(k, v);
+                self.tables[(k >> (64 - SHARD_BITS)) as usize].insert(k, v);
             }
         }
-        self.shard_mut(key).insert(key, seq);
-    }
-
-    fn shard_mut(&mut self, key: u64) -> &mut SeqMap<u64> {
-        if self.tables.is_empty() {
-            self.tables.push(SeqMap::default());
+        if let Some(i) = self.slot(key) {
+            self.tables[i].insert(key, seq);
         }
-        let i = match self.tables.len() {
-            1 => 0,
-            _ => (key >> (64 - SHARD_BITS)) as usize,
-        };
-        &mut self.tables[i]
     }
 
     fn remove(&mut self, key: u64) {
-        if let Some(i) = match self.tables.len() {
-            0 => None,
-            1 => Some(0),
-            _ => Some((key >> (64 - SHARD_BITS)) as usize),
-        } {
+        if let Some(i) = self.slot(key) {
             self.tables[i].remove(&key);
         }
     }
