@@ -24,6 +24,7 @@ mod power_loss;
 mod redis;
 mod redis_layout;
 mod redis_power_loss;
+mod redis_upgrade;
 mod reload;
 mod replicas;
 mod resilience;
