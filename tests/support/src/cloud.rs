@@ -20,7 +20,8 @@ use crate::{ChildProcess, free_port, workspace_bin};
 /// The admin token every harness cloud is started with.
 pub const ADMIN: &str = "admin-token-for-tests";
 
-/// How long the cloud may take to answer `/health/live` after being spawned.
+/// How long a cloud may take to answer `/health/live`, before [`crate::timing`]'s scale (the wait
+/// ends at the first answer, so the margin costs nothing on a fast machine).
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running `webhook-connect-cloud` child process (killed on drop).
@@ -207,7 +208,7 @@ impl Cloud {
     /// (a cloud that refuses to start is not waited for until the timeout).
     async fn wait_ready(&mut self) -> Result<()> {
         let (path, timeout) = match self.launch.ready {
-            Ready::Live => ("/health/live", READY_TIMEOUT),
+            Ready::Live => ("/health/live", crate::timing::scaled(READY_TIMEOUT)),
             Ready::Healthy(t) => ("/health", t),
         };
         let url = format!("{}{path}", self.base);

@@ -15,6 +15,7 @@ use crate::{ChildProcess, find_program, free_port, wait_ready, wait_until};
 
 /// The cluster bus listens on port + 10000, so a node's port must stay at or below this.
 const MAX_NODE_PORT: u16 = 55_535;
+/// How long the cluster may take to agree, before [`crate::timing`]'s scale.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Node {
@@ -245,12 +246,16 @@ impl RedisCluster {
     }
 
     async fn wait_ok(&self) -> Result<()> {
-        wait_until(READY_TIMEOUT, "cluster_state:ok on every node", || async {
-            self.nodes.iter().all(|n| {
-                self.cli(n.port, &["CLUSTER", "INFO"])
-                    .is_ok_and(|info| info.contains("cluster_state:ok"))
-            })
-        })
+        wait_until(
+            crate::timing::scaled(READY_TIMEOUT),
+            "cluster_state:ok on every node",
+            || async {
+                self.nodes.iter().all(|n| {
+                    self.cli(n.port, &["CLUSTER", "INFO"])
+                        .is_ok_and(|info| info.contains("cluster_state:ok"))
+                })
+            },
+        )
         .await
     }
 }
