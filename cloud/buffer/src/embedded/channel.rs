@@ -589,6 +589,7 @@ impl Chan {
         self.m.state_locs.remove(&seq);
         self.m.delayed_until.remove(&seq);
         self.m.dead_info.remove(&seq);
+        self.m.trim();
         self.segments.drop_live(e.loc);
         if e.place != Place::Dead {
             self.queued_bytes = self.queued_bytes.saturating_sub(u64::from(e.loc.len));

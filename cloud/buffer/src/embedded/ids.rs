@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use super::room;
+
 /// A map keyed by a sequence or a packed id: numbers the store makes itself (sequences count
 /// up, ids come from a CSPRNG), so a fast hasher (foldhash, seeded per process) is safe here
 /// and SipHash, std's default, only costs time on every enqueue and ACK.
@@ -30,10 +32,15 @@ const SPLIT_AT: usize = 1 << 14;
 /// the channel's lock: with one table holding a backlog of a million ids that took ~110 ms
 /// (measured, docs/BENCHMARKS.md), and every webhook to the channel waited for it. A shard
 /// grows alone, so the longest pause is 1/[`SHARDS`] of that at any backlog.
+///
+/// As a backlog drains, a table that is mostly empty is cut down ([`room::map`]), and the
+/// shards go back into one table once they hold fewer than a quarter of [`SPLIT_AT`] ids.
 #[derive(Default)]
 struct Packed {
     /// Empty, one table, or [`SHARDS`] tables.
     tables: Vec<SeqMap<u64>>,
+    /// Ids held, across the tables.
+    len: usize,
 }
 
 impl Packed {
@@ -60,14 +67,30 @@ impl Packed {
                 self.tables[(k >> (64 - SHARD_BITS)) as usize].insert(k, v);
             }
         }
-        if let Some(i) = self.slot(key) {
-            self.tables[i].insert(key, seq);
+        if let Some(i) = self.slot(key)
+            && self.tables[i].insert(key, seq).is_none()
+        {
+            self.len += 1;
         }
     }
 
     fn remove(&mut self, key: u64) {
-        if let Some(i) = self.slot(key) {
-            self.tables[i].remove(&key);
+        let Some(i) = self.slot(key) else {
+            return;
+        };
+        if self.tables[i].remove(&key).is_none() {
+            return;
+        }
+        self.len -= 1;
+        if self.tables.len() > 1 && self.len < SPLIT_AT / 4 {
+            let mut one = SeqMap::default();
+            one.reserve(self.len);
+            for table in self.tables.drain(..) {
+                one.extend(table);
+            }
+            self.tables.push(one);
+        } else {
+            room::map(&mut self.tables[i]);
         }
     }
 
@@ -75,6 +98,12 @@ impl Packed {
     #[cfg(test)]
     fn largest_table(&self) -> usize {
         self.tables.iter().map(|t| t.capacity()).max().unwrap_or(0)
+    }
+
+    /// Room for ids across the tables.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.tables.iter().map(|t| t.capacity()).sum()
     }
 }
 
@@ -125,6 +154,8 @@ impl Ids {
             None => {
                 if let Some(id) = self.other_by_seq.remove(&seq) {
                     self.other.remove(&id);
+                    room::map(&mut self.other);
+                    room::map(&mut self.other_by_seq);
                 }
             }
         }
@@ -184,6 +215,42 @@ mod tests {
             assert_eq!(ids.get(id), Some(seq as u64), "{id}");
         }
         assert_eq!(ids.get(&keys[0]), None);
+    }
+
+    /// Once a backlog has drained, the tables give its room back (the shards go back into one
+    /// table), and every id left is still found.
+    #[test]
+    fn a_drained_backlog_gives_its_tables_room_back() {
+        let mut ids = Ids::default();
+        let keys: Vec<String> = (0..200_000u64)
+            .map(|i| format!("msg_{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+            .collect();
+        for (seq, id) in keys.iter().enumerate() {
+            ids.insert(id, seq as u64);
+        }
+        let peak = ids.packed.capacity();
+        for (seq, id) in keys.iter().enumerate().take(199_900) {
+            ids.remove(pack(id), seq as u64);
+        }
+        assert_eq!(
+            ids.packed.tables.len(),
+            1,
+            "the shards went back into one table"
+        );
+        assert!(
+            ids.packed.capacity() <= 4_096,
+            "room for {} ids kept of {peak} for 100",
+            ids.packed.capacity()
+        );
+        for (seq, id) in keys.iter().enumerate().skip(199_900) {
+            assert_eq!(ids.get(id), Some(seq as u64), "{id}");
+        }
+        // And it grows again as before.
+        for (seq, id) in keys.iter().enumerate().take(50_000) {
+            ids.insert(id, seq as u64);
+        }
+        assert_eq!(ids.packed.tables.len(), SHARDS);
+        assert_eq!(ids.get(&keys[0]), Some(0));
     }
 
     #[test]

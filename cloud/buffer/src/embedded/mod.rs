@@ -30,6 +30,7 @@ mod meta;
 mod migrate;
 mod pipeline;
 mod reserve;
+mod room;
 mod writer;
 
 use std::collections::{HashMap, HashSet};

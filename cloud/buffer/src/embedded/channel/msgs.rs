@@ -13,6 +13,7 @@ use connect_protocol::message::DeadLetterReason;
 use super::{Lease, Pending, Reserved, Slots};
 use crate::embedded::ids::Ids;
 use crate::embedded::log::Loc;
+use crate::embedded::room;
 
 /// What a channel holds per message (see `Chan`).
 #[derive(Default)]
@@ -40,6 +41,22 @@ pub(super) struct Msgs {
     pub(super) webhooks: Vec<Box<str>>,
     pub(super) webhook_index: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     pub(super) webhook_pending: Vec<u64>,
+}
+
+impl Msgs {
+    /// Gives back the room a drained backlog took in the per-message tables and the ready
+    /// queue ([`room`]); called as each message goes, it costs a few comparisons when there
+    /// is nothing to give back. (`ids` trims itself; the ordered sets free as they shrink.)
+    pub(super) fn trim(&mut self) {
+        room::deque(&mut self.ready);
+        room::map(&mut self.state_locs);
+        room::map(&mut self.delayed_until);
+        room::map(&mut self.dead_info);
+        room::map(&mut self.reserved);
+        room::map(&mut self.leases);
+        room::map(&mut self.holders);
+        room::map(&mut self.pending);
+    }
 }
 
 /// What every channel without messages reads.
