@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::conn::Conn;
-use crate::hub::digest::Digest;
+use connect_buffer::digest::Digest;
 
 /// What authenticates a connector on the channel: the token's current digest, the previous
 /// one while in grace, and a self-service owner's API key digest. Only what
