@@ -26,7 +26,7 @@ pub(in crate::embedded) struct ChanRecord {
     pub name: Arc<str>,
     /// Shared by channels whose settings are equal (`Env::settings`).
     pub settings: Arc<ChannelSettings>,
-    webhook_ids: Box<[Box<str>]>,
+    webhook_ids: WebhookIds,
     /// `None`: the owner is `webhook_ids[0]` (always so for a self-service channel).
     owner: Option<Box<str>>,
     pub state: ChannelState,
@@ -52,7 +52,7 @@ impl ChanRecord {
         let mut r = ChanRecord {
             name,
             settings,
-            webhook_ids: Box::default(),
+            webhook_ids: WebhookIds::Many(Box::default()),
             owner: None,
             state,
             orphaned_at,
@@ -65,7 +65,7 @@ impl ChanRecord {
     }
 
     pub fn owner(&self) -> &str {
-        match (&self.owner, self.webhook_ids.first()) {
+        match (&self.owner, self.webhook_ids().first()) {
             (Some(o), _) => o,
             (None, Some(first)) => first,
             // `set_webhooks` keeps `owner` whenever there is no webhook id.
@@ -74,15 +74,26 @@ impl ChanRecord {
     }
 
     pub fn webhook_ids(&self) -> &[Box<str>] {
-        &self.webhook_ids
+        match &self.webhook_ids {
+            WebhookIds::One(id) => std::slice::from_ref(id),
+            WebhookIds::Many(ids) => ids,
+        }
     }
 
-    pub fn set_webhooks(&mut self, owner: String, webhook_ids: Vec<String>) {
-        self.webhook_ids = webhook_ids
-            .into_iter()
-            .map(String::into_boxed_str)
-            .collect();
-        self.owner = match self.webhook_ids.first() {
+    pub fn set_webhooks(&mut self, owner: String, mut webhook_ids: Vec<String>) {
+        self.webhook_ids = match (webhook_ids.pop(), webhook_ids.is_empty()) {
+            (Some(only), true) => WebhookIds::One(only.into_boxed_str()),
+            (last, _) => {
+                webhook_ids.extend(last);
+                WebhookIds::Many(
+                    webhook_ids
+                        .into_iter()
+                        .map(String::into_boxed_str)
+                        .collect(),
+                )
+            }
+        };
+        self.owner = match self.webhook_ids().first() {
             Some(first) if **first == *owner => None,
             _ => Some(owner.into_boxed_str()),
         };
@@ -94,7 +105,7 @@ impl ChanRecord {
             name: self.name.to_string(),
             settings: (*self.settings).clone(),
             owner: self.owner().to_owned(),
-            webhook_ids: self.webhook_ids.iter().map(|i| i.to_string()).collect(),
+            webhook_ids: self.webhook_ids().iter().map(|i| i.to_string()).collect(),
             state: self.state,
             orphaned_at: self.orphaned_at,
             created_at: self.created_at,
@@ -109,7 +120,7 @@ impl ChanRecord {
             id,
             settings: (*self.settings).clone(),
             owner: self.owner().to_owned(),
-            webhook_ids: self.webhook_ids.iter().map(|i| i.to_string()).collect(),
+            webhook_ids: self.webhook_ids().iter().map(|i| i.to_string()).collect(),
             state: self.state,
             orphaned_at: self.orphaned_at,
             created_at: self.created_at,
@@ -117,6 +128,14 @@ impl ChanRecord {
             token: self.token.state(),
         }
     }
+}
+
+/// A channel's webhook ids: most channels (every self-service one) have exactly one, held
+/// without the slice's own allocation.
+#[derive(Clone, Debug, PartialEq)]
+enum WebhookIds {
+    One(Box<str>),
+    Many(Box<[Box<str>]>),
 }
 
 /// [`TokenState`], compactly.
@@ -317,6 +336,7 @@ mod tests {
             },
         ));
         assert_eq!(c.owner, None);
+        assert_eq!(c.webhook_ids, WebhookIds::One("wh_1".into()));
         assert_eq!(c.token.configured, None);
         assert_eq!(c.token.rotation, None);
         assert!(matches!(c.token.current, Digest::Sha256(_)));
