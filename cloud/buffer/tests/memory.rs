@@ -239,8 +239,11 @@ async fn a_self_service_record_write_does_not_copy_the_index() {
 /// #14): the record, its name and webhook id, and their lookup entries (map growth
 /// included). Exact, without redb. 639 B while the index kept whole `HostedChannelRecord`s,
 /// the name three times, the account id once per channel and the webhook id twice; 367 B
-/// with compact entries sharing the name, the webhook id and the account id (2026-12-06).
-const MAX_BYTES_PER_HOSTED_CHANNEL_RECORD: f64 = 400.0;
+/// with compact entries sharing the name, the webhook id and the account id (2026-12-06);
+/// 337 B with the description and provider check boxed together (session 15). This figure is
+/// exact and single-threaded (no store, no writer), so the bound has little slack: it fails
+/// the code before.
+const MAX_BYTES_PER_HOSTED_CHANNEL_RECORD: f64 = 350.0;
 
 #[test]
 fn a_self_service_channel_record_costs_the_index_a_bounded_heap() {
