@@ -3,6 +3,7 @@
 //! Layout:
 //! - this file: the [`Buffer`] trait, its input/output types and [`BufferError`].
 //! - [`clock`]: the injected [`Clock`] (tests drive time by hand).
+//! - [`digest`]: a token digest held as its 32 bytes (compared in constant time).
 //! - [`embedded`]: the default single-node backend (in-memory index, messages in an on-disk
 //!   log with group commit, channels in redb).
 //! - [`redis`]: the shared backend (Redis Streams + Lua scripts) for several replicas.
@@ -12,6 +13,7 @@
 //! dispatcher asks [`Buffer::lease`] for messages on behalf of a connection it chose.
 
 pub mod clock;
+pub mod digest;
 pub mod embedded;
 pub mod hosted;
 mod notifiers;

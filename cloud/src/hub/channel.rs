@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::conn::Conn;
-use crate::hub::digest::Digest;
+use connect_buffer::digest::Digest;
 
 /// What authenticates a connector on the channel: the token's current digest, the previous
 /// one while in grace, and a self-service owner's API key digest. Only what
@@ -24,12 +24,13 @@ struct Tokens {
     /// Set only when its grace end is known.
     previous: Option<Box<(Digest, Timestamp)>>,
     /// Self-service channels: digest of the owning account's API key, accepted like the
-    /// current token once a connector authenticated with it (HOSTED.md §3).
-    owner_key: Option<Digest>,
+    /// current token once a connector authenticated with it (HOSTED.md §3). Boxed: set only
+    /// while a connector uses the key, so an idle channel holds 8 B, not 40 (issue #14).
+    owner_key: Option<Box<Digest>>,
 }
 
 impl Tokens {
-    fn of(t: &TokenState, owner_key: Option<Digest>) -> Self {
+    fn of(t: &TokenState, owner_key: Option<Box<Digest>>) -> Self {
         Tokens {
             current: Digest::new(&t.current_digest),
             previous: match (&t.previous_digest, t.previous_expires_at) {
@@ -186,12 +187,12 @@ impl ChannelRt {
     /// that is replaced stops matching: [`crate::hub::Hub::enforce_tokens`] then closes its
     /// connections.
     pub fn set_owner_key(&self, digest: Option<String>) {
-        self.tokens.write().owner_key = digest.as_deref().map(Digest::new);
+        self.tokens.write().owner_key = digest.as_deref().map(|d| Box::new(Digest::new(d)));
     }
 
     /// The owner key digest accepted here, if any.
     pub fn owner_key(&self) -> Option<String> {
-        self.tokens.read().owner_key.as_ref().map(Digest::to_hex)
+        self.tokens.read().owner_key.as_deref().map(Digest::to_hex)
     }
 
     /// Is `digest` the owner key accepted here?
@@ -222,6 +223,10 @@ impl ChannelRt {
         }
     }
 }
+
+// What authenticates on an idle channel, inline in its runtime (issue #14): 88 B while the
+// owner key's digest was inline.
+const _: () = assert!(std::mem::size_of::<Tokens>() <= 56);
 
 /// Constant-time comparison of two digests.
 pub fn ct_eq(a: &str, b: &str) -> bool {

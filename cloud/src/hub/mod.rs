@@ -19,7 +19,6 @@
 mod agree;
 pub mod channel;
 pub mod conn;
-mod digest;
 mod dispatch;
 #[cfg(test)]
 mod tests;

@@ -65,19 +65,19 @@ impl Buffer for EmbeddedBuffer {
         let (then, rx) = done_signal(true);
         let (registered, rejected) = {
             let mut map = self.channels.write();
-            let existing = map.get(&reg.name).cloned();
+            let existing = map.get(reg.name.as_str()).cloned();
             let (chan, registered) = match existing {
                 Some(chan) => {
-                    let registered = chan.lock().register(reg, now);
+                    let registered = chan.lock().register(reg, now, &self.env);
                     (chan, registered)
                 }
                 None => {
                     let notify = self.notifiers.take(&reg.name);
-                    let name = reg.name.clone();
                     let id = self.shared.next_channel_id.fetch_add(1, Ordering::SeqCst);
                     let c = Chan::create(reg, id, now, notify, &self.env);
+                    let name = c.record.name.clone();
                     let registered = Registered {
-                        record: c.record.clone(),
+                        record: c.record.to_record(),
                         configured_token_changed: false,
                         created: true,
                     };
@@ -115,14 +115,14 @@ impl Buffer for EmbeddedBuffer {
     async fn channel(&self, name: &str) -> Result<Option<ChannelRecord>> {
         self.ensure_open()?;
         let chan = self.channels.read().get(name).cloned();
-        Ok(chan.map(|c| c.lock().record.clone()))
+        Ok(chan.map(|c| c.lock().record.to_record()))
     }
 
     async fn channels(&self) -> Result<Vec<ChannelRecord>> {
         self.ensure_open()?;
         let chans: Vec<_> = self.channels.read().values().cloned().collect();
         let mut records: Vec<ChannelRecord> =
-            chans.iter().map(|c| c.lock().record.clone()).collect();
+            chans.iter().map(|c| c.lock().record.to_record()).collect();
         records.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(records)
     }
@@ -133,7 +133,7 @@ impl Buffer for EmbeddedBuffer {
         // dropped before the next, so the allocator reuses one record's memory throughout.
         let chans: Vec<_> = self.channels.read().values().cloned().collect();
         for c in chans {
-            let rec = c.lock().record.clone();
+            let rec = c.lock().record.to_record();
             visit(rec);
         }
         Ok(())
@@ -240,7 +240,7 @@ impl Buffer for EmbeddedBuffer {
         let everything =
             self.swept_retention.lock().replace(orphan_retention) != Some(orphan_retention);
         let names: Vec<String> = if everything {
-            self.channels.read().keys().cloned().collect()
+            self.channels.read().keys().map(|k| k.to_string()).collect()
         } else {
             self.due.take_due(now.micros())
         };
@@ -273,7 +273,7 @@ impl Buffer for EmbeddedBuffer {
                     // The ones not visited stay due for the next sweep.
                     let map = self.channels.read();
                     for rest in names {
-                        if let Some(c) = map.get(&rest) {
+                        if let Some(c) = map.get(rest.as_str()) {
                             let id = c.lock().id;
                             self.due.schedule(now.micros(), id, &rest);
                         }

@@ -95,7 +95,7 @@ impl Default for EmbeddedOptions {
 }
 
 pub struct EmbeddedBuffer {
-    channels: RwLock<HashMap<String, ChanRef>>,
+    channels: RwLock<HashMap<Arc<str>, ChanRef>>,
     /// Notifiers asked for before their channel exists (a live channel holds its own).
     notifiers: crate::notifiers::Notifiers,
     connections: Mutex<HashMap<String, HashSet<String>>>,
@@ -157,13 +157,14 @@ impl EmbeddedBuffer {
             segments: segments.clone(),
             max_dead_letters: options.max_dead_letters,
             due: due.clone(),
+            last_settings: Arc::default(),
         };
         // Each channel goes where it will live (its `Arc<Mutex<Chan>>`) at once; the log scan
         // finds it through handles. A map of the channels themselves (~560 B each inline,
         // moved into their `Arc`s afterwards) was ~0.9 KB per channel at the open's peak,
         // pages that stayed resident after a restart (issue #14).
         // Channels are read from the store one at a time (no list of them all either).
-        let mut map: HashMap<String, ChanRef> = HashMap::new();
+        let mut map: HashMap<Arc<str>, ChanRef> = HashMap::new();
         let mut by_id: HashMap<u64, ChanRef> = HashMap::new();
         let (db, next_id) = meta::open(&dir.join(DB_FILE), &log_dir, |l| {
             let id = l.disk.id;
@@ -440,7 +441,7 @@ impl EmbeddedBuffer {
             }
             *seen = Some((head, live_bytes, Instant::now()));
         }
-        let names: Vec<String> = self.channels.read().keys().cloned().collect();
+        let names: Vec<Arc<str>> = self.channels.read().keys().cloned().collect();
         let mut copied = 0;
         let mut budget = COMPACT_ROUND_BYTES;
         for name in names {

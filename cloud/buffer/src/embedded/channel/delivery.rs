@@ -281,7 +281,7 @@ impl Chan {
         for &seq in &lost {
             if let (Some(l), Some(e)) = (self.m.leases.get(&seq), self.m.entries.get(seq)) {
                 report.expired_leases.push(LostLease {
-                    channel: self.record.name.clone(),
+                    channel: self.record.name.to_string(),
                     connection_id: l.conn.to_string(),
                     message_id: self.m.ids.name(e.id_key(), seq),
                 });

@@ -11,7 +11,7 @@ use crate::{BufferStats, PeekFilter};
 impl Chan {
     pub fn stats(&self) -> BufferStats {
         BufferStats {
-            counters: self.counters.clone(),
+            counters: (*self.counters).clone(),
             ready: self.m.ready.len() as u64,
             in_flight: self.m.in_flight.len() as u64,
             delayed: self.m.delayed.len() as u64,

@@ -1,13 +1,14 @@
-//! A token digest as the hub holds it per channel: the 32 bytes of a SHA-256 when the digest
-//! is the usual 64 lowercase hex characters ([`connect_protocol::ids::token_digest`]), the text
-//! otherwise. Half the size of the hex text and no allocation (issue #14: a channel's token
-//! state was ~240 B in the hub, most of it two 64-byte strings). Comparisons are constant-time
-//! and give exactly what comparing the hex texts gave.
+//! A token digest as the embedded store and the hub hold it per channel: the 32 bytes of a
+//! SHA-256 when the digest is the usual 64 lowercase hex characters
+//! ([`connect_protocol::ids::token_digest`]), the text otherwise. Half the size of the hex text
+//! and no allocation (issue #14: a channel's token state was ~240 B in the hub and about as
+//! much again in the store, most of it 64-byte strings). Comparisons are constant-time and give
+//! exactly what comparing the hex texts gave.
 
 use subtle::ConstantTimeEq;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Digest {
+pub enum Digest {
     Sha256([u8; 32]),
     Other(Box<str>),
 }
@@ -31,7 +32,7 @@ fn lower_hex_32(s: &str) -> Option<[u8; 32]> {
 }
 
 impl Digest {
-    pub(crate) fn new(s: &str) -> Self {
+    pub fn new(s: &str) -> Self {
         match lower_hex_32(s) {
             Some(b) => Digest::Sha256(b),
             None => Digest::Other(s.into()),
@@ -39,7 +40,7 @@ impl Digest {
     }
 
     /// Is this the digest `s`? Constant-time in the digest's bytes.
-    pub(crate) fn is(&self, s: &str) -> bool {
+    pub fn is(&self, s: &str) -> bool {
         match self {
             Digest::Sha256(mine) => {
                 // A presented value that is not lowercase hex never equalled the hex text.
@@ -53,7 +54,7 @@ impl Digest {
         }
     }
 
-    pub(crate) fn to_hex(&self) -> String {
+    pub fn to_hex(&self) -> String {
         match self {
             Digest::Sha256(b) => hex::encode(b),
             Digest::Other(s) => s.to_string(),
