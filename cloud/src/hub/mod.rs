@@ -25,6 +25,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use connect_buffer::{AckOutcome, Buffer, ChannelRecord, ChannelSettings, NackOutcome};
@@ -67,6 +68,9 @@ pub struct Hub {
     tracker: TaskTracker,
     /// Stops dispatching (shutdown).
     dispatch_stop: CancellationToken,
+    /// Searches of every channel for a token ([`Hub::token_valid_anywhere`], O(channels)):
+    /// tests check that a valid connector's requests make none.
+    token_scans: AtomicU64,
 }
 
 impl Hub {
@@ -80,6 +84,7 @@ impl Hub {
             metrics,
             tracker,
             dispatch_stop: CancellationToken::new(),
+            token_scans: AtomicU64::new(0),
         })
     }
 
@@ -199,14 +204,21 @@ impl Hub {
         }
     }
 
-    /// Is the token valid for at least one channel? (§5.4 step 2)
+    /// Is the token valid for at least one channel? (§5.4 step 2) Visits every channel, in
+    /// constant time per channel: for a request that names nothing cheaper to check against.
     pub fn token_valid_anywhere(&self, token: &str) -> bool {
+        self.token_scans.fetch_add(1, Ordering::Relaxed);
         let digest = token_digest(token);
         let now = Timestamp::now();
         let chans: Vec<Arc<ChannelRt>> = self.channels.read().values().cloned().collect();
         chans.iter().fold(false, |acc, rt| {
             rt.token_matches(&digest, now).is_some() | acc
         })
+    }
+
+    /// How many times [`Hub::token_valid_anywhere`] searched every channel.
+    pub fn token_scans(&self) -> u64 {
+        self.token_scans.load(Ordering::Relaxed)
     }
 
     /// Registers a connection, enforcing `max_connections` through the buffer's registry.

@@ -161,3 +161,56 @@ async fn a_polled_message_is_in_flight_until_acked_once() {
     let (status, _, _) = app.send(poll()).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
+
+/// An ACK whose token is valid for the channel of the connection it names is checked against
+/// that channel alone. Searching every channel for the token (§5.4 step 2) is O(channels) —
+/// 100,000 on a hosted deployment, on every ACK of a long-poll or SSE connector — and is left
+/// for a token that fails the named channel, which still gets 401 before anything about
+/// connections.
+#[tokio::test]
+async fn an_ack_with_a_valid_token_does_not_search_every_channel() {
+    let app = TestApp::new().await;
+    let (status, _, accepted) = app
+        .send(
+            post("/webhook/hook")
+                .header("content-type", "application/json")
+                .body(Body::from("{\"n\":1}"))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let message_id = accepted["message_id"].as_str().expect("id").to_owned();
+    let (status, _, body) = app
+        .send(
+            get(&format!("/connect/stream/{CHANNEL}/poll?timeout=1"))
+                .header("authorization", bearer(TOKEN))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let conn_id = body["connection_id"].as_str().expect("connection");
+    let ack = |token: &str| {
+        post(&format!("/connect/ack?message_id={message_id}"))
+            .header("authorization", bearer(token))
+            .header("x-connection-id", conn_id)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let scans = app.st.hub().token_scans();
+    let (status, _, body) = app.send(ack("wrong-token")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["detail"], "Invalid token");
+    assert_eq!(
+        app.st.hub().token_scans(),
+        scans + 1,
+        "a failing token is searched for"
+    );
+    let (status, _, body) = app.send(ack(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.st.hub().token_scans(),
+        scans + 1,
+        "the valid ACK searched every channel for its token"
+    );
+}
