@@ -153,6 +153,38 @@ pub async fn connected(h: &EngineHandle, transport: Transport) -> ChannelStatus 
     .await
 }
 
+/// Waits until the engine has made `n` more attempts on a probe channel that can never connect
+/// (a closed port), started beside the others with quick reconnects. For checks that something
+/// did *not* happen — no reconnect with a revoked token, none after a removal: the window
+/// provably spans `n` of the engine's own retry delays under whatever load the machine is
+/// under, where a fixed sleep would pass a slow regression on a loaded machine.
+pub async fn retries_elapse(h: &EngineHandle, n: u64) {
+    let probe = |h: &EngineHandle| {
+        h.status()
+            .into_iter()
+            .find(|s| s.channel == "probe")
+            .map(|s| s.connection_attempts)
+    };
+    if probe(h).is_none() {
+        let cfg = json!({
+            "cloud_url": "http://127.0.0.1:1", "channel": "probe", "token": "probe-token",
+            "protocol": "websocket", "reconnect_delay": 0.1, "max_reconnect_delay": 1.0,
+            "default_target": {"url": "http://127.0.0.1:1/"},
+        });
+        h.add_channel(load_config(&cfg, &[]).channels.remove(0))
+            .unwrap();
+    }
+    let start = probe(h).unwrap_or(0);
+    let r = wait_for(T, "the probe channel's retries", || {
+        let hit = (probe(h).unwrap_or(0) >= start + n).then_some(());
+        async move { hit }
+    })
+    .await;
+    if let Err(e) = r {
+        panic!("{e}: {:?}", h.status());
+    }
+}
+
 pub async fn stop(h: EngineHandle) {
     connect_testkit::within(T, "shutdown", h.shutdown(Duration::from_secs(2)))
         .await

@@ -15,7 +15,8 @@ use connect_testkit::{
 use serde_json::{Value, json};
 
 use crate::harness::{
-    ADMIN, Cloud, Logs, T, TOKEN, TokenFile, connected, load_config, status, stop, wait_status,
+    ADMIN, Cloud, Logs, T, TOKEN, TokenFile, connected, load_config, retries_elapse, status, stop,
+    wait_status,
 };
 
 const RELOAD_ADMIN: &str = "reload-admin-token-for-tests";
@@ -408,8 +409,9 @@ async fn websocket_4005_without_token_ref_stops_the_channel() {
     let s = wait_status(&h, "auth_failed", |s| s.state == LinkState::AuthFailed).await;
     let err = s.last_error.clone().unwrap_or_default();
     assert!(err.contains("token revoked"), "{s:?}");
-    // No hot loop: the channel stays down and does not retry with the revoked token.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // No hot loop: the channel stays down and does not retry with the revoked token, while
+    // the engine retries an unreachable channel five times.
+    retries_elapse(&h, 5).await;
     let later = status(&h);
     assert_eq!(later.state, LinkState::AuthFailed, "{later:?}");
     assert_eq!(
@@ -437,7 +439,7 @@ async fn websocket_4005_waits_for_a_new_token_in_token_ref() {
             .is_some_and(|e| e.contains("waiting for a new token")),
         "{s:?}"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    retries_elapse(&h, 5).await;
     let waiting = status(&h);
     assert_eq!(waiting.state, LinkState::AuthFailed, "{waiting:?}");
     assert_eq!(
@@ -527,7 +529,7 @@ async fn removed_channel_stops(protocol: &str, transport: Transport) {
     let s = wait_status(&h, "stopped", |s| s.state == LinkState::Stopped).await;
     let err = s.last_error.clone().unwrap_or_default();
     assert!(err.contains("channel removed"), "{s:?}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    retries_elapse(&h, 5).await;
     let later = status(&h);
     assert_eq!(later.state, LinkState::Stopped, "{later:?}");
     assert_eq!(

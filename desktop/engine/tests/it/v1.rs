@@ -33,7 +33,7 @@ use connect_engine::{Engine, EngineHandle, LinkState};
 use connect_testkit::{HttpFilterProxy, RecordingTarget, V1Cloud, V1Options, V1Records, wait_for};
 use serde_json::{Value, json};
 
-use crate::harness::{T, connected, load_config, status, stop, wait_status};
+use crate::harness::{T, connected, load_config, retries_elapse, status, stop, wait_status};
 pub(crate) const TOKEN: &str = "v1-channel-token";
 
 pub(crate) async fn v1() -> V1Cloud {
@@ -432,7 +432,7 @@ async fn a_v1_rotation_is_picked_up_from_token_ref_on_the_next_connection() {
     let before = connected(&h, Transport::Websocket).await;
     target.wait_for_count(1, T).await.unwrap();
     let new = v1.rotate_token();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    retries_elapse(&h, 5).await;
     let same = status(&h);
     assert_eq!(
         same.connection_attempts, before.connection_attempts,
