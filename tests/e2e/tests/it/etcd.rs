@@ -689,3 +689,62 @@ async fn a_three_member_cluster_keeps_serving_when_members_fail() {
     .unwrap();
     assert_eq!(c.post("hook", "{}").await.unwrap().0, 200);
 }
+
+// --- replicas (OPERATIONS.md "Scaling out: several replicas on Redis + etcd") ------------------
+
+/// Every replica watches the same etcd prefix and converges: two replicas sharing Redis and one
+/// prefix serve a `webhook_connect` channel put into etcd, both honour its token once etcd
+/// changes it (and refuse the old one), and both answer 404 once it is deleted. Each step waits
+/// for both replicas and prints how long the slower one took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_redis_follow_one_etcd_prefix() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let redis = connect_testkit::RedisServer::start().await.unwrap();
+    let mut kv = Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    let env = [
+        ("CONFIG_BACKEND", "etcd"),
+        ("ETCD_ENDPOINTS", etcd.endpoint.as_str()),
+        ("ETCD_PREFIX", "/cwm/"),
+        ("CONFIG_RELOAD_ADMIN_TOKEN", RELOAD_TOKEN),
+        ("WEBHOOK_CONNECT_REDIS_URL", redis.url.as_str()),
+        ("WEBHOOK_CONNECT_REDIS_PREFIX", "etcdreplicas"),
+    ];
+    let a = Cloud::start_with(json!({}), &env).await.unwrap();
+    let b = Cloud::start_with(json!({}), &env).await.unwrap();
+    let hook = |token: &str| {
+        json!({"data_type": "json", "module": "webhook_connect",
+            "module-config": {"channel": "shared", "channel_token": token}})
+        .to_string()
+    };
+    let (first, second) = ("etcd-replicas-token-one", "etcd-replicas-token-two");
+    let both = |what: &'static str, token: &'static str, want: u16| {
+        let (a, b) = (&a, &b);
+        async move {
+            let started = std::time::Instant::now();
+            wait_until(Duration::from_secs(20), what, || async {
+                a.connector_status("shared", token).await == want
+                    && b.connector_status("shared", token).await == want
+            })
+            .await
+            .unwrap();
+            eprintln!("{what}: both replicas within {:?}", started.elapsed());
+        }
+    };
+
+    put(&mut kv, "/cwm/default/webhooks/shared_hook", &hook(first)).await;
+    both("the channel served", first, 200).await;
+    wait_path(&a, "shared_hook", 200).await;
+    wait_path(&b, "shared_hook", 200).await;
+
+    put(&mut kv, "/cwm/default/webhooks/shared_hook", &hook(second)).await;
+    both("the token changed in etcd", second, 200).await;
+    both("the old token refused", first, 401).await;
+
+    kv.delete("/cwm/default/webhooks/shared_hook", None)
+        .await
+        .unwrap();
+    wait_path(&a, "shared_hook", 404).await;
+    wait_path(&b, "shared_hook", 404).await;
+}
