@@ -137,6 +137,9 @@ export class FakeBackend {
   /** Clouds whose URL contains this refuse sign-up (`keys` mode). */
   readonly closedSignup = "keys-only";
   calls: { cmd: string; args: Record<string, unknown> }[] = [];
+  /** Snapshot events sent so far (with `tick`): a test that checks something does not come
+   *  back waits for later snapshots instead of a fixed time. */
+  snapshotsEmitted = 0;
   private failures = new Map<string, CommandError>();
   private rand = mulberry32(42);
   private seq = 1000;
@@ -918,6 +921,7 @@ export function installFakeBackend(opts: FakeOptions = {}): FakeBackend {
   if (opts.tick) {
     setInterval(() => {
       backend.tick(opts.traffic ?? true);
+      backend.snapshotsEmitted += 1;
       void emit("snapshot", backend.snapshot());
     }, 1000);
   }

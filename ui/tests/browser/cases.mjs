@@ -305,7 +305,12 @@ export const tests = [
       assert.match(await text(page, "app-notice"), /moved to the keyring/);
       await page.getByRole("button", { name: "Dismiss notice" }).click();
       await byId(page, "app-notice").waitFor({ state: "detached" });
-      await page.waitForTimeout(1500);
+      // The backend keeps sending the notice in every snapshot: two more snapshots are
+      // applied, and it stays dismissed.
+      const emitted = () => fake(page, () => window.__fakeBackend.snapshotsEmitted);
+      const after = await emitted();
+      await until(async () => (await emitted()) >= after + 2, "two later snapshots", scaled(15000));
+      assert.ok(await fake(page, () => window.__fakeBackend.notices.length === 1), "the backend still sends the notice");
       assert.equal(await byId(page, "app-notice").count(), 0);
     },
   },
