@@ -114,9 +114,10 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
     // only a token that fails that is searched for in every channel (O(channels): 100,000 on
     // a hosted deployment, per ACK). Either way nothing about the connection is revealed to a
     // token that is valid nowhere.
-    let valid_for_named = named_connection(headers)
-        .and_then(|id| st.hub().connection_channel(id))
-        .is_some_and(|(channel, _)| st.hub().authenticate(&channel, &token).is_some());
+    let named = named_connection(headers).and_then(|id| st.hub().connection_channel(id));
+    let valid_for_named = named
+        .as_ref()
+        .is_some_and(|(channel, _)| st.hub().authenticate(channel, &token).is_some());
     if !valid_for_named && !st.hub().token_valid_anywhere(&token) {
         return Err(ApiError::plain(StatusCode::UNAUTHORIZED, "Invalid token"));
     }
@@ -132,7 +133,7 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
         .to_owned();
     // 4: the connection exists and the token is valid for its channel.
     let not_found = || ApiError::not_found(ErrorCode::ConnectionNotFound, "Connection not found");
-    let (channel, live, remote) = match st.hub().connection_channel(&conn_id) {
+    let (channel, live, remote) = match named {
         Some((channel, live)) => (channel, live, false),
         // With a shared buffer the connection may live on another replica (§10.3): the
         // buffer checks lease ownership itself.
@@ -155,7 +156,7 @@ async fn ack(st: &AppState, query: Option<&str>, headers: &HeaderMap) -> ApiResu
             None => return Err(not_found()),
         },
     };
-    if st.hub().authenticate(&channel, &token).is_none() {
+    if !valid_for_named && st.hub().authenticate(&channel, &token).is_none() {
         return Err(not_found());
     }
     if let Some(c) = &live {
