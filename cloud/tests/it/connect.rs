@@ -110,9 +110,8 @@ async fn poll_parameters_are_validated() {
     );
 }
 
-#[tokio::test]
-async fn a_polled_message_is_in_flight_until_acked_once() {
-    let app = TestApp::new().await;
+/// Posts `{"n":1}` to the default webhook; its message id.
+async fn post_one(app: &TestApp) -> String {
     let (status, _, accepted) = app
         .send(
             post("/webhook/hook")
@@ -122,7 +121,13 @@ async fn a_polled_message_is_in_flight_until_acked_once() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let message_id = accepted["message_id"].as_str().expect("id").to_owned();
+    accepted["message_id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test]
+async fn a_polled_message_is_in_flight_until_acked_once() {
+    let app = TestApp::new().await;
+    let message_id = post_one(&app).await;
     let poll = || {
         get(&format!("/connect/stream/{CHANNEL}/poll?timeout=1"))
             .header("authorization", bearer(TOKEN))
@@ -170,16 +175,7 @@ async fn a_polled_message_is_in_flight_until_acked_once() {
 #[tokio::test]
 async fn an_ack_with_a_valid_token_does_not_search_every_channel() {
     let app = TestApp::new().await;
-    let (status, _, accepted) = app
-        .send(
-            post("/webhook/hook")
-                .header("content-type", "application/json")
-                .body(Body::from("{\"n\":1}"))
-                .expect("request"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let message_id = accepted["message_id"].as_str().expect("id").to_owned();
+    let message_id = post_one(&app).await;
     let (status, _, body) = app
         .send(
             get(&format!("/connect/stream/{CHANNEL}/poll?timeout=1"))
