@@ -143,3 +143,37 @@ impl World {
         })
     }
 }
+
+/// Waits until an engine of its own, not paused, has retried a channel that can never connect
+/// (a closed port) `n` times with the delays the app's channels use (the engine's defaults).
+/// For checks that a paused or disconnected channel did *not* reconnect: the window provably
+/// spans `n` of the engine's own retry delays under whatever load the machine is under, where a
+/// fixed sleep would pass a slow regression on a loaded machine. (Pause all pauses every
+/// channel of the app's engine, so the probe cannot live beside them.)
+pub async fn engine_retries_elapse(n: u64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("connector.json");
+    let cfg = json!({
+        "cloud_url": "http://127.0.0.1:1", "channel": "probe", "token": "probe-token",
+        "protocol": "websocket", "default_target": {"url": "http://127.0.0.1:1/"},
+    });
+    std::fs::write(&file, cfg.to_string())?;
+    let cfg = connect_engine::config::load(&connect_engine::config::Sources {
+        config_file: Some(file),
+        ..Default::default()
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let probe = connect_engine::Engine::start(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let attempts = || probe.status().first().map_or(0, |s| s.connection_attempts);
+    let waited = wait_until(
+        Duration::from_secs(60),
+        "the probe engine's retries",
+        || {
+            let done = attempts() > n;
+            async move { done }
+        },
+    )
+    .await;
+    probe.shutdown(Duration::from_secs(2)).await;
+    waited.with_context(|| format!("probe attempts: {}", attempts()))
+}

@@ -12,7 +12,7 @@ use serde_json::json;
 use webhook_connect_app::menu::{self, Effect, MenuAction, MenuItem, View};
 use webhook_connect_app::{settings, tray};
 
-use crate::harness::{CHANNEL, World};
+use crate::harness::{CHANNEL, World, engine_retries_elapse};
 
 /// The menu as the tray shows it now.
 fn menu_of(w: &World) -> Vec<MenuItem> {
@@ -126,6 +126,9 @@ fn pause_all_and_disconnect_change_what_the_engine_forwards() -> Result<()> {
             .await?;
         wait_state(&w, LinkState::Paused).await?;
         let first = w.cloud.post(&json!({"n": 1})).await?;
+        // Two of the engine's own retry delays pass before the check: a paused channel that
+        // reconnected on its own after a delay would have leased the webhook by then.
+        engine_retries_elapse(2).await?;
         never_leased(&w, &first).await?;
         assert_eq!(w.target.count(), 0, "forwarded while paused");
 
@@ -145,6 +148,7 @@ fn pause_all_and_disconnect_change_what_the_engine_forwards() -> Result<()> {
         assert!(file.contains("enabled = false"), "{file}");
         wait_state(&w, LinkState::Disconnected).await?;
         let second = w.cloud.post(&json!({"n": 2})).await?;
+        engine_retries_elapse(2).await?;
         never_leased(&w, &second).await?;
         assert_eq!(w.target.count(), 1, "forwarded while disconnected");
         let items = menu_of(&w);
