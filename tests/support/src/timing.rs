@@ -26,6 +26,13 @@ pub fn scaled(base: Duration) -> Duration {
     base.mul_f64(scale())
 }
 
+/// `base`, scaled, but never `limit` or more: for a bound that proves something only while it
+/// stays below another period (a revocation seen before a periodic re-read could have caught
+/// it), stretching stops just short of that period instead of making the check meaningless.
+pub fn scaled_below(base: Duration, limit: Duration) -> Duration {
+    scaled(base).min(limit.mul_f64(0.9))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +48,13 @@ mod tests {
                 Duration::from_millis(1500)
             );
         }
+    }
+
+    #[test]
+    fn scaled_below_stays_under_its_limit() {
+        let limit = Duration::from_secs(1);
+        assert!(scaled_below(Duration::from_millis(150), limit) >= Duration::from_millis(150));
+        assert!(scaled_below(Duration::from_millis(150), limit) < limit);
+        assert!(scaled_below(Duration::from_secs(5), limit) < limit);
     }
 }

@@ -309,7 +309,7 @@ export const tests = [
       // applied, and it stays dismissed.
       const emitted = () => fake(page, () => window.__fakeBackend.snapshotsEmitted);
       const after = await emitted();
-      await until(async () => (await emitted()) >= after + 2, "two later snapshots", scaled(15000));
+      await until(async () => (await emitted()) >= after + 2, "two later snapshots", 15000);
       assert.ok(await fake(page, () => window.__fakeBackend.notices.length === 1), "the backend still sends the notice");
       assert.equal(await byId(page, "app-notice").count(), 0);
     },

@@ -7,9 +7,10 @@ export function scaled(ms) {
   return Math.ceil(ms * SCALE);
 }
 
-/** Polls `fn` until it returns a truthy value (or throws the last error after `ms`). */
+/** Polls `fn` until it returns a truthy value (or throws the last error after `ms`, stretched by
+ * CONNECT_TEST_TIME_SCALE like every other wait here). */
 export async function until(fn, what, ms = 5000) {
-  const end = Date.now() + ms;
+  const end = Date.now() + scaled(ms);
   let last;
   for (;;) {
     try {

@@ -281,9 +281,12 @@ async fn pause_keeps_messages_at_the_cloud_and_resume_delivers_them() {
         .unwrap();
 }
 
-/// The periodic reading comes every 5 s; each of these waits is shorter, so only the wake on
-/// connecting and `refresh_queue` can satisfy it (the poller's timer restarts after a reading).
-const SOONER_THAN_A_TICK: Duration = Duration::from_millis(2500);
+/// The periodic reading comes every 5 s; each of these waits is shorter (2.5 s, stretched by
+/// `CONNECT_TEST_TIME_SCALE` but always below the tick), so only the wake on connecting and
+/// `refresh_queue` can satisfy it (the poller's timer restarts after a reading).
+fn sooner_than_a_tick() -> Duration {
+    connect_testkit::timing::scaled_below(Duration::from_millis(2500), Duration::from_secs(5))
+}
 
 #[tokio::test]
 async fn the_queue_is_read_on_connecting_and_again_when_asked() {
@@ -298,7 +301,7 @@ async fn the_queue_is_read_on_connecting_and_again_when_asked() {
     );
     connected(&engine).await;
     wait_until(
-        SOONER_THAN_A_TICK,
+        sooner_than_a_tick(),
         "a reading right after connecting",
         || async { status(&engine).queue.is_some() },
     )
@@ -315,7 +318,7 @@ async fn the_queue_is_read_on_connecting_and_again_when_asked() {
     .unwrap();
     engine.refresh_queue("ch").unwrap();
     wait_until(
-        SOONER_THAN_A_TICK,
+        sooner_than_a_tick(),
         "the dead letter in a fresh reading",
         || async { status(&engine).queue.is_some_and(|q| q.dead_letters == 1) },
     )
