@@ -23,7 +23,12 @@
 //! (`ws,sse`), `BENCH_HEARTBEAT` (heartbeat interval, s; default 5), `BENCH_SECONDS` (ingest
 //! window, default 10), `BENCH_CONCURRENCY` (ingest connections, default 20),
 //! `BENCH_CLOUD_BIN` (default `target/release/webhook-connect-cloud`), `BENCH_CLOUD_ENV`
-//! (extra `K=V,K=V` for the cloud, e.g. allocator settings).
+//! (extra `K=V,K=V` for the cloud, e.g. allocator settings), `BENCH_RATE` (requests per
+//! second: ingest is then open loop — paced senders, each request's latency from its
+//! write, as webhooks arrive from providers — instead of closed loop; default 0, closed loop),
+//! `BENCH_REPEATS` (ingest windows before and with the connectors, default 1: with several,
+//! every window's p99 is printed, so the change can be read against the spread of the windows
+//! without connectors — the noise).
 
 #![allow(clippy::unwrap_used)]
 
@@ -35,7 +40,8 @@ use std::time::{Duration, Instant};
 
 use connect_testkit::Cloud;
 use connect_testkit::load::{
-    Config, EPOCH, LoadResult, cpu_seconds, env_num, pct, proc_field, run_load_body, vm_rss_kib,
+    Config, EPOCH, LoadResult, cpu_seconds, env_num, now_ns, paced_send, pct, proc_field,
+    run_load_body, vm_rss_kib,
 };
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -242,6 +248,72 @@ fn ingest(addr: SocketAddr, seconds: f64, concurrency: usize) -> LoadResult {
     )
 }
 
+/// One ingest window's figures.
+struct Window {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    failed: u64,
+}
+
+/// An ingest window: closed loop (`rate` 0) or paced at `rate` per second over `concurrency`
+/// keep-alive connections, on a runtime of its own; the first second is warm-up.
+fn window(addr: SocketAddr, seconds: f64, concurrency: usize, rate: u64) -> Window {
+    if rate == 0 {
+        let r = ingest(addr, seconds, concurrency);
+        return Window {
+            rate: r.ok as f64 / r.elapsed.as_secs_f64(),
+            p50: pct(&r.lat, 0.5),
+            p99: pct(&r.lat, 0.99),
+            failed: r.errors + r.non_2xx,
+        };
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let total = Duration::from_secs_f64(seconds + 1.0);
+    let from = now_ns() + 1_000_000_000;
+    let path = format!("/webhook/{INGEST}");
+    let r = rt.block_on(paced_send(
+        addr,
+        &path,
+        concurrency as u64,
+        rate,
+        total,
+        from,
+    ));
+    Window {
+        rate: r.sent as f64 / r.elapsed.as_secs_f64(),
+        p50: pct(&r.post_lat, 0.5),
+        p99: pct(&r.post_lat, 0.99),
+        failed: r.errors,
+    }
+}
+
+fn windows(addr: SocketAddr, seconds: f64, concurrency: usize, rate: u64, n: usize) -> Vec<Window> {
+    (0..n.max(1))
+        .map(|_| window(addr, seconds, concurrency, rate))
+        .collect()
+}
+
+/// `p99 a, b, c ms (median m)` and the rates, for one set of windows.
+fn describe(ws: &[Window]) -> String {
+    let mut p99: Vec<f64> = ws.iter().map(|w| w.p99).collect();
+    p99.sort_by(f64::total_cmp);
+    let list = |f: &dyn Fn(&Window) -> String| ws.iter().map(f).collect::<Vec<_>>().join(", ");
+    format!(
+        "p99 {} ms (median {:.2}, range {:.2}–{:.2}); p50 {} ms; {} req/s; failed {}",
+        list(&|w| format!("{:.2}", w.p99)),
+        p99[p99.len() / 2],
+        p99[0],
+        p99[p99.len() - 1],
+        list(&|w| format!("{:.2}", w.p50)),
+        list(&|w| format!("{:.0}", w.rate)),
+        ws.iter().map(|w| w.failed).sum::<u64>(),
+    )
+}
+
 fn raise_own_nofile() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let lim = getrlimit(Resource::Nofile);
@@ -264,6 +336,8 @@ fn run_kind(bin: &Path, kind: &str) {
     let heartbeat: u64 = env_num("BENCH_HEARTBEAT", 5);
     let seconds: f64 = env_num("BENCH_SECONDS", 10.0);
     let concurrency: usize = env_num("BENCH_CONCURRENCY", 20);
+    let rate: u64 = env_num("BENCH_RATE", 0);
+    let repeats: usize = env_num("BENCH_REPEATS", 1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -273,7 +347,7 @@ fn run_kind(bin: &Path, kind: &str) {
     let cloud_addr = addr_of(&cloud);
     let pid = cloud.pid();
     let rss_start = vm_rss_kib(pid).unwrap_or(0);
-    let base = ingest(cloud_addr, seconds, concurrency);
+    let base = windows(cloud_addr, seconds, concurrency, rate, repeats);
     let rss_before = vm_rss_kib(pid).unwrap_or(0);
 
     let shared = Arc::new(Shared::default());
@@ -324,7 +398,7 @@ fn run_kind(bin: &Path, kind: &str) {
     let own_core = (cpu_seconds(std::process::id()) - own_cpu0) / idle_secs;
     let rss_open = vm_rss_kib(pid).unwrap_or(0);
     shared.measuring.store(true, Ordering::Relaxed);
-    let loaded = ingest(cloud_addr, seconds, concurrency);
+    let loaded = windows(cloud_addr, seconds, concurrency, rate, repeats);
     shared.measuring.store(false, Ordering::Relaxed);
     let rss_end = vm_rss_kib(pid).unwrap_or(0);
     let hwm = proc_field(pid, "status", "VmHWM").unwrap_or(0);
@@ -361,20 +435,16 @@ fn run_kind(bin: &Path, kind: &str) {
         lat_ms(1.0),
         lat.len()
     );
-    let rate = |r: &LoadResult| r.ok as f64 / r.elapsed.as_secs_f64();
+    let how = match rate {
+        0 => format!("closed loop, {concurrency} connections"),
+        r => format!("open loop at {r}/s over {concurrency} connections"),
+    };
     println!(
-        "  ingest, no connectors: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms; with {n} idle: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms (errors {}/{}, non-2xx {}/{})",
-        rate(&base),
-        pct(&base.lat, 0.5),
-        pct(&base.lat, 0.99),
-        rate(&loaded),
-        pct(&loaded.lat, 0.5),
-        pct(&loaded.lat, 0.99),
-        base.errors,
-        loaded.errors,
-        base.non_2xx,
-        loaded.non_2xx,
+        "  ingest ({how}, {} window(s) of {seconds} s each), no connectors: {}",
+        base.len(),
+        describe(&base)
     );
+    println!("  ingest with {n} idle connectors: {}", describe(&loaded));
     drop(cloud);
     rt.shutdown_timeout(Duration::from_secs(2));
 }
