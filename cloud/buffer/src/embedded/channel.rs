@@ -199,22 +199,6 @@ pub(super) struct Env {
     pub last_settings: Arc<Mutex<Option<Arc<ChannelSettings>>>>,
 }
 
-impl Env {
-    /// `s` as an `Arc` shared with the previous channel's settings when they are equal
-    /// (channels mostly have the same settings: 8 B each instead of ~72 B).
-    pub fn settings(&self, s: ChannelSettings) -> Arc<ChannelSettings> {
-        let mut last = self.last_settings.lock();
-        match &*last {
-            Some(l) if **l == s => l.clone(),
-            _ => {
-                let new = Arc::new(s);
-                *last = Some(new.clone());
-                new
-            }
-        }
-    }
-}
-
 impl Chan {
     fn empty(record: ChanRecord, id: u64, notify: Arc<Notify>, env: &Env) -> Self {
         Self {
