@@ -54,7 +54,7 @@ impl Buffer for EmbeddedBuffer {
         // their channel exists (taken by it when it is created, under the same lock).
         let map = self.channels.read();
         match map.get(channel) {
-            Some(c) => c.lock().notify.clone(),
+            Some(c) => c.lock().notifier(),
             None => self.notifiers.get(channel),
         }
     }
@@ -227,7 +227,7 @@ impl Buffer for EmbeddedBuffer {
         self.with_chan(channel, false, |c| {
             let ids = c.release(connection);
             if !ids.is_empty() {
-                c.notify.notify_one();
+                c.wake();
             }
             ids
         })
@@ -253,7 +253,7 @@ impl Buffer for EmbeddedBuffer {
             let r = self
                 .with_chan(&name, false, |c| {
                     if c.sweep(now, &mut report) {
-                        c.notify.notify_one();
+                        c.wake();
                     }
                     let doomed = orphan_due(c, orphan_retention, now);
                     if doomed {
@@ -322,7 +322,7 @@ impl Buffer for EmbeddedBuffer {
         self.with_chan(channel, true, |c| {
             let outcome = c.replay_seq(seq, record);
             if outcome == ReplayOutcome::Replayed {
-                c.notify.notify_one();
+                c.wake();
             }
             outcome
         })
@@ -343,7 +343,7 @@ impl Buffer for EmbeddedBuffer {
         self.with_chan(channel, true, |c| {
             let outcome = c.replay_all(prepared);
             if outcome.replayed > 0 {
-                c.notify.notify_one();
+                c.wake();
             }
             outcome
         })

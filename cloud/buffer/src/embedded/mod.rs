@@ -168,7 +168,7 @@ impl EmbeddedBuffer {
         let mut by_id: HashMap<u64, ChanRef> = HashMap::new();
         let (db, next_id) = meta::open(&dir.join(DB_FILE), &log_dir, |l| {
             let id = l.disk.id;
-            let c: ChanRef = Arc::new(Mutex::new(Chan::load(l, Arc::default(), &env)));
+            let c: ChanRef = Arc::new(Mutex::new(Chan::load(l, &env)));
             map.insert(c.lock().record.name.clone(), c.clone());
             by_id.insert(id, c);
         })?;
@@ -344,7 +344,7 @@ impl EmbeddedBuffer {
             let rejected = c
                 .take_job(&chan, true, then)
                 .and_then(|job| self.send(job).err());
-            c.notify.notify_waiters();
+            c.wake_waiters();
             (discarded, rejected)
         };
         self.connections.lock().remove(name);
