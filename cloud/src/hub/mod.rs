@@ -129,11 +129,12 @@ impl Hub {
                 rt
             }
             None => {
-                let rt = Arc::new(ChannelRt::new(
-                    Arc::from(rec.name.as_str()),
-                    settings,
-                    rec.token.clone(),
-                ));
+                // The buffer's own copy of the name when it keeps one (issue #14).
+                let name = self
+                    .buffer
+                    .shared_name(&rec.name)
+                    .unwrap_or_else(|| Arc::from(rec.name.as_str()));
+                let rt = Arc::new(ChannelRt::new(name, settings, rec.token.clone()));
                 self.channels
                     .write()
                     .insert(rt.shared_name().clone(), rt.clone());

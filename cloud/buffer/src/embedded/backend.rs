@@ -59,9 +59,17 @@ impl Buffer for EmbeddedBuffer {
         }
     }
 
+    fn shared_name(&self, channel: &str) -> Option<Arc<str>> {
+        let map = self.channels.read();
+        map.get_key_value(channel).map(|(k, _)| k.clone())
+    }
+
     async fn register_channel(&self, reg: ChannelRegistration) -> Result<Registered> {
         self.ensure_open()?;
         let now = self.clock.now();
+        // A self-service channel's name and webhook id are already held by the index of
+        // self-service records: shared, not allocated again (issue #14).
+        let shared = self.hosted.shared_strings(&reg.name);
         let (then, rx) = done_signal(true);
         let (registered, rejected) = {
             let mut map = self.channels.write();
@@ -74,7 +82,10 @@ impl Buffer for EmbeddedBuffer {
                 None => {
                     let notify = self.notifiers.take(&reg.name);
                     let id = self.shared.next_channel_id.fetch_add(1, Ordering::SeqCst);
-                    let c = Chan::create(reg, id, now, notify, &self.env);
+                    let mut c = Chan::create(reg, id, now, notify, &self.env);
+                    if let Some((name, webhook_id)) = &shared {
+                        c.record.share(name, webhook_id);
+                    }
                     let name = c.record.name.clone();
                     let registered = Registered {
                         record: c.record.to_record(),

@@ -535,7 +535,7 @@ impl Chan {
             Some(ns) => {
                 full = format!("{ns}/{webhook_id}");
                 let ids = self.record.webhook_ids();
-                if ids.iter().any(|i| **i == *full) || !ids.iter().any(|i| &**i == webhook_id) {
+                if ids.clone().any(|i| *i == *full) || !ids.into_iter().any(|i| i == webhook_id) {
                     &full
                 } else {
                     webhook_id
