@@ -148,6 +148,13 @@ impl HostedIndex {
         ix
     }
 
+    /// A self-service channel's name and webhook id as the index holds them, for the
+    /// channel store to share rather than allocate again (issue #14).
+    pub fn shared_strings(&self, name: &str) -> Option<(Arc<str>, Arc<str>)> {
+        let (name, slot) = self.channels.get_key_value(name)?;
+        Some((name.clone(), slot.webhook_id.clone()))
+    }
+
     /// Adds a stored channel (a store being opened; its name and webhook id are unique).
     pub fn load_channel(&mut self, c: &HostedChannelRecord) {
         self.insert_channel(c);

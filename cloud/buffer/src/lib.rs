@@ -297,6 +297,13 @@ pub trait Buffer: Send + Sync + 'static {
     /// lease expiry, replay). The cloud's dispatcher for that channel waits on it.
     fn notifier(&self, channel: &str) -> Arc<Notify>;
 
+    /// The channel's name as this backend holds it, for a caller that keeps the name per
+    /// channel to share instead of allocating it again (issue #14: ≤ 1 KB per idle channel);
+    /// `None` when the backend holds none in memory or does not know the channel.
+    fn shared_name(&self, _channel: &str) -> Option<Arc<str>> {
+        None
+    }
+
     // --- channels -------------------------------------------------------------------------
 
     /// Idempotent create-or-update; never resets counters, sequence or rotation state except

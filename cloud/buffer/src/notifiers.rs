@@ -46,11 +46,11 @@ impl Notifiers {
         n
     }
 
-    /// The notifier of `channel`, taken out of the map: for a backend whose channel holds it
-    /// from then on and hands it out itself.
-    pub fn take(&self, channel: &str) -> Arc<Notify> {
+    /// The notifier of `channel`, taken out of the map if somebody holds it: for a backend
+    /// whose channel holds it from then on and hands it out itself.
+    pub fn take(&self, channel: &str) -> Option<Arc<Notify>> {
         let held = self.inner.lock().map.remove(channel);
-        held.and_then(|w| w.upgrade()).unwrap_or_default()
+        held.and_then(|w| w.upgrade())
     }
 
     /// The notifier of `channel` if somebody holds it (nobody waits on the others).
@@ -86,7 +86,11 @@ mod tests {
         drop(a);
         assert!(n.live("a").is_none());
         let b = n.get("b");
-        assert!(Arc::ptr_eq(&b, &n.take("b")), "taken: the one handed out");
+        assert!(
+            n.take("b").is_some_and(|t| Arc::ptr_eq(&b, &t)),
+            "taken: the one handed out"
+        );
         assert!(n.live("b").is_none(), "and out of the map");
+        assert!(n.take("c").is_none(), "nobody asked for it: none made");
     }
 }

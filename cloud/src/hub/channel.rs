@@ -50,14 +50,21 @@ pub struct ChannelRt {
     /// `Arc` for equal settings): 16 B per channel instead of ~80 (issue #14).
     settings: RwLock<Arc<ChannelSettings>>,
     tokens: RwLock<Tokens>,
+    /// What a channel with connections needs, made at its first connection
+    /// ([`Self::add_connection`]) and kept: an idle channel holds a null pointer instead of ~80 B of
+    /// connection list, wake-up, stop token and dispatcher flag, and no notifier of the
+    /// buffer (issue #14). Set once, so reading it takes no lock.
+    live: OnceLock<Box<Live>>,
+}
+
+/// The part of a channel's runtime that only a channel with connections needs.
+struct Live {
     conns: RwLock<Vec<Arc<Conn>>>,
+    /// The buffer's notifier of the channel, asked for when the channel goes live.
     wake: Arc<Notify>,
     serve_tick: AtomicU64,
-    /// The hub's dispatch stop, parent of [`Self::stop_token`].
-    parent_stop: CancellationToken,
-    /// This channel's stop (a child of `parent_stop`), created when first asked for — by its
-    /// dispatcher or its removal: an idle channel holds none (issue #14, ~0.2 KB each).
-    stop: OnceLock<CancellationToken>,
+    /// Cancelled when the channel is removed or dispatching stops (a child of the hub's).
+    stop: CancellationToken,
     /// Whether the channel's dispatcher task runs (from its first connection on).
     dispatcher: AtomicBool,
 }
@@ -67,20 +74,37 @@ impl ChannelRt {
         name: Arc<str>,
         settings: impl Into<Arc<ChannelSettings>>,
         token: TokenState,
-        wake: Arc<Notify>,
-        parent_stop: CancellationToken,
     ) -> Self {
         ChannelRt {
             name,
             settings: RwLock::new(settings.into()),
             tokens: RwLock::new(Tokens::of(&token, None)),
-            conns: RwLock::new(Vec::new()),
-            wake,
-            serve_tick: AtomicU64::new(0),
-            parent_stop,
-            stop: OnceLock::new(),
-            dispatcher: AtomicBool::new(false),
+            live: OnceLock::new(),
         }
+    }
+
+    /// Makes the channel ready for connections (idempotent; `wake` and `stop` are called only
+    /// the first time): its dispatcher's wake-up is the buffer's notifier of the channel, and
+    /// `stop` ends the dispatcher.
+    fn go_live(
+        &self,
+        wake: impl FnOnce() -> Arc<Notify>,
+        stop: impl FnOnce() -> CancellationToken,
+    ) -> &Live {
+        self.live.get_or_init(|| {
+            Box::new(Live {
+                conns: RwLock::new(Vec::new()),
+                wake: wake(),
+                serve_tick: AtomicU64::new(0),
+                stop: stop(),
+                dispatcher: AtomicBool::new(false),
+            })
+        })
+    }
+
+    /// Whether the channel went live (had a connection) on this replica.
+    pub fn is_live(&self) -> bool {
+        self.live.get().is_some()
     }
 
     pub fn name(&self) -> &str {
@@ -132,55 +156,75 @@ impl ChannelRt {
 
     /// This replica's live connections of the channel.
     pub fn connections(&self) -> Vec<Arc<Conn>> {
-        self.conns.read().clone()
+        self.with_connections(<[Arc<Conn>]>::to_vec)
     }
 
     pub fn connection_count(&self) -> usize {
-        self.conns.read().len()
+        self.with_connections(<[Arc<Conn>]>::len)
     }
 
     pub(crate) fn with_connections<R>(&self, f: impl FnOnce(&[Arc<Conn>]) -> R) -> R {
-        f(&self.conns.read())
+        match self.live.get() {
+            Some(l) => f(&l.conns.read()),
+            None => f(&[]),
+        }
     }
 
-    pub(crate) fn add_connection(&self, c: Arc<Conn>) {
-        self.conns.write().push(c);
+    /// Adds a connection. The first one makes the channel live: `wake` (the buffer's
+    /// notifier of the channel) and `stop` (a child of the hub's dispatch stop) are called
+    /// then, and only then.
+    pub(crate) fn add_connection(
+        &self,
+        c: Arc<Conn>,
+        wake: impl FnOnce() -> Arc<Notify>,
+        stop: impl FnOnce() -> CancellationToken,
+    ) {
+        self.go_live(wake, stop).conns.write().push(c);
     }
 
     pub(crate) fn remove_connection(&self, id: &str) {
-        self.conns.write().retain(|c| c.id() != id);
+        if let Some(l) = self.live.get() {
+            l.conns.write().retain(|c| c.id() != id);
+        }
     }
 
-    /// Wakes the channel's dispatcher (a message, a free slot or a new connection).
+    /// Wakes the channel's dispatcher (a message, a free slot or a new connection). A
+    /// channel that never went live has none to wake.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        if let Some(l) = self.live.get() {
+            l.wake.notify_one();
+        }
     }
 
-    pub(crate) fn notifier(&self) -> &Notify {
-        &self.wake
-    }
-
-    /// The dispatcher's wake-up, for a connection to signal that its outbox has room.
-    pub(crate) fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// The dispatcher's wake-up (`None` until the first connection), also for a connection to
+    /// signal that its outbox has room.
+    pub(crate) fn waker(&self) -> Option<&Arc<Notify>> {
+        self.live.get().map(|l| &l.wake)
     }
 
     pub(crate) fn next_serve_tick(&self) -> u64 {
-        self.serve_tick.fetch_add(1, Ordering::AcqRel) + 1
+        self.live
+            .get()
+            .map_or(0, |l| l.serve_tick.fetch_add(1, Ordering::AcqRel) + 1)
     }
 
-    /// `true` once: the caller starts the channel's dispatcher.
+    /// `true` once, and only once the channel is live: the caller starts its dispatcher.
     pub(crate) fn claim_dispatcher(&self) -> bool {
-        !self.dispatcher.swap(true, Ordering::AcqRel)
+        self.live
+            .get()
+            .is_some_and(|l| !l.dispatcher.swap(true, Ordering::AcqRel))
     }
 
     pub fn has_dispatcher(&self) -> bool {
-        self.dispatcher.load(Ordering::Acquire)
+        self.live
+            .get()
+            .is_some_and(|l| l.dispatcher.load(Ordering::Acquire))
     }
 
-    /// Cancelled when the channel is removed or dispatching stops.
-    pub(crate) fn stop_token(&self) -> &CancellationToken {
-        self.stop.get_or_init(|| self.parent_stop.child_token())
+    /// Cancelled when the channel is removed or dispatching stops; `None` until
+    /// the first connection (nothing runs for the channel before).
+    pub(crate) fn stop_token(&self) -> Option<&CancellationToken> {
+        self.live.get().map(|l| &l.stop)
     }
 
     /// Accepts the owning account's API key digest on this channel (`None`: no key). A key
@@ -227,6 +271,9 @@ impl ChannelRt {
 // What authenticates on an idle channel, inline in its runtime (issue #14): 88 B while the
 // owner key's digest was inline.
 const _: () = assert!(std::mem::size_of::<Tokens>() <= 56);
+// An idle channel's whole runtime, inline (issue #14): 176 B while the connection list,
+// wake-up, stop tokens and dispatcher flag were inline.
+const _: () = assert!(std::mem::size_of::<ChannelRt>() <= 112);
 
 /// Constant-time comparison of two digests.
 pub fn ct_eq(a: &str, b: &str) -> bool {

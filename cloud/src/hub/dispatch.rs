@@ -12,6 +12,10 @@ use crate::metrics::Metrics;
 
 /// The dispatcher task of one channel; ends when the channel's stop token fires.
 pub(crate) async fn run(buffer: Arc<dyn Buffer>, metrics: Arc<Metrics>, rt: Arc<ChannelRt>) {
+    // Started only for a live channel (one that had a connection), which has both.
+    let (Some(stop), Some(wake)) = (rt.stop_token().cloned(), rt.waker().cloned()) else {
+        return;
+    };
     let mut last_sync = Instant::now();
     loop {
         // Safety net while connections are open: wake-ups can be missed across replicas, and
@@ -19,8 +23,8 @@ pub(crate) async fn run(buffer: Arc<dyn Buffer>, metrics: Arc<Metrics>, rt: Arc<
         // there is nothing to hand out, and a new one wakes this task.
         let idle = rt.connection_count() == 0;
         tokio::select! {
-            _ = rt.stop_token().cancelled() => return,
-            _ = rt.notifier().notified() => {}
+            _ = stop.cancelled() => return,
+            _ = wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)), if !idle => {}
         }
         if buffer.is_shared() && last_sync.elapsed() >= Duration::from_secs(1) {
@@ -56,8 +60,12 @@ pub(crate) async fn dispatch_once(
     metrics: &Metrics,
     rt: &ChannelRt,
 ) -> Result<(), BufferError> {
+    // A channel that never went live has no connection to hand anything to.
+    let (Some(stop), Some(wake)) = (rt.stop_token(), rt.waker()) else {
+        return Ok(());
+    };
     loop {
-        if rt.stop_token().is_cancelled() {
+        if stop.is_cancelled() {
             return Ok(());
         }
         let max_in_flight = rt.max_in_flight();
@@ -99,7 +107,7 @@ pub(crate) async fn dispatch_once(
             continue;
         }
         metrics.delivered(rt.name(), conn.protocol(), &leased);
-        if !conn.deliver(leased, rt.next_serve_tick(), rt.waker()) {
+        if !conn.deliver(leased, rt.next_serve_tick(), wake.clone()) {
             // The connection is going away; its deregistration releases the leases.
             tracing::debug!(connection = %conn.id(), "dispatch to a closing connection");
         }

@@ -116,8 +116,9 @@ impl Hub {
     }
 
     /// Creates or updates the runtime of a channel from its buffer record and closes
-    /// connections whose token is no longer valid. Its dispatcher starts with its first
-    /// connection: a channel nobody connects to costs no task and no wake-ups.
+    /// connections whose token is no longer valid. Its dispatcher, and the buffer's notifier
+    /// it waits on, start with its first connection: a channel nobody connects to costs no
+    /// task, no wake-ups and no notifier.
     pub fn upsert_channel(&self, rec: &ChannelRecord) {
         let existing = self.channel(&rec.name);
         let settings = self.shared_settings(&rec.settings);
@@ -128,13 +129,12 @@ impl Hub {
                 rt
             }
             None => {
-                let rt = Arc::new(ChannelRt::new(
-                    Arc::from(rec.name.as_str()),
-                    settings,
-                    rec.token.clone(),
-                    self.buffer.notifier(&rec.name),
-                    self.dispatch_stop.clone(),
-                ));
+                // The buffer's own copy of the name when it keeps one (issue #14).
+                let name = self
+                    .buffer
+                    .shared_name(&rec.name)
+                    .unwrap_or_else(|| Arc::from(rec.name.as_str()));
+                let rt = Arc::new(ChannelRt::new(name, settings, rec.token.clone()));
                 self.channels
                     .write()
                     .insert(rt.shared_name().clone(), rt.clone());
@@ -164,7 +164,9 @@ impl Hub {
         self.metrics.forget_channel(name);
         let rt = self.channels.write().remove(name);
         if let Some(rt) = rt {
-            rt.stop_token().cancel();
+            if let Some(stop) = rt.stop_token() {
+                stop.cancel();
+            }
             for c in rt.connections() {
                 c.close(CloseReason::ChannelRemoved);
             }
@@ -237,7 +239,11 @@ impl Hub {
         }
         let (channel, protocol) = (p.channel.clone(), p.protocol);
         let conn = Arc::new(Conn::new(id.clone(), p));
-        rt.add_connection(conn.clone());
+        rt.add_connection(
+            conn.clone(),
+            || self.buffer.notifier(rt.name()),
+            || self.dispatch_stop.child_token(),
+        );
         self.conns.write().insert(id, conn.clone());
         self.metrics.connection_opened(&channel, protocol);
         if rt.claim_dispatcher() {

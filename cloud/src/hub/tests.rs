@@ -36,13 +36,7 @@ async fn fixture(s: ChannelSettings) -> Fixture {
         .await
         .expect("register")
         .record;
-    let rt = ChannelRt::new(
-        CH.into(),
-        rec.settings.clone(),
-        rec.token.clone(),
-        buffer.notifier(CH),
-        CancellationToken::new(),
-    );
+    let rt = ChannelRt::new(CH.into(), rec.settings.clone(), rec.token.clone());
     Fixture {
         buffer,
         clock,
@@ -81,7 +75,11 @@ impl Fixture {
                 poll_affinity: None,
             },
         ));
-        self.rt.add_connection(c.clone());
+        self.rt.add_connection(
+            c.clone(),
+            || self.buffer.notifier(CH),
+            CancellationToken::new,
+        );
         c
     }
 

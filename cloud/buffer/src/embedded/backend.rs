@@ -54,14 +54,22 @@ impl Buffer for EmbeddedBuffer {
         // their channel exists (taken by it when it is created, under the same lock).
         let map = self.channels.read();
         match map.get(channel) {
-            Some(c) => c.lock().notify.clone(),
+            Some(c) => c.lock().notifier(),
             None => self.notifiers.get(channel),
         }
+    }
+
+    fn shared_name(&self, channel: &str) -> Option<Arc<str>> {
+        let map = self.channels.read();
+        map.get_key_value(channel).map(|(k, _)| k.clone())
     }
 
     async fn register_channel(&self, reg: ChannelRegistration) -> Result<Registered> {
         self.ensure_open()?;
         let now = self.clock.now();
+        // A self-service channel's name and webhook id are already held by the index of
+        // self-service records: shared, not allocated again (issue #14).
+        let shared = self.hosted.shared_strings(&reg.name);
         let (then, rx) = done_signal(true);
         let (registered, rejected) = {
             let mut map = self.channels.write();
@@ -74,7 +82,10 @@ impl Buffer for EmbeddedBuffer {
                 None => {
                     let notify = self.notifiers.take(&reg.name);
                     let id = self.shared.next_channel_id.fetch_add(1, Ordering::SeqCst);
-                    let c = Chan::create(reg, id, now, notify, &self.env);
+                    let mut c = Chan::create(reg, id, now, notify, &self.env);
+                    if let Some((name, webhook_id)) = &shared {
+                        c.record.share(name, webhook_id);
+                    }
                     let name = c.record.name.clone();
                     let registered = Registered {
                         record: c.record.to_record(),
@@ -227,7 +238,7 @@ impl Buffer for EmbeddedBuffer {
         self.with_chan(channel, false, |c| {
             let ids = c.release(connection);
             if !ids.is_empty() {
-                c.notify.notify_one();
+                c.wake();
             }
             ids
         })
@@ -253,7 +264,7 @@ impl Buffer for EmbeddedBuffer {
             let r = self
                 .with_chan(&name, false, |c| {
                     if c.sweep(now, &mut report) {
-                        c.notify.notify_one();
+                        c.wake();
                     }
                     let doomed = orphan_due(c, orphan_retention, now);
                     if doomed {
@@ -322,7 +333,7 @@ impl Buffer for EmbeddedBuffer {
         self.with_chan(channel, true, |c| {
             let outcome = c.replay_seq(seq, record);
             if outcome == ReplayOutcome::Replayed {
-                c.notify.notify_one();
+                c.wake();
             }
             outcome
         })
@@ -343,7 +354,7 @@ impl Buffer for EmbeddedBuffer {
         self.with_chan(channel, true, |c| {
             let outcome = c.replay_all(prepared);
             if outcome.replayed > 0 {
-                c.notify.notify_one();
+                c.wake();
             }
             outcome
         })

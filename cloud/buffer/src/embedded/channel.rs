@@ -42,6 +42,7 @@ mod scan;
 mod slots;
 mod timers;
 mod views;
+mod wake;
 
 pub(super) use self::read_attempts as attempts_in_log;
 pub(super) use dead::Replayed;
@@ -166,7 +167,8 @@ pub(super) struct Chan {
     pub seq: u64,
     /// Allocated at the first change (most idle channels never count anything).
     pub counters: LazyCounters,
-    pub notify: Arc<Notify>,
+    /// Made when first asked for (`wake.rs`).
+    notify: Option<Arc<Notify>>,
     /// Set under the lock when the channel is deleted; holders of a stale handle stop here.
     pub deleted: bool,
     segments: Arc<Segments>,
@@ -199,24 +201,8 @@ pub(super) struct Env {
     pub last_settings: Arc<Mutex<Option<Arc<ChannelSettings>>>>,
 }
 
-impl Env {
-    /// `s` as an `Arc` shared with the previous channel's settings when they are equal
-    /// (channels mostly have the same settings: 8 B each instead of ~72 B).
-    pub fn settings(&self, s: ChannelSettings) -> Arc<ChannelSettings> {
-        let mut last = self.last_settings.lock();
-        match &*last {
-            Some(l) if **l == s => l.clone(),
-            _ => {
-                let new = Arc::new(s);
-                *last = Some(new.clone());
-                new
-            }
-        }
-    }
-}
-
 impl Chan {
-    fn empty(record: ChanRecord, id: u64, notify: Arc<Notify>, env: &Env) -> Self {
+    fn empty(record: ChanRecord, id: u64, notify: Option<Arc<Notify>>, env: &Env) -> Self {
         Self {
             record,
             id,
@@ -242,7 +228,7 @@ impl Chan {
         reg: ChannelRegistration,
         id: u64,
         now: Timestamp,
-        notify: Arc<Notify>,
+        notify: Option<Arc<Notify>>,
         env: &Env,
     ) -> Self {
         let record = ChanRecord::new(
@@ -263,7 +249,7 @@ impl Chan {
     }
 
     /// A channel as read from redb; its messages follow from the log scan (`scan`).
-    pub fn load(l: LoadedChannel, notify: Arc<Notify>, env: &Env) -> Self {
+    pub fn load(l: LoadedChannel, env: &Env) -> Self {
         let d = l.disk;
         let record = ChanRecord::new(
             l.name.into(),
@@ -276,7 +262,7 @@ impl Chan {
             d.updated_at,
             Token::of(&d.token),
         );
-        let mut chan = Self::empty(record, d.id, notify, env);
+        let mut chan = Self::empty(record, d.id, None, env);
         chan.seq = l.counters.seq;
         chan.counters = l.counters.counters.into();
         chan
@@ -367,7 +353,7 @@ impl Chan {
             }
         }
         if published {
-            self.notify.notify_one();
+            self.wake();
         }
     }
 
@@ -549,7 +535,7 @@ impl Chan {
             Some(ns) => {
                 full = format!("{ns}/{webhook_id}");
                 let ids = self.record.webhook_ids();
-                if ids.iter().any(|i| **i == *full) || !ids.iter().any(|i| &**i == webhook_id) {
+                if ids.clone().any(|i| *i == *full) || !ids.into_iter().any(|i| i == webhook_id) {
                     &full
                 } else {
                     webhook_id

@@ -4,6 +4,7 @@
 //! disk does not hold.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
@@ -74,6 +75,12 @@ impl HostedStore {
             db: Mutex::new(Some(db)),
             index: Mutex::new(index),
         })
+    }
+
+    /// A self-service channel's name and webhook id as the index holds them
+    /// ([`HostedIndex::shared_strings`]).
+    pub(super) fn shared_strings(&self, name: &str) -> Option<(Arc<str>, Arc<str>)> {
+        self.index.lock().shared_strings(name)
     }
 
     /// Closes the file (releasing its lock); later writes fail as unavailable.

@@ -166,13 +166,19 @@ impl EmbeddedBuffer {
         // Channels are read from the store one at a time (no list of them all either).
         let mut map: HashMap<Arc<str>, ChanRef> = HashMap::new();
         let mut by_id: HashMap<u64, ChanRef> = HashMap::new();
+        // Opened first: a self-service channel shares its name and webhook id with its record
+        // there (issue #14).
+        let hosted = hosted::HostedStore::open(&dir.join(hosted::FILE))?;
         let (db, next_id) = meta::open(&dir.join(DB_FILE), &log_dir, |l| {
             let id = l.disk.id;
-            let c: ChanRef = Arc::new(Mutex::new(Chan::load(l, Arc::default(), &env)));
+            let mut c = Chan::load(l, &env);
+            if let Some((name, webhook_id)) = hosted.shared_strings(&c.record.name) {
+                c.record.share(&name, &webhook_id);
+            }
+            let c: ChanRef = Arc::new(Mutex::new(c));
             map.insert(c.lock().record.name.clone(), c.clone());
             by_id.insert(id, c);
         })?;
-        let hosted = hosted::HostedStore::open(&dir.join(hosted::FILE))?;
         let started = Instant::now();
         let mut records = 0u64;
         log::open(&segments, |r| {
@@ -344,7 +350,7 @@ impl EmbeddedBuffer {
             let rejected = c
                 .take_job(&chan, true, then)
                 .and_then(|job| self.send(job).err());
-            c.notify.notify_waiters();
+            c.wake_waiters();
             (discarded, rejected)
         };
         self.connections.lock().remove(name);
