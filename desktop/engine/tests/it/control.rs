@@ -12,7 +12,7 @@ use connect_engine::{Engine, LinkState, ReplayRequest};
 use connect_testkit::{RecordingTarget, wait_until, within};
 use serde_json::json;
 
-use crate::harness::{Cloud, Logs, TOKEN, engine_config, start_engine, status};
+use crate::harness::{Cloud, Logs, TOKEN, engine_config, retries_elapse, start_engine, status};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -260,7 +260,19 @@ async fn pause_keeps_messages_at_the_cloud_and_resume_delivers_them() {
     })
     .await
     .unwrap();
-    assert_eq!(target.count(), 0);
+    // Eight of the engine's own retry delays (~4 s) pass before the check (a probe engine of its own:
+    // pausing pauses every channel of this one), so a paused channel that reconnected on its
+    // own after a delay would have forwarded the webhook by then.
+    let probe = start_engine(
+        "http://127.0.0.1:1",
+        "probe",
+        "probe-token",
+        "websocket",
+        json!({"url": "http://127.0.0.1:1/"}),
+    );
+    retries_elapse(&probe, 8).await;
+    probe.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(target.count(), 0, "forwarded while paused");
     engine.set_paused(false);
     target.wait_for_count(1, T).await.unwrap();
     connected(&engine).await;

@@ -19,6 +19,7 @@ mod edge;
 mod etcd;
 mod fairness;
 mod hosted;
+mod local_modules;
 mod ops;
 mod power_loss;
 mod redis;
