@@ -122,8 +122,10 @@ async fn an_idle_configured_channel_costs_a_bounded_heap() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_self_service_channel_costs_a_bounded_heap() {
+/// Creates ten self-service channels for each of `accounts` accounts through the hosted
+/// service (channels `c0`–`c9` of accounts `acc0`…); the first `warm` accounts' channels are
+/// created unmeasured, and the heap bytes and blocks per channel of the rest are returned.
+async fn self_service_heap_per_channel(accounts: usize, warm: usize) -> (f64, f64) {
     let cloud = TestCloud::builder(hooks(1))
         .self_service(SelfServiceMode::Keys)
         .start()
@@ -134,8 +136,8 @@ async fn an_idle_self_service_channel_costs_a_bounded_heap() {
         max_channels: Some(10),
         ..QuotaPatch::default()
     };
-    let mut accounts = Vec::new();
-    for i in 0..300 {
+    let mut records = Vec::new();
+    for i in 0..accounts {
         let created = hosted
             .create_account(&format!("acc{i}"), Some(&quota))
             .await
@@ -144,7 +146,7 @@ async fn an_idle_self_service_channel_costs_a_bounded_heap() {
             .authenticate_key(Some(&created.api_key))
             .await
             .unwrap();
-        accounts.push(a);
+        records.push(a);
     }
     let create = async |accounts: &[_]| {
         let before = (live(), live_blocks());
@@ -159,12 +161,18 @@ async fn an_idle_self_service_channel_costs_a_bounded_heap() {
         }
         (live() - before.0, live_blocks() - before.1)
     };
-    // The first 1,000 channels fill the stores' page caches; the next 2,000 are measured.
-    create(&accounts[..100]).await;
-    let (bytes, blocks) = create(&accounts[100..]).await;
-    let (per, blocks) = (bytes as f64 / 2_000.0, blocks as f64 / 2_000.0);
-    eprintln!("heap per idle self-service channel: {per:.0} B ({blocks:.2} blocks)");
+    create(&records[..warm]).await;
+    let (bytes, blocks) = create(&records[warm..]).await;
     cloud.stop().await;
+    let n = (accounts - warm) as f64 * 10.0;
+    (bytes as f64 / n, blocks as f64 / n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_self_service_channel_costs_a_bounded_heap() {
+    // The first 1,000 channels fill the stores' page caches; the next 2,000 are measured.
+    let (per, blocks) = self_service_heap_per_channel(300, 100).await;
+    eprintln!("heap per idle self-service channel: {per:.0} B ({blocks:.2} blocks)");
     assert!(
         per <= MAX_SELF_SERVICE,
         "{per:.0} B per idle self-service channel"
@@ -185,49 +193,10 @@ const MAX_STEADY_BLOCKS: f64 = 4.5;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "slow: 28,600 self-service channels; run by hand (docs/BENCHMARKS.md)"]
 async fn an_idle_self_service_channel_beyond_the_page_caches() {
-    let cloud = TestCloud::builder(hooks(1))
-        .self_service(SelfServiceMode::Keys)
-        .start()
-        .await
-        .unwrap();
-    let hosted = cloud.state().hosted().clone();
-    let quota = QuotaPatch {
-        max_channels: Some(10),
-        ..QuotaPatch::default()
-    };
-    let mut accounts = Vec::new();
-    for i in 0..2_860 {
-        let created = hosted
-            .create_account(&format!("acc{i}"), Some(&quota))
-            .await
-            .unwrap();
-        let a = hosted
-            .authenticate_key(Some(&created.api_key))
-            .await
-            .unwrap();
-        accounts.push(a);
-    }
-    let create = async |accounts: &[_]| {
-        let before = (live(), live_blocks());
-        for a in accounts {
-            for j in 0..10 {
-                let req = CreateChannelRequest {
-                    name: format!("c{j}"),
-                    ..CreateChannelRequest::default()
-                };
-                hosted.create_channel(a, &req).await.unwrap();
-            }
-        }
-        (live() - before.0, live_blocks() - before.1)
-    };
-    create(&accounts[..1_440]).await;
-    let (bytes, blocks) = create(&accounts[1_440..]).await;
-    let n = (accounts.len() - 1_440) as f64 * 10.0;
-    let (per, blocks) = (bytes as f64 / n, blocks as f64 / n);
+    let (per, blocks) = self_service_heap_per_channel(2_860, 1_440).await;
     eprintln!(
         "heap per idle self-service channel, page caches full: {per:.0} B ({blocks:.2} blocks)"
     );
-    cloud.stop().await;
     assert!(
         blocks <= MAX_STEADY_BLOCKS,
         "{blocks:.2} heap blocks per idle self-service channel"
