@@ -230,7 +230,14 @@ pub(crate) fn describe(e: &etcd_client::Error) -> String {
 /// client only reports as a cancelled or reset connection. With TLS on, such a reason names the
 /// TLS files to check like every other TLS failure.
 pub(crate) fn describe_link(e: &etcd_client::Error, tls: bool) -> String {
-    let text = describe(e);
+    name_tls_drop(describe(e), tls)
+}
+
+/// On a TLS link, a connection etcd dropped is almost always a refused handshake (a missing
+/// client certificate is answered by closing, not always with an alert), so the text names the
+/// TLS files. The client reports such a drop as canceled, reset, broken pipe or EOF, or at times
+/// as a bare "transport error" with no cause attached.
+fn name_tls_drop(text: String, tls: bool) -> String {
     let lower = text.to_ascii_lowercase();
     let dropped = [
         "operation was canceled",
@@ -239,7 +246,8 @@ pub(crate) fn describe_link(e: &etcd_client::Error, tls: bool) -> String {
         "unexpected eof",
     ]
     .iter()
-    .any(|s| lower.contains(s));
+    .any(|s| lower.contains(s))
+        || lower.trim() == "transport error";
     if tls && dropped && !text.contains("ETCD_CA_FILE") {
         format!(
             "TLS failed (check ETCD_CA_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE): etcd closed the \
@@ -325,6 +333,29 @@ mod tests {
         ] {
             assert_eq!(parse_key(p, other), Key::Other, "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_dropped_tls_link_names_the_tls_files() {
+        let hint = "TLS failed (check ETCD_CA_FILE / ETCD_CERT_FILE / ETCD_KEY_FILE)";
+        for dropped in [
+            "transport error",
+            "transport error: operation was canceled",
+            "transport error: connection reset by peer",
+            "transport error: unexpected EOF",
+        ] {
+            let named = name_tls_drop(dropped.to_string(), true);
+            assert!(named.starts_with(hint), "{dropped}: {named}");
+            assert!(named.ends_with(dropped), "the cause is kept: {named}");
+            // Without TLS a drop says nothing about certificates.
+            assert_eq!(name_tls_drop(dropped.to_string(), false), dropped);
+        }
+        // A refused connection has its own cause and is not a TLS matter.
+        let refused = "transport error: tcp connect error: Connection refused (os error 111)";
+        assert_eq!(name_tls_drop(refused.to_string(), true), refused);
+        // Already named: not named twice.
+        let named = format!("{hint}: invalid peer certificate");
+        assert_eq!(name_tls_drop(named.clone(), true), named);
     }
 
     #[test]
