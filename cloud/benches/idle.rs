@@ -28,7 +28,15 @@
 //! write, as webhooks arrive from providers — instead of closed loop; default 0, closed loop),
 //! `BENCH_REPEATS` (ingest windows before and with the connectors, default 1: with several,
 //! every window's p99 is printed, so the change can be read against the spread of the windows
-//! without connectors — the noise).
+//! without connectors — the noise), `BENCH_CONNECTORS_NICE` (the niceness of this process's
+//! connector thread, default 19; 0 runs it at the load generator's priority).
+//!
+//! The connectors stand in for developers' machines, but here they share the two cores with
+//! the cloud and the load generator. At equal priority the connector thread, woken by each
+//! heartbeat, delays the generator's thread reading its answers, and that shows up as ingest
+//! latency the cloud did not add. At niceness 19 the connectors take only what the cloud and
+//! the generator leave, as they would on machines of their own; the heartbeats still arrive
+//! (checked below). Run both ways to see how much of a p99 change is the bench's own.
 
 #![allow(clippy::unwrap_used)]
 
@@ -326,6 +334,14 @@ fn raise_own_nofile() {
     );
 }
 
+/// Sets the calling thread's niceness (Linux applies `setpriority` to a thread id alone).
+fn lower_this_thread(nice: i32) {
+    if nice != 0 {
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
+            .expect("setpriority on the connector thread");
+    }
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -338,8 +354,10 @@ fn run_kind(bin: &Path, kind: &str) {
     let concurrency: usize = env_num("BENCH_CONCURRENCY", 20);
     let rate: u64 = env_num("BENCH_RATE", 0);
     let repeats: usize = env_num("BENCH_REPEATS", 1);
+    let nice: i32 = env_num("BENCH_CONNECTORS_NICE", 19);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .on_thread_start(move || lower_this_thread(nice))
         .enable_all()
         .build()
         .unwrap();
@@ -407,7 +425,9 @@ fn run_kind(bin: &Path, kind: &str) {
     lat.sort_unstable();
     let lat_ms = |p: f64| pct(&lat, p);
     let per_conn = (rss_open.saturating_sub(rss_before) as f64 * 1024.0) / n as f64;
-    println!("== {kind}: {n} idle connectors on {channels} channels, heartbeat {heartbeat} s");
+    println!(
+        "== {kind}: {n} idle connectors on {channels} channels, heartbeat {heartbeat} s, connector thread at nice {nice}"
+    );
     println!(
         "  cloud VmRSS: {:.1} MiB at start, {:.1} MiB after the baseline ingest, {:.1} MiB with the connectors open ({:.1} KiB per connection), {:.1} MiB after ingest with them open; VmHWM {:.1} MiB",
         mib(rss_start),
