@@ -64,8 +64,9 @@ struct Spare {
     len: u64,
 }
 
-/// Recycling a segment smaller than this gains little; it is deleted.
-const MIN_SPARE: u64 = 64 * 1024;
+/// Recycling a segment smaller than this gains little; it is deleted. (Segments are at least
+/// 64 KiB, less the last batch that did not fit.)
+const MIN_SPARE: u64 = 16 * 1024;
 
 /// Every segment file, shared by the writer (appends, rolls, deletes) and the readers.
 pub(super) struct Segments {
@@ -359,7 +360,7 @@ impl Segments {
         let Some((&last, active)) = inner.last_key_value() else {
             return h;
         };
-        let reclaim_at = (segment_bytes / 64).max(MIN_SPARE);
+        let reclaim_at = (segment_bytes / 64).max(64 * 1024);
         h.roll = active.size >= segment_bytes || (active.live == 0 && active.size >= reclaim_at);
         for (&k, s) in inner.iter() {
             if k == last || s.live > 0 {

@@ -11,15 +11,15 @@ use connect_buffer::{Buffer, BufferError, ChannelSettings, ManualClock, PeekFilt
 use connect_protocol::message::{DeadLetterReason, MessageState};
 use connect_protocol::time::Timestamp;
 
-const CH: &str = "team-alpha";
+pub(crate) const CH: &str = "team-alpha";
 
-fn clock() -> Arc<ManualClock> {
+pub(crate) fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(Timestamp::from_micros(
         1_770_000_000_000_000,
     )))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("test data directory");
     for e in std::fs::read_dir(from).expect("test data directory") {
         let e = e.expect("test data directory");
@@ -32,7 +32,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
         .expect("test data directory")
         .map(|e| e.expect("test data directory").path())
