@@ -1044,6 +1044,44 @@ mod tests {
         assert!(Frame::parse(&[0; FRAME]).is_err());
     }
 
+    #[test]
+    fn a_sealed_record_reads_only_in_its_own_segment_life() {
+        let rec = message_record(1, 2, &msg());
+        let mut sealed = rec.clone();
+        seal(&mut sealed, 42);
+        assert_ne!(sealed, rec);
+        let head_of = |r: &[u8]| {
+            let f: [u8; FRAME] = r[..FRAME].try_into().unwrap();
+            let frame = Frame::parse(&f).unwrap();
+            (frame, f, r[FRAME..FRAME + frame.head_len as usize].to_vec())
+        };
+        let (frame, f, head) = head_of(&sealed);
+        assert!(frame.check(&f, &head, Some(42)).is_ok());
+        assert!(frame.check(&f, &head, Some(43)).is_err(), "another life");
+        assert!(frame.check(&f, &head, None).is_err(), "an unsealed segment");
+        let (frame, f, head) = head_of(&rec);
+        assert!(frame.check(&f, &head, None).is_ok());
+        assert!(
+            frame.check(&f, &head, Some(42)).is_err(),
+            "an unsealed record in a sealed segment"
+        );
+        // Readers get the record back as the encoder made it.
+        let mut back = sealed.clone();
+        unseal(&mut back, Some(42)).unwrap();
+        assert_eq!(back, rec);
+        assert!(unseal(&mut sealed.clone(), Some(7)).is_err());
+        let mut legacy = rec.clone();
+        unseal(&mut legacy, None).unwrap();
+        assert_eq!(legacy, rec);
+        // The header carries the segment and the salt, and is never sealed.
+        let mut h = segment_header(9, 42);
+        assert_eq!(h.len() as u64, SEGMENT_START);
+        seal(&mut h, 5);
+        let (frame, f, head) = head_of(&h);
+        assert!(frame.check(&f, &head, None).is_ok());
+        assert_eq!(decode_segment_header(&head).unwrap(), (9, 42));
+    }
+
     /// Whatever a damaged disk hands back, decoding answers an error, never a panic: every
     /// record kind, cut at every length and with every byte flipped, plus random bytes.
     #[test]
@@ -1065,6 +1103,12 @@ mod tests {
                 PlaceDisk::Ready,
             ),
             settle_record(1, 2),
+            segment_header(3, 9),
+            {
+                let mut r = message_record(1, 2, &webhook());
+                seal(&mut r, 9);
+                r
+            },
         ];
         let decode_all = |rec: &[u8]| {
             let _ = decode_message_record(rec, "c");
@@ -1080,6 +1124,10 @@ mod tests {
             {
                 let _ = Frame::parse(f);
             }
+            for salt in [None, Some(9)] {
+                let _ = unseal(&mut rec.to_vec(), salt);
+            }
+            let _ = decode_segment_header(rec);
             // The heads alone, as the start-up scan hands them over.
             let _ = message_index(rec);
             let _ = decode_state(rec);
@@ -1104,8 +1152,8 @@ mod tests {
             if r.len() >= FRAME && rng.random_bool(0.5) {
                 // A plausible frame in front of random bytes.
                 r[..2].copy_from_slice(&MAGIC.to_le_bytes());
-                r[2] = rng.random_range(1..=3);
-                r[3] = 0;
+                r[2] = rng.random_range(1..=5);
+                r[3] = rng.random_range(0..=1);
             }
             decode_all(&r);
         }
