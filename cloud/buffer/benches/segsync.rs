@@ -1,14 +1,16 @@
 //! What a recycled log segment saves per `fdatasync`: `cargo bench -p connect-buffer --bench
-//! segsync`. Two measurements, each with its two cases in the same run, in a directory on the
-//! file system under test (`BENCH_DIR`, default the system's temporary directory):
+//! segsync`. Two measurements, each with its two cases interleaved operation by operation (so a
+//! shared disk's slow moments hit both alike), in a directory on the file system under test
+//! (`BENCH_DIR`, default the system's temporary directory):
 //!
 //! 1. `raw`: 4 KiB `pwrite` + `fdatasync`, appending to a new file (it grows: the file system
-//!    commits the new size and extents with each sync) against overwriting the same file once
-//!    its blocks are written (nothing but data to flush).
+//!    commits the new size and extents with each sync) against overwriting a second file whose
+//!    blocks were written and synced before (nothing but data to flush).
 //! 2. `store`: the embedded store, one durable enqueue at a time (64-byte body, so one sync per
-//!    message), into a new segment against into a recycled one (a first segment filled,
-//!    drained, kept as the spare and reused after a restart). The two cases alternate which
-//!    goes first from round to round.
+//!    message), into a new store's fresh segment against into a second store's recycled one (a
+//!    first segment filled, drained, kept as the spare and reused after a restart).
+//!
+//! Per round: mean, median and p99 of each case, and the ratio of the means and of the medians.
 //!
 //! Environment: `BENCH_DIR`, `BENCH_SYNCS` (syncs per case and round, default 1500),
 //! `BENCH_ROUNDS` (default 3).
@@ -47,29 +49,35 @@ fn summary(mut t: Vec<Duration>) -> (f64, f64, f64) {
 
 fn raw_round(dir: &Path, syncs: usize) -> (Vec<Duration>, Vec<Duration>) {
     let page = [0x5au8; PAGE];
-    let path = dir.join("raw.bin");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let pass = || {
-        (0..syncs)
-            .map(|i| {
-                let t = Instant::now();
-                f.write_all_at(&page, (i * PAGE) as u64).unwrap();
-                f.sync_data().unwrap();
-                t.elapsed()
-            })
-            .collect::<Vec<_>>()
+    let open = |name: &str| {
+        OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(dir.join(name))
+            .unwrap()
     };
-    let append = pass();
-    // The same offsets again: every write now lands on blocks the file has.
-    let overwrite = pass();
-    drop(f);
-    std::fs::remove_file(path).unwrap();
+    let grow = open("append.bin");
+    let over = open("overwrite.bin");
+    for i in 0..syncs {
+        over.write_all_at(&page, (i * PAGE) as u64).unwrap();
+    }
+    over.sync_all().unwrap();
+    let timed = |f: &std::fs::File, i: usize| {
+        let t = Instant::now();
+        f.write_all_at(&page, (i * PAGE) as u64).unwrap();
+        f.sync_data().unwrap();
+        t.elapsed()
+    };
+    let (mut append, mut overwrite) = (Vec::new(), Vec::new());
+    for i in 0..syncs {
+        append.push(timed(&grow, i));
+        overwrite.push(timed(&over, i));
+    }
+    drop((grow, over));
+    std::fs::remove_file(dir.join("append.bin")).unwrap();
+    std::fs::remove_file(dir.join("overwrite.bin")).unwrap();
     (append, overwrite)
 }
 
@@ -113,33 +121,39 @@ async fn with_spare(dir: &Path, clock: &Arc<ManualClock>) {
     b.close().await.unwrap();
 }
 
-/// Sequential durable enqueues of small messages into a new store's fresh segment, or into a
-/// recycled one.
-async fn store_case(dir: &Path, recycled: bool, n: usize) -> Vec<Duration> {
+/// Sequential durable enqueues of small messages, one into a new store's fresh segment, one
+/// into a second store's recycled segment, in turn.
+async fn store_round(dir: &Path, n: usize) -> (Vec<Duration>, Vec<Duration>) {
     let clock = Arc::new(ManualClock::new(Timestamp::from_micros(
         1_770_000_000_000_000,
     )));
-    if recycled {
-        with_spare(dir, &clock).await;
-    }
-    let b = EmbeddedBuffer::open_with(dir, clock.clone(), options()).unwrap();
-    if !recycled {
-        b.register_channel(registration(CH, roomy())).await.unwrap();
-    }
-    // Each record is ~200 bytes: the case stays within its first segment (8 MiB; the spare
-    // it reuses is as large).
+    let (fresh_dir, reused_dir) = (dir.join("fresh"), dir.join("recycled"));
+    with_spare(&reused_dir, &clock).await;
+    let reused = EmbeddedBuffer::open_with(&reused_dir, clock.clone(), options()).unwrap();
+    let fresh = EmbeddedBuffer::open_with(&fresh_dir, clock.clone(), options()).unwrap();
+    fresh
+        .register_channel(registration(CH, roomy()))
+        .await
+        .unwrap();
+    // Each record is ~200 bytes: both stay within their first segment (8 MiB; the spare
+    // reused is as large).
     assert!(
         n * 512 < options().segment_bytes as usize,
         "BENCH_SYNCS too large"
     );
-    let mut t = Vec::with_capacity(n);
+    let (mut append, mut overwrite) = (Vec::new(), Vec::new());
     for _ in 0..n {
-        let s = Instant::now();
-        b.enqueue(small(&clock)).await.unwrap();
-        t.push(s.elapsed());
+        for (b, into) in [(&fresh, &mut append), (&reused, &mut overwrite)] {
+            let s = Instant::now();
+            b.enqueue(small(&clock)).await.unwrap();
+            into.push(s.elapsed());
+        }
     }
-    b.close().await.unwrap();
-    t
+    fresh.close().await.unwrap();
+    reused.close().await.unwrap();
+    std::fs::remove_dir_all(fresh_dir).unwrap();
+    std::fs::remove_dir_all(reused_dir).unwrap();
+    (append, overwrite)
 }
 
 fn main() {
@@ -158,33 +172,24 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "{:<6} {:>5} {:>24} {:>24} {:>17}",
-        "what", "round", "append µs mean/p50/p99", "overwrite µs …", "overwrite/append"
+        "{:<6} {:>5} {:>22} {:>22} {:>10} {:>10}",
+        "what", "round", "append µs mean/p50/p99", "overwrite µs …", "mean ratio", "p50 ratio"
     );
     let row = |what: &str, round: usize, a: Vec<Duration>, o: Vec<Duration>| {
         let (am, a50, a99) = summary(a);
         let (om, o50, o99) = summary(o);
         println!(
-            "{what:<6} {round:>5} {:>24} {:>24} {:>17.2}",
+            "{what:<6} {round:>5} {:>22} {:>22} {:>10.2} {:>10.2}",
             format!("{am:.0} / {a50:.0} / {a99:.0}"),
             format!("{om:.0} / {o50:.0} / {o99:.0}"),
-            om / am
+            om / am,
+            o50 / a50
         );
     };
     for round in 0..rounds {
         let (a, o) = raw_round(tmp.path(), syncs);
         row("raw", round, a, o);
-        let fresh = tmp.path().join(format!("fresh{round}"));
-        let reused = tmp.path().join(format!("recycled{round}"));
-        let (a, o) = if round % 2 == 0 {
-            let a = rt.block_on(store_case(&fresh, false, syncs));
-            (a, rt.block_on(store_case(&reused, true, syncs)))
-        } else {
-            let o = rt.block_on(store_case(&reused, true, syncs));
-            (rt.block_on(store_case(&fresh, false, syncs)), o)
-        };
+        let (a, o) = rt.block_on(store_round(tmp.path(), syncs));
         row("store", round, a, o);
-        std::fs::remove_dir_all(&fresh).unwrap();
-        std::fs::remove_dir_all(&reused).unwrap();
     }
 }

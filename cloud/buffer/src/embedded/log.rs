@@ -7,12 +7,13 @@
 //! `NNNNNNNNNN.spare` (its number then) and becomes the next active segment at the next roll,
 //! written over from the start. On ext4 (and most file systems) an `fdatasync` that only
 //! overwrites blocks the file already has needs no journal commit, where one that grows the
-//! file commits the new size and extents every time: measured here 86–97 µs against
-//! 132–231 µs per 4 KiB sync (docs/BENCHMARKS.md, "Session 16"). Each life of a segment starts
-//! with a header holding a random salt, and its records are sealed with it (`codec`), so the
-//! bytes of its earlier lives past the new last record end the scan like a torn tail. A
-//! recycled active segment is cut back to its last record when it is rolled or closed, so every
-//! segment but a crashed active one ends at its last record, as before.
+//! file commits the new size and extents every time (4 KiB syncs on this machine's ext4:
+//! 86–97 µs overwriting against 132–231 µs appending; docs/BENCHMARKS.md, "Session 16").
+//! Each life of a segment starts with a header holding a random salt, and its records are
+//! sealed with it (`codec`), so the bytes of its earlier lives past the new last record end
+//! the scan like a torn tail. A recycled active segment is cut back to its last record when it
+//! is rolled or closed, so every segment but a crashed active one ends at its last record, as
+//! before.
 //!
 //! Liveness is counted per segment: the writer adds one for every message record it appends;
 //! the backend takes one away when that copy of the message stops mattering (settled,
