@@ -77,6 +77,8 @@ pub(super) struct Segments {
     spare: Mutex<Option<Spare>>,
     /// Records copied forward by compaction since the store was opened.
     copied: AtomicU64,
+    /// Segments started on the spare since the store was opened.
+    recycled: AtomicU64,
 }
 
 /// What [`Segments::housekeep`] decided; the writer acts on it.
@@ -98,6 +100,9 @@ pub struct LogStats {
     pub live_bytes: u64,
     /// Records copied forward by compaction since the store was opened.
     pub copied_records: u64,
+    /// Segments started on the spare (a drained segment written over) since the store was
+    /// opened: how a test or a bench tells that recycling really happened.
+    pub recycled_segments: u64,
 }
 
 fn name(seg: u32) -> String {
@@ -135,6 +140,7 @@ impl Segments {
         let mut s = LogStats {
             segments: inner.len() as u64,
             copied_records: self.copied.load(Ordering::Relaxed),
+            recycled_segments: self.recycled.load(Ordering::Relaxed),
             ..LogStats::default()
         };
         for seg in inner.values() {
@@ -292,6 +298,7 @@ impl Segments {
                 }
             }
         });
+        let reused = recycled.is_some();
         let (file, len) = match recycled {
             Some(f) => f,
             None => (
@@ -320,6 +327,9 @@ impl Segments {
                 live_bytes: 0,
             },
         );
+        if reused {
+            self.recycled.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(next)
     }
 
@@ -421,6 +431,7 @@ impl Segments {
             inner: Mutex::new(BTreeMap::new()),
             spare: Mutex::new(None),
             copied: AtomicU64::new(0),
+            recycled: AtomicU64::new(0),
         })
     }
 }

@@ -141,6 +141,34 @@ async fn the_spare_is_counted_and_given_back_when_a_write_fails() {
     b.close().await.unwrap();
 }
 
+/// A segment started on the spare is counted (the figure `/metrics` shows, and the power-loss
+/// test and the ingest bench read to know recycling really happened); one started on a new
+/// file is not.
+#[tokio::test]
+async fn a_segment_started_on_the_spare_is_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let clock = clock();
+    let b = EmbeddedBuffer::open_with(&dir, clock.clone(), options()).unwrap();
+    fill_and_drain(&b, &clock).await;
+    assert_eq!(spares(&dir).len(), 1);
+    assert_eq!(
+        b.log_stats().unwrap().recycled_segments,
+        0,
+        "both segments so far were new files"
+    );
+    b.close().await.unwrap();
+    drop(b);
+    // Opening starts a new active segment: on the spare.
+    let b = EmbeddedBuffer::open_with(&dir, clock.clone(), options()).unwrap();
+    assert!(
+        spares(&dir).is_empty(),
+        "the spare became the active segment"
+    );
+    assert_eq!(b.log_stats().unwrap().recycled_segments, 1);
+    b.close().await.unwrap();
+}
+
 /// The last session's records in a recycled segment, cut at every byte over the bytes of the
 /// segment's earlier life: the committed prefix always comes back whole, a cut record never
 /// half-appears, and the earlier life's records (messages that were settled) never appear.
