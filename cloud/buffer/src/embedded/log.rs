@@ -103,6 +103,9 @@ pub struct LogStats {
     /// Segments started on the spare (a drained segment written over) since the store was
     /// opened: how a test or a bench tells that recycling really happened.
     pub recycled_segments: u64,
+    /// Bytes of the active segment's earlier life still ahead of its last record: while more
+    /// than 0, appends overwrite blocks the file has (no journal commit) instead of growing it.
+    pub active_overwrite_ahead: u64,
 }
 
 fn name(seg: u32) -> String {
@@ -143,6 +146,9 @@ impl Segments {
             recycled_segments: self.recycled.load(Ordering::Relaxed),
             ..LogStats::default()
         };
+        if let Some(active) = inner.values().next_back() {
+            s.active_overwrite_ahead = active.file_len.saturating_sub(active.size);
+        }
         for seg in inner.values() {
             s.bytes += seg.file_len.max(seg.size);
             s.live_messages += seg.live;

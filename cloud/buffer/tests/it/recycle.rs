@@ -143,7 +143,8 @@ async fn the_spare_is_counted_and_given_back_when_a_write_fails() {
 
 /// A segment started on the spare is counted (the figure `/metrics` shows, and the power-loss
 /// test and the ingest bench read to know recycling really happened); one started on a new
-/// file is not.
+/// file is not. While a recycled segment is written, what is left of its earlier life ahead
+/// of the writes is shown (the ingest bench reads it to tell its window overwrote).
 #[tokio::test]
 async fn a_segment_started_on_the_spare_is_counted() {
     let tmp = tempfile::tempdir().unwrap();
@@ -165,7 +166,13 @@ async fn a_segment_started_on_the_spare_is_counted() {
         spares(&dir).is_empty(),
         "the spare became the active segment"
     );
-    assert_eq!(b.log_stats().unwrap().recycled_segments, 1);
+    let stats = b.log_stats().unwrap();
+    assert_eq!(stats.recycled_segments, 1);
+    // The earlier life lies ahead of the new header: appends overwrite it.
+    assert!(stats.active_overwrite_ahead > 60 * 1024, "{stats:?}");
+    b.enqueue(fixed(&clock, 0)).await.unwrap();
+    let ahead = b.log_stats().unwrap().active_overwrite_ahead;
+    assert!(ahead < stats.active_overwrite_ahead, "{ahead}");
     b.close().await.unwrap();
 }
 
