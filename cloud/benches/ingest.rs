@@ -10,12 +10,14 @@
 //! 5. (`redis2`) the same load spread over two replicas sharing one Redis;
 //! 6. (`durable-drained`) durable ingest in the relay's steady state: a drainer leases and
 //!    ACKs what is stored while the load runs, so drained segments are kept as spares and
-//!    written over (recycled) as new ones. Segments of `BENCH_SEGMENT_BYTES` (default 4 MiB,
-//!    so a window rolls several times); the store is warmed under load until a segment was
-//!    started on the spare, then the window is measured, and the run prints how many
-//!    segments were started on the spare inside it. The drainer calls the buffer in-process
-//!    (no WebSocket, no JSON): the least CPU a connector's leases and ACKs can cost the
-//!    relay, on cores the load shares.
+//!    written over (recycled) as new ones. Segments of `BENCH_SEGMENT_BYTES` (default the
+//!    store's, 64 MiB); the store is warmed under load (and the drainer) until a segment was
+//!    started on the spare, then the window is measured on it. The run prints how many
+//!    segments were started on the spare inside the window and how much of the active
+//!    segment's earlier life lay ahead of the writes at its start and end (more than 0: the
+//!    window's syncs overwrote). The drainer calls the buffer in-process (no WebSocket, no
+//!    JSON): the least CPU a connector's leases and ACKs can cost the relay, on cores the
+//!    load shares.
 //!
 //! The Redis phases start a `redis-server` (testkit, free port) with `BENCH_REDIS_ARGS`
 //! (default `--appendonly yes --appendfsync everysec`), or use `BENCH_REDIS_URL` if set.
@@ -235,9 +237,6 @@ async fn e2e(cloud: SocketAddr, cfg: Config) -> E2eResult {
 // Durable ingest drained as it comes: recycled segments.
 // ---------------------------------------------------------------------------------------
 
-/// The `durable-drained` phase's segment size unless `BENCH_SEGMENT_BYTES` says otherwise.
-const DRAINED_SEGMENT_BYTES: u64 = 4 << 20;
-
 /// Leases and ACKs what is stored until `stop`, as a connector keeping up would; how many.
 async fn drain(buffer: Arc<dyn Buffer>, stop: CancellationToken) -> u64 {
     const CONNECTION: &str = "bench-drain";
@@ -264,27 +263,57 @@ async fn drain(buffer: Arc<dyn Buffer>, stop: CancellationToken) -> u64 {
     acked
 }
 
+fn log_stats(cloud: &TestCloud) -> connect_buffer::LogStats {
+    cloud.state().buffer().log_stats().unwrap_or_default()
+}
+
+/// What the log did during a measured window.
+struct Window {
+    /// Segments started on the spare.
+    reused: u64,
+    /// Bytes of the active segment's earlier life ahead of the writes, at start and end.
+    ahead: (u64, u64),
+}
+
+impl Window {
+    fn around<T>(cloud: &TestCloud, run: impl FnOnce() -> T) -> (T, Window) {
+        let before = log_stats(cloud);
+        let r = run();
+        let after = log_stats(cloud);
+        let w = Window {
+            reused: after.recycled_segments - before.recycled_segments,
+            ahead: (before.active_overwrite_ahead, after.active_overwrite_ahead),
+        };
+        (r, w)
+    }
+
+    /// Whether the window wrote over recycled segments: it started one on the spare, or it
+    /// began and ended with an earlier life ahead of the writes (one recycled segment all
+    /// along).
+    fn line(&self) -> String {
+        let overwrote = self.reused > 0 || (self.ahead.0 > 0 && self.ahead.1 > 0);
+        format!(
+            "segments started on the spare {}; earlier-life bytes ahead of the writes {} -> {} -> overwriting a recycled segment: {}",
+            self.reused,
+            self.ahead.0,
+            self.ahead.1,
+            if overwrote { "yes" } else { "NO" }
+        )
+    }
+}
+
 struct DrainedPhase {
     segment_bytes: u64,
     /// How long the load ran before a segment was started on the spare.
     warmed_in: Duration,
     load: LoadResult,
-    /// Segments started on the spare during the measured window.
-    reused_in_window: u64,
-    wrk: Option<(connect_testkit::wrk::WrkResult, u64)>,
+    window: Window,
+    wrk: Option<(connect_testkit::wrk::WrkResult, Window)>,
     acked: u64,
     /// 2xx answers of every run (warm-up included) and what the channel counted.
     answered: u64,
     received: u64,
     ready_after: u64,
-}
-
-fn recycled_segments(cloud: &TestCloud) -> u64 {
-    cloud
-        .state()
-        .buffer()
-        .log_stats()
-        .map_or(0, |s| s.recycled_segments)
 }
 
 fn durable_drained(
@@ -293,7 +322,10 @@ fn durable_drained(
     body: &[u8],
     with_wrk: bool,
 ) -> DrainedPhase {
-    let segment_bytes = env_num("BENCH_SEGMENT_BYTES", DRAINED_SEGMENT_BYTES);
+    let segment_bytes = env_num(
+        "BENCH_SEGMENT_BYTES",
+        EmbeddedOptions::default().segment_bytes,
+    );
     let cloud = server_rt.block_on(start_cloud_segments(segment_bytes));
     let stop = CancellationToken::new();
     let drainer = server_rt.spawn(drain(cloud.state().buffer().clone(), stop.clone()));
@@ -301,10 +333,10 @@ fn durable_drained(
     // Warm: the load (and the drainer) run until a drained segment was kept and written over.
     let started = Instant::now();
     let mut answered = 0;
-    while recycled_segments(&cloud) == 0 {
+    while log_stats(&cloud).recycled_segments == 0 {
         assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "no segment was started on the spare in 300 s of load: is the drainer keeping up?"
+            started.elapsed() < Duration::from_secs(600),
+            "no segment was started on the spare in 600 s of load: is the drainer keeping up?"
         );
         let warm = Config {
             seconds: cfg.warmup.max(1.0),
@@ -314,9 +346,10 @@ fn durable_drained(
         answered += run_load_body(&[cloud.addr], &path, warm, body).ok_total;
     }
     let warmed_in = started.elapsed();
-    let before = recycled_segments(&cloud);
-    let load = run_load_body(&[cloud.addr], &path, Config { warmup: 0.0, ..cfg }, body);
-    let reused_in_window = recycled_segments(&cloud) - before;
+    let measured = Config { warmup: 0.0, ..cfg };
+    let (load, window) = Window::around(&cloud, || {
+        run_load_body(&[cloud.addr], &path, measured, body)
+    });
     answered += load.ok_total;
     let wrk = with_wrk.then(|| {
         use connect_testkit::wrk;
@@ -324,17 +357,18 @@ fn durable_drained(
             wrk::available(),
             "BENCH_LOAD=wrk needs wrk (apt-get install wrk)"
         );
-        let before = recycled_segments(&cloud);
-        let r = wrk::run(
-            cloud.addr,
-            &path,
-            cfg.concurrency,
-            Duration::from_secs_f64(cfg.seconds),
-            body,
-        )
-        .expect("wrk run");
+        let (r, w) = Window::around(&cloud, || {
+            wrk::run(
+                cloud.addr,
+                &path,
+                cfg.concurrency,
+                Duration::from_secs_f64(cfg.seconds),
+                body,
+            )
+            .expect("wrk run")
+        });
         answered += r.ok();
-        (r, recycled_segments(&cloud) - before)
+        (r, w)
     });
     stop.cancel();
     let acked = server_rt.block_on(drainer).unwrap();
@@ -346,7 +380,7 @@ fn durable_drained(
         segment_bytes,
         warmed_in,
         load,
-        reused_in_window,
+        window,
         wrk,
         acked,
         answered,
@@ -690,21 +724,19 @@ fn main() {
         );
     }
     if let Some(d) = &drained {
-        let reused = |n: u64| if n > 0 { "yes" } else { "NO" };
         println!(
-            "durable-drained: {} B segments; warmed {:.1} s under load until a segment was started on the spare; segments started on the spare in the measured window: {} -> reused: {}",
+            "durable-drained: {} B segments; warmed {:.1} s under load until a segment was started on the spare",
             d.segment_bytes,
-            d.warmed_in.as_secs_f64(),
-            d.reused_in_window,
-            reused(d.reused_in_window)
+            d.warmed_in.as_secs_f64()
         );
-        if let Some((w, n)) = &d.wrk {
+        println!("durable-drained window: {}", d.window.line());
+        if let Some((w, window)) = &d.wrk {
             println!(
-                "durable-drained wrk: requests {}, non-2xx {}, socket errors {}; segments started on the spare in its window: {n} -> reused: {}",
+                "durable-drained wrk: requests {}, non-2xx {}, socket errors {}; its window: {}",
                 w.requests,
                 w.non_2xx,
                 w.errors,
-                reused(*n)
+                window.line()
             );
         }
         let check = if (d.answered..=d.answered + 2 * cfg.concurrency as u64).contains(&d.received)
