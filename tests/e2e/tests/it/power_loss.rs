@@ -332,7 +332,7 @@ fn nothing_settled_comes_back(
             let Some(k) = cuts.iter().position(|c| c.off > delivered) else {
                 continue;
             };
-            if !latest_sent[k].is_some_and(|sent| sent >= delivered + margin) {
+            if latest_sent[k].is_none_or(|sent| sent < delivered + margin) {
                 continue;
             }
             proven += 1;
