@@ -273,8 +273,7 @@ async fn recycled(cloud: &Cloud) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no {NAME} in /metrics"))
 }
 
-/// Polls the counter as fast as the cloud answers (a roll is over in milliseconds) until it
-/// is above `seen`.
+/// Polls the counter until it is above `seen`; the counter it then read.
 async fn until_recycled(cloud: &Cloud, seen: u64, what: &str) -> anyhow::Result<u64> {
     let wait = async {
         loop {
