@@ -7,7 +7,17 @@
 //! 3. end-to-end latency at a paced 1,000 webhooks/s: POST → cloud → WebSocket connector →
 //!    local target, with the connector ACKing every message;
 //! 4. (`redis`) durable ingest through the cloud with the Redis buffer;
-//! 5. (`redis2`) the same load spread over two replicas sharing one Redis.
+//! 5. (`redis2`) the same load spread over two replicas sharing one Redis;
+//! 6. (`durable-drained`) durable ingest in the relay's steady state: a drainer leases and
+//!    ACKs what is stored while the load runs, so drained segments are kept as spares and
+//!    written over (recycled) as new ones. Segments of `BENCH_SEGMENT_BYTES` (default the
+//!    store's, 64 MiB); the store is warmed under load (and the drainer) until a segment was
+//!    started on the spare, then the window is measured on it. The run prints how many
+//!    segments were started on the spare inside the window and how much of the active
+//!    segment's earlier life lay ahead of the writes at its start and end (more than 0: the
+//!    window's syncs overwrote). The drainer calls the buffer in-process (no WebSocket, no
+//!    JSON): the least CPU a connector's leases and ACKs can cost the relay, on cores the
+//!    load shares.
 //!
 //! The Redis phases start a `redis-server` (testkit, free port) with `BENCH_REDIS_ARGS`
 //! (default `--appendonly yes --appendfsync everysec`), or use `BENCH_REDIS_URL` if set.
@@ -21,7 +31,7 @@
 //! `BENCH_E2E_RATE` (default 1000), `BENCH_SERVER_THREADS` (default: number of CPUs),
 //! `BENCH_SYNCS_IN_FLIGHT` (the durable phase's pipeline depth; default the store's),
 //! `BENCH_PHASES` (comma list of `bare`, `durable`, `durable1` (durable with one sync in
-//! flight, the plain group commit), `e2e`, `redis`, `redis2`; default
+//! flight, the plain group commit), `durable-drained`, `e2e`, `redis`, `redis2`; default
 //! `bare,durable,e2e`), `BENCH_BODY_BYTES` (the JSON body of the bare and durable phases,
 //! default 1024), `BENCH_LOAD` (`wrk` runs the bare and durable phases a second time with
 //! `wrk -t1 -c<concurrency>`, the issue's own measure, in this process's same run; wrk is
@@ -38,10 +48,12 @@ use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
+use connect_buffer::Buffer;
 use connect_buffer::embedded::EmbeddedOptions;
 use connect_testkit::in_process::TestCloud;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 const CHANNEL: &str = "bench";
 const TOKEN: &str = "bench-token-0123456789";
@@ -109,6 +121,19 @@ async fn start_cloud() -> TestCloud {
 async fn start_cloud_syncing(syncs: usize) -> TestCloud {
     let options = EmbeddedOptions {
         syncs_in_flight: syncs,
+        ..EmbeddedOptions::default()
+    };
+    TestCloud::builder(webhooks())
+        .embedded_options(options)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// A cloud whose embedded buffer starts a new segment every `segment_bytes`.
+async fn start_cloud_segments(segment_bytes: u64) -> TestCloud {
+    let options = EmbeddedOptions {
+        segment_bytes,
         ..EmbeddedOptions::default()
     };
     TestCloud::builder(webhooks())
@@ -205,6 +230,162 @@ async fn e2e(cloud: SocketAddr, cfg: Config) -> E2eResult {
         rate: sent as f64 / send_elapsed.as_secs_f64(),
         lat,
         post_lat,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Durable ingest drained as it comes: recycled segments.
+// ---------------------------------------------------------------------------------------
+
+/// Leases and ACKs what is stored until `stop`, as a connector keeping up would; how many.
+async fn drain(buffer: Arc<dyn Buffer>, stop: CancellationToken) -> u64 {
+    const CONNECTION: &str = "bench-drain";
+    let mut acked = 0;
+    while !stop.is_cancelled() {
+        let leased = buffer
+            .lease(CHANNEL, CONNECTION, 512)
+            .await
+            .unwrap_or_default();
+        if leased.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        for l in &leased {
+            if buffer
+                .ack(CHANNEL, &l.message.message_id, CONNECTION)
+                .await
+                .is_ok()
+            {
+                acked += 1;
+            }
+        }
+    }
+    acked
+}
+
+fn log_stats(cloud: &TestCloud) -> connect_buffer::LogStats {
+    cloud.state().buffer().log_stats().unwrap_or_default()
+}
+
+/// What the log did during a measured window.
+struct Window {
+    /// Segments started on the spare.
+    reused: u64,
+    /// Bytes of the active segment's earlier life ahead of the writes, at start and end.
+    ahead: (u64, u64),
+}
+
+impl Window {
+    fn around<T>(cloud: &TestCloud, run: impl FnOnce() -> T) -> (T, Window) {
+        let before = log_stats(cloud);
+        let r = run();
+        let after = log_stats(cloud);
+        let w = Window {
+            reused: after.recycled_segments - before.recycled_segments,
+            ahead: (before.active_overwrite_ahead, after.active_overwrite_ahead),
+        };
+        (r, w)
+    }
+
+    /// Whether the window wrote over recycled segments: it started one on the spare, or it
+    /// began and ended with an earlier life ahead of the writes (one recycled segment all
+    /// along).
+    fn line(&self) -> String {
+        let overwrote = self.reused > 0 || (self.ahead.0 > 0 && self.ahead.1 > 0);
+        format!(
+            "segments started on the spare {}; earlier-life bytes ahead of the writes {} -> {} -> overwriting a recycled segment: {}",
+            self.reused,
+            self.ahead.0,
+            self.ahead.1,
+            if overwrote { "yes" } else { "NO" }
+        )
+    }
+}
+
+struct DrainedPhase {
+    segment_bytes: u64,
+    /// How long the load ran before a segment was started on the spare.
+    warmed_in: Duration,
+    load: LoadResult,
+    window: Window,
+    wrk: Option<(connect_testkit::wrk::WrkResult, Window)>,
+    acked: u64,
+    /// 2xx answers of every run (warm-up included) and what the channel counted.
+    answered: u64,
+    received: u64,
+    ready_after: u64,
+}
+
+fn durable_drained(
+    server_rt: &tokio::runtime::Runtime,
+    cfg: Config,
+    body: &[u8],
+    with_wrk: bool,
+) -> DrainedPhase {
+    let segment_bytes = env_num(
+        "BENCH_SEGMENT_BYTES",
+        EmbeddedOptions::default().segment_bytes,
+    );
+    let cloud = server_rt.block_on(start_cloud_segments(segment_bytes));
+    let stop = CancellationToken::new();
+    let drainer = server_rt.spawn(drain(cloud.state().buffer().clone(), stop.clone()));
+    let path = format!("/webhook/{CHANNEL}");
+    // Warm: the load (and the drainer) run until a drained segment was kept and written over.
+    let started = Instant::now();
+    let mut answered = 0;
+    while log_stats(&cloud).recycled_segments == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no segment was started on the spare in 600 s of load: is the drainer keeping up?"
+        );
+        let warm = Config {
+            seconds: cfg.warmup.max(1.0),
+            warmup: 0.0,
+            ..cfg
+        };
+        answered += run_load_body(&[cloud.addr], &path, warm, body).ok_total;
+    }
+    let warmed_in = started.elapsed();
+    let measured = Config { warmup: 0.0, ..cfg };
+    let (load, window) = Window::around(&cloud, || {
+        run_load_body(&[cloud.addr], &path, measured, body)
+    });
+    answered += load.ok_total;
+    let wrk = with_wrk.then(|| {
+        use connect_testkit::wrk;
+        assert!(
+            wrk::available(),
+            "BENCH_LOAD=wrk needs wrk (apt-get install wrk)"
+        );
+        let (r, w) = Window::around(&cloud, || {
+            wrk::run(
+                cloud.addr,
+                &path,
+                cfg.concurrency,
+                Duration::from_secs_f64(cfg.seconds),
+                body,
+            )
+            .expect("wrk run")
+        });
+        answered += r.ok();
+        (r, w)
+    });
+    stop.cancel();
+    let acked = server_rt.block_on(drainer).unwrap();
+    let stats = server_rt
+        .block_on(cloud.state().buffer().stats(CHANNEL))
+        .unwrap();
+    server_rt.block_on(cloud.stop());
+    DrainedPhase {
+        segment_bytes,
+        warmed_in,
+        load,
+        window,
+        wrk,
+        acked,
+        answered,
+        received: stats.counters.received,
+        ready_after: stats.ready,
     }
 }
 
@@ -340,6 +521,10 @@ fn main() {
         r
     });
 
+    // 2c. Durable ingest drained as it comes (the relay's steady state): recycled segments.
+    let drained =
+        want("durable-drained").then(|| durable_drained(&server_rt, cfg, &body, with_wrk));
+
     // 3. End to end at a paced rate, on a fresh cloud.
     let e2e_res = want("e2e").then(|| {
         let cloud = server_rt.block_on(start_cloud());
@@ -432,6 +617,11 @@ fn main() {
         let name = format!("durable, one sync at a time, c={}", cfg.concurrency);
         row(&name, rps(r), &r.lat, bare_rps.map(|b| rps(r) / b));
     }
+    if let Some(d) = &drained {
+        let name = format!("durable, drained as it comes, c={}", cfg.concurrency);
+        let r = &d.load;
+        row(&name, rps(r), &r.lat, bare_rps.map(|b| rps(r) / b));
+    }
     if let Some((r, _)) = &redis_one {
         let name = format!("durable ingest (redis buffer), c={}", cfg.concurrency);
         row(&name, rps(r), &r.lat, bare_rps.map(|b| rps(r) / b));
@@ -457,6 +647,24 @@ fn main() {
     if let Some(d) = &durable_wrk {
         let name = format!("wrk -t1 -c{}: durable ingest", cfg.concurrency);
         wrk_row(&name, d, bare_wrk.as_ref());
+    }
+    if let Some((w, _)) = drained.as_ref().and_then(|d| d.wrk.as_ref()) {
+        let m = w;
+        let of_bare = bare_wrk.as_ref().map_or("-".to_owned(), |b| {
+            format!(
+                "{:.1}%",
+                100.0 * m.requests_per_sec / b.measured.requests_per_sec
+            )
+        });
+        println!(
+            "| {:<44} | {:>11.0} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8} |",
+            format!("wrk -t1 -c{}: durable, drained", cfg.concurrency),
+            m.requests_per_sec,
+            m.p50_ms,
+            m.p99_ms,
+            m.max_ms,
+            of_bare
+        );
     }
     println!();
     println!(
@@ -513,6 +721,33 @@ fn main() {
         println!(
             "sanity: channel '{CHANNEL}' counters.received = {}, 2xx answers (incl. warm-up) = {} -> {check}; ready = {}",
             stats.counters.received, r.ok_total, stats.ready
+        );
+    }
+    if let Some(d) = &drained {
+        println!(
+            "durable-drained: {} B segments; warmed {:.1} s under load until a segment was started on the spare",
+            d.segment_bytes,
+            d.warmed_in.as_secs_f64()
+        );
+        println!("durable-drained window: {}", d.window.line());
+        if let Some((w, window)) = &d.wrk {
+            println!(
+                "durable-drained wrk: requests {}, non-2xx {}, socket errors {}; its window: {}",
+                w.requests,
+                w.non_2xx,
+                w.errors,
+                window.line()
+            );
+        }
+        let check = if (d.answered..=d.answered + 2 * cfg.concurrency as u64).contains(&d.received)
+        {
+            "OK"
+        } else {
+            "MISMATCH"
+        };
+        println!(
+            "durable-drained: 2xx (all runs) {}, counters.received {} -> {check}; drained (acked) {}, ready at the end {}",
+            d.answered, d.received, d.acked, d.ready_after
         );
     }
     for (name, res) in [("redis", &redis_one), ("redis2", &redis_two)] {

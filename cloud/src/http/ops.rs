@@ -166,6 +166,11 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
                 v as f64,
             ));
         }
+        counters.push((
+            "webhook_connect_store_log_segments_recycled_total",
+            Vec::new(),
+            log.recycled_segments as f64,
+        ));
     }
     if let Some(cfg) = st.config() {
         gauges.push((

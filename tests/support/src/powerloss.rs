@@ -103,6 +103,23 @@ impl PowerLossFs {
         self.state.lock().power_off = true;
     }
 
+    /// Arms a cut at a precise moment: the power goes off right after the first `fsync` of a
+    /// file renamed from a name ending in `suffix` completes — for a store's spare log segment
+    /// (`.spare`) renamed into the active one, the moment its new header is durable and
+    /// nothing after it is, the earlier life's records lying right behind it. Wait for
+    /// [`PowerLossFs::powered_off`], kill the writer, then [`PowerLossFs::crash`] (which
+    /// disarms).
+    pub fn power_off_after_first_sync_of_renamed(&self, suffix: &str) {
+        self.state.lock().trip = Trip::Armed {
+            suffix: suffix.to_owned(),
+        };
+    }
+
+    /// Whether the power is off (by [`PowerLossFs::power_off`] or an armed trip).
+    pub fn powered_off(&self) -> bool {
+        self.state.lock().power_off
+    }
+
     /// Cuts the power: unmounts, drops what was not synced (see [`Crash`]) and mounts again
     /// with the power back on. Whoever had files open must be gone first (kill the process
     /// using it).
@@ -119,6 +136,7 @@ impl PowerLossFs {
         let report = {
             let mut state = self.state.lock();
             state.power_off = false;
+            state.trip = Trip::Disarmed;
             state.crash(how)
         };
         self.session = Some(mount(&self.state, &self.mountpoint)?);
@@ -165,8 +183,23 @@ struct State {
     durability: Durability,
     /// Set by [`PowerLossFs::power_off`]: the power is failing, no flush completes any more.
     power_off: bool,
+    /// See [`PowerLossFs::power_off_after_first_sync_of_renamed`].
+    trip: Trip,
     nodes: HashMap<u64, Node>,
     next_ino: u64,
+}
+
+/// A power cut armed to happen at a file system event.
+enum Trip {
+    Disarmed,
+    /// At the first sync of a file renamed from a name ending in `suffix`, once renamed.
+    Armed {
+        suffix: String,
+    },
+    /// At the first sync of this inode.
+    Renamed {
+        ino: u64,
+    },
 }
 
 struct Node {
@@ -251,6 +284,7 @@ impl State {
         Self {
             durability,
             power_off: false,
+            trip: Trip::Disarmed,
             nodes,
             next_ino: ROOT + 1,
         }
@@ -356,7 +390,20 @@ impl State {
         if durability == Durability::Honest {
             node.undo.clear();
         }
+        if matches!(self.trip, Trip::Renamed { ino: armed } if armed == ino) {
+            self.trip = Trip::Disarmed;
+            self.power_off = true;
+        }
         Ok(())
+    }
+
+    /// `ino` was renamed from `from`: arms the trip on it if it waits for such a name.
+    fn renamed(&mut self, ino: u64, from: &OsStr) {
+        if let Trip::Armed { suffix } = &self.trip
+            && from.as_encoded_bytes().ends_with(suffix.as_bytes())
+        {
+            self.trip = Trip::Renamed { ino };
+        }
     }
 
     fn unsynced_bytes(&self) -> u64 {
@@ -573,6 +620,7 @@ impl Filesystem for Fs {
         if let Some(node) = state.nodes.get_mut(&ino) {
             node.parent = newparent.0;
         }
+        state.renamed(ino, name);
         reply.ok();
     }
 
@@ -760,6 +808,30 @@ mod tests {
             keep_per_mille: 500,
         });
         assert_eq!(s.nodes[&f].data, b"aaaabbbbb");
+    }
+
+    #[test]
+    fn an_armed_trip_cuts_the_power_after_the_first_sync_of_the_renamed_file() {
+        let mut s = State::new(Durability::Honest);
+        s.trip = Trip::Armed {
+            suffix: ".spare".into(),
+        };
+        let other = file(&mut s);
+        let spare = s
+            .add(ROOT, OsStr::new("1.spare"), FileType::RegularFile, 0o644)
+            .expect("create");
+        s.sync(spare).expect("sync");
+        assert!(!s.power_off, "not renamed yet");
+        s.renamed(spare, OsStr::new("1.spare"));
+        s.sync(other).expect("sync");
+        assert!(!s.power_off, "another file");
+        s.write(spare, 0, b"header").expect("write");
+        s.sync(spare).expect("the header's sync completes");
+        assert!(s.power_off);
+        s.write(spare, 6, b"record").expect("write");
+        assert!(s.sync(spare).is_err(), "nothing after it is durable");
+        s.crash(Crash::LoseAll);
+        assert_eq!(s.nodes[&spare].data, b"header");
     }
 
     #[test]

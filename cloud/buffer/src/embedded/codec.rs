@@ -1,16 +1,25 @@
-//! The log's record format (format version 2): a 16-byte frame, a small binary head and, for
+//! The log's record format (format version 4): a 16-byte frame, a small binary head and, for
 //! messages, the raw body bytes (no base64, no JSON around them).
 //!
 //! ```text
 //! frame  0  u16  magic 0x5743
-//!        2  u8   kind (1 message, 2 state, 3 settle, 4 padding)
-//!        3  u8   reserved (0)
+//!        2  u8   kind (1 message, 2 state, 3 settle, 4 padding, 5 segment header)
+//!        3  u8   1 = sealed (format 4), 0 = unsealed (formats 2 and 3, and segment headers)
 //!        4  u32  head length
 //!        8  u32  body length
-//!       12  u32  CRC-32 of frame bytes 0..12 and the head
+//!       12  u32  CRC-32 of [the segment's salt, u64, when sealed], frame bytes 0..12, the head
 //! head   kind-specific, below; every integer little-endian, strings as u32 length + UTF-8
 //! body   message kind only: the webhook body exactly as received
 //! ```
+//!
+//! Since format 4 a segment file may be recycled (log.rs): a drained segment is renamed and
+//! written over from the start instead of being deleted, so that its `fdatasync`s overwrite
+//! blocks the file already has and need no journal commit. Past the last record of its new life
+//! lie the records of its earlier lives, whole and with good CRCs. So every life starts with a
+//! segment header (segment number and a random salt, at offset 0, unsealed), and every record
+//! after it is sealed: its CRC also covers that salt. A record of an earlier life (another salt)
+//! ends the scan like a torn one. The salt is random rather than the segment number so that a
+//! webhook body crafted to look like a sealed record cannot be guessed into a later life.
 //!
 //! A message head starts with what the in-memory index needs (channel id, sequence, times,
 //! ids), so start-up decodes only that prefix and never reads a body; the body has its own
@@ -34,6 +43,14 @@ pub(super) const KIND_MESSAGE: u8 = 1;
 pub(super) const KIND_STATE: u8 = 2;
 pub(super) const KIND_SETTLE: u8 = 3;
 pub(super) const KIND_PAD: u8 = 4;
+pub(super) const KIND_SEGMENT: u8 = 5;
+
+/// Frame byte 3 of a sealed record.
+const SEALED: u8 = 1;
+/// A segment header's head: the segment number (u32) and the salt of this life (u64).
+const SEGMENT_HEAD: usize = 12;
+/// Where the first record of a format-4 segment starts: after its header.
+pub(super) const SEGMENT_START: u64 = (FRAME + SEGMENT_HEAD) as u64;
 
 /// The page size the writer aligns the end of each batch to.
 pub(super) const PAGE: u64 = 4096;
@@ -98,6 +115,7 @@ pub(super) struct Corrupt(pub &'static str);
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Frame {
     pub kind: u8,
+    pub sealed: bool,
     pub head_len: u32,
     pub body_len: u32,
     pub crc: u32,
@@ -109,7 +127,11 @@ impl Frame {
             return Err(Corrupt("bad magic"));
         }
         let kind = b[2];
-        if !(KIND_MESSAGE..=KIND_PAD).contains(&kind) || b[3] != 0 {
+        let sealed = b[3] == SEALED;
+        if !(KIND_MESSAGE..=KIND_SEGMENT).contains(&kind)
+            || !(b[3] == 0 || sealed)
+            || (kind == KIND_SEGMENT && sealed)
+        {
             return Err(Corrupt("unknown kind"));
         }
         let head_len = u32::from_le_bytes(b[4..8].try_into().unwrap_or_default());
@@ -119,6 +141,7 @@ impl Frame {
         }
         Ok(Self {
             kind,
+            sealed,
             head_len,
             body_len,
             crc: u32::from_le_bytes(b[12..16].try_into().unwrap_or_default()),
@@ -129,17 +152,101 @@ impl Frame {
         FRAME as u64 + u64::from(self.head_len) + u64::from(self.body_len)
     }
 
-    /// Checks the head against the frame's CRC.
-    pub fn check(&self, frame: &[u8; FRAME], head: &[u8]) -> Result<(), Corrupt> {
-        let mut h = crc32fast::Hasher::new();
-        h.update(&frame[..12]);
-        h.update(head);
-        if h.finalize() == self.crc {
+    /// Checks the head against the frame's CRC: a sealed record with the salt of the segment
+    /// it was read from, an unsealed one (a segment header, or a record of a segment written
+    /// before format 4) without. A sealed record in an unsealed segment, or the reverse, fails.
+    pub fn check(
+        &self,
+        frame: &[u8; FRAME],
+        head: &[u8],
+        salt: Option<u64>,
+    ) -> Result<(), Corrupt> {
+        let seal = match (self.sealed, salt) {
+            (true, Some(salt)) => Some(salt),
+            (false, None) => None,
+            _ => return Err(Corrupt("record sealed for another segment")),
+        };
+        if head_crc(seal, &frame[..12], head) == self.crc {
             Ok(())
         } else {
             Err(Corrupt("head checksum mismatch"))
         }
     }
+}
+
+fn head_crc(salt: Option<u64>, frame12: &[u8], head: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    if let Some(salt) = salt {
+        h.update(&salt.to_le_bytes());
+    }
+    h.update(frame12);
+    h.update(head);
+    h.finalize()
+}
+
+/// The frame and head of a whole record, or `Corrupt` when it is too short for them.
+fn frame_and_head(rec: &[u8]) -> Result<(Frame, usize), Corrupt> {
+    let f: &[u8; FRAME] = rec
+        .get(..FRAME)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Corrupt("short record"))?;
+    let frame = Frame::parse(f)?;
+    let end = FRAME + frame.head_len as usize;
+    if rec.len() < end {
+        return Err(Corrupt("short record"));
+    }
+    Ok((frame, end))
+}
+
+/// Seals a whole framed record (as the encoders made it, unsealed) for the segment whose
+/// life has `salt`: marks it sealed and seeds its CRC with the salt.
+pub(super) fn seal(rec: &mut [u8], salt: u64) {
+    let Ok((frame, end)) = frame_and_head(rec) else {
+        return;
+    };
+    if frame.kind == KIND_SEGMENT {
+        return;
+    }
+    rec[3] = SEALED;
+    let crc = head_crc(Some(salt), &rec[..12], &rec[FRAME..end]);
+    rec[12..16].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Checks a whole record read from a segment whose life has `salt` (`None`: a segment written
+/// before format 4) and gives it back unsealed, as the encoders made it, for every reader.
+pub(super) fn unseal(rec: &mut [u8], salt: Option<u64>) -> Result<(), Corrupt> {
+    let (frame, end) = frame_and_head(rec)?;
+    let f: [u8; FRAME] = rec[..FRAME]
+        .try_into()
+        .map_err(|_| Corrupt("short record"))?;
+    frame.check(&f, &rec[FRAME..end], salt)?;
+    if frame.sealed {
+        rec[3] = 0;
+        let crc = head_crc(None, &rec[..12], &rec[FRAME..end]);
+        rec[12..16].copy_from_slice(&crc.to_le_bytes());
+    }
+    Ok(())
+}
+
+/// The header a segment's life starts with (unsealed; it carries the salt).
+pub(super) fn segment_header(seg: u32, salt: u64) -> Vec<u8> {
+    let mut head = Vec::with_capacity(SEGMENT_HEAD);
+    head.extend_from_slice(&seg.to_le_bytes());
+    head.extend_from_slice(&salt.to_le_bytes());
+    let mut out = Vec::with_capacity(SEGMENT_START as usize);
+    frame(&mut out, KIND_SEGMENT, &head, &[]);
+    out
+}
+
+/// (segment number, salt) of a segment header's head.
+pub(super) fn decode_segment_header(head: &[u8]) -> Result<(u32, u64), Corrupt> {
+    let mut d = Dec(head);
+    let seg = d.u32()?;
+    let salt = d.u64()?;
+    if !d.0.is_empty() {
+        return Err(Corrupt("bad segment header"));
+    }
+    Ok((seg, salt))
 }
 
 /// Appends one framed record to `out`.
@@ -393,7 +500,7 @@ pub(super) fn split_record(rec: &[u8]) -> Result<(&[u8], &[u8]), Corrupt> {
         return Err(Corrupt("record length mismatch"));
     }
     let head = &rec[FRAME..FRAME + frame.head_len as usize];
-    frame.check(f, head)?;
+    frame.check(f, head, None)?;
     Ok((head, &rec[FRAME + frame.head_len as usize..]))
 }
 
@@ -805,7 +912,7 @@ mod tests {
         let f: [u8; FRAME] = rec[..FRAME].try_into().unwrap();
         let frame = Frame::parse(&f).unwrap();
         let head = &rec[FRAME..FRAME + frame.head_len as usize];
-        frame.check(&f, head).unwrap();
+        frame.check(&f, head, None).unwrap();
         (frame, head, &rec[FRAME + frame.head_len as usize..])
     }
 
@@ -931,10 +1038,48 @@ mod tests {
         let frame = Frame::parse(&f).unwrap();
         assert!(
             frame
-                .check(&f, &rec[FRAME..FRAME + frame.head_len as usize])
+                .check(&f, &rec[FRAME..FRAME + frame.head_len as usize], None)
                 .is_err()
         );
         assert!(Frame::parse(&[0; FRAME]).is_err());
+    }
+
+    #[test]
+    fn a_sealed_record_reads_only_in_its_own_segment_life() {
+        let rec = message_record(1, 2, &msg());
+        let mut sealed = rec.clone();
+        seal(&mut sealed, 42);
+        assert_ne!(sealed, rec);
+        let head_of = |r: &[u8]| {
+            let f: [u8; FRAME] = r[..FRAME].try_into().unwrap();
+            let frame = Frame::parse(&f).unwrap();
+            (frame, f, r[FRAME..FRAME + frame.head_len as usize].to_vec())
+        };
+        let (frame, f, head) = head_of(&sealed);
+        assert!(frame.check(&f, &head, Some(42)).is_ok());
+        assert!(frame.check(&f, &head, Some(43)).is_err(), "another life");
+        assert!(frame.check(&f, &head, None).is_err(), "an unsealed segment");
+        let (frame, f, head) = head_of(&rec);
+        assert!(frame.check(&f, &head, None).is_ok());
+        assert!(
+            frame.check(&f, &head, Some(42)).is_err(),
+            "an unsealed record in a sealed segment"
+        );
+        // Readers get the record back as the encoder made it.
+        let mut back = sealed.clone();
+        unseal(&mut back, Some(42)).unwrap();
+        assert_eq!(back, rec);
+        assert!(unseal(&mut sealed.clone(), Some(7)).is_err());
+        let mut legacy = rec.clone();
+        unseal(&mut legacy, None).unwrap();
+        assert_eq!(legacy, rec);
+        // The header carries the segment and the salt, and is never sealed.
+        let mut h = segment_header(9, 42);
+        assert_eq!(h.len() as u64, SEGMENT_START);
+        seal(&mut h, 5);
+        let (frame, f, head) = head_of(&h);
+        assert!(frame.check(&f, &head, None).is_ok());
+        assert_eq!(decode_segment_header(&head).unwrap(), (9, 42));
     }
 
     /// Whatever a damaged disk hands back, decoding answers an error, never a panic: every
@@ -958,6 +1103,12 @@ mod tests {
                 PlaceDisk::Ready,
             ),
             settle_record(1, 2),
+            segment_header(3, 9),
+            {
+                let mut r = message_record(1, 2, &webhook());
+                seal(&mut r, 9);
+                r
+            },
         ];
         let decode_all = |rec: &[u8]| {
             let _ = decode_message_record(rec, "c");
@@ -973,6 +1124,10 @@ mod tests {
             {
                 let _ = Frame::parse(f);
             }
+            for salt in [None, Some(9)] {
+                let _ = unseal(&mut rec.to_vec(), salt);
+            }
+            let _ = decode_segment_header(rec);
             // The heads alone, as the start-up scan hands them over.
             let _ = message_index(rec);
             let _ = decode_state(rec);
@@ -997,8 +1152,8 @@ mod tests {
             if r.len() >= FRAME && rng.random_bool(0.5) {
                 // A plausible frame in front of random bytes.
                 r[..2].copy_from_slice(&MAGIC.to_le_bytes());
-                r[2] = rng.random_range(1..=3);
-                r[3] = 0;
+                r[2] = rng.random_range(1..=5);
+                r[3] = rng.random_range(0..=1);
             }
             decode_all(&r);
         }

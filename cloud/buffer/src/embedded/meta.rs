@@ -9,9 +9,11 @@
 //!
 //! Format 1 kept every message in redb as JSON (`messages`, `states`); [`open`] moves such a
 //! store into the log once (`migrate`). Format 2 is format 3 without padding records and
-//! compact message heads, both of which format 3 still reads: its version number is simply
-//! raised, so that a format-2 build refuses the store instead of taking a padding record for a
-//! torn tail.
+//! compact message heads, and format 3 is format 4 without segment headers and sealed records
+//! (`codec`); format 4 reads both as they are (a segment without a header is read unsealed and
+//! never recycled), so their version number is simply raised. That makes an older build refuse
+//! the store instead of taking a padding record or a sealed one for a torn tail and cutting
+//! the log there.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,9 +26,9 @@ use serde::{Deserialize, Serialize};
 use super::migrate;
 use crate::{BufferError, ChannelSettings, Counters, Result, TokenState};
 
-/// The on-disk format this build writes. Formats 1 and 2 are upgraded at open; newer ones are
+/// The on-disk format this build writes. Formats 1 to 3 are upgraded at open; newer ones are
 /// refused.
-pub(super) const FORMAT_VERSION: u64 = 3;
+pub(super) const FORMAT_VERSION: u64 = 4;
 
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(super) const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
@@ -123,7 +125,7 @@ pub(super) fn open(
             )));
         }
         Some(FORMAT_VERSION) => {}
-        Some(2) => set_version(&db)?,
+        Some(v @ (2 | 3)) => set_version(&db, v)?,
         Some(1) => migrate::from_v1(&mut db, log_dir)?,
         _ => init(&db)?,
     }
@@ -131,9 +133,9 @@ pub(super) fn open(
     Ok((db, next_id))
 }
 
-/// Records this build's format version (a format-2 store needs nothing else).
-fn set_version(db: &Database) -> Result<()> {
-    let ctx = "upgrading the buffer store to format 3";
+/// Records this build's format version (a format-2 or format-3 store needs nothing else).
+fn set_version(db: &Database, from: u64) -> Result<()> {
+    let ctx = "upgrading the buffer store to the current format";
     let mut txn = db.begin_write().map_err(|e| io(ctx, e))?;
     txn.set_durability(Durability::Immediate);
     {
@@ -142,7 +144,7 @@ fn set_version(db: &Database) -> Result<()> {
             .map_err(|e| io(ctx, e))?;
     }
     txn.commit().map_err(|e| io(ctx, e))?;
-    tracing::info!("buffer store upgraded from format 2 to format {FORMAT_VERSION}");
+    tracing::info!("buffer store upgraded from format {from} to format {FORMAT_VERSION}");
     Ok(())
 }
 

@@ -204,6 +204,9 @@ impl Thread {
             self.write_batch(std::mem::take(&mut batch));
         }
         self.pipeline.shutdown();
+        if let Err(e) = self.shared.segments.close_active() {
+            tracing::warn!(error = %e, "cutting the active log segment back to its last record failed");
+        }
         if let Err(e) = self.flush_counters() {
             tracing::error!(error = %e, "writing the buffer counters at close failed");
         }
@@ -211,20 +214,23 @@ impl Thread {
 
     /// Appends the batch and hands its sync to the pipeline; a batch that changes channels
     /// in redb is synced here, after every earlier batch, and then committed to redb.
-    fn write_batch(&mut self, jobs: Vec<Job>) {
-        if let Some((seg, at)) = self.pipeline.take_cut()
-            && let Err(e) = self.shared.segments.cut_back(seg, at)
-        {
-            tracing::error!(segment = seg, error = %e, "cutting the log back after a failed sync failed");
+    fn write_batch(&mut self, mut jobs: Vec<Job>) {
+        if let Some((seg, at)) = self.pipeline.take_cut() {
+            // A write failed: the spare's space may be what the disk lacks.
+            self.shared.segments.drop_spare();
+            if let Err(e) = self.shared.segments.cut_back(seg, at) {
+                tracing::error!(segment = seg, error = %e, "cutting the log back after a failed sync failed");
+            }
         }
         let appended = if self.shared.fail_commits.load(Ordering::SeqCst) {
             Err("injected I/O failure".to_owned())
         } else {
-            self.append(&jobs)
+            self.append(&mut jobs)
         };
         let appended = match appended {
             Ok(a) => a,
             Err(e) => {
+                self.shared.segments.drop_spare();
                 self.pipeline.done(
                     Batch {
                         jobs,
@@ -273,6 +279,9 @@ impl Thread {
                 self.pipeline.drain();
                 result = self.sync_here(appended.start);
             }
+            if result.is_err() {
+                self.shared.segments.drop_spare();
+            }
             if result.is_ok() && !writes.is_empty() {
                 result = self.meta_commit(&writes);
             }
@@ -303,41 +312,49 @@ impl Thread {
             .map_err(|e| format!("syncing the message log: {e}"))
     }
 
-    /// Appends every record of `jobs` with one write (plus padding to a page boundary).
-    fn append(&mut self, jobs: &[Job]) -> Result<Appended, String> {
+    /// Appends every record of `jobs` with one write (plus padding to a page boundary),
+    /// sealed for the segment they land in.
+    fn append(&mut self, jobs: &mut [Job]) -> Result<Appended, String> {
         let segments = self.shared.segments.clone();
         let mut spans = Vec::new();
         // One record (a large body, or a quiet moment) is written as it is; several are
         // gathered into one buffer for a single write.
-        let single = match jobs.iter().flat_map(|j| j.recs.iter()).collect::<Vec<_>>()[..] {
-            [Rec::New(bytes)] => Some(bytes.as_slice()),
-            _ => None,
-        };
+        let single = matches!(
+            jobs.iter().flat_map(|j| j.recs.iter()).collect::<Vec<_>>()[..],
+            [Rec::New(_)]
+        );
         let mut gathered = Vec::new();
-        let buf: &[u8] = match single {
+        if !single {
+            for rec in jobs.iter().flat_map(|j| j.recs.iter()) {
+                let start = gathered.len();
+                match rec {
+                    Rec::New(bytes) => gathered.extend_from_slice(bytes),
+                    Rec::Copy(from) => match segments.read(*from) {
+                        Ok(bytes) => {
+                            gathered.extend_from_slice(&bytes);
+                            segments.count_copied();
+                        }
+                        Err(e) => tracing::debug!(error = %e, "compaction source gone"),
+                    },
+                }
+                spans.push((start, gathered.len() - start));
+            }
+        }
+        let single_rec = jobs
+            .iter_mut()
+            .flat_map(|j| j.recs.iter_mut())
+            .find_map(|r| match r {
+                Rec::New(bytes) if single => Some(bytes),
+                _ => None,
+            });
+        let len = match &single_rec {
             Some(bytes) => {
                 spans.push((0, bytes.len()));
-                bytes
+                bytes.len()
             }
-            None => {
-                for rec in jobs.iter().flat_map(|j| j.recs.iter()) {
-                    let start = gathered.len();
-                    match rec {
-                        Rec::New(bytes) => gathered.extend_from_slice(bytes),
-                        Rec::Copy(from) => match segments.read(*from) {
-                            Ok(bytes) => {
-                                gathered.extend_from_slice(&bytes);
-                                segments.count_copied();
-                            }
-                            Err(e) => tracing::debug!(error = %e, "compaction source gone"),
-                        },
-                    }
-                    spans.push((start, gathered.len() - start));
-                }
-                &gathered
-            }
+            None => gathered.len(),
         };
-        if buf.is_empty() {
+        if len == 0 {
             // Nothing to write (no records, or only copies whose source is gone).
             let gone = Loc {
                 seg: 0,
@@ -352,9 +369,9 @@ impl Thread {
         }
         let (_, size) = segments.active();
         // The same decision `pad_for` makes.
-        let rolls = self.rolls(size, buf.len());
+        let rolls = self.rolls(size, len);
         // A second write, not a copy of a large single record into a padded buffer.
-        let pad = match self.pad_for(size, buf.len()) {
+        let mut pad = match self.pad_for(size, len) {
             0 => Vec::new(),
             n => codec::pad_record(n),
         };
@@ -366,6 +383,26 @@ impl Thread {
                 .roll()
                 .map_err(|e| format!("starting a log segment: {e}"))?;
         }
+        let (_, salt) = segments
+            .active_salt()
+            .ok_or("the active log segment has no header")?;
+        if !pad.is_empty() {
+            codec::seal(&mut pad, salt);
+        }
+        let buf: &[u8] = match single_rec {
+            Some(bytes) => {
+                codec::seal(bytes, salt);
+                bytes
+            }
+            None => {
+                for &(start, len) in &spans {
+                    if len > 0 {
+                        codec::seal(&mut gathered[start..start + len], salt);
+                    }
+                }
+                &gathered
+            }
+        };
         let (seg, at) = segments
             .append(&[buf, &pad])
             .map_err(|e| format!("writing the message log: {e}"))?;
@@ -397,7 +434,11 @@ impl Thread {
         if len == 0 {
             return 0;
         }
-        let at = if self.rolls(size, len) { 0 } else { size };
+        let at = if self.rolls(size, len) {
+            codec::SEGMENT_START
+        } else {
+            size
+        };
         let pad = codec::pad_after(at + len as u64);
         // Padding costs disk space (not writes: that page is written anyway), so only where
         // it is small beside the batch; disk use stays within 1.25× the records' bytes.
@@ -406,7 +447,7 @@ impl Thread {
 
     /// Does a batch of `len` bytes start a new segment when the active one holds `size`?
     fn rolls(&self, size: u64, len: usize) -> bool {
-        size > 0 && size + len as u64 > self.shared.segment_bytes
+        size > codec::SEGMENT_START && size + len as u64 > self.shared.segment_bytes
     }
 
     /// One redb transaction with `writes` and every pending counters snapshot.
@@ -492,8 +533,10 @@ impl Thread {
                 return;
             }
         }
+        // While writes fail (a full disk) nothing is kept for reuse: the space is needed.
+        let recycle = self.shared.failure.lock().is_none();
         for seg in plan.delete {
-            if let Err(e) = segments.delete(seg) {
+            if let Err(e) = segments.delete(seg, recycle) {
                 tracing::warn!(segment = seg, error = %e, "deleting a log segment failed");
             }
         }

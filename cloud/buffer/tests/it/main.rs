@@ -8,6 +8,7 @@
 mod cluster;
 mod embedded;
 mod log;
+mod recycle;
 mod redis;
 
 use std::sync::Arc;

@@ -565,7 +565,7 @@ async fn a_store_of_a_newer_format_is_refused_with_exit_69() -> anyhow::Result<(
             let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
             let mut table = txn.open_table(meta)?;
             let current = table.get("format_version")?.map(|v| v.value());
-            assert_eq!(current, Some(3), "the format this build writes");
+            assert_eq!(current, Some(4), "the format this build writes");
             table.insert("format_version", 99)?;
         }
         txn.commit()?;
