@@ -150,6 +150,11 @@ impl ChannelRt {
         changed
     }
 
+    /// When the previous token stops being accepted, if one still is or was.
+    pub(crate) fn grace_end(&self) -> Option<Timestamp> {
+        self.tokens.read().previous.as_ref().map(|p| p.1)
+    }
+
     pub fn current_token_digest(&self) -> String {
         self.tokens.read().current.to_hex()
     }

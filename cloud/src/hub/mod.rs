@@ -20,6 +20,7 @@ mod agree;
 pub mod channel;
 pub mod conn;
 mod dispatch;
+mod grace;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +39,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::hub::channel::{ChannelRt, ct_eq};
 use crate::hub::conn::{CloseReason, Conn, NewConn};
+use crate::hub::grace::GraceEnds;
 use crate::metrics::Metrics;
 
 /// A connection that ended recently, kept for late ACKs (§5.4 step 4).
@@ -63,6 +65,13 @@ pub struct Hub {
     /// defaults, or a quota's) share one `Arc` (issue #14, memory per idle channel).
     last_settings: Mutex<Option<Arc<ChannelSettings>>>,
     conns: RwLock<HashMap<String, Arc<Conn>>>,
+    /// The long-poll ones among `conns`: housekeeping looks for idle and server-closed poll
+    /// connections among these only, not among every WebSocket and SSE connection.
+    polls: RwLock<HashMap<String, Arc<Conn>>>,
+    /// When channels' previous tokens stop being accepted ([`grace`]).
+    grace_ends: GraceEnds,
+    /// Connections whose token housekeeping checked: tests check that an idle hub checks none.
+    token_checks: AtomicU64,
     closed: Mutex<HashMap<String, Closed>>,
     metrics: Arc<Metrics>,
     tracker: TaskTracker,
@@ -80,6 +89,9 @@ impl Hub {
             channels: RwLock::new(HashMap::new()),
             last_settings: Mutex::new(None),
             conns: RwLock::new(HashMap::new()),
+            polls: RwLock::new(HashMap::new()),
+            grace_ends: GraceEnds::default(),
+            token_checks: AtomicU64::new(0),
             closed: Mutex::new(HashMap::new()),
             metrics,
             tracker,
@@ -141,8 +153,22 @@ impl Hub {
                 rt
             }
         };
+        self.schedule_grace_end(&rt);
         self.enforce_tokens(&rt);
         rt.wake();
+    }
+
+    /// Remembers when the channel's previous token stops being accepted, so housekeeping
+    /// closes the connections still using it then.
+    fn schedule_grace_end(&self, rt: &ChannelRt) {
+        if let Some(at) = rt.grace_end() {
+            self.grace_ends.schedule(at, rt.shared_name());
+        }
+    }
+
+    /// How many connections' tokens housekeeping has checked since the hub started.
+    pub fn token_checks(&self) -> u64 {
+        self.token_checks.load(Ordering::Relaxed)
     }
 
     /// `s` as an `Arc` shared with the previous channel's settings when they are equal.
@@ -244,6 +270,9 @@ impl Hub {
             || self.buffer.notifier(rt.name()),
             || self.dispatch_stop.child_token(),
         );
+        if protocol == Protocol::LongPoll {
+            self.polls.write().insert(id.clone(), conn.clone());
+        }
         self.conns.write().insert(id, conn.clone());
         self.metrics.connection_opened(&channel, protocol);
         if rt.claim_dispatcher() {
@@ -264,6 +293,7 @@ impl Hub {
         }
         let (id, channel) = (conn.id(), conn.channel());
         self.conns.write().remove(id);
+        self.polls.write().remove(id);
         if let Some(rt) = self.channel(channel) {
             rt.remove_connection(id);
         }
@@ -418,6 +448,7 @@ impl Hub {
             match self.buffer.channel(rt.name()).await {
                 Ok(Some(rec)) => {
                     if rt.set_token(&rec.token) {
+                        self.schedule_grace_end(&rt);
                         self.enforce_tokens(&rt);
                     }
                     rt.set_settings(&self.shared_settings(&rec.settings));
@@ -505,28 +536,19 @@ impl Hub {
         }
     }
 
-    /// The channels with a live connection on this replica.
-    fn channels_with_connections(&self) -> Vec<Arc<ChannelRt>> {
-        let mut names: Vec<String> = self
-            .conns
-            .read()
-            .values()
-            .map(|c| c.channel().to_owned())
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        names.iter().filter_map(|n| self.channel(n)).collect()
-    }
-
     /// Periodic housekeeping: token grace ends, idle poll connections, the late-ACK memory.
+    /// Its cost follows what is due, not how many connections are open.
     pub async fn housekeeping(&self) {
         self.sync_shared().await;
-        // Only channels with connections here have anything to close.
-        for rt in self.channels_with_connections() {
-            self.enforce_tokens(&rt);
+        for name in self.grace_ends.take_due(Timestamp::now()) {
+            if let Some(rt) = self.channel(&name) {
+                self.token_checks
+                    .fetch_add(rt.connection_count() as u64, Ordering::Relaxed);
+                self.enforce_tokens(&rt);
+            }
         }
         let idle: Vec<Arc<Conn>> = self
-            .conns
+            .polls
             .read()
             .values()
             .filter(|c| c.poll_idle(POLL_IDLE))
@@ -540,10 +562,10 @@ impl Hub {
             .retain(|_, c| c.at.elapsed() <= self.late_ack_window(&c.channel));
         // Poll connections closed by the server (admin, revocation) have no socket to notice.
         let closing: Vec<Arc<Conn>> = self
-            .conns
+            .polls
             .read()
             .values()
-            .filter(|c| c.protocol() == Protocol::LongPoll && c.is_closing())
+            .filter(|c| c.is_closing())
             .cloned()
             .collect();
         for c in closing {

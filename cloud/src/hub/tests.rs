@@ -336,3 +336,89 @@ async fn a_channel_gets_its_dispatcher_task_at_its_first_connection() {
     tracker.close();
     tracker.wait().await;
 }
+
+/// Housekeeping's cost follows what is due, not how many connections are open: with
+/// connections on many channels and no grace ending it checks no token; a rotation's grace end
+/// checks that channel's connections, once, and closes the one still on the previous token
+/// (4005). It used to check every connection's token every second: ~8 ms of a worker with
+/// 10,000 idle connectors, which showed in ingest p99 (issue #13).
+#[tokio::test]
+async fn housekeeping_checks_tokens_only_where_a_grace_ended() {
+    use crate::hub::conn::CloseReason;
+    use crate::hub::{AddConn, Hub};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let buffer: Arc<dyn Buffer> =
+        Arc::new(EmbeddedBuffer::open(dir.path(), clock).expect("buffer"));
+    let hub = Hub::new(
+        buffer.clone(),
+        Arc::new(Metrics::default()),
+        tokio_util::task::TaskTracker::new(),
+    );
+    let mut records = Vec::new();
+    let mut conns = Vec::new();
+    for i in 0..40 {
+        let name = format!("ch{i}");
+        let rec = buffer
+            .register_channel(registration(&name, settings()))
+            .await
+            .expect("register")
+            .record;
+        hub.upsert_channel(&rec);
+        let added = hub
+            .add_conn(NewConn {
+                channel: name,
+                protocol: Protocol::Websocket,
+                connector_id: None,
+                remote_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                protocol_version: 2,
+                token_digest: rec.token.current_digest.clone(),
+                poll_affinity: None,
+            })
+            .await
+            .expect("add connection");
+        let AddConn::Added(c) = added else {
+            panic!("connection refused");
+        };
+        records.push(rec);
+        conns.push(c);
+    }
+    for _ in 0..3 {
+        hub.housekeeping().await;
+    }
+    assert_eq!(hub.token_checks(), 0, "no grace ended: no token checked");
+
+    // ch0's token rotated with a short grace: its connection stays until the grace ends.
+    let mut rotated = records[0].clone();
+    rotated.token.previous_digest = Some(rotated.token.current_digest.clone());
+    rotated.token.current_digest = "ab".repeat(32);
+    let grace = Duration::from_millis(300);
+    rotated.token.previous_expires_at = Some(Timestamp(
+        Timestamp::now().0 + chrono::Duration::from_std(grace).expect("grace"),
+    ));
+    hub.upsert_channel(&rotated);
+    hub.housekeeping().await;
+    assert!(!conns[0].is_closing(), "still in its grace");
+    let deadline = Instant::now() + grace + Duration::from_secs(10);
+    while !conns[0].is_closing() {
+        assert!(
+            Instant::now() < deadline,
+            "not closed after its grace ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        hub.housekeeping().await;
+    }
+    assert_eq!(conns[0].close_reason(), Some(CloseReason::TokenRevoked));
+    assert!(conns[1..].iter().all(|c| !c.is_closing()));
+    assert_eq!(
+        hub.token_checks(),
+        1,
+        "only the rotated channel's connection was checked"
+    );
+    for _ in 0..3 {
+        hub.housekeeping().await;
+    }
+    assert_eq!(hub.token_checks(), 1, "and only once");
+}
