@@ -25,10 +25,12 @@ const LEFT: usize = 100;
 /// What the process may hold beyond what it held before the backlog, once it has drained:
 /// nothing in proportion to the backlog (~16 MB of index at its peak). What is left is not
 /// the channel's: redb's page cache (capped at 4 MiB + 1 MiB) fills during the burst, and the
-/// figure varies from run to run with it (0.7–2.7 MB measured, at 100,000, 200,000 and
-/// 400,000 messages alike). Before the tables were cut as they emptied, 9.3 MB stayed at
-/// 200,000 (~47 B per message of the high-water mark).
-const MAX_KEPT_BYTES: isize = 4 * 1024 * 1024;
+/// figure varies from run to run with it (0.7–2.7 MB measured at 100,000, 200,000 and 400,000
+/// messages alike in session 15; 0.99–4.72 MB in eight runs at 200,000 in session 17, one of
+/// them in CI, which a 4 MiB bound failed). So the bound is the cache's cap and 1 MiB for the
+/// channel's own residue. Before the tables were cut as they emptied, 9.3 MB stayed at
+/// 200,000 (~47 B per message of the high-water mark), which this bound still fails.
+const MAX_KEPT_BYTES: isize = 6 * 1024 * 1024;
 
 fn live() -> isize {
     let s = GLOBAL.stats();
