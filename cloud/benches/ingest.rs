@@ -117,25 +117,8 @@ async fn start_cloud() -> TestCloud {
     TestCloud::start(webhooks()).await.unwrap()
 }
 
-/// A cloud whose embedded buffer lets `syncs` batches be synced at once.
-async fn start_cloud_syncing(syncs: usize) -> TestCloud {
-    let options = EmbeddedOptions {
-        syncs_in_flight: syncs,
-        ..EmbeddedOptions::default()
-    };
-    TestCloud::builder(webhooks())
-        .embedded_options(options)
-        .start()
-        .await
-        .unwrap()
-}
-
-/// A cloud whose embedded buffer starts a new segment every `segment_bytes`.
-async fn start_cloud_segments(segment_bytes: u64) -> TestCloud {
-    let options = EmbeddedOptions {
-        segment_bytes,
-        ..EmbeddedOptions::default()
-    };
+/// A cloud whose embedded buffer runs with `options` (syncs in flight, segment size).
+async fn start_cloud_with(options: EmbeddedOptions) -> TestCloud {
     TestCloud::builder(webhooks())
         .embedded_options(options)
         .start()
@@ -326,7 +309,10 @@ fn durable_drained(
         "BENCH_SEGMENT_BYTES",
         EmbeddedOptions::default().segment_bytes,
     );
-    let cloud = server_rt.block_on(start_cloud_segments(segment_bytes));
+    let cloud = server_rt.block_on(start_cloud_with(EmbeddedOptions {
+        segment_bytes,
+        ..EmbeddedOptions::default()
+    }));
     let stop = CancellationToken::new();
     let drainer = server_rt.spawn(drain(cloud.state().buffer().clone(), stop.clone()));
     let path = format!("/webhook/{CHANNEL}");
@@ -493,9 +479,10 @@ fn main() {
     // 2. Durable ingest.
     let durable = want("durable").then(|| {
         let cloud = match std::env::var("BENCH_SYNCS_IN_FLIGHT") {
-            Ok(n) => server_rt.block_on(start_cloud_syncing(
-                n.parse().expect("BENCH_SYNCS_IN_FLIGHT is a number"),
-            )),
+            Ok(n) => server_rt.block_on(start_cloud_with(EmbeddedOptions {
+                syncs_in_flight: n.parse().expect("BENCH_SYNCS_IN_FLIGHT is a number"),
+                ..EmbeddedOptions::default()
+            })),
             Err(_) => server_rt.block_on(start_cloud()),
         };
         let path = format!("/webhook/{CHANNEL}");
@@ -515,7 +502,10 @@ fn main() {
     // 2b. Durable ingest with one sync at a time (the plain group commit), the baseline of
     //     the pipelined commit.
     let durable1 = want("durable1").then(|| {
-        let cloud = server_rt.block_on(start_cloud_syncing(1));
+        let cloud = server_rt.block_on(start_cloud_with(EmbeddedOptions {
+            syncs_in_flight: 1,
+            ..EmbeddedOptions::default()
+        }));
         let r = run_load(cloud.addr, &format!("/webhook/{CHANNEL}"), cfg);
         server_rt.block_on(cloud.stop());
         r

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use connect_testkit::{ChildProcess, RecordingTarget, RedisServer, wait_until};
 use parking_lot::Mutex;
@@ -28,6 +28,17 @@ pub(crate) fn sender(
     accepted: Arc<Mutex<Vec<String>>>,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    sender_with(base, w, stop, move |id, _sent| accepted.lock().push(id))
+}
+
+/// Posts `{"w":w,"i":i}` until `stop`; hands each 2xx's message id, with when its POST was
+/// sent, to `on_accepted` as soon as the answer is read.
+pub(crate) fn sender_with(
+    base: String,
+    w: u64,
+    stop: CancellationToken,
+    on_accepted: impl Fn(String, Instant) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -36,6 +47,7 @@ pub(crate) fn sender(
         let mut i = 0u64;
         while !stop.is_cancelled() {
             i += 1;
+            let at = Instant::now();
             let sent = http
                 .post(format!("{base}/webhook/hook"))
                 .header("content-type", "application/json")
@@ -47,7 +59,7 @@ pub(crate) fn sender(
                     if let Ok(v) = r.json::<Value>().await
                         && let Some(id) = v["message_id"].as_str()
                     {
-                        accepted.lock().push(id.to_owned());
+                        on_accepted(id.to_owned(), at);
                     }
                 }
                 // Refused or cut by the crash: the sender would retry; this one moves on.

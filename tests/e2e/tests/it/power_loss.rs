@@ -36,7 +36,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::connector::connector_flags;
-use crate::crash_loop::{sender, verify_delivered};
+use crate::crash_loop::{sender, sender_with, verify_delivered};
 
 const TOKEN: &str = "power-loss-channel-token";
 
@@ -221,38 +221,12 @@ fn timed_sender(
     answered: Arc<Mutex<Vec<Answered>>>,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("http client");
-        let mut i = 0u64;
-        while !stop.is_cancelled() {
-            i += 1;
-            let sent = Instant::now();
-            let r = http
-                .post(format!("{base}/webhook/hook"))
-                .header("content-type", "application/json")
-                .body(format!(r#"{{"w":{w},"i":{i}}}"#))
-                .send()
-                .await;
-            let id = match r {
-                Ok(r) if r.status() == 200 => r
-                    .json::<serde_json::Value>()
-                    .await
-                    .ok()
-                    .and_then(|v| v["message_id"].as_str().map(str::to_owned)),
-                _ => None,
-            };
-            match id {
-                Some(id) => answered.lock().push(Answered {
-                    id,
-                    sent,
-                    answered: Instant::now(),
-                }),
-                None => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
+    sender_with(base, w, stop, move |id, sent| {
+        answered.lock().push(Answered {
+            id,
+            sent,
+            answered: Instant::now(),
+        })
     })
 }
 
