@@ -76,3 +76,99 @@ async fn connectors_that_connect_together_get_their_heartbeats_spread_out() {
     );
     cloud.stop().await;
 }
+
+/// When each write of an idle SSE stream (its chunks, as the handoff writes them) reached this
+/// client, and what it was, from the `connected` event on, for `watch`.
+async fn sse_writes(cloud: &TestCloud, watch: Duration) -> Vec<(Duration, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(cloud.addr)
+        .await
+        .expect("connect");
+    sock.write_all(
+        format!(
+            "GET /connect/stream/{CHANNEL}/sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nX-Webhook-Connect-Version: 2\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("request");
+    let mut seen = String::new();
+    let mut writes = Vec::new();
+    let mut start = None;
+    let end = tokio::time::Instant::now() + watch;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match tokio::time::timeout_at(end, sock.read(&mut buf)).await {
+            Err(_) => break,
+            Ok(r) => r.expect("read"),
+        };
+        assert!(n > 0, "the stream ended: {seen}");
+        let chunk = String::from_utf8_lossy(&buf[..n]).into_owned();
+        seen.push_str(&chunk);
+        if start.is_none() && chunk.contains("event: connected") {
+            start = Some(Instant::now());
+            continue;
+        }
+        if let Some(at) = start {
+            let what = if chunk.contains(": keep-alive") {
+                "keep-alive"
+            } else if chunk.contains("event: heartbeat") {
+                "heartbeat"
+            } else {
+                "other"
+            };
+            writes.push((at.elapsed(), what.to_owned()));
+        }
+    }
+    assert!(start.is_some(), "no connected event: {seen}");
+    writes
+}
+
+/// PROTOCOL §5.2: a `: keep-alive` comment whenever nothing was written for 5 s: never
+/// early, never late by more than the slack, and the heartbeat in its place when both fall
+/// due (at the default 15 s heartbeat, once the first heartbeat is out, a stream writes
+/// exactly every 5 s). Timers never fire early, so the lower bound holds on any machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_sse_stream_writes_every_5_s_and_no_more() {
+    let hooks = json!({
+        "hook": {
+            "module": "webhook_connect",
+            "module-config": {"channel": CHANNEL, "channel_token": TOKEN, "max_connections": 10}
+        }
+    });
+    let cloud = TestCloud::builder(hooks)
+        .heartbeat_seconds(15)
+        .start()
+        .await
+        .expect("cloud");
+    let keep_alive = Duration::from_secs(5);
+    let watch = Duration::from_secs(16);
+    let streams = futures::future::join_all((0..3).map(|_| sse_writes(&cloud, watch))).await;
+    let slack = scaled(Duration::from_millis(500));
+    for writes in streams {
+        let kinds: Vec<&str> = writes.iter().map(|(_, w)| w.as_str()).collect();
+        assert!(
+            kinds.contains(&"keep-alive") && kinds.contains(&"heartbeat"),
+            "{writes:?}"
+        );
+        assert!(!kinds.contains(&"other"), "{writes:?}");
+        let mut last = Duration::ZERO;
+        for (at, what) in &writes {
+            let gap = *at - last;
+            assert!(
+                gap <= keep_alive + slack,
+                "{gap:?} without a write: {writes:?}"
+            );
+            if what == "keep-alive" {
+                // The client saw `connected` a little after the cloud wrote it.
+                assert!(
+                    gap + Duration::from_millis(50) >= keep_alive,
+                    "a keep-alive {gap:?} after the last write: {writes:?}"
+                );
+            }
+            last = *at;
+        }
+        assert!(watch - last <= keep_alive + slack, "{writes:?}");
+    }
+    cloud.stop().await;
+}
