@@ -22,31 +22,11 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 
-/// A heartbeat that goes out more than this after it was due counts as late: the next one
-/// counts from when it went out (tokio's `MissedTickBehavior::Delay` uses the same margin).
-const LATE: Duration = Duration::from_millis(5);
-
 /// The heartbeat ticker of a stream that starts now.
 pub fn ticker(interval: Duration) -> Interval {
-    let mut t = interval_at(first_at(interval), interval);
+    let mut t = interval_at(Instant::now() + first_after(interval), interval);
     t.set_missed_tick_behavior(MissedTickBehavior::Delay);
     t
-}
-
-/// When the first heartbeat of a stream that starts now is due (for a stream that keeps its
-/// own deadline rather than a ticker).
-pub fn first_at(interval: Duration) -> Instant {
-    Instant::now() + first_after(interval)
-}
-
-/// When the heartbeat after the one due at `due` and sent at `sent` is due: one interval on,
-/// or one interval after `sent` if it went out late (as [`ticker`] does).
-pub fn next_at(due: Instant, sent: Instant, interval: Duration) -> Instant {
-    if sent > due + LATE {
-        sent + interval
-    } else {
-        due + interval
-    }
 }
 
 /// How long after `connected` the first heartbeat comes: uniformly in `[interval / 2, interval]`.
@@ -73,14 +53,5 @@ mod tests {
         ms.sort_unstable();
         ms.dedup();
         assert!(ms.len() > 900, "{} distinct milliseconds", ms.len());
-    }
-
-    #[test]
-    fn a_heartbeat_on_time_keeps_the_phase_and_a_late_one_moves_it() {
-        let hb = Duration::from_secs(15);
-        let due = Instant::now();
-        assert_eq!(next_at(due, due + Duration::from_millis(2), hb), due + hb);
-        let late = due + Duration::from_secs(3);
-        assert_eq!(next_at(due, late, hb), late + hb);
     }
 }

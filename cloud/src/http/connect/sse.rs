@@ -7,7 +7,6 @@
 //! response body.
 
 use std::convert::Infallible;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -23,7 +22,6 @@ use connect_protocol::time::Timestamp;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use tokio::time::Instant;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -36,8 +34,6 @@ use crate::hub::conn::NewConn;
 
 /// A keep-alive comment is written whenever nothing was written for this long.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
-/// A chunk buffer grown past this by a large event is let go after it.
-const CHUNK_KEPT: usize = 4096;
 /// How long the task waits for hyper to hand over the socket after the response head.
 const HANDOFF_WAIT: Duration = Duration::from_secs(10);
 
@@ -75,7 +71,7 @@ pub async fn stream_sse(
         }
         _ => {
             let (tx, rx) = mpsc::channel::<Bytes>(64);
-            st.tracker().spawn(run(st2, authed, params, Sink::body(tx)));
+            st.tracker().spawn(run(st2, authed, params, Sink::Body(tx)));
             let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
             (StatusCode::OK, body).into_response()
         }
@@ -95,7 +91,7 @@ pub async fn stream_sse(
     res
 }
 
-fn event(name: &str, id: Option<&str>, data: &str) -> String {
+fn event(name: &str, id: Option<&str>, data: &str) -> Bytes {
     let mut s = String::with_capacity(data.len() + 48);
     s.push_str("event: ");
     s.push_str(name);
@@ -108,72 +104,51 @@ fn event(name: &str, id: Option<&str>, data: &str) -> String {
     s.push_str("data: ");
     s.push_str(data);
     s.push_str("\n\n");
-    s
+    Bytes::from(s)
 }
 
-async fn run(st: AppState, authed: Authed, params: NewConn, (mut tx, gone): (Sink, Gone)) {
-    serve(&st, authed, params, &mut tx, gone).await;
+async fn run(st: AppState, authed: Authed, params: NewConn, mut tx: Sink) {
+    serve(&st, authed, params, &mut tx).await;
     tx.finish().await;
 }
 
-async fn serve(st: &AppState, authed: Authed, params: NewConn, tx: &mut Sink, gone: Gone) {
-    let wt = st.settings().write_timeout();
+async fn serve(st: &AppState, authed: Authed, params: NewConn, tx: &mut Sink) {
     let conn = match st.hub().add_conn(params).await {
         Ok(AddConn::Added(c)) => c,
         Ok(AddConn::Full) => {
             let data = to_ascii_json(&SseError {
                 error: sse_error::MAX_CONNECTIONS.into(),
             });
-            tx.send_within(event("error", None, &data), wt).await;
+            tx.send_within(event("error", None, &data), st.settings().write_timeout())
+                .await;
             return;
         }
         Ok(AddConn::NoChannel) | Err(_) => {
             let data = to_ascii_json(&SseError {
                 error: sse_error::INTERNAL.into(),
             });
-            tx.send_within(event("error", None, &data), wt).await;
+            tx.send_within(event("error", None, &data), st.settings().write_timeout())
+                .await;
             return;
         }
     };
     let hb = st.settings().heartbeat();
+    let wt = st.settings().write_timeout();
     let connected = authed.connected(st, &conn);
     let mut alive = tx
         .send_within(event("connected", None, &to_ascii_json(&connected)), wt)
         .await;
     let mut rx = conn.receiver().await;
-    // An idle stream wakes only to write (a keep-alive or a heartbeat, three times per 15 s
-    // interval), so each wake-up is kept cheap: one timer for whichever write is due next,
-    // reset rather than made anew, and the waits for the client leaving and for the
-    // connection closing made once for the stream's life.
-    let gone = gone.wait();
-    let closing = conn.closed();
-    let mut next_beat = beat::first_at(hb);
-    let mut last_write = Instant::now();
-    let mut due_at = next_beat.min(last_write + KEEP_ALIVE);
-    let due = tokio::time::sleep_until(due_at);
-    tokio::pin!(gone, closing, due);
+    let mut ticker = beat::ticker(hb);
+    let mut last_write = tokio::time::Instant::now();
     while alive {
-        // In this order, and no further once one is ready: a timer's wake-up polls the
-        // closing and the timer only. The client leaving is looked at last; a write to a
-        // client that left fails anyway.
+        let keep_alive_at = last_write + KEEP_ALIVE;
         tokio::select! {
-            biased;
-            _ = &mut closing => {
+            _ = tx.closed() => break,
+            _ = conn.closed() => {
                 let reason = conn.close_reason().map(|r| r.sse_error()).unwrap_or(sse_error::SERVER_SHUTDOWN);
                 tx.send_within(event("error", None, &to_ascii_json(&SseError { error: reason.into() })), wt).await;
                 break;
-            }
-            () = &mut due => {
-                let now = Instant::now();
-                if now >= next_beat {
-                    let ts = Timestamp::now();
-                    let data = to_ascii_json(&Heartbeat { timestamp: ts, server_time: Some(ts) });
-                    alive = tx.send_within(event("heartbeat", None, &data), wt).await;
-                    next_beat = beat::next_at(next_beat, now, hb);
-                } else {
-                    alive = tx.send_within(&b": keep-alive\n\n"[..], wt).await;
-                }
-                last_write = Instant::now();
             }
             batch = rx.recv() => {
                 let Some(batch) = batch else { break };
@@ -185,14 +160,18 @@ async fn serve(st: &AppState, authed: Authed, params: NewConn, tx: &mut Sink, go
                         break;
                     }
                 }
-                last_write = Instant::now();
+                last_write = tokio::time::Instant::now();
             }
-            _ = &mut gone => break,
-        }
-        let next = next_beat.min(last_write + KEEP_ALIVE);
-        if next != due_at || due.is_elapsed() {
-            due_at = next;
-            due.as_mut().reset(due_at);
+            _ = ticker.tick() => {
+                let now = Timestamp::now();
+                let data = to_ascii_json(&Heartbeat { timestamp: now, server_time: Some(now) });
+                alive = tx.send_within(event("heartbeat", None, &data), wt).await;
+                last_write = tokio::time::Instant::now();
+            }
+            _ = tokio::time::sleep_until(keep_alive_at) => {
+                alive = tx.send_within(Bytes::from_static(b": keep-alive\n\n"), wt).await;
+                last_write = tokio::time::Instant::now();
+            }
         }
     }
     drop(rx);
@@ -204,84 +183,49 @@ async fn serve(st: &AppState, authed: Authed, params: NewConn, tx: &mut Sink, go
 enum Sink {
     Body(mpsc::Sender<Bytes>),
     Socket {
+        read: OwnedReadHalf,
         write: OwnedWriteHalf,
-        /// The chunk being written, kept for the next one.
-        chunk: Vec<u8>,
         _permit: Option<OwnedSemaphorePermit>,
     },
 }
 
-/// What tells that the client has gone: the body dropped, or the socket closed or reset.
-enum Gone {
-    Body(mpsc::Sender<Bytes>),
-    Socket(OwnedReadHalf),
-}
-
 impl Sink {
-    fn body(tx: mpsc::Sender<Bytes>) -> (Self, Gone) {
-        (Sink::Body(tx.clone()), Gone::Body(tx))
-    }
-
-    fn socket(d: Detached) -> (Self, Gone) {
+    fn socket(d: Detached) -> Self {
         let (read, write) = d.stream.into_split();
-        let sink = Sink::Socket {
+        Sink::Socket {
+            read,
             write,
-            chunk: Vec::new(),
             _permit: d.permit,
-        };
-        (sink, Gone::Socket(read))
+        }
     }
 
     /// Writes (or queues) one event within `deadline`; false when the client is gone or has
     /// not taken the events before it in time (it stopped reading).
-    async fn send_within(
-        &mut self,
-        ev: impl Into<Bytes> + AsRef<[u8]>,
-        deadline: Duration,
-    ) -> bool {
+    async fn send_within(&mut self, ev: Bytes, deadline: Duration) -> bool {
         match self {
             Sink::Body(tx) => matches!(
-                tokio::time::timeout(deadline, tx.send(ev.into())).await,
+                tokio::time::timeout(deadline, tx.send(ev)).await,
                 Ok(Ok(()))
             ),
-            Sink::Socket { write, chunk, .. } => {
-                let ev = ev.as_ref();
-                chunk.clear();
-                let _ = write!(chunk, "{:x}\r\n", ev.len());
-                chunk.extend_from_slice(ev);
+            Sink::Socket { write, .. } => {
+                let mut chunk = Vec::with_capacity(ev.len() + 12);
+                chunk.extend_from_slice(format!("{:x}\r\n", ev.len()).as_bytes());
+                chunk.extend_from_slice(&ev);
                 chunk.extend_from_slice(b"\r\n");
-                let ok = matches!(
-                    tokio::time::timeout(deadline, write.write_all(chunk)).await,
+                matches!(
+                    tokio::time::timeout(deadline, write.write_all(&chunk)).await,
                     Ok(Ok(()))
-                );
-                // A large event's buffer is not kept for the keep-alives after it.
-                if chunk.capacity() > CHUNK_KEPT {
-                    *chunk = Vec::new();
-                }
-                ok
+                )
             }
         }
     }
 
-    /// Ends the stream: the body ends with the channel; the socket gets the last chunk.
-    async fn finish(self) {
-        if let Sink::Socket { mut write, .. } = self {
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                write.write_all(b"0\r\n\r\n").await?;
-                write.shutdown().await
-            })
-            .await;
-        }
-    }
-}
-
-impl Gone {
-    /// Resolves when the client has gone; anything a client sends on an SSE stream is read
-    /// and dropped.
-    async fn wait(self) {
+    /// Resolves when the client has gone (the body dropped, or the socket closed or reset);
+    /// anything a client sends on an SSE stream is read and dropped.
+    async fn closed(&self) {
         match self {
-            Gone::Body(tx) => tx.closed().await,
-            Gone::Socket(read) => loop {
+            Sink::Body(tx) => tx.closed().await,
+            Sink::Socket { read, .. } => loop {
                 if read.readable().await.is_err() {
                     return;
                 }
@@ -293,6 +237,17 @@ impl Gone {
                     Err(_) => return,
                 }
             },
+        }
+    }
+
+    /// Ends the stream: the body ends with the channel; the socket gets the last chunk.
+    async fn finish(self) {
+        if let Sink::Socket { mut write, .. } = self {
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                write.write_all(b"0\r\n\r\n").await?;
+                write.shutdown().await
+            })
+            .await;
         }
     }
 }

@@ -91,12 +91,9 @@ async fn run(st: AppState, authed: Authed, params: NewConn, mut socket: WebSocke
     let mut ticker = beat::ticker(hb);
     let mut last_seen = Instant::now();
     let mut guard = InvalidFrameGuard::default();
-    // Made once for the connection's life, not on every pass of the loop.
-    let closing = conn.closed();
-    tokio::pin!(closing);
     let close_code = loop {
         tokio::select! {
-            _ = &mut closing => {
+            _ = conn.closed() => {
                 break conn.close_reason().map(|r| r.ws_code()).unwrap_or(close::GOING_AWAY);
             }
             batch = rx.recv() => {
