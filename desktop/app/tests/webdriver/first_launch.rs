@@ -52,6 +52,14 @@ fn screen_colours(path: &std::path::Path) -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb, D-Bus, gnome-keyring, tauri-driver and WebKitWebDriver: run scripts/test-app.sh"]
 async fn first_launch_shows_the_window_and_closing_it_without_a_tray_follows_the_setting()
+-> std::result::Result<(), String> {
+    crate::outcome(
+        first_launch_shows_the_window_and_closing_it_without_a_tray_follows_the_setting_flow()
+            .await,
+    )
+}
+
+async fn first_launch_shows_the_window_and_closing_it_without_a_tray_follows_the_setting_flow()
 -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let home = tmp.path().join("home");

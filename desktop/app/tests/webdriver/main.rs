@@ -28,6 +28,13 @@ use webdriver::By;
 
 use harness::{ADMIN, CHANNEL, Cloud, TOKEN};
 
+/// A flow's failure as the test's last output, without a backtrace: anyhow captures one when
+/// `RUST_BACKTRACE` is set, and its frames pushed the message itself out of the tail of the
+/// output that CI reports.
+fn outcome(result: Result<()>) -> std::result::Result<(), String> {
+    result.map_err(|e| format!("{e:#}"))
+}
+
 /// The test's own gnome-keyring daemon; ended when dropped, so that the next test's daemon owns
 /// the Secret Service's bus name (a daemon left running keeps the name with its `home` deleted,
 /// and every write to it then fails).
@@ -134,7 +141,11 @@ fn comm(pid: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb, D-Bus, gnome-keyring, tauri-driver and WebKitWebDriver: run scripts/test-app.sh"]
-async fn add_channel_forward_inspect_replay_and_dead_letter() -> Result<()> {
+async fn add_channel_forward_inspect_replay_and_dead_letter() -> std::result::Result<(), String> {
+    crate::outcome(add_channel_forward_inspect_replay_and_dead_letter_flow().await)
+}
+
+async fn add_channel_forward_inspect_replay_and_dead_letter_flow() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let home = tmp.path().join("home");
     let config_home = home.join(".config");

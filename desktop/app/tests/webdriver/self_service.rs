@@ -89,7 +89,15 @@ async fn click_in_tray(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb, D-Bus, gnome-keyring, tauri-driver and WebKitWebDriver: run scripts/test-app.sh"]
-async fn sign_in_new_channel_use_here_tray_dead_letters_and_delete_at_the_cloud() -> Result<()> {
+async fn sign_in_new_channel_use_here_tray_dead_letters_and_delete_at_the_cloud()
+-> std::result::Result<(), String> {
+    crate::outcome(
+        sign_in_new_channel_use_here_tray_dead_letters_and_delete_at_the_cloud_flow().await,
+    )
+}
+
+async fn sign_in_new_channel_use_here_tray_dead_letters_and_delete_at_the_cloud_flow() -> Result<()>
+{
     let tmp = tempfile::tempdir()?;
     let home = tmp.path().join("home");
     let config_home = home.join(".config");

@@ -173,21 +173,59 @@ impl Session {
         }
     }
 
+    /// Replaces what the input `by` holds with `text`, and checks that it holds exactly that.
+    ///
+    /// The UI's inputs are controlled: WebDriver's clear empties the DOM field without telling
+    /// the view, so a re-render before the keys arrive puts the old value back and the keys
+    /// land after it. That failed the self-service flow once in twenty runs here, and once in
+    /// CI: the API key typed after a refused one was sent as both, and refused again. So the
+    /// field is typed again until it holds exactly `text`.
     pub async fn type_into(&self, by: By, text: &str) -> Result<()> {
-        let e = self.wait_for(by, Duration::from_secs(10)).await?;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{}/clear", e.0),
-            Some(json!({})),
+        let mut held = String::new();
+        for _ in 0..5 {
+            let e = self.wait_for(by.clone(), Duration::from_secs(10)).await?;
+            self.call(
+                reqwest::Method::POST,
+                &format!("/element/{}/clear", e.0),
+                Some(json!({})),
+            )
+            .await?;
+            self.call(
+                reqwest::Method::POST,
+                &format!("/element/{}/value", e.0),
+                Some(json!({"text": text})),
+            )
+            .await?;
+            held = self.property(&e, "value").await?;
+            if held == text {
+                return Ok(());
+            }
+            eprintln!(
+                "{} held {} characters after typing {}: typing again",
+                by.0,
+                held.chars().count(),
+                text.chars().count()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!(
+            "{} holds {} characters, not the {} typed (five tries)",
+            by.0,
+            held.chars().count(),
+            text.chars().count()
         )
-        .await?;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{}/value", e.0),
-            Some(json!({"text": text})),
-        )
-        .await?;
-        Ok(())
+    }
+
+    /// The DOM property `name` of `e` (an input's `value` is a property, not an attribute).
+    pub async fn property(&self, e: &Element, name: &str) -> Result<String> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{}/property/{name}", e.0),
+                None,
+            )
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
     }
 
     /// Runs `script` (a function body) in the page and returns its value.
