@@ -16,10 +16,25 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{CHANNEL, TOKEN, Ws, ws_connector};
+use crate::support::{CHANNEL, TOKEN, Ws, sse_connector, ws_connector};
 
 const INTERVAL: Duration = Duration::from_secs(5);
 const CONNECTORS: usize = 30;
+
+/// A cloud with one channel ([`CHANNEL`], [`TOKEN`]) and a heartbeat every `seconds`.
+async fn cloud_with_heartbeat(seconds: u64) -> TestCloud {
+    let hooks = json!({
+        "hook": {
+            "module": "webhook_connect",
+            "module-config": {"channel": CHANNEL, "channel_token": TOKEN, "max_connections": 100}
+        }
+    });
+    TestCloud::builder(hooks)
+        .heartbeat_seconds(seconds)
+        .start()
+        .await
+        .expect("cloud")
+}
 
 /// How long after `connected` (as this client saw it) the stream's first heartbeat arrived.
 async fn first_heartbeat(mut ws: Ws, connected: Instant) -> Duration {
@@ -41,17 +56,7 @@ async fn first_heartbeat(mut ws: Ws, connected: Instant) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connectors_that_connect_together_get_their_heartbeats_spread_out() {
-    let hooks = json!({
-        "hook": {
-            "module": "webhook_connect",
-            "module-config": {"channel": CHANNEL, "channel_token": TOKEN, "max_connections": 100}
-        }
-    });
-    let cloud = TestCloud::builder(hooks)
-        .heartbeat_seconds(INTERVAL.as_secs())
-        .start()
-        .await
-        .expect("cloud");
+    let cloud = cloud_with_heartbeat(INTERVAL.as_secs()).await;
     let mut open = Vec::with_capacity(CONNECTORS);
     for _ in 0..CONNECTORS {
         let ws = ws_connector(&cloud).await;
@@ -80,21 +85,11 @@ async fn connectors_that_connect_together_get_their_heartbeats_spread_out() {
 /// When each write of an idle SSE stream (its chunks, as the handoff writes them) reached this
 /// client, and what it was, from the `connected` event on, for `watch`.
 async fn sse_writes(cloud: &TestCloud, watch: Duration) -> Vec<(Duration, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sock = tokio::net::TcpStream::connect(cloud.addr)
-        .await
-        .expect("connect");
-    sock.write_all(
-        format!(
-            "GET /connect/stream/{CHANNEL}/sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nX-Webhook-Connect-Version: 2\r\nAccept: text/event-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .expect("request");
+    use tokio::io::AsyncReadExt;
+    let mut sock = sse_connector(cloud).await;
+    let start = Instant::now();
     let mut seen = String::new();
     let mut writes = Vec::new();
-    let mut start = None;
     let end = tokio::time::Instant::now() + watch;
     let mut buf = [0u8; 4096];
     loop {
@@ -105,22 +100,15 @@ async fn sse_writes(cloud: &TestCloud, watch: Duration) -> Vec<(Duration, String
         assert!(n > 0, "the stream ended: {seen}");
         let chunk = String::from_utf8_lossy(&buf[..n]).into_owned();
         seen.push_str(&chunk);
-        if start.is_none() && chunk.contains("event: connected") {
-            start = Some(Instant::now());
-            continue;
-        }
-        if let Some(at) = start {
-            let what = if chunk.contains(": keep-alive") {
-                "keep-alive"
-            } else if chunk.contains("event: heartbeat") {
-                "heartbeat"
-            } else {
-                "other"
-            };
-            writes.push((at.elapsed(), what.to_owned()));
-        }
+        let what = if chunk.contains(": keep-alive") {
+            "keep-alive"
+        } else if chunk.contains("event: heartbeat") {
+            "heartbeat"
+        } else {
+            "other"
+        };
+        writes.push((start.elapsed(), what.to_owned()));
     }
-    assert!(start.is_some(), "no connected event: {seen}");
     writes
 }
 
@@ -129,17 +117,7 @@ async fn sse_writes(cloud: &TestCloud, watch: Duration) -> Vec<(Duration, String
 /// Timers never fire early, so the lower bound holds on any machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_sse_stream_writes_a_keep_alive_after_5_s_without_a_write() {
-    let hooks = json!({
-        "hook": {
-            "module": "webhook_connect",
-            "module-config": {"channel": CHANNEL, "channel_token": TOKEN, "max_connections": 10}
-        }
-    });
-    let cloud = TestCloud::builder(hooks)
-        .heartbeat_seconds(15)
-        .start()
-        .await
-        .expect("cloud");
+    let cloud = cloud_with_heartbeat(15).await;
     let keep_alive = Duration::from_secs(5);
     let watch = Duration::from_secs(16);
     let streams = futures::future::join_all((0..3).map(|_| sse_writes(&cloud, watch))).await;

@@ -7,10 +7,8 @@
 
 use connect_testkit::in_process::TestCloud;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::support::{CHANNEL, TOKEN, ws_connector};
+use crate::support::{CHANNEL, TOKEN, sse_connector, ws_connector};
 
 const WARM: usize = 20;
 const MEASURED: usize = 300;
@@ -50,33 +48,6 @@ async fn an_idle_websocket_connector_costs_at_most_32_kib() {
     );
     drop(open);
     cloud.stop().await;
-}
-
-/// Opens one SSE connector over a bare socket and waits for its `connected` event.
-async fn sse_connector(cloud: &TestCloud) -> TcpStream {
-    let mut sock = TcpStream::connect(cloud.addr).await.expect("connect");
-    sock.write_all(
-        format!(
-            "GET /connect/stream/{CHANNEL}/sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nX-Webhook-Connect-Version: 2\r\nAccept: text/event-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .expect("request");
-    let mut seen = Vec::with_capacity(256);
-    let mut buf = [0u8; 256];
-    loop {
-        let n = sock.read(&mut buf).await.expect("read");
-        assert!(
-            n > 0,
-            "closed before `connected`: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-        if seen.windows(16).any(|w| w == b"event: connected") {
-            return sock;
-        }
-    }
 }
 
 fn hooks() -> serde_json::Value {

@@ -125,3 +125,35 @@ pub async fn ws_connector(cloud: &TestCloud) -> Ws {
         }
     }
 }
+
+/// Opens one SSE connector over a bare socket and reads its whole `connected` event.
+pub async fn sse_connector(cloud: &TestCloud) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(cloud.addr)
+        .await
+        .expect("connect");
+    sock.write_all(
+        format!(
+            "GET /connect/stream/{CHANNEL}/sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nX-Webhook-Connect-Version: 2\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("request");
+    let mut seen = Vec::with_capacity(256);
+    let mut buf = [0u8; 256];
+    loop {
+        let n = sock.read(&mut buf).await.expect("read");
+        assert!(
+            n > 0,
+            "closed before `connected`: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+        // The whole event, to its blank line: what follows on the socket is the stream's.
+        let at = seen.windows(16).position(|w| w == b"event: connected");
+        if at.is_some_and(|at| seen[at..].windows(2).any(|w| w == b"\n\n")) {
+            return sock;
+        }
+    }
+}

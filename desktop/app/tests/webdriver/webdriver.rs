@@ -128,14 +128,7 @@ impl Session {
     }
 
     pub async fn attribute(&self, e: &Element, name: &str) -> Result<String> {
-        let v = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/element/{}/attribute/{name}", e.0),
-                None,
-            )
-            .await?;
-        Ok(v.as_str().unwrap_or_default().to_owned())
+        self.element_string(e, "attribute", name).await
     }
 
     /// Clicks once the element exists and is interactable (retried: views animate in).
@@ -218,10 +211,15 @@ impl Session {
 
     /// The DOM property `name` of `e` (an input's `value` is a property, not an attribute).
     pub async fn property(&self, e: &Element, name: &str) -> Result<String> {
+        self.element_string(e, "property", name).await
+    }
+
+    /// An element's `attribute` or `property` `name` as a string (empty when it has none).
+    async fn element_string(&self, e: &Element, kind: &str, name: &str) -> Result<String> {
         let v = self
             .call(
                 reqwest::Method::GET,
-                &format!("/element/{}/property/{name}", e.0),
+                &format!("/element/{}/{kind}/{name}", e.0),
                 None,
             )
             .await?;
