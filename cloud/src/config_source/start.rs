@@ -63,10 +63,15 @@ pub async fn start(m: &Arc<ConfigManager>) -> Result<(), StartError> {
     }
     match m.backend() {
         ConfigBackend::File => {
+            // Watched before the first read: a change after it is then always an event
+            // (one before it is in what is read).
+            let watches = m
+                .file_watching()
+                .then(|| file_watch::Watches::register(settings));
             let raw = file::read_all(settings, None)?;
             m.apply_raw(raw.raw, false).await?;
-            if m.file_watching() {
-                file_watch::spawn_watcher(m, raw.hashes);
+            if let Some(watches) = watches {
+                file_watch::spawn_watcher(m, raw.hashes, watches);
             }
         }
         ConfigBackend::Etcd => etcd_watch::spawn(m)?,

@@ -5,6 +5,7 @@
 
 mod admin;
 mod connect;
+mod file_watch;
 mod head_limits;
 mod head_limits_h2;
 mod heartbeats;
