@@ -52,6 +52,10 @@ struct State {
     completing: bool,
     /// Where to cut the log back to after a failed sync; taken by the writer.
     cut: Option<(u32, u64)>,
+    /// Why, while `cut` is set: the failed sync's error, which the batches appended before
+    /// the cut fail with too, so that the store's health names the cause rather than only
+    /// "an earlier write failed" (which batch completes last is a race).
+    cut_cause: Option<String>,
 }
 
 struct Work {
@@ -139,6 +143,7 @@ impl Pipeline {
         while s.in_flight > 0 {
             self.changed.wait(&mut s);
         }
+        s.cut_cause = None;
         s.cut.take()
     }
 
@@ -150,9 +155,12 @@ impl Pipeline {
             s.next_id += 1;
             // Appended after a failed sync and before the writer cut the log back: these
             // records are about to be cut, so the batch fails.
-            let outcome = s
-                .cut
-                .map(|_| Err("an earlier write to the message log failed".to_owned()));
+            let outcome = s.cut.map(|_| {
+                Err(format!(
+                    "an earlier write to the message log failed: {}",
+                    s.cut_cause.as_deref().unwrap_or("unknown")
+                ))
+            });
             let queued = outcome.is_none();
             s.pending.push_back(Pending {
                 id,
@@ -225,6 +233,7 @@ impl Pipeline {
                     }
                     if let Some(c) = cut {
                         s.cut = Some(s.cut.map_or(c, |old| old.min(c)));
+                        s.cut_cause.get_or_insert(e);
                     }
                 }
             }
@@ -373,7 +382,8 @@ mod tests {
         assert_eq!(s.cut, Some((1, 0)));
         assert_eq!(
             p.shared.failure.lock().as_deref(),
-            Some("an earlier write to the message log failed")
+            Some("an earlier write to the message log failed: injected sync failure"),
+            "the health names the cause of the cut, whichever batch completed last"
         );
     }
 }
