@@ -50,12 +50,18 @@ struct State {
     in_flight: usize,
     /// A thread is running callbacks; others leave the completion to it.
     completing: bool,
-    /// Where to cut the log back to after a failed sync; taken by the writer.
-    cut: Option<(u32, u64)>,
-    /// Why, while `cut` is set: the failed sync's error, which the batches appended before
-    /// the cut fail with too, so that the store's health names the cause rather than only
-    /// "an earlier write failed" (which batch completes last is a race).
-    cut_cause: Option<String>,
+    /// Where to cut the log back to after a failed sync, and why; taken by the writer.
+    cut: Option<Cut>,
+}
+
+/// A cut the writer owes the log after a failed sync.
+struct Cut {
+    /// Segment and offset to cut back to.
+    at: (u32, u64),
+    /// The failed sync's error, which the batches appended before the cut fail with too, so
+    /// that the store's health names the cause rather than only "an earlier write failed"
+    /// (which batch completes last is a race).
+    cause: String,
 }
 
 struct Work {
@@ -139,12 +145,11 @@ impl Pipeline {
     /// back to before the next append.
     pub fn take_cut(&self) -> Option<(u32, u64)> {
         let mut s = self.state.lock();
-        s.cut?;
+        s.cut.as_ref()?;
         while s.in_flight > 0 {
             self.changed.wait(&mut s);
         }
-        s.cut_cause = None;
-        s.cut.take()
+        s.cut.take().map(|c| c.at)
     }
 
     /// A batch appended at `start` whose sync is to run on a syncer thread.
@@ -155,10 +160,10 @@ impl Pipeline {
             s.next_id += 1;
             // Appended after a failed sync and before the writer cut the log back: these
             // records are about to be cut, so the batch fails.
-            let outcome = s.cut.map(|_| {
+            let outcome = s.cut.as_ref().map(|c| {
                 Err(format!(
                     "an earlier write to the message log failed: {}",
-                    s.cut_cause.as_deref().unwrap_or("unknown")
+                    c.cause
                 ))
             });
             let queued = outcome.is_none();
@@ -231,9 +236,11 @@ impl Pipeline {
                         cut = cut.or(p.start);
                         p.outcome = Some(Err(e.clone()));
                     }
-                    if let Some(c) = cut {
-                        s.cut = Some(s.cut.map_or(c, |old| old.min(c)));
-                        s.cut_cause.get_or_insert(e);
+                    if let Some(at) = cut {
+                        match &mut s.cut {
+                            Some(old) => old.at = old.at.min(at),
+                            None => s.cut = Some(Cut { at, cause: e }),
+                        }
                     }
                 }
             }
@@ -379,7 +386,7 @@ mod tests {
         let s = p.state.lock();
         assert!(s.pending.is_empty());
         assert_eq!(s.in_flight, 0);
-        assert_eq!(s.cut, Some((1, 0)));
+        assert_eq!(s.cut.as_ref().map(|c| c.at), Some((1, 0)));
         assert_eq!(
             p.shared.failure.lock().as_deref(),
             Some("an earlier write to the message log failed: injected sync failure"),

@@ -223,8 +223,9 @@ async fn every_acknowledged_webhook_reaches_the_target_through_redis_crashes_and
     verify_delivered(&accepted, &target, &conn, REDIS_CRASHES).await?;
 
     // The rotation is Redis state: it held through every crash. Right after the last
-    // restart the status endpoint has answered 503 once in CI (the store not yet available
-    // to that request; cause not found): an outage is not what this checks, so it waits for
+    // restart the status endpoint answered 503 once in CI: the Redis backend's health mark,
+    // set by an I/O error during the restart, heals only at its once-a-second ping, and
+    // connector endpoints check it first. An outage is not what this checks, so it waits for
     // an answer that is not 503, and that answer must be the refusal.
     wait_until(
         Duration::from_secs(15),
